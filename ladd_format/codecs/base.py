@@ -1,0 +1,104 @@
+"""The codec interface and registry for dense labels (spec section 6).
+
+A codec turns float probabilities ``(B, P, C)`` into the arrays stored under ``/dense`` and back to
+float32 probabilities. Each codec is one small class in its own module, registered by name, with a
+JSON-able configuration that round-trips through :meth:`Codec.config` / :func:`make_codec`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import CodecError
+
+_REGISTRY: dict[str, type["Codec"]] = {}
+
+
+class Codec:
+    """Base class. Subclasses set ``name`` and implement the four methods below."""
+
+    name: ClassVar[str]
+
+    def config(self) -> dict:
+        """JSON-able configuration; ``make_codec(**codec.config())`` rebuilds an equal codec."""
+        return {"name": self.name}
+
+    def dense_attrs(self) -> dict:
+        """Extra attributes of ``/dense`` this codec needs (e.g. ``k``)."""
+        return {}
+
+    def layout(self, num_sub: int, num_classes: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Stored datasets under ``/dense``: name -> (per-image shape, dtype)."""
+        raise NotImplementedError
+
+    def encode(self, probs: np.ndarray) -> dict[str, np.ndarray]:
+        """``(B, P, C)`` float probabilities -> stored arrays, each ``(B, P, ...)``."""
+        raise NotImplementedError
+
+    def decode(self, stored: dict[str, np.ndarray], num_classes: int) -> np.ndarray:
+        """Stored arrays ``(B, P, ...)`` -> ``(B, P, C)`` float32 probabilities."""
+        raise NotImplementedError
+
+    def check(self, stored: dict[str, np.ndarray], num_classes: int) -> list[str]:
+        """Problems with stored values against the codec's tolerance (spec 6); empty when fine."""
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Codec) and self.config() == other.config()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+def register(cls: type[Codec]) -> type[Codec]:
+    """Class decorator: make a codec available by its ``name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def codec_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_codec(name: str, **config) -> Codec:
+    """Build a registered codec by name with its configuration."""
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise CodecError(f"unknown codec {name!r}; known: {', '.join(codec_names())}") from None
+    try:
+        return cls(**config)
+    except TypeError as exc:
+        raise CodecError(f"bad configuration for codec {name!r}: {exc}") from None
+
+
+def quantize_unit(values: np.ndarray) -> np.ndarray:
+    """Probabilities in [0, 1] -> uint8 ``floor(255 * p + 0.5)`` (spec 6)."""
+    return np.floor(np.clip(values, 0.0, 1.0).astype(np.float64) * 255.0 + 0.5).astype(np.uint8)
+
+
+def normalize_rows(q: np.ndarray, num_classes: int) -> np.ndarray:
+    """Divide each row (last axis) by its sum; a row summing to 0 becomes uniform 1/C."""
+    q = q.astype(np.float64, copy=False)
+    sums = q.sum(axis=-1, keepdims=True)
+    zero = sums == 0
+    out = np.where(zero, 1.0 / num_classes, q / np.where(zero, 1.0, sums))
+    return out.astype(np.float32)
+
+
+def float_row_problems(values: np.ndarray, tolerance: float) -> list[str]:
+    """Checks shared by the float codecs: finite, in [0, 1], rows summing to 1 within tolerance."""
+    problems = []
+    v = values.astype(np.float64)
+    if not np.all(np.isfinite(v)):
+        problems.append(f"{int(np.sum(~np.isfinite(v)))} values are NaN or infinite")
+        v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+    if np.any(v < 0) or np.any(v > 1):
+        problems.append(f"values must lie in [0, 1], found min {v.min():.4g}, max {v.max():.4g}")
+    dev = np.abs(v.sum(axis=-1) - 1.0)
+    if dev.size and dev.max() > tolerance:
+        problems.append(f"rows must sum to 1 within {tolerance:g}, worst row is off by {dev.max():.4g}")
+    return problems

@@ -1,0 +1,26 @@
+"""Codec ``float32``: probabilities stored as float32, decoded as stored (spec 6)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Codec, float_row_problems, register
+
+
+@register
+class Float32Codec(Codec):
+    name = "float32"
+    dtype = np.dtype("<f4")
+    tolerance = 1e-3
+
+    def layout(self, num_sub, num_classes):
+        return {"probs": ((num_sub, num_classes), self.dtype)}
+
+    def encode(self, probs):
+        return {"probs": np.asarray(probs).astype(self.dtype)}
+
+    def decode(self, stored, num_classes):
+        return np.asarray(stored["probs"]).astype(np.float32)
+
+    def check(self, stored, num_classes):
+        return float_row_problems(np.asarray(stored["probs"]), self.tolerance)

@@ -1,0 +1,96 @@
+"""Codec ``topk``: the k largest probabilities and their class indices; the rest of the mass is
+spread evenly over the other C - k classes on decoding (spec 6)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CodecError
+from .base import Codec, normalize_rows, quantize_unit, register
+
+VALUE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "uint8": np.dtype("u1")}
+
+
+@register
+class TopKCodec(Codec):
+    name = "topk"
+
+    def __init__(self, k: int = 10, values: str = "float16"):
+        if int(k) < 1:
+            raise CodecError(f"topk needs k >= 1, got {k}")
+        if values not in VALUE_DTYPES:
+            raise CodecError(f"topk values must be one of {', '.join(VALUE_DTYPES)}, got {values!r}")
+        self.k = int(k)
+        self.values = values
+
+    def config(self):
+        return {"name": self.name, "k": self.k, "values": self.values}
+
+    def dense_attrs(self):
+        return {"k": self.k}
+
+    def layout(self, num_sub, num_classes):
+        if self.k > num_classes:
+            raise CodecError(f"topk k = {self.k} exceeds the number of classes {num_classes}")
+        if num_classes > 65536:
+            raise CodecError(f"topk stores uint16 indices, so C must be <= 65536, got {num_classes}")
+        return {"topk_index": ((num_sub, self.k), np.dtype("<u2")),
+                "topk_prob": ((num_sub, self.k), VALUE_DTYPES[self.values])}
+
+    def encode(self, probs):
+        p = np.asarray(probs)
+        if self.k > p.shape[-1]:
+            raise CodecError(f"topk k = {self.k} exceeds the number of classes {p.shape[-1]}")
+        # stable sort of -p: descending probability, ties broken by the lower class index
+        index = np.argsort(-p, axis=-1, kind="stable")[..., : self.k]
+        top = np.take_along_axis(p, index, axis=-1)
+        if self.values == "uint8":
+            stored = quantize_unit(top)
+        else:
+            stored = top.astype(VALUE_DTYPES[self.values])
+        return {"topk_index": index.astype("<u2"), "topk_prob": stored}
+
+    @staticmethod
+    def stored_values(stored) -> np.ndarray:
+        """The stored top-k values as float64 probabilities (uint8: s / 255)."""
+        raw = np.asarray(stored["topk_prob"])
+        v = raw.astype(np.float64)
+        return v / 255.0 if raw.dtype == np.uint8 else v
+
+    def decode(self, stored, num_classes):
+        index = np.asarray(stored["topk_index"]).astype(np.int64)
+        v = self.stored_values(stored)
+        k = index.shape[-1]
+        if k < num_classes:
+            rest = np.maximum(0.0, 1.0 - v.sum(axis=-1, keepdims=True)) / (num_classes - k)
+            out = np.broadcast_to(rest, index.shape[:-1] + (num_classes,)).copy()
+        else:
+            out = np.zeros(index.shape[:-1] + (num_classes,), dtype=np.float64)
+        np.put_along_axis(out, index, v, axis=-1)
+        return normalize_rows(out, num_classes)
+
+    def check(self, stored, num_classes):
+        problems = []
+        index = np.asarray(stored["topk_index"]).astype(np.int64)
+        raw = np.asarray(stored["topk_prob"])
+        if index.size and index.max() >= num_classes:
+            problems.append(f"class indices must be < C = {num_classes}, found {int(index.max())}")
+        if index.shape[-1] > 1:
+            ordered = np.sort(index, axis=-1)
+            if np.any(ordered[..., 1:] == ordered[..., :-1]):
+                problems.append("class indices must be distinct within each row")
+        if raw.dtype == np.uint8:
+            s = raw.astype(np.int64).sum(axis=-1)
+            if s.size and s.max() > 255 + raw.shape[-1] / 2:
+                problems.append(f"uint8 values must sum to <= 255 + k/2 per row, found {int(s.max())}")
+            return problems
+        v = raw.astype(np.float64)
+        if not np.all(np.isfinite(v)):
+            problems.append(f"{int(np.sum(~np.isfinite(v)))} values are NaN or infinite")
+            v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+        if np.any(v < 0) or np.any(v > 1):
+            problems.append(f"values must lie in [0, 1], found min {v.min():.4g}, max {v.max():.4g}")
+        s = v.sum(axis=-1)
+        if s.size and s.max() > 1 + 1e-3:
+            problems.append(f"values must sum to <= 1 + 1e-3 per row, found {s.max():.6g}")
+        return problems

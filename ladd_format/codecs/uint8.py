@@ -1,0 +1,29 @@
+"""Codec ``uint8``: s = floor(255 p + 0.5); decoded as s / 255 with each row renormalised."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Codec, normalize_rows, quantize_unit, register
+
+
+@register
+class Uint8Codec(Codec):
+    name = "uint8"
+
+    def layout(self, num_sub, num_classes):
+        return {"probs": ((num_sub, num_classes), np.dtype("u1"))}
+
+    def encode(self, probs):
+        return {"probs": quantize_unit(np.asarray(probs))}
+
+    def decode(self, stored, num_classes):
+        return normalize_rows(np.asarray(stored["probs"]).astype(np.float64) / 255.0, num_classes)
+
+    def check(self, stored, num_classes):
+        s = np.asarray(stored["probs"]).astype(np.int64).sum(axis=-1)
+        dev = np.abs(s - 255)
+        if dev.size and dev.max() > num_classes / 2:
+            return [f"uint8 rows must sum to 255 within C/2 = {num_classes / 2:g}, "
+                    f"worst row sums to {int(s.flat[int(np.argmax(dev))])}"]
+        return []

@@ -1,0 +1,62 @@
+"""Sub-image geometry: the paper's sub-sampling S as boxes (spec section 5).
+
+Pure integer arithmetic; every reader and writer calls :func:`boxes` so that the stored boxes,
+the labeler pass and the rebuilt sub-images can never drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+RESIZE = "bilinear-antialias"
+
+
+def crop_length(length: int, ratio: float) -> int:
+    """Crop length along one axis: floor(R * L + 0.5), in double precision (spec 5)."""
+    if not (0.0 < ratio <= 1.0) or not math.isfinite(ratio):
+        raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
+    if length < 1:
+        raise ValueError(f"image side must be >= 1, got {length}")
+    crop = math.floor(ratio * length + 0.5)
+    if crop < 1:
+        raise ValueError(f"ratio {ratio} gives an empty crop of a {length}-pixel side")
+    return min(crop, length)
+
+
+def offsets(length: int, crop: int, n: int) -> list[int]:
+    """Crop offsets along one axis of ``length`` pixels (spec 5), exact integer form."""
+    if n < 1:
+        raise ValueError(f"grid size n must be >= 1, got {n}")
+    span = length - crop
+    if n == 1:
+        return [(span + 1) // 2]
+    return [(2 * i * span + (n - 1)) // (2 * (n - 1)) for i in range(n)]
+
+
+def boxes(height: int, width: int, n: int, ratio: float) -> np.ndarray:
+    """Boxes of the N*N sub-images of an ``height`` x ``width`` image.
+
+    Returns an ``(n*n, 4)`` int32 array of rows [top, left, height, width], row-major:
+    box ``j = row * n + col``.
+    """
+    h = crop_length(height, ratio)
+    w = crop_length(width, ratio)
+    tops = offsets(height, h, n)
+    lefts = offsets(width, w, n)
+    out = np.empty((n * n, 4), dtype=np.int32)
+    for row, top in enumerate(tops):
+        for col, left in enumerate(lefts):
+            out[row * n + col] = (top, left, h, w)
+    return out
+
+
+def boxes_inside(box_array: np.ndarray, height: int, width: int) -> bool:
+    """True when every box has positive size and lies inside an ``height`` x ``width`` image."""
+    b = np.asarray(box_array, dtype=np.int64)
+    if b.ndim != 2 or b.shape[1] != 4:
+        return False
+    top, left, h, w = b.T
+    return bool(np.all((top >= 0) & (left >= 0) & (h >= 1) & (w >= 1)
+                       & (top + h <= height) & (left + w <= width)))

@@ -1,0 +1,371 @@
+"""The verifier: every rule of spec section 8, each failure one :class:`LaddError` naming the file,
+the dataset and what was expected.
+
+Each dataset is read once, block by block: the blocks feed the SHA-256 and the value checks, and a
+block whose fletcher32 fails is narrowed down to its chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+
+from . import geometry
+from . import spec as S
+from .codecs import codec_from_file
+from .errors import (AttributeValueError, ChecksumError, CodecError, DtypeError, FilterError,
+                     GeometryError, LabelRangeError, LaddError, MissingFieldError, ProbabilityError,
+                     ShapeError)
+from .reader import attr_dict, check_format, open_h5, text
+
+BLOCK_BYTES = 8 << 20
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+class _Verifier:
+    def __init__(self, path: Path, h5: h5py.File):
+        self.path = path
+        self.h5 = h5
+        self.problems: list[LaddError] = []
+
+    def fail(self, cls: type[LaddError], where: str, message: str) -> None:
+        self.problems.append(cls(message, self.path, where))
+
+    # -- reading with checksums -----------------------------------------------------------
+    def scan(self, ds: h5py.Dataset, on_block: Callable[[np.ndarray], None] | None = None) -> None:
+        """Read ``ds`` block by block: check fletcher32 (by reading), SHA-256, and values."""
+        rows = ds.shape[0] if ds.ndim else 1
+        chunk_rows = ds.chunks[0] if ds.chunks else max(rows, 1)
+        row_bytes = max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)))
+        block_rows = max(chunk_rows, (BLOCK_BYTES // row_bytes) // chunk_rows * chunk_rows)
+        digest = hashlib.sha256()
+        bad_chunks: list[tuple[int, int]] = []
+        for start in range(0, rows, block_rows):
+            stop = min(rows, start + block_rows)
+            try:
+                block = ds[start:stop]
+            except OSError:
+                bad_chunks.extend(self._bad_chunks(ds, start, stop, chunk_rows))
+                continue
+            if not bad_chunks:
+                le = block.astype(block.dtype.newbyteorder("<"), copy=False)
+                digest.update(np.ascontiguousarray(le).tobytes())
+            if on_block is not None:
+                on_block(block)
+        if bad_chunks:
+            a, b = bad_chunks[0]
+            more = f" (and {len(bad_chunks) - 1} more chunks)" if len(bad_chunks) > 1 else ""
+            self.fail(ChecksumError, ds.name,
+                      f"fletcher32 checksum fails in the chunk holding rows {a}..{b - 1}{more}: the data is corrupt")
+            return
+        expected = ds.attrs.get("sha256")
+        if expected is None:
+            self.fail(MissingFieldError, ds.name, "attribute 'sha256' is missing")
+        elif text(expected) != digest.hexdigest():
+            self.fail(ChecksumError, ds.name,
+                      f"SHA-256 of the data is {digest.hexdigest()[:16]}..., attribute sha256 says "
+                      f"{text(expected)[:16]}...: the data changed after writing")
+
+    @staticmethod
+    def _bad_chunks(ds, start, stop, chunk_rows):
+        bad = []
+        for a in range(start, stop, chunk_rows):
+            b = min(stop, a + chunk_rows)
+            try:
+                ds[a:b]
+            except OSError:
+                bad.append((a, b))
+        return bad
+
+    # -- rules ----------------------------------------------------------------------------
+    def run(self) -> list[LaddError]:
+        try:
+            check_format(self.h5, self.path)
+        except LaddError as exc:
+            return [exc]  # nothing else can be interpreted
+        num_classes = self.check_root()
+        m, k, h, w = self.check_images()
+        self.check_labels(m, num_classes)
+        self.check_soft_labels(m, num_classes)
+        self.check_normalization(k)
+        self.check_dense(m, num_classes, h, w)
+        self.check_provenance()
+        self.check_filters()
+        return self.problems
+
+    def check_root(self) -> int | None:
+        a = self.h5.attrs
+        c = a.get("num_classes")
+        if c is None:
+            self.fail(MissingFieldError, "/", "root attribute 'num_classes' is missing")
+            return None
+        if not _is_int(c) or int(c) < 1:
+            self.fail(AttributeValueError, "/", f"num_classes must be an integer >= 1, got {c!r}")
+            return None
+        c = int(c)
+        if "class_names" in a:
+            names = np.atleast_1d(a["class_names"])
+            if names.shape != (c,):
+                self.fail(ShapeError, "/", f"class_names must have {c} entries, has {names.size}")
+        if "ipc" in a and (not _is_int(a["ipc"]) or int(a["ipc"]) < 1):
+            self.fail(AttributeValueError, "/", f"ipc must be an integer >= 1, got {a['ipc']!r}")
+        return c
+
+    def _dataset(self, name: str) -> h5py.Dataset | None:
+        obj = self.h5.get(name)
+        if obj is None:
+            self.fail(MissingFieldError, f"/{name}", "required dataset is missing")
+            return None
+        if not isinstance(obj, h5py.Dataset):
+            self.fail(MissingFieldError, f"/{name}", "must be a dataset, found a group")
+            return None
+        return obj
+
+    def check_images(self):
+        ds = self._dataset(S.IMAGES)
+        if ds is None:
+            return None, None, None, None
+        if ds.ndim != 4 or ds.shape[0] < 1 or min(ds.shape) < 1:
+            self.fail(ShapeError, ds.name, f"must be (M, K, H, W) with M >= 1 and positive sides, got {ds.shape}")
+            return None, None, None, None
+        m, k, h, w = ds.shape
+        space = text(ds.attrs.get("space", ""))
+        dtype = ds.dtype
+        if dtype == np.uint8:
+            if space != S.SPACE_UINT8:
+                self.fail(AttributeValueError, ds.name, f"uint8 images must have space 'pixel255', got {space!r}")
+        elif dtype in (np.float16, np.float32):
+            if space not in S.SPACES_FLOAT:
+                self.fail(AttributeValueError, ds.name,
+                          f"float images must have space in {list(S.SPACES_FLOAT)}, got {space!r}")
+        else:
+            self.fail(DtypeError, ds.name, f"dtype must be uint8, float16 or float32, got {dtype}")
+        if ds.chunks is not None and ds.chunks != (1, k, h, w):
+            self.fail(ShapeError, ds.name, f"chunk shape must be (1, {k}, {h}, {w}), got {ds.chunks}")
+        on_block = None
+        if dtype.kind == "f":
+            nonfinite = [0]
+
+            def on_block(block):
+                nonfinite[0] += int(np.sum(~np.isfinite(block)))
+        self.scan(ds, on_block)
+        if dtype.kind == "f" and nonfinite[0]:
+            self.fail(ProbabilityError, ds.name, f"{nonfinite[0]} pixel values are NaN or infinite")
+        return m, k, h, w
+
+    def check_labels(self, m, num_classes):
+        ds = self._dataset(S.LABELS)
+        if ds is None:
+            return
+        if m is not None and ds.shape != (m,):
+            self.fail(ShapeError, ds.name, f"shape must be ({m},) to match /images, got {ds.shape}")
+        if ds.dtype.kind not in "iu" or ds.dtype.itemsize > 8:
+            self.fail(DtypeError, ds.name, f"dtype must be an integer type, got {ds.dtype}")
+            self.scan(ds)
+            return
+        seen = {"lo": None, "hi": None, "bad": 0}
+
+        def on_block(block):
+            if block.size and num_classes is not None:
+                seen["bad"] += int(np.sum((block < 0) | (block >= num_classes)))
+                lo, hi = int(block.min()), int(block.max())
+                seen["lo"] = lo if seen["lo"] is None else min(seen["lo"], lo)
+                seen["hi"] = hi if seen["hi"] is None else max(seen["hi"], hi)
+        self.scan(ds, on_block)
+        if seen["bad"]:
+            self.fail(LabelRangeError, ds.name, f"{seen['bad']} labels outside [0, {num_classes}): "
+                      f"found {seen['lo']}..{seen['hi']}")
+
+    def check_soft_labels(self, m, num_classes):
+        ds = self.h5.get(S.SOFT_LABELS)
+        if ds is None:
+            return
+        kind = text(ds.attrs.get("kind", ""))
+        if kind not in S.SOFT_KINDS:
+            self.fail(AttributeValueError, ds.name, f"attribute kind must be one of {list(S.SOFT_KINDS)}, got {kind!r}")
+        if m is not None and num_classes is not None and ds.shape != (m, num_classes):
+            self.fail(ShapeError, ds.name, f"shape must be ({m}, {num_classes}), got {ds.shape}")
+        if ds.dtype not in (np.float16, np.float32):
+            self.fail(DtypeError, ds.name, f"dtype must be float16 or float32, got {ds.dtype}")
+            self.scan(ds)
+            return
+        issues: list[str] = []
+
+        def on_block(block):
+            v = block.astype(np.float64)
+            if not np.all(np.isfinite(v)):
+                issues.append("values are NaN or infinite")
+            elif kind == "probs":
+                if v.min() < 0 or v.max() > 1:
+                    issues.append("probabilities must lie in [0, 1]")
+                if np.abs(v.sum(axis=-1) - 1).max() > S.SOFT_PROBS_TOLERANCE:
+                    issues.append(f"probability rows must sum to 1 within {S.SOFT_PROBS_TOLERANCE}")
+        self.scan(ds, on_block)
+        for msg in dict.fromkeys(issues):
+            self.fail(ProbabilityError, ds.name, msg)
+
+    def check_normalization(self, k):
+        g = self.h5.get(S.NORMALIZATION)
+        if g is None:
+            self.fail(MissingFieldError, "/normalization", "required group is missing")
+            return
+        for key in ("mean", "std"):
+            if key not in g.attrs:
+                self.fail(MissingFieldError, "/normalization", f"attribute {key!r} is missing")
+                continue
+            v = np.atleast_1d(np.asarray(g.attrs[key], dtype=np.float64))
+            if k is not None and v.shape != (k,):
+                self.fail(ShapeError, "/normalization", f"{key} must have {k} values (one per channel), has {v.size}")
+            if not np.all(np.isfinite(v)):
+                self.fail(AttributeValueError, "/normalization", f"{key} must be finite")
+            if key == "std" and np.any(v <= 0):
+                self.fail(AttributeValueError, "/normalization", f"std must be > 0, got {v.tolist()}")
+
+    def check_dense(self, m, num_classes, h, w):
+        g = self.h5.get(S.DENSE)
+        if g is None:
+            return
+        a = g.attrs
+        where = "/dense"
+        for key in ("n", "ratio", "boxes", "resize", "codec", "temperature"):
+            if key not in a:
+                self.fail(MissingFieldError, where, f"attribute {key!r} is missing")
+        if any(key not in a for key in ("n", "ratio", "codec")):
+            return
+        n, ratio = a["n"], a["ratio"]
+        if not _is_int(n) or int(n) < 1:
+            self.fail(AttributeValueError, where, f"n must be an integer >= 1, got {n!r}")
+            return
+        n = int(n)
+        ratio = float(ratio)
+        if not (math.isfinite(ratio) and 0 < ratio <= 1):
+            self.fail(AttributeValueError, where, f"ratio must be in (0, 1], got {ratio}")
+            return
+        if "resize" in a and text(a["resize"]) != geometry.RESIZE:
+            self.fail(AttributeValueError, where, f"resize must be {geometry.RESIZE!r}, got {text(a['resize'])!r}")
+        if "temperature" in a:
+            t = float(a["temperature"])
+            if not (math.isfinite(t) and t > 0):
+                self.fail(AttributeValueError, where, f"temperature must be > 0, got {t}")
+        if "boxes" in a and h is not None:
+            stored = np.asarray(a["boxes"])
+            if not geometry.boxes_inside(stored, h, w):
+                self.fail(GeometryError, where, f"boxes must be (N*N, 4) [top, left, height, width] inside the "
+                          f"{h}x{w} image")
+            else:
+                try:
+                    expected = geometry.boxes(h, w, n, ratio)
+                except ValueError as exc:
+                    self.fail(GeometryError, where, f"geometry: {exc}")
+                else:
+                    if stored.shape != expected.shape or not np.array_equal(stored, expected):
+                        self.fail(GeometryError, where, f"boxes disagree with spec section 5 for {h}x{w}, N={n}, "
+                                  f"R={ratio}: expected first box {expected[0].tolist()}")
+        if "labeler" not in g or "arch" not in g["labeler"].attrs:
+            self.fail(MissingFieldError, "/dense/labeler", "group with attribute 'arch' is required")
+        try:
+            codec = codec_from_file(a, g)
+            layout = codec.layout(n * n, num_classes or 1)
+        except CodecError as exc:
+            self.fail(CodecError, where, exc.message)
+            return
+        present = {}
+        for name, (tail, dtype) in layout.items():
+            ds = g.get(name)
+            if ds is None:
+                self.fail(MissingFieldError, f"/dense/{name}", f"dataset required by codec {codec.name!r} is missing")
+                continue
+            if m is not None and ds.shape != (m, *tail):
+                self.fail(ShapeError, ds.name, f"shape must be {(m, *tail)}, got {ds.shape}")
+                continue
+            if codec.name == "topk" and name == "topk_prob":
+                ok = ds.dtype in (np.float32, np.float16, np.uint8)
+            else:
+                ok = ds.dtype == dtype
+            if not ok:
+                self.fail(DtypeError, ds.name, f"dtype must be {np.dtype(dtype)} for codec {codec.name!r}, got {ds.dtype}")
+                continue
+            self.scan(ds)
+            present[name] = ds
+        if len(present) != len(layout) or num_classes is None:
+            return
+        self._check_dense_values(codec, present, num_classes)
+
+    def _check_dense_values(self, codec, datasets: dict[str, h5py.Dataset], num_classes: int) -> None:
+        first = next(iter(datasets.values()))
+        rows = first.shape[0]
+        step = max(1, BLOCK_BYTES // max(1, first.dtype.itemsize * int(np.prod(first.shape[1:]))))
+        issues: dict[str, int] = {}
+        for start in range(0, rows, step):
+            stop = min(rows, start + step)
+            try:
+                block = {name: ds[start:stop] for name, ds in datasets.items()}
+            except OSError:
+                return  # already reported by the checksum scan
+            for msg in codec.check(block, num_classes):
+                issues.setdefault(msg, start)
+        target = "/dense/" + ("probs" if "probs" in datasets else "topk_prob")
+        for msg, start in issues.items():
+            self.fail(ProbabilityError, target, f"{msg} (first seen in images from {start})")
+
+    def check_provenance(self):
+        g = self.h5.get(S.PROVENANCE)
+        if g is None:
+            self.fail(MissingFieldError, "/provenance", "required group is missing")
+            return
+        for key in ("created", "tool", "converter", "inputs"):
+            if key not in g.attrs:
+                self.fail(MissingFieldError, "/provenance", f"attribute {key!r} is missing")
+        if "inputs" in g.attrs:
+            try:
+                inputs = json.loads(text(g.attrs["inputs"]))
+                if not isinstance(inputs, list):
+                    raise ValueError
+            except ValueError:
+                self.fail(AttributeValueError, "/provenance", "inputs must be a JSON list")
+
+    def check_filters(self):
+        def visit(name, obj):
+            if not isinstance(obj, h5py.Dataset):
+                return
+            if obj.chunks is None:
+                self.fail(FilterError, obj.name, "must be chunked (spec section 2)")
+                return
+            if not obj.fletcher32:
+                self.fail(FilterError, obj.name, "must carry the fletcher32 checksum filter")
+            plist = obj.id.get_create_plist()
+            names = {1: "gzip", 2: "shuffle", 3: "fletcher32"}
+            for i in range(plist.get_nfilters()):
+                fid = plist.get_filter(i)[0]
+                if fid not in names:
+                    self.fail(FilterError, obj.name, f"filter id {fid} is not allowed (only fletcher32, shuffle, gzip)")
+        self.h5.visititems(visit)
+
+
+def verify(path: str | os.PathLike) -> list[LaddError]:
+    """Check a file against every rule of the spec. Returns the problems found (empty when valid)."""
+    p = Path(path)
+    try:
+        h5 = open_h5(p)
+    except LaddError as exc:
+        return [exc]
+    with h5:
+        return _Verifier(p, h5).run()
+
+
+def summary(problems: list[LaddError]) -> dict:
+    return {"ok": not problems, "problems": [{"rule": p.rule, "where": p.where, "message": p.message}
+                                             for p in problems]}
+
+
+__all__ = ["verify", "summary", "attr_dict"]

@@ -1,0 +1,373 @@
+"""Streaming writer of D_LA files (spec sections 2-6).
+
+Batches are appended in order, so sets larger than memory can be written. The file is built under a
+temporary name in the destination folder and renamed into place only by :meth:`DLAWriter.close`
+after every digest is written; an exception, or a killed process, leaves the destination as it was.
+
+Example::
+
+    with DLAWriter("set.dla.h5", num_classes=10, image_shape=(3, 128, 128),
+                   mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                   dense=DenseSpec(n=5, ratio=0.625, codec=make_codec("float32"))) as w:
+        w.append(images_uint8, labels, dense=probs)      # (B,3,128,128), (B,), (B,25,10)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import h5py
+import numpy as np
+
+from . import atomic, geometry, provenance
+from . import spec as S
+from .codecs import Codec, make_codec
+from .errors import InputError, ProbabilityError, ShapeError
+
+CHUNK_TARGET_BYTES = 1 << 16  # row-chunked datasets other than /images: about 64 KiB per chunk
+INPUT_PROB_TOLERANCE = 1e-3
+
+
+@dataclass
+class DenseSpec:
+    """What the ``/dense`` group of a D_LA declares (spec 4.5)."""
+
+    n: int
+    ratio: float
+    codec: Codec = field(default_factory=lambda: make_codec("float32"))
+    temperature: float = 1.0
+    labeler: dict = field(default_factory=lambda: {"arch": "unknown"})
+
+    @property
+    def num_sub(self) -> int:
+        return self.n * self.n
+
+
+class _Stream:
+    """One resizable, fletcher32-checksummed dataset with a running SHA-256 of its bytes."""
+
+    def __init__(self, group: h5py.Group, name: str, tail: tuple[int, ...], dtype, chunk_rows: int):
+        self.dtype = np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).itemsize > 1 else np.dtype(dtype)
+        self.tail = tuple(tail)
+        self.ds = group.create_dataset(
+            name, shape=(0, *self.tail), maxshape=(None, *self.tail), dtype=self.dtype,
+            chunks=(chunk_rows, *self.tail), fletcher32=True)
+        self.digest = hashlib.sha256()
+        self.rows = 0
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        n = block.shape[0]
+        self.ds.resize(self.rows + n, axis=0)
+        self.ds[self.rows:self.rows + n] = block
+        self.digest.update(memoryview(block).cast("B"))
+        self.rows += n
+
+    def finish(self) -> None:
+        self.ds.attrs["sha256"] = self.digest.hexdigest()
+
+
+def _rows_per_chunk(tail: Sequence[int], itemsize: int) -> int:
+    row_bytes = max(1, int(np.prod(tail, dtype=np.int64)) * itemsize)
+    return max(1, CHUNK_TARGET_BYTES // row_bytes)
+
+
+def _string_array(values: Iterable[str]) -> np.ndarray:
+    return np.array([str(v) for v in values], dtype=h5py.string_dtype("utf-8"))
+
+
+class DLAWriter:
+    """Write a D_LA (or a plain distilled set D when ``dense`` is None) batch by batch.
+
+    Args:
+        path: destination file; nothing appears there until :meth:`close` succeeds.
+        num_classes: C.
+        image_shape: (K, H, W) of every image.
+        image_dtype: ``uint8`` (space ``pixel255``), or ``float16`` / ``float32`` with ``space``.
+        space: for float images, one of ``pixel01``, ``normalized``, ``zca``.
+        mean, std: per-channel normalisation (K values each), spec 4.4.
+        dense: the dense-label declaration, or None for a plain set D.
+        soft_kind: ``logits`` or ``probs`` when global soft labels will be appended.
+        overwrite: replace an existing destination (otherwise :class:`OutputExistsError`).
+        converter, inputs, report: provenance (spec 4.6); ``inputs`` are paths of input files.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, num_classes: int, image_shape: Sequence[int],
+                 mean: Sequence[float], std: Sequence[float], image_dtype: str = "uint8",
+                 space: str | None = None, dense: DenseSpec | None = None,
+                 soft_kind: str | None = None, soft_dtype: str = "float32",
+                 class_names: Sequence[str] | None = None, source_dataset: str | None = None,
+                 distillation: str | None = None, ipc: int | None = None,
+                 converter: str = "python", inputs: Sequence[str | os.PathLike] = (),
+                 report: dict | None = None, root_attrs: dict | None = None,
+                 created: str | None = None, overwrite: bool = False):
+        self.dest = atomic.check_destination(path, overwrite)
+        self.overwrite = overwrite
+        self.num_classes = int(num_classes)
+        if self.num_classes < 1:
+            raise InputError(f"num_classes must be >= 1, got {num_classes}", self.dest)
+        if len(image_shape) != 3 or min(image_shape) < 1:
+            raise ShapeError(f"image_shape must be (K, H, W) with positive sides, got {tuple(image_shape)}",
+                             self.dest)
+        self.image_shape = tuple(int(v) for v in image_shape)
+        k, height, width = self.image_shape
+        self.image_dtype = np.dtype(image_dtype)
+        if self.image_dtype == np.uint8:
+            if space not in (None, S.SPACE_UINT8):
+                raise InputError(f"uint8 images have space {S.SPACE_UINT8!r}, not {space!r}", self.dest)
+            self.space = S.SPACE_UINT8
+        elif self.image_dtype in (np.float16, np.float32):
+            if space not in S.SPACES_FLOAT:
+                raise InputError(f"float images need space in {S.SPACES_FLOAT}, got {space!r}", self.dest)
+            self.space = space
+        else:
+            raise InputError(f"images must be uint8, float16 or float32, not {self.image_dtype}", self.dest)
+        self.mean = self._channel_stats("mean", mean, k)
+        self.std = self._channel_stats("std", std, k)
+        if np.any(self.std <= 0):
+            raise InputError(f"std must be > 0 for every channel, got {self.std.tolist()}", self.dest)
+        if class_names is not None and len(class_names) != self.num_classes:
+            raise InputError(f"class_names has {len(class_names)} entries, num_classes is {self.num_classes}",
+                             self.dest)
+        if soft_kind not in (None, *S.SOFT_KINDS):
+            raise InputError(f"soft label kind must be one of {S.SOFT_KINDS}, got {soft_kind!r}", self.dest)
+        self.soft_kind = soft_kind
+        self.dense = dense
+        if dense is not None:
+            self._check_dense_spec(dense, height, width)
+        input_records = [provenance.describe_input(p) for p in inputs]
+
+        self.tmp = atomic.temporary_sibling(self.dest)
+        self._closed = False
+        try:
+            self.h5 = h5py.File(self.tmp, "w")
+            self._write_header(class_names, source_dataset, distillation, ipc, root_attrs)
+            self._write_provenance(converter, input_records, report, created)
+            self.images = _Stream(self.h5, S.IMAGES, self.image_shape, self.image_dtype, 1)
+            self.images.ds.attrs["space"] = self.space
+            self.labels = _Stream(self.h5, S.LABELS, (), np.int64, 4096)
+            self.soft = None
+            if soft_kind is not None:
+                tail = (self.num_classes,)
+                self.soft = _Stream(self.h5, S.SOFT_LABELS, tail, soft_dtype,
+                                    _rows_per_chunk(tail, np.dtype(soft_dtype).itemsize))
+                self.soft.ds.attrs["kind"] = soft_kind
+            self.dense_streams: dict[str, _Stream] = {}
+            if dense is not None:
+                self._write_dense_group(dense, height, width)
+        except BaseException:
+            self._abort()
+            raise
+
+    # -- construction helpers -------------------------------------------------------------
+    def _channel_stats(self, name: str, values, k: int) -> np.ndarray:
+        arr = np.asarray(values, dtype=np.float64).reshape(-1)
+        if arr.shape != (k,) or not np.all(np.isfinite(arr)):
+            raise InputError(f"{name} must be {k} finite values (one per channel), got {arr.tolist()}", self.dest)
+        return arr
+
+    def _check_dense_spec(self, dense: DenseSpec, height: int, width: int) -> None:
+        try:
+            geometry.boxes(height, width, int(dense.n), float(dense.ratio))
+        except ValueError as exc:
+            raise InputError(f"dense geometry: {exc}", self.dest) from None
+        if not (math.isfinite(dense.temperature) and dense.temperature > 0):
+            raise InputError(f"temperature must be > 0, got {dense.temperature}", self.dest)
+        if "arch" not in dense.labeler:
+            raise InputError("labeler description needs at least 'arch'", self.dest)
+        dense.codec.layout(dense.num_sub, self.num_classes)  # raises CodecError when unusable
+
+    def _write_header(self, class_names, source_dataset, distillation, ipc, root_attrs) -> None:
+        a = self.h5.attrs
+        a["format"] = S.FORMAT
+        a["format_version"] = S.FORMAT_VERSION
+        a["num_classes"] = np.int64(self.num_classes)
+        if class_names is not None:
+            a["class_names"] = _string_array(class_names)
+        if source_dataset:
+            a["source_dataset"] = str(source_dataset)
+        if distillation:
+            a["distillation"] = str(distillation)
+        if ipc is not None:
+            a["ipc"] = np.int64(ipc)
+        for key, value in (root_attrs or {}).items():
+            a[key] = value
+        norm = self.h5.create_group(S.NORMALIZATION)
+        norm.attrs["mean"] = self.mean
+        norm.attrs["std"] = self.std
+
+    def _write_provenance(self, converter, input_records, report, created) -> None:
+        g = self.h5.create_group(S.PROVENANCE)
+        g.attrs["created"] = created or provenance.utc_now()
+        g.attrs["tool"] = provenance.TOOL
+        g.attrs["converter"] = str(converter)
+        g.attrs["inputs"] = provenance.dumps(input_records)
+        if report is not None:
+            g.attrs["report"] = provenance.dumps(report)
+
+    def _write_dense_group(self, dense: DenseSpec, height: int, width: int) -> None:
+        g = self.h5.create_group(S.DENSE)
+        g.attrs["n"] = np.int64(dense.n)
+        g.attrs["ratio"] = np.float64(dense.ratio)
+        g.attrs["boxes"] = geometry.boxes(height, width, int(dense.n), float(dense.ratio))
+        g.attrs["resize"] = geometry.RESIZE
+        g.attrs["codec"] = dense.codec.name
+        g.attrs["temperature"] = np.float64(dense.temperature)
+        for key, value in dense.codec.dense_attrs().items():
+            g.attrs[key] = np.int64(value)
+        lab = g.create_group("labeler")
+        for key, value in dense.labeler.items():
+            if value is None:
+                continue
+            if key in ("mean", "std"):
+                value = np.asarray(value, dtype=np.float64)
+            elif isinstance(value, (int, np.integer)):
+                value = np.int64(value)
+            lab.attrs[key] = value
+        for name, (tail, dtype) in dense.codec.layout(dense.num_sub, self.num_classes).items():
+            self.dense_streams[name] = _Stream(g, name, tail, dtype,
+                                               _rows_per_chunk(tail, np.dtype(dtype).itemsize))
+
+    # -- appending ------------------------------------------------------------------------
+    def append(self, images: np.ndarray, labels: np.ndarray, dense: np.ndarray | None = None,
+               soft: np.ndarray | None = None) -> None:
+        """Append a batch of B images ``(B, K, H, W)``, hard labels ``(B,)`` and, as declared at
+        construction, dense probabilities ``(B, N*N, C)`` and global soft labels ``(B, C)``.
+
+        Every array is validated before anything is written, so a bad batch raises without touching
+        the file's contents.
+        """
+        if self._closed:
+            raise InputError("writer is closed", self.dest)
+        try:
+            images, labels, encoded, soft = self._validate(images, labels, dense, soft)
+            self.images.append(images)
+            self.labels.append(labels)
+            for name, block in encoded.items():
+                self.dense_streams[name].append(block)
+            if self.soft is not None:
+                self.soft.append(soft)
+        except BaseException:
+            self._abort()
+            raise
+
+    def _validate(self, images, labels, dense, soft):
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1:] != self.image_shape:
+            raise ShapeError(f"images must be (B, {', '.join(map(str, self.image_shape))}), got {images.shape}",
+                             self.dest, "/images")
+        b = images.shape[0]
+        if self.image_dtype == np.uint8:
+            if images.dtype != np.uint8:
+                raise InputError(f"images must be uint8 for space pixel255, got {images.dtype}", self.dest, "/images")
+        else:
+            if not np.issubdtype(images.dtype, np.floating):
+                raise InputError(f"images must be floating point for space {self.space}, got {images.dtype}",
+                                 self.dest, "/images")
+            if not np.all(np.isfinite(images)):
+                raise InputError("images contain NaN or infinite values", self.dest, "/images")
+            if self.image_dtype == np.float16 and images.size and np.abs(images).max() > 65504:
+                raise InputError("images exceed the float16 range (65504); store them as float32",
+                                 self.dest, "/images")
+        labels = np.asarray(labels)
+        if labels.shape != (b,):
+            raise ShapeError(f"labels must be ({b},) to match the images, got {labels.shape}", self.dest, "/labels")
+        if labels.size and not np.issubdtype(labels.dtype, np.integer):
+            if not np.all(np.mod(labels, 1) == 0):
+                raise InputError(f"labels must be integers, got {labels.dtype}", self.dest, "/labels")
+        labels = labels.astype(np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise InputError(f"labels must lie in [0, {self.num_classes}), found {labels.min()}..{labels.max()}",
+                             self.dest, "/labels")
+        encoded = {}
+        if self.dense is not None:
+            if dense is None:
+                raise InputError("dense probabilities were declared but not given", self.dest, "/dense")
+            encoded = self.dense.codec.encode(self._check_probs(dense, (b, self.dense.num_sub, self.num_classes),
+                                                                "/dense"))
+        elif dense is not None:
+            raise InputError("dense probabilities given but no DenseSpec was declared", self.dest, "/dense")
+        if self.soft is not None:
+            if soft is None:
+                raise InputError("soft labels were declared but not given", self.dest, "/soft_labels")
+            expected = (b, self.num_classes)
+            if self.soft_kind == "probs":
+                soft = self._check_probs(soft, expected, "/soft_labels")
+            else:
+                soft = np.asarray(soft)
+                if soft.shape != expected:
+                    raise ShapeError(f"soft labels must be {expected}, got {soft.shape}", self.dest, "/soft_labels")
+                if not np.all(np.isfinite(soft)):
+                    raise ProbabilityError("logits contain NaN or infinite values", self.dest, "/soft_labels")
+        elif soft is not None:
+            raise InputError("soft labels given but no soft_kind was declared", self.dest, "/soft_labels")
+        return images, labels, encoded, soft
+
+    def _check_probs(self, probs, expected, where) -> np.ndarray:
+        probs = np.asarray(probs)
+        if probs.shape != expected:
+            raise ShapeError(f"probabilities must be {expected}, got {probs.shape}", self.dest, where)
+        p = probs.astype(np.float64)
+        if not np.all(np.isfinite(p)):
+            raise ProbabilityError("probabilities contain NaN or infinite values", self.dest, where)
+        if p.size and (p.min() < 0 or p.max() > 1):
+            raise ProbabilityError(f"probabilities must lie in [0, 1], found {p.min():.4g}..{p.max():.4g}",
+                                   self.dest, where)
+        dev = np.abs(p.sum(axis=-1) - 1)
+        if dev.size and dev.max() > INPUT_PROB_TOLERANCE:
+            raise ProbabilityError(f"probability rows must sum to 1, worst is off by {dev.max():.4g}",
+                                   self.dest, where)
+        return probs
+
+    # -- finishing ------------------------------------------------------------------------
+    @property
+    def rows(self) -> int:
+        return self.images.rows
+
+    def close(self) -> Path:
+        """Write digests, close, and move the file into place. Returns the destination."""
+        if self._closed:
+            return self.dest
+        try:
+            if self.images.rows == 0:
+                raise InputError("no images were written; a D_LA holds at least one", self.dest)
+            streams = [self.images, self.labels, *self.dense_streams.values()]
+            if self.soft is not None:
+                streams.append(self.soft)
+            for stream in streams:
+                stream.finish()
+            self.h5.close()
+            self._closed = True
+            atomic.commit(self.tmp, self.dest, self.overwrite)
+        except BaseException:
+            self._abort()
+            raise
+        return self.dest
+
+    def _abort(self) -> None:
+        self._closed = True
+        h5 = getattr(self, "h5", None)
+        if h5 is not None:
+            try:
+                h5.close()
+            except Exception:  # noqa: BLE001 - closing a broken handle; the file is discarded anyway
+                pass
+        atomic.discard(self.tmp)
+
+    def abort(self) -> None:
+        """Discard everything written; the destination is left as it was."""
+        self._abort()
+
+    def __enter__(self) -> "DLAWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort()
