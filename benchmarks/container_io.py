@@ -1,0 +1,369 @@
+"""Container I/O benchmark: D_LA (HDF5, fletcher32 + SHA-256) against plain ``.npy`` files.
+
+Usage::
+
+    .venv/bin/python benchmarks/container_io.py            # full run, updates benchmarks/RESULTS.md
+    .venv/bin/python benchmarks/container_io.py --quick    # smoke test (a few seconds), prints only
+
+Measured on the CPU, in one run, for two synthetic sets:
+
+- ``imagenette``: M = 500 images uint8 (3, 128, 128) (C = 10, IPC 50) with float32 dense labels,
+  N = 5, i.e. (M, 25, 10);
+- ``cifar``: M = 1000 images uint8 (3, 32, 32) (C = 10, IPC 100), same dense labels.
+
+Image content is uniform random uint8 and the dense labels are softmax probabilities of seeded
+Gaussian logits. Nothing here is compressed, so content does not change the timings.
+
+What is timed (throughput is raw array bytes: images + int64 labels + float32 dense, per second):
+
+- write: :class:`DLAWriter` (batches of 64, and one batch of all M) against ``numpy.save`` of the
+  same three arrays into the same folder. Each timing includes opening, writing and closing (the
+  D_LA writer's close writes the digests and renames into place). Neither side calls fsync, so
+  both measure writes into the OS page cache.
+- read whole set: ``open_dla(p)`` then ``.images()``, ``.labels()``, ``.dense()``, against
+  ``numpy.load`` of the three files, and against ``numpy.load(mmap_mode="r")`` + ``numpy.array``.
+  The files were just written, so they are in the page cache: this is a warm-cache read, which
+  measures the container's CPU cost rather than the disk.
+- random access: latency of reading one image + its label + its dense labels, from a DLAFile kept
+  open, against indexing memory-mapped ``.npy`` files (copying the item out with ``numpy.array``).
+
+Each whole-set timing is repeated (5 times in full mode) after one warm-up; the table reports the
+median (best in brackets). Random-access latencies pool every index of every pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from ladd_format import DLAWriter, DenseSpec, open_dla  # noqa: E402
+from ladd_format.codecs import make_codec  # noqa: E402
+
+WORK = HERE / "_work"
+RESULTS = HERE / "RESULTS.md"
+START = "<!-- container_io:start -->"
+END = "<!-- container_io:end -->"
+
+READ_TARGET = 0.8   # reading a whole set: at least 0.8x numpy.load's throughput
+WRITE_TARGET = 0.5  # writing with checksums: at least 0.5x numpy.save's throughput
+
+N_DENSE = 5
+RATIO = 0.625
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class SetSpec:
+    name: str
+    ipc: int
+    num_classes: int
+    image_shape: tuple[int, int, int]
+
+    @property
+    def m(self) -> int:
+        return self.ipc * self.num_classes
+
+
+@dataclass
+class Timing:
+    samples: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def best(self) -> float:
+        return min(self.samples)
+
+
+def make_set(spec: SetSpec, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    m, c = spec.m, spec.num_classes
+    images = rng.integers(0, 256, size=(m, *spec.image_shape), dtype=np.uint8)
+    labels = np.repeat(np.arange(c, dtype=np.int64), spec.ipc)
+    logits = rng.standard_normal((m, N_DENSE * N_DENSE, c)) * 2.0
+    probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probs /= probs.sum(axis=-1, keepdims=True)
+    return images, labels, probs.astype(np.float32)
+
+
+def time_repeated(fn, repeats: int, setup=None) -> Timing:
+    """One untimed warm-up call, then ``repeats`` timed calls; ``setup`` runs untimed before each."""
+    samples = []
+    for i in range(repeats + 1):
+        if setup is not None:
+            setup()
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        if i > 0:
+            samples.append(dt)
+    return Timing(samples)
+
+
+def remove(*paths: Path) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
+def write_dla(path: Path, spec: SetSpec, images, labels, probs, batch: int) -> None:
+    with DLAWriter(path, num_classes=spec.num_classes, image_shape=spec.image_shape, mean=MEAN, std=STD,
+                   dense=DenseSpec(n=N_DENSE, ratio=RATIO, codec=make_codec("float32")),
+                   ipc=spec.ipc, source_dataset=spec.name, overwrite=True) as w:
+        for i in range(0, len(images), batch):
+            w.append(images[i:i + batch], labels[i:i + batch], dense=probs[i:i + batch])
+
+
+def npy_paths(folder: Path) -> dict[str, Path]:
+    return {k: folder / f"{k}.npy" for k in ("images", "labels", "dense")}
+
+
+def write_npy(paths: dict[str, Path], images, labels, probs) -> None:
+    np.save(paths["images"], images)
+    np.save(paths["labels"], labels)
+    np.save(paths["dense"], probs)
+
+
+def bench_set(spec: SetSpec, folder: Path, repeats: int, n_random: int, seed: int) -> dict:
+    images, labels, probs = make_set(spec, seed)
+    nbytes = images.nbytes + labels.nbytes + probs.nbytes
+    dla = folder / f"{spec.name}.dla.h5"
+    npy = npy_paths(folder)
+    res: dict = {"spec": spec, "bytes": nbytes}
+
+    # -- write ---------------------------------------------------------------------------------
+    res["write_dla_64"] = time_repeated(lambda: write_dla(dla, spec, images, labels, probs, 64), repeats,
+                                        setup=lambda: remove(dla))
+    res["write_dla_all"] = time_repeated(lambda: write_dla(dla, spec, images, labels, probs, len(images)),
+                                         repeats, setup=lambda: remove(dla))
+    res["write_npy"] = time_repeated(lambda: write_npy(npy, images, labels, probs), repeats,
+                                     setup=lambda: remove(*npy.values()))
+
+    # -- read whole set (files just written: page cache is warm) ------------------------------
+    def read_dla():
+        with open_dla(dla) as f:
+            out = (f.images(), f.labels(), f.dense())
+        return out
+
+    def read_npy():
+        return tuple(np.load(p) for p in npy.values())
+
+    def read_mmap():
+        return tuple(np.array(np.load(p, mmap_mode="r")) for p in npy.values())
+
+    got = read_dla()
+    assert np.array_equal(got[0], images) and np.array_equal(got[1], labels) and np.array_equal(got[2], probs)
+    res["read_dla"] = time_repeated(read_dla, repeats)
+    res["read_npy"] = time_repeated(read_npy, repeats)
+    res["read_mmap"] = time_repeated(read_mmap, repeats)
+
+    # -- single-item random access --------------------------------------------------------------
+    rng = np.random.default_rng(seed + 1)
+    idx = rng.integers(0, spec.m, size=n_random)
+    passes = max(1, repeats)
+
+    lat_dla: list[float] = []
+    with open_dla(dla) as f:
+        for i in idx[:20]:  # warm-up
+            f.images(int(i), int(i) + 1), f.labels(int(i), int(i) + 1), f.dense(int(i), int(i) + 1)
+        for _ in range(passes):
+            for i in idx:
+                i = int(i)
+                t0 = time.perf_counter()
+                f.images(i, i + 1)
+                f.labels(i, i + 1)
+                f.dense(i, i + 1)
+                lat_dla.append(time.perf_counter() - t0)
+
+    lat_npy: list[float] = []
+    mm = [np.load(p, mmap_mode="r") for p in npy.values()]
+    for i in idx[:20]:
+        [np.array(a[int(i)]) for a in mm]
+    for _ in range(passes):
+        for i in idx:
+            i = int(i)
+            t0 = time.perf_counter()
+            np.array(mm[0][i])
+            np.array(mm[1][i])
+            np.array(mm[2][i])
+            lat_npy.append(time.perf_counter() - t0)
+    del mm
+    res["rand_dla"] = np.asarray(lat_dla)
+    res["rand_npy"] = np.asarray(lat_npy)
+    res["file_bytes_dla"] = dla.stat().st_size
+    res["file_bytes_npy"] = sum(p.stat().st_size for p in npy.values())
+    remove(dla, *npy.values())
+    return res
+
+
+# -- reporting ----------------------------------------------------------------------------------
+def mbps(nbytes: int, t: Timing) -> tuple[float, float]:
+    """(median, best) throughput in MB/s (10^6 bytes)."""
+    return nbytes / t.median / 1e6, nbytes / t.best / 1e6
+
+
+def fmt_tp(nbytes: int, t: Timing) -> str:
+    med, best = mbps(nbytes, t)
+    return f"{med:,.0f} ({best:,.0f})"
+
+
+def build_report(results: list[dict]) -> tuple[str, list[str], bool]:
+    lines = []
+    verdicts = []
+    all_pass = True
+    lines.append("| set | operation | ours MB/s | numpy MB/s | mmap+copy MB/s | ours / numpy | target |")
+    lines.append("|---|---|---:|---:|---:|---:|---|")
+    for r in results:
+        s: SetSpec = r["spec"]
+        nb = r["bytes"]
+        label = f"{s.name} M={s.m} {s.image_shape}"
+        npy_w = mbps(nb, r["write_npy"])[0]
+        for key, what in (("write_dla_64", "write, batches of 64"), ("write_dla_all", f"write, one batch of {s.m}")):
+            ratio = mbps(nb, r[key])[0] / npy_w
+            ok = ratio >= WRITE_TARGET
+            all_pass &= ok
+            verdict = f">= {WRITE_TARGET}x: {'PASS' if ok else 'FAIL'}"
+            lines.append(f"| {label} | {what} (vs numpy.save) | {fmt_tp(nb, r[key])} | {fmt_tp(nb, r['write_npy'])} "
+                         f"| - | {ratio:.2f}x | {verdict} |")
+            verdicts.append(f"{s.name}: {what} with checksums = {ratio:.2f}x numpy.save -> {verdict}")
+        npy_r = mbps(nb, r["read_npy"])[0]
+        ratio = mbps(nb, r["read_dla"])[0] / npy_r
+        ratio_mm = mbps(nb, r["read_dla"])[0] / mbps(nb, r["read_mmap"])[0]
+        ok = ratio >= READ_TARGET
+        all_pass &= ok
+        verdict = f">= {READ_TARGET}x: {'PASS' if ok else 'FAIL'}"
+        lines.append(f"| {label} | read whole set (vs numpy.load) | {fmt_tp(nb, r['read_dla'])} "
+                     f"| {fmt_tp(nb, r['read_npy'])} | {fmt_tp(nb, r['read_mmap'])} | {ratio:.2f}x "
+                     f"({ratio_mm:.2f}x vs mmap) | {verdict} |")
+        verdicts.append(f"{s.name}: read whole set = {ratio:.2f}x numpy.load -> {verdict}")
+    lines.append("")
+    lines.append("Single-item random access (one image + its label + its dense labels), microseconds:")
+    lines.append("")
+    lines.append("| set | ours median | ours p95 | mmap .npy median | mmap .npy p95 | ours / numpy (median) |")
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        s = r["spec"]
+        a, b = r["rand_dla"] * 1e6, r["rand_npy"] * 1e6
+        lines.append(f"| {s.name} | {np.median(a):,.0f} | {np.percentile(a, 95):,.0f} | {np.median(b):,.1f} "
+                     f"| {np.percentile(b, 95):,.1f} | {np.median(a) / np.median(b):,.0f}x slower |")
+    lines.append("")
+    lines.append("Sizes: " + "; ".join(
+        f"{r['spec'].name}: raw arrays {r['bytes'] / 1e6:.2f} MB, .dla.h5 {r['file_bytes_dla'] / 1e6:.2f} MB, "
+        f".npy files {r['file_bytes_npy'] / 1e6:.2f} MB" for r in results) + ".")
+    return "\n".join(lines), verdicts, all_pass
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        if m:
+            cpu = m.group(1).strip()
+    except OSError:
+        pass
+    cores = os.cpu_count()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = cores
+    return (f"{cpu}, {cores} logical cores ({usable} usable), {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}, numpy {np.__version__}, h5py {h5py.__version__} "
+            f"(HDF5 {h5py.version.hdf5_version})")
+
+
+def update_results(section: str) -> None:
+    body = f"{START}\n{section.rstrip()}\n{END}\n"
+    if RESULTS.exists():
+        text = RESULTS.read_text()
+    else:
+        text = "# Benchmark results\n"
+    if START in text and END in text:
+        pre, rest = text.split(START, 1)
+        _, post = rest.split(END, 1)
+        text = pre + body.rstrip("\n") + post
+        if not text.endswith("\n"):
+            text += "\n"
+    else:
+        text = text.rstrip("\n") + "\n\n" + body
+    RESULTS.write_text(text)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small smoke-test run; does not write RESULTS.md")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    if args.quick:
+        sets = [SetSpec("imagenette", 5, 10, (3, 128, 128)), SetSpec("cifar", 10, 10, (3, 32, 32))]
+        repeats, n_random = 2, 50
+    else:
+        sets = [SetSpec("imagenette", 50, 10, (3, 128, 128)), SetSpec("cifar", 100, 10, (3, 32, 32))]
+        repeats, n_random = 5, 500
+
+    WORK.mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="container_io-", dir=WORK))
+    t_start = time.perf_counter()
+    try:
+        results = [bench_set(s, folder, repeats, n_random, args.seed + k) for k, s in enumerate(sets)]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            WORK.rmdir()  # only when empty
+        except OSError:
+            pass
+    elapsed = time.perf_counter() - t_start
+
+    table, verdicts, all_pass = build_report(results)
+    cmd = "python benchmarks/container_io.py" + (" --quick" if args.quick else "")
+    header = [
+        "## Container I/O: D_LA (HDF5) vs numpy .npy",
+        "",
+        f"- Machine: {machine()}",
+        f"- Date: {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
+        f"- Command: `{cmd}` (ran in {elapsed:.0f} s)",
+        f"- Method: synthetic sets (random uint8 images, softmax float32 dense labels N={N_DENSE}, C=10), "
+        f"float32 codec, no compression. Throughput counts raw array bytes (images + int64 labels + float32 "
+        f"dense). Each whole-set timing: 1 warm-up + {repeats} runs; table shows median (best). Writes go "
+        f"to the page cache (no fsync on either side); reads are warm-cache (files just written), so they "
+        f"measure CPU cost, not the disk. D_LA writes include validation, SHA-256 and per-chunk fletcher32. "
+        f"Random access: {n_random} random indices x {repeats} passes, DLAFile kept open; numpy side copies "
+        f"the item out of memory-mapped .npy files.",
+        "",
+        table,
+        "",
+        "Targets:",
+        "",
+        *[f"- {v}" for v in verdicts],
+    ]
+    section = "\n".join(header)
+    print(section)
+    print()
+    print("OVERALL:", "PASS" if all_pass else "FAIL (see targets above)")
+    if not args.quick:
+        update_results(section)
+        print(f"\nwrote section to {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

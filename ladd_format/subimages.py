@@ -1,0 +1,53 @@
+"""Rebuild the N*N sub-images of a batch of images on any device (spec section 5).
+
+The one crop-and-resize kernel of the project: the labeler pass, the torch Dataset and the loss all
+call :func:`subimages`, so stored dense labels and rebuilt sub-images cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def subimages(images: torch.Tensor, boxes: np.ndarray | torch.Tensor | Sequence[Sequence[int]],
+              size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Crop every box out of every image and resize it, batched.
+
+    Args:
+        images: ``(B, K, H, W)`` floating-point tensor on any device (convert uint8 to float first:
+            the spec resizes float values).
+        boxes: ``(P, 4)`` integer rows [top, left, height, width] inside the images.
+        size: output ``(height, width)``; defaults to the images' own ``(H, W)``.
+
+    Returns:
+        ``(B, P, K, height, width)`` tensor of the images' dtype: bilinear, ``align_corners=False``,
+        antialias on. One ``interpolate`` call per distinct crop size.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be (B, K, H, W), got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be floating point (convert uint8 first), got {images.dtype}")
+    box_array = np.asarray(boxes.cpu() if isinstance(boxes, torch.Tensor) else boxes, dtype=np.int64)
+    b, k, height, width = images.shape
+    if box_array.ndim != 2 or box_array.shape[1] != 4:
+        raise ValueError(f"boxes must be (P, 4), got shape {box_array.shape}")
+    top, left, bh, bw = box_array.T
+    if np.any((top < 0) | (left < 0) | (bh < 1) | (bw < 1) | (top + bh > height) | (left + bw > width)):
+        raise ValueError(f"boxes must lie inside the {height}x{width} images")
+    out_h, out_w = (height, width) if size is None else (int(size[0]), int(size[1]))
+    out = images.new_empty((b, len(box_array), k, out_h, out_w))
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for j, (_, _, h, w) in enumerate(box_array):
+        groups[(int(h), int(w))].append(j)
+    for (h, w), members in groups.items():
+        crops = torch.stack([images[:, :, int(box_array[j, 0]):int(box_array[j, 0]) + h,
+                                    int(box_array[j, 1]):int(box_array[j, 1]) + w] for j in members], dim=1)
+        resized = F.interpolate(crops.reshape(b * len(members), k, h, w), size=(out_h, out_w),
+                                mode="bilinear", align_corners=False, antialias=True)
+        out[:, members] = resized.reshape(b, len(members), k, out_h, out_w)
+    return out

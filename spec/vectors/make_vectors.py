@@ -1,0 +1,369 @@
+"""Regenerate the D_LA test vectors of spec/dla-v1.md (run: ``.venv/bin/python spec/vectors/make_vectors.py``).
+
+Every file in this folder is written by this script, deterministically (fixed seed, fixed creation
+time). For each ``<name>.dla.h5`` it writes ``<name>.expected.json``: what a reader following the
+spec must get from the file. The expected decoded dense labels are computed here with exact rational
+arithmetic (``fractions.Fraction``) from the stored values and the decode rules of spec section 6, so
+they depend on neither the package's decoder nor any floating-point evaluation order; they are then
+rounded once to float32 (written as the shortest decimal that reads back to that float32).
+
+The source probabilities are chosen so that no encoding is ambiguous: every random value gives the
+same uint8 code whether ``floor(255 p + 0.5)`` is evaluated exactly, in float64 or from float32 p,
+the same float16 whether cast directly or through float32, and no two random values of a row tie, in
+float64 or in float32. Ties are only the deliberate dyadic rows (``tie_rows``), which exercise the
+top-k tie rule and an exact half (255 * 0.5 = 127.5 -> 128).
+
+Usage: make_vectors.py [--out DIR]   (default: the folder holding this script)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+import ladd_format.writer  # noqa: E402
+from ladd_format import DenseSpec, DLAWriter, open_dla, verify  # noqa: E402
+from ladd_format.codecs import make_codec  # noqa: E402
+from ladd_format.geometry import boxes  # noqa: E402
+
+# Chunk sizes are free in the spec apart from /images (one image per chunk). The reference writer
+# sizes the other chunks for real sets (about 64 KiB, and 4096 rows for /labels), which would make
+# each of these tiny vectors ~120-190 KB of chunk padding. Capping every chunk at 3 rows keeps the
+# files small and makes /labels, /soft_labels and /dense span several chunks (the last one partial),
+# so readers are exercised on multi-chunk reads.
+MAX_CHUNK_ROWS = 3
+
+
+class _SmallChunkStream(ladd_format.writer._Stream):
+    def __init__(self, group, name, tail, dtype, chunk_rows):
+        super().__init__(group, name, tail, dtype, min(int(chunk_rows), MAX_CHUNK_ROWS))
+
+
+ladd_format.writer._Stream = _SmallChunkStream
+
+SEED = 20260101
+CREATED = "2026-01-01T00:00:00Z"
+CONVERTER = "spec-vectors"
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+# (height, width, n, ratio, note)
+GEOMETRY_CASES = [
+    (128, 128, 5, 0.625, "spec table: the paper's geometry"),
+    (32, 32, 5, 0.625, "spec table"),
+    (224, 224, 5, 0.625, "spec table"),
+    (64, 64, 3, 0.5, "spec table"),
+    (30, 30, 1, 0.5, "spec table: N = 1, odd difference 15 -> offset 8"),
+    (48, 64, 5, 0.625, "non-square; H offsets 4.5 per step, rounded half up"),
+    (64, 48, 5, 0.625, "non-square, transposed"),
+    (128, 128, 7, 0.885, "N = 7; crop 113.28 -> 113, offsets step 2.5"),
+    (31, 31, 1, 0.5, "N = 1, crop 15.5 -> 16, odd difference 15"),
+    (7, 9, 1, 0.3, "N = 1, non-square, odd difference 5 -> 3"),
+    (224, 224, 4, 0.75, "224 px, N = 4"),
+    (8, 8, 3, 0.625, "the codec vectors' geometry: crop 5, offsets 0, 2 (1.5 rounded up), 3"),
+    (8, 12, 3, 0.625, "float_images geometry: crop width 7.5 + 0.5 -> 8"),
+    (32, 32, 3, 1.0, "R = 1: every box is the whole image"),
+    (1, 1, 2, 1.0, "smallest image, N = 2"),
+    (5, 5, 2, 0.3, "double precision: 0.3 * 5 = 1.5 in float64 (exact binary value gives 1.49999...)"),
+    (10, 10, 3, 0.95, "double precision: 0.95 * 10 = 9.5 in float64 -> crop 10"),
+    (25, 25, 5, 0.58, "double precision: 0.58 * 25 = 14.499999999999998 in float64 -> crop 14, not 15"),
+    (100, 60, 4, 0.565, "double precision: 0.565 * 100 = 56.49999999999999 in float64 -> crop 56"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+def f32(x) -> float:
+    """Shortest decimal that reads back (via float64 then float32) to the float32 nearest ``x``."""
+    return float(np.format_float_scientific(np.float32(x), unique=True))
+
+
+def exact_list(arr: np.ndarray):
+    """A float16/float32 array as nested lists of Python floats: the shortest decimals that read back
+    (as float64, then cast to the array's dtype) to exactly the stored values."""
+    a = np.asarray(arr)
+    flat = [float(np.format_float_scientific(v, unique=True)) for v in a.reshape(-1)]
+    assert np.array_equal(np.asarray(flat, dtype=np.float64).astype(a.dtype), a.reshape(-1))
+    return np.asarray(flat, dtype=np.float64).reshape(a.shape).tolist()
+
+
+def sha256_le(arr: np.ndarray) -> str:
+    a = np.asarray(arr)
+    if a.dtype.itemsize > 1:
+        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def unambiguous_value(p: float) -> bool:
+    """Same uint8 code and float16 value under every reasonable evaluation (see module doc)."""
+    exact = math.floor(Fraction(p) * 255 + Fraction(1, 2))
+    as64 = math.floor(255.0 * p + 0.5)
+    as32 = math.floor(255.0 * float(np.float32(p)) + 0.5)
+    frac = (Fraction(p) * 255 + Fraction(1, 2)) % 1
+    if not (exact == as64 == as32) or min(frac, 1 - frac) < Fraction(1, 10**6):
+        return False
+    return np.float16(p) == np.float16(np.float32(p))
+
+
+def unambiguous_row(row: np.ndarray) -> bool:
+    if not all(unambiguous_value(float(v)) for v in row):
+        return False
+    return len(set(row.tolist())) == row.size and len(set(row.astype(np.float32).tolist())) == row.size
+
+
+# Deliberate ties (dyadic, so exact in every precision). Keys: (image, sub-image).
+TIE_ROWS = {
+    (0, 0): [0.25, 0.25, 0.25, 0.125, 0.125],   # k=2 drops tied class 2; uint8 64,64,64,32,32
+    (1, 4): [0.125, 0.375, 0.125, 0.375, 0.0],  # k=3 -> [1, 3, 0]
+    (2, 8): [0.2, 0.2, 0.2, 0.2, 0.2],          # uniform: k=3 -> [0, 1, 2]
+    (3, 2): [0.0, 0.0, 1.0, 0.0, 0.0],          # one-hot: k=3 -> [2, 0, 1]
+    (3, 7): [0.5, 0.0, 0.0, 0.5, 0.0],          # exact half: 127.5 -> 128; k=2 -> [0, 3]
+}
+
+
+def make_probs(rng: np.random.Generator, m: int, p: int, c: int, ties: dict) -> np.ndarray:
+    out = np.empty((m, p, c), dtype=np.float64)
+    for i in range(m):
+        for j in range(p):
+            if (i, j) in ties:
+                out[i, j] = ties[(i, j)]
+                continue
+            while True:
+                row = softmax(rng.normal(0.0, 1.5, size=c))
+                if unambiguous_row(row):
+                    break
+            out[i, j] = row
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# exact decoding (spec section 6) and top-k selection, independent of the package
+def _normalise(row: list[Fraction], c: int) -> list[Fraction]:
+    total = sum(row, Fraction(0))
+    if total == 0:
+        return [Fraction(1, c)] * c
+    return [v / total for v in row]
+
+
+def exact_decode(codec: str, stored: dict[str, np.ndarray], c: int) -> np.ndarray:
+    if codec in ("float32", "float16"):
+        q = np.asarray(stored["probs"], dtype=np.float32)  # float16 -> float32 is exact
+        return np.asarray([f32(v) for v in q.reshape(-1)], dtype=np.float64).reshape(q.shape)
+    lead = (stored["probs"] if codec == "uint8" else stored["topk_index"]).shape[:-1]
+    out = np.empty(lead + (c,), dtype=np.float64)
+    for idx in np.ndindex(*lead):
+        if codec == "uint8":
+            q = [Fraction(int(s), 255) for s in stored["probs"][idx]]
+        else:
+            index = [int(v) for v in stored["topk_index"][idx]]
+            raw = stored["topk_prob"][idx]
+            if raw.dtype == np.uint8:
+                v = [Fraction(int(s), 255) for s in raw]
+            else:
+                v = [Fraction(float(s)) for s in raw]
+            k = len(index)
+            rest = max(Fraction(0), 1 - sum(v, Fraction(0))) / (c - k) if k < c else Fraction(0)
+            q = [rest] * c
+            for cls, val in zip(index, v):
+                q[cls] = val
+        out[idx] = [f32(x) for x in _normalise(q, c)]
+    return out
+
+
+def select_topk(row, k: int) -> list[int]:
+    """The k largest values, descending, ties by lower class index (spec 6)."""
+    return sorted(range(len(row)), key=lambda cls: (-row[cls], cls))[:k]
+
+
+# ---------------------------------------------------------------------------------------------
+def read_back(path: Path) -> dict:
+    """Everything a reader gets, read with h5py only; cross-checked against the writer's inputs."""
+    with h5py.File(path, "r") as h5:
+        datasets = {}
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                data = obj[()]
+                digest = sha256_le(data)
+                assert obj.attrs["sha256"] == digest, (path, name)
+                datasets["/" + name] = {"dtype": obj.dtype.str, "shape": list(obj.shape),
+                                        "chunks": list(obj.chunks), "sha256": digest}
+        h5.visititems(visit)
+        stored = {name: h5["dense"][name][()] for name in h5["dense"]
+                  if isinstance(h5["dense"][name], h5py.Dataset)} if "dense" in h5 else {}
+    return {"datasets": datasets, "stored": stored}
+
+
+def root_expected(h5: h5py.File) -> dict:
+    out = {}
+    for key, value in h5.attrs.items():
+        if isinstance(value, np.ndarray):
+            value = [v.decode() if isinstance(v, bytes) else str(v) for v in value.tolist()]
+        elif isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    return out
+
+
+def write_vector(out_dir: Path, name: str, *, images, labels, num_classes, mean, std, space=None,
+                 dense_codec=None, n=None, ratio=None, probs=None, temperature=1.0, labeler=None,
+                 soft=None, soft_kind=None, soft_dtype="float32", tie_rows=None, **root) -> dict:
+    path = out_dir / f"{name}.dla.h5"
+    k, height, width = images.shape[1:]
+    dense = None
+    if dense_codec is not None:
+        dense = DenseSpec(n=n, ratio=ratio, codec=dense_codec, temperature=temperature,
+                          labeler=labeler or {"arch": "unknown"})
+    with DLAWriter(path, num_classes=num_classes, image_shape=(k, height, width), mean=mean, std=std,
+                   image_dtype=str(images.dtype), space=space, dense=dense, soft_kind=soft_kind,
+                   soft_dtype=soft_dtype, converter=CONVERTER, created=CREATED, overwrite=True,
+                   **root) as w:
+        # two batches, so the streaming path (resize + append) is what wrote the file
+        half = max(1, images.shape[0] // 2)
+        for a, b in ((0, half), (half, images.shape[0])):
+            w.append(images[a:b], labels[a:b],
+                     dense=None if probs is None else probs[a:b],
+                     soft=None if soft is None else soft[a:b])
+
+    problems = verify(path)
+    assert problems == [], [str(p) for p in problems]
+    back = read_back(path)
+
+    with h5py.File(path, "r") as h5:
+        stored_images = h5["images"][()]
+        assert stored_images.dtype == images.dtype and np.array_equal(stored_images, images)
+        expected = {
+            "file": path.name,
+            "root": root_expected(h5),
+            "num_images": int(images.shape[0]),
+            "num_classes": int(num_classes),
+            "image_shape": [int(k), int(height), int(width)],
+            "image_dtype": images.dtype.str,
+            "space": h5["images"].attrs["space"],
+            "images": images.tolist() if images.dtype == np.uint8 else exact_list(images),
+            "images_sha256": sha256_le(images),
+            "labels": [int(v) for v in labels],
+            "normalization": {"mean": list(map(float, mean)), "std": list(map(float, std))},
+            "provenance": {key: (h5["provenance"].attrs[key]) for key in h5["provenance"].attrs},
+            "soft_labels": None,
+            "dense": None,
+            "datasets": back["datasets"],
+        }
+    if soft is not None:
+        stored_soft = np.asarray(soft).astype(soft_dtype)
+        expected["soft_labels"] = {"kind": soft_kind, "dtype": np.dtype(soft_dtype).newbyteorder("<").str,
+                                   "values": exact_list(stored_soft)}
+    if dense is not None:
+        codec_name = dense_codec.name
+        stored = back["stored"]
+        decoded = exact_decode(codec_name, stored, num_classes)
+        d = {
+            "n": int(n), "ratio": float(ratio), "resize": "bilinear-antialias", "codec": codec_name,
+            "temperature": float(temperature), "labeler": labeler or {"arch": "unknown"},
+            "boxes": boxes(height, width, n, ratio).tolist(),
+            "source_probs": probs.tolist(),
+            "decoded": decoded.tolist(),
+        }
+        if codec_name == "topk":
+            kk = dense_codec.k
+            d["k"] = kk
+            d["value_dtype"] = stored["topk_prob"].dtype.str
+            d["topk_index"] = [[select_topk(row, kk) for row in img] for img in probs.tolist()]
+            assert np.array_equal(stored["topk_index"], np.asarray(d["topk_index"])), name
+        else:
+            d["value_dtype"] = stored["probs"].dtype.str
+        if tie_rows:
+            d["tie_rows"] = [{"image": i, "sub": j, "p": row} for (i, j), row in sorted(tie_rows.items())]
+        expected["dense"] = d
+
+        # the package's reader must agree with the exact decoding
+        with open_dla(path) as f:
+            got = f.dense()
+        assert got.dtype == np.float32 and np.max(np.abs(got - decoded)) <= 1e-6, name
+
+    (out_dir / f"{name}.expected.json").write_text(json.dumps(expected, indent=None, sort_keys=True) + "\n")
+    return expected
+
+
+def make_geometry(out_dir: Path) -> None:
+    cases = []
+    for height, width, n, ratio, note in GEOMETRY_CASES:
+        cases.append({"height": height, "width": width, "n": n, "ratio": ratio, "note": note,
+                      "boxes": boxes(height, width, n, ratio).tolist()})
+    text = json.dumps(cases, separators=(",", ":"))
+    (out_dir / "geometry.json").write_text(text.replace('},{', '},\n{') + "\n")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=HERE)
+    args = ap.parse_args(argv)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(SEED)
+
+    make_geometry(out)
+
+    # -- one tiny D_LA per codec: M=5 images of 3x8x8 uint8, C=5, N=3, R=0.625 ----------------
+    m, c, n, ratio = 5, 5, 3, 0.625
+    images = rng.integers(0, 256, size=(m, 3, 8, 8), dtype=np.uint8)
+    images[0, 0, 0, :2] = (0, 255)  # both ends of the pixel range
+    labels = rng.permutation(c).astype(np.int64)  # one image per class: ipc = 1
+    probs = make_probs(rng, m, n * n, c, TIE_ROWS)
+    names = ["tench", "springer", "cassette", "chainsaw", "church"]
+    common = dict(images=images, labels=labels, num_classes=c, mean=MEAN, std=STD, n=n, ratio=ratio,
+                  probs=probs, tie_rows=TIE_ROWS, class_names=names, source_dataset="imagenette",
+                  distillation="random-real", ipc=1)
+    labeler = {"arch": "resnet18", "epochs": 50, "training_data": "imagenette train"}
+    write_vector(out, "float32", dense_codec=make_codec("float32"), labeler=labeler, **common)
+    write_vector(out, "float16", dense_codec=make_codec("float16"), labeler=labeler, **common)
+    write_vector(out, "uint8", dense_codec=make_codec("uint8"), labeler=labeler, **common)
+    write_vector(out, "topk_float16", dense_codec=make_codec("topk", k=3, values="float16"),
+                 temperature=4.0, **common)
+    write_vector(out, "topk_uint8", dense_codec=make_codec("topk", k=2, values="uint8"),
+                 temperature=4.0, **common)
+
+    # -- plain distilled set D: no /dense, global soft labels as logits, K = 1 -----------------
+    m2, c2 = 10, 5
+    gray = rng.integers(0, 256, size=(m2, 1, 8, 8), dtype=np.uint8)
+    labels2 = np.repeat(np.arange(c2), m2 // c2).astype(np.int64)
+    logits = rng.normal(0.0, 3.0, size=(m2, c2)).astype(np.float32)
+    write_vector(out, "plain", images=gray, labels=labels2, num_classes=c2, mean=(0.5,), std=(0.25,),
+                 soft=logits, soft_kind="logits", class_names=["avión", "car", "église", "猫", "deer"],
+                 source_dataset="cifar10", distillation="mtt", ipc=2)
+
+    # -- float32 images on the 0..1 scale (values outside [0, 1] allowed), non-square ----------
+    m3, c3 = 3, 4
+    fimages = rng.normal(0.5, 0.35, size=(m3, 3, 8, 12)).astype(np.float32)
+    labels3 = np.array([2, 0, 3], dtype=np.int64)
+    probs3 = make_probs(rng, m3, 9, c3, {})
+    soft3 = make_probs(rng, 1, m3, c3, {})[0]
+    write_vector(out, "float_images", images=fimages, labels=labels3, num_classes=c3, mean=MEAN, std=STD,
+                 space="pixel01", dense_codec=make_codec("float32"), n=3, ratio=0.625, probs=probs3,
+                 labeler={"arch": "convnet", "mean": list(MEAN), "std": list(STD)},
+                 soft=soft3, soft_kind="probs", soft_dtype="float16", distillation="datm")
+
+    total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    print(f"wrote {len(list(out.glob('*.dla.h5')))} vectors and geometry.json to {out} ({total} bytes)")
+
+
+if __name__ == "__main__":
+    main()

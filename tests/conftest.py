@@ -1,0 +1,59 @@
+"""Shared fixtures: small real files written by the library itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ladd_format import DenseSpec, DLAWriter
+from ladd_format.codecs import make_codec
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def make_arrays(m=12, c=10, side=16, n=3, seed=0, sharp=3.0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(m, 3, side, side), dtype=np.uint8)
+    labels = np.arange(m) % c
+    dense = softmax(rng.normal(size=(m, n * n, c)) * sharp).astype(np.float32)
+    return images, labels, dense
+
+
+def write_dla(path: Path, m=12, c=10, side=16, n=3, ratio=0.625, codec="float32", codec_config=None,
+              batch=5, soft_kind=None, seed=0, **kwargs) -> Path:
+    images, labels, dense = make_arrays(m, c, side, n, seed)
+    spec = None
+    if codec is not None:
+        spec = DenseSpec(n=n, ratio=ratio, codec=make_codec(codec, **(codec_config or {})),
+                         labeler={"arch": "test", "epochs": 1})
+    soft = np.random.default_rng(seed + 1).normal(size=(m, c)).astype(np.float32) if soft_kind else None
+    if soft_kind == "probs":
+        soft = softmax(soft)
+    with DLAWriter(path, num_classes=c, image_shape=(3, side, side), mean=MEAN, std=STD, dense=spec,
+                   soft_kind=soft_kind, converter="test", **kwargs) as w:
+        for start in range(0, m, batch):
+            stop = min(m, start + batch)
+            w.append(images[start:stop], labels[start:stop],
+                     dense=dense[start:stop] if spec else None,
+                     soft=soft[start:stop] if soft is not None else None)
+    return path
+
+
+@pytest.fixture
+def dla_file(tmp_path) -> Path:
+    return write_dla(tmp_path / "set.dla.h5")
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()

@@ -1,0 +1,199 @@
+"""Writer and reader: the container round-trips, streams, and never leaves a half-written file."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from ladd_format import DenseSpec, DLAWriter, LaddError, open_dla, verify
+from ladd_format.codecs import make_codec
+from ladd_format.errors import (InputError, NoDenseLabelsError, OutputExistsError, ProbabilityError,
+                                ShapeError)
+
+from conftest import MEAN, STD, make_arrays, write_dla
+
+
+def test_round_trip_float32(tmp_path):
+    path = write_dla(tmp_path / "a.dla.h5", m=12, batch=5)
+    images, labels, dense = make_arrays(12)
+    with open_dla(path) as f:
+        assert len(f) == 12 and f.num_classes == 10 and f.image_shape == (3, 16, 16)
+        assert np.array_equal(f.images(), images)
+        assert np.array_equal(f.labels(), labels)
+        assert np.array_equal(f.dense(), dense)
+        assert np.array_equal(f.dense(3, 7), dense[3:7])
+        assert np.allclose(f.mean, MEAN) and np.allclose(f.std, STD)
+        assert f.boxes.shape == (9, 4) and f.n == 3 and f.ratio == 0.625
+        assert f.labeler == {"arch": "test", "epochs": 1}
+        assert f.space == "pixel255" and f.ipc == 1.2
+    assert verify(path) == []
+
+
+@pytest.mark.parametrize("codec,config", [("float16", {}), ("uint8", {}), ("topk", {"k": 4, "values": "uint8"})])
+def test_round_trip_other_codecs_within_tolerance(tmp_path, codec, config):
+    path = write_dla(tmp_path / "a.dla.h5", codec=codec, codec_config=config)
+    _, _, dense = make_arrays(12)
+    with open_dla(path) as f:
+        q = f.dense()
+        assert f.codec == make_codec(codec, **config)
+    assert verify(path) == []
+    assert np.allclose(q.sum(-1), 1, atol=4e-3)
+    assert np.mean(q.argmax(-1) == dense.argmax(-1)) > 0.95
+
+
+def test_streamed_batches_equal_one_batch(tmp_path):
+    a = write_dla(tmp_path / "a.dla.h5", batch=1)
+    b = write_dla(tmp_path / "b.dla.h5", batch=100)
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        for name in ("images", "labels", "dense/probs"):
+            assert fa[name].attrs["sha256"] == fb[name].attrs["sha256"]
+
+
+def test_sha256_attribute_is_digest_of_little_endian_c_order_bytes(dla_file):
+    with h5py.File(dla_file) as f:
+        data = f["dense/probs"][()]
+        assert f["dense/probs"].attrs["sha256"] == hashlib.sha256(data.astype("<f4").tobytes()).hexdigest()
+
+
+def test_every_dataset_has_fletcher32_and_chunks(tmp_path):
+    path = write_dla(tmp_path / "a.dla.h5", soft_kind="logits")
+    with h5py.File(path) as f:
+        names = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        assert sorted(names) == ["dense/probs", "images", "labels", "soft_labels"]
+        for name in names:
+            assert f[name].fletcher32 and f[name].chunks
+        assert f["images"].chunks == (1, 3, 16, 16)
+
+
+def test_plain_set_without_dense(tmp_path):
+    path = write_dla(tmp_path / "d.dla.h5", codec=None, soft_kind="probs")
+    assert verify(path) == []
+    with open_dla(path) as f:
+        assert not f.has_dense and f.soft_kind == "probs"
+        assert np.allclose(f.soft_labels().sum(-1), 1, atol=1e-6)
+        with pytest.raises(NoDenseLabelsError, match="run `ladd augment` first"):
+            f.dense()
+
+
+def test_float_images_keep_their_space(tmp_path):
+    x = np.random.default_rng(0).normal(size=(4, 3, 8, 8)).astype(np.float32)
+    path = tmp_path / "f.dla.h5"
+    with DLAWriter(path, num_classes=2, image_shape=(3, 8, 8), mean=MEAN, std=STD,
+                   image_dtype="float32", space="pixel01") as w:
+        w.append(x, [0, 1, 0, 1])
+    with open_dla(path) as f:
+        assert f.space == "pixel01" and np.array_equal(f.images(), x)
+    assert verify(path) == []
+
+
+def test_nothing_appears_until_close(tmp_path):
+    path = tmp_path / "a.dla.h5"
+    images, labels, _ = make_arrays(4)
+    w = DLAWriter(path, num_classes=10, image_shape=(3, 16, 16), mean=MEAN, std=STD)
+    w.append(images, labels)
+    assert not path.exists()
+    w.close()
+    assert path.exists() and [p.name for p in tmp_path.iterdir()] == ["a.dla.h5"]
+
+
+def test_existing_output_is_refused_without_overwrite(tmp_path):
+    path = tmp_path / "a.dla.h5"
+    path.write_bytes(b"precious")
+    with pytest.raises(OutputExistsError, match="exists"):
+        write_dla(path)
+    assert path.read_bytes() == b"precious"
+    write_dla(path, overwrite=True)
+    assert verify(path) == []
+
+
+@pytest.mark.parametrize("bad,error", [
+    ({"labels": np.array([0, 1, 2, 10])}, InputError),
+    ({"labels": np.array([0, 1, -1, 2])}, InputError),
+    ({"images": np.zeros((4, 3, 16, 15), np.uint8)}, ShapeError),
+    ({"images": np.zeros((4, 3, 16, 16), np.float32)}, InputError),
+    ({"dense": np.full((4, 9, 10), np.nan, np.float32)}, ProbabilityError),
+    ({"dense": np.full((4, 9, 10), -0.1, np.float32)}, ProbabilityError),
+    ({"dense": np.full((4, 9, 10), 0.2, np.float32)}, ProbabilityError),
+    ({"dense": np.full((4, 8, 10), 0.1, np.float32)}, ShapeError),
+])
+def test_bad_batch_leaves_existing_destination_intact(tmp_path, bad, error):
+    path = tmp_path / "a.dla.h5"
+    path.write_bytes(b"precious")
+    images, labels, dense = make_arrays(4, n=3)
+    args = {"images": images, "labels": labels, "dense": dense} | bad
+    w = DLAWriter(path, num_classes=10, image_shape=(3, 16, 16), mean=MEAN, std=STD, overwrite=True,
+                  dense=DenseSpec(n=3, ratio=0.625))
+    with pytest.raises(error) as info:
+        w.append(**args)
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == b"precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.dla.h5"]
+
+
+def test_empty_set_is_refused(tmp_path):
+    with pytest.raises(InputError, match="no images"):
+        DLAWriter(tmp_path / "a.dla.h5", num_classes=2, image_shape=(3, 4, 4), mean=MEAN, std=STD).close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_exception_inside_with_block_discards_the_file(tmp_path):
+    path = tmp_path / "a.dla.h5"
+    images, labels, _ = make_arrays(4)
+    with pytest.raises(RuntimeError):
+        with DLAWriter(path, num_classes=10, image_shape=(3, 16, 16), mean=MEAN, std=STD) as w:
+            w.append(images, labels)
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_write_leaves_destination_as_it_was(tmp_path):
+    path = tmp_path / "a.dla.h5"
+    write_dla(path)
+    before = path.read_bytes()
+    script = textwrap.dedent(f"""
+        import sys, time, numpy as np
+        from ladd_format import DLAWriter
+        w = DLAWriter({str(path)!r}, num_classes=10, image_shape=(3, 16, 16), mean=(0,0,0), std=(1,1,1),
+                      overwrite=True)
+        for i in range(10_000):
+            w.append(np.zeros((8, 3, 16, 16), np.uint8), np.zeros(8, np.int64))
+            if i == 2:
+                print("writing", flush=True)
+            time.sleep(0.01)
+        w.close()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert path.read_bytes() == before
+    assert verify(path) == []
+    # the killed process leaves only its hidden temporary file behind, never a partial destination
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "a.dla.h5"]
+    assert all(name.startswith(".a.dla.h5.partial-") for name in leftovers)
+
+
+def test_reader_refuses_non_files(tmp_path):
+    with pytest.raises(LaddError, match="no such file"):
+        open_dla(tmp_path / "missing.dla.h5")
+    with pytest.raises(LaddError, match="directory"):
+        open_dla(tmp_path)
+
+
+def test_class_names_and_root_attributes(tmp_path):
+    path = write_dla(tmp_path / "a.dla.h5", class_names=[f"c{i}" for i in range(10)],
+                     source_dataset="imagenette", distillation="mtt", ipc=1)
+    with open_dla(path) as f:
+        assert f.class_names == [f"c{i}" for i in range(10)]
+        info = f.info()
+        assert info["source_dataset"] == "imagenette" and info["distillation"] == "mtt" and info["ipc"] == 1
+        assert info["provenance"]["converter"] == "test" and info["provenance"]["inputs"] == []
+        assert info["provenance"]["created"].endswith("Z")

@@ -1,0 +1,68 @@
+"""Spec section 5: the sub-image geometry."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ladd_format import geometry
+
+
+@pytest.mark.parametrize("side,n,ratio,crop,offsets", [
+    (128, 5, 0.625, 80, [0, 12, 24, 36, 48]),   # the paper's numbers
+    (32, 5, 0.625, 20, [0, 3, 6, 9, 12]),
+    (224, 5, 0.625, 140, [0, 21, 42, 63, 84]),
+    (64, 3, 0.5, 32, [0, 16, 32]),
+    (30, 1, 0.5, 15, [8]),
+])
+def test_spec_table_vectors(side, n, ratio, crop, offsets):
+    b = geometry.boxes(side, side, n, ratio)
+    assert b.dtype == np.int32 and b.shape == (n * n, 4)
+    assert set(b[:, 2]) == {crop} and set(b[:, 3]) == {crop}
+    assert sorted(set(b[:, 0])) == offsets and sorted(set(b[:, 1])) == offsets
+
+
+def test_boxes_are_row_major():
+    b = geometry.boxes(128, 96, 5, 0.625)
+    # j = row * N + col: the row (top) changes slowest, the column (left) fastest
+    assert b[1, 0] == b[0, 0] and b[1, 1] > b[0, 1]
+    assert b[5, 0] > b[0, 0] and b[5, 1] == b[0, 1]
+
+
+def test_non_square_images_use_each_axis():
+    b = geometry.boxes(48, 64, 3, 0.5)
+    assert set(b[:, 2]) == {24} and set(b[:, 3]) == {32}
+    assert sorted(set(b[:, 0])) == [0, 12, 24] and sorted(set(b[:, 1])) == [0, 16, 32]
+
+
+@given(side_h=st.integers(1, 300), side_w=st.integers(1, 300), n=st.integers(1, 9),
+       ratio=st.floats(0.01, 1.0))
+def test_boxes_inside_and_spanning(side_h, side_w, n, ratio):
+    try:
+        b = geometry.boxes(side_h, side_w, n, ratio)
+    except ValueError:
+        assert round(ratio * min(side_h, side_w) + 1e-9) < 1 or ratio * min(side_h, side_w) < 0.5
+        return
+    assert geometry.boxes_inside(b, side_h, side_w)
+    if n > 1:  # first crop at the top-left corner, last one flush with the bottom-right corner
+        assert b[0, 0] == 0 and b[0, 1] == 0
+        assert b[-1, 0] + b[-1, 2] == side_h and b[-1, 1] + b[-1, 3] == side_w
+
+
+@given(length=st.integers(1, 1000), crop_frac=st.floats(0.01, 1.0), n=st.integers(2, 12))
+def test_integer_offsets_equal_the_float_formula(length, crop_frac, n):
+    crop = max(1, min(length, int(crop_frac * length)))
+    float_form = [int(np.floor(i * (length - crop) / (n - 1) + 0.5)) for i in range(n)]
+    assert geometry.offsets(length, crop, n) == float_form
+
+
+@pytest.mark.parametrize("ratio", [0.0, -0.1, 1.5, float("nan")])
+def test_bad_ratio_is_refused(ratio):
+    with pytest.raises(ValueError):
+        geometry.boxes(32, 32, 5, ratio)
+
+
+def test_boxes_inside_rejects_outside():
+    assert not geometry.boxes_inside(np.array([[0, 0, 33, 10]]), 32, 32)
+    assert not geometry.boxes_inside(np.array([[-1, 0, 10, 10]]), 32, 32)
+    assert geometry.boxes_inside(np.array([[22, 22, 10, 10]]), 32, 32)
