@@ -120,6 +120,15 @@ class DLAFile:
         except BaseException:
             self.h5.close()
             raise
+        # A read-only file does not change: keep handles and the shapes every read needs, so a
+        # single-item read costs one HDF5 read per dataset, not a lookup of groups and attributes.
+        self._images = self.h5[S.IMAGES]
+        self._labels = self.h5[S.LABELS]
+        self._num_images = int(self._images.shape[0])
+        self._num_classes = int(self.h5.attrs["num_classes"])
+        self._dense = self.h5[S.DENSE] if S.DENSE in self.h5 else None
+        self._dense_datasets: dict[str, h5py.Dataset] | None = None
+        self._n: int | None = None
         self._codec: Codec | None = None
 
     # -- metadata -------------------------------------------------------------------------
@@ -129,14 +138,14 @@ class DLAFile:
 
     @property
     def num_images(self) -> int:
-        return int(self.h5[S.IMAGES].shape[0])
+        return self._num_images
 
     def __len__(self) -> int:
         return self.num_images
 
     @property
     def num_classes(self) -> int:
-        return int(self.h5.attrs["num_classes"])
+        return self._num_classes
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -190,17 +199,19 @@ class DLAFile:
     # -- dense labels ---------------------------------------------------------------------
     @property
     def has_dense(self) -> bool:
-        return S.DENSE in self.h5
+        return self._dense is not None
 
     def _dense_group(self) -> h5py.Group:
-        if not self.has_dense:
+        if self._dense is None:
             raise NoDenseLabelsError("no dense labels (this is a plain distilled set D): "
                                      "run `ladd augment` first", self.path, "/dense")
-        return self.h5[S.DENSE]
+        return self._dense
 
     @property
     def n(self) -> int:
-        return int(self._dense_group().attrs["n"])
+        if self._n is None:
+            self._n = int(self._dense_group().attrs["n"])
+        return self._n
 
     @property
     def ratio(self) -> float:
@@ -229,15 +240,17 @@ class DLAFile:
 
     def dense_stored(self, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
         """The stored dense arrays for images [start, stop), as the codec wrote them."""
-        g = self._dense_group()
+        if self._dense_datasets is None:
+            g = self._dense_group()
+            datasets = {}
+            for name in self.codec.layout(self.n * self.n, self.num_classes):
+                if name not in g:
+                    raise MissingFieldError(f"dataset /dense/{name} required by codec {self.codec.name!r} is "
+                                            "missing", self.path, f"/dense/{name}")
+                datasets[name] = g[name]
+            self._dense_datasets = datasets
         stop = self.num_images if stop is None else stop
-        out = {}
-        for name in self.codec.layout(self.n * self.n, self.num_classes):
-            if name not in g:
-                raise MissingFieldError(f"dataset /dense/{name} required by codec {self.codec.name!r} is missing",
-                                        self.path, f"/dense/{name}")
-            out[name] = read_rows(g[name], start, stop, self.path)
-        return out
+        return {name: read_rows(ds, start, stop, self.path) for name, ds in self._dense_datasets.items()}
 
     def dense(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Decoded dense labels of images [start, stop): ``(B, N*N, C)`` float32 probabilities."""
@@ -247,15 +260,14 @@ class DLAFile:
     def images(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Images [start, stop) as stored: ``(B, K, H, W)`` uint8 (or float16/float32)."""
         stop = self.num_images if stop is None else stop
-        return read_rows(self.h5[S.IMAGES], start, stop, self.path)
+        return read_rows(self._images, start, stop, self.path)
 
     def labels(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Hard labels [start, stop) as ``(B,)`` int64 class indices."""
         stop = self.num_images if stop is None else stop
-        ds = self.h5[S.LABELS]
-        if not np.issubdtype(ds.dtype, np.integer):
-            raise DtypeError(f"/labels must be integers, found {ds.dtype}", self.path, "/labels")
-        return read_rows(ds, start, stop, self.path).astype(np.int64)
+        if self._labels.dtype.kind not in "iu":
+            raise DtypeError(f"/labels must be integers, found {self._labels.dtype}", self.path, "/labels")
+        return read_rows(self._labels, start, stop, self.path).astype(np.int64, copy=False)
 
     @property
     def has_soft_labels(self) -> bool:

@@ -271,6 +271,8 @@ class _Verifier:
                     if stored.shape != expected.shape or not np.array_equal(stored, expected):
                         self.fail(GeometryError, where, f"boxes disagree with spec section 5 for {h}x{w}, N={n}, "
                                   f"R={ratio}: expected first box {expected[0].tolist()}")
+        if "k" in a and text(a["codec"]) != "topk":
+            self.fail(AttributeValueError, where, f"attribute k belongs to codec topk only, codec is {text(a['codec'])!r}")
         if "labeler" not in g or "arch" not in g["labeler"].attrs:
             self.fail(MissingFieldError, "/dense/labeler", "group with attribute 'arch' is required")
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -49,23 +50,32 @@ class DenseSpec:
 
 
 class _Stream:
-    """One resizable, fletcher32-checksummed dataset with a running SHA-256 of its bytes."""
+    """One resizable, fletcher32-checksummed dataset with a running SHA-256 of its bytes.
 
-    def __init__(self, group: h5py.Group, name: str, tail: tuple[int, ...], dtype, chunk_rows: int):
+    The SHA-256 of a block runs on a worker thread (hashlib releases the GIL) while HDF5 writes the
+    same block; :meth:`append` returns only when both are done, so the caller may reuse its array.
+    """
+
+    def __init__(self, group: h5py.Group, name: str, tail: tuple[int, ...], dtype, chunk_rows: int,
+                 hasher: ThreadPoolExecutor):
         self.dtype = np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).itemsize > 1 else np.dtype(dtype)
         self.tail = tuple(tail)
         self.ds = group.create_dataset(
             name, shape=(0, *self.tail), maxshape=(None, *self.tail), dtype=self.dtype,
             chunks=(chunk_rows, *self.tail), fletcher32=True)
         self.digest = hashlib.sha256()
+        self.hasher = hasher
         self.rows = 0
 
     def append(self, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=self.dtype)
         n = block.shape[0]
-        self.ds.resize(self.rows + n, axis=0)
-        self.ds[self.rows:self.rows + n] = block
-        self.digest.update(memoryview(block).cast("B"))
+        hashed = self.hasher.submit(self.digest.update, memoryview(block).cast("B"))
+        try:
+            self.ds.resize(self.rows + n, axis=0)
+            self.ds[self.rows:self.rows + n] = block
+        finally:
+            hashed.result()
         self.rows += n
 
     def finish(self) -> None:
@@ -95,6 +105,9 @@ class DLAWriter:
         soft_kind: ``logits`` or ``probs`` when global soft labels will be appended.
         overwrite: replace an existing destination (otherwise :class:`OutputExistsError`).
         converter, inputs, report: provenance (spec 4.6); ``inputs`` are paths of input files.
+        max_chunk_rows: cap on the rows per chunk of the datasets other than ``/images`` (whose
+            chunks are always one image). By default chunks hold about 64 KiB (``/labels``: 4096
+            rows); small caps keep tiny files small, e.g. the spec's test vectors.
     """
 
     def __init__(self, path: str | os.PathLike, *, num_classes: int, image_shape: Sequence[int],
@@ -105,7 +118,8 @@ class DLAWriter:
                  distillation: str | None = None, ipc: int | None = None,
                  converter: str = "python", inputs: Sequence[str | os.PathLike] = (),
                  report: dict | None = None, root_attrs: dict | None = None,
-                 created: str | None = None, overwrite: bool = False):
+                 created: str | None = None, overwrite: bool = False,
+                 max_chunk_rows: int | None = None):
         self.dest = atomic.check_destination(path, overwrite)
         self.overwrite = overwrite
         self.num_classes = int(num_classes)
@@ -137,6 +151,7 @@ class DLAWriter:
         if soft_kind not in (None, *S.SOFT_KINDS):
             raise InputError(f"soft label kind must be one of {S.SOFT_KINDS}, got {soft_kind!r}", self.dest)
         self.soft_kind = soft_kind
+        self.max_chunk_rows = max_chunk_rows
         self.dense = dense
         if dense is not None:
             self._check_dense_spec(dense, height, width)
@@ -145,17 +160,18 @@ class DLAWriter:
         self.tmp = atomic.temporary_sibling(self.dest)
         self._closed = False
         try:
+            self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ladd-sha256")
             self.h5 = h5py.File(self.tmp, "w")
             self._write_header(class_names, source_dataset, distillation, ipc, root_attrs)
             self._write_provenance(converter, input_records, report, created)
-            self.images = _Stream(self.h5, S.IMAGES, self.image_shape, self.image_dtype, 1)
+            self.images = _Stream(self.h5, S.IMAGES, self.image_shape, self.image_dtype, 1, self.hasher)
             self.images.ds.attrs["space"] = self.space
-            self.labels = _Stream(self.h5, S.LABELS, (), np.int64, 4096)
+            self.labels = _Stream(self.h5, S.LABELS, (), np.int64, self._chunk_rows((), 8, 4096), self.hasher)
             self.soft = None
             if soft_kind is not None:
                 tail = (self.num_classes,)
                 self.soft = _Stream(self.h5, S.SOFT_LABELS, tail, soft_dtype,
-                                    _rows_per_chunk(tail, np.dtype(soft_dtype).itemsize))
+                                    self._chunk_rows(tail, np.dtype(soft_dtype).itemsize), self.hasher)
                 self.soft.ds.attrs["kind"] = soft_kind
             self.dense_streams: dict[str, _Stream] = {}
             if dense is not None:
@@ -165,6 +181,10 @@ class DLAWriter:
             raise
 
     # -- construction helpers -------------------------------------------------------------
+    def _chunk_rows(self, tail: Sequence[int], itemsize: int, default: int | None = None) -> int:
+        rows = default if default is not None else _rows_per_chunk(tail, itemsize)
+        return rows if self.max_chunk_rows is None else max(1, min(rows, int(self.max_chunk_rows)))
+
     def _channel_stats(self, name: str, values, k: int) -> np.ndarray:
         arr = np.asarray(values, dtype=np.float64).reshape(-1)
         if arr.shape != (k,) or not np.all(np.isfinite(arr)):
@@ -231,7 +251,7 @@ class DLAWriter:
             lab.attrs[key] = value
         for name, (tail, dtype) in dense.codec.layout(dense.num_sub, self.num_classes).items():
             self.dense_streams[name] = _Stream(g, name, tail, dtype,
-                                               _rows_per_chunk(tail, np.dtype(dtype).itemsize))
+                                               self._chunk_rows(tail, np.dtype(dtype).itemsize), self.hasher)
 
     # -- appending ------------------------------------------------------------------------
     def append(self, images: np.ndarray, labels: np.ndarray, dense: np.ndarray | None = None,
@@ -342,6 +362,7 @@ class DLAWriter:
             for stream in streams:
                 stream.finish()
             self.h5.close()
+            self.hasher.shutdown()
             self._closed = True
             atomic.commit(self.tmp, self.dest, self.overwrite)
         except BaseException:
@@ -351,6 +372,9 @@ class DLAWriter:
 
     def _abort(self) -> None:
         self._closed = True
+        hasher = getattr(self, "hasher", None)
+        if hasher is not None:
+            hasher.shutdown(wait=True)
         h5 = getattr(self, "h5", None)
         if h5 is not None:
             try:

@@ -249,3 +249,14 @@ def test_cli_verify_on_garbage_file(tmp_path, runner):
     path.write_bytes(b"\x00" * 100)
     result = runner.invoke(main, ["verify", str(path)])
     assert result.exit_code == 1 and "not an HDF5 file" in result.output and "Traceback" not in result.output
+
+
+def test_rule_dense_k_only_with_topk(dla_file):
+    tamper(dla_file, lambda f: f["dense"].attrs.__setitem__("k", 3))
+    assert has(problems_of(dla_file), E.AttributeValueError, "/dense", "topk only")
+
+
+def test_rule_dense_topk_rows_hold_at_least_k_over_c(tmp_path):
+    path = write_dla(tmp_path / "q.dla.h5", codec="topk", codec_config={"k": 3, "values": "float16"})
+    tamper(path, lambda f: f["dense/topk_prob"].__setitem__((0, 0), np.zeros(3, np.float16)))
+    assert has(problems_of(path), E.ProbabilityError, "/dense/topk_prob", "k/C")

@@ -17,7 +17,8 @@ class Float32Codec(Codec):
         return {"probs": ((num_sub, num_classes), self.dtype)}
 
     def encode(self, probs):
-        return {"probs": np.asarray(probs).astype(self.dtype)}
+        # spec 6: p is taken as float64 and cast once (float16 directly from float64)
+        return {"probs": np.asarray(probs, dtype=np.float64).astype(self.dtype)}
 
     def decode(self, stored, num_classes):
         return np.asarray(stored["probs"]).astype(np.float32)

@@ -38,7 +38,7 @@ class TopKCodec(Codec):
                 "topk_prob": ((num_sub, self.k), VALUE_DTYPES[self.values])}
 
     def encode(self, probs):
-        p = np.asarray(probs)
+        p = np.asarray(probs, dtype=np.float64)  # spec 6: encoding works on float64
         if self.k > p.shape[-1]:
             raise CodecError(f"topk k = {self.k} exceeds the number of classes {p.shape[-1]}")
         # stable sort of -p: descending probability, ties broken by the lower class index
@@ -79,10 +79,14 @@ class TopKCodec(Codec):
             ordered = np.sort(index, axis=-1)
             if np.any(ordered[..., 1:] == ordered[..., :-1]):
                 problems.append("class indices must be distinct within each row")
+        k = raw.shape[-1]
         if raw.dtype == np.uint8:
             s = raw.astype(np.int64).sum(axis=-1)
-            if s.size and s.max() > 255 + raw.shape[-1] / 2:
+            if s.size and s.max() > 255 + k / 2:
                 problems.append(f"uint8 values must sum to <= 255 + k/2 per row, found {int(s.max())}")
+            if s.size and s.min() < 255 * k / num_classes - k / 2:
+                problems.append(f"uint8 values of the top {k} of {num_classes} classes must sum to >= "
+                                f"255 k/C - k/2 per row, found {int(s.min())}")
             return problems
         v = raw.astype(np.float64)
         if not np.all(np.isfinite(v)):
@@ -93,4 +97,7 @@ class TopKCodec(Codec):
         s = v.sum(axis=-1)
         if s.size and s.max() > 1 + 1e-3:
             problems.append(f"values must sum to <= 1 + 1e-3 per row, found {s.max():.6g}")
+        if s.size and s.min() < k / num_classes - 1e-3:
+            problems.append(f"the top {k} of {num_classes} classes must hold >= k/C - 1e-3 of the mass per row, "
+                            f"found {s.min():.6g}")
         return problems

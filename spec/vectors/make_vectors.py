@@ -45,12 +45,6 @@ from ladd_format.geometry import boxes  # noqa: E402
 MAX_CHUNK_ROWS = 3
 
 
-class _SmallChunkStream(ladd_format.writer._Stream):
-    def __init__(self, group, name, tail, dtype, chunk_rows):
-        super().__init__(group, name, tail, dtype, min(int(chunk_rows), MAX_CHUNK_ROWS))
-
-
-ladd_format.writer._Stream = _SmallChunkStream
 
 SEED = 20260101
 CREATED = "2026-01-01T00:00:00Z"
@@ -235,6 +229,7 @@ def write_vector(out_dir: Path, name: str, *, images, labels, num_classes, mean,
     with DLAWriter(path, num_classes=num_classes, image_shape=(k, height, width), mean=mean, std=std,
                    image_dtype=str(images.dtype), space=space, dense=dense, soft_kind=soft_kind,
                    soft_dtype=soft_dtype, converter=CONVERTER, created=CREATED, overwrite=True,
+                   max_chunk_rows=MAX_CHUNK_ROWS,
                    **root) as w:
         # two batches, so the streaming path (resize + append) is what wrote the file
         half = max(1, images.shape[0] // 2)

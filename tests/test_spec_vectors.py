@@ -1,0 +1,517 @@
+"""The spec text is sufficient: read every vector of ``spec/vectors/`` following ``spec/dla-v1.md``
+alone, with plain ``h5py`` + ``numpy`` (+ ``json``, ``hashlib``, ``math``).
+
+Nothing here imports ``ladd_format`` except the two tests at the end that check the package's reader
+and verifier against the same vectors (they import it inside the test function). ``re``, ``pathlib``,
+``subprocess``, ``sys`` and ``pytest`` are test plumbing only (parsing the spec's table, locating files,
+running the generator).
+
+Regenerate the vectors with ``.venv/bin/python spec/vectors/make_vectors.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "spec" / "dla-v1.md"
+VECTORS = ROOT / "spec" / "vectors"
+
+CODEC_VECTORS = ["float32", "float16", "uint8", "topk_float16", "topk_uint8"]
+ALL_VECTORS = CODEC_VECTORS + ["plain", "float_images"]
+DENSE_VECTORS = CODEC_VECTORS + ["float_images"]
+TOL = 1e-6
+
+
+def h5_path(name: str) -> Path:
+    return VECTORS / f"{name}.dla.h5"
+
+
+def expected(name: str) -> dict:
+    return json.loads((VECTORS / f"{name}.expected.json").read_text())
+
+
+def text(value) -> str:
+    """A string attribute (h5py may hand back bytes, str or a 0-d array)."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return str(value)
+
+
+def datasets(h5: h5py.File) -> dict[str, h5py.Dataset]:
+    out = {}
+    h5.visititems(lambda name, obj: out.__setitem__("/" + name, obj) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def is_integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+# ---------------------------------------------------------------------------------------------
+# Spec section 5, implemented from the text.
+def crop_length(length: int, ratio: float) -> int:
+    """h = floor(R*H + 0.5) in IEEE-754 double precision."""
+    return math.floor(float(ratio) * length + 0.5)
+
+
+def axis_offsets(length: int, crop: int, n: int) -> list[int]:
+    if n == 1:
+        return [((length - crop) + 1) // 2]
+    return [(2 * i * (length - crop) + (n - 1)) // (2 * (n - 1)) for i in range(n)]
+
+
+def axis_offsets_float(length: int, crop: int, n: int) -> list[int]:
+    """The floor(... + 0.5) form the spec states next to the integer form."""
+    if n == 1:
+        return [math.floor((length - crop) / 2 + 0.5)]
+    return [math.floor(i * (length - crop) / (n - 1) + 0.5) for i in range(n)]
+
+
+def spec_boxes(height: int, width: int, n: int, ratio: float) -> list[list[int]]:
+    h, w = crop_length(height, ratio), crop_length(width, ratio)
+    assert h >= 1 and w >= 1, "a file whose h or w is 0 is invalid"
+    tops, lefts = axis_offsets(height, h, n), axis_offsets(width, w, n)
+    return [[top, left, h, w] for top in tops for left in lefts]  # j = row * N + col, row along H
+
+
+# ---------------------------------------------------------------------------------------------
+# Spec section 6, decode column, implemented from the text (float64 arithmetic, float32 result).
+def normalise_rows(q: np.ndarray, num_classes: int) -> np.ndarray:
+    sums = q.sum(axis=-1, keepdims=True)
+    zero = sums == 0
+    return np.where(zero, 1.0 / num_classes, q / np.where(zero, 1.0, sums))
+
+
+def spec_decode(dense: h5py.Group, num_classes: int) -> np.ndarray:
+    codec = text(dense.attrs["codec"])
+    if codec in ("float32", "float16"):
+        return dense["probs"][()].astype(np.float32)
+    if codec == "uint8":
+        q = dense["probs"][()].astype(np.float64) / 255.0
+        return normalise_rows(q, num_classes).astype(np.float32)
+    if codec == "topk":
+        index = dense["topk_index"][()].astype(np.int64)
+        raw = dense["topk_prob"][()]
+        v = raw.astype(np.float64) / 255.0 if raw.dtype == np.uint8 else raw.astype(np.float64)
+        k = index.shape[-1]
+        assert k == int(dense.attrs["k"])
+        if k < num_classes:
+            rest = np.maximum(0.0, 1.0 - v.sum(axis=-1, keepdims=True)) / (num_classes - k)
+        else:
+            rest = np.zeros(v.shape[:-1] + (1,))
+        out = np.broadcast_to(rest, index.shape[:-1] + (num_classes,)).copy()
+        np.put_along_axis(out, index, v, axis=-1)
+        return normalise_rows(out, num_classes).astype(np.float32)
+    raise AssertionError(f"codec {codec!r} is not in spec section 6")
+
+
+def topk_select(row, k: int) -> list[int]:
+    """The k largest p of a row, in descending order, ties: lower class index first."""
+    return sorted(range(len(row)), key=lambda c: (-row[c], c))[:k]
+
+
+def check_decode(name: str, codec: str) -> None:
+    exp = expected(name)
+    with h5py.File(h5_path(name), "r") as h5:
+        dense = h5["dense"]
+        assert text(dense.attrs["codec"]) == codec
+        c = int(h5.attrs["num_classes"])
+        q = spec_decode(dense, c)
+    want = np.asarray(exp["dense"]["decoded"], dtype=np.float64)
+    m, p = exp["num_images"], exp["dense"]["n"] ** 2
+    assert q.dtype == np.float32 and q.shape == (m, p, c) == want.shape
+    assert np.max(np.abs(q.astype(np.float64) - want)) <= TOL
+    if codec in ("uint8", "topk"):  # renormalised codecs: every decoded row sums to 1
+        assert np.max(np.abs(q.astype(np.float64).sum(axis=-1) - 1.0)) <= 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+def test_vector_set_is_complete_and_small():
+    assert (VECTORS / "geometry.json").is_file()
+    present = sorted(p.name[: -len(".dla.h5")] for p in VECTORS.glob("*.dla.h5"))
+    assert present == sorted(ALL_VECTORS)
+    for name in ALL_VECTORS:
+        assert (VECTORS / f"{name}.expected.json").is_file()
+        assert h5_path(name).stat().st_size < 100_000
+    assert sum(p.stat().st_size for p in VECTORS.iterdir() if p.is_file()) < 400_000
+
+
+def test_spec_readers_import_only_h5py_numpy_json_hashlib_math():
+    """Module-level imports of this file: the spec readers need nothing from ladd_format."""
+    tree = ast.parse(Path(__file__).read_text())
+    plumbing = {"__future__", "ast", "re", "subprocess", "sys", "pathlib", "pytest"}
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            mods = [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            mods = [node.module.split(".")[0]]
+        else:
+            continue
+        for mod in mods:
+            assert mod in {"h5py", "numpy", "json", "hashlib", "math"} | plumbing, mod
+
+
+def test_geometry_formula_matches_vectors():
+    cases = json.loads((VECTORS / "geometry.json").read_text())
+    assert len(cases) >= 10
+    for case in cases:
+        h, w, n, r = case["height"], case["width"], case["n"], case["ratio"]
+        assert spec_boxes(h, w, n, r) == case["boxes"], case
+        assert len(case["boxes"]) == n * n
+        for length, crop in ((h, crop_length(h, r)), (w, crop_length(w, r))):
+            assert axis_offsets(length, crop, n) == axis_offsets_float(length, crop, n)
+    # the cases the brief asks for are there
+    keys = {(c["height"], c["width"], c["n"], c["ratio"]) for c in cases}
+    for key in [(128, 128, 5, 0.625), (32, 32, 5, 0.625), (224, 224, 5, 0.625), (64, 64, 3, 0.5),
+                (30, 30, 1, 0.5), (48, 64, 5, 0.625), (128, 128, 7, 0.885)]:
+        assert key in keys
+    # "computed in IEEE-754 double precision" matters: 0.58 * 25 = 14.499999999999998 -> 14
+    assert spec_boxes(25, 25, 5, 0.58)[0][2] == 14
+
+
+def test_geometry_table_of_spec_section_5():
+    section = SPEC.read_text().split("## 5.")[1].split("## 6.")[0]
+    rows = re.findall(r"^\| (\d+) x (\d+) \| (\d+) \| ([0-9.]+) \| (\d+) x (\d+) \| ([0-9, ]+?)(?: \(.*\))? \|$",
+                      section, flags=re.M)
+    assert len(rows) == 5, rows
+    cases = {(c["height"], c["width"], c["n"], c["ratio"]): c["boxes"]
+             for c in json.loads((VECTORS / "geometry.json").read_text())}
+    for hh, ww, n, r, ch, cw, offs in rows:
+        hh, ww, n, r, ch, cw = int(hh), int(ww), int(n), float(r), int(ch), int(cw)
+        offsets = [int(v) for v in offs.split(",")]
+        assert (crop_length(hh, r), crop_length(ww, r)) == (ch, cw)
+        assert axis_offsets(hh, ch, n) == offsets and axis_offsets(ww, cw, n) == offsets
+        assert cases[(hh, ww, n, r)] == spec_boxes(hh, ww, n, r)
+
+
+@pytest.mark.parametrize("name", DENSE_VECTORS)
+def test_dense_boxes_attribute_follows_geometry(name):
+    exp = expected(name)
+    with h5py.File(h5_path(name), "r") as h5:
+        _, _, height, width = h5["images"].shape
+        a = h5["dense"].attrs
+        stored = np.asarray(a["boxes"])
+        assert stored.dtype == np.int32 and stored.shape == (int(a["n"]) ** 2, 4)
+        assert stored.tolist() == spec_boxes(height, width, int(a["n"]), float(a["ratio"]))
+        assert stored.tolist() == exp["dense"]["boxes"]
+
+
+@pytest.mark.parametrize("name", ALL_VECTORS)
+def test_root_attributes(name):
+    exp = expected(name)
+    with h5py.File(h5_path(name), "r") as h5:
+        a = h5.attrs
+        assert text(a["format"]) == "ladd-dla"
+        version = re.fullmatch(r"(\d+)\.(\d+)", text(a["format_version"]))
+        assert version and int(version.group(1)) == 1
+        assert is_integer(a["num_classes"]) and int(a["num_classes"]) >= 1
+        c = int(a["num_classes"])
+        assert c == exp["num_classes"] == exp["root"]["num_classes"]
+        if "class_names" in a:
+            names = [text(v) for v in np.atleast_1d(a["class_names"])]
+            assert len(names) == c and names == exp["root"]["class_names"]
+        if "ipc" in a:
+            assert is_integer(a["ipc"]) and int(a["ipc"]) >= 1 and int(a["ipc"]) == exp["root"]["ipc"]
+        for key in ("source_dataset", "distillation"):
+            if key in exp["root"]:
+                assert text(a[key]) == exp["root"][key]
+        assert set(a.keys()) == set(exp["root"])
+
+
+@pytest.mark.parametrize("name", ALL_VECTORS)
+def test_fletcher32_and_allowed_filters(name):
+    allowed = {1, 2, 3}  # HDF5 filter ids: deflate (gzip), shuffle, fletcher32
+    exp = expected(name)["datasets"]
+    with h5py.File(h5_path(name), "r") as h5:
+        found = datasets(h5)
+        assert set(found) == set(exp)
+        for path, ds in found.items():
+            assert ds.chunks is not None, path
+            assert ds.fletcher32, path
+            plist = ds.id.get_create_plist()
+            ids = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
+            assert 3 in ids and ids <= allowed, (path, ids)
+            assert list(ds.chunks) == exp[path]["chunks"]
+            ds[()]  # every chunk reads back: its fletcher32 matches
+        m, k, h, w = h5["images"].shape
+        assert h5["images"].chunks == (1, k, h, w)
+
+
+@pytest.mark.parametrize("name", ALL_VECTORS)
+def test_numeric_datasets_little_endian_c_order(name):
+    exp = expected(name)["datasets"]
+    with h5py.File(h5_path(name), "r") as h5:
+        for path, ds in datasets(h5).items():
+            assert ds.dtype.str[0] in "<|", (path, ds.dtype.str)
+            assert ds.dtype.str == exp[path]["dtype"] and list(ds.shape) == exp[path]["shape"]
+
+
+@pytest.mark.parametrize("name", ALL_VECTORS)
+def test_sha256_rule(name):
+    exp = expected(name)["datasets"]
+    with h5py.File(h5_path(name), "r") as h5:
+        for path, ds in datasets(h5).items():
+            data = ds[()]
+            raw = np.ascontiguousarray(data.astype(data.dtype.newbyteorder("<"))).tobytes()
+            assert len(raw) == data.size * data.dtype.itemsize
+            digest = hashlib.sha256(raw).hexdigest()
+            attr = text(ds.attrs["sha256"])
+            assert re.fullmatch(r"[0-9a-f]{64}", attr), path
+            assert attr == digest == exp[path]["sha256"], path
+
+
+@pytest.mark.parametrize("name", ALL_VECTORS)
+def test_images_and_labels(name):
+    exp = expected(name)
+    with h5py.File(h5_path(name), "r") as h5:
+        images = h5["images"][()]
+        space = text(h5["images"].attrs["space"])
+        labels = h5["labels"][()]
+        c = int(h5.attrs["num_classes"])
+    assert images.ndim == 4 and images.shape[0] == exp["num_images"] >= 1
+    assert list(images.shape[1:]) == exp["image_shape"]
+    assert images.dtype.str == exp["image_dtype"] and space == exp["space"]
+    if images.dtype == np.uint8:
+        assert space == "pixel255"
+    else:
+        assert images.dtype in (np.float16, np.float32) and space in ("pixel01", "normalized", "zca")
+    want = np.asarray(exp["images"], dtype=np.float64).astype(images.dtype)
+    assert np.array_equal(images, want)  # every pixel, exactly
+    assert hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest() == exp["images_sha256"]
+    assert labels.dtype.kind in "iu" and labels.dtype.itemsize <= 8
+    assert labels.shape == (images.shape[0],)
+    assert labels.tolist() == exp["labels"] and all(0 <= v < c for v in labels.tolist())
+
+
+@pytest.mark.parametrize("name", ALL_VECTORS)
+def test_normalization(name):
+    exp = expected(name)["normalization"]
+    with h5py.File(h5_path(name), "r") as h5:
+        k = h5["images"].shape[1]
+        g = h5["normalization"]
+        mean, std = np.asarray(g.attrs["mean"]), np.asarray(g.attrs["std"])
+    assert mean.dtype == np.float64 and std.dtype == np.float64
+    assert mean.shape == std.shape == (k,)
+    assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)
+    assert mean.tolist() == exp["mean"] and std.tolist() == exp["std"]
+
+
+@pytest.mark.parametrize("name", ["plain", "float_images"])
+def test_soft_labels(name):
+    exp = expected(name)
+    with h5py.File(h5_path(name), "r") as h5:
+        ds = h5["soft_labels"]
+        kind, values = text(ds.attrs["kind"]), ds[()]
+        m, c = h5["images"].shape[0], int(h5.attrs["num_classes"])
+        assert ("dense" in h5) == (exp["dense"] is not None)
+    assert kind == exp["soft_labels"]["kind"] and values.dtype.str == exp["soft_labels"]["dtype"]
+    assert values.shape == (m, c) and values.dtype in (np.float16, np.float32)
+    assert np.array_equal(values, np.asarray(exp["soft_labels"]["values"]).astype(values.dtype))
+    v = values.astype(np.float64)
+    assert np.all(np.isfinite(v))
+    if kind == "probs":
+        assert v.min() >= 0 and v.max() <= 1 and np.max(np.abs(v.sum(axis=-1) - 1)) <= 1e-3
+    else:
+        assert kind == "logits"
+
+
+def test_plain_set_has_no_dense_group():
+    with h5py.File(h5_path("plain"), "r") as h5:
+        assert "dense" not in h5
+    assert expected("plain")["dense"] is None
+
+
+@pytest.mark.parametrize("name", ALL_VECTORS)
+def test_provenance(name):
+    exp = expected(name)["provenance"]
+    with h5py.File(h5_path(name), "r") as h5:
+        a = h5["provenance"].attrs
+        got = {key: text(a[key]) for key in a}
+    for key in ("created", "tool", "converter", "inputs"):
+        assert key in got
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", got["created"])
+    inputs = json.loads(got["inputs"])
+    assert isinstance(inputs, list)
+    assert all(set(i) == {"name", "size", "sha256"} for i in inputs)
+    assert got == exp
+
+
+@pytest.mark.parametrize("name", DENSE_VECTORS)
+def test_dense_attributes_and_datasets(name):
+    exp = expected(name)["dense"]
+    with h5py.File(h5_path(name), "r") as h5:
+        m, c = h5["images"].shape[0], int(h5.attrs["num_classes"])
+        g = h5["dense"]
+        a = g.attrs
+        assert is_integer(a["n"]) and int(a["n"]) == exp["n"] >= 1
+        assert np.asarray(a["ratio"]).dtype == np.float64 and float(a["ratio"]) == exp["ratio"]
+        assert 0 < float(a["ratio"]) <= 1
+        assert text(a["resize"]) == "bilinear-antialias"
+        assert np.asarray(a["temperature"]).dtype == np.float64
+        assert float(a["temperature"]) == exp["temperature"] > 0
+        codec = text(a["codec"])
+        assert codec == exp["codec"]
+        assert text(g["labeler"].attrs["arch"]) == exp["labeler"]["arch"]
+        p = int(a["n"]) ** 2
+        names = {key for key in g if isinstance(g[key], h5py.Dataset)}
+        if codec in ("float32", "float16", "uint8"):
+            assert names == {"probs"} and "k" not in a
+            assert g["probs"].shape == (m, p, c) and g["probs"].dtype == np.dtype(codec)
+        else:
+            assert codec == "topk" and names == {"topk_index", "topk_prob"}
+            k = int(a["k"])
+            assert is_integer(a["k"]) and 1 <= k <= c and k == exp["k"]
+            assert g["topk_index"].shape == g["topk_prob"].shape == (m, p, k)
+            assert g["topk_index"].dtype == np.uint16
+            assert g["topk_prob"].dtype in (np.float32, np.float16, np.uint8)
+            assert g["topk_prob"].dtype.str == exp["value_dtype"]
+
+
+def test_decode_float32_codec():
+    check_decode("float32", "float32")
+    check_decode("float_images", "float32")
+
+
+def test_decode_float16_codec():
+    check_decode("float16", "float16")
+
+
+def test_decode_uint8_codec():
+    check_decode("uint8", "uint8")
+
+
+@pytest.mark.parametrize("name", ["topk_float16", "topk_uint8"])
+def test_decode_topk_codec(name):
+    check_decode(name, "topk")
+
+
+@pytest.mark.parametrize("name", DENSE_VECTORS)
+def test_encode_rules_reproduce_stored_values(name):
+    """Section 6, encode column, applied to the source probabilities gives the stored arrays."""
+    exp = expected(name)["dense"]
+    p = np.asarray(exp["source_probs"], dtype=np.float64)
+    with h5py.File(h5_path(name), "r") as h5:
+        g = h5["dense"]
+        codec = text(g.attrs["codec"])
+        stored = {key: g[key][()] for key in g if isinstance(g[key], h5py.Dataset)}
+
+    def encode_values(values, dtype):
+        if dtype == np.uint8:
+            return np.floor(255.0 * values + 0.5).astype(np.uint8)
+        return values.astype(dtype)
+
+    if codec == "topk":
+        k = exp["k"]
+        index = np.asarray([[topk_select(row, k) for row in img] for img in p.tolist()])
+        assert np.array_equal(stored["topk_index"], index)
+        assert index.tolist() == exp["topk_index"]
+        top = np.take_along_axis(p, index, axis=-1)
+        assert np.array_equal(stored["topk_prob"], encode_values(top, stored["topk_prob"].dtype))
+    else:
+        assert np.array_equal(stored["probs"], encode_values(p, np.dtype(codec)))
+
+
+@pytest.mark.parametrize("name,k", [("topk_float16", 3), ("topk_uint8", 2)])
+def test_topk_tie_rule(name, k):
+    """Ties: lower class index first (rows with exact ties in p, written out by hand here)."""
+    by_hand = {
+        3: {(0, 0): [0, 1, 2], (1, 4): [1, 3, 0], (2, 8): [0, 1, 2], (3, 2): [2, 0, 1], (3, 7): [0, 3, 1]},
+        2: {(0, 0): [0, 1], (1, 4): [1, 3], (2, 8): [0, 1], (3, 2): [2, 0], (3, 7): [0, 3]},
+    }[k]
+    exp = expected(name)["dense"]
+    ties = {(t["image"], t["sub"]): t["p"] for t in exp["tie_rows"]}
+    assert set(ties) == set(by_hand)
+    with h5py.File(h5_path(name), "r") as h5:
+        index = h5["dense"]["topk_index"][()]
+        values = h5["dense"]["topk_prob"][()].astype(np.float64)
+    for (i, j), want in by_hand.items():
+        assert topk_select(ties[(i, j)], k) == want
+        assert index[i, j].tolist() == want
+    # every row: values in descending order (encoding is monotone, so ties in p stay ties)
+    assert np.all(np.diff(values, axis=-1) <= 0)
+
+
+@pytest.mark.parametrize("name", DENSE_VECTORS)
+def test_stored_values_within_codec_tolerance(name):
+    """Section 6, second table."""
+    with h5py.File(h5_path(name), "r") as h5:
+        g = h5["dense"]
+        c = int(h5.attrs["num_classes"])
+        codec = text(g.attrs["codec"])
+        stored = {key: g[key][()] for key in g if isinstance(g[key], h5py.Dataset)}
+    if codec in ("float32", "float16"):
+        v = stored["probs"].astype(np.float64)
+        tol = 1e-3 if codec == "float32" else 4e-3
+        assert np.all(np.isfinite(v)) and v.min() >= 0 and v.max() <= 1
+        assert np.max(np.abs(v.sum(axis=-1) - 1)) <= tol
+    elif codec == "uint8":
+        s = stored["probs"].astype(np.int64).sum(axis=-1)
+        assert np.max(np.abs(s - 255)) <= c / 2
+    else:
+        index, raw = stored["topk_index"].astype(np.int64), stored["topk_prob"]
+        k = index.shape[-1]
+        assert index.max() < c
+        assert np.all(np.sort(index, axis=-1)[..., 1:] != np.sort(index, axis=-1)[..., :-1])
+        if raw.dtype == np.uint8:
+            assert raw.astype(np.int64).sum(axis=-1).max() <= 255 + k / 2
+        else:
+            v = raw.astype(np.float64)
+            assert np.all(np.isfinite(v)) and v.min() >= 0 and v.max() <= 1
+            assert v.sum(axis=-1).max() <= 1 + 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# The package against the same vectors (these two tests may import ladd_format).
+@pytest.mark.parametrize("name", ALL_VECTORS)
+def test_package_reader_agrees_with_vectors(name):
+    import ladd_format
+
+    exp = expected(name)
+    with ladd_format.open_dla(h5_path(name)) as f:
+        assert f.num_images == exp["num_images"] and f.num_classes == exp["num_classes"]
+        assert list(f.image_shape) == exp["image_shape"] and f.space == exp["space"]
+        assert f.labels().tolist() == exp["labels"]
+        assert np.array_equal(f.images(), np.asarray(exp["images"]).astype(f.image_dtype))
+        if exp["dense"] is None:
+            assert not f.has_dense
+            return
+        assert f.boxes.tolist() == exp["dense"]["boxes"]
+        q = f.dense()
+        assert q.dtype == np.float32
+        assert np.max(np.abs(q.astype(np.float64) - np.asarray(exp["dense"]["decoded"]))) <= TOL
+        # reading a slice decodes the same rows
+        assert np.array_equal(f.dense(1, 3), q[1:3])
+
+
+@pytest.mark.parametrize("name", ALL_VECTORS)
+def test_package_verify_accepts_every_vector(name):
+    import ladd_format
+
+    assert [str(p) for p in ladd_format.verify(h5_path(name))] == []
+
+
+def test_make_vectors_is_deterministic(tmp_path):
+    """Regenerating into a fresh folder gives byte-identical expected files and geometry.json, so
+    the committed vectors are what the script writes (run it after any change to the format)."""
+    subprocess.run([sys.executable, str(VECTORS / "make_vectors.py"), "--out", str(tmp_path)],
+                   check=True, capture_output=True, cwd=ROOT)
+    produced = sorted(p.name for p in tmp_path.iterdir())
+    committed = sorted(p.name for p in VECTORS.iterdir() if p.is_file() and p.name != "make_vectors.py")
+    assert produced == committed
+    for name in produced:
+        if name.endswith(".json"):
+            assert (tmp_path / name).read_bytes() == (VECTORS / name).read_bytes(), name
