@@ -179,7 +179,10 @@ def measure_file(path: str | os.PathLike, method: str = "zip", level: int | None
 def measure_arrays(images: np.ndarray, labels: np.ndarray, dense: dict[str, np.ndarray] | None,
                    num_classes: int, method: str = "zip", level: int | None = None,
                    ipc: float | None = None) -> SizeReport:
-    """Size accounting of arrays as they would be stored (``dense``: codec output by name).
+    """Size accounting of arrays as they would be stored.
+
+    ``dense`` is a codec's output, keyed by the stored names (``{"probs": ...}`` or
+    ``{"topk_index": ..., "topk_prob": ...}``), exactly what ``codec.encode`` returns.
 
     ``labels`` are counted as int64, as the reference writer stores them.
     """
