@@ -170,10 +170,17 @@ class DLAFile:
             return int(self.h5.attrs["ipc"])
         return self.num_images / self.num_classes
 
+    def _attr(self, obj, key: str):
+        """Attribute ``key`` of ``obj`` or a one-line :class:`MissingFieldError`."""
+        try:
+            return obj.attrs[key]
+        except KeyError:
+            raise MissingFieldError(f"attribute {key!r} is missing", self.path, obj.name) from None
+
     def _normalization(self, key: str) -> np.ndarray:
         if S.NORMALIZATION not in self.h5:
             raise MissingFieldError("group /normalization is missing", self.path, "/normalization")
-        return np.asarray(self.h5[S.NORMALIZATION].attrs[key], dtype=np.float64)
+        return np.asarray(self._attr(self.h5[S.NORMALIZATION], key), dtype=np.float64)
 
     @property
     def mean(self) -> np.ndarray:
@@ -210,21 +217,21 @@ class DLAFile:
     @property
     def n(self) -> int:
         if self._n is None:
-            self._n = int(self._dense_group().attrs["n"])
+            self._n = int(self._attr(self._dense_group(), "n"))
         return self._n
 
     @property
     def ratio(self) -> float:
-        return float(self._dense_group().attrs["ratio"])
+        return float(self._attr(self._dense_group(), "ratio"))
 
     @property
     def temperature(self) -> float:
-        return float(self._dense_group().attrs["temperature"])
+        return float(self._attr(self._dense_group(), "temperature"))
 
     @property
     def boxes(self) -> np.ndarray:
         """``(N*N, 4)`` int32 rows [top, left, height, width] (spec 5)."""
-        return np.asarray(self._dense_group().attrs["boxes"], dtype=np.int32)
+        return np.asarray(self._attr(self._dense_group(), "boxes"), dtype=np.int32)
 
     @property
     def codec(self) -> Codec:

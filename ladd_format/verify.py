@@ -44,7 +44,10 @@ class _Verifier:
     # -- reading with checksums -----------------------------------------------------------
     def scan(self, ds: h5py.Dataset, on_block: Callable[[np.ndarray], None] | None = None) -> None:
         """Read ``ds`` block by block: check fletcher32 (by reading), SHA-256, and values."""
-        rows = ds.shape[0] if ds.ndim else 1
+        if ds.ndim == 0:
+            self.fail(ShapeError, ds.name, "must be an array with one row per image, found a scalar")
+            return
+        rows = ds.shape[0]
         chunk_rows = ds.chunks[0] if ds.chunks else max(rows, 1)
         row_bytes = max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)))
         block_rows = max(chunk_rows, (BLOCK_BYTES // row_bytes) // chunk_rows * chunk_rows)
@@ -93,15 +96,25 @@ class _Verifier:
             check_format(self.h5, self.path)
         except LaddError as exc:
             return [exc]  # nothing else can be interpreted
-        num_classes = self.check_root()
-        m, k, h, w = self.check_images()
-        self.check_labels(m, num_classes)
-        self.check_soft_labels(m, num_classes)
-        self.check_normalization(k)
-        self.check_dense(m, num_classes, h, w)
-        self.check_provenance()
-        self.check_filters()
+        num_classes = self.guarded(self.check_root, "/")
+        m, k, h, w = self.guarded(self.check_images, "/images") or (None,) * 4
+        self.guarded(lambda: self.check_labels(m, num_classes), "/labels")
+        self.guarded(lambda: self.check_soft_labels(m, num_classes), "/soft_labels")
+        self.guarded(lambda: self.check_normalization(k), "/normalization")
+        self.guarded(lambda: self.check_dense(m, num_classes, h, w), "/dense")
+        self.guarded(self.check_provenance, "/provenance")
+        self.guarded(self.check_filters, "/")
         return self.problems
+
+    def guarded(self, check, where: str):
+        """Run one rule; a file too malformed for the rule to even inspect is reported, not raised."""
+        try:
+            return check()
+        except LaddError as exc:
+            self.problems.append(exc)
+        except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
+            self.fail(LaddError, where, f"malformed beyond checking ({type(exc).__name__}: {exc})")
+        return None
 
     def check_root(self) -> int | None:
         a = self.h5.attrs

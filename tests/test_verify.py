@@ -260,3 +260,19 @@ def test_rule_dense_topk_rows_hold_at_least_k_over_c(tmp_path):
     path = write_dla(tmp_path / "q.dla.h5", codec="topk", codec_config={"k": 3, "values": "float16"})
     tamper(path, lambda f: f["dense/topk_prob"].__setitem__((0, 0), np.zeros(3, np.float16)))
     assert has(problems_of(path), E.ProbabilityError, "/dense/topk_prob", "k/C")
+
+
+def test_malformed_layouts_are_reported_not_raised(dla_file, runner):
+    def fn(f):
+        del f["labels"]
+        f["labels"] = 3                     # a scalar dataset
+        del f["normalization"]
+        f.create_group("normalization")     # without mean/std
+        del f["dense"].attrs["n"]
+    tamper(dla_file, fn)
+    problems = problems_of(dla_file)
+    assert has(problems, E.ShapeError, "/labels") and has(problems, E.MissingFieldError, "/dense", "'n'")
+    assert has(problems, E.MissingFieldError, "/normalization", "'mean'")
+    for command in (["verify"], ["info"], ["size"]):
+        result = runner.invoke(main, [*command, str(dla_file)])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
