@@ -46,7 +46,7 @@ from ladd_format.codecs import make_codec  # noqa: E402
 from ladd_format.geometry import boxes  # noqa: E402
 from ladd_format.models import build_model  # noqa: E402
 from ladd_format.size import measure_arrays  # noqa: E402
-from ladd_format.subimages import subimages  # noqa: E402
+from ladd_format.torch import subimages  # noqa: E402
 
 DATA = Path(os.environ.get("LADD_SHARED_DATA", ROOT.parent / "shared" / "data")) / "mtt_distilled_128.npz"
 RESULTS = HERE / "RESULTS.md"

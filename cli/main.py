@@ -176,6 +176,21 @@ def convert_cmd(fmt, source, output, codec, k, topk_values, space, layout, mean,
     click.echo(f"wrote {result.output} ({result.num_images} images)")
 
 
+@main.command(name="export")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["folder", "npz"]), default="folder", show_default=True,
+              help="folder: ImageFolder PNGs + labels as .npy/JSON; npz: one archive `ladd convert npz` reads.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
+@click.option("--subimages", is_flag=True, help="Also materialise the N*N sub-images with their soft labels.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@fail_cleanly
+def export_cmd(file: Path, fmt: str, output: Path, subimages: bool, force: bool) -> None:
+    """Export FILE for frameworks that cannot run ladd-format."""
+    from ladd_format.export import export
+    export(file, output, fmt, with_subimages=subimages, overwrite=force)
+    click.echo(f"wrote {output}")
+
+
 @main.command()
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True)
 @click.option("--ipc", type=int, default=10, show_default=True, help="Images per class in the demo set.")

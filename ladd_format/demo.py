@@ -27,7 +27,7 @@ from . import geometry
 from .converters import ConvertOptions, convert
 from .reader import open_dla
 from .size import measure_file
-from .subimages import subimages
+from .torch import subimages
 from .verify import verify
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from ladd_format.geometry import boxes
-from ladd_format.subimages import subimages
+from ladd_format.torch import subimages
 
 
 @pytest.mark.parametrize("side", [32, 64, 128, 224])

@@ -2,7 +2,7 @@
 
 Keys (spec names in brackets):
   images        uint8 (M, K, H, W) or (M, H, W, K) [/images]; (M, H, W) is read as K = 1; float
-                images need ``space`` (pixel01, normalized, zca).
+                images need ``space`` (pixel01, normalized, zca): the option, or a ``space`` key.
   labels        (M,) integer class indices [/labels].
   num_classes   optional scalar; else the option, else the last axis of dense_labels or
                 soft_labels, else max(labels) + 1 (the choice is reported).
@@ -18,6 +18,7 @@ Keys (spec names in brackets):
 from __future__ import annotations
 
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,8 @@ def convert(source: Path, output: Path, options: ConvertOptions) -> ConversionRe
     notes: list[str] = []
     report: dict = {}
 
+    if options.space is None and "space" in arrays:
+        options = replace(options, space=_scalar(arrays, "space", source, str))
     if images.dtype == np.uint8:
         if options.space not in (None, "pixel255"):
             raise InputError(f"images are uint8, so --space {options.space} does not apply", source)

@@ -1,0 +1,149 @@
+"""``DLADataset``: a map-style torch Dataset over a D_LA file.
+
+Safe with ``DataLoader(num_workers > 0)`` under fork and spawn: the constructor reads metadata
+through a short-lived handle and closes it; each process opens its own handle on first access
+(a handle inherited through fork is never used, and pickling drops it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import MissingFieldError, NoDenseLabelsError
+from ..reader import DLAFile, open_dla
+from .subsampler import SubSampler
+
+
+class DLADataset(Dataset):
+    """Items ``(image, label, dense)`` — or ``(image, label, dense, soft)`` with ``soft_labels=True``,
+    or ``(image, label)`` with ``dense=False``.
+
+    - image: ``(K, H, W)`` float32. uint8 pixels are divided by 255; ``pixel255``/``pixel01`` images
+      are then normalised with the file's mean/std unless ``normalize=False``; ``normalized`` and
+      ``zca`` images are returned as stored.
+    - label: int, the hard label.
+    - dense: ``(N*N, C)`` float32 probabilities, decoded from any codec.
+    - soft: ``(C,)`` float32 probabilities (logits go through softmax at temperature 1, spec 4.3).
+
+    Args:
+        path: the ``.dla.h5`` file.
+        dense: require and return dense labels (a plain set D raises :class:`NoDenseLabelsError`).
+        soft_labels: also return the global soft labels.
+        in_memory: read everything once at construction (distilled sets are small).
+        transform: optional callable applied to the image tensor after normalisation.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, normalize: bool = True, dense: bool = True,
+                 soft_labels: bool = False, in_memory: bool = False, transform=None):
+        self.path = Path(path)
+        self.normalize = normalize
+        self.want_dense = dense
+        self.want_soft = soft_labels
+        self.transform = transform
+        with open_dla(self.path) as f:
+            if dense and not f.has_dense:
+                raise NoDenseLabelsError("no dense labels (this is a plain distilled set D): run `ladd augment` "
+                                         "first, or pass dense=False", self.path, "/dense")
+            if soft_labels and not f.has_soft_labels:
+                raise MissingFieldError("no global soft labels in this file", self.path, "/soft_labels")
+            self.num_images = f.num_images
+            self.num_classes = f.num_classes
+            self.image_shape = f.image_shape
+            self.space = f.space
+            self.class_names = f.class_names
+            self.soft_kind = f.soft_kind
+            self.boxes = f.boxes if f.has_dense else None
+            k = self.image_shape[0]
+            self.mean = torch.as_tensor(f.mean, dtype=torch.float32).view(k, 1, 1)
+            self.std = torch.as_tensor(f.std, dtype=torch.float32).view(k, 1, 1)
+            self._memory = self._read_all(f) if in_memory else None
+        self._file: DLAFile | None = None
+        self._pid: int | None = None
+
+    # -- reading --------------------------------------------------------------------------
+    def _read_all(self, f: DLAFile) -> dict[str, np.ndarray]:
+        out = {"images": f.images(), "labels": f.labels()}
+        if self.want_dense:
+            out["dense"] = f.dense()
+        if self.want_soft:
+            out["soft"] = f.soft_labels()
+        return out
+
+    def _handle(self) -> DLAFile:
+        pid = os.getpid()
+        if self._file is None or self._pid != pid:
+            self._file = open_dla(self.path)  # one handle per process, opened lazily
+            self._pid = pid
+        return self._file
+
+    def _read(self, i: int) -> dict[str, np.ndarray]:
+        if self._memory is not None:
+            return {key: value[i] for key, value in self._memory.items()}
+        f = self._handle()
+        item = {"images": f.images(i, i + 1)[0], "labels": f.labels(i, i + 1)[0]}
+        if self.want_dense:
+            item["dense"] = f.dense(i, i + 1)[0]
+        if self.want_soft:
+            item["soft"] = f.soft_labels(i, i + 1)[0]
+        return item
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def __getitem__(self, index: int):
+        i = int(index)
+        if i < 0:
+            i += self.num_images
+        if not 0 <= i < self.num_images:
+            raise IndexError(f"index {index} out of range for {self.num_images} images")
+        item = self._read(i)
+        image = self.to_float(torch.from_numpy(np.ascontiguousarray(item["images"])))
+        if self.transform is not None:
+            image = self.transform(image)
+        out = [image, int(item["labels"])]
+        if self.want_dense:
+            out.append(torch.from_numpy(np.ascontiguousarray(item["dense"], dtype=np.float32)))
+        if self.want_soft:
+            soft = torch.from_numpy(np.ascontiguousarray(item["soft"], dtype=np.float32))
+            out.append(torch.softmax(soft, -1) if self.soft_kind == "logits" else soft)
+        return tuple(out)
+
+    def to_float(self, images: torch.Tensor) -> torch.Tensor:
+        """Stored images (one ``(K,H,W)`` or a batch) -> float32 as the dataset returns them."""
+        x = images.float()
+        if images.dtype == torch.uint8:
+            x = x / 255.0
+        if self.normalize and self.space in ("pixel255", "pixel01"):
+            x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        return x
+
+    @property
+    def sampler(self) -> SubSampler:
+        """The file's sub-sampler S (its boxes), for :func:`ladd_loss` or your own loop."""
+        if self.boxes is None:
+            raise NoDenseLabelsError("no dense labels, hence no sub-image boxes: run `ladd augment` first",
+                                     self.path, "/dense")
+        return SubSampler(self.boxes, self.image_shape[1:])
+
+    # -- pickling (spawned DataLoader workers) ---------------------------------------------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_file"] = None
+        state["_pid"] = None
+        return state
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown; nothing useful to report
+            pass

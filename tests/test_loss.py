@@ -1,0 +1,86 @@
+"""The paper's Eq. 5, against a hand-written loop over images and sub-images."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
+
+from ladd_format.torch import SubSampler, ladd_loss
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(16, 5))
+
+
+def batch(b=3, side=16, n=3, c=5):
+    g = torch.Generator().manual_seed(1)
+    images = torch.randn(b, 3, side, side, generator=g)
+    labels = torch.randint(0, c, (b,), generator=g)
+    dense = torch.softmax(torch.randn(b, n * n, c, generator=g) * 2, -1)
+    return images, labels, dense
+
+
+def hand_loop(model, images, labels, dense, sampler, reduction, weight):
+    total_global, total_local = 0.0, 0.0
+    for i in range(len(images)):
+        total_global = total_global + F.cross_entropy(model(images[i:i + 1]), labels[i:i + 1])
+        per_image = 0.0
+        for j, (top, left, h, w) in enumerate(sampler.boxes.tolist()):
+            sub = TF.resized_crop(images[i:i + 1], top, left, h, w, list(images.shape[-2:]), antialias=True)
+            log_p = F.log_softmax(model(sub), -1)[0]
+            per_image = per_image - (dense[i, j] * log_p).sum()
+        total_local = total_local + (per_image if reduction == "sum" else per_image / sampler.num_sub)
+    g, l = total_global / len(images), total_local / len(images)
+    return g + weight * l, g, l
+
+
+@pytest.mark.parametrize("reduction,weight", [("sum", 1.0), ("mean", 0.5)])
+def test_equals_hand_written_loop(reduction, weight):
+    model = tiny_model()
+    images, labels, dense = batch()
+    sampler = SubSampler.from_geometry(16, 16, 3, 0.625)
+    loss, parts = ladd_loss(model, images, labels, dense, sampler, reduction=reduction, local_weight=weight)
+    ref, g, l = hand_loop(model, images, labels, dense, sampler, reduction, weight)
+    assert torch.allclose(loss, ref, atol=1e-5)
+    assert torch.allclose(parts["global"], g, atol=1e-5) and torch.allclose(parts["local"], l, atol=1e-5)
+
+
+def test_gradients_flow_to_every_parameter():
+    model = tiny_model()
+    images, labels, dense = batch()
+    loss, _ = ladd_loss(model, images, labels, dense, SubSampler.from_geometry(16, 16, 3, 0.625))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_augment_sees_global_and_local_batches():
+    seen = []
+
+    def augment(x):
+        seen.append(tuple(x.shape))
+        return x.flip(-1)
+    images, labels, dense = batch(b=2)
+    ladd_loss(tiny_model(), images, labels, dense, SubSampler.from_geometry(16, 16, 3, 0.625), augment=augment)
+    assert seen == [(2, 3, 16, 16), (18, 3, 16, 16)]
+
+
+def test_perfect_local_targets_lower_the_local_term():
+    model = tiny_model()
+    images, labels, _ = batch()
+    sampler = SubSampler.from_geometry(16, 16, 3, 0.625)
+    with torch.no_grad():
+        own = torch.softmax(model(sampler(images).flatten(0, 1)), -1).view(3, 9, 5)
+    _, good = ladd_loss(model, images, labels, own, sampler)
+    _, bad = ladd_loss(model, images, labels, torch.roll(own, 1, dims=-1), sampler)
+    assert good["local"] < bad["local"]
+
+
+def test_bad_arguments():
+    images, labels, dense = batch()
+    sampler = SubSampler.from_geometry(16, 16, 3, 0.625)
+    with pytest.raises(ValueError, match="reduction"):
+        ladd_loss(tiny_model(), images, labels, dense, sampler, reduction="max")
+    with pytest.raises(ValueError, match="N\\*N=9"):
+        ladd_loss(tiny_model(), images, labels, dense[:, :4], sampler)
