@@ -176,6 +176,90 @@ def convert_cmd(fmt, source, output, codec, k, topk_values, space, layout, mean,
     click.echo(f"wrote {result.output} ({result.num_images} images)")
 
 
+@main.command(name="train-labeler")
+@click.argument("source")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Folder for the checkpoints.")
+@click.option("--arch", default="convnet-d5", show_default=True,
+              help="convnet-d3/-d4/-d5 or a torchvision classifier (resnet18, alexnet, vgg11, ...).")
+@click.option("--width", type=int, default=None, help="ConvNet width (default 128).")
+@click.option("--epochs", type=int, default=50, show_default=True)
+@click.option("--save-epochs", default="10,20,30,40,50", show_default=True, help="Epochs to keep a checkpoint of.")
+@click.option("--lr", type=float, default=0.01, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--image-size", type=int, default=None,
+              help="Resize training images to this side (default: their own size; 32 for digits).")
+@click.option("--val-split", type=float, default=0.1, show_default=True)
+@click.option("--flip", is_flag=True, help="Random horizontal flips while training.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Replace checkpoints already in OUTPUT.")
+@fail_cleanly
+def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batch_size, image_size, val_split,
+                      flip, device, seed, force):
+    """Train a labeler on SOURCE: an ImageFolder directory, an .npz (images, labels), or `digits`
+    (scikit-learn's bundled digits, offline)."""
+    from tqdm import tqdm
+
+    from ladd_format.labeler import TrainConfig, load_source, train_labeler
+    try:
+        keep = tuple(int(v) for v in save_epochs.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated epochs, got {save_epochs!r}") from None
+    data = load_source(source, image_size)
+    config = TrainConfig(arch=arch, arch_kwargs={"width": width} if width else {}, epochs=epochs,
+                         save_epochs=keep, lr=lr, batch_size=batch_size, val_split=val_split, flip=flip,
+                         device=device, seed=seed)
+    click.echo(f"training {arch} on {data.description}, {data.num_classes} classes", err=True)
+    with tqdm(total=epochs, unit="epoch", file=sys.stderr, disable=None) as bar:
+        def progress(epoch, total, metrics):
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['train_accuracy']:.3f}")
+        records = train_labeler(data, output, config, overwrite=force, progress=progress)
+    for r in records:
+        click.echo(f"epoch {r['epoch']:>3}: {r['path']}  train acc {r['train_accuracy']:.3f}  "
+                   f"val acc {r['val_accuracy']:.3f}  val entropy {r['val_entropy']:.3f} nats")
+
+
+@main.command(name="augment")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--labeler", type=click.Path(path_type=Path), required=True, help="Checkpoint (.safetensors).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
+@click.option("-n", type=int, default=5, show_default=True, help="Grid size N (N*N sub-images).")
+@click.option("-r", "--ratio", type=float, default=0.625, show_default=True, help="Sub-image ratio R.")
+@click.option("--codec", type=click.Choice(codec_names()), default="float32", show_default=True)
+@click.option("--k", type=int, default=10, show_default=True, help="k of the topk codec.")
+@click.option("--topk-values", type=click.Choice(["float32", "float16", "uint8"]), default="float16",
+              show_default=True)
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Images per chunk.")
+@click.option("--resize", is_flag=True, help="Resize sub-images to the labeler's input size.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted pass from its last completed chunk.")
+@click.option("--shards", type=int, default=1, show_default=True,
+              help="Label in this many local processes (one per GPU with CUDA).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@fail_cleanly
+def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temperature, device, batch_size,
+                resize, resume, shards, force):
+    """Label every sub-image of the distilled set SOURCE with a labeler: D -> D_LA."""
+    from tqdm import tqdm
+
+    from ladd_format.labeler import AugmentConfig, augment
+    config = AugmentConfig(n=n, ratio=ratio, codec=codec, k=k, topk_values=topk_values, temperature=temperature,
+                           device=device, batch_size=batch_size, resize=resize, overwrite=force)
+    if shards > 1:
+        from ladd_format.labeler.distributed import augment_sharded
+        augment_sharded(source, labeler, output, config, shards, resume)
+    else:
+        with tqdm(unit="chunk", file=sys.stderr, disable=None) as bar:
+            def progress(done, total):
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+            augment(source, labeler, output, config, resume=resume, progress=progress)
+    click.echo(f"wrote {output}")
+
+
 @main.command(name="export")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["folder", "npz"]), default="folder", show_default=True,

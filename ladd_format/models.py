@@ -26,13 +26,40 @@ def model_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def torchvision_names() -> list[str]:
+    """Classification architectures of torchvision (built untrained: nothing is downloaded)."""
+    import torchvision.models as tvm
+
+    return sorted(tvm.list_models(module=tvm))
+
+
 def build_model(name: str, num_classes: int, channels: int = 3, image_size: int = 32, **kwargs) -> nn.Module:
-    """Build a registered architecture with its head sized to ``num_classes``."""
+    """Build an architecture by name with its head sized to ``num_classes``, randomly initialised.
+
+    Names: the registered ConvNets (``convnet-d3/-d4/-d5``, keyword ``width``), or any torchvision
+    classifier (``resnet18``, ``alexnet``, ``vgg11``, ...; 3 channels). The model is checked with
+    one forward pass at ``image_size`` so an architecture that cannot take that size fails here.
+    """
+    if name in _REGISTRY:
+        model = _REGISTRY[name](num_classes=num_classes, channels=channels, image_size=image_size, **kwargs)
+    elif name in torchvision_names():
+        if channels != 3:
+            raise ValueError(f"torchvision architecture {name!r} takes 3 channels, the images have {channels}")
+        import torchvision.models as tvm
+
+        model = tvm.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    else:
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(model_names())} and the torchvision "
+                         "classifiers (e.g. resnet18, alexnet, vgg11)")
+    was_training = model.training
+    model.eval()
     try:
-        fn = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(model_names())}") from None
-    return fn(num_classes=num_classes, channels=channels, image_size=image_size, **kwargs)
+        with torch.no_grad():
+            model(torch.zeros(1, channels, image_size, image_size))
+    except RuntimeError as exc:
+        raise ValueError(f"architecture {name!r} cannot take {image_size}x{image_size} images: "
+                         f"{str(exc).splitlines()[0]}") from None
+    return model.train(was_training)
 
 
 class ConvNet(nn.Module):

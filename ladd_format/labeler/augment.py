@@ -1,0 +1,280 @@
+"""The labeler pass (paper Algorithm 1, batched): D -> D_LA.
+
+Images are read in chunks, moved to the device, normalised with the labeler's statistics, cut into
+their N*N sub-images by :func:`ladd_format.torch.subimages` (the function every reader uses),
+labeled (softmax at temperature T), and each finished chunk's probabilities are saved atomically as
+one file in a work folder next to the output. Reading the next chunk and saving the last one run on
+threads while the device computes. When every chunk is done the D_LA is assembled by the streaming
+writer (temporary file, then rename) and the work folder removed.
+
+Resume: a killed pass leaves the work folder; ``resume=True`` keeps every completed chunk whose
+manifest matches (same input, labeler and parameters) and labels only the rest. The destination is
+never a half-valid file. Sharding (several processes or GPUs) labels disjoint contiguous ranges of
+chunks into the same work folder; one process assembles (:mod:`ladd_format.labeler.distributed`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import __version__, atomic, geometry
+from ..codecs import make_codec
+from ..errors import InputError
+from ..provenance import file_sha256
+from ..reader import open_dla
+from ..torch.subimages import subimages
+from ..writer import DenseSpec, DLAWriter
+from .checkpoint import Labeler, load_checkpoint
+from .train import resolve_device
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]   # (chunks done, chunks in total)
+
+
+@dataclass
+class AugmentConfig:
+    n: int = 5
+    ratio: float = 0.625
+    codec: str = "float32"
+    k: int = 10
+    topk_values: str = "float16"
+    temperature: float = 1.0
+    device: str = "auto"
+    batch_size: int = 256          # images per chunk; each chunk is N*N times as many sub-images
+    resize: bool = False           # resize sub-images to the labeler's input size when it differs
+    overwrite: bool = False
+
+
+@dataclass
+class Plan:
+    source: Path
+    output: Path
+    work: Path
+    config: AugmentConfig
+    labeler: Labeler
+    num_images: int
+    boxes: np.ndarray
+    out_size: tuple[int, int]
+
+    @property
+    def num_chunks(self) -> int:
+        return -(-self.num_images // self.config.batch_size)
+
+    def chunk_range(self, idx: int) -> tuple[int, int]:
+        start = idx * self.config.batch_size
+        return start, min(self.num_images, start + self.config.batch_size)
+
+    def chunk_path(self, idx: int) -> Path:
+        return self.work / f"chunk_{idx:06d}.npy"
+
+    def done(self, idx: int) -> bool:
+        return self.chunk_path(idx).exists()
+
+
+def work_folder(output: Path) -> Path:
+    return output.with_name(f".{output.name}.work")
+
+
+def prepare(source: str | os.PathLike, labeler_path: str | os.PathLike, output: str | os.PathLike,
+            config: AugmentConfig = AugmentConfig(), resume: bool = False, create: bool = True) -> Plan:
+    """Check everything before any work; set up (or, with ``resume``, reuse) the work folder."""
+    src, out = Path(source), Path(output)
+    atomic.check_destination(out, config.overwrite)
+    if src.resolve() == out.resolve():
+        raise InputError("the output must differ from the input", out)
+    device = resolve_device(config.device)
+    labeler = load_checkpoint(labeler_path, device)
+    with open_dla(src) as f:
+        k, h, w = f.image_shape
+        if f.space == "zca":
+            raise InputError("images are ZCA-whitened: a labeler cannot label them without the inverse transform",
+                             src, "/images")
+        if labeler.num_classes != f.num_classes:
+            raise InputError(f"the labeler has {labeler.num_classes} classes, the file {f.num_classes}", src)
+        if int(labeler.meta["channels"]) != k:
+            raise InputError(f"the labeler takes {labeler.meta['channels']} channels, the images have {k}", src)
+        size = labeler.image_size
+        if (h, w) != (size, size) and not config.resize:
+            raise InputError(f"the labeler takes {size}x{size} images, these are {h}x{w}; pass --resize to resize "
+                             "the sub-images to the labeler's size", src)
+        try:
+            boxes = geometry.boxes(h, w, config.n, config.ratio)
+        except ValueError as exc:
+            raise InputError(f"sub-image geometry: {exc}", src) from None
+        num_images = f.num_images
+    make_codec(config.codec, **({"k": config.k, "values": config.topk_values} if config.codec == "topk" else {})
+               ).layout(config.n ** 2, labeler.num_classes)
+    if not (config.temperature > 0):
+        raise InputError(f"temperature must be > 0, got {config.temperature}")
+    plan = Plan(src, out, work_folder(out), config, labeler, num_images, boxes, (size, size))
+    if create:
+        set_up_work(plan, resume)
+    return plan
+
+
+def _manifest(plan: Plan) -> dict:
+    c = plan.config
+    return {"input_sha256": file_sha256(plan.source), "labeler_sha256": plan.labeler.sha256, "n": c.n,
+            "ratio": c.ratio, "temperature": c.temperature, "batch_size": c.batch_size, "resize": c.resize,
+            "num_images": plan.num_images}
+
+
+def set_up_work(plan: Plan, resume: bool) -> None:
+    manifest = _manifest(plan)
+    path = plan.work / "manifest.json"
+    if plan.work.exists():
+        if resume:
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, ValueError):
+                old = None
+            if old == manifest:
+                log.info("resuming: %d of %d chunks already labeled", sum(map(plan.done, range(plan.num_chunks))),
+                         plan.num_chunks)
+                return
+            raise InputError("the work folder of an earlier pass was made with a different input, labeler or "
+                             "parameters; run without --resume to start over", plan.work)
+        log.info("discarding the unfinished pass in %s (use --resume to continue it)", plan.work)
+        shutil.rmtree(plan.work)
+    elif resume:
+        log.info("nothing to resume in %s: starting from the beginning", plan.work)
+    plan.work.mkdir()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, path)
+
+
+def to_labeler_input(images: torch.Tensor, space: str, file_mean: torch.Tensor, file_std: torch.Tensor,
+                     lab_mean: torch.Tensor, lab_std: torch.Tensor) -> torch.Tensor:
+    """Stored images on the device -> float, normalised as the labeler was trained."""
+    x = images.float()
+    if images.dtype == torch.uint8:
+        x = x / 255.0
+    elif space == "normalized":
+        x = x * file_std + file_mean
+    return (x - lab_mean) / lab_std
+
+
+@torch.inference_mode()
+def label_images(labeler: Labeler, x: torch.Tensor, boxes: np.ndarray, out_size: tuple[int, int],
+                 temperature: float) -> torch.Tensor:
+    """``(B, K, H, W)`` labeler-normalised floats -> ``(B, N*N, C)`` float32 probabilities.
+
+    Normalising before sub-sampling equals normalising each sub-image: the resize weights sum to 1.
+    On CUDA the forward runs in bfloat16 autocast with channels_last; on the CPU in float32.
+    """
+    b = x.shape[0]
+    subs = subimages(x, boxes, out_size).flatten(0, 1)
+    cuda = subs.device.type == "cuda"
+    if cuda:
+        subs = subs.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        logits = labeler.model(subs)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return probs.view(b, len(boxes), -1)
+
+
+def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progress | None = None) -> int:
+    """Label the given chunks (default: every chunk not done yet); returns how many were labeled."""
+    todo = [i for i in (range(plan.num_chunks) if chunk_ids is None else chunk_ids) if not plan.done(i)]
+    if not todo:
+        return 0
+    lab = plan.labeler
+    device = next(lab.model.parameters()).device
+    k = int(lab.meta["channels"])
+    lab_mean = torch.tensor(lab.meta["mean"], dtype=torch.float32, device=device).view(1, k, 1, 1)
+    lab_std = torch.tensor(lab.meta["std"], dtype=torch.float32, device=device).view(1, k, 1, 1)
+    with open_dla(plan.source) as f:
+        space = f.space
+        file_mean = torch.tensor(f.mean, dtype=torch.float32, device=device).view(1, k, 1, 1)
+        file_std = torch.tensor(f.std, dtype=torch.float32, device=device).view(1, k, 1, 1)
+
+        def read(idx: int) -> torch.Tensor:
+            a, b = plan.chunk_range(idx)
+            t = torch.from_numpy(f.images(a, b))
+            return t.pin_memory() if device.type == "cuda" else t
+
+        def save(idx: int, probs: np.ndarray) -> None:
+            dest = plan.chunk_path(idx)
+            tmp = dest.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                np.save(fh, probs)
+            os.replace(tmp, dest)       # a chunk file exists only when complete
+
+        done = plan.num_chunks - len(todo)
+        with ThreadPoolExecutor(1, thread_name_prefix="ladd-read") as reader, \
+                ThreadPoolExecutor(1, thread_name_prefix="ladd-write") as writer:
+            upcoming = reader.submit(read, todo[0])
+            writes = []
+            for pos, idx in enumerate(todo):
+                images = upcoming.result()
+                if pos + 1 < len(todo):
+                    upcoming = reader.submit(read, todo[pos + 1])
+                x = to_labeler_input(images.to(device, non_blocking=True), space, file_mean, file_std,
+                                     lab_mean, lab_std)
+                probs = label_images(lab, x, plan.boxes, plan.out_size, plan.config.temperature)
+                writes.append(writer.submit(save, idx, probs.cpu().numpy()))
+                while len(writes) > 2 or (writes and writes[0].done()):
+                    writes.pop(0).result()
+                    done += 1
+                    if progress is not None:
+                        progress(done, plan.num_chunks)
+            for fut in writes:
+                fut.result()
+                done += 1
+                if progress is not None:
+                    progress(done, plan.num_chunks)
+    return len(todo)
+
+
+def assemble(plan: Plan) -> Path:
+    """Write the D_LA from the input file and the labeled chunks, then remove the work folder."""
+    missing = [i for i in range(plan.num_chunks) if not plan.done(i)]
+    if missing:
+        raise InputError(f"{len(missing)} chunks are not labeled yet (first: {missing[0]})", plan.work)
+    c = plan.config
+    codec = make_codec(c.codec, **({"k": c.k, "values": c.topk_values} if c.codec == "topk" else {}))
+    labeler = {key: value for key, value in plan.labeler.describe().items() if key != "checkpoint"}
+    with open_dla(plan.source) as f:
+        attrs = f.attrs
+        writer = DLAWriter(
+            plan.output, num_classes=f.num_classes, image_shape=f.image_shape, mean=f.mean, std=f.std,
+            image_dtype=str(f.image_dtype), space=f.space,
+            dense=DenseSpec(c.n, c.ratio, codec, c.temperature, labeler),
+            soft_kind=f.soft_kind, class_names=f.class_names, source_dataset=attrs.get("source_dataset"),
+            distillation=attrs.get("distillation"), ipc=attrs.get("ipc"), converter="augment",
+            inputs=[plan.source, plan.labeler.path],
+            report={"labeler_checkpoint": plan.labeler.path.name, "resize": c.resize,
+                    "labeler_input_size": list(plan.out_size), "tool": f"ladd-format {__version__}",
+                    "config": {key: value for key, value in asdict(c).items() if key != "overwrite"}},
+            overwrite=c.overwrite)
+        with writer:
+            for idx in range(plan.num_chunks):
+                a, b = plan.chunk_range(idx)
+                probs = np.load(plan.chunk_path(idx), allow_pickle=False)
+                if probs.shape != (b - a, c.n ** 2, f.num_classes):
+                    raise InputError(f"chunk file holds {probs.shape}, expected {(b - a, c.n ** 2, f.num_classes)}",
+                                     plan.chunk_path(idx))
+                writer.append(f.images(a, b), f.labels(a, b), dense=probs,
+                              soft=f.soft_labels(a, b) if f.has_soft_labels else None)
+    shutil.rmtree(plan.work)
+    return plan.output
+
+
+def augment(source: str | os.PathLike, labeler_path: str | os.PathLike, output: str | os.PathLike,
+            config: AugmentConfig = AugmentConfig(), resume: bool = False,
+            progress: Progress | None = None) -> Path:
+    """Label every sub-image of the plain set at ``source`` and write the D_LA at ``output``."""
+    plan = prepare(source, labeler_path, output, config, resume)
+    label_chunks(plan, progress=progress)
+    return assemble(plan)

@@ -1,0 +1,106 @@
+"""The labeler pass on several processes (GPUs, or CPU processes with gloo).
+
+Each rank labels a disjoint contiguous range of chunks into the shared work folder; after a
+barrier, rank 0 assembles the one D_LA. The output is identical to the single-process pass (the
+chunks, and what is computed for each, are the same).
+
+Launch with torchrun (one process per GPU)::
+
+    torchrun --nproc-per-node 4 -m ladd_format.labeler.distributed IN.dla.h5 --labeler CKPT -o OUT.dla.h5
+
+or from the CLI on one machine: ``ladd augment ... --shards K`` (spawns K local processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from dataclasses import replace
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from .augment import AugmentConfig, assemble, label_chunks, prepare, set_up_work
+
+
+def shard(num_chunks: int, rank: int, world: int) -> list[int]:
+    """Contiguous, disjoint chunk ranges covering ``range(num_chunks)``."""
+    per, extra = divmod(num_chunks, world)
+    start = rank * per + min(rank, extra)
+    return list(range(start, start + per + (1 if rank < extra else 0)))
+
+
+def run_rank(rank: int, world: int, source, labeler, output, config: AugmentConfig, resume: bool) -> None:
+    """The body of one rank; the process group must be initialised."""
+    if config.device in ("auto", "cuda") and torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
+        config = replace(config, device=f"cuda:{local}")
+    plan = prepare(source, labeler, output, config, resume, create=False)  # the same checks on every rank
+    if rank == 0:
+        set_up_work(plan, resume)
+    dist.barrier()
+    label_chunks(plan, shard(plan.num_chunks, rank, world))
+    dist.barrier()
+    if rank == 0:
+        assemble(plan)
+    dist.barrier()
+
+
+def _spawned(rank: int, world: int, port: int, args: tuple) -> None:
+    backend = "nccl" if torch.cuda.is_available() and args[3].device != "cpu" else "gloo"
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        run_rank(rank, world, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def augment_sharded(source, labeler, output, config: AugmentConfig, shards: int, resume: bool = False) -> None:
+    """Run the pass in ``shards`` local processes (one per GPU when CUDA is used).
+
+    Every check runs here first, so bad input fails with one clear error before any process starts.
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    prepare(source, labeler, output, replace(config, device="cpu"), resume, create=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_spawned, args=(shards, port, (source, labeler, output, config, resume)), nprocs=shards, join=True)
+
+
+def main(argv=None) -> int:
+    """torchrun entry point (reads RANK / WORLD_SIZE / LOCAL_RANK from the environment)."""
+    p = argparse.ArgumentParser(prog="python -m ladd_format.labeler.distributed", description=__doc__.split("\n")[0])
+    p.add_argument("source")
+    p.add_argument("--labeler", required=True)
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-n", type=int, default=5)
+    p.add_argument("-r", "--ratio", type=float, default=0.625)
+    p.add_argument("--codec", default="float32")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--topk-values", default="float16")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resize", action="store_true")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--force", action="store_true")
+    a = p.parse_args(argv)
+    config = AugmentConfig(n=a.n, ratio=a.ratio, codec=a.codec, k=a.k, topk_values=a.topk_values,
+                           temperature=a.temperature, device=a.device, batch_size=a.batch_size, resize=a.resize,
+                           overwrite=a.force)
+    backend = "nccl" if torch.cuda.is_available() and a.device != "cpu" else "gloo"
+    dist.init_process_group(backend)
+    try:
+        run_rank(dist.get_rank(), dist.get_world_size(), a.source, a.labeler, a.output, config, a.resume)
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Training data for a labeler: an ImageFolder directory, an ``.npz``, or ``digits``.
+
+Every source becomes ``(images uint8 (M, K, S, S), labels int64 (M,), class_names)``.
+``digits`` is scikit-learn's bundled handwritten digits (1,797 real 8x8 images, 10 classes),
+upsampled (bilinear, antialias) to 3 channels at the requested size: the offline default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+DIGITS_SPLIT_SEED = 0
+DIGITS_TRAIN_FRACTION = 0.8
+
+
+@dataclass
+class Source:
+    images: np.ndarray           # (M, K, S, S) uint8
+    labels: np.ndarray           # (M,) int64
+    class_names: list[str]
+    description: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
+    """``(M, K, H, W)`` uint8 -> ``(M, K, size, size)`` uint8 (bilinear, antialias)."""
+    if images.shape[2:] == (size, size):
+        return images
+    out = []
+    for start in range(0, len(images), 512):
+        x = torch.from_numpy(images[start:start + 512]).float()
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        out.append(x.round().clamp(0, 255).to(torch.uint8).numpy())
+    return np.concatenate(out)
+
+
+def digits(image_size: int = 32, split: str = "train") -> Source:
+    """scikit-learn digits, fixed 80/20 split (seed 0): ``train`` or ``test``."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(data.target))
+    cut = int(DIGITS_TRAIN_FRACTION * len(order))
+    idx = order[:cut] if split == "train" else order[cut:]
+    x = torch.from_numpy((data.images[idx] / 16.0).astype(np.float32))[:, None]
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+    images = (x.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1).numpy()
+    return Source(images, data.target[idx].astype(np.int64), [str(c) for c in range(10)],
+                  f"sklearn digits ({split} split, {len(idx)} images, {image_size}px RGB)")
+
+
+def npz(path: Path, image_size: int | None) -> Source:
+    from ..converters.npz import to_nchw
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "images" not in data or "labels" not in data:
+                raise InputError("needs keys 'images' and 'labels'", path)
+            images = to_nchw(data["images"], "auto", path)
+            labels = data["labels"].astype(np.int64)
+            names = [str(v) for v in data["class_names"]] if "class_names" in data else None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"not a readable .npz of images and labels: {exc}", path) from None
+    if images.dtype != np.uint8:
+        raise InputError(f"training images must be uint8, got {images.dtype}", path)
+    if labels.shape != (len(images),):
+        raise InputError(f"labels must have shape ({len(images)},), got {labels.shape}", path)
+    names = names or [str(c) for c in range(int(labels.max()) + 1)]
+    if image_size is not None:
+        images = resize_uint8(images, image_size)
+    elif images.shape[2] != images.shape[3]:
+        raise InputError(f"images are {images.shape[2]}x{images.shape[3]}; give --image-size to make them square",
+                         path)
+    return Source(images, labels, names, f"{path.name} ({len(images)} images)")
+
+
+def image_folder(path: Path, image_size: int | None) -> Source:
+    from PIL import Image, UnidentifiedImageError
+
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+    if not classes:
+        raise InputError("holds no class folders (expected ROOT/<class>/<image>)", path)
+    images, labels = [], []
+    for c, name in enumerate(classes):
+        for file in sorted((path / name).iterdir()):
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(file) as im:
+                    rgb = im.convert("RGB")
+                    if image_size is not None:
+                        rgb = rgb.resize((image_size, image_size), Image.BILINEAR)
+                    images.append(np.asarray(rgb).transpose(2, 0, 1))
+            except (UnidentifiedImageError, OSError) as exc:
+                raise InputError(f"unreadable image: {exc}", file) from None
+            labels.append(c)
+    if not images:
+        raise InputError("holds no images", path)
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise InputError(f"images have different sizes {sorted(shapes)[:3]}...; give --image-size", path)
+    return Source(np.stack(images), np.array(labels, np.int64), classes, f"{path.name} ({len(images)} images)")
+
+
+def load_source(source: str, image_size: int | None = None) -> Source:
+    """``digits``, an ``.npz`` file, or an ImageFolder directory."""
+    if source in ("digits", "digits-train"):
+        return digits(image_size or 32, "train")
+    if source == "digits-test":
+        return digits(image_size or 32, "test")
+    path = Path(source)
+    if path.is_dir():
+        return image_folder(path, image_size)
+    if path.is_file() and path.suffix == ".npz":
+        return npz(path, image_size)
+    raise InputError("is neither 'digits', an .npz file nor an ImageFolder directory", path)

@@ -1,0 +1,157 @@
+"""Train a labeler g (paper Sec. 3.2): SGD on the source data, a checkpoint per save-epoch.
+
+The paper trains a ConvNet-D5 with SGD (lr 0.01, batch 256) and keeps the early epoch-10
+checkpoint, whose soft labels are more informative than a converged model's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..errors import InputError, OutputExistsError
+from ..models import build_model
+from .checkpoint import save_checkpoint
+from .sources import Source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "convnet-d5"
+    arch_kwargs: dict = field(default_factory=dict)   # e.g. {"width": 32} for a small ConvNet
+    epochs: int = 50
+    save_epochs: tuple[int, ...] = (10, 20, 30, 40, 50)
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+    val_split: float = 0.1
+    flip: bool = False            # random horizontal flips (off: digits are not mirror-symmetric)
+    device: str = "auto"
+    seed: int = 0
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(device)
+
+
+def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
+    x = images.astype(np.float64) / 255.0
+    std = x.std(axis=(0, 2, 3))
+    return x.mean(axis=(0, 2, 3)).tolist(), np.where(std > 0, std, 1.0).tolist()
+
+
+def _normalise(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return (batch.float() / 255.0 - mean) / std
+
+
+@torch.no_grad()
+def evaluate(model, images: torch.Tensor, labels: torch.Tensor, mean, std, device, batch_size=512):
+    """(accuracy, mean prediction entropy in nats) on uint8 images."""
+    model.eval()
+    correct, entropy = 0, 0.0
+    for start in range(0, len(images), batch_size):
+        x = _normalise(images[start:start + batch_size].to(device), mean, std)
+        p = torch.softmax(model(x).float(), -1)
+        correct += int((p.argmax(-1).cpu() == labels[start:start + batch_size]).sum())
+        entropy += float(-(p * torch.log(p.clamp_min(1e-12))).sum(-1).sum())
+    model.train()
+    n = max(1, len(images))
+    return correct / n, entropy / n
+
+
+def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfig = TrainConfig(),
+                  overwrite: bool = False, progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
+    """Train on ``source``; save ``labeler-e{epoch:03d}.safetensors`` at each save-epoch into ``out_dir``.
+
+    Returns one record per checkpoint (path, epoch, train/val accuracy, val entropy); also written
+    to ``out_dir/metrics.json``.
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.glob("labeler-e*.safetensors")) and not overwrite:
+        raise OutputExistsError("already holds labeler checkpoints; pass --force to replace them", out)
+    bad = [e for e in config.save_epochs if not 1 <= e <= config.epochs]
+    if bad:
+        raise InputError(f"save-epochs {bad} lie outside 1..{config.epochs}")
+    if source.images.ndim != 4 or source.images.shape[2] != source.images.shape[3]:
+        raise InputError(f"training images must be square (M, K, S, S), got {source.images.shape}")
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(source.labels))
+    n_val = int(round(config.val_split * len(order)))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    train_x = torch.from_numpy(source.images[train_idx])
+    train_y = torch.from_numpy(source.labels[train_idx])
+    val_x = torch.from_numpy(source.images[val_idx])
+    val_y = torch.from_numpy(source.labels[val_idx])
+    mean_list, std_list = channel_stats(source.images[train_idx])
+    k, size = source.images.shape[1], source.images.shape[2]
+    mean = torch.tensor(mean_list, device=device).view(1, k, 1, 1)
+    std = torch.tensor(std_list, device=device).view(1, k, 1, 1)
+
+    try:
+        model = build_model(config.arch, num_classes=source.num_classes, channels=k, image_size=size,
+                            **config.arch_kwargs).to(device)
+    except (ValueError, TypeError) as exc:
+        raise InputError(str(exc)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                          weight_decay=config.weight_decay)
+    use_amp = device.type == "cuda"
+    gen = torch.Generator().manual_seed(config.seed)
+    records = []
+    steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        perm = torch.randperm(len(train_idx), generator=gen)
+        correct, loss_sum = 0, 0.0
+        for step in range(steps_per_epoch):
+            idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
+            x = _normalise(train_x[idx].to(device, non_blocking=True), mean, std)
+            y = train_y[idx].to(device)
+            if config.flip:
+                mask = torch.rand(len(idx), generator=gen) < 0.5
+                x[mask.to(device)] = x[mask.to(device)].flip(-1)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            correct += int((logits.argmax(-1) == y).sum())
+            loss_sum += float(loss.detach()) * len(idx)
+        metrics = {"epoch": epoch, "loss": loss_sum / len(train_idx), "train_accuracy": correct / len(train_idx)}
+        if epoch in config.save_epochs:
+            metrics["val_accuracy"], metrics["val_entropy"] = evaluate(model, val_x, val_y, mean, std, device)
+            meta = {"arch": config.arch, "arch_kwargs": config.arch_kwargs, "num_classes": source.num_classes,
+                    "channels": k, "image_size": size, "mean": mean_list, "std": std_list,
+                    "class_names": source.class_names, "epoch": epoch, "training_data": source.description,
+                    "train_accuracy": metrics["train_accuracy"], "val_accuracy": metrics["val_accuracy"],
+                    "val_entropy": metrics["val_entropy"], "seed": config.seed, "tool": f"ladd-format {__version__}",
+                    "config": asdict(config)}
+            path = save_checkpoint(model, meta, out / f"labeler-e{epoch:03d}.safetensors")
+            records.append({"path": str(path), **metrics})
+            log.info("epoch %d: saved %s (val accuracy %.3f)", epoch, path, metrics["val_accuracy"])
+        if progress is not None:
+            progress(epoch, config.epochs, metrics)
+    (out / "metrics.json").write_text(json.dumps({"config": asdict(config), "device": str(device),
+                                                  "training_data": source.description,
+                                                  "checkpoints": records}, indent=2))
+    return records

@@ -1,0 +1,220 @@
+"""Issue: the labeler and the batched labeler pass — train-labeler, augment, resume, shards."""
+
+import hashlib
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from cli.main import main
+from ladd_format import DLAWriter, open_dla, verify
+from ladd_format.errors import InputError, OutputExistsError
+from ladd_format.labeler import AugmentConfig, TrainConfig, augment, load_checkpoint, load_source, train_labeler
+from ladd_format.labeler.augment import to_labeler_input, work_folder
+from ladd_format.labeler.distributed import augment_sharded, shard
+from ladd_format.torch import DLADataset, subimages
+
+SMALL = TrainConfig(arch="convnet-d3", arch_kwargs={"width": 16}, epochs=3, save_epochs=(1, 3), batch_size=128)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_source("digits")
+
+
+@pytest.fixture(scope="session")
+def labeler_ckpt(tmp_path_factory, digits):
+    out = tmp_path_factory.mktemp("labeler")
+    records = train_labeler(digits, out, SMALL)
+    return records[-1]["path"]
+
+
+@pytest.fixture
+def plain_set(tmp_path, digits):
+    path = tmp_path / "d.dla.h5"
+    with DLAWriter(path, num_classes=10, image_shape=(3, 32, 32), mean=(0.3,) * 3, std=(0.3,) * 3,
+                   soft_kind="logits") as w:
+        w.append(digits.images[:40], digits.labels[:40], soft=np.zeros((40, 10), np.float32))
+    return path
+
+
+def dense_digest(path):
+    with h5py.File(path) as f:
+        return {name: f[name].attrs["sha256"] for name in ("images", "labels", "dense/probs", "soft_labels")}
+
+
+def test_labeler_learns_and_records_its_metadata(labeler_ckpt):
+    lab = load_checkpoint(labeler_ckpt)
+    assert lab.meta["val_accuracy"] > 0.5          # chance is 0.1
+    assert lab.meta["epoch"] == 3 and lab.meta["arch"] == "convnet-d3" and lab.num_classes == 10
+    assert len(lab.meta["mean"]) == 3 and 0 < lab.meta["val_entropy"] < np.log(10)
+    with open(labeler_ckpt, "rb") as fh:
+        assert lab.sha256 == hashlib.sha256(fh.read()).hexdigest()
+    assert os.path.exists(os.path.join(os.path.dirname(labeler_ckpt), "labeler-e001.safetensors"))
+
+
+def test_training_is_deterministic_with_a_seed(tmp_path, digits):
+    cfg = TrainConfig(arch="convnet-d3", arch_kwargs={"width": 8}, epochs=1, save_epochs=(1,), batch_size=256)
+    a = train_labeler(digits, tmp_path / "a", cfg)[0]["path"]
+    b = train_labeler(digits, tmp_path / "b", cfg)[0]["path"]
+    sa, sb = load_checkpoint(a).model.state_dict(), load_checkpoint(b).model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_self_consistency_float32(tmp_path, plain_set, labeler_ckpt):
+    out = augment(plain_set, labeler_ckpt, tmp_path / "la.dla.h5", AugmentConfig(batch_size=16))
+    assert verify(out) == []
+    lab = load_checkpoint(labeler_ckpt)
+    ds = DLADataset(out, normalize=False)             # 0..1 pixels, as the labeler's normalisation expects
+    with open_dla(out) as f:
+        stored = f.dense()
+        assert f.labeler["weights_sha256"] == lab.sha256 and f.labeler["arch"] == "convnet-d3"
+    mean = torch.tensor(lab.meta["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(lab.meta["std"]).view(1, 3, 1, 1)
+    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    with torch.no_grad():
+        subs = subimages((images - mean) / std, ds.boxes).flatten(0, 1)
+        again = torch.softmax(lab.model(subs), -1).view(len(ds), 25, 10).numpy()
+    assert np.abs(again - stored).max() < 1e-5
+
+
+@pytest.mark.parametrize("codec,extra,tol", [("uint8", {}, 1 / 255 * 2), ("topk", {"k": 5, "topk_values": "float16"}, 0.15)])
+def test_self_consistency_other_codecs(tmp_path, plain_set, labeler_ckpt, codec, extra, tol):
+    ref = augment(plain_set, labeler_ckpt, tmp_path / "f32.dla.h5", AugmentConfig(batch_size=16))
+    out = augment(plain_set, labeler_ckpt, tmp_path / "q.dla.h5", AugmentConfig(batch_size=16, codec=codec, **extra))
+    with open_dla(ref) as a, open_dla(out) as b:
+        p, q = a.dense(), b.dense()
+    assert np.abs(p - q).max() < tol
+    assert np.mean(p.argmax(-1) == q.argmax(-1)) > 0.97
+
+
+def test_resume_after_kill_equals_uninterrupted_pass(tmp_path, plain_set, labeler_ckpt):
+    whole = augment(plain_set, labeler_ckpt, tmp_path / "whole.dla.h5", AugmentConfig(batch_size=8))
+    out = tmp_path / "resumed.dla.h5"
+    script = textwrap.dedent(f"""
+        import os, signal
+        from ladd_format.labeler import AugmentConfig, augment
+        def progress(done, total):
+            if done == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+        augment({str(plain_set)!r}, {labeler_ckpt!r}, {str(out)!r}, AugmentConfig(batch_size=8), progress=progress)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script])
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()
+    chunks = sorted(p.name for p in work_folder(out).glob("chunk_*.npy"))
+    assert 2 <= len(chunks) < 5
+    labeled = []
+    augment(plain_set, labeler_ckpt, out, AugmentConfig(batch_size=8), resume=True,
+            progress=lambda done, total: labeled.append(done))
+    assert labeled[0] > 1 and labeled[-1] == 5              # completed chunks were not labeled again
+    assert verify(out) == [] and dense_digest(out) == dense_digest(whole)
+    assert not work_folder(out).exists()
+
+
+def test_resume_refuses_a_work_folder_of_other_parameters(tmp_path, plain_set, labeler_ckpt):
+    out = tmp_path / "o.dla.h5"
+    work_folder(out).mkdir()
+    (work_folder(out) / "manifest.json").write_text('{"n": 3}')
+    with pytest.raises(InputError, match="different input"):
+        augment(plain_set, labeler_ckpt, out, AugmentConfig(batch_size=8), resume=True)
+    augment(plain_set, labeler_ckpt, out, AugmentConfig(batch_size=8))   # without --resume: starts over
+    assert verify(out) == []
+
+
+def test_two_gloo_processes_give_the_single_process_output(tmp_path, plain_set, labeler_ckpt):
+    single = augment(plain_set, labeler_ckpt, tmp_path / "one.dla.h5", AugmentConfig(batch_size=8, device="cpu"))
+    sharded = tmp_path / "two.dla.h5"
+    augment_sharded(plain_set, labeler_ckpt, sharded, AugmentConfig(batch_size=8, device="cpu"), shards=2)
+    assert verify(sharded) == [] and dense_digest(sharded) == dense_digest(single)
+
+
+def test_shards_are_disjoint_contiguous_and_cover():
+    for chunks in (1, 5, 8):
+        for world in (1, 2, 3):
+            parts = [shard(chunks, r, world) for r in range(world)]
+            assert sum(parts, []) == list(range(chunks))
+
+
+def test_resize_lets_a_labeler_of_another_size_label(tmp_path, digits, labeler_ckpt):
+    path = tmp_path / "big.dla.h5"
+    big = torch.nn.functional.interpolate(torch.from_numpy(digits.images[:8]).float(), size=(48, 48),
+                                          mode="bilinear", antialias=True).round().to(torch.uint8).numpy()
+    with DLAWriter(path, num_classes=10, image_shape=(3, 48, 48), mean=(0.3,) * 3, std=(0.3,) * 3) as w:
+        w.append(big, digits.labels[:8])
+    with pytest.raises(InputError, match="--resize"):
+        augment(path, labeler_ckpt, tmp_path / "o.dla.h5")
+    out = augment(path, labeler_ckpt, tmp_path / "o.dla.h5", AugmentConfig(resize=True))
+    assert verify(out) == []
+    with open_dla(out) as f:
+        assert f.boxes[0].tolist() == [0, 0, 30, 30]
+
+
+def test_bad_inputs_are_refused_and_nothing_is_written(tmp_path, plain_set, labeler_ckpt, runner):
+    out = tmp_path / "o.dla.h5"
+    five = tmp_path / "five.dla.h5"
+    with DLAWriter(five, num_classes=5, image_shape=(3, 32, 32), mean=(0.3,) * 3, std=(0.3,) * 3) as w:
+        w.append(np.zeros((2, 3, 32, 32), np.uint8), [0, 1])
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(os.urandom(200))
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"weights": Evil()}))
+    cases = [
+        ([str(five), "--labeler", labeler_ckpt], "the labeler has 10 classes, the file 5"),
+        ([str(plain_set), "--labeler", str(junk)], "not a safetensors labeler checkpoint"),
+        ([str(plain_set), "--labeler", str(evil)], "pickles are refused"),
+        ([str(plain_set), "--labeler", str(tmp_path / "missing.safetensors")], "no such checkpoint"),
+        ([str(plain_set), "--labeler", labeler_ckpt, "-n", "0"], "grid size"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(main, ["augment", *args, "-o", str(out)])
+        assert result.exit_code == 1, result.output
+        lines = result.output.strip().splitlines()
+        assert lines[-1].startswith("ladd: error:") and message in lines[-1] and "Traceback" not in result.output
+    assert not marker.exists() and not out.exists() and not work_folder(out).exists()
+    out.write_bytes(b"keep")
+    with pytest.raises(OutputExistsError):
+        augment(plain_set, labeler_ckpt, out)
+    assert out.read_bytes() == b"keep"
+
+
+def test_to_labeler_input_handles_every_space():
+    x8 = torch.full((1, 3, 2, 2), 51, dtype=torch.uint8)
+    m, s = torch.full((1, 3, 1, 1), 0.5), torch.full((1, 3, 1, 1), 0.25)
+    one = torch.zeros(1, 3, 1, 1)
+    assert torch.allclose(to_labeler_input(x8, "pixel255", m, s, one * 0, one + 1), torch.full((1, 3, 2, 2), 0.2))
+    assert torch.allclose(to_labeler_input(torch.full((1, 3, 2, 2), 0.2), "pixel01", m, s, one * 0, one + 1),
+                          torch.full((1, 3, 2, 2), 0.2))
+    normalized = (torch.full((1, 3, 2, 2), 0.2) - m) / s
+    assert torch.allclose(to_labeler_input(normalized, "normalized", m, s, one * 0, one + 1),
+                          torch.full((1, 3, 2, 2), 0.2), atol=1e-6)
+
+
+def test_cli_train_labeler_then_augment_gives_a_verified_dla(tmp_path, plain_set, runner):
+    ckpts = tmp_path / "ckpts"
+    result = runner.invoke(main, ["train-labeler", "digits", "-o", str(ckpts), "--arch", "convnet-d3", "--width", "8",
+                                  "--epochs", "2", "--save-epochs", "1,2", "--batch-size", "256"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in ckpts.iterdir()) == ["labeler-e001.safetensors", "labeler-e002.safetensors",
+                                                       "metrics.json"]
+    again = runner.invoke(main, ["train-labeler", "digits", "-o", str(ckpts), "--epochs", "1", "--save-epochs", "1"])
+    assert again.exit_code == 1 and "--force" in again.output
+    out = tmp_path / "la.dla.h5"
+    result = runner.invoke(main, ["augment", str(plain_set), "--labeler", str(ckpts / "labeler-e001.safetensors"),
+                                  "-o", str(out), "--codec", "topk", "--k", "3", "--batch-size", "16"])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(main, ["verify", str(out)]).exit_code == 0
+    bad = runner.invoke(main, ["train-labeler", "digits", "-o", str(tmp_path / "x"), "--arch", "alexnet"])
+    assert bad.exit_code == 1 and "cannot take 32x32" in bad.output and not (tmp_path / "x").exists()
