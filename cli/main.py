@@ -279,11 +279,14 @@ def export_cmd(file: Path, fmt: str, output: Path, subimages: bool, force: bool)
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True)
 @click.option("--ipc", type=int, default=10, show_default=True, help="Images per class in the demo set.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=int, default=10, show_default=True, help="Labeler epochs (the checkpoint kept).")
+@click.option("--width", type=int, default=64, show_default=True, help="Labeler ConvNet width.")
 @fail_cleanly
-def demo(workdir: Path, ipc: int, seed: int) -> None:
-    """Run the main job on an embedded default: scikit-learn's digits -> D_LA -> verify -> size."""
+def demo(workdir: Path, ipc: int, seed: int, epochs: int, width: int) -> None:
+    """Run the main job on an embedded default: scikit-learn's digits -> labeler -> D -> D_LA ->
+    verify -> size."""
     from ladd_format.demo import run_demo
-    run_demo(workdir, ipc=ipc, seed=seed, echo=click.echo)
+    run_demo(workdir, ipc=ipc, seed=seed, epochs=epochs, width=width, echo=click.echo)
 
 
 if __name__ == "__main__":

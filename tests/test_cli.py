@@ -38,8 +38,8 @@ def test_version(runner):
 
 
 def test_demo_runs_end_to_end(tmp_path, runner):
-    result = runner.invoke(main, ["demo", "--workdir", str(tmp_path), "--ipc", "2"])
+    result = runner.invoke(main, ["demo", "--workdir", str(tmp_path), "--ipc", "2", "--epochs", "1", "--width", "8"])
     assert result.exit_code == 0, result.output
     files = sorted(tmp_path.glob("*.dla.h5"))
-    assert len(files) == 4 and all(verify(f) == [] for f in files)
+    assert len(files) == 5 and all(verify(f) == [] for f in files)   # D and one D_LA per codec
     assert "[4/4] storage" in result.output and "topk3-uint8" in result.output
