@@ -25,7 +25,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -37,10 +36,12 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 
 from click.testing import CliRunner  # noqa: E402
 
 from cli.main import main as ladd  # noqa: E402
+from _common import update_results  # noqa: E402
 from ladd_format import DenseSpec, DLAWriter, verify  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 from ladd_format.geometry import boxes  # noqa: E402
@@ -49,7 +50,6 @@ from ladd_format.size import measure_arrays  # noqa: E402
 from ladd_format.torch import subimages  # noqa: E402
 
 DATA = Path(os.environ.get("LADD_SHARED_DATA", ROOT.parent / "shared" / "data")) / "mtt_distilled_128.npz"
-RESULTS = HERE / "RESULTS.md"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)   # ImageNet statistics, as MTT used
 N, RATIO, PAPER_PCT = 5, 0.625, 2.5
 
@@ -202,18 +202,6 @@ def main(argv=None) -> int:
     if not args.quick:
         update_results("size_mtt", "## `ladd size` on 20 real MTT images (issue: D_LA container v1)", section)
     return 0
-
-
-def update_results(key: str, title: str, body: str) -> None:
-    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
-    block = f"{start}\n{title}\n\n{body}\n{end}"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if start in text and end in text:
-        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
-    print(f"updated {RESULTS}")
 
 
 if __name__ == "__main__":

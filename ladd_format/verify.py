@@ -165,13 +165,11 @@ class _Verifier:
             self.fail(DtypeError, ds.name, f"dtype must be uint8, float16 or float32, got {dtype}")
         if ds.chunks is not None and ds.chunks != (1, k, h, w):
             self.fail(ShapeError, ds.name, f"chunk shape must be (1, {k}, {h}, {w}), got {ds.chunks}")
-        on_block = None
-        if dtype.kind == "f":
-            nonfinite = [0]
+        nonfinite = [0]
 
-            def on_block(block):
-                nonfinite[0] += int(np.sum(~np.isfinite(block)))
-        self.scan(ds, on_block)
+        def count_nonfinite(block):
+            nonfinite[0] += int(np.sum(~np.isfinite(block)))
+        self.scan(ds, count_nonfinite if dtype.kind == "f" else None)
         if dtype.kind == "f" and nonfinite[0]:
             self.fail(ProbabilityError, ds.name, f"{nonfinite[0]} pixel values are NaN or infinite")
         return m, k, h, w

@@ -15,7 +15,7 @@ from ladd_format.codecs import make_codec
 from ladd_format.errors import GeometryError, MissingFieldError, NoDenseLabelsError
 from ladd_format.torch import DLADataset, SubSampler, ladd_loss
 
-from conftest import MEAN, STD, make_arrays, softmax, write_dla
+from conftest import MEAN, STD, make_arrays, write_dla
 
 M = 20
 

@@ -1,0 +1,175 @@
+"""Labeler-pass throughput: `ladd augment` end to end against the bare labeler forward and against
+the literal per-sub-image loop of the paper's Algorithm 1, measured in one run.
+
+Usage::
+
+    .venv/bin/python benchmarks/label_pass.py            # updates the label_pass section of RESULTS.md
+    .venv/bin/python benchmarks/label_pass.py --quick    # tiny sizes, prints only
+
+For each configuration (ConvNet-D5 width 128 at 128 px, the paper's labeler; ConvNet-D3 width 128
+at 32 px) a plain set D of M random uint8 images is written, a labeler with random weights is saved
+(the weights do not change the timing), and three ways of producing the same dense labels are timed:
+
+- pass: :func:`ladd_format.labeler.augment` — read, normalise, rebuild sub-images, forward, softmax,
+  encode (float32) and write the D_LA, assembly included;
+- bare forward: the same labeler on the same sub-images already built and normalised in memory, in
+  batches of the pass's chunk (the compute floor; target: pass >= 0.9x of it);
+- Algorithm 1: for each image, for each of its N*N sub-images, one crop-and-resize and one forward
+  of a batch of one (timed on a few images; target: pass >= 10x faster).
+
+FLOPs per sub-image are counted with ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add
+counts 2). Only the CPU is measured here unless CUDA is available; no GPU figure is invented.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from _common import machine, update_results  # noqa: E402
+from ladd_format import DLAWriter  # noqa: E402
+from ladd_format.geometry import boxes as make_boxes  # noqa: E402
+from ladd_format.labeler import AugmentConfig, augment  # noqa: E402
+from ladd_format.labeler.checkpoint import save_checkpoint  # noqa: E402
+from ladd_format.models import build_model  # noqa: E402
+from ladd_format.torch import subimages  # noqa: E402
+
+WORK = HERE / "_work"
+N, RATIO = 5, 0.625
+
+
+def write_plain(path: Path, m: int, side: int) -> np.ndarray:
+    images = np.random.default_rng(0).integers(0, 256, (m, 3, side, side), dtype=np.uint8)
+    with DLAWriter(path, num_classes=10, image_shape=(3, side, side), mean=(0.5,) * 3, std=(0.25,) * 3,
+                   overwrite=True) as w:
+        w.append(images, np.arange(m) % 10)
+    return images
+
+
+def save_labeler(path: Path, depth: int, side: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model(f"convnet-d{depth}", num_classes=10, image_size=side).eval()
+    meta = {"arch": f"convnet-d{depth}", "arch_kwargs": {}, "num_classes": 10, "channels": 3, "image_size": side,
+            "mean": [0.5] * 3, "std": [0.25] * 3, "class_names": [str(i) for i in range(10)], "epoch": 0,
+            "training_data": "none (random weights, timing only)"}
+    save_checkpoint(model, meta, path)
+    return model
+
+
+def flops_per_subimage(model: torch.nn.Module, side: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(torch.zeros(1, 3, side, side))
+    return float(counter.get_total_flops())
+
+
+def timed(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench(depth: int, side: int, m: int, chunk: int, loop_images: int, repeats: int, device: str) -> dict:
+    folder = WORK / f"d{depth}_{side}"
+    folder.mkdir(parents=True, exist_ok=True)
+    plain = folder / "d.dla.h5"
+    images = write_plain(plain, m, side)
+    ckpt = folder / "labeler.safetensors"
+    model = save_labeler(ckpt, depth, side).to(device)
+    boxes = make_boxes(side, side, N, RATIO)
+    subs_total = m * N * N
+
+    out = folder / "la.dla.h5"
+    cfg = AugmentConfig(n=N, ratio=RATIO, batch_size=chunk, device=device, overwrite=True)
+    augment(plain, ckpt, out, cfg)                                            # warm-up
+    t_pass = timed(lambda: augment(plain, ckpt, out, cfg), repeats)
+
+    x = (torch.from_numpy(images).float().to(device) / 255 - 0.5) / 0.25
+    built = subimages(x, boxes).flatten(0, 1)                                 # (M*25, 3, S, S), in memory
+
+    def bare():
+        with torch.inference_mode():
+            for start in range(0, len(built), chunk * N * N):
+                torch.softmax(model(built[start:start + chunk * N * N]), -1).cpu()
+    bare()
+    t_bare = timed(bare, repeats)
+
+    def algorithm1():
+        with torch.inference_mode():
+            for i in range(loop_images):
+                for top, left, h, w in boxes.tolist():
+                    sub = TF.resized_crop(x[i:i + 1], top, left, h, w, [side, side], antialias=True)
+                    torch.softmax(model(sub), -1).cpu()
+    algorithm1()
+    t_loop = timed(algorithm1, max(1, repeats - 1))
+    flops = flops_per_subimage(model.cpu(), side)
+    shutil.rmtree(folder)
+    return {"name": f"ConvNet-D{depth} w128, {side} px", "m": m, "chunk": chunk, "subs": subs_total,
+            "pass": subs_total / t_pass, "bare": subs_total / t_bare,
+            "loop": loop_images * N * N / t_loop, "flops": flops, "device": device}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.quick:
+        configs = [(3, 32, 16, 8, 2, 1)]
+    else:
+        configs = [(5, 128, 32, 16, 2, 3), (3, 32, 256, 64, 8, 3)]
+    rows = [bench(d, s, m, c, loop, rep, device) for d, s, m, c, loop, rep in configs]
+
+    lines = [f"- Machine: {machine()}; device: {device}"
+             + ("" if device == "cuda" else " (CUDA not available on this machine: no GPU figure is reported)"),
+             f"- Date: {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC; command: "
+             "`python benchmarks/label_pass.py`; medians of 3 runs after a warm-up.",
+             "- Random uint8 images and a random-weight labeler (timing does not depend on either); N = 5, "
+             "R = 0.625, codec float32, chunk = images per pass chunk.",
+             "",
+             "| labeler | images | chunk | pass sub-img/s | bare forward sub-img/s | pass / bare (>= 0.9) "
+             "| Algorithm 1 sub-img/s | pass / Alg. 1 (>= 10) | GFLOP / sub-img | pass GFLOP/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio_bare, ratio_loop = r["pass"] / r["bare"], r["pass"] / r["loop"]
+        lines.append(f"| {r['name']} | {r['m']} | {r['chunk']} | {r['pass']:,.0f} | {r['bare']:,.0f} | "
+                     f"{ratio_bare:.2f}x {'PASS' if ratio_bare >= 0.9 else 'FAIL'} | {r['loop']:,.0f} | "
+                     f"{ratio_loop:.1f}x {'PASS' if ratio_loop >= 10 else 'FAIL'} | {r['flops'] / 1e9:.3f} | "
+                     f"{r['pass'] * r['flops'] / 1e9:,.0f} |")
+    d5 = next((r for r in rows if "D5" in r["name"]), None)
+    if d5 is not None:
+        paper = 50 * N * N * d5["flops"]
+        lines += ["",
+                  f"FLOPs: ConvNet-D5 at 128 px costs {d5['flops'] / 1e9:.2f} GFLOP per sub-image, so ImageNette at "
+                  f"IPC 5 (50 images x 25 sub-images) is {paper / 1e15:.4f} PFLOP (the paper: 0.002 PFLOP). "
+                  f"ImageNet-1K at IPC 50 (50,000 images, 1.25 M sub-images) would take "
+                  f"{1.25e6 / d5['pass'] / 3600:.1f} h at this {device} throughput."]
+    section = "\n".join(lines)
+    print(section)
+    if not args.quick:
+        update_results("label_pass", "## Labeler pass throughput (issue: labeler and the batched labeler pass)",
+                       section)
+    shutil.rmtree(WORK, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
