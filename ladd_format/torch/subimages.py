@@ -40,14 +40,27 @@ def subimages(images: torch.Tensor, boxes: np.ndarray | torch.Tensor | Sequence[
     if np.any((top < 0) | (left < 0) | (bh < 1) | (bw < 1) | (top + bh > height) | (left + bw > width)):
         raise ValueError(f"boxes must lie inside the {height}x{width} images")
     out_h, out_w = (height, width) if size is None else (int(size[0]), int(size[1]))
-    out = images.new_empty((b, len(box_array), k, out_h, out_w))
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for j, (_, _, h, w) in enumerate(box_array):
         groups[(int(h), int(w))].append(j)
+    out = None
     for (h, w), members in groups.items():
         crops = torch.stack([images[:, :, int(box_array[j, 0]):int(box_array[j, 0]) + h,
                                     int(box_array[j, 1]):int(box_array[j, 1]) + w] for j in members], dim=1)
         resized = F.interpolate(crops.reshape(b * len(members), k, h, w), size=(out_h, out_w),
-                                mode="bilinear", align_corners=False, antialias=True)
-        out[:, members] = resized.reshape(b, len(members), k, out_h, out_w)
+                                mode="bilinear", align_corners=False,
+                                antialias=needs_antialias((h, w), (out_h, out_w)))
+        resized = resized.reshape(b, len(members), k, out_h, out_w)
+        if len(groups) == 1:
+            return resized
+        if out is None:
+            out = images.new_empty((b, len(box_array), k, out_h, out_w))
+        out[:, members] = resized
     return out
+
+
+def needs_antialias(crop: tuple[int, int], output: tuple[int, int]) -> bool:
+    """Antialiasing only acts when an axis shrinks. When no axis does, PyTorch's antialiased and
+    plain bilinear kernels are the same function (they agree within float rounding, < 1e-6 on 0..1
+    values), and the plain kernel is about twice as fast on the CPU."""
+    return crop[0] > output[0] or crop[1] > output[1]
