@@ -27,9 +27,12 @@ demo: install
 test: install-dev
 	$(BIN)/python -m pytest -q
 
+# benchmarks run one after another (they time the CPU) and rewrite their sections of RESULTS.md
 bench: install-dev
 	$(BIN)/python benchmarks/container_io.py
 	$(BIN)/python benchmarks/size_mtt.py
+	$(BIN)/python benchmarks/torch_loader.py
+	$(BIN)/python benchmarks/label_pass.py
 
 clean:
 	rm -rf demo-out .pytest_cache benchmarks/_work

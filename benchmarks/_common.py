@@ -10,32 +10,41 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def machine() -> str:
-    """One line naming the CPU, cores and the library versions that matter for timings."""
+    """One line naming the CPU (with the flags that matter for hashing and kernels), the cores and
+    the library versions that matter for timings."""
     import h5py
     import numpy as np
     import torch
 
-    return (f"{cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {np.__version__}, "
-            f"h5py {h5py.__version__} (HDF5 {h5py.version.hdf5_version}), torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads)")
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+        if m:
+            cpu = m.group(1).strip()
+        f = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+        flags = set(f.group(1).split()) if f else set()
+        shown = [x for x in ("sha_ni", "avx2", "avx512f") if x in flags]
+        if shown:
+            cpu += f" [{' '.join(shown)}]"
+    except OSError:
+        pass
+    cores = os.cpu_count()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = cores
+    return (f"{cpu}, {cores} logical cores ({usable} usable), {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}, numpy {np.__version__}, h5py {h5py.__version__} "
+            f"(HDF5 {h5py.version.hdf5_version}), torch {torch.__version__} ({torch.get_num_threads()} threads)")
 
 
-def update_results(key: str, title: str, body: str, path: Path = RESULTS) -> None:
-    """Replace (or append) the section delimited by ``<!-- key:start -->`` / ``<!-- key:end -->``."""
+def update_results(key: str, section: str, path: Path = RESULTS) -> None:
+    """Replace (or append) the section delimited by ``<!-- key:start -->`` / ``<!-- key:end -->``;
+    ``section`` is the whole text between them, title included."""
     start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
-    block = f"{start}\n{title}\n\n{body}\n{end}"
+    block = f"{start}\n{section.rstrip()}\n{end}"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     if start in text and end in text:
         text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)

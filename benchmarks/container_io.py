@@ -35,9 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import os
-import platform
-import re
 import shutil
 import statistics
 import sys
@@ -52,14 +49,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 
+from _common import machine, update_results  # noqa: E402
 from ladd_format import DLAWriter, DenseSpec, open_dla  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 
 WORK = HERE / "_work"
 RESULTS = HERE / "RESULTS.md"
-START = "<!-- container_io:start -->"
-END = "<!-- container_io:end -->"
 
 READ_TARGET = 0.8   # reading a whole set: at least 0.8x numpy.load's throughput
 WRITE_TARGET = 0.5  # writing with checksums: at least 0.5x numpy.save's throughput
@@ -299,47 +296,6 @@ def build_report(results: list[dict]) -> tuple[str, list[str], bool]:
     return "\n".join(lines), verdicts, all_pass
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        m = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-        if m:
-            cpu = m.group(1).strip()
-        f = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
-        flags = set(f.group(1).split()) if f else set()
-        shown = [x for x in ("sha_ni", "avx2", "avx512f") if x in flags]
-        if shown:
-            cpu += f" [{' '.join(shown)}]"
-    except OSError:
-        pass
-    cores = os.cpu_count()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = cores
-    return (f"{cpu}, {cores} logical cores ({usable} usable), {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, numpy {np.__version__}, h5py {h5py.__version__} "
-            f"(HDF5 {h5py.version.hdf5_version})")
-
-
-def update_results(section: str) -> None:
-    body = f"{START}\n{section.rstrip()}\n{END}\n"
-    if RESULTS.exists():
-        text = RESULTS.read_text()
-    else:
-        text = "# Benchmark results\n"
-    if START in text and END in text:
-        pre, rest = text.split(START, 1)
-        _, post = rest.split(END, 1)
-        text = pre + body.rstrip("\n") + post
-        if not text.endswith("\n"):
-            text += "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    RESULTS.write_text(text)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small smoke-test run; does not write RESULTS.md")
@@ -393,8 +349,7 @@ def main(argv=None) -> int:
     print()
     print("OVERALL:", "PASS" if all_pass else "FAIL (see targets above)")
     if not args.quick:
-        update_results(section)
-        print(f"\nwrote section to {RESULTS.relative_to(ROOT)}")
+        update_results("container_io", section)
     return 0
 
 

@@ -165,8 +165,8 @@ def main(argv=None) -> int:
     section = "\n".join(lines)
     print(section)
     if not args.quick:
-        update_results("label_pass", "## Labeler pass throughput (issue: labeler and the batched labeler pass)",
-                       section)
+        update_results("label_pass", "## Labeler pass throughput (issue: labeler and the batched labeler pass)\n\n"
+                       + section)
     shutil.rmtree(WORK, ignore_errors=True)
     return 0
 

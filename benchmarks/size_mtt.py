@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     section = "\n".join(lines)
     print(section)
     if not args.quick:
-        update_results("size_mtt", "## `ladd size` on 20 real MTT images (issue: D_LA container v1)", section)
+        update_results("size_mtt", "## `ladd size` on 20 real MTT images (issue: D_LA container v1)\n\n" + section)
     return 0
 
 

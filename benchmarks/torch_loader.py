@@ -41,8 +41,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
-import platform
-import re
 import shutil
 import statistics
 import sys
@@ -61,7 +59,9 @@ from torch.utils.data import DataLoader
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 
+from _common import machine, update_results  # noqa: E402
 from ladd_format import DenseSpec, DLAWriter  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 from ladd_format.models import build_model  # noqa: E402
@@ -69,8 +69,6 @@ from ladd_format.torch import DLADataset, SubSampler, ladd_loss  # noqa: E402
 
 WORK = HERE / "_work"
 RESULTS = HERE / "RESULTS.md"
-START = "<!-- torch_loader:start -->"
-END = "<!-- torch_loader:end -->"
 
 N_DENSE, RATIO, NUM_CLASSES = 5, 0.625, 10
 SIDE = 128
@@ -285,30 +283,6 @@ def bench_loader(path: Path, m: int, workers: int, in_memory: bool, repeats: int
 
 
 # -- reporting -------------------------------------------------------------------------------------
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        m = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-        if m:
-            cpu = m.group(1).strip()
-        f = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
-        flags = set(f.group(1).split()) if f else set()
-        shown = [x for x in ("avx2", "avx512f") if x in flags]
-        if shown:
-            cpu += f" [{' '.join(shown)}]"
-    except OSError:
-        pass
-    cores = os.cpu_count()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = cores
-    return (f"{cpu}, {cores} logical cores ({usable} usable), torch threads {torch.get_num_threads()}, "
-            f"{platform.system()} {platform.release()}; Python {platform.python_version()}, torch {torch.__version__}, "
-            f"numpy {np.__version__}, h5py {h5py.__version__} (HDF5 {h5py.version.hdf5_version})")
-
-
 def cuda_line() -> str:
     if not torch.cuda.is_available():
         return CUDA_NA
@@ -325,20 +299,6 @@ def ms(t: Timing) -> str:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
-
-
-def update_results(section: str) -> None:
-    body = f"{START}\n{section.rstrip()}\n{END}\n"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        pre, rest = text.split(START, 1)
-        _, post = rest.split(END, 1)
-        text = pre + body.rstrip("\n") + post
-        if not text.endswith("\n"):
-            text += "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    RESULTS.write_text(text)
 
 
 def main(argv=None) -> int:
@@ -541,7 +501,7 @@ def main(argv=None) -> int:
     print()
     print(section)
     if not args.quick:
-        update_results(section)
+        update_results("torch_loader", section)
         print(f"\nwrote section to {RESULTS.relative_to(ROOT)}")
     return 0
 
