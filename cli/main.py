@@ -17,6 +17,7 @@ import click
 from ladd_format import LaddError, __version__, open_dla, verify
 from ladd_format.codecs import codec_names
 from ladd_format.converters import ConvertOptions, convert, converter_names
+from ladd_format.presets import preset_names
 from ladd_format.size import METHODS, measure_file
 from ladd_format.verify import summary
 
@@ -162,12 +163,32 @@ def size(file: Path, method: str, level: int | None, as_json: bool) -> None:
 @click.option("--mean", default=None, help="Per-channel mean, e.g. 0.485,0.456,0.406.")
 @click.option("--std", default=None, help="Per-channel std, e.g. 0.229,0.224,0.225.")
 @click.option("--num-classes", type=int, default=None)
+@click.option("--dataset", type=click.Choice(preset_names(), case_sensitive=False), default=None,
+              help="Preset: classes, names and the normalisation the method used.")
+@click.option("--keep-float", is_flag=True, help="Store float images losslessly (float32, with their space).")
+@click.option("--zca", is_flag=True, help="The images are ZCA-whitened.")
+@click.option("--zca-stats", type=click.Path(path_type=Path), default=None,
+              help=".npz with mean + inverse, or train_images (0..1) to refit the ZCA (eps 0.1).")
+@click.option("--class-names", "class_names_file", type=click.Path(path_type=Path), default=None,
+              help="Text file, one class name per line.")
+@click.option("--iteration", type=int, default=None, help="Run folders: images_<N>.pt instead of images_best.pt.")
+@click.option("--experiment", type=int, default=0, show_default=True, help="DC results files: which experiment.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @fail_cleanly
-def convert_cmd(fmt, source, output, codec, k, topk_values, space, layout, mean, std, num_classes, force):
+def convert_cmd(fmt, source, output, codec, k, topk_values, space, layout, mean, std, num_classes, dataset,
+                keep_float, zca, zca_stats, class_names_file, iteration, experiment, force):
     """Convert SOURCE (in FORMAT) into a D_LA file."""
+    class_names = None
+    if class_names_file is not None:
+        try:
+            class_names = [line.strip() for line in class_names_file.read_text().splitlines() if line.strip()]
+        except OSError as exc:
+            raise LaddError(f"cannot read class names: {exc.strerror}", class_names_file) from None
     options = ConvertOptions(codec=codec, k=k, topk_values=topk_values, space=space, layout=layout,
-                             mean=_floats(mean), std=_floats(std), num_classes=num_classes, overwrite=force)
+                             mean=_floats(mean), std=_floats(std), num_classes=num_classes, overwrite=force,
+                             dataset=dataset, keep_float=keep_float, zca=zca or zca_stats is not None,
+                             zca_stats=None if zca_stats is None else str(zca_stats), class_names=class_names,
+                             iteration=iteration, experiment=experiment)
     if (options.mean is None) != (options.std is None):
         raise click.UsageError("give --mean and --std together")
     result = convert(fmt, source, output, options)

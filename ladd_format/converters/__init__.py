@@ -31,6 +31,12 @@ class ConvertOptions:
     num_classes: int | None = None
     class_names: Sequence[str] | None = None
     overwrite: bool = False
+    dataset: str | None = None         # preset: cifar10, cifar100, tinyimagenet, imagenet, imagenette, ...
+    keep_float: bool = False           # store float images losslessly instead of uint8
+    zca: bool = False                  # the images are ZCA-whitened
+    zca_stats: str | None = None       # .npz with mean + inverse, or train_images to refit (eps 0.1)
+    iteration: int | None = None       # run folders: images_<iteration>.pt instead of images_best.pt
+    experiment: int = 0                # DC results files: which experiment
 
 
 @dataclass
@@ -61,4 +67,4 @@ def convert(fmt: str, source: str | os.PathLike, output: str | os.PathLike,
     return fn(Path(source), Path(output), options or ConvertOptions())
 
 
-from . import npz  # noqa: E402,F401  (registration side effect)
+from . import dc, npz, torch_runs  # noqa: E402,F401  (registration side effect)
