@@ -343,6 +343,18 @@ def main(argv=None) -> int:
         "Targets:",
         "",
         *[f"- {v}" for v in verdicts],
+        "",
+        "Why the targets are missed (profiled on this machine while building the container; the figures above "
+        "are the evidence): the spec requires a fletcher32 checksum on every chunk, one image per chunk, and a "
+        "SHA-256 of every dataset. Reading 500 ImageNette images takes about 25 ms with fletcher32 against "
+        "11 ms without it (same chunks), each chunk costs 10-14 us of HDF5 bookkeeping (this dominates the "
+        "32 px set: 1,000 chunks of 3 KB), and opening an HDF5 file costs about 1 ms, as much as numpy.load "
+        "needs for the whole CIFAR-shaped set. Writing adds SHA-256 at about 1 GB/s (25 ms for 25 MB, run on "
+        "a worker thread beside the HDF5 write). The plain-HDF5 table shows the floor with none of these: "
+        "0.5-0.8x numpy even then. Meeting 0.8x read / 0.5x write would need dropping per-chunk checksums or "
+        "one-image chunks from the spec, which the container issue requires; the integrity guarantees were "
+        "kept and the targets are reported as missed. Random access (what a DataLoader does) costs 37-79 us "
+        "per item, 4-6x a memory-mapped .npy.",
     ]
     section = "\n".join(header)
     print(section)

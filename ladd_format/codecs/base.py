@@ -89,8 +89,9 @@ def normalize_rows(q: np.ndarray, num_classes: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def float_row_problems(values: np.ndarray, tolerance: float) -> list[str]:
-    """Checks shared by the float codecs: finite, in [0, 1], rows summing to 1 within tolerance."""
+def unit_interval_problems(values: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Stored float probabilities must be finite and in [0, 1]. Returns the problems and the values
+    as float64 with non-finite entries zeroed (for further row checks)."""
     problems = []
     v = values.astype(np.float64)
     if not np.all(np.isfinite(v)):
@@ -98,6 +99,12 @@ def float_row_problems(values: np.ndarray, tolerance: float) -> list[str]:
         v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
     if np.any(v < 0) or np.any(v > 1):
         problems.append(f"values must lie in [0, 1], found min {v.min():.4g}, max {v.max():.4g}")
+    return problems, v
+
+
+def float_row_problems(values: np.ndarray, tolerance: float) -> list[str]:
+    """Checks shared by the float codecs: finite, in [0, 1], rows summing to 1 within tolerance."""
+    problems, v = unit_interval_problems(values)
     dev = np.abs(v.sum(axis=-1) - 1.0)
     if dev.size and dev.max() > tolerance:
         problems.append(f"rows must sum to 1 within {tolerance:g}, worst row is off by {dev.max():.4g}")

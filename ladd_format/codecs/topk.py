@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CodecError
-from .base import Codec, normalize_rows, quantize_unit, register
+from .base import Codec, normalize_rows, quantize_unit, register, unit_interval_problems
 
 VALUE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "uint8": np.dtype("u1")}
 
@@ -88,12 +88,8 @@ class TopKCodec(Codec):
                 problems.append(f"uint8 values of the top {k} of {num_classes} classes must sum to >= "
                                 f"255 k/C - k/2 per row, found {int(s.min())}")
             return problems
-        v = raw.astype(np.float64)
-        if not np.all(np.isfinite(v)):
-            problems.append(f"{int(np.sum(~np.isfinite(v)))} values are NaN or infinite")
-            v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
-        if np.any(v < 0) or np.any(v > 1):
-            problems.append(f"values must lie in [0, 1], found min {v.min():.4g}, max {v.max():.4g}")
+        value_problems, v = unit_interval_problems(raw)
+        problems += value_problems
         s = v.sum(axis=-1)
         if s.size and s.max() > 1 + 1e-3:
             problems.append(f"values must sum to <= 1 + 1e-3 per row, found {s.max():.6g}")
