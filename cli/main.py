@@ -281,6 +281,45 @@ def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temper
     click.echo(f"wrote {output}")
 
 
+@main.command(name="evaluate")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--test", "test_source", required=True,
+              help="Test data: an .npz (images, labels), an ImageFolder, or digits-test.")
+@click.option("--arch", default="convnet-d3", show_default=True)
+@click.option("--width", type=int, default=None, help="ConvNet width (default 128).")
+@click.option("--mode", type=click.Choice(["hard", "soft", "ladd"]), default="ladd", show_default=True)
+@click.option("--epochs", type=int, default=300, show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--seeds", type=int, default=3, show_default=True)
+@click.option("--flip", is_flag=True, help="Random horizontal flips in the augmentation.")
+@click.option("--sub-per-image", type=int, default=None,
+              help="ladd mode: use K random sub-images per step (local term scaled by N*N/K).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@fail_cleanly
+def evaluate_cmd(file, test_source, arch, width, mode, epochs, lr, batch_size, seeds, flip, sub_per_image,
+                 device, as_json):
+    """Train fresh students on FILE and report their test accuracy (mean +- std over seeds)."""
+    from tqdm import tqdm
+
+    from ladd_format.evaluate import EvalConfig, evaluate
+    from ladd_format.labeler import load_source
+    with open_dla(file) as f:
+        side = f.image_shape[1]
+    test = load_source(test_source, side)
+    config = EvalConfig(arch=arch, arch_kwargs={"width": width} if width else None, mode=mode, epochs=epochs,
+                        lr=lr, batch_size=batch_size, seeds=seeds, device=device, flip=flip,
+                        sub_per_image=sub_per_image)
+    with tqdm(total=seeds, unit="student", file=sys.stderr, disable=None) as bar:
+        result = evaluate(file, test, config, progress=lambda done, total, acc: bar.update(1))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(f"{file}: {mode} mode, {arch}, {seeds} seed(s): test accuracy "
+                   f"{100 * result['mean']:.2f} +- {100 * result['std']:.2f}% ({test.description})")
+
+
 @main.command(name="export")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["folder", "npz"]), default="folder", show_default=True,
