@@ -33,6 +33,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/size_mtt.py
 	$(BIN)/python benchmarks/torch_loader.py
 	$(BIN)/python benchmarks/label_pass.py
+	$(BIN)/python benchmarks/convert_speed.py
 
 clean:
 	rm -rf demo-out .pytest_cache benchmarks/_work

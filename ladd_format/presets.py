@@ -87,8 +87,11 @@ def normalization(preset: Preset, method: str) -> tuple[tuple[float, ...], tuple
 
     GLaD keeps its default statistics for every dataset but CIFAR-10, so its ImageNet subsets and
     CIFAR-100 images use mean (0.4377, 0.4438, 0.4728), std (0.229, 0.224, 0.225) although the
-    real data is normalised with the ImageNet mean. Everything else uses the preset's own numbers.
+    real data is normalised with the ImageNet mean. RDED denormalises its images with the ImageNet
+    mean/std for every dataset. Everything else uses the preset's own numbers.
     """
+    if method == "rded":
+        return IMAGENET_MEAN, IMAGENET_STD
     if method == "glad" and preset.name != "cifar10" and preset.family in ("imagenet-subset", "cifar"):
         return GLAD_DEFAULT_MEAN, GLAD_DEFAULT_STD
     return preset.mean, preset.std

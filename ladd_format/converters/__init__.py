@@ -67,4 +67,4 @@ def convert(fmt: str, source: str | os.PathLike, output: str | os.PathLike,
     return fn(Path(source), Path(output), options or ConvertOptions())
 
 
-from . import dc, npz, torch_runs  # noqa: E402,F401  (registration side effect)
+from . import auto, dc, folder, npz, rded, sre2l, torch_runs  # noqa: E402,F401  (registration side effect)

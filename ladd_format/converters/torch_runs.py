@@ -66,7 +66,7 @@ def zca_signs(images_file: Path, method: str, options: ConvertOptions) -> str | 
     return None
 
 
-def _soft_kind(labels: np.ndarray) -> str:
+def soft_kind_of(labels: np.ndarray) -> str:
     rows_ok = np.all(labels >= 0) and np.allclose(labels.sum(axis=1), 1, atol=1e-3)
     return "probs" if rows_ok else "logits"
 
@@ -75,7 +75,8 @@ def read_run(source: Path, options: ConvertOptions, method: str) -> RawSet:
     images_file, labels_file, lr_file = run_files(source, method, options.iteration)
     images = as_array(load_pt(images_file), images_file, "images").astype(np.float32, copy=False)
     labels = as_array(load_pt(labels_file), labels_file, "labels")
-    raw = RawSet(images=images, space="normalized", method=method, inputs=[images_file, labels_file])
+    raw = RawSet(images=images, space="normalized", method=method, inputs=[images_file, labels_file],
+                 labels_input=labels_file)
     if images.ndim != 4:
         raise InputError(f"images must be (M, C, H, W), got shape {images.shape}", images_file)
     if labels.shape[0] != images.shape[0]:
@@ -88,8 +89,8 @@ def read_run(source: Path, options: ConvertOptions, method: str) -> RawSet:
         if method == "mtt" or method == "glad":
             raise InputError(f"{method} saves int64 class indices, these labels are float {labels.shape}: "
                              "convert with datm (logits) or tesla (probabilities)", labels_file)
-        kind = {"datm": "logits", "tesla": "probs"}.get(method) or _soft_kind(labels)
-        if kind == "probs" and _soft_kind(labels) != "probs":
+        kind = {"datm": "logits", "tesla": "probs"}.get(method) or soft_kind_of(labels)
+        if kind == "probs" and soft_kind_of(labels) != "probs":
             raise InputError("tesla teacher labels must be probabilities (rows >= 0 summing to 1)", labels_file)
         raw.soft, raw.soft_kind = labels.astype(np.float32), kind
         if method == "tensors":

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 DIGITS_SPLIT_SEED = 0
 DIGITS_TRAIN_FRACTION = 0.8
 
@@ -86,31 +85,10 @@ def npz(path: Path, image_size: int | None) -> Source:
 
 
 def image_folder(path: Path, image_size: int | None) -> Source:
-    from PIL import Image, UnidentifiedImageError
+    from ..converters.images import read_image_folder
 
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
-    if not classes:
-        raise InputError("holds no class folders (expected ROOT/<class>/<image>)", path)
-    images, labels = [], []
-    for c, name in enumerate(classes):
-        for file in sorted((path / name).iterdir()):
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(file) as im:
-                    rgb = im.convert("RGB")
-                    if image_size is not None:
-                        rgb = rgb.resize((image_size, image_size), Image.BILINEAR)
-                    images.append(np.asarray(rgb).transpose(2, 0, 1))
-            except (UnidentifiedImageError, OSError) as exc:
-                raise InputError(f"unreadable image: {exc}", file) from None
-            labels.append(c)
-    if not images:
-        raise InputError("holds no images", path)
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise InputError(f"images have different sizes {sorted(shapes)[:3]}...; give --image-size", path)
-    return Source(np.stack(images), np.array(labels, np.int64), classes, f"{path.name} ({len(images)} images)")
+    folder = read_image_folder(path, image_size, size_hint="; give --image-size")
+    return Source(folder.images, folder.labels, folder.class_names, f"{path.name} ({len(folder.images)} images)")
 
 
 def load_source(source: str, image_size: int | None = None) -> Source:

@@ -1,0 +1,53 @@
+"""Converter ``folder``: an ImageFolder tree ``ROOT/<class>/<image>``.
+
+Classes are the subfolders sorted by name; the class index is the position (torchvision's
+ImageFolder rule) and the folder names are recorded as class names (``--class-names`` or a
+``--dataset`` preset with names take precedence). Only image files directly in each class folder are
+read (by suffix: .png .jpg .jpeg .bmp .webp .gif .tif .tiff; other files, nested and hidden folders
+are ignored). Every image must have the same size; images of other modes (L, RGBA, P, ...) are
+converted to RGB, with a note. Pixels are stored as decoded (uint8): PNG inputs exactly; for JPEG
+inputs the report says the compression was lossy upstream.
+
+Provenance: the tree is one ``inputs`` entry (folder, file count, total size, one SHA-256 over the
+sorted ``(relative path, file sha256)`` list), not one entry per image -- listing every file of a
+distilled ImageNet would bloat ``/provenance``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import InputError
+from ..presets import get_preset
+from . import ConversionResult, ConvertOptions, register_converter
+from .common import RawSet, finish
+from .images import read_image_folder
+
+
+@register_converter("folder")
+def convert(source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
+    tree = read_image_folder(source)
+    count = len(tree.class_names)
+    if options.num_classes is not None and options.num_classes != count:
+        raise InputError(f"--num-classes {options.num_classes} disagrees with the {count} class folders (the class "
+                         "index is the folder's position in name order)", source)
+    preset = get_preset(options.dataset) if options.dataset else None
+    names_from_preset = preset is not None and preset.class_names is not None
+    notes = list(tree.notes)
+    if options.class_names is None and not names_from_preset:
+        options = replace(options, class_names=tree.class_names)
+    elif options.class_names is None and list(preset.class_names) != tree.class_names:
+        notes.append(f"class names from --dataset {preset.name}, not the folder names (first folder "
+                     f"{tree.class_names[0]!r} is {preset.class_names[0]!r})")
+    options = replace(options, num_classes=count)
+    raw = RawSet(images=tree.images, space="pixel255", labels=tree.labels, inputs=[tree.input], notes=notes)
+    raw.report["classes"] = f"{count} class folders in name order"
+    if tree.jpeg_files:
+        raw.report["images"] = (f"{tree.jpeg_files} of {len(tree.images)} files are JPEG, stored as decoded (uint8); "
+                                "JPEG compression was already lossy upstream")
+    else:
+        raw.report["images"] = "stored as decoded (uint8)"
+    if tree.converted_modes:
+        raw.report["converted_to_rgb"] = tree.converted_modes
+    return finish(raw, output, options, "folder")

@@ -1,0 +1,250 @@
+"""Reading image files into uint8 arrays: the one ImageFolder reader of the package.
+
+Used by the image converters (``folder``, ``sre2l``, ``rded``) and by the labeler's training
+sources. Every file is read once: its bytes are hashed (SHA-256, for the provenance record) and
+decoded from memory with Pillow, several files at a time on threads (Pillow releases the GIL while
+decoding). Images become RGB ``(K=3, H, W)`` uint8; other modes (L, RGBA, P, CMYK, ...) are converted
+and the conversion is reported.
+
+Provenance: a folder of thousands of images is recorded as ONE ``inputs`` entry (the folder, its file
+count, total size and one SHA-256 over the sorted ``(relative path, file sha256)`` list), not one
+entry per file -- see :class:`ladd_format.provenance.FolderInput`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..provenance import FolderInput
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+THREADS = min(8, os.cpu_count() or 1)
+
+
+def is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def natural_key(name: str):
+    """Sort key that orders embedded numbers by value (``id999`` before ``id1000``)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def image_files(folder: Path, natural: bool = False) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix; other files and subfolders ignored), sorted
+    by name (or by :func:`natural_key`)."""
+    files = [p for p in folder.iterdir() if is_image(p)]
+    return sorted(files, key=(lambda p: natural_key(p.name)) if natural else (lambda p: p.name))
+
+
+@dataclass
+class ReadImages:
+    images: np.ndarray                       # (M, 3, H, W) uint8
+    input: FolderInput                        # provenance record of the files read
+    notes: list[str] = field(default_factory=list)
+    converted_modes: dict = field(default_factory=dict)   # mode -> (count, first file)
+    jpeg_files: int = 0
+
+
+def _decode(file: Path, image_size: int | None):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read image: {exc.strerror}", file) from None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            mode = im.mode
+            if mode.startswith(("I", "F")):   # Pillow's RGB conversion clips these to 8 bits, unscaled
+                raise InputError(f"{mode} images (16-bit or float) are not read; save them with 8 bits per channel",
+                                 file)
+            rgb = im.convert("RGB")          # decodes the whole file: truncation shows here
+    except UnidentifiedImageError:
+        raise InputError("unreadable or corrupt image (not an image file Pillow can identify)", file) from None
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        detail = (str(exc).splitlines() or [""])[0][:120] or type(exc).__name__
+        raise InputError(f"unreadable or corrupt image ({detail})", file) from None
+    if image_size is not None and rgb.size != (image_size, image_size):
+        rgb = rgb.resize((image_size, image_size), Image.BILINEAR)
+    return np.asarray(rgb).transpose(2, 0, 1), mode, len(data), hashlib.sha256(data).hexdigest()
+
+
+def read_images(files: list[Path], root: Path, image_size: int | None = None, size_hint: str = "") -> ReadImages:
+    """Decode ``files`` (all under ``root``) into one ``(M, 3, H, W)`` uint8 array.
+
+    Raises :class:`InputError` naming the file that is unreadable, or two files of different sizes
+    (``size_hint`` is appended to that message). ``image_size`` resizes every image to a square side
+    (bilinear) instead.
+    """
+    if not files:
+        raise InputError(f"holds no image files (looked for {', '.join(IMAGE_SUFFIXES)})", root)
+    images = None
+    records, modes = [], {}
+    first_shape = None
+    pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="ladd-decode")
+    try:
+        for i, (file, (chw, mode, size, sha)) in enumerate(
+                zip(files, pool.map(lambda f: _decode(f, image_size), files))):
+            if images is None:
+                first_shape = chw.shape
+                images = np.empty((len(files), *chw.shape), np.uint8)
+            elif chw.shape != first_shape:
+                raise InputError(f"images differ in size: {files[0].relative_to(root).as_posix()} is "
+                                 f"{first_shape[2]}x{first_shape[1]}, {file.relative_to(root).as_posix()} is "
+                                 f"{chw.shape[2]}x{chw.shape[1]} (width x height){size_hint}", root)
+            images[i] = chw
+            if mode != "RGB":
+                count, example = modes.get(mode, (0, file))
+                modes[mode] = (count + 1, example)
+            records.append((file.relative_to(root).as_posix(), size, sha))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)      # on an error: no further decoding
+    out = ReadImages(images=images, input=FolderInput(root, records), converted_modes=modes,
+                     jpeg_files=sum(f.suffix.lower() in JPEG_SUFFIXES for f in files))
+    for mode, (count, example) in sorted(modes.items()):
+        out.notes.append(f"converted {count} image(s) of mode {mode} to RGB (e.g. "
+                         f"{example.relative_to(root).as_posix()})")
+    return out
+
+
+@dataclass
+class ImageFolder:
+    images: np.ndarray                 # (M, 3, H, W) uint8
+    labels: np.ndarray                 # (M,) int64, index of the class folder in name order
+    class_names: list[str]
+    input: FolderInput
+    notes: list[str] = field(default_factory=list)
+    jpeg_files: int = 0
+    converted_modes: dict = field(default_factory=dict)   # mode -> number of images converted to RGB
+
+
+def class_folders(root: Path) -> list[Path]:
+    """Subfolders of ``root`` sorted by name, hidden ones (``.name``) left out."""
+    if not root.is_dir():
+        raise InputError("no such folder" if not root.exists() else "is not a folder", root)
+    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
+def read_image_folder(root: Path, image_size: int | None = None, size_hint: str = "") -> ImageFolder:
+    """An ImageFolder tree ``ROOT/<class>/<image>``: classes are the subfolders sorted by name (the
+    class index is the position, as torchvision's ImageFolder), images the image files directly in
+    each (by suffix; other files, nested folders and hidden folders are ignored)."""
+    folders = class_folders(root)
+    if not folders:
+        raise InputError("holds no class folders (expected ROOT/<class>/<image>)", root)
+    files, labels, empty = [], [], []
+    for c, folder in enumerate(folders):
+        found = image_files(folder)
+        if not found:
+            empty.append(folder.name)
+        files += found
+        labels += [c] * len(found)
+    read = read_images(files, root, image_size, size_hint)
+    names = [p.name for p in folders]
+    notes = list(read.notes)
+    if empty:
+        notes.append(f"{len(empty)} class folder(s) hold no images but keep their class index: "
+                     f"{', '.join(empty[:5])}{', ...' if len(empty) > 5 else ''}")
+    if all(n.isdigit() for n in names) and names != sorted(names, key=int):
+        moved = next(n for i, n in enumerate(names) if n != sorted(names, key=int)[i])
+        notes.append(f"warning: class folders are numbers but the class index follows name order "
+                     f"(torchvision ImageFolder's rule): folder {moved} is class {names.index(moved)}")
+    return ImageFolder(read.images, np.asarray(labels, np.int64), names, read.input, notes, read.jpeg_files,
+                       {mode: count for mode, (count, _) in read.converted_modes.items()})
+
+
+@dataclass
+class NumberedFolders:
+    images: np.ndarray                 # (M, 3, H, W) uint8
+    labels: np.ndarray                 # (M,) int64: the number in the class folder's name
+    input: FolderInput
+    notes: list[str] = field(default_factory=list)
+    jpeg_files: int = 0
+    converted_modes: dict = field(default_factory=dict)
+
+
+def numbered_class_folders(root: Path, pattern: str) -> tuple[list[tuple[int, Path]], list[str]]:
+    """``(class number, folder)`` for the subfolders whose name fully matches ``pattern`` (one group:
+    the number), sorted by number; and the names of the other subfolders."""
+    matched, other = [], []
+    for folder in class_folders(root):
+        hit = re.fullmatch(pattern, folder.name)
+        if hit:
+            matched.append((int(hit.group(1)), folder))
+        else:
+            other.append(folder.name)
+    return sorted(matched, key=lambda item: item[0]), other
+
+
+def read_numbered_folders(root: Path, pattern: str, example: str) -> NumberedFolders:
+    """Images of class folders named by their class number (``new007``, ``00007``): the label is that
+    number, not the folder's position, so classes without a folder keep the numbering."""
+    folders, other = numbered_class_folders(root, pattern)
+    if not folders:
+        raise InputError(f"holds no class folders named like {example}", root)
+    files, labels = [], []
+    for number, folder in folders:
+        found = image_files(folder, natural=True)
+        files += found
+        labels += [number] * len(found)
+    read = read_images(files, root)
+    notes = list(read.notes)
+    if other:
+        notes.append(f"ignored {len(other)} folder(s) not named like {example}: "
+                     f"{', '.join(other[:3])}{', ...' if len(other) > 3 else ''}")
+    return NumberedFolders(read.images, np.asarray(labels, np.int64), read.input, notes, read.jpeg_files,
+                           {mode: count for mode, (count, _) in read.converted_modes.items()})
+
+
+def numbered_rawset(read: NumberedFolders, options, method: str, root: Path, folder_name, upstream: str):
+    """The RawSet of an SRe2L / RDED tree: labels from the folder numbers, the class count from
+    ``--num-classes``, ``--dataset`` or the largest number + 1 (said in a note), the method's ImageNet
+    normalisation when none is given, and the JPEG loss recorded in the report."""
+    from ..presets import IMAGENET_MEAN, IMAGENET_STD, get_preset
+    from .common import RawSet
+
+    raw = RawSet(images=read.images, space="pixel255", labels=read.labels, method=method, inputs=[read.input],
+                 notes=list(read.notes))
+    preset = get_preset(options.dataset) if options.dataset else None
+    top = int(read.labels.max())
+    if options.num_classes is not None:
+        num_classes, given = int(options.num_classes), "--num-classes"
+    elif preset is not None:
+        num_classes, given = preset.num_classes, f"--dataset {preset.name}"
+    else:
+        num_classes, given = top + 1, None
+        raw.notes.append(f"num_classes not given (--dataset or --num-classes): taken as the largest class folder "
+                         f"number + 1 = {num_classes}")
+        raw.report["num_classes"] = "largest class folder number + 1"
+    if top >= num_classes:
+        raise InputError(f"class folder {folder_name(top)} is beyond the {num_classes} classes of {given}", root)
+    missing = sorted(set(range(num_classes)) - set(np.unique(read.labels).tolist()))
+    if missing:
+        raw.notes.append(f"no folder for {len(missing)} of {num_classes} classes (e.g. "
+                         f"{', '.join(folder_name(c) for c in missing[:3])}); the class numbers are kept")
+        raw.report["classes_without_images"] = len(missing)
+    if options.mean is None and preset is None:
+        raw.mean, raw.std = IMAGENET_MEAN, IMAGENET_STD
+        raw.report["normalization"] = f"{method}'s ImageNet mean/std (no --dataset or --mean/--std given)"
+        raw.notes.append(f"normalisation: {method}'s ImageNet mean/std (give --dataset or --mean/--std otherwise)")
+    if read.jpeg_files:
+        raw.report["images"] = (f"{read.jpeg_files} of {len(read.images)} files are JPEG, stored as decoded (uint8); "
+                                f"{upstream}: the float images before that are not on disk")
+        raw.notes.append("JPEG images stored as decoded; the JPEG compression upstream was already lossy "
+                         "(recorded in /provenance report)")
+    else:
+        raw.report["images"] = "stored as decoded (uint8)"
+    if read.converted_modes:
+        raw.report["converted_to_rgb"] = read.converted_modes
+    return raw
