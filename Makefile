@@ -29,10 +29,12 @@ test: install-dev
 
 # benchmarks run one after another (they time the CPU) and rewrite their sections of RESULTS.md
 bench: install-dev
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/container_io.py
 	$(BIN)/python benchmarks/size_mtt.py
 	$(BIN)/python benchmarks/torch_loader.py
 	$(BIN)/python benchmarks/label_pass.py
+	$(BIN)/python benchmarks/storage.py
 	$(BIN)/python benchmarks/convert_speed.py
 
 clean:
