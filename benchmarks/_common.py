@@ -5,9 +5,26 @@ from __future__ import annotations
 import os
 import platform
 import re
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+@dataclass
+class Timing:
+    """Repeated timings in seconds."""
+
+    samples: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def best(self) -> float:
+        return min(self.samples)
 
 
 def machine() -> str:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -51,7 +50,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from _common import machine, update_results  # noqa: E402
+from _common import Timing, machine, update_results  # noqa: E402
 from ladd_format import DLAWriter, DenseSpec, open_dla  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 
@@ -77,19 +76,6 @@ class SetSpec:
     @property
     def m(self) -> int:
         return self.ipc * self.num_classes
-
-
-@dataclass
-class Timing:
-    samples: list[float]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-    @property
-    def best(self) -> float:
-        return min(self.samples)
 
 
 def make_set(spec: SetSpec, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -42,12 +42,10 @@ import argparse
 import datetime as _dt
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -61,7 +59,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from _common import machine, update_results  # noqa: E402
+from _common import Timing, machine, update_results  # noqa: E402
 from ladd_format import DenseSpec, DLAWriter  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 from ladd_format.models import build_model  # noqa: E402
@@ -77,19 +75,6 @@ STD = (0.229, 0.224, 0.225)
 REBUILD_TARGET = 1.0      # on the fly at least as fast as reading materialised sub-images
 STEP_SHARE_TARGET = 10.0  # rebuild under 10% of a training step (on a GPU)
 CUDA_NA = "CUDA: not available on this machine (not measured)"
-
-
-@dataclass
-class Timing:
-    samples: list[float]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-    @property
-    def best(self) -> float:
-        return min(self.samples)
 
 
 def sync(device: torch.device) -> None:

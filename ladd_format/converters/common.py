@@ -281,18 +281,30 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
         report["preset"] = preset.name
     ipc = m // num_classes if m % num_classes == 0 else None
     writer = DLAWriter(output, num_classes=num_classes, image_shape=stored.shape[1:], mean=mean, std=std,
-                           image_dtype=image_dtype, space=out_space, soft_kind=raw.soft_kind if soft is not None else None,
-                           class_names=_read_class_names(options, num_classes, preset),
-                           source_dataset=preset.name if preset else None, distillation=raw.method, ipc=ipc,
-                           converter=converter, inputs=raw.inputs, report=report, root_attrs=root,
-                           overwrite=options.overwrite)
-    with writer:
-        for start in range(0, m, BATCH):
-            stop = min(m, start + BATCH)
-            try:
-                writer.append(stored[start:stop], labels[start:stop],
-                              soft=None if soft is None else soft[start:stop].astype(np.float32))
-            except LaddError as exc:     # the writer names the destination; the defect is in the input
-                blame = labels_src if exc.where in ("/labels", "/soft_labels") else src
-                raise type(exc)(exc.message, blame, exc.where) from None
+                       image_dtype=image_dtype, space=out_space,
+                       soft_kind=raw.soft_kind if soft is not None else None,
+                       class_names=_read_class_names(options, num_classes, preset),
+                       source_dataset=preset.name if preset else None, distillation=raw.method, ipc=ipc,
+                       converter=converter, inputs=raw.inputs, report=report, root_attrs=root,
+                       overwrite=options.overwrite)
+    write_batches(writer, stored, labels, soft=None if soft is None else soft.astype(np.float32, copy=False),
+                  blame=lambda exc: (labels_src if exc.where in ("/labels", "/soft_labels") else src, exc.where))
     return ConversionResult(output=output, num_images=m, notes=notes)
+
+
+def write_batches(writer: DLAWriter, images: np.ndarray, labels: np.ndarray, *, dense: np.ndarray | None = None,
+                  soft: np.ndarray | None = None, blame=None) -> None:
+    """Append the arrays in batches and close the writer. The writer names the destination in its
+    errors, but the defect is in the input: ``blame(exc) -> (path, where)`` re-points the error."""
+    with writer:
+        for start in range(0, len(images), BATCH):
+            stop = min(len(images), start + BATCH)
+            try:
+                writer.append(images[start:stop], labels[start:stop],
+                              dense=None if dense is None else dense[start:stop],
+                              soft=None if soft is None else soft[start:stop])
+            except LaddError as exc:
+                if blame is None:
+                    raise
+                path, where = blame(exc)
+                raise type(exc)(exc.message, path, where) from None

@@ -26,9 +26,9 @@ import numpy as np
 from ..codecs import make_codec
 from ..errors import InputError, LaddError, ShapeError
 from ..writer import DenseSpec, DLAWriter
+from .common import write_batches
 from . import ConversionResult, ConvertOptions, register_converter
 
-BATCH = 256
 INPUT_KEYS = {"/images": "images", "/labels": "labels", "/dense": "dense_labels", "/soft_labels": "soft_labels"}
 CHANNEL_COUNTS = (1, 3, 4)
 
@@ -196,14 +196,6 @@ def convert(source: Path, output: Path, options: ConvertOptions) -> ConversionRe
                        image_dtype=image_dtype, space=space, dense=dense_spec, soft_kind=soft_kind,
                        class_names=class_names, converter="npz", inputs=[source], report=report or None,
                        overwrite=options.overwrite)
-    with writer:
-        for start in range(0, m, BATCH):
-            stop = min(m, start + BATCH)
-            try:
-                writer.append(images[start:stop], labels[start:stop],
-                              dense=None if dense is None else dense[start:stop],
-                              soft=None if soft is None else soft[start:stop])
-            except LaddError as exc:
-                # the writer names the destination; the defect is in the input arrays
-                raise type(exc)(exc.message, source, f"key {INPUT_KEYS.get(exc.where, exc.where)}") from None
+    write_batches(writer, images, labels, dense=dense, soft=soft,
+                  blame=lambda exc: (source, f"key {INPUT_KEYS.get(exc.where, exc.where)}"))
     return ConversionResult(output=output, num_images=m, notes=notes)
