@@ -36,6 +36,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/label_pass.py
 	$(BIN)/python benchmarks/storage.py
 	$(BIN)/python benchmarks/convert_speed.py
+	$(BIN)/python benchmarks/students.py
 
 clean:
 	rm -rf demo-out .pytest_cache benchmarks/_work

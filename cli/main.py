@@ -211,12 +211,15 @@ def convert_cmd(fmt, source, output, codec, k, topk_values, space, layout, mean,
               help="Resize training images to this side (default: their own size; 32 for digits).")
 @click.option("--val-split", type=float, default=0.1, show_default=True)
 @click.option("--flip", is_flag=True, help="Random horizontal flips while training.")
+@click.option("--min-crop", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Random square crops of MIN_CROP..1 of each side, resized back (1 = off). Set it to the ratio "
+                   "R the labeler pass will use, so the labeler has seen views like the sub-images.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace checkpoints already in OUTPUT.")
 @fail_cleanly
 def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batch_size, image_size, val_split,
-                      flip, device, seed, force):
+                      flip, min_crop, device, seed, force):
     """Train a labeler on SOURCE: an ImageFolder directory, an .npz (images, labels), or `digits`
     (scikit-learn's bundled digits, offline)."""
     from tqdm import tqdm
@@ -229,7 +232,7 @@ def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batc
     data = load_source(source, image_size)
     config = TrainConfig(arch=arch, arch_kwargs={"width": width} if width else {}, epochs=epochs,
                          save_epochs=keep, lr=lr, batch_size=batch_size, val_split=val_split, flip=flip,
-                         device=device, seed=seed)
+                         min_crop=min_crop, device=device, seed=seed)
     click.echo(f"training {arch} on {data.description}, {data.num_classes} classes", err=True)
     with tqdm(total=epochs, unit="epoch", file=sys.stderr, disable=None) as bar:
         def progress(epoch, total, metrics):
@@ -286,7 +289,9 @@ def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temper
 @click.option("--test", "test_source", required=True,
               help="Test data: an .npz (images, labels), an ImageFolder, or digits-test.")
 @click.option("--arch", default="convnet-d3", show_default=True)
-@click.option("--width", type=int, default=None, help="ConvNet width (default 128).")
+@click.option("--width", type=int, default=None, help="Architecture width (ConvNet default 128).")
+@click.option("--arch-option", "arch_options", multiple=True, metavar="KEY=VALUE",
+              help="Further integer keyword of the architecture, e.g. depth=4 for vit-cifar (repeatable).")
 @click.option("--mode", type=click.Choice(["hard", "soft", "ladd"]), default="ladd", show_default=True)
 @click.option("--epochs", type=int, default=300, show_default=True)
 @click.option("--lr", type=float, default=0.01, show_default=True)
@@ -295,11 +300,13 @@ def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temper
 @click.option("--flip", is_flag=True, help="Random horizontal flips in the augmentation.")
 @click.option("--sub-per-image", type=int, default=None,
               help="ladd mode: use K random sub-images per step (local term scaled by N*N/K).")
+@click.option("--reduction", type=click.Choice(["sum", "mean"]), default="sum", show_default=True,
+              help="ladd mode: sum the local term over sub-images (Eq. 5) or average it.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @fail_cleanly
-def evaluate_cmd(file, test_source, arch, width, mode, epochs, lr, batch_size, seeds, flip, sub_per_image,
-                 device, as_json):
+def evaluate_cmd(file, test_source, arch, width, arch_options, mode, epochs, lr, batch_size, seeds, flip, sub_per_image,
+                 reduction, device, as_json):
     """Train fresh students on FILE and report their test accuracy (mean +- std over seeds)."""
     from tqdm import tqdm
 
@@ -308,9 +315,16 @@ def evaluate_cmd(file, test_source, arch, width, mode, epochs, lr, batch_size, s
     with open_dla(file) as f:
         side = f.image_shape[1]
     test = load_source(test_source, side)
-    config = EvalConfig(arch=arch, arch_kwargs={"width": width} if width else None, mode=mode, epochs=epochs,
+    arch_kwargs = {"width": width} if width else {}
+    for option in arch_options:
+        key, _, value = option.partition("=")
+        try:
+            arch_kwargs[key.strip()] = int(value)
+        except ValueError:
+            raise click.BadParameter(f"expected KEY=INTEGER, got {option!r}", param_hint="--arch-option") from None
+    config = EvalConfig(arch=arch, arch_kwargs=arch_kwargs or None, mode=mode, epochs=epochs,
                         lr=lr, batch_size=batch_size, seeds=seeds, device=device, flip=flip,
-                        sub_per_image=sub_per_image)
+                        sub_per_image=sub_per_image, reduction=reduction)
     with tqdm(total=seeds, unit="student", file=sys.stderr, disable=None) as bar:
         result = evaluate(file, test, config, progress=lambda done, total, acc: bar.update(1))
     if as_json:
@@ -335,18 +349,36 @@ def export_cmd(file: Path, fmt: str, output: Path, subimages: bool, force: bool)
     click.echo(f"wrote {output}")
 
 
+def _ipc_list(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        ipcs = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not ipcs or min(ipcs) < 1:
+        raise click.BadParameter(f"IPC values must be >= 1, got {value!r}")
+    return ipcs
+
+
 @main.command()
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True)
-@click.option("--ipc", type=int, default=10, show_default=True, help="Images per class in the demo set.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=int, default=10, show_default=True, help="Labeler epochs (the checkpoint kept).")
-@click.option("--width", type=int, default=64, show_default=True, help="Labeler ConvNet width.")
+@click.option("--ipc", "ipcs", default="1", show_default=True, callback=_ipc_list,
+              help="Images per class of the demo sets, comma-separated (e.g. 1,5).")
+@click.option("--seeds", type=int, default=None, help="Student seeds per row (default 3; --quick: 1).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the labeler and of the image draw.")
+@click.option("--quick", is_flag=True, help="Smoke-test profile: tiny labeler, 20-epoch students, one seed.")
+@click.option("--device", default="auto", show_default=True)
 @fail_cleanly
-def demo(workdir: Path, ipc: int, seed: int, epochs: int, width: int) -> None:
-    """Run the main job on an embedded default: scikit-learn's digits -> labeler -> D -> D_LA ->
-    verify -> size."""
-    from ladd_format.demo import run_demo
-    run_demo(workdir, ipc=ipc, seed=seed, epochs=epochs, width=width, echo=click.echo)
+def demo(workdir: Path, ipcs: tuple[int, ...], seeds: int | None, seed: int, quick: bool, device: str) -> None:
+    """The main job on scikit-learn's digits: labeler -> D -> D_LA -> verify -> size -> students -> report."""
+    from dataclasses import replace
+
+    from ladd_format.demo import DemoSettings, quick_settings, run_demo
+    settings = quick_settings() if quick else DemoSettings()
+    settings = replace(settings, ipcs=ipcs, seed=seed, seeds=seeds or settings.seeds,
+                       student=replace(settings.student, device=device))
+    if settings.seeds < 1:
+        raise click.BadParameter("--seeds must be >= 1")
+    run_demo(workdir, settings, echo=click.echo)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
+from typing import Iterator
 
 from .errors import InputError, OutputExistsError
 
@@ -36,3 +38,16 @@ def commit(tmp: Path, dest: Path, overwrite: bool) -> None:
 
 def discard(tmp: Path) -> None:
     tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def replace_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """``with replace_file(dest) as tmp:`` write ``tmp``; it becomes ``dest`` only if the block succeeds."""
+    dest = check_destination(path, overwrite)
+    tmp = temporary_sibling(dest)
+    try:
+        yield tmp
+    except BaseException:
+        discard(tmp)
+        raise
+    commit(tmp, dest, overwrite)

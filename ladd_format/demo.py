@@ -3,23 +3,31 @@
 Real data, no download: scikit-learn's bundled handwritten digits (1,797 8x8 images, 10 classes,
 fixed 80/20 train/test split), upsampled to 32x32 RGB.
 
-1. A labeler g: ConvNet-D3 (width 64) trained on the training split with SGD, keeping the early
-   checkpoint as the paper does (``ladd train-labeler``).
-2. A distilled set D: ``ipc`` random real training images per class (the strong baseline of
-   "A Label is Worth a Thousand Images"), written as a plain D file.
+1. A labeler g: ConvNet-D3 trained on the training split with SGD and random crops down to R of
+   each side (so it has seen views like the sub-images it will label), keeping the early checkpoint
+   as the paper does (``ladd train-labeler``).
+2. Distilled sets D: ``ipc`` random real training images per class (the strong baseline of
+   "A Label is Worth a Thousand Images"), and the same draw plus one image per class (IPC+1, the
+   paper's fair-storage baseline++), written as plain D files.
 3. The labeler pass (``ladd augment``): N x N = 5 x 5 sub-images per image, R = 62.5%, one D_LA
-   per codec; each is verified and measured.
+   per codec; each is verified (``ladd verify``) and measured (``ladd size``).
+4. Students (``ladd evaluate``): hard labels on D, Eq. 5 on the D_LA, hard labels on IPC+1; test
+   accuracy mean +- std over seeds on the held-out split, with each file's zip size.
+5. ``report.md``, ``report.png`` and ``report.json`` in the work folder.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .labeler import AugmentConfig, TrainConfig, augment, load_source, train_labeler
+from .evaluate import EvalConfig, evaluate
+from .labeler import AugmentConfig, Source, TrainConfig, augment, load_source, train_labeler
 from .reader import open_dla
 from .size import measure_file
 from .verify import verify
@@ -29,62 +37,185 @@ log = logging.getLogger(__name__)
 
 N, RATIO, SIDE = 5, 0.625, 32
 CODECS = (("float32", {}), ("float16", {}), ("uint8", {}), ("topk", {"k": 3, "topk_values": "uint8"}))
+STUDENT_CODEC = "uint8"      # the spec's recommended codec for C = 10 (section 6)
 
 
 def codec_label(codec: str, extra: dict) -> str:
     return codec if codec != "topk" else f"topk{extra['k']}-{extra['topk_values']}"
 
 
-def run_demo(workdir: Path, ipc: int = 10, seed: int = 0, epochs: int = 10, width: int = 64,
-             echo: Callable[[str], None] = print) -> dict:
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    train = load_source("digits", SIDE)
+@dataclass
+class DemoSettings:
+    """Everything the demo chooses; written into the report."""
 
-    config = TrainConfig(arch="convnet-d3", arch_kwargs={"width": width}, epochs=epochs, save_epochs=(epochs,),
-                         batch_size=256, device="auto", seed=seed)
-    record = train_labeler(train, workdir / "labeler", config, overwrite=True)[-1]
-    echo(f"[1/4] labeler: ConvNet-D3 (width {width}) trained {epochs} epochs on {train.description}: "
-         f"validation accuracy {record['val_accuracy']:.3f} -> {Path(record['path']).name}")
+    ipcs: tuple[int, ...] = (1,)
+    seeds: int = 3
+    seed: int = 0
+    labeler_width: int = 32
+    labeler_epochs: int = 20
+    labeler_min_crop: float = RATIO
+    student: EvalConfig = field(default_factory=lambda: EvalConfig(
+        arch="convnet-d3", arch_kwargs={"width": 32}, epochs=200, lr=0.01, batch_size=256, seeds=3,
+        sub_per_image=4, reduction="mean", device="auto"))
+    codecs: tuple = CODECS
 
+    def __post_init__(self):
+        self.student = replace(self.student, seeds=self.seeds)
+
+
+def quick_settings(**overrides) -> DemoSettings:
+    """The smoke-test profile (`--quick`): tiny labeler, short students, one seed."""
+    base = DemoSettings(ipcs=(1,), seeds=1, labeler_width=16, labeler_epochs=3,
+                        student=EvalConfig(arch="convnet-d3", arch_kwargs={"width": 16}, epochs=20,
+                                           sub_per_image=4, reduction="mean", device="auto"))
+    return replace(base, **overrides)
+
+
+def random_real(train: Source, ipc: int, seed: int) -> np.ndarray:
+    """Indices of ``ipc`` random training images per class; a larger ``ipc`` extends the same draw."""
     rng = np.random.default_rng(seed)
-    chosen = np.concatenate([rng.choice(np.flatnonzero(train.labels == c), ipc, replace=False) for c in range(10)])
-    plain = workdir / f"digits_ipc{ipc}_D.dla.h5"
+    order = [rng.permutation(np.flatnonzero(train.labels == c)) for c in range(train.num_classes)]
+    return np.concatenate([o[:ipc] for o in order])
+
+
+def write_plain_set(path: Path, train: Source, idx: np.ndarray, ipc: int) -> Path:
     mean = train.images.astype(np.float64).mean(axis=(0, 2, 3)) / 255
     std = train.images.astype(np.float64).std(axis=(0, 2, 3)) / 255
-    with DLAWriter(plain, num_classes=10, image_shape=(3, SIDE, SIDE), mean=mean, std=std,
+    with DLAWriter(path, num_classes=train.num_classes, image_shape=train.images.shape[1:], mean=mean, std=std,
                    class_names=train.class_names, source_dataset="sklearn-digits", distillation="random-real",
                    ipc=ipc, converter="demo", overwrite=True) as w:
-        w.append(train.images[chosen], train.labels[chosen])
-    echo(f"[2/4] distilled set D: {len(chosen)} random real training images ({ipc} per class), "
-         f"3x{SIDE}x{SIDE} uint8 -> {plain.name}")
+        w.append(train.images[idx], train.labels[idx])
+    return path
 
-    files = {}
-    for codec, extra in CODECS:
-        name = codec_label(codec, extra)
-        out = workdir / f"digits_ipc{ipc}_{name}.dla.h5"
-        augment(plain, record["path"], out, AugmentConfig(n=N, ratio=RATIO, codec=codec, overwrite=True, **extra))
-        problems = verify(out)
-        if problems:
-            raise RuntimeError(f"demo produced an invalid file: {problems[0]}")
-        files[name] = out
-    with open_dla(files["float32"]) as f, open_dla(files["topk3-uint8"]) as g:
-        agree = float((f.dense().argmax(-1) == g.dense().argmax(-1)).mean())
+
+def train_demo_labeler(train: Source, out: Path, settings: DemoSettings, device: str = "auto") -> dict:
+    config = TrainConfig(arch="convnet-d3", arch_kwargs={"width": settings.labeler_width},
+                         epochs=settings.labeler_epochs, save_epochs=(settings.labeler_epochs,), batch_size=256,
+                         min_crop=settings.labeler_min_crop, device=device, seed=settings.seed)
+    return train_labeler(train, out, config, overwrite=True)[-1]
+
+
+def label_augment(plain: Path, checkpoint: str, out: Path, codec: str = "float32", **extra) -> Path:
+    augment(plain, checkpoint, out, AugmentConfig(n=N, ratio=RATIO, codec=codec, overwrite=True, **extra))
+    problems = verify(out)
+    if problems:
+        raise RuntimeError(f"the demo produced an invalid file: {problems[0]}")
+    return out
+
+
+def student_row(method: str, ipc: int, path: Path, base_bytes: int, test: Source, config: EvalConfig,
+                progress: Callable[[str], None] | None = None) -> dict:
+    """Train ``config.seeds`` students on ``path``; the row of the demo table."""
+    start = time.perf_counter()
+    result = evaluate(path, test, config)
+    size = measure_file(path, "zip")
+    row = {"method": method, "ipc": ipc, "file": path.name, "mode": config.mode,
+           "accuracies": result["accuracies"], "mean": result["mean"], "std": result["std"],
+           "bytes": size.dla_bytes, "extra_pct": 100.0 * (size.dla_bytes - base_bytes) / base_bytes,
+           "seconds": time.perf_counter() - start}
+    if progress is not None:
+        progress(f"      {method:<11} IPC {ipc:<3} {100 * row['mean']:5.1f} +- {100 * row['std']:4.1f}%  "
+                 f"({row['seconds']:.0f} s)")
+    return row
+
+
+def evaluate_command(path: Path, test: str, config: EvalConfig) -> str:
+    """The ``ladd evaluate`` line that reproduces a row of the table."""
+    parts = [f"ladd evaluate {path} --test {test} --arch {config.arch}"]
+    if config.arch_kwargs and "width" in config.arch_kwargs:
+        parts.append(f"--width {config.arch_kwargs['width']}")
+    parts.append(f"--mode {config.mode} --epochs {config.epochs} --lr {config.lr} --batch-size {config.batch_size} "
+                 f"--seeds {config.seeds}")
+    if config.mode == "ladd":
+        if config.sub_per_image:
+            parts.append(f"--sub-per-image {config.sub_per_image}")
+        parts.append(f"--reduction {config.reduction}")
+    return " ".join(parts)
+
+
+def run_demo(workdir: Path, settings: DemoSettings | None = None, echo: Callable[[str], None] = print) -> dict:
+    settings = settings or DemoSettings()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    train, test = load_source("digits", SIDE), load_source("digits-test", SIDE)
+
+    record = train_demo_labeler(train, workdir / "labeler", settings, settings.student.device)
+    echo(f"[1/5] labeler: ConvNet-D3 (width {settings.labeler_width}) trained {settings.labeler_epochs} epochs with "
+         f"random crops down to {settings.labeler_min_crop:.1%} of each side on {train.description}: "
+         f"validation accuracy {record['val_accuracy']:.3f} -> {Path(record['path']).name}")
+
+    plain: dict[int, Path] = {}
+    for ipc in sorted({k for i in settings.ipcs for k in (i, i + 1)}):
+        plain[ipc] = write_plain_set(workdir / f"digits_ipc{ipc}_D.dla.h5", train,
+                                     random_real(train, ipc, settings.seed), ipc)
+    echo(f"[2/5] distilled sets D: random real training images at IPC {', '.join(map(str, sorted(plain)))} "
+         f"(IPC+1 = baseline++), 3x{SIDE}x{SIDE} uint8")
+
+    files: dict[int, dict[str, Path]] = {}
+    for ipc in settings.ipcs:
+        files[ipc] = {}
+        for codec, extra in settings.codecs:
+            name = codec_label(codec, extra)
+            files[ipc][name] = label_augment(plain[ipc], record["path"], workdir / f"digits_ipc{ipc}_{name}.dla.h5",
+                                             codec, **extra)
+    first = settings.ipcs[0]
+    with open_dla(files[first][STUDENT_CODEC]) as f:
         centre = float((f.dense()[:, N * N // 2].argmax(-1) == f.labels()).mean())
-    echo(f"[3/4] labeler pass: {N}x{N} sub-images of 20x20 px per image; wrote and verified {len(files)} D_LA "
-         f"files (centre sub-image top-1 = hard label on {centre:.0%} of images; topk3-uint8 keeps float32's "
-         f"top-1 on {agree:.1%} of sub-images)")
+    echo(f"[3/5] labeler pass: {N}x{N} sub-images of {round(RATIO * SIDE)}x{round(RATIO * SIDE)} px per image, "
+         f"{len(settings.codecs)} codecs x IPC {', '.join(map(str, settings.ipcs))}; every file verified "
+         f"(centre sub-image top-1 = hard label on {centre:.0%} of the IPC {first} images)")
 
-    echo("[4/4] storage (spec section 7; zip = the paper's measure):")
-    echo(f"      {'codec':<12} {'base D':>10} {'D_LA':>10} {'overhead':>9} {'IPC+1':>8}")
-    table = {}
-    for name, out in files.items():
-        r = measure_file(out, "zip")
-        table[name] = r.as_dict()
-        echo(f"      {name:<12} {r.base_bytes:>10,} {r.dla_bytes:>10,} {r.overhead_pct:>8.2f}% "
-             f"{r.ipc_plus_one_pct:>7.2f}%")
-    echo(f"Next: `ladd info {files['float32']}`, `ladd verify ...`, `ladd size ... --method zstd`.")
-    return {"files": {k: str(v) for k, v in files.items()}, "sizes": table, "labeler": record}
+    echo("[4/5] storage (spec section 7; zip = the paper's measure):")
+    echo(f"      {'file':<34} {'base D':>9} {'D_LA':>9} {'overhead':>9} {'IPC+1':>8}")
+    sizes = {}
+    for ipc in settings.ipcs:
+        for name, path in files[ipc].items():
+            r = measure_file(path, "zip")
+            sizes[path.name] = r.as_dict()
+            echo(f"      {path.name:<34} {r.base_bytes:>9,} {r.dla_bytes:>9,} {r.overhead_pct:>8.2f}% "
+                 f"{r.ipc_plus_one_pct:>7.2f}%")
+
+    config = settings.student
+    echo(f"[5/5] students: {config.arch} (width {(config.arch_kwargs or {}).get('width', 128)}), {config.epochs} "
+         f"epochs, {config.seeds} seed(s), tested on {test.description}:")
+    rows = []
+    for ipc in settings.ipcs:
+        base = measure_file(plain[ipc], "zip").dla_bytes
+        runs = [("hard", plain[ipc], "hard"), ("LADD", files[ipc][STUDENT_CODEC], "ladd"),
+                ("baseline++", plain[ipc + 1], "hard")]
+        for method, path, mode in runs:
+            row = student_row(method, ipc, path, base, test, replace(config, mode=mode), echo)
+            row["command"] = evaluate_command(path, "digits-test", replace(config, mode=mode))
+            rows.append(row)
+
+    echo("")
+    for line in accuracy_table(rows):
+        echo(line)
+    result = {"settings": settings_dict(settings), "labeler": record, "test": test.description,
+              "files": {str(ipc): {k: str(v) for k, v in d.items()} for ipc, d in files.items()},
+              "sizes": sizes, "rows": rows, "centre_top1": centre,
+              "seconds": time.perf_counter() - started}
+    from .report import write_report
+    written = write_report(workdir, result, files[first][STUDENT_CODEC])
+    echo(f"\nwrote {', '.join(str(p) for p in written)} ({result['seconds']:.0f} s in all)")
+    return result
 
 
-__all__ = ["run_demo"]
+def settings_dict(settings: DemoSettings) -> dict:
+    d = asdict(settings)
+    d["codecs"] = [codec_label(c, e) for c, e in settings.codecs]
+    return d
+
+
+def accuracy_table(rows: list[dict]) -> list[str]:
+    """The demo's table as aligned text lines (also the markdown table's content)."""
+    lines = [f"{'method':<11} {'IPC':>4} {'labels':<22} {'zip bytes':>10} {'extra':>7} {'accuracy':>15}"]
+    what = {"hard": "hard", "LADD": f"hard + {N}x{N} dense", "baseline++": "hard (IPC+1 images)"}
+    for r in rows:
+        lines.append(f"{r['method']:<11} {r['ipc']:>4} {what[r['method']]:<22} {r['bytes']:>10,} "
+                     f"{r['extra_pct']:>+6.1f}% {100 * r['mean']:>7.1f} +- {100 * r['std']:>4.1f}%")
+    return lines
+
+
+__all__ = ["DemoSettings", "quick_settings", "run_demo"]

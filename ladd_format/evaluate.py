@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .augmentation import random_zoom
 from .errors import InputError
 from .labeler.sources import Source
 from .labeler.train import resolve_device
@@ -52,17 +53,8 @@ class EvalConfig:
 
 
 def random_affine(x: torch.Tensor, generator: torch.Generator, flip: bool) -> torch.Tensor:
-    """Per-sample random zoom (scale 0.8-1 of the view), shift and optional flip; bilinear."""
-    b = x.shape[0]
-    scale = torch.empty(b).uniform_(0.8, 1.0, generator=generator)
-    shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * (1 - scale).unsqueeze(1)
-    sign = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0) if flip else torch.ones(b)
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0] = scale * sign
-    theta[:, 1, 1] = scale
-    theta[:, :, 2] = shift
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    """The students' augmentation: random zoom to 0.8-1 of the view, shift, optional flip."""
+    return random_zoom(x, generator, 0.8, 1.0, flip)
 
 
 def _test_tensors(test: Source, ds: DLADataset, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,6 +125,11 @@ def evaluate(path: str | os.PathLike, test: Source, config: EvalConfig = EvalCon
     device = resolve_device(config.device)
     ds = DLADataset(path, dense=config.mode == "ladd", soft_labels=config.mode == "soft", in_memory=True)
     x_test, y_test = _test_tensors(test, ds, device)
+    k, h, _ = ds.image_shape
+    try:
+        build_model(config.arch, num_classes=ds.num_classes, channels=k, image_size=h, **(config.arch_kwargs or {}))
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"student {config.arch} {config.arch_kwargs or ''}: {exc}".replace(" : ", ": ")) from None
     accs = []
     for seed in range(config.seeds):
         try:

@@ -1,8 +1,10 @@
 """The ``ladd`` command: info, demo, and the one-line error contract."""
 
 import json
+import shlex
 
 import pytest
+from PIL import Image
 
 from cli.main import main
 from ladd_format import verify
@@ -37,9 +39,32 @@ def test_version(runner):
     assert result.exit_code == 0 and "0.1.0" in result.output
 
 
-def test_demo_runs_end_to_end(tmp_path, runner):
-    result = runner.invoke(main, ["demo", "--workdir", str(tmp_path), "--ipc", "2", "--epochs", "1", "--width", "8"])
+def test_demo_quick_runs_end_to_end_and_writes_its_report(tmp_path, runner):
+    result = runner.invoke(main, ["demo", "--quick", "--workdir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     files = sorted(tmp_path.glob("*.dla.h5"))
-    assert len(files) == 5 and all(verify(f) == [] for f in files)   # D and one D_LA per codec
-    assert "[4/4] storage" in result.output and "topk3-uint8" in result.output
+    assert len(files) == 6 and all(verify(f) == [] for f in files)   # D at IPC 1 and 2, one D_LA per codec
+    assert "[5/5] students" in result.output and "baseline++" in result.output
+
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [r["method"] for r in report["rows"]] == ["hard", "LADD", "baseline++"]
+    assert all(0 <= a <= 1 for r in report["rows"] for a in r["accuracies"])
+    assert report["rows"][1]["bytes"] > report["rows"][0]["bytes"]          # dense labels cost bytes
+    md = (tmp_path / "report.md").read_text()
+    assert "![report](report.png)" in md and "baseline++" in md and "ladd evaluate" in md
+    with Image.open(tmp_path / "report.png") as img:
+        img.verify()
+    with Image.open(tmp_path / "report.png") as img:
+        assert img.width > 600 and img.height > 300
+
+    # `ladd evaluate` with the report's command line reproduces the demo's LADD number exactly
+    args = shlex.split(report["rows"][1]["command"])[1:] + ["--json"]
+    again = runner.invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output[again.output.index("{"):])["accuracies"] == report["rows"][1]["accuracies"]
+
+
+def test_demo_rejects_a_bad_ipc_list(tmp_path, runner):
+    result = runner.invoke(main, ["demo", "--quick", "--workdir", str(tmp_path), "--ipc", "1,x"])
+    assert result.exit_code == 2 and "comma-separated" in result.output
+    assert not list(tmp_path.iterdir())

@@ -81,3 +81,37 @@ def test_augmentation_keeps_shape_and_finite_values():
     g = torch.Generator().manual_seed(0)
     y = random_affine(x, g, flip=True)
     assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_reduction_scales_the_local_term(digits_files, runner):
+    """`--reduction mean` trains a different student than Eq. 5's sum; unknown values are refused."""
+    test = load_source("digits-test")
+    cfg = EvalConfig(mode="ladd", sub_per_image=5, **TINY)
+    summed = evaluate(digits_files["dla"], test, cfg)
+    from dataclasses import replace
+    averaged = evaluate(digits_files["dla"], test, replace(cfg, reduction="mean"))
+    assert summed["config"]["reduction"] == "sum" and averaged["config"]["reduction"] == "mean"
+    result = runner.invoke(main, ["evaluate", str(digits_files["dla"]), "--test", "digits-test", "--reduction", "max"])
+    assert result.exit_code == 2 and "max" in result.output
+
+
+def test_report_bars_draw_every_row():
+    from ladd_format.report import COLOURS, draw_accuracy_bars
+    rows = [{"method": m, "ipc": ipc, "mean": 0.5 + 0.1 * i, "std": 0.02}
+            for ipc in (1, 5) for i, m in enumerate(("hard", "LADD", "baseline++"))]
+    img = draw_accuracy_bars(rows)
+    pixels = {colour for _, colour in img.getcolors(maxcolors=1 << 16)}
+    assert all(c in pixels for c in COLOURS.values())
+
+
+def test_arch_options_reach_the_student_and_bad_ones_are_one_line(digits_files, runner):
+    args = ["evaluate", str(digits_files["plain"]), "--test", "digits-test", "--mode", "hard", "--epochs", "1",
+            "--seeds", "1", "--json", "--arch", "vit-cifar", "--width", "24", "--arch-option", "depth=1",
+            "--arch-option", "heads=2"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output[result.output.index("{"):])["config"]["arch_kwargs"] == {"width": 24, "depth": 1,
+                                                                                            "heads": 2}
+    bad = runner.invoke(main, args[:-4] + ["--arch-option", "colour=2"])
+    assert bad.exit_code == 1 and "vit-cifar" in bad.output and "Traceback" not in bad.output
+    assert len(bad.output.strip().splitlines()) == 1

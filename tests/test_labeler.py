@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -218,3 +219,28 @@ def test_cli_train_labeler_then_augment_gives_a_verified_dla(tmp_path, plain_set
     assert runner.invoke(main, ["verify", str(out)]).exit_code == 0
     bad = runner.invoke(main, ["train-labeler", "digits", "-o", str(tmp_path / "x"), "--arch", "alexnet"])
     assert bad.exit_code == 1 and "cannot take 32x32" in bad.output and not (tmp_path / "x").exists()
+
+
+def test_crop_training_teaches_the_labeler_sub_images(tmp_path, digits):
+    """A labeler that has seen crops down to R labels the R-sized sub-images better than one that has not."""
+    from ladd_format.geometry import boxes
+    base = TrainConfig(arch="convnet-d3", arch_kwargs={"width": 16}, epochs=6, save_epochs=(6,), batch_size=128)
+    test = load_source("digits-test")
+    hits = {}
+    for crop in (1.0, 0.625):
+        rec = train_labeler(digits, tmp_path / str(crop), replace(base, min_crop=crop))[-1]
+        lab = load_checkpoint(rec["path"])
+        mean = torch.tensor(lab.meta["mean"]).view(1, 3, 1, 1)
+        std = torch.tensor(lab.meta["std"]).view(1, 3, 1, 1)
+        x = (torch.from_numpy(test.images).float() / 255 - mean) / std
+        with torch.no_grad():
+            sub = subimages(x, boxes(32, 32, 5, 0.625))[:, 12]             # the centre sub-image
+            hits[crop] = float((lab.model.eval()(sub).argmax(-1).numpy() == test.labels).mean())
+    assert hits[0.625] > hits[1.0] + 0.05, hits
+
+
+def test_min_crop_out_of_range_is_refused(tmp_path, digits, runner):
+    with pytest.raises(InputError, match="min_crop"):
+        train_labeler(digits, tmp_path / "x", replace(SMALL, min_crop=0.0))
+    result = runner.invoke(main, ["train-labeler", "digits", "-o", str(tmp_path / "y"), "--min-crop", "1.5"])
+    assert result.exit_code == 2 and "1.5" in result.output

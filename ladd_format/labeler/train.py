@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
+from ..augmentation import random_zoom
 from ..errors import InputError, OutputExistsError
 from ..models import build_model
 from .checkpoint import save_checkpoint
@@ -39,6 +40,7 @@ class TrainConfig:
     batch_size: int = 256
     val_split: float = 0.1
     flip: bool = False            # random horizontal flips (off: digits are not mirror-symmetric)
+    min_crop: float = 1.0         # random square crops of side min_crop..1 of the image, resized back (1 = off)
     device: str = "auto"
     seed: int = 0
 
@@ -89,6 +91,8 @@ def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfi
     bad = [e for e in config.save_epochs if not 1 <= e <= config.epochs]
     if bad:
         raise InputError(f"save-epochs {bad} lie outside 1..{config.epochs}")
+    if not 0 < config.min_crop <= 1:
+        raise InputError(f"min_crop must lie in (0, 1], got {config.min_crop}")
     if source.images.ndim != 4 or source.images.shape[2] != source.images.shape[3]:
         raise InputError(f"training images must be square (M, K, S, S), got {source.images.shape}")
     device = resolve_device(config.device)
@@ -126,9 +130,8 @@ def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfi
             idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
             x = _normalise(train_x[idx].to(device, non_blocking=True), mean, std)
             y = train_y[idx].to(device)
-            if config.flip:
-                mask = torch.rand(len(idx), generator=gen) < 0.5
-                x[mask.to(device)] = x[mask.to(device)].flip(-1)
+            if config.min_crop < 1 or config.flip:
+                x = random_zoom(x, gen, config.min_crop, 1.0, config.flip)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), y)

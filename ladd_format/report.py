@@ -1,0 +1,165 @@
+"""The demo's report: ``report.md``, ``report.png`` and ``report.json`` in the work folder.
+
+The picture is drawn with Pillow (no plotting library needed): a distilled image with the outlines
+of its corner and centre sub-images, the N x N sub-images as the student sees them, each captioned
+with its top dense label and probability, and the accuracy bars (mean, +- one std over seeds).
+Every file is written to a temporary sibling and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from . import atomic
+from .reader import open_dla
+from .torch.subimages import subimages
+
+COLOURS = {"hard": (120, 120, 120), "LADD": (31, 119, 180), "baseline++": (255, 127, 14)}
+BG, INK = (255, 255, 255), (20, 20, 20)
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:                      # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _to_pil(image_chw: np.ndarray, side: int) -> Image.Image:
+    img = Image.fromarray(np.ascontiguousarray(image_chw.transpose(1, 2, 0)))
+    return img.resize((side, side), Image.NEAREST)
+
+
+def draw_subimage_panel(path: Path, index: int = 0, cell: int = 64) -> Image.Image:
+    """Image ``index`` of a D_LA with its N x N sub-images captioned by the top dense label."""
+    font, small = _font(14), _font(11)
+    with open_dla(path) as f:
+        image = f.images(index, index + 1)
+        label = int(f.labels(index, index + 1)[0])
+        dense = f.dense(index, index + 1)[0]
+        boxes, n = f.boxes, f.n
+        names = f.class_names or [str(c) for c in range(f.num_classes)]
+    k, h, w = image.shape[1:]
+    subs = subimages(torch.from_numpy(image).float(), boxes)[0].round().clamp(0, 255).to(torch.uint8).numpy()
+    big = 6 * h if h <= 48 else 2 * h
+    caption_h, pad = 16, 4
+    mosaic_w = n * (cell + pad)
+    canvas = Image.new("RGB", (big + 24 + mosaic_w, 22 + max(big + 20, n * (cell + caption_h + pad))), BG)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((0, 0), f"image {index} (class {names[label]}) and its {n}x{n} sub-images", fill=INK, font=font)
+    top = 22
+    canvas.paste(_to_pil(image[0], big), (0, top))
+    scale = big / w
+    for j, colour in ((0, (214, 39, 40)), (n - 1, (44, 160, 44)), (n * n // 2, (31, 119, 180)),
+                      (n * (n - 1), (148, 103, 189)), (n * n - 1, (255, 127, 14))):
+        t, l_, bh, bw = boxes[j]
+        draw.rectangle([l_ * scale, top + t * scale, (l_ + bw) * scale - 1, top + (t + bh) * scale - 1],
+                       outline=colour, width=2)
+    draw.text((0, top + big + 4), "outlines: corner and centre boxes", fill=INK, font=small)
+    x0 = big + 24
+    for j in range(n * n):
+        r, c = divmod(j, n)
+        x, y = x0 + c * (cell + pad), top + r * (cell + caption_h + pad)
+        canvas.paste(_to_pil(subs[j], cell), (x, y))
+        top1 = int(dense[j].argmax())
+        colour = INK if top1 == label else (214, 39, 40)
+        draw.text((x, y + cell + 1), f"{names[top1]} {dense[j, top1]:.2f}", fill=colour, font=small)
+    return canvas
+
+
+def draw_accuracy_bars(rows: list[dict], width: int = 420, height: int = 360) -> Image.Image:
+    """Grouped bars per IPC: hard, LADD, baseline++ (mean test accuracy, +- one std)."""
+    font, small = _font(14), _font(11)
+    canvas = Image.new("RGB", (width, height), BG)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((0, 0), "test accuracy (mean +- std over seeds)", fill=INK, font=font)
+    left, right, top, bottom = 36, width - 8, 40, height - 40
+    draw.line([left, top, left, bottom], fill=INK)
+    draw.line([left, bottom, right, bottom], fill=INK)
+    for tick in range(0, 101, 20):
+        y = bottom - (bottom - top) * tick / 100
+        draw.line([left - 4, y, left, y], fill=INK)
+        draw.text((2, y - 7), f"{tick}%", fill=INK, font=small)
+    ipcs = sorted({r["ipc"] for r in rows})
+    methods = [m for m in COLOURS if any(r["method"] == m for r in rows)]
+    group_w = (right - left) / max(1, len(ipcs))
+    bar_w = group_w * 0.8 / max(1, len(methods))
+    for g, ipc in enumerate(ipcs):
+        gx = left + g * group_w + group_w * 0.1
+        for m, method in enumerate(methods):
+            row = next((r for r in rows if r["ipc"] == ipc and r["method"] == method), None)
+            if row is None:
+                continue
+            x = gx + m * bar_w
+            y = bottom - (bottom - top) * row["mean"]
+            draw.rectangle([x + 2, y, x + bar_w - 2, bottom], fill=COLOURS[method])
+            half = (bottom - top) * row["std"]
+            cx = x + bar_w / 2
+            draw.line([cx, y - half, cx, y + half], fill=INK, width=1)
+            draw.text((x + 2, y - half - 14), f"{100 * row['mean']:.1f}", fill=INK, font=small)
+        draw.text((gx + group_w * 0.3, bottom + 4), f"IPC {ipc}", fill=INK, font=small)
+    lx = left + 4
+    for method in methods:
+        draw.rectangle([lx, height - 16, lx + 10, height - 6], fill=COLOURS[method])
+        draw.text((lx + 14, height - 18), method, fill=INK, font=small)
+        lx += 24 + 7 * len(method)
+    return canvas
+
+
+def report_image(dla_path: Path, rows: list[dict]) -> Image.Image:
+    left = draw_subimage_panel(dla_path)
+    right = draw_accuracy_bars(rows, height=max(360, left.height))
+    out = Image.new("RGB", (left.width + 24 + right.width, max(left.height, right.height)), BG)
+    out.paste(left, (0, 0))
+    out.paste(right, (left.width + 24, 0))
+    return out
+
+
+def report_markdown(result: dict) -> str:
+    from .demo import accuracy_table
+
+    s = result["settings"]
+    st = s["student"]
+    lab = result["labeler"]
+    lines = ["# ladd demo report", "",
+             f"Data: {result['test'].replace('test split', 'train/test split')}; the distilled sets D are random real "
+             "training images per class.", "",
+             "![report](report.png)", "",
+             "## Accuracy and storage", "",
+             "Test accuracy of fresh students; `zip bytes` is the paper's measure of the file's images + labels "
+             "(+ dense labels for LADD); `extra` is relative to D at the same IPC.", "",
+             "```", *accuracy_table(result["rows"]), "```", "",
+             "## What was chosen", "",
+             f"- Labeler: ConvNet-D3, width {s['labeler_width']}, {s['labeler_epochs']} epochs of SGD (lr 0.01, "
+             f"batch 256) with random square crops of {s['labeler_min_crop']:.1%}-100% of each side; validation "
+             f"accuracy {lab['val_accuracy']:.3f}. The crops let it label the 62.5% sub-images "
+             f"(centre sub-image top-1 = hard label on {result['centre_top1']:.0%} of the images).",
+             f"- Dense labels: N = 5, R = 62.5%, codecs {', '.join(s['codecs'])}; students train on the `uint8` file (the spec's recommendation for C = 10; codec effect on accuracy in benchmarks/RESULTS.md).",
+             f"- Students: {st['arch']}, width {(st['arch_kwargs'] or {}).get('width', 128)}, {st['epochs']} epochs, "
+             f"SGD lr {st['lr']} momentum {st['momentum']} weight decay {st['weight_decay']}, batch {st['batch_size']}, "
+             f"random zoom 80-100% and shift in every mode, {st['seeds']} seed(s).",
+             f"- LADD loss: Eq. 5 with {st['sub_per_image'] or 'all'} random sub-images per step and the local term "
+             f"{'averaged' if st['reduction'] == 'mean' else 'summed'} over sub-images "
+             f"(`--reduction {st['reduction']}`; see benchmarks/RESULTS.md for sum vs mean).",
+             f"- Time: {result['seconds']:.0f} s.", "",
+             "## Reproduce a row", "", "```"]
+    lines += [r["command"] for r in result["rows"]]
+    lines += ["```", ""]
+    return "\n".join(lines)
+
+
+def write_report(workdir: Path, result: dict, dla_path: Path) -> list[Path]:
+    workdir = Path(workdir)
+    paths = [workdir / "report.json", workdir / "report.md", workdir / "report.png"]
+    with atomic.replace_file(paths[0], overwrite=True) as tmp:
+        Path(tmp).write_text(json.dumps(result, indent=2, default=str))
+    with atomic.replace_file(paths[1], overwrite=True) as tmp:
+        Path(tmp).write_text(report_markdown(result))
+    with atomic.replace_file(paths[2], overwrite=True) as tmp:
+        report_image(dla_path, result["rows"]).save(tmp, format="PNG")
+    return paths
