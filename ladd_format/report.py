@@ -126,9 +126,12 @@ def report_markdown(result: dict) -> str:
     s = result["settings"]
     st = s["student"]
     lab = result["labeler"]
+    crop_text = (f"random square crops of {s['labeler_min_crop']:.1%}-100% of each side"
+                 if s["labeler_min_crop"] < 1 else "whole images (no crops; crops gave worse students, see "
+                 "benchmarks/RESULTS.md)")
     lines = ["# ladd demo report", "",
-             f"Data: {result['test'].replace('test split', 'train/test split')}; the distilled sets D are random real "
-             "training images per class.", "",
+             f"Data: {result['train']} (the labeler's data and the pool the distilled sets D draw random real "
+             f"images from); students are tested on {result['test']}.", "",
              "![report](report.png)", "",
              "## Accuracy and storage", "",
              "Test accuracy of fresh students; `zip bytes` is the paper's measure of the file's images + labels "
@@ -136,9 +139,8 @@ def report_markdown(result: dict) -> str:
              "```", *accuracy_table(result["rows"]), "```", "",
              "## What was chosen", "",
              f"- Labeler: ConvNet-D3, width {s['labeler_width']}, {s['labeler_epochs']} epochs of SGD (lr 0.01, "
-             f"batch 256) with random square crops of {s['labeler_min_crop']:.1%}-100% of each side; validation "
-             f"accuracy {lab['val_accuracy']:.3f}. The crops let it label the 62.5% sub-images "
-             f"(centre sub-image top-1 = hard label on {result['centre_top1']:.0%} of the images).",
+             f"batch 256), {crop_text}; validation accuracy {lab['val_accuracy']:.3f}; the centre sub-image's top "
+             f"dense label equals the hard label on {result['centre_top1']:.0%} of the images.",
              f"- Dense labels: N = 5, R = 62.5%, codecs {', '.join(s['codecs'])}; students train on the `uint8` file (the spec's recommendation for C = 10; codec effect on accuracy in benchmarks/RESULTS.md).",
              f"- Students: {st['arch']}, width {(st['arch_kwargs'] or {}).get('width', 128)}, {st['epochs']} epochs, "
              f"SGD lr {st['lr']} momentum {st['momentum']} weight decay {st['weight_decay']}, batch {st['batch_size']}, "
