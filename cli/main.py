@@ -257,6 +257,10 @@ def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batc
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Images per chunk.")
+@click.option("--forward-batch", type=int, default=512, show_default=True,
+              help="Sub-images per labeler forward (halved by itself on CUDA out-of-memory).")
+@click.option("--precision", type=click.Choice(["auto", "bfloat16", "float32"]), default="auto", show_default=True,
+              help="Labeler arithmetic: auto = bfloat16 on CUDA, float32 on the CPU; float32 on CUDA turns TF32 off.")
 @click.option("--resize", is_flag=True, help="Resize sub-images to the labeler's input size.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted pass from its last completed chunk.")
 @click.option("--shards", type=int, default=1, show_default=True,
@@ -264,13 +268,14 @@ def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batc
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @fail_cleanly
 def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temperature, device, batch_size,
-                resize, resume, shards, force):
+                forward_batch, precision, resize, resume, shards, force):
     """Label every sub-image of the distilled set SOURCE with a labeler: D -> D_LA."""
     from tqdm import tqdm
 
     from ladd_format.labeler import AugmentConfig, augment
     config = AugmentConfig(n=n, ratio=ratio, codec=codec, k=k, topk_values=topk_values, temperature=temperature,
-                           device=device, batch_size=batch_size, resize=resize, overwrite=force)
+                           device=device, batch_size=batch_size, forward_batch=forward_batch, precision=precision,
+                           resize=resize, overwrite=force)
     if shards > 1:
         from ladd_format.labeler.distributed import augment_sharded
         augment_sharded(source, labeler, output, config, shards, resume)
@@ -349,7 +354,9 @@ def export_cmd(file: Path, fmt: str, output: Path, subimages: bool, force: bool)
     click.echo(f"wrote {output}")
 
 
-def _ipc_list(ctx, param, value: str) -> tuple[int, ...]:
+def _ipc_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
     try:
         ipcs = tuple(int(v) for v in value.split(","))
     except ValueError:
@@ -361,20 +368,20 @@ def _ipc_list(ctx, param, value: str) -> tuple[int, ...]:
 
 @main.command()
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True)
-@click.option("--ipc", "ipcs", default="1", show_default=True, callback=_ipc_list,
-              help="Images per class of the demo sets, comma-separated (e.g. 1,5).")
+@click.option("--ipc", "ipcs", default=None, callback=_ipc_list,
+              help="Images per class of the demo sets, comma-separated [default: 1,5; --quick: 1].")
 @click.option("--seeds", type=int, default=None, help="Student seeds per row (default 3; --quick: 1).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the labeler and of the image draw.")
 @click.option("--quick", is_flag=True, help="Smoke-test profile: tiny labeler, 20-epoch students, one seed.")
 @click.option("--device", default="auto", show_default=True)
 @fail_cleanly
-def demo(workdir: Path, ipcs: tuple[int, ...], seeds: int | None, seed: int, quick: bool, device: str) -> None:
+def demo(workdir: Path, ipcs: tuple[int, ...] | None, seeds: int | None, seed: int, quick: bool, device: str) -> None:
     """The main job on scikit-learn's digits: labeler -> D -> D_LA -> verify -> size -> students -> report."""
     from dataclasses import replace
 
     from ladd_format.demo import DemoSettings, quick_settings, run_demo
     settings = quick_settings() if quick else DemoSettings()
-    settings = replace(settings, ipcs=ipcs, seed=seed, seeds=seeds or settings.seeds,
+    settings = replace(settings, ipcs=ipcs or settings.ipcs, seed=seed, seeds=seeds or settings.seeds,
                        student=replace(settings.student, device=device))
     if settings.seeds < 1:
         raise click.BadParameter("--seeds must be >= 1")

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from .augmentation import random_zoom
 from .errors import InputError
 from .labeler.sources import Source
-from .labeler.train import resolve_device
+from .labeler.train import deterministic_kernels, resolve_device
 from .models import build_model
 from .torch import DLADataset, SubSampler, ladd_loss, soft_cross_entropy
 
@@ -75,6 +75,7 @@ def accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> 
     return correct / len(x)
 
 
+@deterministic_kernels
 def train_student(ds: DLADataset, config: EvalConfig, seed: int, device) -> torch.nn.Module:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)

@@ -244,3 +244,15 @@ def test_min_crop_out_of_range_is_refused(tmp_path, digits, runner):
         train_labeler(digits, tmp_path / "x", replace(SMALL, min_crop=0.0))
     result = runner.invoke(main, ["train-labeler", "digits", "-o", str(tmp_path / "y"), "--min-crop", "1.5"])
     assert result.exit_code == 2 and "1.5" in result.output
+
+
+def test_forward_batch_slices_give_the_same_labels_and_bad_settings_are_refused(tmp_path, plain_set, labeler_ckpt):
+    whole = augment(plain_set, labeler_ckpt, tmp_path / "a.dla.h5", AugmentConfig(batch_size=16, forward_batch=400))
+    sliced = augment(plain_set, labeler_ckpt, tmp_path / "b.dla.h5", AugmentConfig(batch_size=16, forward_batch=7))
+    with open_dla(whole) as a, open_dla(sliced) as b:
+        assert np.abs(a.dense() - b.dense()).max() < 1e-6
+        assert b.provenance["report"]["config"]["precision"] == "float32"      # auto on the CPU
+    for bad in ({"forward_batch": 0}, {"precision": "fp8"}):
+        with pytest.raises(InputError):
+            augment(plain_set, labeler_ckpt, tmp_path / "c.dla.h5", AugmentConfig(**bad))
+    assert not (tmp_path / "c.dla.h5").exists()

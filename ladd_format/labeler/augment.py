@@ -20,7 +20,8 @@ import logging
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -39,6 +40,7 @@ from .train import resolve_device
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]   # (chunks done, chunks in total)
+PRECISIONS = ("auto", "bfloat16", "float32")
 
 
 @dataclass
@@ -51,6 +53,8 @@ class AugmentConfig:
     temperature: float = 1.0
     device: str = "auto"
     batch_size: int = 256          # images per chunk; each chunk is N*N times as many sub-images
+    forward_batch: int = 512       # sub-images per labeler forward (halved on CUDA out-of-memory)
+    precision: str = "auto"        # auto (bfloat16 on CUDA, float32 on the CPU), bfloat16 or float32
     resize: bool = False           # resize sub-images to the labeler's input size when it differs
     overwrite: bool = False
 
@@ -93,6 +97,13 @@ def prepare(source: str | os.PathLike, labeler_path: str | os.PathLike, output: 
     if src.resolve() == out.resolve():
         raise InputError("the output must differ from the input", out)
     device = resolve_device(config.device)
+    if config.precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
+    if config.forward_batch < 1 or config.batch_size < 1:
+        raise InputError(f"batch sizes must be >= 1, got batch_size={config.batch_size}, "
+                         f"forward_batch={config.forward_batch}")
+    if config.precision == "auto":
+        config = replace(config, precision="bfloat16" if device.type == "cuda" else "float32")
     labeler = load_checkpoint(labeler_path, device)
     with open_dla(src) as f:
         k, h, w = f.image_shape
@@ -126,7 +137,7 @@ def _manifest(plan: Plan) -> dict:
     c = plan.config
     return {"input_sha256": file_sha256(plan.source), "labeler_sha256": plan.labeler.sha256, "n": c.n,
             "ratio": c.ratio, "temperature": c.temperature, "batch_size": c.batch_size, "resize": c.resize,
-            "num_images": plan.num_images}
+            "precision": c.precision, "num_images": plan.num_images}
 
 
 def set_up_work(plan: Plan, resume: bool) -> None:
@@ -165,23 +176,44 @@ def to_labeler_input(images: torch.Tensor, space: str, file_mean: torch.Tensor, 
     return (x - lab_mean) / lab_std
 
 
-@torch.inference_mode()
-def label_images(labeler: Labeler, x: torch.Tensor, boxes: np.ndarray, out_size: tuple[int, int],
-                 temperature: float) -> torch.Tensor:
-    """``(B, K, H, W)`` labeler-normalised floats -> ``(B, N*N, C)`` float32 probabilities.
-
-    Normalising before sub-sampling equals normalising each sub-image: the resize weights sum to 1.
-    On CUDA the forward runs in bfloat16 autocast with channels_last; on the CPU in float32.
-    """
-    b = x.shape[0]
-    subs = subimages(x, boxes, out_size).flatten(0, 1)
+def _forward(labeler: Labeler, subs: torch.Tensor, precision: str) -> torch.Tensor:
+    """Logits of one slice of sub-images at the pass's precision."""
     cuda = subs.device.type == "cuda"
     if cuda:
         subs = subs.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-        logits = labeler.model(subs)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    return probs.view(b, len(boxes), -1)
+    exact = torch.backends.cudnn.flags(enabled=True, allow_tf32=False) if precision == "float32" else nullcontext()
+    with exact, torch.autocast(subs.device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        return labeler.model(subs).float()
+
+
+@torch.inference_mode()
+def label_images(labeler: Labeler, x: torch.Tensor, boxes: np.ndarray, out_size: tuple[int, int],
+                 temperature: float, precision: str = "float32", forward_batch: int = 512
+                 ) -> tuple[torch.Tensor, int]:
+    """``(B, K, H, W)`` labeler-normalised floats -> ``(B, N*N, C)`` float32 probabilities.
+
+    Normalising before sub-sampling equals normalising each sub-image: the resize weights sum to 1.
+    The labeler sees ``forward_batch`` sub-images at a time, so memory does not grow with the chunk;
+    on CUDA out-of-memory the slice is halved and retried. ``precision``: ``bfloat16`` (autocast,
+    channels_last on CUDA) or ``float32`` (TF32 off, so CUDA matches the CPU to float32 rounding).
+    Returns the probabilities and the forward batch that fitted (the caller passes it on).
+    """
+    b = x.shape[0]
+    subs = subimages(x, boxes, out_size).flatten(0, 1)
+    logits, start = [], 0
+    while start < len(subs):
+        try:
+            logits.append(_forward(labeler, subs[start:start + forward_batch], precision))
+        except torch.cuda.OutOfMemoryError:
+            if forward_batch == 1:
+                raise
+            forward_batch = max(1, forward_batch // 2)
+            log.warning("CUDA out of memory: labeling %d sub-images per forward from now on", forward_batch)
+            torch.cuda.empty_cache()
+            continue
+        start += len(logits[-1])
+    probs = torch.softmax(torch.cat(logits) / temperature, dim=-1)
+    return probs.view(b, len(boxes), -1), forward_batch
 
 
 def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progress | None = None) -> int:
@@ -191,6 +223,7 @@ def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progr
         return 0
     lab = plan.labeler
     device = next(lab.model.parameters()).device
+    forward_batch = plan.config.forward_batch
     k = int(lab.meta["channels"])
     lab_mean = torch.tensor(lab.meta["mean"], dtype=torch.float32, device=device).view(1, k, 1, 1)
     lab_std = torch.tensor(lab.meta["std"], dtype=torch.float32, device=device).view(1, k, 1, 1)
@@ -222,7 +255,8 @@ def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progr
                     upcoming = reader.submit(read, todo[pos + 1])
                 x = to_labeler_input(images.to(device, non_blocking=True), space, file_mean, file_std,
                                      lab_mean, lab_std)
-                probs = label_images(lab, x, plan.boxes, plan.out_size, plan.config.temperature)
+                probs, forward_batch = label_images(lab, x, plan.boxes, plan.out_size, plan.config.temperature,
+                                                    plan.config.precision, forward_batch)
                 writes.append(writer.submit(save, idx, probs.cpu().numpy()))
                 while len(writes) > 2 or (writes and writes[0].done()):
                     writes.pop(0).result()

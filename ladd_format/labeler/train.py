@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import functools
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -53,6 +54,17 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def deterministic_kernels(fn):
+    """Run ``fn`` with cuDNN's deterministic algorithms (and no autotuning), so that a seed gives
+    the same weights on the same GPU, as it does on the CPU. Other settings (TF32) are kept."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True,
+                                        allow_tf32=torch.backends.cudnn.allow_tf32):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     x = images.astype(np.float64) / 255.0
     std = x.std(axis=(0, 2, 3))
@@ -78,6 +90,7 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, mean, std, devic
     return correct / n, entropy / n
 
 
+@deterministic_kernels
 def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfig = TrainConfig(),
                   overwrite: bool = False, progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
     """Train on ``source``; save ``labeler-e{epoch:03d}.safetensors`` at each save-epoch into ``out_dir``.
