@@ -57,6 +57,18 @@ def machine() -> str:
             f"(HDF5 {h5py.version.hdf5_version}), torch {torch.__version__} ({torch.get_num_threads()} threads)")
 
 
+def gpu_line() -> str | None:
+    """The CUDA device the run used, or None where CUDA is not available (no GPU figure is reported)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    return (f"{torch.cuda.get_device_name(0)} ({props.total_memory / 2**30:.0f} GiB, "
+            f"{props.multi_processor_count} SMs), CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
+            f"TF32 in convolutions {'on' if torch.backends.cudnn.allow_tf32 else 'off'} (torch's default)")
+
+
 def update_results(key: str, section: str, path: Path = RESULTS) -> None:
     """Replace (or append) the section delimited by ``<!-- key:start -->`` / ``<!-- key:end -->``;
     ``section`` is the whole text between them, title included."""

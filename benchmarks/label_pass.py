@@ -30,6 +30,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -40,10 +41,11 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from _common import machine, update_results  # noqa: E402
+from _common import gpu_line, machine, update_results  # noqa: E402
 from ladd_format import DLAWriter  # noqa: E402
 from ladd_format.geometry import boxes as make_boxes  # noqa: E402
 from ladd_format.labeler import AugmentConfig, augment  # noqa: E402
+from ladd_format.labeler.augment import _forward as forward, assemble, label_chunks, prepare  # noqa: E402
 from ladd_format.labeler.checkpoint import save_checkpoint  # noqa: E402
 from ladd_format.models import build_model  # noqa: E402
 from ladd_format.torch import subimages  # noqa: E402
@@ -87,7 +89,8 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench(depth: int, side: int, m: int, chunk: int, loop_images: int, repeats: int, device: str) -> dict:
+def bench(depth: int, side: int, m: int, chunk: int, loop_images: int, repeats: int, device: str,
+          precision: str = "float32") -> dict:
     folder = WORK / f"d{depth}_{side}"
     folder.mkdir(parents=True, exist_ok=True)
     plain = folder / "d.dla.h5"
@@ -98,17 +101,31 @@ def bench(depth: int, side: int, m: int, chunk: int, loop_images: int, repeats: 
     subs_total = m * N * N
 
     out = folder / "la.dla.h5"
-    cfg = AugmentConfig(n=N, ratio=RATIO, batch_size=chunk, device=device, overwrite=True)
+    cfg = AugmentConfig(n=N, ratio=RATIO, batch_size=chunk, device=device, precision=precision, overwrite=True)
     augment(plain, ckpt, out, cfg)                                            # warm-up
-    t_pass = timed(lambda: augment(plain, ckpt, out, cfg), repeats)
+    phases = []
+
+    def the_pass():                      # = augment(), with its two phases timed
+        t0 = time.perf_counter()
+        plan = prepare(plain, ckpt, out, cfg)
+        label_chunks(plan)
+        t1 = time.perf_counter()
+        assemble(plan)
+        phases.append((t1 - t0, time.perf_counter() - t1))
+    t_pass = timed(the_pass, repeats)
+    t_label = statistics.median(p[0] for p in phases)
+    t_assemble = statistics.median(p[1] for p in phases)
 
     x = (torch.from_numpy(images).float().to(device) / 255 - 0.5) / 0.25
     built = subimages(x, boxes).flatten(0, 1)                                 # (M*25, 3, S, S), in memory
 
+    lab = SimpleNamespace(model=model)
+    step = min(chunk * N * N, cfg.forward_batch)
+
     def bare():
         with torch.inference_mode():
-            for start in range(0, len(built), chunk * N * N):
-                torch.softmax(model(built[start:start + chunk * N * N]), -1).cpu()
+            for start in range(0, len(built), step):
+                torch.softmax(forward(lab, built[start:start + step], precision), -1).cpu()
     bare()
     t_bare = timed(bare, repeats)
 
@@ -122,38 +139,49 @@ def bench(depth: int, side: int, m: int, chunk: int, loop_images: int, repeats: 
     t_loop = timed(algorithm1, max(1, repeats - 1))
     flops = flops_per_subimage(model.cpu(), side)
     shutil.rmtree(folder)
-    return {"name": f"ConvNet-D{depth} w128, {side} px", "m": m, "chunk": chunk, "subs": subs_total,
-            "pass": subs_total / t_pass, "bare": subs_total / t_bare,
+    return {"name": f"ConvNet-D{depth} w128, {side} px" + (f", {precision}" if device == "cuda" else ""), "m": m, "chunk": chunk, "subs": subs_total,
+            "pass": subs_total / t_pass, "bare": subs_total / t_bare, "label": subs_total / t_label,
+            "assemble": t_assemble, "total": t_pass,
             "loop": loop_images * N * N / t_loop, "flops": flops, "device": device}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--results-key", default="label_pass",
+                   help="the RESULTS.md section to write (a GPU run writes its own beside the CPU one)")
     args = p.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.quick:
         configs = [(3, 32, 16, 8, 2, 1)]
+    elif device == "cuda":        # enough sub-images to fill a GPU: 25,000 at 128 px, 102,400 at 32 px
+        configs = [(5, 128, 1000, 128, 4, 3), (3, 32, 4096, 512, 8, 3)]
     else:
         configs = [(5, 128, 32, 16, 2, 3), (3, 32, 256, 64, 8, 3)]
-    rows = [bench(d, s, m, c, loop, rep, device) for d, s, m, c, loop, rep in configs]
+    precisions = ("bfloat16", "float32") if device == "cuda" else ("float32",)
+    rows = [bench(d, s, m, c, loop, rep, device, prec) for d, s, m, c, loop, rep in configs for prec in precisions]
 
     lines = [f"- Machine: {machine()}; device: {device}"
-             + ("" if device == "cuda" else " (CUDA not available on this machine: no GPU figure is reported)"),
+             + (f" = {gpu_line()}" if device == "cuda"
+                else " (CUDA not available on this machine: no GPU figure is reported)"),
              f"- Date: {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC; command: "
-             "`python benchmarks/label_pass.py`; medians of 3 runs after a warm-up.",
+             f"`{' '.join(['python benchmarks/label_pass.py', *sys.argv[1:]])}`; medians of 3 runs after a warm-up.",
              "- Random uint8 images and a random-weight labeler (timing does not depend on either); N = 5, "
-             "R = 0.625, codec float32, chunk = images per pass chunk.",
+             "R = 0.625, codec float32, chunk = images per pass chunk, 512 sub-images per labeler forward; "
+             "precision: the pass's `--precision` (float32 on CUDA turns TF32 off); Algorithm 1 runs in "
+             "float32.",
              "",
              "| labeler | images | chunk | pass sub-img/s | bare forward sub-img/s | pass / bare (>= 0.9) "
-             "| Algorithm 1 sub-img/s | pass / Alg. 1 (>= 10) | GFLOP / sub-img | pass GFLOP/s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| Algorithm 1 sub-img/s | pass / Alg. 1 (>= 10) | GFLOP / sub-img | pass GFLOP/s "
+             "| labeling phase sub-img/s | writing the D_LA s (share) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ratio_bare, ratio_loop = r["pass"] / r["bare"], r["pass"] / r["loop"]
         lines.append(f"| {r['name']} | {r['m']} | {r['chunk']} | {r['pass']:,.0f} | {r['bare']:,.0f} | "
                      f"{ratio_bare:.2f}x {'PASS' if ratio_bare >= 0.9 else 'FAIL'} | {r['loop']:,.0f} | "
                      f"{ratio_loop:.1f}x {'PASS' if ratio_loop >= 10 else 'FAIL'} | {r['flops'] / 1e9:.3f} | "
-                     f"{r['pass'] * r['flops'] / 1e9:,.0f} |")
+                     f"{r['pass'] * r['flops'] / 1e9:,.0f} | {r['label']:,.0f} | "
+                     f"{r['assemble']:.2f} ({100 * r['assemble'] / r['total']:.0f}%) |")
     d5 = next((r for r in rows if "D5" in r["name"]), None)
     if d5 is not None:
         paper = 50 * N * N * d5["flops"]
@@ -161,12 +189,14 @@ def main(argv=None) -> int:
                   f"FLOPs: ConvNet-D5 at 128 px costs {d5['flops'] / 1e9:.2f} GFLOP per sub-image, so ImageNette at "
                   f"IPC 5 (50 images x 25 sub-images) is {paper / 1e15:.4f} PFLOP (the paper: 0.002 PFLOP). "
                   f"ImageNet-1K at IPC 50 (50,000 images, 1.25 M sub-images) would take "
-                  f"{1.25e6 / d5['pass'] / 3600:.1f} h at this {device} throughput."]
+                  f"{1.25e6 / d5['pass'] / 60:,.1f} min at this {device} throughput ({d5['name']}).",
+                  "", "The pass = the labeling phase (read, rebuild, forward, softmax, chunk files) + writing the "
+                  "D_LA (images copied, dense labels encoded, every dataset checksummed)."]
     section = "\n".join(lines)
     print(section)
     if not args.quick:
-        update_results("label_pass", "## Labeler pass throughput (issue: labeler and the batched labeler pass)\n\n"
-                       + section)
+        title = "Labeler pass throughput" + (f" on {torch.cuda.get_device_name(0)}" if device == "cuda" else "")
+        update_results(args.results_key, f"## {title} (issue: labeler and the batched labeler pass)\n\n" + section)
     shutil.rmtree(WORK, ignore_errors=True)
     return 0
 

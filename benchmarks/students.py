@@ -5,6 +5,7 @@ Usage::
     .venv/bin/python benchmarks/students.py                       # all sections -> RESULTS.md
     .venv/bin/python benchmarks/students.py --only ipc,codec      # some sections
     .venv/bin/python benchmarks/students.py --quick               # tiny settings, prints only
+    python benchmarks/students.py --device cuda --only ipc,archfull  # on a GPU machine
 
 Sections (each written to its own part of RESULTS.md as soon as it finishes):
 
@@ -16,6 +17,11 @@ Sections (each written to its own part of RESULTS.md as soon as it finishes):
 - ``arch``: cross-architecture at IPC 1: ConvNet-D3, ResNet-18, VGG-11, AlexNet and a small ViT
   (the ``-cifar`` small-image variants, widths reduced for the CPU), labeler ConvNet-D3.
 - ``codec``: the student codec's effect: float32 vs float16 vs uint8 vs top-3 uint8.
+- ``archfull``: cross-architecture at IPC 1 and 10 with every student at its registry width
+  (ConvNet-D3 128, ResNet-18 64, VGG-11 64, AlexNet 128, ViT 192 x 6): for a GPU machine.
+
+``--device cuda`` trains the labeler and the students on the GPU and writes each section under
+``students_<name>_gpu`` (``--results-suffix``), beside the CPU sections.
 
 Every student uses the demo's settings (:class:`ladd_format.demo.DemoSettings`) unless a row says
 otherwise; the same file with ``ladd evaluate`` and the printed options gives the same numbers.
@@ -37,7 +43,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from _common import machine, update_results  # noqa: E402
+from _common import gpu_line, machine, update_results  # noqa: E402
 from ladd_format import geometry  # noqa: E402
 from ladd_format.demo import (CODECS, N, RATIO, SIDE, DemoSettings, codec_label, label_augment,  # noqa: E402
                               quick_settings, random_real, student_row, train_demo_labeler, write_plain_set)
@@ -48,6 +54,8 @@ from ladd_format.torch import subimages  # noqa: E402
 WORK = HERE / "_work" / "students"
 ARCHS = (("convnet-d3", {"width": 32}), ("resnet18-cifar", {"width": 16}), ("vgg11-cifar", {"width": 32}),
          ("alexnet-cifar", {"width": 64}), ("vit-cifar", {"width": 96, "depth": 4}))
+ARCHS_FULL = (("convnet-d3", {"width": 128}), ("resnet18-cifar", {"width": 64}), ("vgg11-cifar", {"width": 64}),
+              ("alexnet-cifar", {"width": 128}), ("vit-cifar", {"width": 192, "depth": 6}))
 
 
 def fmt(row: dict) -> str:
@@ -66,7 +74,8 @@ class Bench:
         if min_crop not in self._labelers:
             t = time.perf_counter()
             self._labelers[min_crop] = train_demo_labeler(self.train, WORK / f"labeler-crop{min_crop}",
-                                                          replace(self.s, labeler_min_crop=min_crop), "cpu")
+                                                          replace(self.s, labeler_min_crop=min_crop),
+                                                          self.s.student.device)
             print(f"labeler min_crop={min_crop}: val {self._labelers[min_crop]['val_accuracy']:.3f} "
                   f"({time.perf_counter() - t:.0f} s)", flush=True)
         return self._labelers[min_crop]
@@ -91,8 +100,10 @@ class Bench:
 
     def header(self, title: str, started: float) -> list[str]:
         st = self.s.student
-        return [f"## {title}", "",
-                f"Run {_dt.date.today().isoformat()} on {machine()}, CPU only (no GPU was lent); "
+        where = (f"labeler and students on {gpu_line()}" if st.device == "cuda"
+                 else "CPU only (no GPU was lent)")
+        return [f"## {title}" + (f" — GPU machine ({torch.cuda.get_device_name(0)})" if st.device == "cuda" else ""),
+                "", f"Run {_dt.date.today().isoformat()} on {machine()}, {where}; "
                 f"{time.perf_counter() - started:.0f} s. Data: {self.test.description}, students tested on all of it. "
                 f"Labeler: ConvNet-D3 width {self.s.labeler_width}, {self.s.labeler_epochs} epochs. Students "
                 f"(unless a row says otherwise): {st.arch} width {(st.arch_kwargs or {}).get('width')}, "
@@ -152,20 +163,26 @@ class Bench:
         return "\n".join(self.header("Students: investigating the first LADD loss (labeler crops, sum vs mean)",
                                      started) + lines)
 
-    def section_arch(self, ipc: int = 1) -> str:
+    def section_arch(self, ipcs=(1,), archs=ARCHS) -> str:
         started = time.perf_counter()
-        lines = ["| student | hard (D) | LADD (D_LA, uint8) | baseline++ (IPC+1) | LADD − hard | LADD − baseline++ |",
-                 "|---|---|---|---|---|---|"]
-        for arch, kw in ARCHS:
-            cfg = {"arch": arch, "arch_kwargs": kw}
-            hard = self.row("hard", ipc, self.plain(ipc), "hard", **cfg)
-            ladd = self.row("LADD", ipc, self.dla(ipc), "ladd", **cfg)
-            plus = self.row("baseline++", ipc, self.plain(ipc + 1), "hard", **cfg)
-            name = f"{arch} ({', '.join(f'{k} {v}' for k, v in kw.items())})"
-            lines.append(f"| {name} | {fmt(hard)} | {fmt(ladd)} | {fmt(plus)} | "
-                         f"{100 * (ladd['mean'] - hard['mean']):+.1f} | {100 * (ladd['mean'] - plus['mean']):+.1f} |")
-        return "\n".join(self.header(f"Students: cross-architecture at IPC {ipc} (labeler ConvNet-D3)", started)
+        lines = ["| IPC | student | hard (D) | LADD (D_LA, uint8) | baseline++ (IPC+1) | LADD − hard | "
+                 "LADD − baseline++ |", "|---|---|---|---|---|---|---|"]
+        for ipc in ipcs:
+            for arch, kw in archs:
+                cfg = {"arch": arch, "arch_kwargs": kw}
+                hard = self.row("hard", ipc, self.plain(ipc), "hard", **cfg)
+                ladd = self.row("LADD", ipc, self.dla(ipc), "ladd", **cfg)
+                plus = self.row("baseline++", ipc, self.plain(ipc + 1), "hard", **cfg)
+                name = f"{arch} ({', '.join(f'{k} {v}' for k, v in kw.items())})"
+                lines.append(f"| {ipc} | {name} | {fmt(hard)} | {fmt(ladd)} | {fmt(plus)} | "
+                             f"{100 * (ladd['mean'] - hard['mean']):+.1f} | "
+                             f"{100 * (ladd['mean'] - plus['mean']):+.1f} |")
+        what = ", ".join(str(i) for i in ipcs)
+        return "\n".join(self.header(f"Students: cross-architecture at IPC {what} (labeler ConvNet-D3)", started)
                          + lines)
+
+    def section_archfull(self, ipcs=(1, 10)) -> str:
+        return self.section_arch(ipcs, ARCHS_FULL).replace("cross-architecture", "cross-architecture, full widths", 1)
 
     def section_codec(self, ipcs=(1, 5)) -> str:
         started = time.perf_counter()
@@ -183,17 +200,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="ipc,loss,arch,codec")
     ap.add_argument("--quick", action="store_true", help="tiny settings, print only")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--results-suffix", default=None, help="appended to each section's key (default: _gpu on cuda)")
     args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: CUDA is not available on this machine")
+    suffix = args.results_suffix if args.results_suffix is not None else ("_gpu" if args.device == "cuda" else "")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     settings = quick_settings() if args.quick else DemoSettings()
-    settings = replace(settings, student=replace(settings.student, device="cpu"))
+    settings = replace(settings, student=replace(settings.student, device=args.device))
     bench = Bench(settings)
-    small = {"ipc": {"ipcs": (1, 2)}, "loss": {"ipcs": (1,)}, "codec": {"ipcs": (1,)}} if args.quick else {}
+    small = ({"ipc": {"ipcs": (1, 2)}, "loss": {"ipcs": (1,)}, "codec": {"ipcs": (1,)}, "archfull": {"ipcs": (1,)}}
+             if args.quick else {})
     for name in args.only.split(","):
         text = getattr(bench, f"section_{name}")(**small.get(name, {}))
         print(text, flush=True)
         if not args.quick:
-            update_results(f"students_{name}", text)
+            update_results(f"students_{name}{suffix}", text)
 
 
 if __name__ == "__main__":

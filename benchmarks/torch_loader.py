@@ -59,7 +59,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from _common import Timing, machine, update_results  # noqa: E402
+from _common import Timing, gpu_line, machine, update_results  # noqa: E402
 from ladd_format import DenseSpec, DLAWriter  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 from ladd_format.models import build_model  # noqa: E402
@@ -271,7 +271,7 @@ def bench_loader(path: Path, m: int, workers: int, in_memory: bool, repeats: int
 def cuda_line() -> str:
     if not torch.cuda.is_available():
         return CUDA_NA
-    return f"CUDA: {torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    return f"CUDA: {gpu_line()}"
 
 
 def rate(n: int, t: Timing) -> str:
@@ -290,6 +290,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small smoke-test run (< 20 s); does not write RESULTS.md")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--results-key", default="torch_loader",
+                    help="the RESULTS.md section to write (a GPU machine's run writes its own beside the CPU one)")
     ap.add_argument("--cuda-step-batch", type=int, default=16,
                     help="images per training step on CUDA (each brings 25 sub-images); CPU uses 8 (quick: 1)")
     args = ap.parse_args(argv)
@@ -358,12 +360,13 @@ def main(argv=None) -> int:
     r_chunked = t_chunked.median / t_cpu.median      # (subs/s on the fly) / (subs/s materialised)
     r_contig = t_contig.median / t_cpu.median
     lines = [
-        "## PyTorch side: sub-image rebuild, LADD step share, DataLoader throughput",
+        "## PyTorch side: sub-image rebuild, LADD step share, DataLoader throughput"
+        + (f" (GPU machine, {torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""),
         "",
         f"- Machine: {machine()}",
         f"- {cuda_line()}",
         f"- Date: {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `python benchmarks/torch_loader.py{' --quick' if args.quick else ''}` (ran in {elapsed:.0f} s)",
+        f"- Command: `{' '.join(['python benchmarks/torch_loader.py', *sys.argv[1:]])}` (ran in {elapsed:.0f} s)",
         f"- Method: see the script's docstring. Synthetic data (random uint8 pixels, softmax float32 dense "
         f"labels), N={N_DENSE}, R={RATIO} (crops 80x80 resized to 128x128, bilinear, antialias). Each timing: "
         f"1 warm-up + repeats ({repeats} for part 1, {step_repeats} for the step, {loader_repeats} epochs for "
@@ -486,7 +489,7 @@ def main(argv=None) -> int:
     print()
     print(section)
     if not args.quick:
-        update_results("torch_loader", section)
+        update_results(args.results_key, section)
         print(f"\nwrote section to {RESULTS.relative_to(ROOT)}")
     return 0
 
