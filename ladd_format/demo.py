@@ -48,7 +48,7 @@ def codec_label(codec: str, extra: dict) -> str:
 class DemoSettings:
     """Everything the demo chooses; written into the report."""
 
-    ipcs: tuple[int, ...] = (1,)
+    ipcs: tuple[int, ...] = (1, 5)
     seeds: int = 3
     seed: int = 0
     labeler_width: int = 32
