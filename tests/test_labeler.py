@@ -256,3 +256,26 @@ def test_forward_batch_slices_give_the_same_labels_and_bad_settings_are_refused(
         with pytest.raises(InputError):
             augment(plain_set, labeler_ckpt, tmp_path / "c.dla.h5", AugmentConfig(**bad))
     assert not (tmp_path / "c.dla.h5").exists()
+
+
+def test_label_images_halves_the_forward_batch_on_out_of_memory():
+    from types import SimpleNamespace
+
+    from ladd_format.labeler.augment import label_images
+
+    seen = []
+
+    def model(x):                     # a labeler that "runs out of memory" above 10 sub-images
+        seen.append(len(x))
+        if len(x) > 10:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return x.mean(dim=(2, 3))[:, :2].repeat(1, 5)
+
+    x = torch.rand(8, 3, 16, 16)
+    boxes = np.array([[0, 0, 10, 10], [6, 6, 10, 10], [3, 3, 10, 10]])        # 24 sub-images
+    probs, fitted = label_images(SimpleNamespace(model=model), x, boxes, (16, 16), 1.0, "float32", 64)
+    assert seen == [24, 24, 16, 8, 8, 8]          # 64 -> 32 -> 16 -> 8, then three slices of 8
+    assert fitted == 8 and probs.shape == (8, 3, 10)
+    ref, _ = label_images(SimpleNamespace(model=lambda t: t.mean(dim=(2, 3))[:, :2].repeat(1, 5)), x, boxes,
+                          (16, 16), 1.0, "float32", 64)
+    assert torch.allclose(probs, ref)
