@@ -17,6 +17,8 @@ Sections (each written to its own part of RESULTS.md as soon as it finishes):
 - ``arch``: cross-architecture at IPC 1: ConvNet-D3, ResNet-18, VGG-11, AlexNet and a small ViT
   (the ``-cifar`` small-image variants, widths reduced for the CPU), labeler ConvNet-D3.
 - ``codec``: the student codec's effect: float32 vs float16 vs uint8 vs top-3 uint8.
+- ``epochs``: which labeler checkpoint: ConvNet-D3 checkpoints after 2, 5, 10, 20 and 50 epochs
+  of one run (constant lr, so epoch 20 is the demo's labeler), LADD students at IPC 1 and 5.
 - ``archfull``: cross-architecture at IPC 1 and 10 with every student at its registry width
   (ConvNet-D3 128, ResNet-18 64, VGG-11 64, AlexNet 128, ViT 192 x 6): for a GPU machine.
 
@@ -47,7 +49,7 @@ from _common import gpu_line, machine, update_results  # noqa: E402
 from ladd_format import geometry  # noqa: E402
 from ladd_format.demo import (CODECS, N, RATIO, SIDE, DemoSettings, codec_label, label_augment,  # noqa: E402
                               quick_settings, random_real, student_row, train_demo_labeler, write_plain_set)
-from ladd_format.labeler import load_checkpoint, load_source  # noqa: E402
+from ladd_format.labeler import TrainConfig, load_checkpoint, load_source, train_labeler  # noqa: E402
 from ladd_format.size import measure_file  # noqa: E402
 from ladd_format.torch import subimages  # noqa: E402
 
@@ -125,8 +127,8 @@ class Bench:
         return "\n".join(self.header("Students: hard vs LADD vs baseline++ at IPC 1, 5, 10 (the demo's table)",
                                      started) + lines)
 
-    def subimage_quality(self, min_crop: float) -> dict:
-        lab = load_checkpoint(self.labeler(min_crop)["path"])
+    def subimage_quality(self, min_crop: float, path: str | None = None) -> dict:
+        lab = load_checkpoint(path or self.labeler(min_crop)["path"])
         mean = torch.tensor(lab.meta["mean"]).view(1, -1, 1, 1)
         std = torch.tensor(lab.meta["std"]).view(1, -1, 1, 1)
         x = (torch.from_numpy(self.test.images).float() / 255 - mean) / std
@@ -184,6 +186,27 @@ class Bench:
     def section_archfull(self, ipcs=(1, 10)) -> str:
         return self.section_arch(ipcs, ARCHS_FULL).replace("cross-architecture", "cross-architecture, full widths", 1)
 
+    def section_epochs(self, ipcs=(1, 5), epochs=(2, 5, 10, 20, 50)) -> str:
+        started = time.perf_counter()
+        cfg = TrainConfig(arch="convnet-d3", arch_kwargs={"width": self.s.labeler_width}, epochs=max(epochs),
+                          save_epochs=tuple(epochs), batch_size=256, min_crop=self.s.labeler_min_crop,
+                          device=self.s.student.device, seed=self.s.seed)
+        records = train_labeler(self.train, WORK / "labeler-epochs", cfg, overwrite=True)
+        lines = ["| labeler epoch | val acc | val entropy (nats) | centre sub-image top-1 | p(true) over sub-images | "
+                 + " | ".join(f"LADD IPC {i}" for i in ipcs) + " |", "|---" * (5 + len(ipcs)) + "|"]
+        for rec in records:
+            q = self.subimage_quality(self.s.labeler_min_crop, rec["path"])
+            cells = []
+            for ipc in ipcs:
+                out = WORK / f"DLA_ipc{ipc}_uint8_epoch{rec['epoch']}.dla.h5"
+                label_augment(self.plain(ipc), rec["path"], out, "uint8")
+                cells.append(fmt(self.row("LADD", ipc, out, "ladd")))
+            lines.append(f"| {rec['epoch']} | {100 * rec['val_accuracy']:.1f} | {rec['val_entropy']:.3f} | "
+                         f"{100 * q['centre']:.1f} | {q['p_true']:.3f} | " + " | ".join(cells) + " |")
+        hard = [fmt(self.row("hard", ipc, self.plain(ipc), "hard")) for ipc in ipcs]
+        lines.append("| (hard labels, no labeler) | - | - | - | - | " + " | ".join(hard) + " |")
+        return "\n".join(self.header("Students: which labeler checkpoint (early stopping)", started) + lines)
+
     def section_codec(self, ipcs=(1, 5)) -> str:
         started = time.perf_counter()
         lines = ["| IPC | codec | D_LA zip bytes | extra over D | LADD accuracy |", "|---|---|---|---|---|"]
@@ -210,7 +233,8 @@ def main() -> None:
     settings = quick_settings() if args.quick else DemoSettings()
     settings = replace(settings, student=replace(settings.student, device=args.device))
     bench = Bench(settings)
-    small = ({"ipc": {"ipcs": (1, 2)}, "loss": {"ipcs": (1,)}, "codec": {"ipcs": (1,)}, "archfull": {"ipcs": (1,)}}
+    small = ({"ipc": {"ipcs": (1, 2)}, "loss": {"ipcs": (1,)}, "codec": {"ipcs": (1,)}, "archfull": {"ipcs": (1,)},
+              "epochs": {"ipcs": (1,), "epochs": (1, 3)}}
              if args.quick else {})
     for name in args.only.split(","):
         text = getattr(bench, f"section_{name}")(**small.get(name, {}))

@@ -304,7 +304,7 @@ def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temper
 @click.option("--seeds", type=int, default=3, show_default=True)
 @click.option("--flip", is_flag=True, help="Random horizontal flips in the augmentation.")
 @click.option("--sub-per-image", type=int, default=None,
-              help="ladd mode: use K random sub-images per step (local term scaled by N*N/K).")
+              help="ladd mode: use K random sub-images per step (with --reduction sum the local term is scaled by N*N/K).")
 @click.option("--reduction", type=click.Choice(["sum", "mean"]), default="sum", show_default=True,
               help="ladd mode: sum the local term over sub-images (Eq. 5) or average it.")
 @click.option("--device", default="auto", show_default=True)
