@@ -30,7 +30,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -45,12 +44,12 @@ from _common import gpu_line, machine, update_results  # noqa: E402
 from ladd_format import DLAWriter  # noqa: E402
 from ladd_format.geometry import boxes as make_boxes  # noqa: E402
 from ladd_format.labeler import AugmentConfig, augment  # noqa: E402
-from ladd_format.labeler.augment import _forward as forward, assemble, label_chunks, prepare  # noqa: E402
+from ladd_format.labeler.augment import assemble, label_chunks, labeler_logits, prepare  # noqa: E402
 from ladd_format.labeler.checkpoint import save_checkpoint  # noqa: E402
 from ladd_format.models import build_model  # noqa: E402
 from ladd_format.torch import subimages  # noqa: E402
 
-WORK = HERE / "_work"
+WORK = HERE / "_work" / "label_pass"       # its own folder: the other benchmarks keep theirs
 N, RATIO = 5, 0.625
 
 
@@ -119,13 +118,12 @@ def bench(depth: int, side: int, m: int, chunk: int, loop_images: int, repeats: 
     x = (torch.from_numpy(images).float().to(device) / 255 - 0.5) / 0.25
     built = subimages(x, boxes).flatten(0, 1)                                 # (M*25, 3, S, S), in memory
 
-    lab = SimpleNamespace(model=model)
     step = min(chunk * N * N, cfg.forward_batch)
 
     def bare():
         with torch.inference_mode():
             for start in range(0, len(built), step):
-                torch.softmax(forward(lab, built[start:start + step], precision), -1).cpu()
+                torch.softmax(labeler_logits(model, built[start:start + step], precision), -1).cpu()
     bare()
     t_bare = timed(bare, repeats)
 
@@ -139,7 +137,8 @@ def bench(depth: int, side: int, m: int, chunk: int, loop_images: int, repeats: 
     t_loop = timed(algorithm1, max(1, repeats - 1))
     flops = flops_per_subimage(model.cpu(), side)
     shutil.rmtree(folder)
-    return {"name": f"ConvNet-D{depth} w128, {side} px" + (f", {precision}" if device == "cuda" else ""), "m": m, "chunk": chunk, "subs": subs_total,
+    name = f"ConvNet-D{depth} w128, {side} px" + (f", {precision}" if device == "cuda" else "")
+    return {"name": name, "m": m, "chunk": chunk, "subs": subs_total,
             "pass": subs_total / t_pass, "bare": subs_total / t_bare, "label": subs_total / t_label,
             "assemble": t_assemble, "total": t_pass,
             "loop": loop_images * N * N / t_loop, "flops": flops, "device": device}

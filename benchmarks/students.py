@@ -165,7 +165,7 @@ class Bench:
         return "\n".join(self.header("Students: investigating the first LADD loss (labeler crops, sum vs mean)",
                                      started) + lines)
 
-    def section_arch(self, ipcs=(1,), archs=ARCHS) -> str:
+    def section_arch(self, ipcs=(1,), archs=ARCHS, what: str = "cross-architecture") -> str:
         started = time.perf_counter()
         lines = ["| IPC | student | hard (D) | LADD (D_LA, uint8) | baseline++ (IPC+1) | LADD − hard | "
                  "LADD − baseline++ |", "|---|---|---|---|---|---|---|"]
@@ -179,12 +179,11 @@ class Bench:
                 lines.append(f"| {ipc} | {name} | {fmt(hard)} | {fmt(ladd)} | {fmt(plus)} | "
                              f"{100 * (ladd['mean'] - hard['mean']):+.1f} | "
                              f"{100 * (ladd['mean'] - plus['mean']):+.1f} |")
-        what = ", ".join(str(i) for i in ipcs)
-        return "\n".join(self.header(f"Students: cross-architecture at IPC {what} (labeler ConvNet-D3)", started)
-                         + lines)
+        at = ", ".join(str(i) for i in ipcs)
+        return "\n".join(self.header(f"Students: {what} at IPC {at} (labeler ConvNet-D3)", started) + lines)
 
     def section_archfull(self, ipcs=(1, 10)) -> str:
-        return self.section_arch(ipcs, ARCHS_FULL).replace("cross-architecture", "cross-architecture, full widths", 1)
+        return self.section_arch(ipcs, ARCHS_FULL, "cross-architecture, full widths")
 
     def section_epochs(self, ipcs=(1, 5), epochs=(2, 5, 10, 20, 50)) -> str:
         started = time.perf_counter()

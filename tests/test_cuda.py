@@ -5,6 +5,8 @@ Skipped where CUDA is not available (CI has no GPU); run on a lent GPU machine w
 compares; tolerances allow only float32 rounding differences between the CPU and cuDNN kernels.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -132,8 +134,8 @@ def test_students_train_on_cuda_with_accuracies_near_the_cpu(tmp_path, plain_set
     test = load_source("digits-test")
     cfg = EvalConfig(arch="convnet-d3", arch_kwargs={"width": 16}, mode="ladd", epochs=15, seeds=2,
                      sub_per_image=4, reduction="mean")
-    gpu = evaluate(dla, test, EvalConfig(**{**cfg.__dict__, "device": "cuda"}))
-    cpu = evaluate(dla, test, EvalConfig(**{**cfg.__dict__, "device": "cpu"}))
+    gpu = evaluate(dla, test, replace(cfg, device="cuda"))
+    cpu = evaluate(dla, test, replace(cfg, device="cpu"))
     assert all(0.0 <= a <= 1.0 for a in gpu["accuracies"])
     assert gpu["mean"] > 0.3                      # chance is 0.1
     # same seeds, same data order and augmentation draws (CPU generator): only kernel rounding differs

@@ -279,3 +279,21 @@ def test_label_images_halves_the_forward_batch_on_out_of_memory():
     ref, _ = label_images(SimpleNamespace(model=lambda t: t.mean(dim=(2, 3))[:, :2].repeat(1, 5)), x, boxes,
                           (16, 16), 1.0, "float32", 64)
     assert torch.allclose(probs, ref)
+
+
+def test_a_labeler_that_never_fits_gives_one_clear_error(tmp_path, plain_set, labeler_ckpt, runner):
+    from types import SimpleNamespace
+
+    from ladd_format.labeler.augment import label_images
+
+    def model(x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    with pytest.raises(InputError, match="does not fit in GPU memory"):
+        label_images(SimpleNamespace(model=model, path="lab.safetensors"), torch.rand(2, 3, 16, 16),
+                     np.array([[0, 0, 10, 10]]), (16, 16), 1.0, "float32", 4)
+    out = tmp_path / "x.dla.h5"
+    result = runner.invoke(main, ["augment", str(plain_set), "--labeler", labeler_ckpt, "-o", str(out),
+                                  "--forward-batch", "0"])
+    assert result.exit_code == 1 and "forward_batch=0" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()

@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -36,7 +35,7 @@ from ..reader import open_dla
 from ..torch.subimages import subimages
 from ..writer import DenseSpec, DLAWriter
 from .checkpoint import Labeler, load_checkpoint
-from .train import resolve_device
+from .train import cudnn_settings, resolve_device
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]   # (chunks done, chunks in total)
@@ -176,14 +175,14 @@ def to_labeler_input(images: torch.Tensor, space: str, file_mean: torch.Tensor, 
     return (x - lab_mean) / lab_std
 
 
-def _forward(labeler: Labeler, subs: torch.Tensor, precision: str) -> torch.Tensor:
-    """Logits of one slice of sub-images at the pass's precision."""
-    cuda = subs.device.type == "cuda"
-    if cuda:
+def labeler_logits(model: torch.nn.Module, subs: torch.Tensor, precision: str) -> torch.Tensor:
+    """float32 logits of one slice of sub-images at the pass's precision (``bfloat16``: autocast and
+    channels_last on CUDA; ``float32``: TF32 off)."""
+    if subs.device.type == "cuda":
         subs = subs.contiguous(memory_format=torch.channels_last)
-    exact = torch.backends.cudnn.flags(enabled=True, allow_tf32=False) if precision == "float32" else nullcontext()
-    with exact, torch.autocast(subs.device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
-        return labeler.model(subs).float()
+    with cudnn_settings(allow_tf32=precision != "float32"), \
+            torch.autocast(subs.device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        return model(subs).float()
 
 
 @torch.inference_mode()
@@ -203,10 +202,11 @@ def label_images(labeler: Labeler, x: torch.Tensor, boxes: np.ndarray, out_size:
     logits, start = [], 0
     while start < len(subs):
         try:
-            logits.append(_forward(labeler, subs[start:start + forward_batch], precision))
+            logits.append(labeler_logits(labeler.model, subs[start:start + forward_batch], precision))
         except torch.cuda.OutOfMemoryError:
             if forward_batch == 1:
-                raise
+                raise InputError("the labeler does not fit in GPU memory even one sub-image at a time; "
+                                 "use --device cpu", getattr(labeler, "path", None)) from None
             forward_batch = max(1, forward_batch // 2)
             log.warning("CUDA out of memory: labeling %d sub-images per forward from now on", forward_batch)
             torch.cuda.empty_cache()

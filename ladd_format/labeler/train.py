@@ -6,9 +6,10 @@ checkpoint, whose soft labels are more informative than a converged model's.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
-import functools
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -54,13 +55,23 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+@contextlib.contextmanager
+def cudnn_settings(**changes):
+    """Change some cuDNN settings (``deterministic``, ``benchmark``, ``allow_tf32``) for a block,
+    keeping the others as they are; restored on exit."""
+    cudnn = torch.backends.cudnn
+    now = {"enabled": cudnn.enabled, "benchmark": cudnn.benchmark, "deterministic": cudnn.deterministic,
+           "allow_tf32": cudnn.allow_tf32}
+    with cudnn.flags(**{**now, **changes}):
+        yield
+
+
 def deterministic_kernels(fn):
     """Run ``fn`` with cuDNN's deterministic algorithms (and no autotuning), so that a seed gives
-    the same weights on the same GPU, as it does on the CPU. Other settings (TF32) are kept."""
+    the same weights on the same GPU, as it does on the CPU."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True,
-                                        allow_tf32=torch.backends.cudnn.allow_tf32):
+        with cudnn_settings(benchmark=False, deterministic=True):
             return fn(*args, **kwargs)
     return wrapper
 
