@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python benchmarks/convert_speed.py            # full run, updates RESULTS.md
     .venv/bin/python benchmarks/convert_speed.py --quick    # IPC 10, prints only
 
-Input: an ImageNette-shaped MTT output written as MTT writes it (``../shared/UPSTREAM_FORMATS.md``):
+Input: an ImageNette-shaped MTT output written as MTT writes it (``docs/upstream-formats.md``):
 ``images_best.pt`` = float32 (500, 3, 128, 128) (IPC 50), saved with ``requires_grad=True``, holding
 known 0..1 pixels (uniform random) normalised with the ImageNet mean/std, and ``labels_best.pt`` =
 int64 ``[0]*50 + [1]*50 + ...``, both with ``torch.save`` into ``benchmarks/_work/convert_speed/``
@@ -51,7 +51,8 @@ sys.path.insert(0, str(HERE))
 from _common import machine, update_results  # noqa: E402
 from ladd_format import DLAWriter, open_dla, verify  # noqa: E402
 from ladd_format.converters import ConvertOptions, convert  # noqa: E402
-from ladd_format.converters.common import load_pt, loss_report, quantize, to_pixel01, to_uint8  # noqa: E402
+from ladd_format.converters.common import load_pt  # noqa: E402
+from ladd_format.pixels import loss_report, quantize, to_pixel01, to_uint8  # noqa: E402
 from ladd_format.provenance import file_sha256  # noqa: E402
 
 WORK = HERE / "_work" / "convert_speed"

@@ -46,7 +46,7 @@ from ladd_format.geometry import boxes as make_boxes  # noqa: E402
 from ladd_format.labeler import AugmentConfig, augment  # noqa: E402
 from ladd_format.labeler.augment import assemble, label_chunks, labeler_logits, prepare  # noqa: E402
 from ladd_format.labeler.checkpoint import save_checkpoint  # noqa: E402
-from ladd_format.models import build_model  # noqa: E402
+from ladd_format.torch.models import build_model  # noqa: E402
 from ladd_format.torch import subimages  # noqa: E402
 
 WORK = HERE / "_work" / "label_pass"       # its own folder: the other benchmarks keep theirs

@@ -40,12 +40,12 @@ sys.path.insert(0, str(HERE))
 
 from click.testing import CliRunner  # noqa: E402
 
-from cli.main import main as ladd  # noqa: E402
+from ladd_cli.main import main as ladd  # noqa: E402
 from _common import update_results  # noqa: E402
 from ladd_format import DenseSpec, DLAWriter, verify  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 from ladd_format.geometry import boxes  # noqa: E402
-from ladd_format.models import build_model  # noqa: E402
+from ladd_format.torch.models import build_model  # noqa: E402
 from ladd_format.size import measure_arrays  # noqa: E402
 from ladd_format.torch import subimages  # noqa: E402
 

@@ -65,12 +65,12 @@ sys.path.insert(0, str(HERE))
 from click.testing import CliRunner  # noqa: E402
 
 from _common import machine, update_results  # noqa: E402
-from cli.main import main as ladd  # noqa: E402
+from ladd_cli.main import main as ladd  # noqa: E402
 from ladd_format import DenseSpec, DLAWriter  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 from ladd_format.geometry import boxes  # noqa: E402
 from ladd_format.labeler.sources import resize_uint8  # noqa: E402
-from ladd_format.models import build_model  # noqa: E402
+from ladd_format.torch.models import build_model  # noqa: E402
 from ladd_format.size import measure_arrays, measure_file  # noqa: E402
 from ladd_format.torch import subimages  # noqa: E402
 from size_mtt import DATA, MEAN, STD, normalise, train_labeler  # noqa: E402

@@ -25,7 +25,7 @@ Sections (each written to its own part of RESULTS.md as soon as it finishes):
 ``--device cuda`` trains the labeler and the students on the GPU and writes each section under
 ``students_<name>_gpu`` (``--results-suffix``), beside the CPU sections.
 
-Every student uses the demo's settings (:class:`ladd_format.demo.DemoSettings`) unless a row says
+Every student uses the demo's settings (:class:`ladd_format.experiments.demo.DemoSettings`) unless a row says
 otherwise; the same file with ``ladd evaluate`` and the printed options gives the same numbers.
 """
 
@@ -47,7 +47,7 @@ sys.path.insert(0, str(HERE))
 
 from _common import gpu_line, machine, update_results  # noqa: E402
 from ladd_format import geometry  # noqa: E402
-from ladd_format.demo import (CODECS, N, RATIO, SIDE, DemoSettings, codec_label, label_augment,  # noqa: E402
+from ladd_format.experiments.demo import (CODECS, N, RATIO, SIDE, DemoSettings, codec_label, label_augment,  # noqa: E402
                               quick_settings, random_real, student_row, train_demo_labeler, write_plain_set)
 from ladd_format.labeler import TrainConfig, load_checkpoint, load_source, train_labeler  # noqa: E402
 from ladd_format.size import measure_file  # noqa: E402

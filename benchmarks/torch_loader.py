@@ -62,7 +62,7 @@ sys.path.insert(0, str(HERE))
 from _common import Timing, gpu_line, machine, update_results  # noqa: E402
 from ladd_format import DenseSpec, DLAWriter  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
-from ladd_format.models import build_model  # noqa: E402
+from ladd_format.torch.models import build_model  # noqa: E402
 from ladd_format.torch import DLADataset, SubSampler, ladd_loss  # noqa: E402
 
 WORK = HERE / "_work"

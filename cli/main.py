@@ -106,7 +106,7 @@ def _fmt(values) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify_cmd(file: Path, as_json: bool) -> None:
     """Check FILE against every rule of the spec. Exit 0 and print OK, or exit 1 with one line per
-    problem."""
+    problem, ending with the number and name of the spec rule it breaks (section 8)."""
     problems = verify(file)
     if as_json:
         click.echo(json.dumps({"file": str(file), **summary(problems)}, indent=2))
@@ -114,7 +114,7 @@ def verify_cmd(file: Path, as_json: bool) -> None:
         click.echo(f"OK {file}")
     else:
         for problem in problems:
-            click.echo(str(problem))
+            click.echo(f"{problem} [rule {problem.rule_label}]")
         click.echo(f"FAILED {file}: {len(problems)} problem(s)", err=True)
     sys.exit(0 if not problems else 1)
 
@@ -315,7 +315,7 @@ def evaluate_cmd(file, test_source, arch, width, arch_options, mode, epochs, lr,
     """Train fresh students on FILE and report their test accuracy (mean +- std over seeds)."""
     from tqdm import tqdm
 
-    from ladd_format.evaluate import EvalConfig, evaluate
+    from ladd_format.experiments.evaluate import EvalConfig, evaluate
     from ladd_format.labeler import load_source
     with open_dla(file) as f:
         side = f.image_shape[1]
@@ -379,7 +379,7 @@ def demo(workdir: Path, ipcs: tuple[int, ...] | None, seeds: int | None, seed: i
     """The main job on scikit-learn's digits: labeler -> D -> D_LA -> verify -> size -> students -> report."""
     from dataclasses import replace
 
-    from ladd_format.demo import DemoSettings, quick_settings, run_demo
+    from ladd_format.experiments.demo import DemoSettings, quick_settings, run_demo
     settings = quick_settings() if quick else DemoSettings()
     settings = replace(settings, ipcs=ipcs or settings.ipcs, seed=seed, seeds=seeds or settings.seeds,
                        student=replace(settings.student, device=device))

@@ -9,9 +9,21 @@ from __future__ import annotations
 import os
 
 
-class LaddError(Exception):
-    """Base class of every error the library raises on bad input."""
+#: The numbered rules of spec section 8, number -> name.
+RULES = {1: "file", 2: "format", 3: "root", 4: "images", 5: "labels", 6: "soft_labels",
+         7: "normalization", 8: "dense", 9: "provenance", 10: "filters", 11: "checksums"}
 
+
+class LaddError(Exception):
+    """Base class of every error the library raises on bad input.
+
+    ``rule_number`` and ``rule`` name the rule of spec section 8 concerned. On the class they are a
+    default for the kind of error (``None`` and ``"general"`` when the kind alone does not decide it);
+    every problem the verifier reports carries on the instance the rule under which it was found
+    (:meth:`at_rule`), so ``rule_number`` is never ``None`` there.
+    """
+
+    rule_number: int | None = None
     rule = "general"
 
     def __init__(self, message: str, path: str | os.PathLike | None = None, where: str | None = None):
@@ -25,22 +37,37 @@ class LaddError(Exception):
         parts.append(self.message)
         return ": ".join(parts)
 
+    def at_rule(self, number: int) -> "LaddError":
+        """Record on this error that it breaks rule ``number`` of spec section 8; returns self."""
+        self.rule_number = number
+        self.rule = RULES[number]
+        return self
+
+    @property
+    def rule_label(self) -> str:
+        """``"7 normalization"``, or ``"general"`` for an error tied to no numbered rule."""
+        return self.rule if self.rule_number is None else f"{self.rule_number} {self.rule}"
+
 
 class NotHDF5Error(LaddError):
+    rule_number = 1
     rule = "file"
 
 
 class TruncatedFileError(LaddError):
+    rule_number = 1
     rule = "file"
 
 
 class FormatError(LaddError):
     """The file is HDF5 but not a D_LA container (wrong or missing ``format``)."""
 
+    rule_number = 2
     rule = "format"
 
 
 class UnsupportedVersionError(LaddError):
+    rule_number = 2
     rule = "format"
 
 
@@ -61,6 +88,7 @@ class AttributeValueError(LaddError):
 
 
 class LabelRangeError(LaddError):
+    rule_number = 5
     rule = "labels"
 
 
@@ -71,16 +99,19 @@ class ProbabilityError(LaddError):
 class GeometryError(LaddError):
     """Boxes that are outside the image or disagree with spec section 5."""
 
+    rule_number = 8
     rule = "dense"
 
 
 class FilterError(LaddError):
+    rule_number = 10
     rule = "filters"
 
 
 class ChecksumError(LaddError):
     """A chunk whose fletcher32 fails, or a dataset whose SHA-256 differs from its attribute."""
 
+    rule_number = 11
     rule = "checksums"
 
 

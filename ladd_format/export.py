@@ -29,13 +29,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import atomic
 from .errors import InputError, NoDenseLabelsError
+from .pixels import stored_to_uint8
 from .provenance import file_sha256
 from .reader import DLAFile, open_dla
-from .torch.subimages import subimages as rebuild
 
 FORMATS = ("folder", "npz")
 BATCH = 64
@@ -49,17 +48,22 @@ def _class_dir(c: int, names: list[str] | None) -> str:
 
 
 def _uint8_images(f: DLAFile, start: int, stop: int) -> np.ndarray:
-    images = f.images(start, stop)
-    if images.dtype == np.uint8:
-        return images
-    if f.space != "pixel01":
+    pixels = stored_to_uint8(f.images(start, stop), f.space)
+    if pixels is None:
         raise InputError(f"images in space {f.space!r} have no pixel form; export them with --format npz",
                          f.path, "/images")
-    return np.clip(np.floor(images.astype(np.float64) * 255 + 0.5), 0, 255).astype(np.uint8)
+    return pixels
 
 
 def _subimages_uint8(f: DLAFile, images: np.ndarray) -> np.ndarray:
-    """``(B, K, H, W)`` stored images -> ``(B, P, K, H, W)`` uint8 sub-images."""
+    """``(B, K, H, W)`` stored images -> ``(B, P, K, H, W)`` uint8 sub-images.
+
+    The one place below the torch layer that calls into it, and only for ``--subimages``: the
+    sub-images must come from the same kernel the loader and the labeler pass use (spec 5)."""
+    import torch
+
+    from .torch.subimages import subimages as rebuild
+
     x = torch.from_numpy(np.ascontiguousarray(images)).float()
     subs = rebuild(x, f.boxes)
     if images.dtype == np.uint8:

@@ -1,6 +1,6 @@
 """Dataset presets: classes, image size and the normalisation each distillation code base used.
 
-Facts from ``../shared/UPSTREAM_FORMATS.md`` and the public subset definitions of the MTT code
+Facts from ``docs/upstream-formats.md`` and the public subset definitions of the MTT code
 base (ImageNet class ids of each 10-class subset). ``normalization(preset, method)`` returns the
 mean/std the *method* normalised its images with — GLaD differs from MTT on the ImageNet subsets
 and CIFAR-100.

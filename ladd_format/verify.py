@@ -3,6 +3,10 @@ the dataset and what was expected.
 
 Each dataset is read once, block by block: the blocks feed the SHA-256 and the value checks, and a
 block whose fletcher32 fails is narrowed down to its chunk.
+
+Every problem carries the number of the rule it breaks (``LaddError.rule_number`` and ``.rule``):
+the rule being run when it was found, except that a failed fletcher32 or SHA-256 (or a missing
+``sha256`` attribute), found while a dataset is read for another rule, is rule 11 (checksums).
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from .reader import attr_dict, check_format, open_h5, text
 
 BLOCK_BYTES = 8 << 20
 
+# The numbered rules of spec section 8.
+FILE, FORMAT, ROOT, IMAGES, LABELS, SOFT_LABELS, NORMALIZATION, DENSE, PROVENANCE, FILTERS, CHECKSUMS = \
+    range(1, 12)
+
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -37,14 +45,16 @@ class _Verifier:
         self.path = path
         self.h5 = h5
         self.problems: list[LaddError] = []
+        self.rule: int = FORMAT  # the rule being run
 
-    def fail(self, cls: type[LaddError], where: str, message: str) -> None:
-        self.problems.append(cls(message, self.path, where))
+    def fail(self, cls: type[LaddError], where: str, message: str, rule: int | None = None) -> None:
+        """Report a problem under ``rule``, by default the rule being run."""
+        self.problems.append(cls(message, self.path, where).at_rule(rule or self.rule))
 
     # -- reading with checksums -----------------------------------------------------------
     def scan(self, ds: h5py.Dataset, on_block: Callable[[np.ndarray], None] | None = None) -> None:
         """Read ``ds`` block by block: check fletcher32 (by reading), SHA-256, and values."""
-        if ds.ndim == 0:
+        if ds.ndim == 0:  # a shape problem of the rule that asked for the dataset
             self.fail(ShapeError, ds.name, "must be an array with one row per image, found a scalar")
             return
         rows = ds.shape[0]
@@ -69,15 +79,16 @@ class _Verifier:
             a, b = bad_chunks[0]
             more = f" (and {len(bad_chunks) - 1} more chunks)" if len(bad_chunks) > 1 else ""
             self.fail(ChecksumError, ds.name,
-                      f"fletcher32 checksum fails in the chunk holding rows {a}..{b - 1}{more}: the data is corrupt")
+                      f"fletcher32 checksum fails in the chunk holding rows {a}..{b - 1}{more}: the data is corrupt",
+                      CHECKSUMS)
             return
         expected = ds.attrs.get("sha256")
         if expected is None:
-            self.fail(MissingFieldError, ds.name, "attribute 'sha256' is missing")
+            self.fail(MissingFieldError, ds.name, "attribute 'sha256' is missing", CHECKSUMS)
         elif text(expected) != digest.hexdigest():
             self.fail(ChecksumError, ds.name,
                       f"SHA-256 of the data is {digest.hexdigest()[:16]}..., attribute sha256 says "
-                      f"{text(expected)[:16]}...: the data changed after writing")
+                      f"{text(expected)[:16]}...: the data changed after writing", CHECKSUMS)
 
     @staticmethod
     def _bad_chunks(ds, start, stop, chunk_rows):
@@ -95,23 +106,27 @@ class _Verifier:
         try:
             check_format(self.h5, self.path)
         except LaddError as exc:
-            return [exc]  # nothing else can be interpreted
-        num_classes = self.guarded(self.check_root, "/")
-        m, k, h, w = self.guarded(self.check_images, "/images") or (None,) * 4
-        self.guarded(lambda: self.check_labels(m, num_classes), "/labels")
-        self.guarded(lambda: self.check_soft_labels(m, num_classes), "/soft_labels")
-        self.guarded(lambda: self.check_normalization(k), "/normalization")
-        self.guarded(lambda: self.check_dense(m, num_classes, h, w), "/dense")
-        self.guarded(self.check_provenance, "/provenance")
-        self.guarded(self.check_filters, "/")
+            return [exc.at_rule(FORMAT)]  # nothing else can be interpreted
+        num_classes = self.guarded(ROOT, self.check_root, "/")
+        m, k, h, w = self.guarded(IMAGES, self.check_images, "/images") or (None,) * 4
+        self.guarded(LABELS, lambda: self.check_labels(m, num_classes), "/labels")
+        self.guarded(SOFT_LABELS, lambda: self.check_soft_labels(m, num_classes), "/soft_labels")
+        self.guarded(NORMALIZATION, lambda: self.check_normalization(k), "/normalization")
+        self.guarded(DENSE, lambda: self.check_dense(m, num_classes, h, w), "/dense")
+        self.guarded(PROVENANCE, self.check_provenance, "/provenance")
+        self.guarded(FILTERS, self.check_filters, "/")
+        # rule 11 (checksums) runs inside rules 4, 5, 6 and 8, as each dataset is read once
         return self.problems
 
-    def guarded(self, check, where: str):
-        """Run one rule; a file too malformed for the rule to even inspect is reported, not raised."""
+    def guarded(self, rule: int, check, where: str):
+        """Run one rule; a file too malformed for the rule to even inspect is reported, not raised.
+
+        Problems found while it runs are reported under ``rule`` unless they name another one."""
+        self.rule = rule
         try:
             return check()
         except LaddError as exc:
-            self.problems.append(exc)
+            self.problems.append(exc.at_rule(CHECKSUMS if isinstance(exc, ChecksumError) else rule))
         except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
             self.fail(LaddError, where, f"malformed beyond checking ({type(exc).__name__}: {exc})")
         return None
@@ -366,19 +381,24 @@ class _Verifier:
 
 
 def verify(path: str | os.PathLike) -> list[LaddError]:
-    """Check a file against every rule of the spec. Returns the problems found (empty when valid)."""
+    """Check a file against every rule of the spec. Returns the problems found (empty when valid),
+    each carrying the number and name of the rule of spec section 8 it breaks (``rule_number``,
+    ``rule``)."""
     p = Path(path)
     try:
         h5 = open_h5(p)
     except LaddError as exc:
-        return [exc]
+        return [exc.at_rule(FILE)]
     with h5:
         return _Verifier(p, h5).run()
 
 
 def summary(problems: list[LaddError]) -> dict:
-    return {"ok": not problems, "problems": [{"rule": p.rule, "where": p.where, "message": p.message}
-                                             for p in problems]}
+    """The verifier's result as JSON-ready data: per problem the rule number and name (spec section
+    8), the dataset or group, the message and the error class."""
+    return {"ok": not problems,
+            "problems": [{"rule": p.rule_number, "rule_name": p.rule, "where": p.where, "message": p.message,
+                          "error": type(p).__name__} for p in problems]}
 
 
 __all__ = ["verify", "summary", "attr_dict"]

@@ -6,7 +6,7 @@ import shlex
 import pytest
 from PIL import Image
 
-from cli.main import main
+from ladd_cli.main import main
 from ladd_format import verify
 
 from conftest import write_dla

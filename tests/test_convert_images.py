@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cli.main import main
+from ladd_cli.main import main
 from ladd_format import open_dla, verify
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]).reshape(3, 1, 1)

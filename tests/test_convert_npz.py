@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cli.main import main
+from ladd_cli.main import main
 from ladd_format import open_dla, verify
 
 from conftest import make_arrays

@@ -1,5 +1,5 @@
 """``ladd convert mtt|glad|datm|tesla|tensors|dc``: fixtures written exactly as each code base writes
-its outputs (facts in ``../shared/UPSTREAM_FORMATS.md``), converted through the CLI.
+its outputs (facts in ``docs/upstream-formats.md``), converted through the CLI.
 
 Images are the method's normalisation applied to known 0..1 pixels, so the uint8 round trip can be
 checked to one grey level: ``|stored - round(255 * pixel)| <= 1``.
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from cli.main import main
+from ladd_cli.main import main
 from ladd_format import open_dla
-from ladd_format.converters.common import loss_report, quantize, to_pixel01, to_uint8
+from ladd_format.pixels import loss_report, quantize, to_pixel01, to_uint8
 from ladd_format.presets import (CIFAR10_NAMES, CIFAR_MEAN, CIFAR_STD, GLAD_DEFAULT_MEAN, GLAD_DEFAULT_STD,
                                  IMAGENET_MEAN, IMAGENET_STD, get_preset)
 

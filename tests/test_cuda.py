@@ -13,10 +13,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from ladd_format import DLAWriter, open_dla, verify
-from ladd_format.augmentation import random_zoom
-from ladd_format.evaluate import EvalConfig, evaluate
+from ladd_format.torch.augmentation import random_zoom
+from ladd_format.experiments.evaluate import EvalConfig, evaluate
 from ladd_format.labeler import AugmentConfig, TrainConfig, augment, load_source, train_labeler
-from ladd_format.models import build_model
+from ladd_format.torch.models import build_model
 from ladd_format.torch import DLADataset, SubSampler, ladd_loss
 
 from conftest import write_dla

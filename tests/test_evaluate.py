@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from cli.main import main
+from ladd_cli.main import main
 from ladd_format import DenseSpec, DLAWriter
 from ladd_format.errors import InputError, NoDenseLabelsError
-from ladd_format.evaluate import EvalConfig, evaluate, random_affine
+from ladd_format.experiments.evaluate import EvalConfig, evaluate, random_affine
 from ladd_format.labeler import load_source
 
 from conftest import softmax
@@ -96,7 +96,7 @@ def test_reduction_scales_the_local_term(digits_files, runner):
 
 
 def test_report_bars_draw_every_row():
-    from ladd_format.report import COLOURS, draw_accuracy_bars
+    from ladd_format.experiments.report import COLOURS, draw_accuracy_bars
     rows = [{"method": m, "ipc": ipc, "mean": 0.5 + 0.1 * i, "std": 0.02}
             for ipc in (1, 5) for i, m in enumerate(("hard", "LADD", "baseline++"))]
     img = draw_accuracy_bars(rows)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cli.main import main
+from ladd_cli.main import main
 from ladd_format import open_dla, verify
 from ladd_format.torch import subimages
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli.main import main
+from ladd_cli.main import main
 from ladd_format import DLAWriter, open_dla, verify
 from ladd_format.errors import InputError, OutputExistsError
 from ladd_format.labeler import AugmentConfig, TrainConfig, augment, load_checkpoint, load_source, train_labeler

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ladd_format.augmentation import random_zoom
-from ladd_format.models import build_model, model_names
+from ladd_format.torch.augmentation import random_zoom
+from ladd_format.torch.models import build_model, model_names
 
 CIFAR = ["alexnet-cifar", "vgg11-cifar", "resnet18-cifar", "vit-cifar"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from cli.main import main
+from ladd_cli.main import main
 from ladd_format import open_dla
 from ladd_format.size import measure_arrays, measure_file
 

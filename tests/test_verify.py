@@ -1,14 +1,18 @@
 """Spec section 8: the verifier catches every defect, one clear line each; ``ladd verify`` exits 1."""
 
+import hashlib
+import json
+import re
 import shutil
 
 import h5py
 import numpy as np
 import pytest
 
-from cli.main import main
+from ladd_cli.main import main
 from ladd_format import open_dla, verify
 from ladd_format import errors as E
+from ladd_format.verify import summary
 
 from conftest import write_dla
 
@@ -28,11 +32,26 @@ def replace_dataset(f, name, data, **kwargs):
     return ds
 
 
+def rehash(ds):
+    """Set ``sha256`` to the digest of the data as it now is, so that only the rule meant breaks."""
+    data = np.asarray(ds[()])
+    le = np.ascontiguousarray(data.astype(data.dtype.newbyteorder("<"), copy=False))
+    ds.attrs["sha256"] = hashlib.sha256(le.tobytes()).hexdigest()
+    return ds
+
+
+def assert_numbered(problems):
+    """Every problem the verifier reports names its numbered rule of spec section 8, never "general"."""
+    for p in problems:
+        assert p.rule_number in E.RULES and p.rule == E.RULES[p.rule_number] != "general", (p, p.rule)
+
+
 def problems_of(path):
     problems = verify(path)
     assert problems, "the defect was not detected"
     for p in problems:
         assert "\n" not in str(p) and str(path) in str(p)
+    assert_numbered(problems)
     return problems
 
 
@@ -52,6 +71,7 @@ def test_rule_file_not_hdf5(tmp_path):
     path.write_bytes(b"this is not an HDF5 file at all" * 10)
     (p,) = verify(path)
     assert isinstance(p, E.NotHDF5Error) and "not an HDF5 file" in str(p)
+    assert (p.rule_number, p.rule) == (1, "file")
 
 
 def test_rule_file_truncated(dla_file):
@@ -147,8 +167,9 @@ def test_rule_checksum_flipped_byte_in_chunk(dla_file):
     assert "rows 5..5" in str(problems[0])
     with open_dla(dla_file) as f:
         f.images(0, 5)  # the intact chunks still read
-        with pytest.raises(E.ChecksumError, match="rows 5..5"):
+        with pytest.raises(E.ChecksumError, match="rows 5..5") as info:
             f.images(5, 6)
+    assert (info.value.rule_number, info.value.rule) == (11, "checksums")  # outside verify: from the class
 
 
 def test_rule_checksum_sha256_mismatch(dla_file):
@@ -241,6 +262,9 @@ def test_cli_verify_prints_one_line_per_problem_and_exits_1(dla_file, runner, tm
     lines = result.stdout.strip().splitlines()
     assert len(lines) == len(verify(copy)) >= 2
     assert all(line.startswith(str(copy) + ": /") for line in lines)
+    numbers = [re.search(r" \[rule (\d+) (\w+)\]$", line) for line in lines]
+    assert all(numbers) and [int(n[1]) for n in numbers] == [p.rule_number for p in verify(copy)]
+    assert {int(n[1]) for n in numbers} >= {5, 11} and all(E.RULES[int(n[1])] == n[2] for n in numbers)
     assert "Traceback" not in result.output
 
 
@@ -276,3 +300,173 @@ def test_malformed_layouts_are_reported_not_raised(dla_file, runner):
     for command in (["verify"], ["info"], ["size"]):
         result = runner.invoke(main, [*command, str(dla_file)])
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+
+
+# -- every problem names the rule of spec section 8 it breaks ------------------------------------------
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _flip_chunk_byte(path, name, chunk):
+    with h5py.File(path) as f:
+        info = f[name].id.get_chunk_info(chunk)
+    data = bytearray(path.read_bytes())
+    data[info.byte_offset + 20] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _set(name, key, value):
+    return lambda f: f[name].attrs.__setitem__(key, value)
+
+
+def _delete_attr(name, key):
+    return lambda f: f[name].attrs.__delitem__(key)
+
+
+def _set_value(name, index, value):
+    def fn(f):
+        f[name][index] = value
+        rehash(f[name])                     # the data changed but its sha256 agrees: rule 11 holds
+    return fn
+
+
+def _recreate(name, **kwargs):
+    def fn(f):
+        data, attrs = f[name][()], dict(f[name].attrs)
+        del f[name]
+        f.create_dataset(name, data=data, **kwargs).attrs.update(attrs)
+    return fn
+
+
+# (rule, id, keyword arguments of write_dla, damage: a function of the open h5py.File or, for damage
+# that is not an HDF5 edit, of the path). Each damage breaks exactly one rule.
+DAMAGE = [
+    (1, "file-truncated", {}, ("path", _truncate)),
+    (1, "file-not-hdf5", {}, ("path", lambda p: p.write_bytes(b"not HDF5" * 64))),
+    (2, "format-wrong", {}, _set("/", "format", "something-else")),
+    (2, "format-version-missing", {}, _delete_attr("/", "format_version")),
+    (2, "format-major-2", {}, _set("/", "format_version", "2.0")),
+    (3, "root-ipc-zero", {}, _set("/", "ipc", 0)),
+    (3, "root-class-names-count", {}, _set("/", "class_names", ["a", "b", "c"])),
+    (4, "images-space", {}, _set("images", "space", "pixel01")),
+    (4, "images-chunk-shape", {}, _recreate("images", chunks=(2, 3, 16, 16), fletcher32=True)),
+    (5, "labels-out-of-range", {}, _set_value("labels", 3, 10)),
+    (5, "labels-missing", {}, lambda f: f.__delitem__("labels")),
+    (6, "soft-labels-kind", {"soft_kind": "probs"}, _set("soft_labels", "kind", "scores")),
+    (6, "soft-labels-probs", {"soft_kind": "probs"}, _set_value("soft_labels", (0, 0), 3.0)),
+    (7, "normalization-std-zero", {}, _set("normalization", "std", np.array([0.229, 0.0, 0.225]))),
+    (7, "normalization-std-negative", {}, _set("normalization", "std", np.array([0.229, -0.2, 0.225]))),
+    (7, "normalization-missing", {}, lambda f: f.__delitem__("normalization")),
+    (8, "dense-resize", {}, _set("dense", "resize", "nearest")),
+    (8, "dense-temperature-negative", {}, _set("dense", "temperature", -1.0)),
+    (8, "dense-probs-values", {}, _set_value("dense/probs", (2, 4, 7), 0.5)),
+    (8, "dense-labeler-missing", {}, lambda f: f.__delitem__("dense/labeler")),
+    (8, "dense-topk-index-repeated", {"codec": "topk", "codec_config": {"k": 3, "values": "float16"}},
+     _set_value("dense/topk_index", (0, 0), np.array([1, 1, 2], np.uint16))),
+    (9, "provenance-tool-missing", {}, _delete_attr("provenance", "tool")),
+    (9, "provenance-inputs-not-json", {}, _set("provenance", "inputs", "{not json")),
+    (10, "filters-no-fletcher32", {}, _recreate("labels", chunks=True)),
+    (10, "filters-not-chunked", {}, _recreate("labels")),
+    (11, "checksums-images-sha256", {}, _set("images", "sha256", "0" * 64)),
+    (11, "checksums-labels-sha256-missing", {}, _delete_attr("labels", "sha256")),
+    (11, "checksums-dense-sha256", {}, _set("dense/probs", "sha256", "0" * 64)),
+    (11, "checksums-images-fletcher32", {}, ("path", lambda p: _flip_chunk_byte(p, "images", 5))),
+    (11, "checksums-dense-fletcher32", {}, ("path", lambda p: _flip_chunk_byte(p, "dense/probs", 0))),
+]
+
+
+def damaged(tmp_path, write_kwargs, damage):
+    path = write_dla(tmp_path / "d.dla.h5", **write_kwargs)
+    assert verify(path) == []
+    if isinstance(damage, tuple):
+        damage[1](path)
+    else:
+        tamper(path, damage)
+    return path
+
+
+def json_problems(runner, path):
+    """``ladd verify --json``: exit 1, and every problem names its numbered rule, never "general"."""
+    result = runner.invoke(main, ["verify", "--json", str(path)])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and report["problems"]
+    assert report["problems"] == summary(verify(path))["problems"]
+    for p in report["problems"]:
+        assert set(p) == {"rule", "rule_name", "where", "message", "error"}
+        assert isinstance(p["rule"], int) and E.RULES[p["rule"]] == p["rule_name"] != "general"
+        assert "general" not in json.dumps(p["rule"]) + p["rule_name"]
+    assert_numbered(verify(path))
+    return report["problems"]
+
+
+def test_damage_table_covers_every_numbered_rule():
+    assert {rule for rule, *_ in DAMAGE} == set(E.RULES) == set(range(1, 12))
+
+
+@pytest.mark.parametrize("rule,kwargs,damage", [pytest.param(r, k, d, id=f"rule{r:02d}-{i}")
+                                                for r, i, k, d in DAMAGE])
+def test_verify_reports_the_rule_broken(tmp_path, runner, rule, kwargs, damage):
+    problems = json_problems(runner, damaged(tmp_path, kwargs, damage))
+    assert {p["rule"] for p in problems} == {rule}, problems
+
+
+def test_std_not_positive_is_rule_7(dla_file, runner):
+    tamper(dla_file, _set("normalization", "std", np.array([0.229, 0.0, 0.225])))
+    (p,) = json_problems(runner, dla_file)
+    assert (p["rule"], p["rule_name"], p["where"], p["error"]) == (7, "normalization", "/normalization",
+                                                                    "AttributeValueError")
+    assert "std must be > 0" in p["message"]
+
+
+def test_bad_resize_is_rule_8(dla_file, runner):
+    tamper(dla_file, _set("dense", "resize", "nearest"))
+    (p,) = json_problems(runner, dla_file)
+    assert (p["rule"], p["rule_name"], p["where"]) == (8, "dense", "/dense") and "resize" in p["message"]
+
+
+def test_negative_temperature_is_rule_8(dla_file, runner):
+    tamper(dla_file, _set("dense", "temperature", -1.0))
+    (p,) = json_problems(runner, dla_file)
+    assert (p["rule"], p["rule_name"], p["where"]) == (8, "dense", "/dense") and "temperature" in p["message"]
+
+
+def test_missing_provenance_tool_is_rule_9(dla_file, runner):
+    tamper(dla_file, _delete_attr("provenance", "tool"))
+    (p,) = json_problems(runner, dla_file)
+    assert (p["rule"], p["rule_name"], p["where"], p["error"]) == (9, "provenance", "/provenance",
+                                                                    "MissingFieldError")
+    assert "'tool'" in p["message"]
+
+
+def test_checksum_found_while_checking_dense_is_rule_11(dla_file, runner):
+    _flip_chunk_byte(dla_file, "dense/probs", 0)
+    (p,) = json_problems(runner, dla_file)
+    assert (p["rule"], p["rule_name"], p["where"], p["error"]) == (11, "checksums", "/dense/probs",
+                                                                    "ChecksumError")
+
+
+def test_several_rules_broken_at_once_each_named(dla_file, runner):
+    def fn(f):
+        f.attrs["ipc"] = 0
+        f["images"].attrs["sha256"] = "0" * 64
+        f["dense"].attrs["temperature"] = 0.0
+        del f["provenance"].attrs["tool"]
+    tamper(dla_file, fn)
+    assert [p["rule"] for p in json_problems(runner, dla_file)] == [3, 11, 8, 9]
+
+
+def test_malformed_beyond_checking_names_the_rule_being_run(dla_file, runner):
+    tamper(dla_file, _set("dense", "ratio", "not a number"))   # float() fails inside rule 8
+    problems = json_problems(runner, dla_file)
+    assert {p["rule"] for p in problems} == {8}
+
+
+def test_errors_outside_verify_keep_a_meaningful_rule():
+    assert (E.ChecksumError("x").rule_number, E.ChecksumError("x").rule) == (11, "checksums")
+    assert E.InputError("x").rule == "general" and E.InputError("x").rule_number is None
+    assert E.InputError("x").rule_label == "general"
+    assert E.MissingFieldError("x").at_rule(9).rule_label == "9 provenance"
+    assert E.MissingFieldError.rule == "general"            # at_rule sets the instance, not the class

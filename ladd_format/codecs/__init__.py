@@ -1,9 +1,9 @@
 """Dense-label codecs, registered by name (spec section 6)."""
 
 from . import float16, float32, topk, uint8  # noqa: F401  (registration side effect)
-from .base import Codec, codec_names, make_codec, register
+from .base import Codec, codec_names, make_codec, parse_codec, register
 
-__all__ = ["Codec", "codec_names", "make_codec", "register", "codec_from_file"]
+__all__ = ["Codec", "codec_names", "make_codec", "parse_codec", "register", "codec_from_file"]
 
 
 def codec_from_file(attrs, dense_group) -> Codec:

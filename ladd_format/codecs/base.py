@@ -45,6 +45,12 @@ class Codec:
         """Problems with stored values against the codec's tolerance (spec 6); empty when fine."""
         raise NotImplementedError
 
+    def text(self) -> str:
+        """The codec as one short value, e.g. ``uint8`` or ``topk:k=50,values=float16``;
+        ``parse_codec(codec.text())`` rebuilds an equal codec (the CLI's ``--codec`` takes it)."""
+        params = [f"{key}={value}" for key, value in sorted(self.config().items()) if key != "name"]
+        return self.name + (":" + ",".join(params) if params else "")
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Codec) and self.config() == other.config()
 
@@ -73,6 +79,50 @@ def make_codec(name: str, **config) -> Codec:
         return cls(**config)
     except TypeError as exc:
         raise CodecError(f"bad configuration for codec {name!r}: {exc}") from None
+
+
+def _parse_value(text: str):
+    """A configuration value of the text form: an integer when it reads as one, else the string."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def parse_codec(spec: str | dict | "Codec") -> "Codec":
+    """A codec from its one-value form: text (``float32``, ``topk:k=50,values=float16``), the JSON
+    of :meth:`Codec.config` (``{"name": "topk", "k": 50, "values": "float16"}``, as a dict or as
+    text), or a codec (returned as it is). Unknown names and bad parameters raise
+    :class:`CodecError` naming the known codecs or the codec's own rule."""
+    if isinstance(spec, Codec):
+        return spec
+    if isinstance(spec, dict):
+        config = dict(spec)
+    else:
+        text = str(spec).strip()
+        if text.startswith("{"):
+            import json
+
+            try:
+                config = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise CodecError(f"codec JSON does not parse: {exc.msg} at character {exc.pos}") from None
+            if not isinstance(config, dict):
+                raise CodecError(f"codec JSON must be an object with a name, got {text!r}")
+        else:
+            name, _, params = text.partition(":")
+            config = {"name": name.strip()}
+            for item in filter(None, (part.strip() for part in params.split(","))):
+                key, eq, value = item.partition("=")
+                if not eq or not key.strip() or not value.strip():
+                    raise CodecError(f"codec parameters are KEY=VALUE separated by commas, got {item!r} in {text!r}")
+                if key.strip() in config:
+                    raise CodecError(f"codec parameter {key.strip()!r} given twice in {text!r}")
+                config[key.strip()] = _parse_value(value.strip())
+    name = config.pop("name", None)
+    if not isinstance(name, str) or not name:
+        raise CodecError(f"a codec needs a name; known: {', '.join(codec_names())}")
+    return make_codec(name, **config)
 
 
 def quantize_unit(values: np.ndarray) -> np.ndarray:

@@ -7,16 +7,16 @@ turns any RawSet into a verified-by-construction D_LA base file.
 
 from __future__ import annotations
 
-import math
 import pickle
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import InputError, LaddError
+from ..pixels import to_uint8
 from ..presets import get_preset, normalization
 from ..writer import DLAWriter
 from . import ConversionResult, ConvertOptions
@@ -48,6 +48,8 @@ def load_pt(path: Path, allow_numpy_scalars: bool = False):
     """
     if not path.is_file():
         raise InputError("no such file", path)
+    import torch  # only the .pt readers need torch; everything else in the converters is numpy
+
     try:
         if allow_numpy_scalars:
             with torch.serialization.safe_globals(_numpy_scalar_globals()):
@@ -66,7 +68,8 @@ def load_pt(path: Path, allow_numpy_scalars: bool = False):
 
 def as_array(value, path: Path, what: str) -> np.ndarray:
     """A tensor (possibly with requires_grad) or array as a detached numpy array."""
-    if isinstance(value, torch.Tensor):
+    torch = sys.modules.get("torch")       # a tensor can only exist once torch is imported
+    if torch is not None and isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
         return value
@@ -90,62 +93,6 @@ class RawSet:
     labels_input: Path | None = None   # the file holding the labels, when not inputs[0] (errors name it)
     mean: tuple | None = None          # statistics the method applied, when the files say so
     std: tuple | None = None
-
-
-def loss_report(pixel01: np.ndarray, stored_uint8: np.ndarray) -> dict:
-    """What rounding to uint8 lost: fraction of values clipped and PSNR (dB, peak 1) of the result."""
-    clipped = float(np.mean((pixel01 < -0.5 / 255) | (pixel01 > 1 + 0.5 / 255)))
-    mse = float(np.mean((stored_uint8.astype(np.float64) / 255 - pixel01.astype(np.float64)) ** 2))
-    psnr = math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
-    return {"clipped_fraction": clipped, "psnr_db": psnr}
-
-
-def to_pixel01(images: np.ndarray, space: str, mean, std) -> np.ndarray:
-    x = images.astype(np.float64)
-    if space == "normalized":
-        k = x.shape[1]
-        x = x * np.asarray(std, np.float64).reshape(1, k, 1, 1) + np.asarray(mean, np.float64).reshape(1, k, 1, 1)
-    return x
-
-
-def quantize(pixel01: np.ndarray) -> np.ndarray:
-    """0..1 floats -> uint8: scale by 255, round half up, clip (spec: the default image form)."""
-    return np.clip(np.floor(pixel01 * 255.0 + 0.5), 0, 255).astype(np.uint8)
-
-
-def to_uint8(images: np.ndarray, space: str, mean, std) -> tuple[np.ndarray, dict]:
-    """Float images -> (uint8 pixels, :func:`loss_report` of them).
-
-    The same float64 arithmetic, in the same order, as :func:`to_pixel01` + :func:`quantize` +
-    :func:`loss_report` (the definitions; the tests hold them equal), done in place on a
-    cache-sized block of images at a time (1 MB of float64): about 5x faster than whole-array
-    passes on an ImageNette-sized set (500 x 3 x 128 x 128).
-    """
-    m, k = images.shape[:2]
-    stored = np.empty(images.shape, np.uint8)
-    scale = np.asarray(std, np.float64).reshape(1, k, 1, 1)
-    shift = np.asarray(mean, np.float64).reshape(1, k, 1, 1)
-    block = max(1, (1 << 17) // max(1, int(np.prod(images.shape[1:]))))
-    clipped, squares = 0, 0.0
-    for start in range(0, m, block):
-        pixel01 = images[start:start + block].astype(np.float64)
-        if space == "normalized":
-            pixel01 *= scale
-            pixel01 += shift
-        q = pixel01 * 255.0
-        q += 0.5
-        np.floor(q, out=q)
-        np.clip(q, 0, 255, out=q)
-        stored[start:start + block] = q
-        clipped += int(np.count_nonzero(pixel01 < -0.5 / 255)) + int(np.count_nonzero(pixel01 > 1 + 0.5 / 255))
-        q /= 255.0
-        q -= pixel01
-        flat = q.reshape(-1)
-        squares += float(np.einsum("i,i->", flat, flat))   # not np.dot: BLAS threads stall on a busy CPU
-    n = max(1, images.size)
-    mse = squares / n
-    psnr = math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
-    return stored, {"clipped_fraction": clipped / n, "psnr_db": psnr}
 
 
 def load_zca_stats(path: Path, eps: float = 0.1) -> tuple[np.ndarray, np.ndarray]:

@@ -25,12 +25,12 @@ import numpy as np
 
 from ..codecs import make_codec
 from ..errors import InputError, LaddError, ShapeError
+from ..pixels import channel_stats, to_nchw
 from ..writer import DenseSpec, DLAWriter
 from .common import write_batches
 from . import ConversionResult, ConvertOptions, register_converter
 
 INPUT_KEYS = {"/images": "images", "/labels": "labels", "/dense": "dense_labels", "/soft_labels": "soft_labels"}
-CHANNEL_COUNTS = (1, 3, 4)
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:
@@ -59,38 +59,6 @@ def _scalar(arrays, key, path, cast):
     if value.size != 1:
         raise ShapeError(f"key {key!r} must be a scalar, got shape {value.shape}", path)
     return cast(value.reshape(()).item())
-
-
-def to_nchw(images: np.ndarray, layout: str, path: Path) -> np.ndarray:
-    """(M,K,H,W) or (M,H,W,K) or (M,H,W) -> (M,K,H,W); ``layout`` auto/nchw/nhwc."""
-    if images.ndim == 3:
-        return images[:, None]
-    if images.ndim != 4:
-        raise ShapeError(f"images must be (M, K, H, W) or (M, H, W, K), got shape {images.shape}", path)
-    if layout == "auto":
-        first, last = images.shape[1] in CHANNEL_COUNTS, images.shape[3] in CHANNEL_COUNTS
-        if last and not first:
-            layout = "nhwc"
-        elif first:
-            layout = "nchw"
-        else:
-            raise ShapeError(f"cannot tell the channel axis of images with shape {images.shape}; "
-                             "pass --layout nchw or nhwc", path)
-    if layout == "nhwc":
-        images = images.transpose(0, 3, 1, 2)
-    elif layout != "nchw":
-        raise InputError(f"layout must be auto, nchw or nhwc, got {layout!r}", path)
-    return np.ascontiguousarray(images)
-
-
-def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std of images on the 0..1 scale (uint8 divided by 255)."""
-    x = images.astype(np.float64)
-    if images.dtype == np.uint8:
-        x /= 255.0
-    mean = x.mean(axis=(0, 2, 3))
-    std = x.std(axis=(0, 2, 3))
-    return mean, np.where(std > 0, std, 1.0)
 
 
 @register_converter("npz")

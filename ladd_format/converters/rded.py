@@ -1,4 +1,4 @@
-"""Converter ``rded``: the synthetic images of an RDED run (facts in ``../shared/UPSTREAM_FORMATS.md``)::
+"""Converter ``rded``: the synthetic images of an RDED run (facts in ``docs/upstream-formats.md``)::
 
     <exp>/syn_data/{cls:05d}/class{cls:05d}_id{i:05d}.jpg     INPUT is <exp> or <exp>/syn_data
 

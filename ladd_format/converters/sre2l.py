@@ -1,4 +1,4 @@
-"""Converter ``sre2l``: the recovered images of an SRe2L run (facts in ``../shared/UPSTREAM_FORMATS.md``)::
+"""Converter ``sre2l``: the recovered images of an SRe2L run (facts in ``docs/upstream-formats.md``)::
 
     <exp>/new{cls:03d}/class{cls:03d}_id{i:03d}.jpg        224x224 for ImageNet
 

@@ -1,5 +1,5 @@
 """Converters for the trajectory-matching family, whose runs save ``images_*.pt`` / ``labels_*.pt``
-tensors (facts in ``../shared/UPSTREAM_FORMATS.md``):
+tensors (facts in ``docs/upstream-formats.md``):
 
 - ``mtt``: ``images_<it>.pt`` / ``labels_<it>.pt`` (or ``*_best.pt``), int64 labels, images
   normalised with the dataset's mean/std (or ZCA-whitened with ``--zca``);

@@ -30,12 +30,13 @@ import torch
 from .. import __version__, atomic, geometry
 from ..codecs import make_codec
 from ..errors import InputError
+from ..pixels import denormalize, normalize, pixel255_to_pixel01
 from ..provenance import file_sha256
 from ..reader import open_dla
 from ..torch.subimages import subimages
 from ..writer import DenseSpec, DLAWriter
 from .checkpoint import Labeler, load_checkpoint
-from .train import cudnn_settings, resolve_device
+from ..torch.device import cudnn_settings, resolve_device
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]   # (chunks done, chunks in total)
@@ -169,10 +170,10 @@ def to_labeler_input(images: torch.Tensor, space: str, file_mean: torch.Tensor, 
     """Stored images on the device -> float, normalised as the labeler was trained."""
     x = images.float()
     if images.dtype == torch.uint8:
-        x = x / 255.0
+        x = pixel255_to_pixel01(x)
     elif space == "normalized":
-        x = x * file_std + file_mean
-    return (x - lab_mean) / lab_std
+        x = denormalize(x, file_mean, file_std)
+    return normalize(x, lab_mean, lab_std)
 
 
 def labeler_logits(model: torch.nn.Module, subs: torch.Tensor, precision: str) -> torch.Tensor:

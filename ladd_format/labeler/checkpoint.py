@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import atomic
 from ..errors import InputError
-from ..models import build_model
+from ..torch.models import build_model
 from ..provenance import file_sha256
 
 META_KEY = "ladd_labeler"

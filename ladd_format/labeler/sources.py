@@ -60,7 +60,7 @@ def digits(image_size: int = 32, split: str = "train") -> Source:
 
 
 def npz(path: Path, image_size: int | None) -> Source:
-    from ..converters.npz import to_nchw
+    from ..pixels import to_nchw
 
     try:
         with np.load(path, allow_pickle=False) as data:

@@ -6,8 +6,6 @@ checkpoint, whose soft labels are more informative than a converged model's.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import logging
 import math
@@ -21,9 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
-from ..augmentation import random_zoom
+from ..torch.augmentation import random_zoom
 from ..errors import InputError, OutputExistsError
-from ..models import build_model
+from ..pixels import channel_stats, normalize, pixel255_to_pixel01
+from ..torch.models import build_model
+from ..torch.device import deterministic_kernels, resolve_device
 from .checkpoint import save_checkpoint
 from .sources import Source
 
@@ -47,43 +47,9 @@ class TrainConfig:
     seed: int = 0
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA device is available")
-    return torch.device(device)
-
-
-@contextlib.contextmanager
-def cudnn_settings(**changes):
-    """Change some cuDNN settings (``deterministic``, ``benchmark``, ``allow_tf32``) for a block,
-    keeping the others as they are; restored on exit."""
-    cudnn = torch.backends.cudnn
-    now = {"enabled": cudnn.enabled, "benchmark": cudnn.benchmark, "deterministic": cudnn.deterministic,
-           "allow_tf32": cudnn.allow_tf32}
-    with cudnn.flags(**{**now, **changes}):
-        yield
-
-
-def deterministic_kernels(fn):
-    """Run ``fn`` with cuDNN's deterministic algorithms (and no autotuning), so that a seed gives
-    the same weights on the same GPU, as it does on the CPU."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with cudnn_settings(benchmark=False, deterministic=True):
-            return fn(*args, **kwargs)
-    return wrapper
-
-
-def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
-    x = images.astype(np.float64) / 255.0
-    std = x.std(axis=(0, 2, 3))
-    return x.mean(axis=(0, 2, 3)).tolist(), np.where(std > 0, std, 1.0).tolist()
-
-
 def _normalise(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    return (batch.float() / 255.0 - mean) / std
+    """uint8 batch -> the labeler's input (spec 4.4 rules, :mod:`ladd_format.pixels`)."""
+    return normalize(pixel255_to_pixel01(batch.float()), mean, std)
 
 
 @torch.no_grad()
@@ -129,7 +95,8 @@ def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfi
     train_y = torch.from_numpy(source.labels[train_idx])
     val_x = torch.from_numpy(source.images[val_idx])
     val_y = torch.from_numpy(source.labels[val_idx])
-    mean_list, std_list = channel_stats(source.images[train_idx])
+    mean_arr, std_arr = channel_stats(source.images[train_idx])
+    mean_list, std_list = mean_arr.tolist(), std_arr.tolist()
     k, size = source.images.shape[1], source.images.shape[2]
     mean = torch.tensor(mean_list, device=device).view(1, k, 1, 1)
     std = torch.tensor(std_list, device=device).view(1, k, 1, 1)

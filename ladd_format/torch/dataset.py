@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import MissingFieldError, NoDenseLabelsError
+from ..pixels import to_model_input
 from ..reader import DLAFile, open_dla
 from .subsampler import SubSampler
 
@@ -115,12 +116,8 @@ class DLADataset(Dataset):
 
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
         """Stored images (one ``(K,H,W)`` or a batch) -> float32 as the dataset returns them."""
-        x = images.float()
-        if images.dtype == torch.uint8:
-            x = x / 255.0
-        if self.normalize and self.space in ("pixel255", "pixel01"):
-            x = (x - self.mean.to(x.device)) / self.std.to(x.device)
-        return x
+        return to_model_input(images.float(), self.space, self.mean.to(images.device),
+                              self.std.to(images.device), apply_normalization=self.normalize)
 
     @property
     def sampler(self) -> SubSampler:

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augmentation import random_zoom
-from .errors import InputError
-from .labeler.sources import Source
-from .labeler.train import deterministic_kernels, resolve_device
-from .models import build_model
-from .torch import DLADataset, SubSampler, ladd_loss, soft_cross_entropy
+from ..torch.augmentation import random_zoom
+from ..errors import InputError
+from ..labeler.sources import Source
+from ..torch.device import deterministic_kernels, resolve_device
+from ..torch.models import build_model
+from ..torch import DLADataset, SubSampler, ladd_loss, soft_cross_entropy
 
 log = logging.getLogger(__name__)
 MODES = ("hard", "soft", "ladd")

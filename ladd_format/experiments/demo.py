@@ -26,12 +26,13 @@ from typing import Callable
 
 import numpy as np
 
+from ..labeler import AugmentConfig, Source, TrainConfig, augment, load_source, train_labeler
+from ..reader import open_dla
+from ..size import measure_file
+from ..verify import verify
+from ..writer import DLAWriter
 from .evaluate import EvalConfig, evaluate
-from .labeler import AugmentConfig, Source, TrainConfig, augment, load_source, train_labeler
-from .reader import open_dla
-from .size import measure_file
-from .verify import verify
-from .writer import DLAWriter
+from .report import accuracy_table
 
 log = logging.getLogger(__name__)
 
@@ -191,14 +192,14 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None, echo: Callable
             rows.append(row)
 
     echo("")
-    for line in accuracy_table(rows):
+    for line in accuracy_table(rows, N):
         echo(line)
     result = {"settings": settings_dict(settings), "labeler": record, "train": train.description,
               "test": test.description,
               "files": {str(ipc): {k: str(v) for k, v in d.items()} for ipc, d in files.items()},
               "sizes": sizes, "rows": rows, "centre_top1": centre,
               "seconds": time.perf_counter() - started}
-    from .report import write_report
+    from .report import write_report  # PIL drawing: only when a report is written
     written = write_report(workdir, result, files[first][STUDENT_CODEC])
     echo(f"\nwrote {', '.join(str(p) for p in written)} ({result['seconds']:.0f} s in all)")
     return result
@@ -208,16 +209,6 @@ def settings_dict(settings: DemoSettings) -> dict:
     d = asdict(settings)
     d["codecs"] = [codec_label(c, e) for c, e in settings.codecs]
     return d
-
-
-def accuracy_table(rows: list[dict]) -> list[str]:
-    """The demo's table as aligned text lines (also the markdown table's content)."""
-    lines = [f"{'method':<11} {'IPC':>4} {'labels':<22} {'zip bytes':>10} {'extra':>7} {'accuracy':>15}"]
-    what = {"hard": "hard", "LADD": f"hard + {N}x{N} dense", "baseline++": "hard (IPC+1 images)"}
-    for r in rows:
-        lines.append(f"{r['method']:<11} {r['ipc']:>4} {what[r['method']]:<22} {r['bytes']:>10,} "
-                     f"{r['extra_pct']:>+6.1f}% {100 * r['mean']:>7.1f} +- {100 * r['std']:>4.1f}%")
-    return lines
 
 
 __all__ = ["DemoSettings", "quick_settings", "run_demo"]

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from . import atomic
-from .reader import open_dla
-from .torch.subimages import subimages
+from .. import atomic
+from ..reader import open_dla
+from ..torch.subimages import subimages
 
 COLOURS = {"hard": (120, 120, 120), "LADD": (31, 119, 180), "baseline++": (255, 127, 14)}
 BG, INK = (255, 255, 255), (20, 20, 20)
@@ -120,9 +120,17 @@ def report_image(dla_path: Path, rows: list[dict]) -> Image.Image:
     return out
 
 
-def report_markdown(result: dict) -> str:
-    from .demo import accuracy_table
+def accuracy_table(rows: list[dict], n: int = 5) -> list[str]:
+    """The demo's table as aligned text lines (also the markdown table's content)."""
+    lines = [f"{'method':<11} {'IPC':>4} {'labels':<22} {'zip bytes':>10} {'extra':>7} {'accuracy':>15}"]
+    what = {"hard": "hard", "LADD": f"hard + {n}x{n} dense", "baseline++": "hard (IPC+1 images)"}
+    for r in rows:
+        lines.append(f"{r['method']:<11} {r['ipc']:>4} {what[r['method']]:<22} {r['bytes']:>10,} "
+                     f"{r['extra_pct']:>+6.1f}% {100 * r['mean']:>7.1f} +- {100 * r['std']:>4.1f}%")
+    return lines
 
+
+def report_markdown(result: dict) -> str:
     s = result["settings"]
     st = s["student"]
     lab = result["labeler"]
@@ -136,7 +144,7 @@ def report_markdown(result: dict) -> str:
              "## Accuracy and storage", "",
              "Test accuracy of fresh students; `zip bytes` is the paper's measure of the file's images + labels "
              "(+ dense labels for LADD); `extra` is relative to D at the same IPC.", "",
-             "```", *accuracy_table(result["rows"]), "```", "",
+             "```", *accuracy_table(result["rows"], result["settings"].get("n", 5)), "```", "",
              "## What was chosen", "",
              f"- Labeler: ConvNet-D3, width {s['labeler_width']}, {s['labeler_epochs']} epochs of SGD (lr 0.01, "
              f"batch 256), {crop_text}; validation accuracy {lab['val_accuracy']:.3f}; the centre sub-image's top "

@@ -1,0 +1,138 @@
+"""The package's layers point one way, and the format core and the read-only commands never load torch.
+
+Layers, lowest first (README "Layout"): the format core (numpy + h5py) -> converters and export ->
+``torch/`` -> ``labeler/`` -> ``experiments/`` -> the CLI (``ladd_cli``). A module may import from its
+own layer and the ones below it; the one documented exception is ``export``'s ``--subimages``,
+which calls the torch kernel inside a function so that the sub-images come from the same code as
+the loader's.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "ladd_format"
+CLI = ROOT / "cli"
+
+LAYERS = {"core": 0, "converters": 1, "torch": 2, "labeler": 3, "experiments": 4, "cli": 5}
+# function-level imports that reach a higher layer on purpose: (module, imported module)
+ALLOWED_UPWARD = {("ladd_format.export", "ladd_format.torch.subimages")}
+TORCH_MODULES = ("torch", "torchvision", "safetensors.torch")
+
+
+def layer_of(module: str) -> int:
+    parts = module.split(".")
+    if parts[0] == "ladd_cli":
+        return LAYERS["cli"]
+    if len(parts) > 1 and parts[1] in ("converters", "export"):
+        return LAYERS["converters"]
+    if len(parts) > 1 and parts[1] in ("torch", "labeler", "experiments"):
+        return LAYERS[parts[1]]
+    return LAYERS["core"]
+
+
+def module_name(path: Path) -> str:
+    if path.is_relative_to(CLI):
+        rel = path.relative_to(CLI).with_suffix("")
+        return ".".join(("ladd_cli",) + rel.parts).removesuffix(".__init__")
+    rel = path.relative_to(ROOT).with_suffix("")
+    return ".".join(rel.parts).removesuffix(".__init__")
+
+
+def imports_of(path: Path) -> list[tuple[str, bool]]:
+    """(absolute module imported, at module level?) for every import of ``path``."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    top_level = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, id(node) in top_level) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if node.module is None or node.level and not node.module:
+                found += [(f"{target}.{alias.name}", id(node) in top_level) for alias in node.names]
+            else:
+                found.append((target, id(node) in top_level))
+    return found
+
+
+def all_modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py")) + sorted(CLI.rglob("*.py"))
+
+
+def test_layer_of_names_the_layers():
+    assert layer_of("ladd_format.verify") == 0 and layer_of("ladd_format.pixels") == 0
+    assert layer_of("ladd_format.converters.npz") == 1 and layer_of("ladd_format.export") == 1
+    assert layer_of("ladd_format.torch.dataset") == 2 and layer_of("ladd_format.labeler.augment") == 3
+    assert layer_of("ladd_format.experiments.demo") == 4 and layer_of("ladd_cli.main") == 5
+
+
+@pytest.mark.parametrize("path", all_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_point_down(path):
+    name = module_name(path)
+    own = layer_of(name)
+    for target, _ in imports_of(path):
+        if not target.startswith(("ladd_format", "ladd_cli")) or (name, target) in ALLOWED_UPWARD:
+            continue
+        assert layer_of(target) <= own, f"{name} (layer {own}) imports {target} (layer {layer_of(target)})"
+
+
+@pytest.mark.parametrize("path", [p for p in all_modules() if layer_of(module_name(p)) <= LAYERS["converters"]],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_core_and_converters_do_not_import_torch_at_module_level(path):
+    for target, at_top in imports_of(path):
+        if target.startswith(TORCH_MODULES) or target.startswith("ladd_format.torch"):
+            assert not at_top, f"{module_name(path)} imports {target} at module level"
+
+
+def test_every_upward_exception_exists():
+    """The allow-list names real imports (a stale entry would hide nothing but mislead a reader)."""
+    for module, target in ALLOWED_UPWARD:
+        path = ROOT / (module.replace(".", "/") + ".py")
+        assert (target, False) in imports_of(path)
+
+
+def run_and_list_modules(code: str, tmp_path: Path) -> set[str]:
+    out = tmp_path / "modules.json"
+    script = code + f"\nimport json, sys\nopen({str(out)!r}, 'w').write(json.dumps(sorted(sys.modules)))\n"
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True)
+    return set(json.loads(out.read_text()))
+
+
+def test_import_ladd_format_does_not_load_torch(tmp_path):
+    loaded = run_and_list_modules(
+        "import ladd_format, ladd_format.codecs, ladd_format.converters, ladd_format.export, "
+        "ladd_format.pixels, ladd_format.size, ladd_format.verify, ladd_format.geometry", tmp_path)
+    assert "torch" not in loaded and "torchvision" not in loaded
+
+
+@pytest.mark.parametrize("args", [["--help"], ["info", "{file}"], ["verify", "{file}"], ["size", "{file}"],
+                                  ["convert", "--help"], ["export", "{file}", "-o", "{out}"]],
+                         ids=lambda a: a[0] if a[0] != "--help" else "help")
+def test_read_only_commands_do_not_load_torch(args, tmp_path, dla_file):
+    argv = ["ladd"] + [a.format(file=dla_file, out=tmp_path / "exported") for a in args]
+    code = ("import sys\nfrom ladd_cli.main import main\nsys.argv = " + repr(argv) + "\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n")
+    loaded = run_and_list_modules(code, tmp_path)
+    assert "torch" not in loaded
+
+
+def test_no_top_level_cli_package_is_installed(tmp_path):
+    """The repository's cli/ folder installs as ``ladd_cli``; a bare ``cli`` would collide."""
+    result = subprocess.run([sys.executable, "-c", "import cli"], cwd=tmp_path, capture_output=True)
+    assert result.returncode != 0
+    subprocess.run([sys.executable, "-c", "import ladd_cli.main"], cwd=tmp_path, check=True)
