@@ -88,12 +88,12 @@ class Bench:
                                                random_real(self.train, ipc, self.s.seed), ipc)
         return self._plain[ipc]
 
-    def dla(self, ipc: int, codec: str = "uint8", extra: dict | None = None, min_crop: float | None = None) -> Path:
+    def dla(self, ipc: int, codec: str = "uint8", min_crop: float | None = None) -> Path:
         min_crop = self.s.labeler_min_crop if min_crop is None else min_crop
-        name = codec_label(codec, extra or {})
+        name = codec_label(codec)
         out = WORK / f"DLA_ipc{ipc}_{name}_crop{min_crop}.dla.h5"
         if not out.exists():
-            label_augment(self.plain(ipc), self.labeler(min_crop)["path"], out, codec, **(extra or {}))
+            label_augment(self.plain(ipc), self.labeler(min_crop)["path"], out, codec)
         return out
 
     def row(self, method: str, ipc: int, path: Path, mode: str, **config) -> dict:
@@ -210,10 +210,10 @@ class Bench:
         started = time.perf_counter()
         lines = ["| IPC | codec | D_LA zip bytes | extra over D | LADD accuracy |", "|---|---|---|---|---|"]
         for ipc in ipcs:
-            for codec, extra in CODECS:
-                path = self.dla(ipc, codec, extra)
+            for codec in CODECS:
+                path = self.dla(ipc, codec)
                 r = self.row("LADD", ipc, path, "ladd")
-                lines.append(f"| {ipc} | {codec_label(codec, extra)} | {r['bytes']:,} | +{r['extra_pct']:.1f}% | "
+                lines.append(f"| {ipc} | {codec_label(codec)} | {r['bytes']:,} | +{r['extra_pct']:.1f}% | "
                              f"{fmt(r)} |")
         return "\n".join(self.header("Students: does the dense-label codec cost accuracy?", started) + lines)
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import click
 
 from ladd_format import LaddError, __version__, open_dla, verify
-from ladd_format.codecs import codec_names
-from ladd_format.converters import ConvertOptions, convert, converter_names
+from ladd_format.codecs import codec_usage, parse_codec, parse_codec_config
+from ladd_format.errors import CodecError
+from ladd_format.converters import ConvertOptions, convert, converter_names, formats_help, get_converter
 from ladd_format.presets import preset_names
 from ladd_format.size import METHODS, measure_file
 from ladd_format.verify import summary
@@ -44,6 +45,44 @@ def _floats(text: str | None) -> list[float] | None:
         return [float(v) for v in text.replace(",", " ").split()]
     except ValueError:
         raise click.BadParameter(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def _codec_value(ctx, param, value: str | None) -> str | None:
+    """click callback of ``--codec``: the codec text value, checked by ``parse_codec``."""
+    if value is None:
+        return None
+    try:
+        parse_codec(value)
+    except CodecError as exc:
+        raise click.BadParameter(exc.message) from None
+    return value
+
+
+CODEC_HELP = (f"Dense-label codec, one value: {codec_usage()} (or the JSON of its configuration); "
+              "parameters left out take their defaults.")
+
+
+def _fold_deprecated_codec_flags(codec: str, k: int | None, values: str | None) -> str:
+    """Fold the deprecated ``--k``/``--topk-values`` into the ``--codec`` value (one warning line)."""
+    if k is None and values is None:
+        return codec
+    config = parse_codec(codec).config()
+    given = parse_codec_config(codec)
+    for flag, key, value in (("--k", "k", k), ("--topk-values", "values", values)):
+        if value is None:
+            continue
+        if key not in config:
+            raise click.UsageError(f"{flag} applies only to a codec with a {key} parameter, not {config['name']!r}; "
+                                   f"use --codec {codec_usage()}")
+        if key in given:
+            raise click.UsageError(f"{flag} and --codec {codec} both set {key}; give it in --codec only")
+        config[key] = value
+    try:
+        folded = parse_codec(config).text()
+    except CodecError as exc:
+        raise click.UsageError(exc.message) from None
+    click.echo(f"ladd: warning: --k/--topk-values are deprecated; use --codec {folded}", err=True)
+    return folded
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,7 +124,7 @@ def info(file: Path, as_json: bool) -> None:
     if dense is None:
         click.echo("  dense       none (plain distilled set D)")
     else:
-        codec = ", ".join(f"{k}={v}" for k, v in dense["codec"].items())
+        codec = parse_codec(dense["codec"]).text()
         click.echo(f"  dense       N={dense['n']} ({dense['n'] ** 2} sub-images), R={dense['ratio']:g}, "
                    f"T={dense['temperature']:g}, codec {codec}")
         top, left, bh, bw = dense["boxes"][0]
@@ -148,18 +187,19 @@ def size(file: Path, method: str, level: int | None, as_json: bool) -> None:
         click.echo("  (no dense labels: this is a plain distilled set D)")
 
 
-@main.command(name="convert")
+@main.command(name="convert", epilog="\b\nFormats:\n" + formats_help())
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(converter_names()))
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Destination .dla.h5 file.")
-@click.option("--codec", type=click.Choice(codec_names()), default="float32", show_default=True,
-              help="How dense labels are stored.")
-@click.option("--k", type=int, default=10, show_default=True, help="k of the topk codec.")
-@click.option("--topk-values", type=click.Choice(["float32", "float16", "uint8"]), default="float16",
-              show_default=True, help="Value type of the topk codec.")
+@click.option("--codec", default="float32", show_default=True, callback=_codec_value, metavar="CODEC",
+              help=CODEC_HELP + " Only npz carries dense labels. (--k and --topk-values are deprecated.)")
+@click.option("--k", type=int, default=None, hidden=True, help="Deprecated: use --codec NAME:k=K.")
+@click.option("--topk-values", type=click.Choice(["float32", "float16", "uint8"]), default=None, hidden=True,
+              help="Deprecated: use --codec NAME:values=V.")
 @click.option("--space", type=click.Choice(["pixel01", "normalized", "zca"]), default=None,
-              help="What float images hold (required for float inputs).")
-@click.option("--layout", type=click.Choice(["auto", "nchw", "nhwc"]), default="auto", show_default=True)
+              help="What float images hold (npz; required for float inputs).")
+@click.option("--layout", type=click.Choice(["auto", "nchw", "nhwc"]), default="auto", show_default=True,
+              help="Axis order of the npz images.")
 @click.option("--mean", default=None, help="Per-channel mean, e.g. 0.485,0.456,0.406.")
 @click.option("--std", default=None, help="Per-channel std, e.g. 0.229,0.224,0.225.")
 @click.option("--num-classes", type=int, default=None)
@@ -174,19 +214,44 @@ def size(file: Path, method: str, level: int | None, as_json: bool) -> None:
 @click.option("--iteration", type=int, default=None, help="Run folders: images_<N>.pt instead of images_best.pt.")
 @click.option("--experiment", type=int, default=0, show_default=True, help="DC results files: which experiment.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.pass_context
 @fail_cleanly
-def convert_cmd(fmt, source, output, codec, k, topk_values, space, layout, mean, std, num_classes, dataset,
+def convert_cmd(ctx, fmt, source, output, codec, k, topk_values, space, layout, mean, std, num_classes, dataset,
                 keep_float, zca, zca_stats, class_names_file, iteration, experiment, force):
-    """Convert SOURCE (in FORMAT) into a D_LA file."""
+    """Convert SOURCE (in FORMAT) into a D_LA file.
+
+    Each format reads only some options (an option it does not read is refused); auto picks the
+    format from SOURCE's layout and says which.
+    """
+    from click.core import ParameterSource
+
+    from ladd_format.converters.auto import detect
+
+    # the options given on the command line, as ConvertOptions fields
+    field = {"class_names_file": "class_names", "force": "overwrite", "k": "codec", "topk_values": "codec"}
+    given = {}
+    for param in ctx.command.params:
+        if isinstance(param, click.Option) and param.name != "output" and ctx.get_parameter_source(param.name) not in (
+                ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None):
+            given[param.name] = max(param.opts, key=len)
+    converter, why = get_converter(fmt), ""
+    if fmt == "auto" and set(given) - {"force"}:
+        detected, reason = detect(source)
+        converter, why = get_converter(detected), f" (auto: detected {detected} ({reason}))"
+    stray = [flag for name, flag in given.items() if field.get(name, name) not in converter.options]
+    if stray:
+        raise click.UsageError(f"{', '.join(stray)}: not read by format {converter.name}{why}; "
+                               f"{converter.name} reads {converter.flags()}")
+    codec = _fold_deprecated_codec_flags(codec, k, topk_values)
     class_names = None
     if class_names_file is not None:
         try:
             class_names = [line.strip() for line in class_names_file.read_text().splitlines() if line.strip()]
         except OSError as exc:
             raise LaddError(f"cannot read class names: {exc.strerror}", class_names_file) from None
-    options = ConvertOptions(codec=codec, k=k, topk_values=topk_values, space=space, layout=layout,
-                             mean=_floats(mean), std=_floats(std), num_classes=num_classes, overwrite=force,
-                             dataset=dataset, keep_float=keep_float, zca=zca or zca_stats is not None,
+    options = ConvertOptions(codec=codec, space=space, layout=layout, mean=_floats(mean), std=_floats(std),
+                             num_classes=num_classes, overwrite=force, dataset=dataset, keep_float=keep_float,
+                             zca=zca or zca_stats is not None,
                              zca_stats=None if zca_stats is None else str(zca_stats), class_names=class_names,
                              iteration=iteration, experiment=experiment)
     if (options.mean is None) != (options.std is None):
@@ -250,10 +315,11 @@ def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batc
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 @click.option("-n", type=int, default=5, show_default=True, help="Grid size N (N*N sub-images).")
 @click.option("-r", "--ratio", type=float, default=0.625, show_default=True, help="Sub-image ratio R.")
-@click.option("--codec", type=click.Choice(codec_names()), default="float32", show_default=True)
-@click.option("--k", type=int, default=10, show_default=True, help="k of the topk codec.")
-@click.option("--topk-values", type=click.Choice(["float32", "float16", "uint8"]), default="float16",
-              show_default=True)
+@click.option("--codec", default="float32", show_default=True, callback=_codec_value, metavar="CODEC",
+              help=CODEC_HELP + " (--k and --topk-values are deprecated.)")
+@click.option("--k", type=int, default=None, hidden=True, help="Deprecated: use --codec NAME:k=K.")
+@click.option("--topk-values", type=click.Choice(["float32", "float16", "uint8"]), default=None, hidden=True,
+              help="Deprecated: use --codec NAME:values=V.")
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Images per chunk.")
@@ -273,8 +339,9 @@ def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temper
     from tqdm import tqdm
 
     from ladd_format.labeler import AugmentConfig, augment
-    config = AugmentConfig(n=n, ratio=ratio, codec=codec, k=k, topk_values=topk_values, temperature=temperature,
-                           device=device, batch_size=batch_size, forward_batch=forward_batch, precision=precision,
+    codec = _fold_deprecated_codec_flags(codec, k, topk_values)
+    config = AugmentConfig(n=n, ratio=ratio, codec=codec, temperature=temperature, device=device,
+                           batch_size=batch_size, forward_batch=forward_batch, precision=precision,
                            resize=resize, overwrite=force)
     if shards > 1:
         from ladd_format.labeler.distributed import augment_sharded

@@ -127,7 +127,8 @@ def export_folder(f: DLAFile, out: Path, with_subimages: bool) -> None:
 def export_npz(f: DLAFile, out: Path, with_subimages: bool) -> None:
     arrays: dict[str, np.ndarray] = {
         "images": f.images(), "labels": f.labels(), "num_classes": np.int64(f.num_classes),
-        "mean": f.mean, "std": f.std, "space": np.array(f.space)}
+        "mean": f.mean, "std": f.std, "space": np.array(f.space),
+        "image_dtype": np.array(str(f.image_dtype))}     # convert npz keeps float images float
     if f.class_names:
         arrays["class_names"] = np.array(f.class_names)
     if f.has_dense:

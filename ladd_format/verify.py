@@ -23,7 +23,7 @@ import numpy as np
 
 from . import geometry
 from . import spec as S
-from .codecs import codec_from_file
+from .codecs import codec_from_file, dense_attr_owners
 from .errors import (AttributeValueError, ChecksumError, CodecError, DtypeError, FilterError,
                      GeometryError, LabelRangeError, LaddError, MissingFieldError, ProbabilityError,
                      ShapeError)
@@ -297,8 +297,10 @@ class _Verifier:
                     if stored.shape != expected.shape or not np.array_equal(stored, expected):
                         self.fail(GeometryError, where, f"boxes disagree with spec section 5 for {h}x{w}, N={n}, "
                                   f"R={ratio}: expected first box {expected[0].tolist()}")
-        if "k" in a and text(a["codec"]) != "topk":
-            self.fail(AttributeValueError, where, f"attribute k belongs to codec topk only, codec is {text(a['codec'])!r}")
+        for key, owners in dense_attr_owners().items():
+            if key in a and text(a["codec"]) not in owners:
+                self.fail(AttributeValueError, where, f"attribute {key} belongs to codec {' or '.join(owners)} only, "
+                          f"codec is {text(a['codec'])!r}")
         if "labeler" not in g or "arch" not in g["labeler"].attrs:
             self.fail(MissingFieldError, "/dense/labeler", "group with attribute 'arch' is required")
         try:
@@ -316,11 +318,7 @@ class _Verifier:
             if m is not None and ds.shape != (m, *tail):
                 self.fail(ShapeError, ds.name, f"shape must be {(m, *tail)}, got {ds.shape}")
                 continue
-            if codec.name == "topk" and name == "topk_prob":
-                ok = ds.dtype in (np.float32, np.float16, np.uint8)
-            else:
-                ok = ds.dtype == dtype
-            if not ok:
+            if ds.dtype != dtype:
                 self.fail(DtypeError, ds.name, f"dtype must be {np.dtype(dtype)} for codec {codec.name!r}, got {ds.dtype}")
                 continue
             self.scan(ds)
@@ -342,7 +340,7 @@ class _Verifier:
                 return  # already reported by the checksum scan
             for msg in codec.check(block, num_classes):
                 issues.setdefault(msg, start)
-        target = "/dense/" + ("probs" if "probs" in datasets else "topk_prob")
+        target = f"/dense/{codec.values_dataset}"
         for msg, start in issues.items():
             self.fail(ProbabilityError, target, f"{msg} (first seen in images from {start})")
 

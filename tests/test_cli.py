@@ -2,6 +2,7 @@
 
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -32,6 +33,39 @@ def test_missing_file_is_one_line(tmp_path, runner, command):
     result = runner.invoke(main, [command, str(tmp_path / "nope.dla.h5")])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [f"ladd: error: {tmp_path / 'nope.dla.h5'}: no such file"]
+
+
+def test_augment_help_lists_the_codec_values_and_hides_the_deprecated_flags(runner):
+    result = runner.invoke(main, ["augment", "-h"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "--codec CODEC" in text
+    assert "float16, float32, topk:k=K,values=float16|float32|uint8, uint8" in text
+    options = [line.split()[0] for line in result.output.splitlines() if line.startswith("  -")]
+    assert "--codec" in options and "--k" not in options and "--topk-values" not in options
+    assert "(--k and --topk-" in text and "are deprecated.)" in text    # help wraps at hyphens
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--codec", "bfloat8"], "unknown codec 'bfloat8'; known: float16, float32, topk, uint8"),
+    (["--codec", "topk:k=zero"], "topk needs an integer k >= 1, got 'zero'"),
+    (["--codec", "topk:k"], "codec parameters are KEY=VALUE"),
+    (["--codec", "uint8:k=3"], "codec 'uint8' takes no parameter 'k'"),
+    (["--k", "3"], "--k applies only to a codec with a k parameter, not 'float32'"),
+    (["--codec", "uint8", "--topk-values", "uint8"], "--topk-values applies only to a codec with a values parameter"),
+    (["--codec", "topk:k=3", "--k", "4"], "--k and --codec topk:k=3 both set k"),
+    (["--codec", "topk:values=uint8", "--topk-values", "float16"], "--topk-values and --codec topk:values=uint8 both"),
+    (["--codec", "topk", "--k", "0"], "topk needs an integer k >= 1, got 0"),
+])
+def test_augment_refuses_bad_codec_values_with_one_usage_line(tmp_path, dla_file, runner, args, message):
+    out = tmp_path / "o.dla.h5"
+    result = runner.invoke(main, ["augment", str(dla_file), "--labeler", str(tmp_path / "l.safetensors"),
+                                  "-o", str(out), *args])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert "Traceback" not in result.output and "warning" not in result.output
+    assert not out.exists() and list(tmp_path.iterdir()) == [dla_file]
 
 
 def test_version(runner):
@@ -68,3 +102,14 @@ def test_demo_rejects_a_bad_ipc_list(tmp_path, runner):
     result = runner.invoke(main, ["demo", "--quick", "--workdir", str(tmp_path), "--ipc", "1,x"])
     assert result.exit_code == 2 and "comma-separated" in result.output
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("vector, text", [("topk_uint8", "codec topk:k=2,values=uint8"),
+                                          ("uint8", "codec uint8"), ("float16", "codec float16")])
+def test_info_shows_the_codec_as_its_one_value(runner, vector, text):
+    """`ladd info` prints the codec in the form --codec takes, so it can be copied back."""
+    path = Path(__file__).resolve().parents[1] / "spec" / "vectors" / f"{vector}.dla.h5"
+    result = runner.invoke(main, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    dense_line = next(line for line in result.output.splitlines() if line.strip().startswith("dense"))
+    assert dense_line.rstrip().endswith(text)

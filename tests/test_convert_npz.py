@@ -5,6 +5,7 @@ import pytest
 
 from ladd_cli.main import main
 from ladd_format import open_dla, verify
+from ladd_format.pixels import quantize
 
 from conftest import make_arrays
 
@@ -62,15 +63,24 @@ def test_codec_choice(tmp_path, runner, codec, extra):
     assert verify(out) == []
 
 
-def test_float_images_need_space(tmp_path, runner):
+def test_float_images_need_space_and_become_uint8_unless_keep_float(tmp_path, runner):
     images = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
     src = save(tmp_path / "in.npz", images=images, labels=np.arange(4))
     out = tmp_path / "out.dla.h5"
     result = run(runner, src, "-o", out)
     assert result.exit_code == 1 and "--space" in result.output and not out.exists()
-    assert run(runner, src, "-o", out, "--space", "pixel01").exit_code == 0
+    result = run(runner, src, "-o", out, "--space", "pixel01")
+    assert result.exit_code == 0, result.output
+    assert "uint8 conversion" in result.output                  # float input becomes uint8 by default
     with open_dla(out) as f:
-        assert f.space == "pixel01" and np.array_equal(f.images(), images)
+        assert f.space == "pixel255" and f.image_dtype == np.uint8
+        assert np.array_equal(f.images(), quantize(images.astype(np.float64)))
+        assert "uint8_conversion" in f.provenance["report"]
+    kept = tmp_path / "kept.dla.h5"
+    result = run(runner, src, "-o", kept, "--space", "pixel01", "--keep-float")
+    assert result.exit_code == 0 and "uint8 conversion" not in result.output, result.output
+    with open_dla(kept) as f:
+        assert f.space == "pixel01" and f.image_dtype == np.float32 and np.array_equal(f.images(), images)
 
 
 @pytest.mark.parametrize("arrays,message", [

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -80,3 +81,26 @@ def test_export_refusals(tmp_path, runner):
     assert runner.invoke(main, ["export", str(plain), "-o", str(out), "--force"]).exit_code == 0
     assert not (out / "keep.txt").exists() and (out / "hard_labels.npy").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("dtype,space", [("float32", "pixel01"), ("float16", "normalized"), ("float32", "zca")])
+def test_npz_export_of_float_images_converts_back_losslessly(tmp_path, runner, dtype, space):
+    """The exporter writes ``image_dtype``; ``convert npz`` keeps such images float (no --keep-float)."""
+    from ladd_format import DLAWriter
+
+    rng = np.random.default_rng(5)
+    images = rng.uniform(0, 1, size=(4, 3, 8, 8)).astype(dtype)
+    src = tmp_path / "f.dla.h5"
+    with DLAWriter(src, num_classes=2, image_shape=(3, 8, 8), mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2),
+                   image_dtype=dtype, space=space, converter="test") as w:
+        w.append(images, np.array([0, 1, 0, 1]))
+    npz = tmp_path / "f.npz"
+    assert runner.invoke(main, ["export", str(src), "--format", "npz", "-o", str(npz)]).exit_code == 0
+    back = tmp_path / "back.dla.h5"
+    result = runner.invoke(main, ["convert", "npz", str(npz), "-o", str(back)])
+    assert result.exit_code == 0, result.output
+    assert "uint8 conversion" not in result.output and verify(back) == []
+    with open_dla(src) as a, open_dla(back) as b:
+        assert b.image_dtype == a.image_dtype and b.space == a.space == space
+        assert np.array_equal(a.images(), b.images()) and np.array_equal(a.labels(), b.labels())
+        assert np.array_equal(a.mean, b.mean) and np.array_equal(a.std, b.std)

@@ -1,6 +1,7 @@
 """Issue: the labeler and the batched labeler pass — train-labeler, augment, resume, shards."""
 
 import hashlib
+import json
 import os
 import pickle
 import signal
@@ -16,7 +17,8 @@ import torch
 
 from ladd_cli.main import main
 from ladd_format import DLAWriter, open_dla, verify
-from ladd_format.errors import InputError, OutputExistsError
+from ladd_format.codecs import make_codec
+from ladd_format.errors import CodecError, InputError, OutputExistsError
 from ladd_format.labeler import AugmentConfig, TrainConfig, augment, load_checkpoint, load_source, train_labeler
 from ladd_format.labeler.augment import to_labeler_input, work_folder
 from ladd_format.labeler.distributed import augment_sharded, shard
@@ -86,10 +88,10 @@ def test_self_consistency_float32(tmp_path, plain_set, labeler_ckpt):
     assert np.abs(again - stored).max() < 1e-5
 
 
-@pytest.mark.parametrize("codec,extra,tol", [("uint8", {}, 1 / 255 * 2), ("topk", {"k": 5, "topk_values": "float16"}, 0.15)])
-def test_self_consistency_other_codecs(tmp_path, plain_set, labeler_ckpt, codec, extra, tol):
+@pytest.mark.parametrize("codec,tol", [("uint8", 1 / 255 * 2), ("topk:k=5,values=float16", 0.15)])
+def test_self_consistency_other_codecs(tmp_path, plain_set, labeler_ckpt, codec, tol):
     ref = augment(plain_set, labeler_ckpt, tmp_path / "f32.dla.h5", AugmentConfig(batch_size=16))
-    out = augment(plain_set, labeler_ckpt, tmp_path / "q.dla.h5", AugmentConfig(batch_size=16, codec=codec, **extra))
+    out = augment(plain_set, labeler_ckpt, tmp_path / "q.dla.h5", AugmentConfig(batch_size=16, codec=codec))
     with open_dla(ref) as a, open_dla(out) as b:
         p, q = a.dense(), b.dense()
     assert np.abs(p - q).max() < tol
@@ -191,6 +193,62 @@ def test_bad_inputs_are_refused_and_nothing_is_written(tmp_path, plain_set, labe
     assert out.read_bytes() == b"keep"
 
 
+def test_augment_config_takes_one_codec_value(tmp_path, plain_set, labeler_ckpt):
+    out = tmp_path / "o.dla.h5"
+    for bad, message in [("bfloat8", "unknown codec 'bfloat8'"), ("topk:k=11", "exceeds the number of classes 10"),
+                         ("topk:k=3,values=int4", "values must be one of")]:
+        with pytest.raises(CodecError, match=message) as info:
+            augment(plain_set, labeler_ckpt, out, AugmentConfig(codec=bad))
+        assert "\n" not in str(info.value)
+        assert not out.exists() and not work_folder(out).exists()
+    assert not hasattr(AugmentConfig(), "k") and not hasattr(AugmentConfig(), "topk_values")
+    # a codec object works too; the file's provenance records the canonical text value
+    augment(plain_set, labeler_ckpt, out, AugmentConfig(batch_size=16, codec=make_codec("topk", k=2, values="uint8")))
+    with open_dla(out) as f:
+        assert f.codec == make_codec("topk", k=2, values="uint8")
+    with h5py.File(out) as f:
+        report = json.loads(f["provenance"].attrs["report"])
+    assert report["config"]["codec"] == "topk:k=2,values=uint8"
+
+
+def _dense_content(path):
+    """Everything of /dense and the data, without what differs between two runs (times, paths)."""
+    with h5py.File(path) as f:
+        g = f["dense"]
+        out = {key: np.asarray(value).tolist() for key, value in g.attrs.items()}
+        for name, ds in g.items():
+            if isinstance(ds, h5py.Dataset):
+                out[name] = (str(ds.dtype), ds.shape, ds.attrs["sha256"])
+        out["labeler"] = {key: np.asarray(value).tolist() for key, value in g["labeler"].attrs.items()}
+        out["images"] = f["images"].attrs["sha256"]
+        out["config"] = json.loads(f["provenance"].attrs["report"])["config"]
+    return out
+
+
+def test_cli_augment_codec_text_equals_the_deprecated_flags(tmp_path, plain_set, labeler_ckpt, runner):
+    new, old = tmp_path / "new.dla.h5", tmp_path / "old.dla.h5"
+    common = [str(plain_set), "--labeler", labeler_ckpt, "--batch-size", "16"]
+    result = runner.invoke(main, ["augment", *common, "-o", str(new), "--codec", "topk:k=3,values=uint8"])
+    assert result.exit_code == 0, result.output
+    assert "deprecated" not in result.output
+    result = runner.invoke(main, ["augment", *common, "-o", str(old), "--codec", "topk", "--k", "3",
+                                  "--topk-values", "uint8"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == ("ladd: warning: --k/--topk-values are deprecated; "
+                                             "use --codec topk:k=3,values=uint8")
+    assert verify(new) == [] and verify(old) == []
+    assert _dense_content(new) == _dense_content(old)
+    with open_dla(new) as f:
+        assert f.codec == make_codec("topk", k=3, values="uint8")
+    # only one deprecated flag: the other parameter keeps the codec's default
+    one = tmp_path / "one.dla.h5"
+    result = runner.invoke(main, ["augment", *common, "-o", str(one), "--codec", "topk", "--topk-values", "float32"])
+    assert result.exit_code == 0, result.output
+    assert "use --codec topk:k=10,values=float32" in result.stderr
+    with open_dla(one) as f:
+        assert f.codec == make_codec("topk", k=10, values="float32")
+
+
 def test_to_labeler_input_handles_every_space():
     x8 = torch.full((1, 3, 2, 2), 51, dtype=torch.uint8)
     m, s = torch.full((1, 3, 1, 1), 0.5), torch.full((1, 3, 1, 1), 0.25)
@@ -214,7 +272,7 @@ def test_cli_train_labeler_then_augment_gives_a_verified_dla(tmp_path, plain_set
     assert again.exit_code == 1 and "--force" in again.output
     out = tmp_path / "la.dla.h5"
     result = runner.invoke(main, ["augment", str(plain_set), "--labeler", str(ckpts / "labeler-e001.safetensors"),
-                                  "-o", str(out), "--codec", "topk", "--k", "3", "--batch-size", "16"])
+                                  "-o", str(out), "--codec", "topk:k=3", "--batch-size", "16"])
     assert result.exit_code == 0, result.output
     assert runner.invoke(main, ["verify", str(out)]).exit_code == 0
     bad = runner.invoke(main, ["train-labeler", "digits", "-o", str(tmp_path / "x"), "--arch", "alexnet"])

@@ -7,7 +7,8 @@ JSON-able configuration that round-trips through :meth:`Codec.config` / :func:`m
 
 from __future__ import annotations
 
-from typing import ClassVar
+import inspect
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
@@ -17,9 +18,19 @@ _REGISTRY: dict[str, type["Codec"]] = {}
 
 
 class Codec:
-    """Base class. Subclasses set ``name`` and implement the four methods below."""
+    """Base class. Subclasses set ``name`` and ``values_dataset`` and implement ``layout``,
+    ``encode``, ``decode`` and ``check``; a codec with parameters also overrides ``config``,
+    ``dense_attrs`` (with ``dense_attr_names``) and ``from_dense``. Nothing outside a codec's own
+    module knows its name or parameters: writer, reader, verifier and CLI go through this interface.
+    """
 
     name: ClassVar[str]
+    #: the stored dataset under ``/dense`` holding the probability values; problems found by
+    #: :meth:`check` are reported against it
+    values_dataset: ClassVar[str]
+    #: names of the extra ``/dense`` attributes this codec writes (the keys of :meth:`dense_attrs`);
+    #: on a file written with another codec they are an error
+    dense_attr_names: ClassVar[tuple[str, ...]] = ()
 
     def config(self) -> dict:
         """JSON-able configuration; ``make_codec(**codec.config())`` rebuilds an equal codec."""
@@ -28,6 +39,22 @@ class Codec:
     def dense_attrs(self) -> dict:
         """Extra attributes of ``/dense`` this codec needs (e.g. ``k``)."""
         return {}
+
+    @classmethod
+    def from_dense(cls, attrs: Mapping[str, Any], datasets: Mapping[str, Any]) -> "Codec":
+        """The codec a file's ``/dense`` group was written with, from its attributes and stored
+        datasets (h5py datasets or anything with a ``dtype`` and ``shape``). Files are untrusted:
+        a missing or malformed parameter raises :class:`CodecError`."""
+        return cls()
+
+    @classmethod
+    def usage(cls) -> str:
+        """The codec's text form for help texts, e.g. ``uint8`` or ``topk:k=K,values=float16|uint8``."""
+        return cls.name
+
+    def label(self) -> str:
+        """A short label for file names and tables (e.g. ``uint8``); the name unless overridden."""
+        return self.name
 
     def layout(self, num_sub: int, num_classes: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Stored datasets under ``/dense``: name -> (per-image shape, dtype)."""
@@ -69,15 +96,31 @@ def codec_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def codec_class(name: str) -> type[Codec]:
+    """The registered codec class called ``name``; :class:`CodecError` naming the known ones if none."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise CodecError(f"unknown codec {name!r}; known: {', '.join(codec_names())}") from None
+
+
+def codec_classes() -> list[type[Codec]]:
+    """Every registered codec class, sorted by name."""
+    return [_REGISTRY[name] for name in codec_names()]
+
+
 def make_codec(name: str, **config) -> Codec:
     """Build a registered codec by name with its configuration."""
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise CodecError(f"unknown codec {name!r}; known: {', '.join(codec_names())}") from None
+    cls = codec_class(name)
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(config) - set(params))
+        if unknown:
+            raise CodecError(f"codec {name!r} takes no parameter {', '.join(map(repr, unknown))}; "
+                             f"its form is {cls.usage()}")
     try:
         return cls(**config)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise CodecError(f"bad configuration for codec {name!r}: {exc}") from None
 
 
@@ -96,6 +139,17 @@ def parse_codec(spec: str | dict | "Codec") -> "Codec":
     :class:`CodecError` naming the known codecs or the codec's own rule."""
     if isinstance(spec, Codec):
         return spec
+    config = parse_codec_config(spec)
+    name = config.pop("name")
+    return make_codec(name, **config)
+
+
+def parse_codec_config(spec: str | dict | "Codec") -> dict:
+    """The configuration a codec value spells out, as written: ``{"name": ..., <the parameters
+    given>}`` (a codec gives its full :meth:`Codec.config`). Syntax errors and a missing name raise
+    :class:`CodecError`; the parameters are not checked against the codec (:func:`parse_codec` does)."""
+    if isinstance(spec, Codec):
+        return spec.config()
     if isinstance(spec, dict):
         config = dict(spec)
     else:
@@ -119,10 +173,10 @@ def parse_codec(spec: str | dict | "Codec") -> "Codec":
                 if key.strip() in config:
                     raise CodecError(f"codec parameter {key.strip()!r} given twice in {text!r}")
                 config[key.strip()] = _parse_value(value.strip())
-    name = config.pop("name", None)
+    name = config.get("name")
     if not isinstance(name, str) or not name:
         raise CodecError(f"a codec needs a name; known: {', '.join(codec_names())}")
-    return make_codec(name, **config)
+    return config
 
 
 def quantize_unit(values: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from .base import Codec, float_row_problems, register
 @register
 class Float32Codec(Codec):
     name = "float32"
+    values_dataset = "probs"
     dtype = np.dtype("<f4")
     tolerance = 1e-3
 

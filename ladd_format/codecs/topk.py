@@ -14,11 +14,13 @@ VALUE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "uint8":
 @register
 class TopKCodec(Codec):
     name = "topk"
+    values_dataset = "topk_prob"
+    dense_attr_names = ("k",)
 
     def __init__(self, k: int = 10, values: str = "float16"):
-        if int(k) < 1:
-            raise CodecError(f"topk needs k >= 1, got {k}")
-        if values not in VALUE_DTYPES:
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or int(k) < 1:
+            raise CodecError(f"topk needs an integer k >= 1, got {k!r}")
+        if not isinstance(values, str) or values not in VALUE_DTYPES:
             raise CodecError(f"topk values must be one of {', '.join(VALUE_DTYPES)}, got {values!r}")
         self.k = int(k)
         self.values = values
@@ -28,6 +30,32 @@ class TopKCodec(Codec):
 
     def dense_attrs(self):
         return {"k": self.k}
+
+    @classmethod
+    def from_dense(cls, attrs, datasets):
+        """k from the ``k`` attribute; the value type from the stored ``topk_prob`` dtype (the
+        default when the dataset is missing or of another dtype, which the verifier reports)."""
+        if "k" not in attrs:
+            raise CodecError("codec topk needs the /dense attribute k (an integer >= 1)")
+        k = attrs["k"]
+        if isinstance(k, np.ndarray) and k.shape in ((), (1,)):
+            k = k.reshape(()).item()
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+            raise CodecError(f"/dense attribute k must be an integer >= 1, got {k!r}")
+        values = "float16"
+        stored = datasets.get("topk_prob") if hasattr(datasets, "get") else None
+        dtype = getattr(stored, "dtype", None)
+        for name, value_dtype in VALUE_DTYPES.items():
+            if dtype is not None and np.dtype(dtype) == value_dtype:
+                values = name
+        return cls(k=int(k), values=values)
+
+    @classmethod
+    def usage(cls):
+        return f"{cls.name}:k=K,values={'|'.join(sorted(VALUE_DTYPES))}"
+
+    def label(self):
+        return f"{self.name}{self.k}-{self.values}"
 
     def layout(self, num_sub, num_classes):
         if self.k > num_classes:

@@ -10,6 +10,7 @@ from .base import Codec, normalize_rows, quantize_unit, register
 @register
 class Uint8Codec(Codec):
     name = "uint8"
+    values_dataset = "probs"
 
     def layout(self, num_sub, num_classes):
         return {"probs": ((num_sub, num_classes), np.dtype("u1"))}

@@ -1,8 +1,31 @@
-"""What every converter shares: safe loading of ``.pt`` files, the float -> uint8 step with a report
-of what it lost, ZCA inversion, and writing the base set D.
+"""What every converter shares: safe loading of ``.pt`` files, ZCA inversion, and the ONE
+:func:`finish` that turns any converter's :class:`RawSet` into a D_LA file.
 
-A converter module only finds its files and reads them into a :class:`RawSet`; :func:`finish`
-turns any RawSet into a verified-by-construction D_LA base file.
+A converter only finds its files and reads them into a RawSet; every decision below is taken here,
+the same way for every format (npz included), and written to ``/provenance`` ``report``:
+
+- Normalisation (mean/std), first that applies: (1) the input's own statistics (``mean``/``std``
+  keys of an npz; a run's files never hold them); (2) ``--mean/--std``; (3) the ``--dataset`` preset,
+  as the method used it (``presets.normalization``: GLaD's default mean, RDED's ImageNet); (4) the
+  method's documented default (SRe2L, RDED: ImageNet); (5) for uint8 or 0..1 (``pixel01``) images,
+  computed from the images themselves on the 0..1 scale (``pixels.channel_stats``; a note says
+  so). Normalised float images with none of (1)-(4) are refused: their pixels cannot be recovered.
+  After ``--zca-stats`` inverts ZCA-whitened images the pixels are on the 0..1 scale with no
+  mean/std step: mean 0, std 1.
+- Images: uint8 inputs are stored as they are. Float inputs become uint8 (the spec's default form:
+  ``pixels.to_uint8``, clipped fraction and PSNR reported and noted) unless ``--keep-float`` or the
+  input itself says its images are stored floats (npz key ``image_dtype``, written by ``ladd export
+  --format npz``); kept floats are float32 (float16 when the input is float16), with their space.
+  ZCA-whitened images become uint8 only through ``--zca-stats``; else ``--keep-float`` is required.
+- Classes: the count is the input's own (npz ``num_classes``, the class folders, the width of soft
+  or dense labels), else ``--num-classes``, else the ``--dataset`` preset, else max(label) + 1
+  (noted); a preset or ``--num-classes`` that disagrees with the input is refused. Names:
+  ``--class-names``, else the input's own (npz ``class_names``; ImageFolder names when the preset
+  has none), else the preset's.
+- ``--dataset`` also records ``source_dataset`` and, for ImageNet subsets, ``imagenet_class_ids``.
+- Labels: hard labels as given; soft labels (logits/probs) go to ``/soft_labels`` and, without hard
+  labels, their argmax is the hard label (noted). Dense labels (npz) are written with the ``codec``
+  option (one text value, ``codecs.parse_codec``).
 """
 
 from __future__ import annotations
@@ -15,10 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, LaddError
-from ..pixels import to_uint8
+from ..codecs import parse_codec
+from ..errors import InputError, LaddError, ShapeError
+from ..pixels import channel_stats, to_uint8
 from ..presets import get_preset, normalization
-from ..writer import DLAWriter
+from ..writer import DenseSpec, DLAWriter
 from . import ConversionResult, ConvertOptions
 
 BATCH = 256
@@ -79,20 +103,36 @@ def as_array(value, path: Path, what: str) -> np.ndarray:
 # -- the raw set a converter reads ----------------------------------------------------------------
 @dataclass
 class RawSet:
+    """What a converter read, before any decision: :func:`finish` takes those (module docstring)."""
+
     images: np.ndarray                 # (M, K, H, W) float (space below) or uint8
     space: str                         # normalized | pixel01 | zca | pixel255
     labels: np.ndarray | None = None   # (M,) hard labels
     soft: np.ndarray | None = None     # (M, C) soft labels
     soft_kind: str | None = None       # logits | probs
-    method: str = "unknown"
-    inputs: list[Path] = field(default_factory=list)
+    method: str | None = None          # the distillation method, when known (recorded as ``distillation``)
+    inputs: list = field(default_factory=list)
     root_attrs: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     report: dict = field(default_factory=dict)
     zca_hint: str | None = None        # why the images may be ZCA-whitened
     labels_input: Path | None = None   # the file holding the labels, when not inputs[0] (errors name it)
+    input_keys: dict | None = None     # spec path -> input key, to name keys in errors (npz)
+    # what the input itself says (the first choice of finish)
     mean: tuple | None = None          # statistics the method applied, when the files say so
     std: tuple | None = None
+    num_classes: int | None = None
+    class_names: list[str] | None = None
+    stored_dtype: str | None = None    # the image dtype the input asks to store (npz key image_dtype)
+    # the method's documented normalisation, used when neither the input, the options nor a preset give one
+    default_mean: tuple | None = None
+    default_std: tuple | None = None
+    # dense labels (npz): (M, n*n, C) probabilities with their geometry and labeler
+    dense: np.ndarray | None = None
+    dense_n: int | None = None
+    dense_ratio: float | None = None
+    dense_temperature: float = 1.0
+    dense_labeler: dict = field(default_factory=lambda: {"arch": "unknown"})
 
 
 def load_zca_stats(path: Path, eps: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
@@ -125,27 +165,78 @@ def invert_zca(images: np.ndarray, mean: np.ndarray, inverse: np.ndarray, path: 
     return (flat @ inverse + mean).reshape(images.shape)
 
 
-def _read_class_names(options: ConvertOptions, num_classes: int, preset) -> list[str] | None:
+def _class_names(raw: RawSet, options: ConvertOptions, num_classes: int, preset, src) -> list[str] | None:
     if options.class_names is not None:
-        names = list(options.class_names)
+        names, given = list(options.class_names), "--class-names"
+    elif raw.class_names is not None:
+        names, given = list(raw.class_names), "the input"
     elif preset is not None and preset.class_names is not None:
-        names = list(preset.class_names)
+        names, given = list(preset.class_names), f"preset {preset.name}"
     else:
         return None
     if len(names) != num_classes:
-        raise InputError(f"{len(names)} class names given for {num_classes} classes")
+        raise InputError(f"{len(names)} class names ({given}) for {num_classes} classes", src)
     return names
 
 
+def _num_classes(raw: RawSet, options: ConvertOptions, preset, labels: np.ndarray, notes, report, src) -> int:
+    own = [(raw.num_classes, "the input"),
+           (None if raw.soft is None else raw.soft.shape[1], "the width of the soft labels"),
+           (None if raw.dense is None or raw.dense.ndim != 3 else raw.dense.shape[2], "the width of the dense labels")]
+    found = next(((int(c), why) for c, why in own if c is not None), None)
+    if found is not None:
+        num_classes, why = found
+        if options.num_classes is not None and int(options.num_classes) != num_classes:
+            raise InputError(f"--num-classes {options.num_classes} disagrees with {why}: {num_classes} classes", src)
+    elif options.num_classes is not None:
+        num_classes = int(options.num_classes)
+    elif preset is not None:
+        num_classes = preset.num_classes
+    else:
+        num_classes = int(labels.max()) + 1 if labels.size else 0
+        notes.append(f"num_classes not given (--num-classes or --dataset): taken from max(labels) + 1 = {num_classes}")
+        report["num_classes"] = "max(labels) + 1"
+    if preset is not None and num_classes != preset.num_classes:
+        raise InputError(f"preset {preset.name} has {preset.num_classes} classes, the files {num_classes}", src)
+    return num_classes
+
+
+def _normalisation(raw: RawSet, options: ConvertOptions, preset, images: np.ndarray, space: str, notes, report, src):
+    """(mean, std) by the precedence of the module docstring."""
+    if raw.mean is not None:
+        report.setdefault("normalization", "from the input")
+        return raw.mean, raw.std
+    if options.mean is not None:
+        report["normalization"] = "from the command line"
+        return options.mean, options.std
+    if preset is not None:
+        report["normalization"] = f"preset {preset.name} as {raw.method or 'the method'} used it"
+        return normalization(preset, raw.method or "")
+    if raw.default_mean is not None:
+        report["normalization"] = f"{raw.method}'s ImageNet mean/std (no --dataset or --mean/--std given)"
+        notes.append(f"normalisation: {raw.method}'s ImageNet mean/std (give --dataset or --mean/--std otherwise)")
+        return raw.default_mean, raw.default_std
+    if images.dtype == np.uint8 or space == "pixel01":
+        report["normalization"] = "computed from the images (0..1 scale)"
+        notes.append("mean/std not given (--dataset or --mean/--std): computed from the images themselves "
+                     "on the 0..1 scale")
+        return channel_stats(images)
+    raise InputError(f"float images in space {space} need the normalisation that was applied: give --dataset NAME "
+                     "(presets: cifar10, cifar100, tinyimagenet, imagenet, imagenette, ...) or --mean and --std", src)
+
+
 def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -> ConversionResult:
-    """Turn a converter's :class:`RawSet` into a D_LA base file (no dense labels)."""
+    """Turn a converter's :class:`RawSet` into a D_LA file, taking every decision of the module
+    docstring the same way for every converter."""
     notes, report = list(raw.notes), dict(raw.report)
     src = raw.inputs[0] if raw.inputs else None
     labels_src = raw.labels_input or src
     images = raw.images
     if images.ndim != 4:
-        raise InputError(f"images must be (M, K, H, W), got shape {images.shape}", src)
-    m = images.shape[0]
+        raise ShapeError(f"images must be (M, K, H, W), got shape {images.shape}", src)
+    if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
+        raise InputError(f"images must be uint8 or floating point, got {images.dtype}", src)
+    m, k = images.shape[:2]
     # min/max show NaN and inf without a full-size temporary
     if images.dtype != np.uint8 and images.size and not (np.isfinite(images.min()) and np.isfinite(images.max())):
         bad = int(np.count_nonzero(~np.isfinite(images)))
@@ -157,7 +248,7 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
     soft, labels = raw.soft, raw.labels
     if soft is not None:
         if soft.ndim != 2 or soft.shape[0] != m:
-            raise InputError(f"soft labels must be ({m}, C), got {soft.shape}", src)
+            raise ShapeError(f"soft labels must be ({m}, C), got {soft.shape}", labels_src)
         if labels is None:
             labels = soft.argmax(axis=1)
             report["hard_labels"] = f"argmax of the {raw.soft_kind}"
@@ -166,54 +257,48 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
         raise InputError("no labels found", src)
     labels = np.asarray(labels).reshape(-1)
     if labels.shape != (m,):
-        raise InputError(f"{m} images but {labels.shape[0]} labels", src)
-    num_classes = (soft.shape[1] if soft is not None else
-                   options.num_classes or (preset.num_classes if preset else int(labels.max()) + 1))
-    if preset is not None and num_classes != preset.num_classes:
-        raise InputError(f"preset {preset.name} has {preset.num_classes} classes, the files {num_classes}", src)
+        raise InputError(f"{m} images but {labels.shape[0]} labels", labels_src)
+    num_classes = _num_classes(raw, options, preset, labels, notes, report, src)
+    if soft is not None and soft.shape[1] != num_classes:
+        raise ShapeError(f"soft labels must have shape ({m}, {num_classes}), got {soft.shape}", labels_src)
 
-    # normalisation: the files, then the command line, then the preset (with the method's quirk)
-    if raw.mean is not None:
-        mean, std = raw.mean, raw.std
-    elif options.mean is not None:
-        mean, std = options.mean, options.std
-        report["normalization"] = "from the command line"
-    elif preset is not None:
-        mean, std = normalization(preset, raw.method)
-        report["normalization"] = f"preset {preset.name} as {raw.method} used it"
-    elif images.dtype == np.uint8 or raw.space == "pixel01":
-        mean, std = (0.0,) * images.shape[1], (1.0,) * images.shape[1]
-        report["normalization"] = "none given: mean 0, std 1"
-        notes.append("no --dataset or --mean/--std: recorded normalisation mean 0, std 1")
-    else:
-        raise InputError("float images need their normalisation: give --dataset NAME (presets: "
-                         "cifar10, cifar100, tinyimagenet, imagenet, imagenette, ...) or --mean and --std", src)
-
-    space = raw.space
-    if options.zca:
-        space = "zca"
-    elif raw.zca_hint and images.dtype != np.uint8:
+    # ZCA: inverted with the statistics (then 0..1 pixels, no mean/std step), else kept or refused
+    if options.zca and images.dtype == np.uint8:
+        raise InputError("images are uint8 pixels, so --zca/--zca-stats do not apply", src)
+    space = "zca" if options.zca else raw.space
+    if raw.zca_hint and not options.zca and images.dtype != np.uint8:
         notes.append(f"warning: {raw.zca_hint}; if these images are ZCA-whitened, convert with --zca")
         report["zca_warning"] = raw.zca_hint
-    if space == "zca":
-        if options.zca_stats is not None:
-            mu, inv = load_zca_stats(Path(options.zca_stats))
-            images = invert_zca(images, mu, inv, Path(options.zca_stats))
-            space = "pixel01"                       # MTT's ZCA acts on ToTensor() pixels in [0, 1]
-            mean, std = (0.0,) * images.shape[1], (1.0,) * images.shape[1]
-            report["zca"] = "inverted with the given statistics; pixels are on the 0..1 scale"
-            report["normalization"] = "none (ZCA pipeline: no mean/std step)"
-        elif not options.keep_float:
-            raise InputError("ZCA-whitened images cannot become uint8 pixels without the inverse transform: pass "
-                             "--zca-stats FILE (mean + inverse, or the training images), or --keep-float to "
-                             "store them as they are (space zca)", src)
+    mean = std = None
+    if space == "zca" and options.zca_stats is not None:
+        mu, inv = load_zca_stats(Path(options.zca_stats))
+        images = invert_zca(images, mu, inv, Path(options.zca_stats))
+        space = "pixel01"                       # MTT's ZCA acts on ToTensor() pixels in [0, 1]
+        mean, std = (0.0,) * k, (1.0,) * k
+        report["zca"] = "inverted with the given statistics; pixels are on the 0..1 scale"
+        report["normalization"] = "none (ZCA pipeline: no mean/std step)"
+    if mean is None:
+        mean, std = _normalisation(raw, options, preset, images, space, notes, report, src)
+    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+    std = np.asarray(std, dtype=np.float64).reshape(-1)
+    if mean.shape != (k,) or std.shape != (k,):
+        raise ShapeError(f"mean and std must have {k} values (one per channel), got {mean.size} and {std.size}", src)
 
+    keep = images.dtype != np.uint8 and (options.keep_float or raw.stored_dtype in ("float16", "float32"))
     if images.dtype == np.uint8:
         stored, image_dtype, out_space = images, "uint8", None
-    elif options.keep_float:
-        stored = images.astype(np.float32, copy=False)
-        image_dtype, out_space = "float32", space
-        report["images"] = f"kept as float32 (space {space})"
+    elif keep:
+        image_dtype = "float16" if images.dtype == np.float16 or raw.stored_dtype == "float16" else "float32"
+        stored, out_space = images.astype(image_dtype, copy=False), space
+        why = "--keep-float" if options.keep_float else f"the input's image_dtype {raw.stored_dtype}"
+        report["images"] = f"kept as {image_dtype} (space {space}, {why})"
+    elif space == "zca":
+        raise InputError("ZCA-whitened images cannot become uint8 pixels without the inverse transform: pass "
+                         "--zca-stats FILE (mean + inverse, or the training images), or --keep-float to "
+                         "store them as they are (space zca)", src)
+    elif space not in ("pixel01", "normalized"):
+        raise InputError(f"float images in space {space} have no uint8 form: give their space (pixel01, normalized, "
+                         "zca) or --keep-float", src)
     else:
         stored, loss = to_uint8(images, space, mean, std)
         report["uint8_conversion"] = loss
@@ -221,21 +306,35 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
         notes.append(f"uint8 conversion: {loss['clipped_fraction']:.2%} of values clipped, "
                      f"PSNR {loss['psnr_db']:.1f} dB against the float images")
 
+    dense_spec, dense = None, raw.dense
+    if dense is not None:
+        n = int(raw.dense_n)
+        if dense.ndim != 3 or dense.shape != (m, n * n, num_classes):
+            raise ShapeError(f"dense_labels must have shape ({m}, {n * n}, {num_classes}) for n = {n} and "
+                             f"{num_classes} classes, got {dense.shape}", src)
+        dense_spec = DenseSpec(n=n, ratio=float(raw.dense_ratio), codec=parse_codec(options.codec),
+                               temperature=raw.dense_temperature, labeler=dict(raw.dense_labeler))
+
     root = dict(raw.root_attrs)
     if preset is not None and preset.imagenet_ids:
         root["imagenet_class_ids"] = np.asarray(preset.imagenet_ids, np.int64)
-    if options.dataset:
+    if preset is not None:
         report["preset"] = preset.name
-    ipc = m // num_classes if m % num_classes == 0 else None
+    ipc = m // num_classes if num_classes and m % num_classes == 0 else None
     writer = DLAWriter(output, num_classes=num_classes, image_shape=stored.shape[1:], mean=mean, std=std,
-                       image_dtype=image_dtype, space=out_space,
+                       image_dtype=image_dtype, space=out_space, dense=dense_spec,
                        soft_kind=raw.soft_kind if soft is not None else None,
-                       class_names=_read_class_names(options, num_classes, preset),
+                       class_names=_class_names(raw, options, num_classes, preset, src),
                        source_dataset=preset.name if preset else None, distillation=raw.method, ipc=ipc,
                        converter=converter, inputs=raw.inputs, report=report, root_attrs=root,
                        overwrite=options.overwrite)
-    write_batches(writer, stored, labels, soft=None if soft is None else soft.astype(np.float32, copy=False),
-                  blame=lambda exc: (labels_src if exc.where in ("/labels", "/soft_labels") else src, exc.where))
+    if raw.input_keys is not None:
+        keys = raw.input_keys
+        blame = lambda exc: (src, f"key {keys.get(exc.where, exc.where)}")  # noqa: E731
+    else:
+        blame = lambda exc: (labels_src if exc.where in ("/labels", "/soft_labels") else src, exc.where)  # noqa: E731
+    write_batches(writer, stored, labels, dense=dense,
+                  soft=None if soft is None else soft.astype(np.float32, copy=False), blame=blame)
     return ConversionResult(output=output, num_images=m, notes=notes)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from . import ConversionResult, ConvertOptions, register_converter
+from . import COMMON, ConversionResult, Converter, ConvertOptions, register
 from .common import RawSet, as_array, finish, load_pt
 
 
@@ -54,7 +54,26 @@ def read_results(source: Path, options: ConvertOptions) -> RawSet:
     return raw
 
 
-@register_converter("dc")
-def convert(source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
-    raw = read_results(source, options)
-    return finish(raw, output, options, "dc")
+def _results_file(path: Path) -> bool:
+    return path.name.startswith("res_") and path.suffix == ".pt"
+
+
+@register
+class Dc(Converter):
+    name = "dc"
+    summary = "DC / DSA / DM (and GLaD's final) res_<method>_<dataset>_<model>_<ipc>ipc.pt results file"
+    looks_for = "a res_*.pt results file"
+    options = COMMON | {"keep_float", "experiment"}
+
+    def sniff(self, path: Path) -> str | None:
+        try:
+            if path.is_file() and _results_file(path):
+                return "a res_*.pt results file"
+            if path.is_dir() and any(_results_file(p) for p in path.glob("res_*.pt")):
+                return "a res_*.pt results file"
+        except OSError:
+            pass
+        return None
+
+    def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
+        return finish(read_results(source, options), output, options, self.name)

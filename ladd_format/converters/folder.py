@@ -2,7 +2,8 @@
 
 Classes are the subfolders sorted by name; the class index is the position (torchvision's
 ImageFolder rule) and the folder names are recorded as class names (``--class-names`` or a
-``--dataset`` preset with names take precedence). Only image files directly in each class folder are
+``--dataset`` preset with names take precedence). Without ``--dataset`` or ``--mean/--std`` the
+normalisation is computed from the images (``common.finish``). Only image files directly in each class folder are
 read (by suffix: .png .jpg .jpeg .bmp .webp .gif .tif .tiff; other files, nested and hidden folders
 are ignored). Every image must have the same size; images of other modes (L, RGBA, P, ...) are
 converted to RGB, with a note. Pixels are stored as decoded (uint8): PNG inputs exactly; for JPEG
@@ -15,39 +16,56 @@ distilled ImageNet would bloat ``/provenance``.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, LaddError
 from ..presets import get_preset
-from . import ConversionResult, ConvertOptions, register_converter
+from . import COMMON, ConversionResult, Converter, ConvertOptions, register
 from .common import RawSet, finish
-from .images import read_image_folder
+from .images import class_folders, image_files, read_image_folder
+from .rded import sniff_layout as rded_layout
+from .sre2l import sniff_layout as sre2l_layout
 
 
-@register_converter("folder")
-def convert(source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
-    tree = read_image_folder(source)
-    count = len(tree.class_names)
-    if options.num_classes is not None and options.num_classes != count:
-        raise InputError(f"--num-classes {options.num_classes} disagrees with the {count} class folders (the class "
-                         "index is the folder's position in name order)", source)
-    preset = get_preset(options.dataset) if options.dataset else None
-    names_from_preset = preset is not None and preset.class_names is not None
-    notes = list(tree.notes)
-    if options.class_names is None and not names_from_preset:
-        options = replace(options, class_names=tree.class_names)
-    elif options.class_names is None and list(preset.class_names) != tree.class_names:
-        notes.append(f"class names from --dataset {preset.name}, not the folder names (first folder "
-                     f"{tree.class_names[0]!r} is {preset.class_names[0]!r})")
-    options = replace(options, num_classes=count)
-    raw = RawSet(images=tree.images, space="pixel255", labels=tree.labels, inputs=[tree.input], notes=notes)
-    raw.report["classes"] = f"{count} class folders in name order"
-    if tree.jpeg_files:
-        raw.report["images"] = (f"{tree.jpeg_files} of {len(tree.images)} files are JPEG, stored as decoded (uint8); "
-                                "JPEG compression was already lossy upstream")
-    else:
-        raw.report["images"] = "stored as decoded (uint8)"
-    if tree.converted_modes:
-        raw.report["converted_to_rgb"] = tree.converted_modes
-    return finish(raw, output, options, "folder")
+@register
+class Folder(Converter):
+    name = "folder"
+    summary = "ImageFolder tree ROOT/<class>/<image> (class index = folder position in name order)"
+    looks_for = "class folders of images"
+    options = COMMON
+
+    def sniff(self, path: Path) -> str | None:
+        """Class folders holding images, other than the SRe2L and RDED layouts (whose folder names
+        are the class numbers)."""
+        try:
+            if not path.is_dir() or sre2l_layout(path) or rded_layout(path):
+                return None
+            if any(image_files(f) for f in class_folders(path)):
+                return "class folders holding images"
+        except (OSError, LaddError):
+            pass
+        return None
+
+    def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
+        tree = read_image_folder(source)
+        count = len(tree.class_names)
+        if options.num_classes is not None and options.num_classes != count:
+            raise InputError(f"--num-classes {options.num_classes} disagrees with the {count} class folders (the "
+                             "class index is the folder's position in name order)", source)
+        preset = get_preset(options.dataset) if options.dataset else None
+        names_from_preset = preset is not None and preset.class_names is not None
+        notes = list(tree.notes)
+        if options.class_names is None and names_from_preset and list(preset.class_names) != tree.class_names:
+            notes.append(f"class names from --dataset {preset.name}, not the folder names (first folder "
+                         f"{tree.class_names[0]!r} is {preset.class_names[0]!r})")
+        raw = RawSet(images=tree.images, space="pixel255", labels=tree.labels, inputs=[tree.input], notes=notes,
+                     num_classes=count, class_names=None if names_from_preset else tree.class_names)
+        raw.report["classes"] = f"{count} class folders in name order"
+        if tree.jpeg_files:
+            raw.report["images"] = (f"{tree.jpeg_files} of {len(tree.images)} files are JPEG, stored as decoded "
+                                    "(uint8); JPEG compression was already lossy upstream")
+        else:
+            raw.report["images"] = "stored as decoded (uint8)"
+        if tree.converted_modes:
+            raw.report["converted_to_rgb"] = tree.converted_modes
+        return finish(raw, output, options, self.name)

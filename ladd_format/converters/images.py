@@ -210,7 +210,8 @@ def read_numbered_folders(root: Path, pattern: str, example: str) -> NumberedFol
 def numbered_rawset(read: NumberedFolders, options, method: str, root: Path, folder_name, upstream: str):
     """The RawSet of an SRe2L / RDED tree: labels from the folder numbers, the class count from
     ``--num-classes``, ``--dataset`` or the largest number + 1 (said in a note), the method's ImageNet
-    normalisation when none is given, and the JPEG loss recorded in the report."""
+    normalisation as its default (``common.finish`` uses it when neither ``--mean/--std`` nor
+    ``--dataset`` is given), and the JPEG loss recorded in the report."""
     from ..presets import IMAGENET_MEAN, IMAGENET_STD, get_preset
     from .common import RawSet
 
@@ -234,10 +235,8 @@ def numbered_rawset(read: NumberedFolders, options, method: str, root: Path, fol
         raw.notes.append(f"no folder for {len(missing)} of {num_classes} classes (e.g. "
                          f"{', '.join(folder_name(c) for c in missing[:3])}); the class numbers are kept")
         raw.report["classes_without_images"] = len(missing)
-    if options.mean is None and preset is None:
-        raw.mean, raw.std = IMAGENET_MEAN, IMAGENET_STD
-        raw.report["normalization"] = f"{method}'s ImageNet mean/std (no --dataset or --mean/--std given)"
-        raw.notes.append(f"normalisation: {method}'s ImageNet mean/std (give --dataset or --mean/--std otherwise)")
+    raw.num_classes = num_classes
+    raw.default_mean, raw.default_std = IMAGENET_MEAN, IMAGENET_STD     # the method's documented default
     if read.jpeg_files:
         raw.report["images"] = (f"{read.jpeg_files} of {len(read.images)} files are JPEG, stored as decoded (uint8); "
                                 f"{upstream}: the float images before that are not on disk")

@@ -1,36 +1,37 @@
-"""Converter ``npz``: a NumPy ``.npz`` of arrays -> D_LA (the generic way in for your own arrays).
+"""Converter ``npz``: a NumPy ``.npz`` of arrays -> D_LA (the generic way in for your own arrays, and
+the way back from ``ladd export --format npz``).
 
-Keys (spec names in brackets):
-  images        uint8 (M, K, H, W) or (M, H, W, K) [/images]; (M, H, W) is read as K = 1; float
-                images need ``space`` (pixel01, normalized, zca): the option, or a ``space`` key.
+Keys (spec names in brackets); every decision not listed here is ``common.finish``'s, the same as
+for the other converters (normalisation, uint8 conversion, class count and names):
+  images        uint8 (M, K, H, W) or (M, H, W, K) [/images] (``--layout``); (M, H, W) is read as
+                K = 1. Float images need their ``space`` (pixel01, normalized, zca): the option,
+                else a ``space`` key; they become uint8 unless ``--keep-float``, or a key
+                ``image_dtype`` of ``float32``/``float16`` (written by ``ladd export``) says the
+                images are stored floats.
   labels        (M,) integer class indices [/labels].
-  num_classes   optional scalar; else the option, else the last axis of dense_labels or
-                soft_labels, else max(labels) + 1 (the choice is reported).
+  num_classes   optional scalar (the input's own count).
   class_names   optional (C,) strings.
-  mean, std     optional (K,) per-channel normalisation; else the options; else computed from the
-                images on the 0..1 scale (recorded in /provenance report).
+  mean, std     optional (K,) per-channel normalisation (the input's own statistics).
   dense_labels  optional (M, N*N, C) probabilities, with scalars ``n`` and ``ratio`` [/dense];
                 optional ``temperature`` (default 1) and strings ``labeler_arch`` (default
-                ``unknown``) and ``labeler_training_data`` [/dense/labeler].
+                ``unknown``) and ``labeler_training_data`` [/dense/labeler]; stored with ``--codec``.
   soft_labels   optional (M, C) global soft labels, with ``soft_kind`` = logits (default) or probs.
 """
 
 from __future__ import annotations
 
 import zipfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from ..codecs import make_codec
 from ..errors import InputError, LaddError, ShapeError
-from ..pixels import channel_stats, to_nchw
-from ..writer import DenseSpec, DLAWriter
-from .common import write_batches
-from . import ConversionResult, ConvertOptions, register_converter
+from ..pixels import to_nchw
+from . import COMMON, FLOAT_IMAGES, ConversionResult, Converter, ConvertOptions, register
+from .common import RawSet, finish
 
 INPUT_KEYS = {"/images": "images", "/labels": "labels", "/dense": "dense_labels", "/soft_labels": "soft_labels"}
+FLOAT_DTYPES = ("float16", "float32")
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:
@@ -61,8 +62,7 @@ def _scalar(arrays, key, path, cast):
     return cast(value.reshape(()).item())
 
 
-@register_converter("npz")
-def convert(source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
+def read_npz(source: Path, options: ConvertOptions) -> RawSet:
     arrays = _load(source)
     missing = [key for key in ("images", "labels") if key not in arrays]
     if missing:
@@ -77,93 +77,68 @@ def convert(source: Path, output: Path, options: ConvertOptions) -> ConversionRe
         raise ShapeError(f"labels must have shape ({m},) to match the images, got {labels.shape}", source)
     if not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels must be integers, got {labels.dtype}", source)
-    notes: list[str] = []
-    report: dict = {}
 
-    if options.space is None and "space" in arrays:
-        options = replace(options, space=_scalar(arrays, "space", source, str))
+    space = options.space
+    if space is None and "space" in arrays:
+        space = _scalar(arrays, "space", source, str)
     if images.dtype == np.uint8:
-        if options.space not in (None, "pixel255"):
-            raise InputError(f"images are uint8, so --space {options.space} does not apply", source)
-        image_dtype, space = "uint8", None
+        if space not in (None, "pixel255"):
+            raise InputError(f"images are uint8, so --space {space} does not apply", source)
+        space = "pixel255"
     elif np.issubdtype(images.dtype, np.floating):
-        if options.space is None:
+        if space is None:
             raise InputError(f"images are {images.dtype}: say what they hold with --space pixel01, normalized or zca",
                              source)
-        image_dtype = "float16" if images.dtype == np.float16 else "float32"
-        space = options.space
+        if space not in ("pixel01", "normalized", "zca"):
+            raise InputError(f"float images need space pixel01, normalized or zca, got {space!r}", source)
     else:
         raise InputError(f"images must be uint8 or floating point, got {images.dtype}", source)
+    stored_dtype = _scalar(arrays, "image_dtype", source, str) if "image_dtype" in arrays else None
+    if stored_dtype is not None and stored_dtype not in ("uint8",) + FLOAT_DTYPES:
+        raise InputError(f"key image_dtype must be uint8, float16 or float32, got {stored_dtype!r}", source)
 
+    raw = RawSet(images=images, space=space, labels=labels, inputs=[source], input_keys=INPUT_KEYS,
+                 stored_dtype=stored_dtype)
     if "num_classes" in arrays:
-        num_classes = _scalar(arrays, "num_classes", source, int)
-    elif options.num_classes is not None:
-        num_classes = int(options.num_classes)
-    else:
-        for key in ("dense_labels", "soft_labels"):
-            if key in arrays and arrays[key].ndim >= 2:
-                num_classes = int(arrays[key].shape[-1])
-                source_of_c = f"the last axis of {key}"
-                break
-        else:
-            num_classes = int(labels.max()) + 1
-            source_of_c = "max(labels) + 1"
-        notes.append(f"num_classes not given: taken from {source_of_c} = {num_classes}")
-        report["num_classes"] = source_of_c
-
-    class_names = options.class_names
-    if class_names is None and "class_names" in arrays:
-        class_names = [str(v) for v in arrays["class_names"].reshape(-1)]
-
-    k = images.shape[1]
+        raw.num_classes = _scalar(arrays, "num_classes", source, int)
+    if "class_names" in arrays:
+        raw.class_names = [str(v) for v in arrays["class_names"].reshape(-1)]
     if "mean" in arrays and "std" in arrays:
-        mean, std = arrays["mean"], arrays["std"]
-        report["normalization"] = "from the npz"
-    elif options.mean is not None and options.std is not None:
-        mean, std = options.mean, options.std
-        report["normalization"] = "from the command line"
-    elif space in ("normalized", "zca"):
-        raise InputError(f"images in space {space!r} need the mean and std that were applied (--mean/--std)", source)
-    else:
-        mean, std = channel_stats(images)
-        notes.append("mean/std not given: computed from the images themselves")
-        report["normalization"] = "computed from the images (0..1 scale)"
-    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
-    std = np.asarray(std, dtype=np.float64).reshape(-1)
-    if mean.shape != (k,) or std.shape != (k,):
-        raise ShapeError(f"mean and std must have {k} values (one per channel), got {mean.size} and {std.size}",
-                         source)
-
-    dense_spec, dense = None, None
+        raw.mean, raw.std = arrays["mean"], arrays["std"]
+        raw.report["normalization"] = "from the npz"
     if "dense_labels" in arrays:
-        dense = arrays["dense_labels"]
         missing = [key for key in ("n", "ratio") if key not in arrays]
         if missing:
             raise InputError(f"dense_labels need the scalar key(s) {', '.join(missing)}", source)
-        n = _scalar(arrays, "n", source, int)
-        ratio = _scalar(arrays, "ratio", source, float)
-        if dense.ndim != 3 or dense.shape != (m, n * n, num_classes):
-            raise ShapeError(f"dense_labels must have shape ({m}, {n * n}, {num_classes}) for n = {n} and "
-                             f"{num_classes} classes, got {dense.shape}", source)
-        config = {"k": options.k, "values": options.topk_values} if options.codec == "topk" else {}
-        labeler = {"arch": _scalar(arrays, "labeler_arch", source, str) if "labeler_arch" in arrays else "unknown"}
+        raw.dense = arrays["dense_labels"]
+        raw.dense_n = _scalar(arrays, "n", source, int)
+        raw.dense_ratio = _scalar(arrays, "ratio", source, float)
+        raw.dense_labeler = {"arch": _scalar(arrays, "labeler_arch", source, str)
+                             if "labeler_arch" in arrays else "unknown"}
         if "labeler_training_data" in arrays:
-            labeler["training_data"] = _scalar(arrays, "labeler_training_data", source, str)
-        temperature = _scalar(arrays, "temperature", source, float) if "temperature" in arrays else 1.0
-        dense_spec = DenseSpec(n=n, ratio=ratio, codec=make_codec(options.codec, **config),
-                               temperature=temperature, labeler=labeler)
-
-    soft, soft_kind = None, None
+            raw.dense_labeler["training_data"] = _scalar(arrays, "labeler_training_data", source, str)
+        if "temperature" in arrays:
+            raw.dense_temperature = _scalar(arrays, "temperature", source, float)
     if "soft_labels" in arrays:
-        soft = arrays["soft_labels"]
-        soft_kind = str(arrays["soft_kind"].reshape(()).item()) if "soft_kind" in arrays else "logits"
-        if soft.shape != (m, num_classes):
-            raise ShapeError(f"soft_labels must have shape ({m}, {num_classes}), got {soft.shape}", source)
+        raw.soft = arrays["soft_labels"]
+        raw.soft_kind = _scalar(arrays, "soft_kind", source, str) if "soft_kind" in arrays else "logits"
+        if raw.soft_kind not in ("logits", "probs"):
+            raise InputError(f"soft_kind must be logits or probs, got {raw.soft_kind!r}", source)
+    return raw
 
-    writer = DLAWriter(output, num_classes=num_classes, image_shape=images.shape[1:], mean=mean, std=std,
-                       image_dtype=image_dtype, space=space, dense=dense_spec, soft_kind=soft_kind,
-                       class_names=class_names, converter="npz", inputs=[source], report=report or None,
-                       overwrite=options.overwrite)
-    write_batches(writer, images, labels, dense=dense, soft=soft,
-                  blame=lambda exc: (source, f"key {INPUT_KEYS.get(exc.where, exc.where)}"))
-    return ConversionResult(output=output, num_images=m, notes=notes)
+
+@register
+class Npz(Converter):
+    name = "npz"
+    summary = "NumPy .npz of images, labels and optional dense/soft labels (also ladd export --format npz)"
+    looks_for = "an .npz file"
+    options = COMMON | FLOAT_IMAGES | {"space", "layout", "codec"}
+
+    def sniff(self, path: Path) -> str | None:
+        try:
+            return "an .npz file" if path.is_file() and path.suffix.lower() == ".npz" else None
+        except OSError:
+            return None
+
+    def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
+        return finish(read_npz(source, options), output, options, self.name)

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError
-from . import ConversionResult, ConvertOptions, register_converter
+from ..errors import InputError, LaddError
+from . import COMMON, ConversionResult, Converter, ConvertOptions, register
 from .common import finish
 from .images import class_folders, numbered_rawset, read_numbered_folders
 
@@ -37,13 +37,37 @@ def syn_data(source: Path) -> Path:
     raise InputError("expected an RDED run: <exp>/syn_data/<5-digit class>/ or the syn_data folder itself", source)
 
 
-@register_converter("rded")
-def convert(source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
-    root = syn_data(source)
-    read = read_numbered_folders(root, FOLDER, "00000/")
-    raw = numbered_rawset(read, options, "rded", root, lambda c: f"{c:05d}", UPSTREAM)
-    raw.notes.append("RDED images are mosaics of factor x factor crops (default 2x2), stored whole")
-    raw.notes.append("RDED labels with its teacher online: no soft labels on disk, the hard label is the class folder")
-    raw.report["mosaic"] = "each image is a factor x factor mosaic of crops (RDED default 2x2); factor not recorded"
-    raw.report["soft_labels"] = "none on disk: RDED's teacher labels online at training time"
-    return finish(raw, output, options, "rded")
+def sniff_layout(path: Path) -> str | None:
+    """A reason when ``path`` is an RDED run (``syn_data/``) or its syn_data folder (5-digit class folders)."""
+    try:
+        if not path.is_dir():
+            return None
+        if (path / "syn_data").is_dir():
+            return "a syn_data/ folder"
+        if any(f.name.isdigit() and len(f.name) == 5 for f in class_folders(path)):
+            return "5-digit class folders"
+    except (OSError, LaddError):
+        pass
+    return None
+
+
+@register
+class Rded(Converter):
+    name = "rded"
+    summary = "RDED synthetic images: <exp>/syn_data/<cls:05d>/class<cls:05d>_id<i:05d>.jpg"
+    looks_for = "syn_data/ or 5-digit class folders"
+    options = COMMON
+
+    def sniff(self, path: Path) -> str | None:
+        return sniff_layout(path)
+
+    def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
+        root = syn_data(source)
+        read = read_numbered_folders(root, FOLDER, "00000/")
+        raw = numbered_rawset(read, options, "rded", root, lambda c: f"{c:05d}", UPSTREAM)
+        raw.notes.append("RDED images are mosaics of factor x factor crops (default 2x2), stored whole")
+        raw.notes.append("RDED labels with its teacher online: no soft labels on disk, the hard label is the class "
+                         "folder")
+        raw.report["mosaic"] = "each image is a factor x factor mosaic of crops (RDED default 2x2); factor not recorded"
+        raw.report["soft_labels"] = "none on disk: RDED's teacher labels online at training time"
+        return finish(raw, output, options, self.name)

@@ -20,11 +20,13 @@ has thousands of files.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from . import ConversionResult, ConvertOptions, register_converter
+from ..errors import LaddError
+from . import COMMON, ConversionResult, Converter, ConvertOptions, register
 from .common import finish
-from .images import numbered_rawset, read_numbered_folders
+from .images import class_folders, numbered_rawset, read_numbered_folders
 
 FOLDER = r"new(\d{3,})"
 UPSTREAM = "SRe2L clamped to [0, 1], truncated uint8(x*255) and saved JPEG at PIL's default quality (75)"
@@ -46,15 +48,38 @@ def relabel_folder(source: Path) -> Path | None:
     return None
 
 
-@register_converter("sre2l")
-def convert(source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
-    read = read_numbered_folders(source, FOLDER, "new000/")
-    raw = numbered_rawset(read, options, "sre2l", source, lambda c: f"new{c:03d}", UPSTREAM)
-    found = relabel_folder(source)
-    if found is not None:
-        raw.notes.append(f"SRe2L relabel soft labels found in {found} (epoch_*/batch_*.tar) are not converted: "
-                         "they label random crops of each epoch and do not store image ids")
-        raw.report["soft_labels"] = "SRe2L relabel files (per-epoch random crops, no image ids) not converted"
-    else:
-        raw.report["soft_labels"] = "none converted (SRe2L's relabel files are per random crop, without image ids)"
-    return finish(raw, output, options, "sre2l")
+def sniff_layout(path: Path) -> str | None:
+    """A reason when ``path`` holds ``new???/class???_id???.jpg`` folders."""
+    try:
+        if not path.is_dir():
+            return None
+        for folder in class_folders(path):
+            if re.fullmatch(FOLDER, folder.name) and any(
+                    re.fullmatch(r"class\d{3,}_id\d{3,}\.jpg", p.name) for p in folder.iterdir()):
+                return f"folders new???/ with class???_id???.jpg files, e.g. {folder.name}/"
+    except (OSError, LaddError):
+        pass
+    return None
+
+
+@register
+class Sre2l(Converter):
+    name = "sre2l"
+    summary = "SRe2L recovered images: <exp>/new<cls:03d>/class<cls:03d>_id<i:03d>.jpg"
+    looks_for = "new???/class???_id???.jpg"
+    options = COMMON
+
+    def sniff(self, path: Path) -> str | None:
+        return sniff_layout(path)
+
+    def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
+        read = read_numbered_folders(source, FOLDER, "new000/")
+        raw = numbered_rawset(read, options, "sre2l", source, lambda c: f"new{c:03d}", UPSTREAM)
+        found = relabel_folder(source)
+        if found is not None:
+            raw.notes.append(f"SRe2L relabel soft labels found in {found} (epoch_*/batch_*.tar) are not converted: "
+                             "they label random crops of each epoch and do not store image ids")
+            raw.report["soft_labels"] = "SRe2L relabel files (per-epoch random crops, no image ids) not converted"
+        else:
+            raw.report["soft_labels"] = "none converted (SRe2L's relabel files are per random crop, without image ids)"
+        return finish(raw, output, options, self.name)

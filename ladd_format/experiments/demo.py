@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..codecs import parse_codec
 from ..labeler import AugmentConfig, Source, TrainConfig, augment, load_source, train_labeler
 from ..reader import open_dla
 from ..size import measure_file
@@ -37,12 +38,14 @@ from .report import accuracy_table
 log = logging.getLogger(__name__)
 
 N, RATIO, SIDE = 5, 0.625, 32
-CODECS = (("float32", {}), ("float16", {}), ("uint8", {}), ("topk", {"k": 3, "topk_values": "uint8"}))
+# codec text values (ladd augment --codec); the last keeps the top 3 classes with uint8 values
+CODECS = ("float32", "float16", "uint8", "topk:k=3,values=uint8")
 STUDENT_CODEC = "uint8"      # the spec's recommended codec for C = 10 (section 6)
 
 
-def codec_label(codec: str, extra: dict) -> str:
-    return codec if codec != "topk" else f"topk{extra['k']}-{extra['topk_values']}"
+def codec_label(codec) -> str:
+    """The codec's short label for file names and tables, e.g. ``uint8`` or ``topk3-uint8``."""
+    return parse_codec(codec).label()
 
 
 @dataclass
@@ -96,8 +99,8 @@ def train_demo_labeler(train: Source, out: Path, settings: DemoSettings, device:
     return train_labeler(train, out, config, overwrite=True)[-1]
 
 
-def label_augment(plain: Path, checkpoint: str, out: Path, codec: str = "float32", **extra) -> Path:
-    augment(plain, checkpoint, out, AugmentConfig(n=N, ratio=RATIO, codec=codec, overwrite=True, **extra))
+def label_augment(plain: Path, checkpoint: str, out: Path, codec: str = "float32") -> Path:
+    augment(plain, checkpoint, out, AugmentConfig(n=N, ratio=RATIO, codec=codec, overwrite=True))
     problems = verify(out)
     if problems:
         raise RuntimeError(f"the demo produced an invalid file: {problems[0]}")
@@ -157,10 +160,10 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None, echo: Callable
     files: dict[int, dict[str, Path]] = {}
     for ipc in settings.ipcs:
         files[ipc] = {}
-        for codec, extra in settings.codecs:
-            name = codec_label(codec, extra)
+        for codec in settings.codecs:
+            name = codec_label(codec)
             files[ipc][name] = label_augment(plain[ipc], record["path"], workdir / f"digits_ipc{ipc}_{name}.dla.h5",
-                                             codec, **extra)
+                                             codec)
     first = settings.ipcs[0]
     with open_dla(files[first][STUDENT_CODEC]) as f:
         centre = float((f.dense()[:, N * N // 2].argmax(-1) == f.labels()).mean())
@@ -207,7 +210,7 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None, echo: Callable
 
 def settings_dict(settings: DemoSettings) -> dict:
     d = asdict(settings)
-    d["codecs"] = [codec_label(c, e) for c, e in settings.codecs]
+    d["codecs"] = [codec_label(c) for c in settings.codecs]
     return d
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .. import __version__, atomic, geometry
-from ..codecs import make_codec
+from ..codecs import parse_codec
 from ..errors import InputError
 from ..pixels import denormalize, normalize, pixel255_to_pixel01
 from ..provenance import file_sha256
@@ -47,9 +47,7 @@ PRECISIONS = ("auto", "bfloat16", "float32")
 class AugmentConfig:
     n: int = 5
     ratio: float = 0.625
-    codec: str = "float32"
-    k: int = 10
-    topk_values: str = "float16"
+    codec: str = "float32"         # codec text value, e.g. uint8 or topk:k=50,values=float16 (parse_codec)
     temperature: float = 1.0
     device: str = "auto"
     batch_size: int = 256          # images per chunk; each chunk is N*N times as many sub-images
@@ -123,8 +121,9 @@ def prepare(source: str | os.PathLike, labeler_path: str | os.PathLike, output: 
         except ValueError as exc:
             raise InputError(f"sub-image geometry: {exc}", src) from None
         num_images = f.num_images
-    make_codec(config.codec, **({"k": config.k, "values": config.topk_values} if config.codec == "topk" else {})
-               ).layout(config.n ** 2, labeler.num_classes)
+    codec = parse_codec(config.codec)              # CodecError (one line) on a bad value
+    codec.layout(config.n ** 2, labeler.num_classes)
+    config = replace(config, codec=codec.text())   # one canonical text in the report
     if not (config.temperature > 0):
         raise InputError(f"temperature must be > 0, got {config.temperature}")
     plan = Plan(src, out, work_folder(out), config, labeler, num_images, boxes, (size, size))
@@ -278,7 +277,7 @@ def assemble(plan: Plan) -> Path:
     if missing:
         raise InputError(f"{len(missing)} chunks are not labeled yet (first: {missing[0]})", plan.work)
     c = plan.config
-    codec = make_codec(c.codec, **({"k": c.k, "values": c.topk_values} if c.codec == "topk" else {}))
+    codec = parse_codec(c.codec)
     labeler = {key: value for key, value in plan.labeler.describe().items() if key != "checkpoint"}
     with open_dla(plan.source) as f:
         attrs = f.attrs

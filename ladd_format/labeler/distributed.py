@@ -80,9 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("-n", type=int, default=5)
     p.add_argument("-r", "--ratio", type=float, default=0.625)
-    p.add_argument("--codec", default="float32")
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--topk-values", default="float16")
+    p.add_argument("--codec", default="float32", help="codec text value, e.g. uint8 or topk:k=50,values=float16")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
@@ -90,9 +88,8 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--force", action="store_true")
     a = p.parse_args(argv)
-    config = AugmentConfig(n=a.n, ratio=a.ratio, codec=a.codec, k=a.k, topk_values=a.topk_values,
-                           temperature=a.temperature, device=a.device, batch_size=a.batch_size, resize=a.resize,
-                           overwrite=a.force)
+    config = AugmentConfig(n=a.n, ratio=a.ratio, codec=a.codec, temperature=a.temperature, device=a.device,
+                           batch_size=a.batch_size, resize=a.resize, overwrite=a.force)
     backend = "nccl" if torch.cuda.is_available() and a.device != "cpu" else "gloo"
     dist.init_process_group(backend)
     try:

@@ -1,0 +1,174 @@
+"""The run-folder reader shared by the trajectory-matching family (``mtt``, ``glad``, ``datm``,
+``tesla``) and ``tensors``: their runs save ``images_*.pt`` / ``labels_*.pt`` tensors (facts in
+``docs/upstream-formats.md``).
+
+Images are float32 normalised (or ZCA) tensors as the methods save them; a uint8 tensor is read as
+pixels. INPUT is a run folder (``*_best.pt``, or ``--iteration N``) or the images file itself (the labels
+file is its sibling with ``images`` replaced by ``labels``; ``lr`` likewise for the learned
+learning rate, recorded as the root attribute ``learned_lr``).
+
+:func:`family` tells the code bases apart for the converters' ``sniff`` (GLaD pads iterations to 5
+digits; DATM saves ``lr_*.pt`` or 2-D float logits; TESLA 2-D probabilities; MTT class indices).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, LaddError
+from . import ConvertOptions
+from .common import RawSet, as_array, load_pt
+
+PADDING = {"mtt": 0, "datm": 0, "tesla": 0, "glad": 5, "tensors": 0}
+ITERATION = re.compile(r"images_(\d+)\.pt")
+
+
+def run_files(source: Path, method: str, iteration: int | None) -> tuple[Path, Path, Path | None]:
+    """(images file, labels file, learning-rate file or None) of a run folder or an images file."""
+    if source.is_dir():
+        if method == "tensors":
+            tag = "" if iteration is None else f"_{iteration}"
+        elif iteration is None:
+            tag = "_best"
+        else:
+            tag = f"_{iteration:0{PADDING[method]}d}" if PADDING[method] else f"_{iteration}"
+        images = source / f"images{tag}.pt"
+        if not images.exists():
+            found = sorted(p.name for p in source.glob("images*.pt"))[:6]
+            raise InputError(f"no {images.name} in this run folder (found: {', '.join(found) or 'no images*.pt'})"
+                             + ("; GLaD pads iterations to 5 digits" if method == "glad" else ""), source)
+    else:
+        images = source
+        if not images.exists():
+            raise InputError("no such file", images)
+        if "images" not in images.name:
+            raise InputError("expected an images*.pt file or a run folder", images)
+    labels = images.with_name(images.name.replace("images", "labels", 1))
+    if not labels.exists():
+        raise InputError(f"the labels file {labels.name} is missing beside it", images)
+    lr = images.with_name(images.name.replace("images", "lr", 1))
+    return images, labels, lr if lr.exists() else None
+
+
+def zca_signs(images_file: Path, method: str, options: ConvertOptions) -> str | None:
+    """Why these images may be ZCA-whitened although --zca was not given, or None."""
+    if options.zca:
+        return None
+    siblings = sorted(images_file.parent.glob("images_zca_*.pt"))
+    if siblings:
+        return f"the run folder holds {siblings[0].name}, which the ZCA runs write"
+    if method == "datm" and (options.dataset or "").startswith("cifar"):
+        return "DATM's CIFAR configurations use ZCA"
+    return None
+
+
+def soft_kind_of(labels: np.ndarray) -> str:
+    rows_ok = np.all(labels >= 0) and np.allclose(labels.sum(axis=1), 1, atol=1e-3)
+    return "probs" if rows_ok else "logits"
+
+
+def read_run(source: Path, options: ConvertOptions, method: str) -> RawSet:
+    images_file, labels_file, lr_file = run_files(source, method, options.iteration)
+    images = as_array(load_pt(images_file), images_file, "images")
+    if images.dtype != np.uint8:              # uint8 tensors are pixels; float ones the normalised trainer input
+        images = images.astype(np.float32, copy=False)
+    labels = as_array(load_pt(labels_file), labels_file, "labels")
+    raw = RawSet(images=images, space="pixel255" if images.dtype == np.uint8 else "normalized", method=method,
+                 inputs=[images_file, labels_file], labels_input=labels_file)
+    if images.ndim != 4:
+        raise InputError(f"images must be (M, C, H, W), got shape {images.shape}", images_file)
+    if labels.shape[0] != images.shape[0]:
+        raise InputError(f"{images.shape[0]} images but {labels.shape[0]} labels", labels_file)
+    if labels.ndim == 1:
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise InputError(f"1-D labels must be integer class indices, got {labels.dtype}", labels_file)
+        raw.labels = labels.astype(np.int64)
+    elif labels.ndim == 2 and np.issubdtype(labels.dtype, np.floating):
+        if method == "mtt" or method == "glad":
+            raise InputError(f"{method} saves int64 class indices, these labels are float {labels.shape}: "
+                             "convert with datm (logits) or tesla (probabilities)", labels_file)
+        kind = {"datm": "logits", "tesla": "probs"}.get(method) or soft_kind_of(labels)
+        if kind == "probs" and soft_kind_of(labels) != "probs":
+            raise InputError("tesla teacher labels must be probabilities (rows >= 0 summing to 1)", labels_file)
+        raw.soft, raw.soft_kind = labels.astype(np.float32), kind
+        if method == "tensors":
+            raw.notes.append(f"2-D float labels read as {kind}")
+    else:
+        raise InputError(f"labels must be (M,) int or (M, C) float, got {labels.dtype} {labels.shape}", labels_file)
+    if lr_file is not None:
+        lr = as_array(load_pt(lr_file), lr_file, "learning rate")
+        if lr.size != 1:
+            raise InputError(f"the learning rate must be a scalar, got shape {lr.shape}", lr_file)
+        raw.root_attrs["learned_lr"] = float(lr.reshape(()))
+        raw.inputs.append(lr_file)
+    raw.zca_hint = zca_signs(images_file, method, options)
+    return raw
+
+
+# -- sniffing --------------------------------------------------------------------------------------
+def _labels_kind(labels_file: Path) -> str | None:
+    """``logits`` / ``probs`` for 2-D float labels, None otherwise (or unreadable)."""
+    try:
+        stat = labels_file.stat()
+        return _cached_kind(str(labels_file), stat.st_mtime_ns, stat.st_size)
+    except (OSError, LaddError):
+        return None
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_kind(path: str, mtime_ns: int, size: int) -> str | None:
+    """Read once per file version: auto asks datm, tesla and mtt in turn."""
+    labels = as_array(load_pt(Path(path)), Path(path), "labels")
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.floating):
+        return None
+    return soft_kind_of(labels)
+
+
+def family(path: Path) -> tuple[str, str] | None:
+    """``(code base, reason)`` for a run folder of ``images_*.pt`` + ``labels_*.pt``, or one of its
+    ``images_<it>.pt`` / ``images_best.pt`` files; None for anything else.
+
+    GLaD if iterations are zero-padded to 5 digits; DATM if ``lr_*.pt`` exists or the labels are
+    2-D float logits; TESLA if they are 2-D probabilities; else MTT. The labels read are the images
+    file's sibling, else ``labels_best.pt``, else the first ``labels_*.pt``."""
+    try:
+        if path.is_file():
+            if not (ITERATION.fullmatch(path.name) or path.name == "images_best.pt"):
+                return None
+            folder, images_file = path.parent, path
+        elif path.is_dir():
+            if not (any(path.glob("images_*.pt")) and any(path.glob("labels_*.pt"))):
+                return None
+            folder, images_file = path, None
+        else:
+            return None
+        iterations = [m.group(1) for p in folder.glob("images_*.pt") if (m := ITERATION.fullmatch(p.name))]
+        padded = sorted(s for s in iterations if len(s) == 5 and s.startswith("0"))
+        if padded:
+            return "glad", f"iterations zero-padded to 5 digits, e.g. images_{padded[0]}.pt"
+        lr = sorted(folder.glob("lr_*.pt"))
+        if lr:
+            return "datm", f"learned learning rate file {lr[0].name}"
+        if images_file is not None:
+            labels_file = images_file.with_name(images_file.name.replace("images", "labels", 1))
+        else:
+            labels_file = folder / "labels_best.pt"
+            if not labels_file.exists():
+                labels_file = next(iter(sorted(folder.glob("labels_*.pt"))), labels_file)
+    except OSError:
+        return None
+    kind = _labels_kind(labels_file) if labels_file.exists() else None
+    if kind == "logits":
+        return "datm", f"{labels_file.name} holds 2-D float logits"
+    if kind == "probs":
+        return "tesla", f"{labels_file.name} holds 2-D probabilities"
+    return "mtt", "images_*.pt + labels_*.pt with class-index labels"
+
+
+def sniff_family(path: Path, method: str) -> str | None:
+    found = family(path)
+    return found[1] if found is not None and found[0] == method else None
