@@ -1,11 +1,17 @@
-"""Shared by the benchmark scripts: the machine line and the RESULTS.md section writer."""
+"""Shared by the benchmark scripts: the machine line, the RESULTS.md section writer, and the measured
+data saved as JSON (``save_json`` / ``load_json``, ``--render-only``)."""
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import os
 import platform
 import re
+import shlex
 import statistics
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,3 +87,120 @@ def update_results(key: str, section: str, path: Path = RESULTS) -> None:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
     print(f"updated {path}")
+
+
+# --------------------------------------------------------------------------- measured data as JSON
+#
+# A benchmark measures into plain data (dicts, lists, numbers, strings), saves it with save_json to
+# benchmarks/results/<name>.json and renders its RESULTS.md section(s) from what load_json gives back,
+# so `--render-only` re-renders the very same text from the saved file without measuring.
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that ran this script, as ``python benchmarks/<script>.py [args]``."""
+    argv = sys.argv if argv is None else argv
+    script = Path(argv[0])
+    try:
+        script = script.resolve().relative_to(Path(__file__).resolve().parent.parent)
+    except ValueError:
+        pass
+    return " ".join(["python", str(script), *(shlex.quote(a) for a in argv[1:])])
+
+
+def _plain(x):
+    """``json.dump`` default: numpy scalars and arrays, paths and Timing as plain values."""
+    if hasattr(x, "tolist"):          # numpy scalar or array
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    if isinstance(x, Timing):
+        return {"samples": list(x.samples)}
+    if isinstance(x, (set, tuple)):
+        return list(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def revive_timings(obj):
+    """What load_json gives back with every ``{"samples": [...]}`` turned back into a Timing."""
+    if isinstance(obj, dict):
+        if set(obj) == {"samples"}:
+            return Timing(list(obj["samples"]))
+        return {k: revive_timings(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [revive_timings(v) for v in obj]
+    return obj
+
+
+def save_json(name: str, data, folder: Path | None = None, *, machine_line: str | None = None,
+              command: str | None = None, extra: dict | None = None) -> dict:
+    """Write ``{"name", "machine", "command", "date", "data"}`` to ``folder/<name>.json`` (default
+    benchmarks/results) and return it as read back (so rendering from it equals rendering after
+    ``--render-only``: dict keys are strings, tuples lists)."""
+    folder = RESULTS_DIR if folder is None else Path(folder)
+    payload = {"name": name,
+               "machine": machine() if machine_line is None else machine_line,
+               "command": command_line() if command is None else command,
+               "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               **(extra or {}),
+               "data": data}
+    text = json.dumps(payload, indent=1, default=_plain, allow_nan=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(text + "\n")
+    print(f"saved {path}", file=sys.stderr)
+    return json.loads(text)
+
+
+def load_json(name: str, folder: Path | None = None) -> dict:
+    """The payload save_json wrote for ``name`` (``payload["data"]`` is the measured data)."""
+    folder = RESULTS_DIR if folder is None else Path(folder)
+    path = folder / f"{name}.json"
+    if not path.exists():
+        raise SystemExit(f"{path} not found: run the benchmark without --render-only first")
+    return json.loads(path.read_text())
+
+
+def add_output_args(parser) -> None:
+    """``--render-only``, ``--data-dir`` and ``--results`` (see :class:`Output`)."""
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing: re-render the RESULTS.md section(s) from the saved JSON")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help=f"folder of the measured data as JSON (default {RESULTS_DIR.relative_to(RESULTS_DIR.parent.parent)})")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="the RESULTS.md to update (default benchmarks/RESULTS.md)")
+
+
+@dataclass
+class Output:
+    """Where a run saves its JSON and which RESULTS.md it updates. A ``--quick`` run writes nothing
+    unless ``--data-dir`` or ``--results`` is given (then it writes there, e.g. to a temporary folder)."""
+
+    data_dir: Path
+    results: Path
+    write: bool
+    render_only: bool
+
+    @classmethod
+    def from_args(cls, args) -> "Output":
+        explicit = args.data_dir is not None or args.results is not None
+        quick = bool(getattr(args, "quick", False))
+        return cls(data_dir=args.data_dir or RESULTS_DIR, results=args.results or RESULTS,
+                   write=explicit or not quick, render_only=args.render_only)
+
+    def save(self, name: str, data, **kw) -> dict:
+        """save_json where this run writes; otherwise the same round trip in memory."""
+        if self.write:
+            return save_json(name, data, self.data_dir, **kw)
+        kw.setdefault("machine_line", machine())
+        kw.setdefault("command", command_line())
+        with tempfile.TemporaryDirectory() as tmp:
+            return save_json(name, data, Path(tmp), **kw)
+
+    def load(self, name: str) -> dict:
+        return load_json(name, self.data_dir)
+
+    def update(self, key: str, section: str) -> None:
+        if self.write:
+            update_results(key, section, self.results)

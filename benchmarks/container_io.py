@@ -2,8 +2,10 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/container_io.py            # full run, updates benchmarks/RESULTS.md
-    .venv/bin/python benchmarks/container_io.py --quick    # smoke test (a few seconds), prints only
+    .venv/bin/python benchmarks/container_io.py                # full run: saves results/container_io.json,
+                                                               # updates benchmarks/RESULTS.md
+    .venv/bin/python benchmarks/container_io.py --render-only  # re-render the section from the saved JSON
+    .venv/bin/python benchmarks/container_io.py --quick        # smoke test (a few seconds), prints only
 
 Measured on the CPU, in one run, for two synthetic sets:
 
@@ -34,7 +36,6 @@ median (best in brackets). Random-access latencies pool every index of every pas
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import shutil
 import sys
 import tempfile
@@ -50,7 +51,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from _common import Timing, machine, update_results  # noqa: E402
+from _common import Output, Timing, add_output_args  # noqa: E402
 from ladd_format import DLAWriter, DenseSpec, open_dla  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 
@@ -206,12 +207,37 @@ def bench_set(spec: SetSpec, folder: Path, repeats: int, n_random: int, seed: in
             np.array(mm[2][i])
             lat_npy.append(time.perf_counter() - t0)
     del mm
-    res["rand_dla"] = np.asarray(lat_dla)
-    res["rand_npy"] = np.asarray(lat_npy)
+    res["rand_dla"] = latency_summary(lat_dla)
+    res["rand_npy"] = latency_summary(lat_npy)
     res["file_bytes_dla"] = dla.stat().st_size
     res["file_bytes_npy"] = sum(p.stat().st_size for p in npy.values())
     remove(dla, *npy.values())
     return res
+
+
+def latency_summary(samples: list[float]) -> dict:
+    """Median and 95th percentile of single-item latencies, in microseconds."""
+    a = np.asarray(samples) * 1e6
+    return {"count": len(a), "median_us": float(np.median(a)), "p95_us": float(np.percentile(a, 95))}
+
+
+def to_data(res: dict) -> dict:
+    """bench_set's result as plain data for save_json (Timing -> {"samples": [...]})."""
+    s: SetSpec = res["spec"]
+    return {**res, "spec": {"name": s.name, "ipc": s.ipc, "num_classes": s.num_classes,
+                            "image_shape": list(s.image_shape)}}
+
+
+def from_data(res: dict) -> dict:
+    """The inverse of to_data on what load_json gives back."""
+    out = {}
+    for key, value in res.items():
+        if key == "spec":
+            value = SetSpec(value["name"], value["ipc"], value["num_classes"], tuple(value["image_shape"]))
+        elif isinstance(value, dict) and set(value) == {"samples"}:
+            value = Timing(value["samples"])
+        out[key] = value
+    return out
 
 
 # -- reporting ----------------------------------------------------------------------------------
@@ -272,9 +298,9 @@ def build_report(results: list[dict]) -> tuple[str, list[str], bool]:
     lines.append("|---|---:|---:|---:|---:|---:|")
     for r in results:
         s = r["spec"]
-        a, b = r["rand_dla"] * 1e6, r["rand_npy"] * 1e6
-        lines.append(f"| {s.name} | {np.median(a):,.0f} | {np.percentile(a, 95):,.0f} | {np.median(b):,.1f} "
-                     f"| {np.percentile(b, 95):,.1f} | {np.median(a) / np.median(b):,.1f}x |")
+        a, b = r["rand_dla"], r["rand_npy"]
+        lines.append(f"| {s.name} | {a['median_us']:,.0f} | {a['p95_us']:,.0f} | {b['median_us']:,.1f} "
+                     f"| {b['p95_us']:,.1f} | {a['median_us'] / b['median_us']:,.1f}x |")
     lines.append("")
     lines.append("Sizes: " + "; ".join(
         f"{r['spec'].name}: raw arrays {r['bytes'] / 1e6:.2f} MB, .dla.h5 {r['file_bytes_dla'] / 1e6:.2f} MB, "
@@ -282,13 +308,9 @@ def build_report(results: list[dict]) -> tuple[str, list[str], bool]:
     return "\n".join(lines), verdicts, all_pass
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small smoke-test run; does not write RESULTS.md")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-
-    if args.quick:
+def measure(quick: bool, seed: int) -> dict:
+    """Both sets' timings as plain data."""
+    if quick:
         sets = [SetSpec("imagenette", 5, 10, (3, 128, 128)), SetSpec("cifar", 10, 10, (3, 32, 32))]
         repeats, n_random = 2, 50
     else:
@@ -299,23 +321,28 @@ def main(argv=None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="container_io-", dir=WORK))
     t_start = time.perf_counter()
     try:
-        results = [bench_set(s, folder, repeats, n_random, args.seed + k) for k, s in enumerate(sets)]
+        results = [bench_set(s, folder, repeats, n_random, seed + k) for k, s in enumerate(sets)]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         try:
             WORK.rmdir()  # only when empty
         except OSError:
             pass
-    elapsed = time.perf_counter() - t_start
+    return {"repeats": repeats, "n_random": n_random, "elapsed": time.perf_counter() - t_start,
+            "sets": [to_data(r) for r in results]}
 
-    table, verdicts, all_pass = build_report(results)
-    cmd = "python benchmarks/container_io.py" + (" --quick" if args.quick else "")
+
+def render(payload: dict) -> tuple[str, bool]:
+    """The section, title included, and whether every target passed, from the saved data."""
+    d = payload["data"]
+    repeats, n_random = d["repeats"], d["n_random"]
+    table, verdicts, all_pass = build_report([from_data(r) for r in d["sets"]])
     header = [
         "## Container I/O: D_LA (HDF5) vs numpy .npy",
         "",
-        f"- Machine: {machine()}",
-        f"- Date: {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `{cmd}` (ran in {elapsed:.0f} s)",
+        f"- Machine: {payload['machine']}",
+        f"- Date: {payload['date']}",
+        f"- Command: `{payload['command']}` (ran in {d['elapsed']:.0f} s)",
         f"- Method: synthetic sets (random uint8 images, softmax float32 dense labels N={N_DENSE}, C=10), "
         f"float32 codec, no compression. Throughput counts raw array bytes (images + int64 labels + float32 "
         f"dense). Each whole-set timing: 1 warm-up + {repeats} runs; table shows median (best). Writes go "
@@ -342,12 +369,22 @@ def main(argv=None) -> int:
         "kept and the targets are reported as missed. Random access (what a DataLoader does) costs 37-79 us "
         "per item, 4-6x a memory-mapped .npy.",
     ]
-    section = "\n".join(header)
+    return "\n".join(header), all_pass
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small smoke-test run; writes nothing unless --data-dir/--results")
+    ap.add_argument("--seed", type=int, default=0)
+    add_output_args(ap)
+    args = ap.parse_args(argv)
+    out = Output.from_args(args)
+    payload = out.load("container_io") if out.render_only else out.save("container_io", measure(args.quick, args.seed))
+    section, all_pass = render(payload)
     print(section)
     print()
     print("OVERALL:", "PASS" if all_pass else "FAIL (see targets above)")
-    if not args.quick:
-        update_results("container_io", section)
+    out.update("container_io", section)
     return 0
 
 

@@ -2,8 +2,10 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/convert_speed.py            # full run, updates RESULTS.md
-    .venv/bin/python benchmarks/convert_speed.py --quick    # IPC 10, prints only
+    .venv/bin/python benchmarks/convert_speed.py                # full run: saves results/convert_speed.json,
+                                                                # updates RESULTS.md
+    .venv/bin/python benchmarks/convert_speed.py --render-only  # re-render the section from the saved JSON
+    .venv/bin/python benchmarks/convert_speed.py --quick        # IPC 10, prints only
 
 Input: an ImageNette-shaped MTT output written as MTT writes it (``docs/upstream-formats.md``):
 ``images_best.pt`` = float32 (500, 3, 128, 128) (IPC 50), saved with ``requires_grad=True``, holding
@@ -32,7 +34,6 @@ of the uint8 and float32 images, and ``numpy.save`` alone. Run it on an otherwis
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import shutil
 import statistics
@@ -48,7 +49,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from _common import machine, update_results  # noqa: E402
+from _common import Output, add_output_args  # noqa: E402
 from ladd_format import DLAWriter, open_dla, verify  # noqa: E402
 from ladd_format.converters import ConvertOptions, convert  # noqa: E402
 from ladd_format.converters.common import load_pt  # noqa: E402
@@ -98,11 +99,9 @@ def clear(dest: Path) -> None:
     dest.mkdir(parents=True)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="IPC 10 (100 images); print only")
-    args = parser.parse_args(argv)
-    ipc = 10 if args.quick else 50
+def measure(quick: bool) -> dict:
+    """The timed runs and the steps timed alone, as plain data (seconds)."""
+    ipc = 10 if quick else 50
     load_before = os.getloadavg()[0]
     t_start = time.perf_counter()
     shutil.rmtree(WORK, ignore_errors=True)
@@ -169,6 +168,18 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
 
+    return {"ipc": ipc, "in_bytes": in_bytes, "samples": samples, "u8_bytes": u8_bytes, "f32_bytes": f32_bytes,
+            "npy_bytes": npy_bytes, "psnr": psnr, "parts": [[name, dt] for name, dt in parts.items()],
+            "elapsed": time.perf_counter() - t_start, "load_before": load_before, "load_after": os.getloadavg()[0],
+            "cpu_count": os.cpu_count()}
+
+
+def render(payload: dict) -> str:
+    """The convert_speed section (title excluded) from the saved data."""
+    d = payload["data"]
+    ipc, in_bytes, samples, psnr = d["ipc"], d["in_bytes"], d["samples"], d["psnr"]
+    u8_bytes, f32_bytes, npy_bytes = d["u8_bytes"], d["f32_bytes"], d["npy_bytes"]
+    parts = dict(d["parts"])
     med = {name: statistics.median(v) for name, v in samples.items()}
     base = med["baseline"]
     rows = [
@@ -177,13 +188,12 @@ def main(argv=None) -> int:
         ("`convert mtt --dataset imagenette --keep-float`", "keep-float", f32_bytes, True),
     ]
     passed = all(med[key] / base <= TARGET for _, key, _, target in rows if target)
-    elapsed = time.perf_counter() - t_start
     m = NUM_CLASSES * ipc
     lines = [
-        f"- Machine: {machine()}",
-        f"- Date: {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- Command: `python benchmarks/convert_speed.py{' --quick' if args.quick else ''}` (ran in {elapsed:.0f} s; "
-        f"1-minute load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} cores)",
+        f"- Machine: {payload['machine']}",
+        f"- Date: {payload['date']}",
+        f"- Command: `{payload['command']}` (ran in {d['elapsed']:.0f} s; "
+        f"1-minute load average {d['load_before']:.2f} before, {d['load_after']:.2f} after, on {d['cpu_count']} cores)",
         f"- Input: MTT run folder as MTT writes it: `images_best.pt` float32 ({m}, 3, {SIDE}, {SIDE}) "
         f"(ImageNette, IPC {ipc}; uniform random 0..1 pixels normalised with the ImageNet mean/std, saved with "
         f"requires_grad=True) + `labels_best.pt` int64 ({m},); {in_bytes / 1e6:.1f} MB on disk.",
@@ -225,11 +235,19 @@ def main(argv=None) -> int:
         "are what a D_LA file promises, so they stay.",
     ]
     lines += ["", f"Overall: {'PASS' if passed else 'FAIL'} (target: each conversion within {TARGET:g}x the baseline)."]
-    section = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="IPC 10 (100 images); print only unless --data-dir/--results")
+    add_output_args(parser)
+    args = parser.parse_args(argv)
+    out = Output.from_args(args)
+    payload = out.load("convert_speed") if out.render_only else out.save("convert_speed", measure(args.quick))
+    section = render(payload)
     print(section)
-    if not args.quick:
-        update_results("convert_speed", "## Conversion speed: `ladd convert mtt` vs torch.load + numpy.save\n\n"
-                       + section)
+    out.update("convert_speed", "## Conversion speed: `ladd convert mtt` vs torch.load + numpy.save\n\n" + section)
     return 0
 
 

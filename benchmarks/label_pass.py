@@ -3,8 +3,11 @@ the literal per-sub-image loop of the paper's Algorithm 1, measured in one run.
 
 Usage::
 
-    .venv/bin/python benchmarks/label_pass.py            # updates the label_pass section of RESULTS.md
-    .venv/bin/python benchmarks/label_pass.py --quick    # tiny sizes, prints only
+    .venv/bin/python benchmarks/label_pass.py                # saves results/label_pass.json and updates
+                                                             # the label_pass section of RESULTS.md
+    .venv/bin/python benchmarks/label_pass.py --render-only  # re-render the section from the saved JSON
+    .venv/bin/python benchmarks/label_pass.py --quick        # tiny sizes, prints only
+    .venv/bin/python benchmarks/label_pass.py --results-key label_pass_gpu   # a CUDA run, its own section
 
 For each configuration (ConvNet-D5 width 128 at 128 px, the paper's labeler; ConvNet-D3 width 128
 at 32 px) a plain set D of M random uint8 images is written, a labeler with random weights is saved
@@ -24,7 +27,6 @@ counts 2). Only the CPU is measured here unless CUDA is available; no GPU figure
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import shutil
 import statistics
 import sys
@@ -40,7 +42,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from _common import gpu_line, machine, update_results  # noqa: E402
+from _common import Output, add_output_args, gpu_line  # noqa: E402
 from ladd_format import DLAWriter  # noqa: E402
 from ladd_format.geometry import boxes as make_boxes  # noqa: E402
 from ladd_format.labeler import AugmentConfig, augment  # noqa: E402
@@ -144,14 +146,10 @@ def bench(depth: int, side: int, m: int, chunk: int, loop_images: int, repeats: 
             "loop": loop_images * N * N / t_loop, "flops": flops, "device": device}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--results-key", default="label_pass",
-                   help="the RESULTS.md section to write (a GPU run writes its own beside the CPU one)")
-    args = p.parse_args(argv)
+def measure(quick: bool) -> dict:
+    """Every configuration's throughputs, as plain data, and the device they ran on."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.quick:
+    if quick:
         configs = [(3, 32, 16, 8, 2, 1)]
     elif device == "cuda":        # enough sub-images to fill a GPU: 25,000 at 128 px, 102,400 at 32 px
         configs = [(5, 128, 1000, 128, 4, 3), (3, 32, 4096, 512, 8, 3)]
@@ -159,12 +157,26 @@ def main(argv=None) -> int:
         configs = [(5, 128, 32, 16, 2, 3), (3, 32, 256, 64, 8, 3)]
     precisions = ("bfloat16", "float32") if device == "cuda" else ("float32",)
     rows = [bench(d, s, m, c, loop, rep, device, prec) for d, s, m, c, loop, rep in configs for prec in precisions]
+    shutil.rmtree(WORK, ignore_errors=True)
+    return {"device": device, "gpu": gpu_line() if device == "cuda" else None,
+            "gpu_name": torch.cuda.get_device_name(0) if device == "cuda" else None, "rows": rows}
 
-    lines = [f"- Machine: {machine()}; device: {device}"
-             + (f" = {gpu_line()}" if device == "cuda"
+
+def title(payload: dict) -> str:
+    d = payload["data"]
+    return ("Labeler pass throughput" + (f" on {d['gpu_name']}" if d["device"] == "cuda" else "")
+            + " (issue: labeler and the batched labeler pass)")
+
+
+def render(payload: dict) -> str:
+    """The section (title excluded) from the saved data."""
+    d = payload["data"]
+    device, rows = d["device"], d["rows"]
+    lines = [f"- Machine: {payload['machine']}; device: {device}"
+             + (f" = {d['gpu']}" if device == "cuda"
                 else " (CUDA not available on this machine: no GPU figure is reported)"),
-             f"- Date: {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC; command: "
-             f"`{' '.join(['python benchmarks/label_pass.py', *sys.argv[1:]])}`; medians of 3 runs after a warm-up.",
+             f"- Date: {payload['date']}; command: "
+             f"`{payload['command']}`; medians of 3 runs after a warm-up.",
              "- Random uint8 images and a random-weight labeler (timing does not depend on either); N = 5, "
              "R = 0.625, codec float32, chunk = images per pass chunk, 512 sub-images per labeler forward; "
              "precision: the pass's `--precision` (float32 on CUDA turns TF32 off); Algorithm 1 runs in "
@@ -191,12 +203,22 @@ def main(argv=None) -> int:
                   f"{1.25e6 / d5['pass'] / 60:,.1f} min at this {device} throughput ({d5['name']}).",
                   "", "The pass = the labeling phase (read, rebuild, forward, softmax, chunk files) + writing the "
                   "D_LA (images copied, dense labels encoded, every dataset checksummed)."]
-    section = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes; print only unless --data-dir/--results")
+    p.add_argument("--results-key", default="label_pass",
+                   help="the RESULTS.md section to write, and the name of its JSON (a GPU run writes its own "
+                        "beside the CPU one)")
+    add_output_args(p)
+    args = p.parse_args(argv)
+    out = Output.from_args(args)
+    payload = out.load(args.results_key) if out.render_only else out.save(args.results_key, measure(args.quick))
+    section = render(payload)
     print(section)
-    if not args.quick:
-        title = "Labeler pass throughput" + (f" on {torch.cuda.get_device_name(0)}" if device == "cuda" else "")
-        update_results(args.results_key, f"## {title} (issue: labeler and the batched labeler pass)\n\n" + section)
-    shutil.rmtree(WORK, ignore_errors=True)
+    out.update(args.results_key, f"## {title(payload)}\n\n" + section)
     return 0
 
 

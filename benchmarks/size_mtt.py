@@ -2,8 +2,10 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/size_mtt.py            # updates the size_mtt section of RESULTS.md
-    .venv/bin/python benchmarks/size_mtt.py --quick    # fewer labeler steps, prints only
+    .venv/bin/python benchmarks/size_mtt.py                # saves results/size_mtt.json and updates the
+                                                           # size_mtt section of RESULTS.md
+    .venv/bin/python benchmarks/size_mtt.py --render-only  # re-render the section from the saved JSON
+    .venv/bin/python benchmarks/size_mtt.py --quick        # fewer labeler steps, prints only
 
 Images: ``../shared/data/mtt_distilled_128.npz`` (MTT, IPC 1, ImageFruit and ImageSquawk, 10
 classes each; read in place, never copied into the repository). Skips with a message when absent.
@@ -22,7 +24,6 @@ exactly what a user sees.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
 import sys
@@ -41,7 +42,7 @@ sys.path.insert(0, str(HERE))
 from click.testing import CliRunner  # noqa: E402
 
 from ladd_cli.main import main as ladd  # noqa: E402
-from _common import update_results  # noqa: E402
+from _common import Output, add_output_args  # noqa: E402
 from ladd_format import DenseSpec, DLAWriter, verify  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 from ladd_format.geometry import boxes  # noqa: E402
@@ -94,15 +95,8 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few labeler steps; print only")
-    parser.add_argument("--steps", type=int, default=60, help="labeler SGD steps per subset")
-    args = parser.parse_args(argv)
-    if not DATA.exists():
-        print(f"skipped: {DATA} not found (the real MTT images live in ../shared/data)")
-        return 0
-    steps = 3 if args.quick else args.steps
+def measure(steps: int) -> dict:
+    """Labelers, the D_LA file, `ladd size` on it and the sensitivity rows, as plain data."""
     data = np.load(DATA)
     subsets = ["imagefruit", "imagesquawk"]
     images = np.concatenate([data[s] for s in subsets])                 # (20, 3, 128, 128) uint8
@@ -132,9 +126,6 @@ def main(argv=None) -> int:
         text = runner.invoke(ladd, ["size", str(path)]).output.replace(str(path), "mtt20.dla.h5")
 
     raw_img, raw_dense = images.nbytes, dense.nbytes
-    img_ratio = zip_json["images_bytes"] / raw_img
-    dense_ratio = zip_json["dense_bytes"] / raw_dense
-    needed_img_ratio = (100 * raw_dense / raw_img) * dense_ratio / PAPER_PCT
     per_subset = [measure_arrays(data[s], np.arange(10), {"probs": dense[10 * i:10 * i + 10]}, 10)
                   for i, s in enumerate(subsets)]
 
@@ -145,7 +136,23 @@ def main(argv=None) -> int:
                      .astype(np.float32)))
     sens.append(("one-hot (degenerate)", np.eye(10, dtype=np.float32)[rng.integers(0, 10, dense.shape[:2])]))
     sens.append(("uniform 0.1 (degenerate)", np.full(dense.shape, 0.1, np.float32)))
-    sens_rows = [(name, measure_arrays(images, labels, {"probs": d}, 10)) for name, d in sens]
+    sens_rows = [{"name": name, **measure_arrays(images, labels, {"probs": d}, 10).as_dict()} for name, d in sens]
+    zip_json.pop("file", None)
+    zstd_json.pop("file", None)
+    return {"steps": steps, "accs": accs, "entropy": entropy, "ladd_size_text": text, "zip": zip_json,
+            "zstd": zstd_json, "raw_img": raw_img, "raw_dense": raw_dense,
+            "per_subset": [{"name": name, **r.as_dict()} for name, r in zip(subsets, per_subset)],
+            "sensitivity": sens_rows}
+
+
+def render(payload: dict) -> str:
+    """The size_mtt section (title excluded) from the saved data."""
+    d = payload["data"]
+    steps, accs, entropy, text = d["steps"], d["accs"], d["entropy"], d["ladd_size_text"]
+    zip_json, zstd_json, raw_img, raw_dense = d["zip"], d["zstd"], d["raw_img"], d["raw_dense"]
+    img_ratio = zip_json["images_bytes"] / raw_img
+    dense_ratio = zip_json["dense_bytes"] / raw_dense
+    needed_img_ratio = (100 * raw_dense / raw_img) * dense_ratio / PAPER_PCT
 
     lines = [
         f"- Data: {DATA.name} from ../shared/data — 20 real MTT distilled images (ImageFruit and ImageSquawk, "
@@ -154,7 +161,7 @@ def main(argv=None) -> int:
         f"ConvNet-D5 (width 64) labeler per subset trained {steps} SGD steps on random crops of that subset's "
         f"images (top-1 of sub-images = source image's class: {accs[0]:.0%} / {accs[1]:.0%}; mean entropy "
         f"{entropy:.2f} nats, uniform would be {np.log(10):.2f}).",
-        f"- Command: `python benchmarks/size_mtt.py` on {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d}; "
+        f"- Command: `python benchmarks/size_mtt.py` on {payload['date'][:10]}; "
         "numbers are the `ladd size --json` output for the written file.",
         "",
         "`ladd size mtt20.dla.h5`:",
@@ -170,9 +177,9 @@ def main(argv=None) -> int:
         f"| zstd level 3 | {zstd_json['base_bytes']:,} | {zstd_json['dla_bytes']:,} | "
         f"{zstd_json['overhead_pct']:.2f}% | {zstd_json['ipc_plus_one_pct']:.1f}% | - |",
     ]
-    for name, r in zip(subsets, per_subset):
-        lines.append(f"| zip, {name} alone (IPC 1) | {r.base_bytes:,} | {r.dla_bytes:,} | {r.overhead_pct:.2f}% | "
-                     f"{r.ipc_plus_one_pct:.1f}% | - |")
+    for r in d["per_subset"]:
+        lines.append(f"| zip, {r['name']} alone (IPC 1) | {r['base_bytes']:,} | {r['dla_bytes']:,} | "
+                     f"{r['overhead_pct']:.2f}% | {r['ipc_plus_one_pct']:.1f}% | - |")
     lines += [
         "",
         "Where the overhead comes from (zip): per image, the dense labels are 25 x 10 float32 = 1,000 raw bytes "
@@ -195,12 +202,28 @@ def main(argv=None) -> int:
         "| dense labels | dense bytes (zip) | overhead |",
         "|---|---:|---:|",
     ]
-    for name, r in sens_rows:
-        lines.append(f"| {name} | {r.dense_bytes:,} | {r.overhead_pct:.2f}% |")
-    section = "\n".join(lines)
+    for r in d["sensitivity"]:
+        lines.append(f"| {r['name']} | {r['dense_bytes']:,} | {r['overhead_pct']:.2f}% |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few labeler steps; print only unless --data-dir/--results")
+    parser.add_argument("--steps", type=int, default=60, help="labeler SGD steps per subset")
+    add_output_args(parser)
+    args = parser.parse_args(argv)
+    out = Output.from_args(args)
+    if out.render_only:
+        payload = out.load("size_mtt")
+    else:
+        if not DATA.exists():
+            print(f"skipped: {DATA} not found (the real MTT images live in ../shared/data)")
+            return 0
+        payload = out.save("size_mtt", measure(3 if args.quick else args.steps))
+    section = render(payload)
     print(section)
-    if not args.quick:
-        update_results("size_mtt", "## `ladd size` on 20 real MTT images (issue: D_LA container v1)\n\n" + section)
+    out.update("size_mtt", "## `ladd size` on 20 real MTT images (issue: D_LA container v1)\n\n" + section)
     return 0
 
 

@@ -2,8 +2,10 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/torch_loader.py            # full run (~4 min on 2 cores), updates RESULTS.md
-    .venv/bin/python benchmarks/torch_loader.py --quick    # smoke test (< 20 s), prints only
+    .venv/bin/python benchmarks/torch_loader.py                # full run (~4 min on 2 cores): saves
+                                                               # results/torch_loader.json, updates RESULTS.md
+    .venv/bin/python benchmarks/torch_loader.py --render-only  # re-render the section from the saved JSON
+    .venv/bin/python benchmarks/torch_loader.py --quick        # smoke test (< 20 s), prints only
 
 Measured in one run, on the CPU (torch's default thread count, reported), and on CUDA only when
 ``torch.cuda.is_available()`` (otherwise the report says so; no GPU figure is ever estimated):
@@ -39,7 +41,6 @@ Every timing: one untimed warm-up, then repeats; tables report the median (best 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import shutil
 import sys
@@ -59,7 +60,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from _common import Timing, gpu_line, machine, update_results  # noqa: E402
+from _common import Output, Timing, add_output_args, gpu_line, revive_timings  # noqa: E402
 from ladd_format import DenseSpec, DLAWriter  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 from ladd_format.torch.models import build_model  # noqa: E402
@@ -286,16 +287,8 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small smoke-test run (< 20 s); does not write RESULTS.md")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--results-key", default="torch_loader",
-                    help="the RESULTS.md section to write (a GPU machine's run writes its own beside the CPU one)")
-    ap.add_argument("--cuda-step-batch", type=int, default=16,
-                    help="images per training step on CUDA (each brings 25 sub-images); CPU uses 8 (quick: 1)")
-    args = ap.parse_args(argv)
-
+def measure(args) -> dict:
+    """Every timing of the three parts as plain data (Timing objects become {"samples": [...]})."""
     if args.quick:
         batch, repeats, step_batch, step_repeats, loader_m, loader_repeats = 32, 2, 1, 1, 192, 2
     else:
@@ -355,23 +348,38 @@ def main(argv=None) -> int:
         except OSError:
             pass
     elapsed = time.perf_counter() - t_start
+    return {"batch": batch, "repeats": repeats, "step_repeats": step_repeats, "loader_m": loader_m,
+            "loader_repeats": loader_repeats, "slice_rows": slice_rows, "total_subs": total_subs,
+            "t_cpu": t_cpu, "t_cuda": t_cuda, "prof": prof, "sizes": sizes, "images_nbytes": images_u8.nbytes,
+            "t_chunked": t_chunked, "t_contig": t_contig, "step_cpu": step_cpu, "step_cuda": step_cuda,
+            "cuda_step_batch": args.cuda_step_batch, "set_size": set_size, "loads": loads, "elapsed": elapsed,
+            "cuda_line": cuda_line(), "gpu_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
 
-    # -- report ----------------------------------------------------------------------------------------
+
+def render(payload: dict) -> str:
+    """The section, title included, from the saved data."""
+    d = revive_timings(payload["data"])
+    batch, repeats, step_repeats, loader_m = d["batch"], d["repeats"], d["step_repeats"], d["loader_m"]
+    loader_repeats, slice_rows, total_subs = d["loader_repeats"], d["slice_rows"], d["total_subs"]
+    t_cpu, t_cuda, prof, sizes = d["t_cpu"], d["t_cuda"], d["prof"], d["sizes"]
+    t_chunked, t_contig, step_cpu, step_cuda = d["t_chunked"], d["t_contig"], d["step_cpu"], d["step_cuda"]
+    set_size, loads, elapsed, threads = d["set_size"], d["loads"], d["elapsed"], d["threads"]
     r_chunked = t_chunked.median / t_cpu.median      # (subs/s on the fly) / (subs/s materialised)
     r_contig = t_contig.median / t_cpu.median
     lines = [
         "## PyTorch side: sub-image rebuild, LADD step share, DataLoader throughput"
-        + (f" (GPU machine, {torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""),
+        + (f" (GPU machine, {d['gpu_name']})" if d["gpu_name"] else ""),
         "",
-        f"- Machine: {machine()}",
-        f"- {cuda_line()}",
-        f"- Date: {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `{' '.join(['python benchmarks/torch_loader.py', *sys.argv[1:]])}` (ran in {elapsed:.0f} s)",
+        f"- Machine: {payload['machine']}",
+        f"- {d['cuda_line']}",
+        f"- Date: {payload['date']}",
+        f"- Command: `{payload['command']}` (ran in {elapsed:.0f} s)",
         f"- Method: see the script's docstring. Synthetic data (random uint8 pixels, softmax float32 dense "
         f"labels), N={N_DENSE}, R={RATIO} (crops 80x80 resized to 128x128, bilinear, antialias). Each timing: "
         f"1 warm-up + repeats ({repeats} for part 1, {step_repeats} for the step, {loader_repeats} epochs for "
         f"the loader); tables show median (best). HDF5 reads are warm-cache (files just written). The "
-        f"machine's {os.cpu_count()} cores are shared with the rest of the system, so repeat-to-repeat "
+        f"machine's {d['cpu_count']} cores are shared with the rest of the system, so repeat-to-repeat "
         f"spread (median vs best) is part of the result.",
         "",
         f"### 1. Sub-images per second: rebuilt on the fly vs read materialised ({batch} images -> "
@@ -379,7 +387,7 @@ def main(argv=None) -> int:
         "",
         "| path | seconds per batch | sub-images/s | on-the-fly / this | target |",
         "|---|---:|---:|---:|---|",
-        f"| on the fly, `subimages()` CPU ({torch.get_num_threads()} threads) | {t_cpu.median:.2f} ({t_cpu.best:.2f}) "
+        f"| on the fly, `subimages()` CPU ({threads} threads) | {t_cpu.median:.2f} ({t_cpu.best:.2f}) "
         f"| {rate(total_subs, t_cpu)} | 1.00x | - |",
     ]
     if t_cuda is not None:
@@ -398,8 +406,8 @@ def main(argv=None) -> int:
         f"File sizes for the same {batch} images: D_LA (uint8 images + labels + float32 dense labels, "
         f"`DLAWriter`) {sizes['dla'] / 1e6:,.2f} MB; materialised sub-images {sizes['chunked'] / 1e6:,.2f} MB "
         f"(chunked + fletcher32) / {sizes['contiguous'] / 1e6:,.2f} MB (contiguous) = "
-        f"{sizes['chunked'] / sizes['dla']:.1f}x the D_LA file and {sizes['chunked'] / images_u8.nbytes:.1f}x "
-        f"the raw images alone ({images_u8.nbytes / 1e6:,.2f} MB).",
+        f"{sizes['chunked'] / sizes['dla']:.1f}x the D_LA file and {sizes['chunked'] / d['images_nbytes']:.1f}x "
+        f"the raw images alone ({d['images_nbytes'] / 1e6:,.2f} MB).",
         "",
     ]
     b_, p_, k_, h_, w_ = prof["shape"]
@@ -440,13 +448,13 @@ def main(argv=None) -> int:
     if step_cuda is None:
         lines.append("| CUDA | - | - | not measured | not measured | not measured | < 10% on a GPU: not measured |")
     elif "error" in step_cuda:
-        lines.append(f"| CUDA | {args.cuda_step_batch} | 128 | {step_cuda['error']} | - | - | not measured |")
+        lines.append(f"| CUDA | {d['cuda_step_batch']} | 128 | {step_cuda['error']} | - | - | not measured |")
     else:
         ok = step_cuda["share"] < STEP_SHARE_TARGET
         lines.append(f"| CUDA | {step_cuda['batch']} (+{step_cuda['subs']}) | {step_cuda['width']} | "
                      f"{ms(step_cuda['step'])} | {ms(step_cuda['rebuild'])} | {step_cuda['share']:.1f}% | "
                      f"< {STEP_SHARE_TARGET:.0f}%: {verdict(ok)} |")
-    cores = os.cpu_count()
+    cores = d["cpu_count"]
     lines += [
         "",
         f"### 3. DataLoader throughput (batch 64, shuffle, fork; {loader_m:,} images 3x{SIDE}x{SIDE} uint8 + "
@@ -466,7 +474,7 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {r['workers']} | {rate(r['m'], r['epoch'])} | {ms(r['epoch'])} | {ms(r['first'])} "
                      f"| {steady:,.0f} | {1e3 * r['construct']:,.0f} |")
     verdicts = [
-        f"On the fly (CPU, {torch.get_num_threads()} threads) vs materialised, chunked + fletcher32: "
+        f"On the fly (CPU, {threads} threads) vs materialised, chunked + fletcher32: "
         f"{r_chunked:.2f}x -> >= {REBUILD_TARGET:.1f}x: {verdict(r_chunked >= REBUILD_TARGET)}",
         f"On the fly (CPU) vs materialised, contiguous without checksum: {r_contig:.2f}x -> "
         f">= {REBUILD_TARGET:.1f}x: {verdict(r_contig >= REBUILD_TARGET)}",
@@ -485,12 +493,27 @@ def main(argv=None) -> int:
     else:
         verdicts.append(f"Rebuild share of a step on a GPU: {CUDA_NA}")
     lines += ["", "Targets:", "", *[f"- {v}" for v in verdicts]]
-    section = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="small smoke-test run (< 20 s); writes nothing unless --data-dir/--results")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--results-key", default="torch_loader",
+                    help="the RESULTS.md section to write, and the name of its JSON (a GPU machine's run writes "
+                         "its own beside the CPU one)")
+    ap.add_argument("--cuda-step-batch", type=int, default=16,
+                    help="images per training step on CUDA (each brings 25 sub-images); CPU uses 8 (quick: 1)")
+    add_output_args(ap)
+    args = ap.parse_args(argv)
+    out = Output.from_args(args)
+    payload = out.load(args.results_key) if out.render_only else out.save(args.results_key, measure(args))
+    section = render(payload)
     print()
     print(section)
-    if not args.quick:
-        update_results(args.results_key, section)
-        print(f"\nwrote section to {RESULTS.relative_to(ROOT)}")
+    out.update(args.results_key, section)
     return 0
 
 

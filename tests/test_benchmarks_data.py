@@ -1,0 +1,100 @@
+"""The benchmarks' measured data as JSON: save/load round trip and ``--render-only`` (no timing)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture()
+def bench(monkeypatch):
+    """Import benchmark modules from benchmarks/ (they import each other by bare name)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+
+    def load(name: str):
+        return importlib.import_module(name)
+    return load
+
+
+def test_save_load_round_trip(bench, tmp_path):
+    common = bench("_common")
+    np = pytest.importorskip("numpy")
+    data = {"rows": [{"name": "a", "x": 1.0 / 3, "n": np.int64(7)}], "arr": np.arange(3), "t": (1, 2),
+            "timing": common.Timing([0.5, 0.25])}
+    saved = common.save_json("demo", data, tmp_path, machine_line="test machine", command="python x.py")
+    assert (tmp_path / "demo.json").exists()
+    loaded = common.load_json("demo", tmp_path)
+    assert loaded == saved
+    assert loaded["machine"] == "test machine" and loaded["command"] == "python x.py"
+    assert loaded["name"] == "demo" and loaded["date"].endswith("UTC")
+    d = loaded["data"]
+    assert d["rows"][0]["x"] == 1.0 / 3          # floats round-trip exactly
+    assert d["rows"][0]["n"] == 7 and d["arr"] == [0, 1, 2] and d["t"] == [1, 2]
+    revived = common.revive_timings(d)
+    assert isinstance(revived["timing"], common.Timing) and revived["timing"].median == 0.375
+
+
+def test_load_missing_says_so(bench, tmp_path):
+    common = bench("_common")
+    with pytest.raises(SystemExit, match="not found"):
+        common.load_json("nothing", tmp_path)
+
+
+def test_update_results_keeps_other_sections(bench, tmp_path):
+    common = bench("_common")
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n<!-- a:start -->\nold a\n<!-- a:end -->\n\n"
+                       "<!-- b:start -->\nkeep b\n<!-- b:end -->\n")
+    common.update_results("a", "new a", results)
+    text = results.read_text()
+    assert "new a" in text and "old a" not in text and "keep b" in text
+
+
+def cli_startup_fixture() -> dict:
+    return {"name": "cli_startup", "machine": "Fixture CPU, 2 logical cores", "command": "python benchmarks/cli_startup.py",
+            "date": "2026-01-02 03:04 UTC",
+            "data": {"repeats": 3,
+                     "file": {"images": 200, "image_shape": [3, 32, 32], "classes": 10, "dense": "N = 5, float32",
+                              "bytes": 123456},
+                     "rows": [{"command": "ladd --help", "plain": [0.2, 0.3, 0.25], "torch_first": [1.0, 1.2, 1.1]},
+                              {"command": "ladd info FILE", "plain": [0.3, 0.3, 0.3], "torch_first": [1.5, 1.5, 1.5]}],
+                     "import_torch": [0.9, 1.0, 0.95], "python_bare": [0.02, 0.03, 0.025],
+                     "cli_imports_torch": False}}
+
+
+def test_render_only_cli_startup(bench, tmp_path, capsys):
+    cli_startup = bench("cli_startup")
+    (tmp_path / "cli_startup.json").write_text(json.dumps(cli_startup_fixture()))
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n<!-- cli_startup:start -->\nstale\n<!-- cli_startup:end -->\n")
+    assert cli_startup.main(["--render-only", "--data-dir", str(tmp_path), "--results", str(results)]) == 0
+    text = results.read_text()
+    assert "stale" not in text
+    assert "## CLI start-up" in text and "Fixture CPU" in text and "2026-01-02 03:04 UTC" in text
+    assert "| `ladd --help` | 250 (200-300) | 1,100 (1,000-1,200) | 4.4x |" in text
+    assert "| `ladd info FILE` | 300 (300-300) | 1,500 (1,500-1,500) | 5.0x |" in text
+    assert "start 4.4-5.0x faster" in text
+    # rendering twice from the same JSON gives the same text
+    again = tmp_path / "again.md"
+    cli_startup.main(["--render-only", "--data-dir", str(tmp_path), "--results", str(again)])
+    block = text[text.index("<!-- cli_startup:start -->"):]
+    assert again.read_text().endswith(block)
+    assert "stale" not in capsys.readouterr().out
+
+
+def test_quick_writes_nothing_by_default(bench, tmp_path):
+    common = bench("_common")
+    ns = type("Args", (), {"quick": True, "data_dir": None, "results": None, "render_only": False})()
+    assert common.Output.from_args(ns).write is False
+    ns.data_dir = tmp_path
+    out = common.Output.from_args(ns)
+    assert out.write is True and out.data_dir == tmp_path and out.results == common.RESULTS
+    ns = type("Args", (), {"quick": False, "data_dir": None, "results": None, "render_only": True})()
+    out = common.Output.from_args(ns)
+    assert out.write and out.data_dir == common.RESULTS_DIR
+
