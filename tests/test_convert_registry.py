@@ -247,3 +247,39 @@ def test_codec_is_validated_as_one_value(tmp_path, runner):
     result = cli(runner, "npz", src, "-o", tmp_path / "o.dla.h5", "--codec", "uint8", "--k", "3")
     assert result.exit_code == 2 and "--k applies only to a codec with a k parameter" in result.output
     assert not (tmp_path / "o.dla.h5").exists()
+
+
+def test_a_new_converter_is_asked_by_auto_without_touching_auto(tmp_path):
+    """A converter that auto.ORDER does not list (a new file) is still asked, after the listed ones."""
+    from ladd_format.converters import _REGISTRY, Converter, register
+
+    marker = tmp_path / "thing.newformat"
+    marker.write_text("x")
+
+    @register
+    class NewFormat(Converter):
+        name = "zz-new-format"
+        summary = "a test-only format"
+        looks_for = "a *.newformat file"
+
+        def sniff(self, path):
+            return "a .newformat file" if str(path).endswith(".newformat") else None
+
+    try:
+        assert auto.sniff_order()[-1] == "zz-new-format"
+        assert auto.sniff_order()[:len(auto.ORDER)] == auto.ORDER
+        assert auto.detect(marker) == ("zz-new-format", "a .newformat file")
+    finally:
+        del _REGISTRY["zz-new-format"]
+    assert "zz-new-format" not in auto.sniff_order()
+
+
+def test_every_module_of_the_converters_package_is_imported():
+    """Registration needs no list to edit: each module file is imported with the package."""
+    import pkgutil
+    import sys
+
+    import ladd_format.converters as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        assert f"ladd_format.converters.{module.name}" in sys.modules

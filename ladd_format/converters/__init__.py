@@ -14,7 +14,8 @@ A converter declares what it is and what it reads::
         def convert(self, source, output, options) -> ConversionResult:
 
 ``sniff`` is cheap: file names and layout, at most one small labels tensor. ``auto`` asks the
-converters' ``sniff`` in the order of :data:`ladd_format.converters.auto.ORDER`. Every converter
+converters' ``sniff`` in the order of :data:`ladd_format.converters.auto.ORDER`, then any converter
+it does not list. Every module of this package is imported with it, so a new format is one new file. Every converter
 reads its input into a :class:`~ladd_format.converters.common.RawSet` and hands it to the one
 :func:`~ladd_format.converters.common.finish` (the defaults are documented there).
 
@@ -145,6 +146,11 @@ def convert(fmt: str, source: str | os.PathLike, output: str | os.PathLike,
     return converter.convert(Path(source), Path(output), options)
 
 
-# registration side effect; auto last: it reads the others' options
-from . import datm, dc, folder, glad, mtt, npz, rded, sre2l, tensors, tesla  # noqa: E402,F401
-from . import auto  # noqa: E402,F401
+# Registration side effect: every module of this package is imported, so a new converter is one
+# new file (helper modules without a converter register nothing). auto.py reads the registry when
+# it runs, not when it is imported.
+import importlib as _importlib  # noqa: E402
+import pkgutil as _pkgutil  # noqa: E402
+
+for _module in sorted(m.name for m in _pkgutil.iter_modules(__path__)):
+    _importlib.import_module(f"{__name__}.{_module}")

@@ -27,8 +27,15 @@ from . import ConversionResult, Converter, ConvertOptions, _REGISTRY, convert as
 ORDER = ("npz", "glad", "datm", "tesla", "mtt", "tensors", "dc", "sre2l", "rded", "folder")
 
 
+def sniff_order() -> tuple[str, ...]:
+    """:data:`ORDER`, then any registered converter it does not list (a new converter file), in
+    name order: every converter is asked."""
+    rest = sorted(name for name in _REGISTRY if name not in ORDER and name != "auto")
+    return tuple(name for name in ORDER if name in _REGISTRY) + tuple(rest)
+
+
 def looked_for() -> str:
-    return "; ".join(f"{name}: {_REGISTRY[name].looks_for}" for name in ORDER)
+    return "; ".join(f"{name}: {_REGISTRY[name].looks_for}" for name in sniff_order())
 
 
 def detect(source: Path) -> tuple[str, str]:
@@ -37,7 +44,7 @@ def detect(source: Path) -> tuple[str, str]:
     source = Path(source)
     if not source.exists():
         raise InputError("no such file or folder", source)
-    for name in ORDER:
+    for name in sniff_order():
         reason = _REGISTRY[name].sniff(source)
         if reason:
             return name, reason
@@ -53,7 +60,7 @@ class Auto(Converter):
 
     @property
     def options(self) -> frozenset[str]:          # every option some format reads; that format checks
-        return frozenset().union(*(_REGISTRY[name].options for name in ORDER))
+        return frozenset().union(*(_REGISTRY[name].options for name in sniff_order()))
 
     def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
         fmt, reason = detect(source)
