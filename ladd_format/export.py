@@ -15,7 +15,8 @@
 the codec: dense labels are exported decoded), plus ``subimages`` (M, N*N, K, H, W) with
 ``--subimages``.
 
-Sub-images are rebuilt from the image as float and rounded to uint8 for PNG/npz; a trainer that
+Sub-images are rebuilt from the image as float and, for uint8 images, rounded half up to uint8
+(spec 4.1, ``pixels.round_half_up``) for PNG/npz; a trainer that
 wants the exact float sub-images should rebuild them with :func:`ladd_format.torch.subimages`.
 Outputs appear only when complete (temporary sibling, then rename).
 """
@@ -32,7 +33,7 @@ import numpy as np
 
 from . import atomic
 from .errors import InputError, NoDenseLabelsError
-from .pixels import stored_to_uint8
+from .pixels import round_half_up, stored_to_uint8
 from .provenance import file_sha256
 from .reader import DLAFile, open_dla
 
@@ -67,7 +68,7 @@ def _subimages_uint8(f: DLAFile, images: np.ndarray) -> np.ndarray:
     x = torch.from_numpy(np.ascontiguousarray(images)).float()
     subs = rebuild(x, f.boxes)
     if images.dtype == np.uint8:
-        subs = subs.round().clamp(0, 255)
+        subs = round_half_up(subs).clamp(0, 255)          # spec 4.1's rounding, as for whole images
     return subs.to(torch.uint8).numpy() if images.dtype == np.uint8 else subs.numpy()
 
 

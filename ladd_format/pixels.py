@@ -43,6 +43,12 @@ def denormalize(normalized, mean, std):
     return normalized * std + mean
 
 
+def round_half_up(x):
+    """``floor(x + 0.5)``: the rounding of spec 4.1, elementwise on numpy arrays and torch tensors
+    alike (``// 1`` is a true floor for both); the caller clips to 0..255."""
+    return (x + 0.5) // 1
+
+
 def to_model_input(x, space: str, mean, std, *, apply_normalization: bool = True):
     """Stored image values in ``space`` -> what a model sees: ``pixel255`` and ``pixel01`` are
     brought to 0..1 and normalised with the file's ``mean``/``std`` (unless
@@ -72,7 +78,7 @@ def to_pixel01(images: np.ndarray, space: str, mean, std) -> np.ndarray:
 def quantize(pixel01: np.ndarray) -> np.ndarray:
     """0..1 floats -> uint8 pixels: ``floor(255 p + 0.5)`` (round half up), clipped to 0..255
     (spec 4.1: how a writer turns float pixels into ``pixel255``)."""
-    return np.clip(np.floor(pixel01 * float(PIXEL_MAX) + 0.5), 0, PIXEL_MAX).astype(np.uint8)
+    return np.clip(round_half_up(pixel01 * float(PIXEL_MAX)), 0, PIXEL_MAX).astype(np.uint8)
 
 
 def loss_report(pixel01: np.ndarray, stored_uint8: np.ndarray) -> dict:

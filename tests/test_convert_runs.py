@@ -519,3 +519,17 @@ def test_existing_output_needs_force(tmp_path, runner):
     converted(runner, "mtt", folder, out, "--dataset", "imagenette", "--force")
     with open_dla(out) as f:
         assert_pixels(f.images(), pix)
+
+
+def test_round_half_up_is_one_rule_for_numpy_and_torch():
+    """pixels.round_half_up rounds ties up (spec 4.1) on numpy arrays and torch tensors alike, where
+    numpy's and torch's own round() go to even."""
+    import torch
+
+    from ladd_format.pixels import round_half_up
+
+    ties = [0.5, 1.5, 2.5, 254.5, -0.5, 3.49999, 3.50001]
+    want = [1.0, 2.0, 3.0, 255.0, 0.0, 3.0, 4.0]
+    assert round_half_up(np.array(ties)).tolist() == want
+    assert round_half_up(torch.tensor(ties, dtype=torch.float64)).tolist() == want
+    assert np.round(np.array(ties[:3])).tolist() == [0.0, 2.0, 2.0]      # what it replaces in export
