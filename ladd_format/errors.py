@@ -11,7 +11,8 @@ import os
 
 #: The numbered rules of spec section 8, number -> name.
 RULES = {1: "file", 2: "format", 3: "root", 4: "images", 5: "labels", 6: "soft_labels",
-         7: "normalization", 8: "dense", 9: "provenance", 10: "filters", 11: "checksums"}
+         7: "normalization", 8: "dense", 9: "provenance", 10: "filters", 11: "checksums",
+         12: "root_digest", 13: "row_digests", 14: "self_contained", 15: "limits"}
 
 
 class LaddError(Exception):
@@ -113,6 +114,27 @@ class ChecksumError(LaddError):
 
     rule_number = 11
     rule = "checksums"
+
+
+class DigestError(LaddError):
+    """The root digest or a row digest (spec 1.1) disagrees with the file: it was damaged."""
+
+    rule_number = 12
+    rule = "root_digest"
+
+
+class ContainmentError(LaddError):
+    """Links, external storage or virtual datasets: data outside the file (spec 2.3)."""
+
+    rule_number = 14
+    rule = "self_contained"
+
+
+class LimitError(LaddError):
+    """A declared size beyond the limits of spec 2.4, or not backed by the file's bytes."""
+
+    rule_number = 15
+    rule = "limits"
 
 
 class CodecError(LaddError):

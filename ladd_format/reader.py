@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -21,104 +22,55 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from . import integrity
 from . import spec as S
 from .codecs import Codec, codec_from_file
-from .errors import (ChecksumError, DtypeError, FormatError, LaddError, MissingFieldError,
-                     NoDenseLabelsError, NotHDF5Error, TruncatedFileError, UnsupportedVersionError)
+from .errors import (ChecksumError, DigestError, DtypeError, LabelRangeError, LaddError, MissingFieldError,
+                     NoDenseLabelsError, ProbabilityError)
+from .h5io import attr_dict, check_format, open_h5, text  # noqa: F401  (re-exported)
+from .verify import header_problems
 
-
-def text(value) -> str:
-    """An HDF5 string attribute as ``str`` (h5py may return bytes or numpy strings)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return text(value[()])
-    return str(value)
-
-
-def attr_dict(attrs) -> dict:
-    """HDF5 attributes as plain JSON-able Python values."""
-    out = {}
-    for key, value in attrs.items():
-        if isinstance(value, np.ndarray):
-            value = [text(v) if isinstance(v, (bytes, str)) else v for v in value.tolist()]
-        elif isinstance(value, (bytes, np.bytes_)):
-            value = text(value)
-        elif isinstance(value, np.generic):
-            value = value.item()
-        out[key] = value
-    return out
-
-
-def open_h5(path: str | os.PathLike) -> h5py.File:
-    """Open an HDF5 file read-only, turning h5py's errors into one-line :class:`LaddError` s."""
-    p = Path(path)
-    if not p.exists():
-        raise LaddError("no such file", p)
-    if p.is_dir():
-        raise LaddError("is a directory, expected a .dla.h5 file", p)
-    try:
-        return h5py.File(p, "r")
-    except OSError as exc:
-        msg = str(exc)
-        if "truncated" in msg.lower():
-            raise TruncatedFileError("truncated HDF5 file (it ends before the data it declares)", p) from None
-        if "signature" in msg.lower():
-            raise NotHDF5Error("not an HDF5 file (no HDF5 signature)", p) from None
-        raise NotHDF5Error(f"cannot be opened as HDF5: {msg}", p) from None
-
-
-def check_format(h5: h5py.File, path) -> tuple[int, int]:
-    """Spec rule 2: ``format`` and a supported ``format_version``; returns (major, minor)."""
-    fmt = h5.attrs.get("format")
-    if fmt is None:
-        raise FormatError("not a D_LA container: root attribute 'format' is missing", path, "/")
-    if text(fmt) != S.FORMAT:
-        raise FormatError(f"not a D_LA container: format is {text(fmt)!r}, expected {S.FORMAT!r}", path, "/")
-    version = h5.attrs.get("format_version")
-    if version is None:
-        raise MissingFieldError("root attribute 'format_version' is missing", path, "/")
-    try:
-        major, minor = S.parse_version(text(version))
-    except ValueError:
-        raise UnsupportedVersionError(f"format_version {text(version)!r} is not MAJOR.MINOR", path, "/") from None
-    if major != S.SUPPORTED_MAJOR:
-        raise UnsupportedVersionError(
-            f"format_version {text(version)} is not supported (this reader implements major version "
-            f"{S.SUPPORTED_MAJOR}); upgrade ladd-format", path, "/")
-    return major, minor
+#: Exceptions h5py raises on damaged HDF5 structures; a reader turns them into one LaddError line.
+H5_ERRORS = (OSError, RuntimeError, ValueError, TypeError, KeyError, IndexError)
 
 
 def read_rows(ds: h5py.Dataset, start: int, stop: int, path) -> np.ndarray:
-    """Read rows [start, stop) of a dataset; a failing fletcher32 becomes :class:`ChecksumError`."""
+    """Read rows [start, stop) of a dataset; a failing fletcher32 (or damaged HDF5 metadata on the
+    way to the rows) becomes :class:`ChecksumError`."""
     try:
         return ds[start:stop]
-    except OSError as exc:
-        raise ChecksumError(f"rows {start}..{stop - 1} cannot be read (chunk checksum failed: {exc})",
-                            path, ds.name) from None
+    except H5_ERRORS as exc:
+        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ChecksumError(f"rows {start}..{stop - 1} cannot be read (chunk checksum failed or HDF5 "
+                            f"metadata damaged: {detail})", path, ds.name) from None
 
 
 class DLAFile:
-    """An open D_LA file. Use as a context manager or call :meth:`close`."""
+    """An open D_LA file. Use as a context manager or call :meth:`close`.
 
-    def __init__(self, path: str | os.PathLike):
+    Opening checks every rule that the object headers and attributes decide (spec section 8, all but
+    the contents of the datasets), the root digest included, so a file is refused before any value
+    is believed; it costs a few milliseconds and reads no dataset. Every read then checks the
+    fletcher32 of its chunks, the SHA-256 of each row it returns against ``/row_sha256`` (1.1
+    files; ``check_rows=False`` skips it) and the values the rules bound (labels in [0, C), the
+    codec's tolerances, finite floats). Every failure is a one-line :class:`LaddError`.
+    """
+
+    def __init__(self, path: str | os.PathLike, check_rows: bool = True):
         self.path = Path(path)
         self.h5 = open_h5(self.path)
         try:
+            problems = header_problems(self.path, self.h5)
+            if problems:
+                raise problems[0]
             self.version = check_format(self.h5, self.path)
-            for name in (S.IMAGES, S.LABELS):
-                if name not in self.h5 or not isinstance(self.h5[name], h5py.Dataset):
-                    raise MissingFieldError(f"required dataset /{name} is missing", self.path, f"/{name}")
-            if "num_classes" not in self.h5.attrs:
-                raise MissingFieldError("root attribute 'num_classes' is missing", self.path, "/")
-            shape = self.h5[S.IMAGES].shape
-            if len(shape) != 4:
-                raise LaddError(f"/images must be 4-D (M, K, H, W), got shape {shape}", self.path, "/images")
-            if self.h5[S.LABELS].shape != (shape[0],):
-                raise LaddError(f"/labels must have shape ({shape[0]},) to match /images, got "
-                                f"{self.h5[S.LABELS].shape}", self.path, "/labels")
-        except BaseException:
+        except LaddError:
             self.h5.close()
+            raise
+        except BaseException as exc:
+            self.h5.close()
+            if isinstance(exc, H5_ERRORS):
+                raise LaddError(f"HDF5 structure is damaged ({integrity._first_line(exc)})", self.path, "/") from None
             raise
         # A read-only file does not change: keep handles and the shapes every read needs, so a
         # single-item read costs one HDF5 read per dataset, not a lookup of groups and attributes.
@@ -130,6 +82,41 @@ class DLAFile:
         self._dense_datasets: dict[str, h5py.Dataset] | None = None
         self._n: int | None = None
         self._codec: Codec | None = None
+        self._row_digests = self.h5[S.ROW_DIGESTS] if check_rows and S.ROW_DIGESTS in self.h5 else None
+        self._row_columns: dict[str, int] = {}
+        self._digest_rows: np.ndarray | None = None
+        if self._row_digests is not None:
+            names = self._row_digests.attrs[S.ROW_DIGESTS_DATASETS]
+            self._row_columns = {text(v): i for i, v in enumerate(np.atleast_1d(names))}
+
+    def _digest_table(self) -> np.ndarray:
+        """All of ``/row_sha256``, read once and checked against its own ``sha256`` (it is at most
+        M x D x 32 bytes, bounded by the file's size through rule 15)."""
+        if self._digest_rows is None:
+            ds = self._row_digests
+            table = read_rows(ds, 0, ds.shape[0], self.path)
+            if hashlib.sha256(np.ascontiguousarray(table).tobytes()).hexdigest() != text(ds.attrs.get("sha256", "")):
+                raise ChecksumError("SHA-256 differs from its sha256 attribute: the row digests are damaged",
+                                    self.path, ds.name)
+            self._digest_rows = table
+        return self._digest_rows
+
+    def _rows(self, ds: h5py.Dataset, start: int, stop: int, name: str) -> np.ndarray:
+        """Rows [start, stop) of ``ds`` (whose path is ``name``), each checked against its digest in
+        ``/row_sha256``."""
+        rows = read_rows(ds, start, stop, self.path)
+        column = self._row_columns.get(name)
+        if column is None or rows.shape[0] == 0:
+            return rows
+        if start < 0:
+            start = max(0, start + ds.shape[0])
+        stored = self._digest_table()[start:start + rows.shape[0], column]
+        actual = integrity.row_digests(rows)
+        if actual.tobytes() != stored.tobytes():
+            bad = int(np.flatnonzero(np.any(actual != stored, axis=1))[0])
+            raise DigestError(f"row {start + bad} does not match its digest in /{S.ROW_DIGESTS}: the "
+                              "data is damaged", self.path, name).at_rule(13)
+        return rows
 
     # -- metadata -------------------------------------------------------------------------
     @property
@@ -257,7 +244,11 @@ class DLAFile:
                 datasets[name] = g[name]
             self._dense_datasets = datasets
         stop = self.num_images if stop is None else stop
-        return {name: read_rows(ds, start, stop, self.path) for name, ds in self._dense_datasets.items()}
+        stored = {name: self._rows(ds, start, stop, f"/{S.DENSE}/{name}")
+                  for name, ds in self._dense_datasets.items()}
+        for message in self.codec.check(stored, self.num_classes):
+            raise ProbabilityError(f"{message} (images from {start})", self.path, f"/dense/{self.codec.values_dataset}")
+        return stored
 
     def dense(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Decoded dense labels of images [start, stop): ``(B, N*N, C)`` float32 probabilities."""
@@ -267,14 +258,21 @@ class DLAFile:
     def images(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Images [start, stop) as stored: ``(B, K, H, W)`` uint8 (or float16/float32)."""
         stop = self.num_images if stop is None else stop
-        return read_rows(self._images, start, stop, self.path)
+        images = self._rows(self._images, start, stop, "/" + S.IMAGES)
+        if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
+            raise ProbabilityError(f"pixel values of images from {start} are NaN or infinite", self.path, "/images")
+        return images
 
     def labels(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Hard labels [start, stop) as ``(B,)`` int64 class indices."""
         stop = self.num_images if stop is None else stop
         if self._labels.dtype.kind not in "iu":
             raise DtypeError(f"/labels must be integers, found {self._labels.dtype}", self.path, "/labels")
-        return read_rows(self._labels, start, stop, self.path).astype(np.int64, copy=False)
+        labels = self._rows(self._labels, start, stop, "/" + S.LABELS)
+        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise LabelRangeError(f"labels of images from {start} lie outside [0, {self.num_classes})",
+                                  self.path, "/labels")
+        return labels.astype(np.int64, copy=False)
 
     @property
     def has_soft_labels(self) -> bool:
@@ -289,7 +287,11 @@ class DLAFile:
         if not self.has_soft_labels:
             raise MissingFieldError("no global soft labels in this file", self.path, "/soft_labels")
         stop = self.num_images if stop is None else stop
-        return read_rows(self.h5[S.SOFT_LABELS], start, stop, self.path).astype(np.float32)
+        soft = self._rows(self.h5[S.SOFT_LABELS], start, stop, "/" + S.SOFT_LABELS).astype(np.float32)
+        if not np.all(np.isfinite(soft)):
+            raise ProbabilityError(f"soft labels of images from {start} are NaN or infinite", self.path,
+                                   "/soft_labels")
+        return soft
 
     # -- summary --------------------------------------------------------------------------
     def info(self) -> dict:
@@ -332,6 +334,8 @@ class DLAFile:
         self.close()
 
 
-def open_dla(path: str | os.PathLike) -> DLAFile:
-    """Open a D_LA (or plain D) file lazily; raises a one-line :class:`LaddError` on bad files."""
-    return DLAFile(path)
+def open_dla(path: str | os.PathLike, check_rows: bool = True) -> DLAFile:
+    """Open a D_LA (or plain D) file lazily; raises a one-line :class:`LaddError` on bad files.
+
+    See :class:`DLAFile` for what is checked on open and on every read."""
+    return DLAFile(path, check_rows=check_rows)

@@ -1,8 +1,14 @@
-"""Names and constants of the D_LA container, version 1.0 (``spec/dla-v1.md``)."""
+"""Names and constants of the D_LA container, version 1.1 (``spec/dla-v1.md``)."""
 
 FORMAT = "ladd-dla"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
 SUPPORTED_MAJOR = 1
+#: From this minor version on, a file MUST carry the root digest and the per-row digests (spec 2.1, 2.2).
+DIGESTS_SINCE_MINOR = 1
+
+ROOT_DIGEST = "root_sha256"
+ROW_DIGESTS = "row_sha256"
+ROW_DIGESTS_DATASETS = "datasets"
 
 IMAGES = "images"
 LABELS = "labels"

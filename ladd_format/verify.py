@@ -21,19 +21,22 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from . import geometry
+from . import geometry, integrity
 from . import spec as S
 from .codecs import codec_from_file, dense_attr_owners
-from .errors import (AttributeValueError, ChecksumError, CodecError, DtypeError, FilterError,
-                     GeometryError, LabelRangeError, LaddError, MissingFieldError, ProbabilityError,
-                     ShapeError)
-from .reader import attr_dict, check_format, open_h5, text
+from .errors import (AttributeValueError, ChecksumError, CodecError, ContainmentError, DigestError,
+                     DtypeError, FilterError, GeometryError, LabelRangeError, LaddError, LimitError,
+                     MissingFieldError, ProbabilityError, ShapeError)
+from .h5io import attr_dict, check_format, open_h5, text
 
 BLOCK_BYTES = 8 << 20
 
 # The numbered rules of spec section 8.
-FILE, FORMAT, ROOT, IMAGES, LABELS, SOFT_LABELS, NORMALIZATION, DENSE, PROVENANCE, FILTERS, CHECKSUMS = \
-    range(1, 12)
+(FILE, FORMAT, ROOT, IMAGES, LABELS, SOFT_LABELS, NORMALIZATION, DENSE, PROVENANCE, FILTERS, CHECKSUMS,
+ ROOT_DIGEST, ROW_DIGESTS, SELF_CONTAINED, LIMITS) = range(1, 16)
+
+_PROBLEM_CLASS = {FILE: LaddError, FILTERS: FilterError, CHECKSUMS: ChecksumError, SELF_CONTAINED: ContainmentError,
+                  LIMITS: LimitError}
 
 
 def _is_int(value) -> bool:
@@ -41,11 +44,19 @@ def _is_int(value) -> bool:
 
 
 class _Verifier:
-    def __init__(self, path: Path, h5: h5py.File):
+    """Runs the rules. With ``read_data=False`` it checks what the object headers and attributes
+    decide (every rule but the values and checksums of the datasets' contents): what a reader checks
+    when it opens a file."""
+
+    def __init__(self, path: Path, h5: h5py.File, read_data: bool = True):
         self.path = path
         self.h5 = h5
+        self.read_data = read_data
         self.problems: list[LaddError] = []
         self.rule: int = FORMAT  # the rule being run
+        self.minor = 0
+        self.row_digests: h5py.Dataset | None = None   # /row_sha256 once its layout is checked
+        self.row_columns: dict[str, int] = {}
 
     def fail(self, cls: type[LaddError], where: str, message: str, rule: int | None = None) -> None:
         """Report a problem under ``rule``, by default the rule being run."""
@@ -57,6 +68,10 @@ class _Verifier:
         if ds.ndim == 0:  # a shape problem of the rule that asked for the dataset
             self.fail(ShapeError, ds.name, "must be an array with one row per image, found a scalar")
             return
+        if not self.read_data:
+            return
+        column = self.row_columns.get(ds.name)
+        bad_rows: list[int] = []
         rows = ds.shape[0]
         chunk_rows = ds.chunks[0] if ds.chunks else max(rows, 1)
         row_bytes = max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)))
@@ -73,6 +88,8 @@ class _Verifier:
             if not bad_chunks:
                 le = block.astype(block.dtype.newbyteorder("<"), copy=False)
                 digest.update(np.ascontiguousarray(le).tobytes())
+            if column is not None and len(bad_rows) < 1:
+                bad_rows.extend(self._rows_off_digest(block, start, column))
             if on_block is not None:
                 on_block(block)
         if bad_chunks:
@@ -82,6 +99,9 @@ class _Verifier:
                       f"fletcher32 checksum fails in the chunk holding rows {a}..{b - 1}{more}: the data is corrupt",
                       CHECKSUMS)
             return
+        if bad_rows:
+            self.fail(DigestError, ds.name, f"row {bad_rows[0]} does not match its digest in /{S.ROW_DIGESTS} "
+                      "(spec 2.2): the data is damaged", ROW_DIGESTS)
         expected = ds.attrs.get("sha256")
         if expected is None:
             self.fail(MissingFieldError, ds.name, "attribute 'sha256' is missing", CHECKSUMS)
@@ -89,6 +109,15 @@ class _Verifier:
             self.fail(ChecksumError, ds.name,
                       f"SHA-256 of the data is {digest.hexdigest()[:16]}..., attribute sha256 says "
                       f"{text(expected)[:16]}...: the data changed after writing", CHECKSUMS)
+
+    def _rows_off_digest(self, block: np.ndarray, start: int, column: int) -> list[int]:
+        """Rows of ``block`` (starting at row ``start``) whose SHA-256 differs from /row_sha256."""
+        try:
+            stored = self.row_digests[start:start + block.shape[0], column]
+        except OSError:
+            return []  # the checksum scan of /row_sha256 reports it
+        differ = np.any(integrity.row_digests(block) != stored, axis=1)
+        return [start + int(i) for i in np.flatnonzero(differ)[:1]]
 
     @staticmethod
     def _bad_chunks(ds, start, stop, chunk_rows):
@@ -104,19 +133,91 @@ class _Verifier:
     # -- rules ----------------------------------------------------------------------------
     def run(self) -> list[LaddError]:
         try:
-            check_format(self.h5, self.path)
+            self.minor = check_format(self.h5, self.path)[1]
         except LaddError as exc:
             return [exc.at_rule(FORMAT)]  # nothing else can be interpreted
+        except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
+            return [LaddError(f"root attributes cannot be read ({integrity._first_line(exc)})", self.path, "/")
+                    .at_rule(FILE)]
+        # rules 14 and 15 first, from the object headers: nothing is allocated or looped over on the
+        # strength of a declared size before the sizes are known to be bounded and backed by bytes
+        file_bytes = self.path.stat().st_size
+        for p in integrity.structure_problems(self.h5, file_bytes):
+            self.fail(_PROBLEM_CLASS.get(p.rule, LaddError), p.where, p.message, p.rule)
+        if self.problems:
+            return self.problems
+        if self.read_data:
+            self.rule = LIMITS
+            for ds in self._datasets():
+                for p in integrity.chunk_problems(ds, file_bytes):
+                    self.fail(_PROBLEM_CLASS.get(p.rule, LaddError), p.where, p.message, p.rule)
+            if self.problems:
+                return self.problems
+        self.guarded(ROOT_DIGEST, self.check_root_digest, "/")
         num_classes = self.guarded(ROOT, self.check_root, "/")
+        self.guarded(ROW_DIGESTS, self.check_row_digest_layout, f"/{S.ROW_DIGESTS}")
         m, k, h, w = self.guarded(IMAGES, self.check_images, "/images") or (None,) * 4
         self.guarded(LABELS, lambda: self.check_labels(m, num_classes), "/labels")
         self.guarded(SOFT_LABELS, lambda: self.check_soft_labels(m, num_classes), "/soft_labels")
         self.guarded(NORMALIZATION, lambda: self.check_normalization(k), "/normalization")
         self.guarded(DENSE, lambda: self.check_dense(m, num_classes, h, w), "/dense")
         self.guarded(PROVENANCE, self.check_provenance, "/provenance")
-        self.guarded(FILTERS, self.check_filters, "/")
-        # rule 11 (checksums) runs inside rules 4, 5, 6 and 8, as each dataset is read once
+        # rule 10 (filters) ran with rules 14 and 15; rule 11 (checksums) and the row digests of
+        # rule 13 run inside rules 4, 5, 6 and 8, as each dataset is read once
         return self.problems
+
+    def _datasets(self) -> list[h5py.Dataset]:
+        found = []
+        self.h5.visititems(lambda name, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
+        return found
+
+    def check_root_digest(self) -> None:
+        stored = self.h5.attrs.get(S.ROOT_DIGEST)
+        if stored is None:
+            if self.minor >= S.DIGESTS_SINCE_MINOR:
+                self.fail(MissingFieldError, "/", f"root attribute {S.ROOT_DIGEST!r} is missing (required since "
+                          f"format 1.{S.DIGESTS_SINCE_MINOR})")
+            return
+        actual = integrity.root_digest(self.h5)
+        if text(stored) != actual:
+            self.fail(DigestError, "/", f"root digest is {actual[:16]}..., attribute {S.ROOT_DIGEST} says "
+                      f"{text(stored)[:16]}...: an attribute or the layout changed after writing (spec 2.1)")
+
+    def check_row_digest_layout(self) -> None:
+        ds = self.h5.get(S.ROW_DIGESTS)
+        if ds is None:
+            if self.minor >= S.DIGESTS_SINCE_MINOR:
+                self.fail(MissingFieldError, f"/{S.ROW_DIGESTS}", "required dataset is missing (required since "
+                          f"format 1.{S.DIGESTS_SINCE_MINOR})")
+            return
+        if not isinstance(ds, h5py.Dataset):
+            self.fail(MissingFieldError, f"/{S.ROW_DIGESTS}", "must be a dataset, found a group")
+            return
+        codec_datasets: list[str] = []
+        dense = self.h5.get(S.DENSE)
+        if isinstance(dense, h5py.Group):
+            try:
+                c = int(self.h5.attrs["num_classes"])
+                codec_datasets = list(codec_from_file(dense.attrs, dense).layout(1, c))
+            except (LaddError, ValueError, TypeError, KeyError):
+                codec_datasets = []  # rule 8 reports the codec
+        expected = integrity.row_datasets(self.h5, codec_datasets)
+        names = ds.attrs.get(S.ROW_DIGESTS_DATASETS)
+        listed = None if names is None else [text(v) for v in np.atleast_1d(names)]
+        if listed != expected:
+            self.fail(AttributeValueError, ds.name, f"attribute {S.ROW_DIGESTS_DATASETS!r} must list {expected}, "
+                      f"got {listed}")
+            return
+        images = self.h5.get(S.IMAGES)
+        if not isinstance(images, h5py.Dataset) or images.ndim != 4:
+            return  # rule 4 reports it; the rows cannot be counted
+        shape = (images.shape[0], len(expected), integrity.DIGEST_BYTES)
+        if ds.dtype != np.uint8 or ds.shape != shape:
+            self.fail(ShapeError, ds.name, f"must be uint8 of shape {shape}, got {ds.dtype} {ds.shape}")
+            return
+        self.scan(ds)
+        self.row_digests = ds
+        self.row_columns = {path: i for i, path in enumerate(expected)}
 
     def guarded(self, rule: int, check, where: str):
         """Run one rule; a file too malformed for the rule to even inspect is reported, not raised.
@@ -141,9 +242,15 @@ class _Verifier:
             self.fail(AttributeValueError, "/", f"num_classes must be an integer >= 1, got {c!r}")
             return None
         c = int(c)
+        if c > integrity.MAX_CLASSES:
+            self.fail(LimitError, "/", f"num_classes {c} is above the limit {integrity.MAX_CLASSES} (spec 2.4)",
+                      LIMITS)
+            return None
         if "class_names" in a:
             names = np.atleast_1d(a["class_names"])
-            if names.shape != (c,):
+            if h5py.check_string_dtype(a.get_id("class_names").dtype) is None:
+                self.fail(DtypeError, "/", f"class_names must be strings, got {names.dtype}")
+            elif names.shape != (c,):
                 self.fail(ShapeError, "/", f"class_names must have {c} entries, has {names.size}")
         if "ipc" in a and (not _is_int(a["ipc"]) or int(a["ipc"]) < 1):
             self.fail(AttributeValueError, "/", f"ipc must be an integer >= 1, got {a['ipc']!r}")
@@ -195,8 +302,8 @@ class _Verifier:
             return
         if m is not None and ds.shape != (m,):
             self.fail(ShapeError, ds.name, f"shape must be ({m},) to match /images, got {ds.shape}")
-        if ds.dtype.kind not in "iu" or ds.dtype.itemsize > 8:
-            self.fail(DtypeError, ds.name, f"dtype must be an integer type, got {ds.dtype}")
+        if ds.dtype.kind not in "iu" or ds.dtype.itemsize > 8 or ds.dtype.byteorder == ">":
+            self.fail(DtypeError, ds.name, f"dtype must be a little-endian integer type, got {ds.dtype.str}")
             self.scan(ds)
             return
         seen = {"lo": None, "hi": None, "bad": 0}
@@ -273,6 +380,10 @@ class _Verifier:
             self.fail(AttributeValueError, where, f"n must be an integer >= 1, got {n!r}")
             return
         n = int(n)
+        if n > integrity.MAX_GRID_N or n * n * (num_classes or 1) > integrity.MAX_DENSE_ROW_VALUES:
+            self.fail(LimitError, where, f"n = {n} with {num_classes} classes is above the limits N <= "
+                      f"{integrity.MAX_GRID_N}, N*N*C <= {integrity.MAX_DENSE_ROW_VALUES} (spec 2.4)", LIMITS)
+            return
         ratio = float(ratio)
         if not (math.isfinite(ratio) and 0 < ratio <= 1):
             self.fail(AttributeValueError, where, f"ratio must be in (0, 1], got {ratio}")
@@ -328,6 +439,8 @@ class _Verifier:
         self._check_dense_values(codec, present, num_classes)
 
     def _check_dense_values(self, codec, datasets: dict[str, h5py.Dataset], num_classes: int) -> None:
+        if not self.read_data:
+            return
         first = next(iter(datasets.values()))
         rows = first.shape[0]
         step = max(1, BLOCK_BYTES // max(1, first.dtype.itemsize * int(np.prod(first.shape[1:]))))
@@ -360,23 +473,6 @@ class _Verifier:
             except ValueError:
                 self.fail(AttributeValueError, "/provenance", "inputs must be a JSON list")
 
-    def check_filters(self):
-        def visit(name, obj):
-            if not isinstance(obj, h5py.Dataset):
-                return
-            if obj.chunks is None:
-                self.fail(FilterError, obj.name, "must be chunked (spec section 2)")
-                return
-            if not obj.fletcher32:
-                self.fail(FilterError, obj.name, "must carry the fletcher32 checksum filter")
-            plist = obj.id.get_create_plist()
-            names = {1: "gzip", 2: "shuffle", 3: "fletcher32"}
-            for i in range(plist.get_nfilters()):
-                fid = plist.get_filter(i)[0]
-                if fid not in names:
-                    self.fail(FilterError, obj.name, f"filter id {fid} is not allowed (only fletcher32, shuffle, gzip)")
-        self.h5.visititems(visit)
-
 
 def verify(path: str | os.PathLike) -> list[LaddError]:
     """Check a file against every rule of the spec. Returns the problems found (empty when valid),
@@ -388,7 +484,17 @@ def verify(path: str | os.PathLike) -> list[LaddError]:
     except LaddError as exc:
         return [exc.at_rule(FILE)]
     with h5:
-        return _Verifier(p, h5).run()
+        try:
+            return _Verifier(p, h5).run()
+        except (OSError, RuntimeError, ValueError, TypeError, KeyError, IndexError) as exc:
+            # damage below what the rules can name (HDF5 metadata): one problem under rule 1
+            return [LaddError(f"HDF5 structure is damaged ({integrity._first_line(exc)})", p, "/").at_rule(FILE)]
+
+
+def header_problems(path: Path, h5: h5py.File) -> list[LaddError]:
+    """The rules decided by object headers and attributes alone (no dataset is read except the
+    cheap attribute checks): what :func:`ladd_format.open_dla` checks on open."""
+    return _Verifier(path, h5, read_data=False).run()
 
 
 def summary(problems: list[LaddError]) -> dict:
@@ -399,4 +505,4 @@ def summary(problems: list[LaddError]) -> dict:
                           "error": type(p).__name__} for p in problems]}
 
 
-__all__ = ["verify", "summary", "attr_dict"]
+__all__ = ["verify", "summary", "attr_dict", "header_problems"]

@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 import h5py
 import numpy as np
 
-from . import atomic, geometry, provenance
+from . import atomic, geometry, integrity, provenance
 from . import spec as S
 from .codecs import Codec, make_codec
 from .errors import InputError, ProbabilityError, ShapeError
@@ -67,16 +67,22 @@ class _Stream:
         self.hasher = hasher
         self.rows = 0
 
-    def append(self, block: np.ndarray) -> None:
+    def append(self, block: np.ndarray) -> np.ndarray:
+        """Append rows; returns their SHA-256 digests ``(B, 32)`` (spec 2.2)."""
         block = np.ascontiguousarray(block, dtype=self.dtype)
         n = block.shape[0]
-        hashed = self.hasher.submit(self.digest.update, memoryview(block).cast("B"))
+        hashed = self.hasher.submit(self._hash, block)
         try:
             self.ds.resize(self.rows + n, axis=0)
             self.ds[self.rows:self.rows + n] = block
         finally:
-            hashed.result()
+            digests = hashed.result()
         self.rows += n
+        return digests
+
+    def _hash(self, block: np.ndarray) -> np.ndarray:
+        self.digest.update(memoryview(block).cast("B") if block.size else b"")
+        return integrity.row_digests(block)
 
     def finish(self) -> None:
         self.ds.attrs["sha256"] = self.digest.hexdigest()
@@ -176,6 +182,11 @@ class DLAWriter:
             self.dense_streams: dict[str, _Stream] = {}
             if dense is not None:
                 self._write_dense_group(dense, height, width)
+            self.row_paths = integrity.row_datasets(self.h5, list(self.dense_streams))
+            tail = (len(self.row_paths), integrity.DIGEST_BYTES)
+            self.row_digests = _Stream(self.h5, S.ROW_DIGESTS, tail, np.uint8, self._chunk_rows(tail, 1),
+                                       self.hasher)
+            self.row_digests.ds.attrs[S.ROW_DIGESTS_DATASETS] = _string_array(self.row_paths)
         except BaseException:
             self._abort()
             raise
@@ -266,12 +277,12 @@ class DLAWriter:
             raise InputError("writer is closed", self.dest)
         try:
             images, labels, encoded, soft = self._validate(images, labels, dense, soft)
-            self.images.append(images)
-            self.labels.append(labels)
-            for name, block in encoded.items():
-                self.dense_streams[name].append(block)
+            digests = [self.images.append(images), self.labels.append(labels)]
             if self.soft is not None:
-                self.soft.append(soft)
+                digests.append(self.soft.append(soft))
+            for name, stream in self.dense_streams.items():  # the order of /row_sha256 (spec 2.2)
+                digests.append(stream.append(encoded[name]))
+            self.row_digests.append(np.stack(digests, axis=1))
         except BaseException:
             self._abort()
             raise
@@ -356,11 +367,16 @@ class DLAWriter:
         try:
             if self.images.rows == 0:
                 raise InputError("no images were written; a D_LA holds at least one", self.dest)
-            streams = [self.images, self.labels, *self.dense_streams.values()]
+            streams = [self.images, self.labels, *self.dense_streams.values(), self.row_digests]
             if self.soft is not None:
                 streams.append(self.soft)
             for stream in streams:
                 stream.finish()
+            self.h5.flush()
+            problems = integrity.structure_problems(self.h5, 1 << 62)
+            if problems:  # e.g. a root attribute of a type spec 2.1 does not allow
+                raise InputError(f"{problems[0].where}: {problems[0].message}", self.dest)
+            self.h5.attrs[S.ROOT_DIGEST] = integrity.root_digest(self.h5)
             self.h5.close()
             self.hasher.shutdown()
             self._closed = True

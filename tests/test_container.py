@@ -66,7 +66,7 @@ def test_every_dataset_has_fletcher32_and_chunks(tmp_path):
     with h5py.File(path) as f:
         names = []
         f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-        assert sorted(names) == ["dense/probs", "images", "labels", "soft_labels"]
+        assert sorted(names) == ["dense/probs", "images", "labels", "row_sha256", "soft_labels"]
         for name in names:
             assert f[name].fletcher32 and f[name].chunks
         assert f["images"].chunks == (1, 3, 16, 16)

@@ -31,7 +31,13 @@ VECTORS = ROOT / "spec" / "vectors"
 CODEC_VECTORS = ["float32", "float16", "uint8", "topk_float16", "topk_uint8"]
 ALL_VECTORS = CODEC_VECTORS + ["plain", "float_images"]
 DENSE_VECTORS = CODEC_VECTORS + ["float_images"]
+LEGACY = "legacy_1_0"
+INVALID = VECTORS / "invalid"
 TOL = 1e-6
+
+
+def invalid_manifest() -> list[dict]:
+    return json.loads((INVALID / "expected.json").read_text())
 
 
 def h5_path(name: str) -> Path:
@@ -143,11 +149,12 @@ def check_decode(name: str, codec: str) -> None:
 def test_vector_set_is_complete_and_small():
     assert (VECTORS / "geometry.json").is_file()
     present = sorted(p.name[: -len(".dla.h5")] for p in VECTORS.glob("*.dla.h5"))
-    assert present == sorted(ALL_VECTORS)
-    for name in ALL_VECTORS:
+    assert present == sorted(ALL_VECTORS + [LEGACY])
+    for name in ALL_VECTORS + [LEGACY]:
         assert (VECTORS / f"{name}.expected.json").is_file()
         assert h5_path(name).stat().st_size < 100_000
-    assert sum(p.stat().st_size for p in VECTORS.iterdir() if p.is_file()) < 400_000
+    assert sorted(p.name for p in INVALID.glob("*.dla.h5")) == sorted(v["file"] for v in invalid_manifest())
+    assert sum(p.stat().st_size for p in VECTORS.rglob("*") if p.is_file()) < 700_000
 
 
 def test_spec_readers_import_only_h5py_numpy_json_hashlib_math():
@@ -475,7 +482,123 @@ def test_stored_values_within_codec_tolerance(name):
 
 
 # ---------------------------------------------------------------------------------------------
-# The package against the same vectors (these two tests may import ladd_format).
+# Spec sections 2.1 and 2.2, implemented from the text.
+def framed(data: bytes) -> bytes:
+    """F(b): the 8-byte little-endian length of b, then b."""
+    return len(data).to_bytes(8, "little") + data
+
+
+def canonical_type(dtype: np.dtype) -> str:
+    if h5py.check_string_dtype(dtype) is not None:
+        return "string"
+    assert dtype.kind in "iuf", dtype
+    return {"i": "int", "u": "uint", "f": "float"}[dtype.kind] + str(8 * dtype.itemsize)
+
+
+def canonical_shape(shape) -> bytes:
+    return ",".join(str(n) for n in shape).encode("ascii")
+
+
+def utf8(value) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def spec_root_digest(h5: h5py.File) -> str:
+    paths = []
+    h5.visit(lambda name: paths.append("/" + name))
+    out = hashlib.sha256()
+    for path in ["/"] + sorted(paths, key=lambda p: p.encode("utf-8")):
+        obj = h5[path]
+        if isinstance(obj, h5py.Dataset):
+            out.update(framed(b"object") + framed(path.encode("utf-8")) + framed(b"dataset")
+                       + framed(canonical_type(obj.dtype).encode()) + framed(canonical_shape(obj.shape)))
+        else:
+            out.update(framed(b"object") + framed(path.encode("utf-8")) + framed(b"group"))
+        for name in sorted(obj.attrs, key=lambda n: n.encode("utf-8")):
+            if path == "/" and name == "root_sha256":
+                continue
+            aid = obj.attrs.get_id(name)
+            kind = canonical_type(aid.dtype)
+            value = obj.attrs[name]
+            if kind == "string" and aid.shape == ():
+                payload = utf8(value)
+            elif kind == "string":
+                payload = b"".join(framed(utf8(v)) for v in value)
+            else:
+                payload = np.asarray(value).astype(np.asarray(value).dtype.newbyteorder("<")).tobytes()
+            out.update(framed(b"attribute") + framed(name.encode("utf-8")) + framed(kind.encode())
+                       + framed(canonical_shape(aid.shape)) + framed(payload))
+    return out.hexdigest()
+
+
+@pytest.mark.parametrize("name", ALL_VECTORS)
+def test_root_digest_recomputed_from_the_spec_text(name):
+    with h5py.File(h5_path(name), "r") as h5:
+        stored = text(h5.attrs["root_sha256"])
+        assert re.fullmatch(r"[0-9a-f]{64}", stored)
+        assert spec_root_digest(h5) == stored == expected(name)["root_sha256"]
+        assert text(h5.attrs["format_version"]) == "1.1"
+
+
+@pytest.mark.parametrize("name", ALL_VECTORS)
+def test_row_digests_recomputed_from_the_spec_text(name):
+    with h5py.File(h5_path(name), "r") as h5:
+        rows = h5["row_sha256"]
+        listed = [text(v) for v in rows.attrs["datasets"]]
+        codec_sets = []
+        if "dense" in h5:
+            codec_sets = ["/dense/probs"] if "probs" in h5["dense"] else ["/dense/topk_index", "/dense/topk_prob"]
+        assert listed == ["/images", "/labels"] + (["/soft_labels"] if "soft_labels" in h5 else []) + codec_sets
+        digests = rows[()]
+        assert digests.dtype == np.uint8 and digests.shape == (h5["images"].shape[0], len(listed), 32)
+        for column, path in enumerate(listed):
+            data = h5[path][()]
+            for i in range(data.shape[0]):
+                row = np.ascontiguousarray(data[i].astype(data.dtype.newbyteorder("<")))
+                assert hashlib.sha256(row.tobytes()).digest() == digests[i, column].tobytes(), (path, i)
+
+
+def test_root_digest_catches_a_changed_attribute_value():
+    """The spec's digest changes when one attribute value does (the invalid vector 12 shows it)."""
+    with h5py.File(INVALID / "12-attribute-changed.dla.h5", "r") as h5:
+        assert spec_root_digest(h5) != text(h5.attrs["root_sha256"])
+    with h5py.File(INVALID / "13-row-changed.dla.h5", "r") as h5:
+        assert spec_root_digest(h5) == text(h5.attrs["root_sha256"])   # only a row changed
+        assert hashlib.sha256(h5["labels"][2:3].tobytes()).digest() != h5["row_sha256"][2, 1].tobytes()
+
+
+def test_legacy_1_0_vector_has_no_digests():
+    exp = expected(LEGACY)
+    with h5py.File(h5_path(LEGACY), "r") as h5:
+        assert text(h5.attrs["format_version"]) == "1.0" == exp["format_version"]
+        assert "root_sha256" not in h5.attrs and "row_sha256" not in h5
+        assert h5["labels"][()].tolist() == exp["labels"]
+        assert hashlib.sha256(h5["images"][()].tobytes()).hexdigest() == exp["images_sha256"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The package against the same vectors (these tests may import ladd_format).
+@pytest.mark.parametrize("case", invalid_manifest(), ids=lambda c: c["file"])
+def test_package_verify_names_the_one_rule_each_invalid_vector_breaks(case):
+    import ladd_format
+
+    path = INVALID / case["file"]
+    assert case["file"].startswith(f"{case['rule']:02d}-")
+    assert {p.rule_number for p in ladd_format.verify(path)} == {case["rule"]}
+    if case["file"] == "15-chunk-not-written.dla.h5":
+        return  # spec 8: the chunk-index part of rule 15 is the verifier's (the row digests guard reads)
+    with pytest.raises(ladd_format.LaddError):
+        with ladd_format.open_dla(path) as f:
+            f.labels()
+
+
+def test_package_reads_the_legacy_1_0_vector():
+    import ladd_format
+
+    assert ladd_format.verify(h5_path(LEGACY)) == []
+    with ladd_format.open_dla(h5_path(LEGACY)) as f:
+        assert f.version == (1, 0) and f.labels().tolist() == expected(LEGACY)["labels"]
+
 @pytest.mark.parametrize("name", ALL_VECTORS)
 def test_package_reader_agrees_with_vectors(name):
     import ladd_format
@@ -548,8 +671,9 @@ def test_make_vectors_is_deterministic(tmp_path):
     in float64 are compared with ``DERIVED_FLOAT_RTOL``, never as text."""
     subprocess.run([sys.executable, str(VECTORS / "make_vectors.py"), "--out", str(tmp_path)],
                    check=True, capture_output=True, cwd=ROOT)
-    produced = sorted(p.name for p in tmp_path.iterdir())
-    committed = sorted(p.name for p in VECTORS.iterdir() if p.is_file() and p.name != "make_vectors.py")
+    produced = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    committed = sorted(str(p.relative_to(VECTORS)) for p in VECTORS.rglob("*")
+                       if p.is_file() and p.name != "make_vectors.py" and "__pycache__" not in p.parts)
     assert produced == committed
     for name in produced:
         if name.endswith(".json"):

@@ -12,15 +12,53 @@ import pytest
 from ladd_cli.main import main
 from ladd_format import open_dla, verify
 from ladd_format import errors as E
+from ladd_format import integrity
 from ladd_format.verify import summary
 
 from conftest import write_dla
 
 
-def tamper(path, fn):
+def tamper(path, fn, reseal=True, rows=True):
+    """Edit the file with h5py, then (by default) recompute its row digests (``rows``) and root
+    digest, so the edit breaks only the rule it is meant to break, not also rules 12 and 13."""
     with h5py.File(path, "r+") as f:
         fn(f)
+        if reseal:
+            integrity.reseal(f, rows=rows)
     return path
+
+
+def _unsealed(fn, rows_only=False):
+    """Damage applied without resealing the root digest (or, ``rows_only``, without the row digests)."""
+    return ("path", lambda p: tamper(p, fn, reseal=rows_only, rows=False))
+
+
+def _outside_file(kind):
+    def fn(path):
+        other = path.with_name("outside.h5")
+        with h5py.File(other, "w") as g:
+            g["x"] = np.arange(12)
+        raw = path.with_name("outside.bin")
+        raw.write_bytes(b"SECRET" * 16)
+
+        def edit(f):
+            if kind == "external-link":
+                f["extra"] = h5py.ExternalLink(str(other), "/x")
+            elif kind == "soft-link":
+                f["extra"] = h5py.SoftLink("/labels")
+            else:
+                f.create_dataset("extra", shape=(96,), dtype=np.uint8, external=[(str(raw), 0, 96)])
+        tamper(path, edit)
+    return ("path", fn)
+
+
+def _declared(shape, chunks, written):
+    def fn(f):
+        ds = f.create_dataset("extra", shape=shape, chunks=chunks, dtype=np.int64, fletcher32=True)
+        if written:
+            ds[:written] = 7
+        ds.attrs["sha256"] = "0" * 64
+    return fn
 
 
 def replace_dataset(f, name, data, **kwargs):
@@ -289,7 +327,7 @@ def test_rule_dense_topk_rows_hold_at_least_k_over_c(tmp_path):
 def test_malformed_layouts_are_reported_not_raised(dla_file, runner):
     def fn(f):
         del f["labels"]
-        f["labels"] = 3                     # a scalar dataset
+        f.create_dataset("labels", data=np.zeros((12, 2), np.int64), chunks=True, fletcher32=True)  # 2-D
         del f["normalization"]
         f.create_group("normalization")     # without mean/std
         del f["dense"].attrs["n"]
@@ -300,6 +338,14 @@ def test_malformed_layouts_are_reported_not_raised(dla_file, runner):
     for command in (["verify"], ["info"], ["size"]):
         result = runner.invoke(main, [*command, str(dla_file)])
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+
+
+def test_scalar_dataset_is_refused_before_anything_is_read(dla_file, runner):
+    tamper(dla_file, lambda f: (f.__delitem__("labels"), f.__setitem__("labels", 3)))
+    (problem,) = problems_of(dla_file)
+    assert (problem.rule_number, problem.where) == (10, "/labels") and "scalar" in problem.message
+    with pytest.raises(E.FilterError):
+        open_dla(dla_file)
 
 
 # -- every problem names the rule of spec section 8 it breaks ------------------------------------------
@@ -363,6 +409,16 @@ DAMAGE = [
     (8, "dense-temperature-negative", {}, _set("dense", "temperature", -1.0)),
     (8, "dense-probs-values", {}, _set_value("dense/probs", (2, 4, 7), 0.5)),
     (8, "dense-labeler-missing", {}, lambda f: f.__delitem__("dense/labeler")),
+    (12, "root-digest-attribute-changed", {}, _unsealed(_set("normalization", "mean", np.array([0.97, 0.456, 0.406])))),
+    (12, "root-digest-missing", {}, _delete_attr("/", "root_sha256")),
+    (13, "row-digest-row-changed", {}, _unsealed(_set_value("labels", 3, 1), rows_only=True)),
+    (13, "row-digests-missing", {}, lambda f: f.__delitem__("row_sha256")),
+    (13, "row-digests-list", {}, _set("row_sha256", "datasets", ["/images", "/labels", "/dense/other"])),
+    (14, "external-link", {}, _outside_file("external-link")),
+    (14, "soft-link", {}, _outside_file("soft-link")),
+    (14, "external-raw-storage", {}, _outside_file("external-storage")),
+    (15, "declared-rows-beyond-file", {}, _declared((10**9,), (4096,), 0)),
+    (15, "chunks-not-written", {}, _declared((64,), (8,), 8)),
     (8, "dense-topk-index-repeated", {"codec": "topk", "codec_config": {"k": 3, "values": "float16"}},
      _set_value("dense/topk_index", (0, 0), np.array([1, 1, 2], np.uint16))),
     (9, "provenance-tool-missing", {}, _delete_attr("provenance", "tool")),
@@ -403,7 +459,7 @@ def json_problems(runner, path):
 
 
 def test_damage_table_covers_every_numbered_rule():
-    assert {rule for rule, *_ in DAMAGE} == set(E.RULES) == set(range(1, 12))
+    assert {rule for rule, *_ in DAMAGE} == set(E.RULES) == set(range(1, 16))
 
 
 @pytest.mark.parametrize("rule,kwargs,damage", [pytest.param(r, k, d, id=f"rule{r:02d}-{i}")

@@ -37,16 +37,19 @@ class DLADataset(Dataset):
         soft_labels: also return the global soft labels.
         in_memory: read everything once at construction (distilled sets are small).
         transform: optional callable applied to the image tensor after normalisation.
+        check_rows: check every item against its row digest (spec 2.2; on by default: a damaged
+            item raises a ``LaddError`` instead of reaching your model).
     """
 
     def __init__(self, path: str | os.PathLike, *, normalize: bool = True, dense: bool = True,
-                 soft_labels: bool = False, in_memory: bool = False, transform=None):
+                 soft_labels: bool = False, in_memory: bool = False, transform=None, check_rows: bool = True):
         self.path = Path(path)
+        self.check_rows = check_rows
         self.normalize = normalize
         self.want_dense = dense
         self.want_soft = soft_labels
         self.transform = transform
-        with open_dla(self.path) as f:
+        with open_dla(self.path, check_rows=check_rows) as f:
             if dense and not f.has_dense:
                 raise NoDenseLabelsError("no dense labels (this is a plain distilled set D): run `ladd augment` "
                                          "first, or pass dense=False", self.path, "/dense")
@@ -78,7 +81,7 @@ class DLADataset(Dataset):
     def _handle(self) -> DLAFile:
         pid = os.getpid()
         if self._file is None or self._pid != pid:
-            self._file = open_dla(self.path)  # one handle per process, opened lazily
+            self._file = open_dla(self.path, check_rows=self.check_rows)  # one handle per process, opened lazily
             self._pid = pid
         return self._file
 

@@ -36,6 +36,7 @@ import ladd_format.writer  # noqa: E402
 from ladd_format import DenseSpec, DLAWriter, open_dla, verify  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 from ladd_format.geometry import boxes  # noqa: E402
+from ladd_format import integrity  # noqa: E402
 
 # Chunk sizes are free in the spec apart from /images (one image per chunk). The reference writer
 # sizes the other chunks for real sets (about 64 KiB, and 4096 rows for /labels), which would make
@@ -261,6 +262,8 @@ def write_vector(out_dir: Path, name: str, *, images, labels, num_classes, mean,
             "soft_labels": None,
             "dense": None,
             "datasets": back["datasets"],
+            "root_sha256": h5.attrs["root_sha256"],
+            "row_sha256_datasets": [str(v) for v in h5["row_sha256"].attrs["datasets"]],
         }
     if soft is not None:
         stored_soft = np.asarray(soft).astype(soft_dtype)
@@ -296,6 +299,97 @@ def write_vector(out_dir: Path, name: str, *, images, labels, num_classes, mean,
 
     (out_dir / f"{name}.expected.json").write_text(json.dumps(expected, indent=None, sort_keys=True) + "\n")
     return expected
+
+
+def make_legacy(out_dir: Path, rng: np.random.Generator) -> None:
+    """``legacy_1_0``: a valid version-1.0 file (no root digest, no row digests), to show readers keep
+    reading 1.0 files. Written by the 1.1 writer and then turned back into 1.0."""
+    images = rng.integers(0, 256, size=(4, 1, 4, 4), dtype=np.uint8)
+    labels = np.array([0, 1, 1, 0], dtype=np.int64)
+    path = out_dir / "legacy_1_0.dla.h5"
+    with DLAWriter(path, num_classes=2, image_shape=(1, 4, 4), mean=(0.5,), std=(0.25,), converter=CONVERTER,
+                   created=CREATED, overwrite=True, max_chunk_rows=MAX_CHUNK_ROWS) as w:
+        w.append(images, labels)
+    with h5py.File(path, "r+") as h5:
+        del h5["row_sha256"]
+        del h5.attrs["root_sha256"]
+        h5.attrs["format_version"] = "1.0"
+    assert verify(path) == []
+    expected = {"file": path.name, "format_version": "1.0", "images_sha256": sha256_le(images),
+                "labels": labels.tolist(), "valid": True}
+    (out_dir / "legacy_1_0.expected.json").write_text(json.dumps(expected, sort_keys=True) + "\n")
+
+
+# Invalid vectors: each breaks exactly one rule of spec section 8 (the file name starts with it).
+def _base_invalid(path: Path, rng: np.random.Generator) -> None:
+    images = rng.integers(0, 256, size=(3, 1, 4, 4), dtype=np.uint8)
+    with DLAWriter(path, num_classes=2, image_shape=(1, 4, 4), mean=(0.5,), std=(0.25,), converter=CONVERTER,
+                   created=CREATED, overwrite=True, max_chunk_rows=2, class_names=["a", "b"]) as w:
+        w.append(images, np.array([0, 1, 0], dtype=np.int64))
+
+
+def _reseal(h5):
+    integrity.reseal(h5, rows=False)
+
+
+INVALID = [
+    # (file stem, rule, what it breaks, edit of the open file; the edit reseals what it must keep valid)
+    ("03-class-names-not-strings", 3, "class_names stored as integers",
+     lambda h5: (h5.attrs.__setitem__("class_names", np.array([0, 1], np.int64)), _reseal(h5))),
+    ("10-labels-big-endian", 10, "/labels stored big-endian (values and digests unchanged)",
+     lambda h5: _big_endian_labels(h5)),
+    ("12-attribute-changed", 12, "/normalization mean 0.5 -> 0.75 after writing (root digest left as it was)",
+     lambda h5: h5["normalization"].attrs.__setitem__("mean", np.array([0.75]))),
+    ("13-row-changed", 13, "label of image 2 changed 0 -> 1, the dataset's sha256 updated, row digest not",
+     lambda h5: _change_label(h5)),
+    ("14-soft-link", 14, "/extra is a soft link to /labels", lambda h5: (
+        h5.__setitem__("extra", h5py.SoftLink("/labels")), _reseal(h5))),
+    ("14-external-link", 14, "/extra is an external link to outside.h5 (which does not exist)", lambda h5: (
+        h5.__setitem__("extra", h5py.ExternalLink("outside.h5", "/x")), _reseal(h5))),
+    ("14-external-storage", 14, "/extra keeps its data in outside.bin (external raw storage)", lambda h5: (
+        h5.create_dataset("extra", shape=(16,), dtype=np.uint8, external=[("outside.bin", 0, 16)]),
+        _reseal(h5))),
+    ("15-declared-beyond-file", 15, "/extra declares 10^9 int64 rows that the file does not hold",
+     lambda h5: (_extra(h5, (10**9,), (4096,), 0), _reseal(h5))),
+    ("15-chunk-not-written", 15, "/extra needs 8 chunks, 1 is written",
+     lambda h5: (_extra(h5, (64,), (8,), 8), _reseal(h5))),
+]
+
+
+def _extra(h5, shape, chunks, written):
+    ds = h5.create_dataset("extra", shape=shape, chunks=chunks, dtype=np.int64, fletcher32=True)
+    if written:
+        ds[:written] = 7
+    ds.attrs["sha256"] = sha256_le(ds[()]) if int(np.prod(shape)) < 10**6 else "0" * 64
+
+
+def _big_endian_labels(h5):
+    data, attrs = h5["labels"][()], dict(h5["labels"].attrs)
+    del h5["labels"]
+    ds = h5.create_dataset("labels", data=data.astype(">i8"), chunks=(2,), fletcher32=True)
+    ds.attrs.update(attrs)
+    _reseal(h5)
+
+
+def _change_label(h5):
+    h5["labels"][2] = 1
+    h5["labels"].attrs["sha256"] = sha256_le(h5["labels"][()])
+    _reseal(h5)
+
+
+def make_invalid(out_dir: Path, rng: np.random.Generator) -> None:
+    folder = out_dir / "invalid"
+    folder.mkdir(exist_ok=True)
+    manifest = []
+    for stem, rule, what, edit in INVALID:
+        path = folder / f"{stem}.dla.h5"
+        _base_invalid(path, np.random.default_rng(SEED))
+        with h5py.File(path, "r+") as h5:
+            edit(h5)
+        rules = sorted({p.rule_number for p in verify(path)})
+        assert rules == [rule], (stem, rules, [str(p) for p in verify(path)])
+        manifest.append({"file": path.name, "rule": rule, "breaks": what})
+    (folder / "expected.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def make_geometry(out_dir: Path) -> None:
@@ -356,7 +450,10 @@ def main(argv=None) -> None:
                  labeler={"arch": "convnet", "mean": list(MEAN), "std": list(STD)},
                  soft=soft3, soft_kind="probs", soft_dtype="float16", distillation="datm")
 
-    total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    make_legacy(out, rng)
+    make_invalid(out, rng)
+
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"wrote {len(list(out.glob('*.dla.h5')))} vectors and geometry.json to {out} ({total} bytes)")
 
 
