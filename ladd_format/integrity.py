@@ -162,8 +162,25 @@ def declared_bytes(ds: h5py.Dataset) -> int:
 
 def structure_problems(h5: h5py.File, file_bytes: int) -> list[Problem]:
     """Rules 14 (self-contained) and 15 (limits) from the object headers only; nothing is read
-    from any dataset and nothing outside the file is opened."""
+    from any dataset and nothing outside the file is opened. Damaged metadata is rule 1."""
+    try:
+        return _structure_problems(h5, file_bytes)
+    except Exception as exc:  # noqa: BLE001 - h5py's errors on damaged headers come in many kinds
+        return [Problem(1, "/", f"HDF5 object headers are damaged ({_first_line(exc)})")]
+
+
+def _writes_fixed_strings(h5: h5py.File) -> bool:
+    """True for a file written as 1.1 or later: its ``format_version`` is a fixed-length string
+    (1.0 writers used variable-length strings). Decided from the attribute's type, unread."""
+    if "format_version" not in h5.attrs:
+        return False
+    info = h5py.check_string_dtype(h5.attrs.get_id("format_version").dtype)
+    return info is not None and info.length is not None
+
+
+def _structure_problems(h5: h5py.File, file_bytes: int) -> list[Problem]:
     problems: list[Problem] = []
+    fixed = _writes_fixed_strings(h5)
     links: list[tuple[str, object]] = []
 
     def visit_link(name, link):
@@ -171,11 +188,13 @@ def structure_problems(h5: h5py.File, file_bytes: int) -> list[Problem]:
         return True if len(links) > MAX_OBJECTS else None
     try:
         h5.visititems_links(visit_link)  # walks hard links only; never follows soft or external ones
-    except (RuntimeError, OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - damaged link tables raise SystemError, UnicodeDecodeError, ...
         return [Problem(1, "/", f"the object tree cannot be walked ({_first_line(exc)})")]
     if len(links) > MAX_OBJECTS:
         return [Problem(15, "/", f"more than {MAX_OBJECTS} objects (spec 2.4)")]
     for name, link in links:
+        if not isinstance(name, str):
+            return [Problem(14, "/", f"link name {name!r} is not UTF-8 text (spec 2)")]
         if not isinstance(link, h5py.HardLink):
             kind = "an external link" if isinstance(link, h5py.ExternalLink) else "a soft link"
             problems.append(Problem(14, "/" + name, f"is {kind}; only hard links are allowed and no link is "
@@ -186,17 +205,17 @@ def structure_problems(h5: h5py.File, file_bytes: int) -> list[Problem]:
         try:
             obj = h5[name]
             hard_links = h5py.h5o.get_info(obj.id).rc
-        except (KeyError, OSError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001
             problems.append(Problem(1, "/" + name, f"object cannot be opened ({_first_line(exc)})"))
             continue
         if hard_links != 1:
             problems.append(Problem(14, "/" + name, f"has {hard_links} hard links; every object has exactly one "
                                     "path (spec 2.3)"))
             continue
-        problems.extend(_attribute_problems("/" + name, obj))
+        problems.extend(_attribute_problems("/" + name, obj, fixed))
         if isinstance(obj, h5py.Dataset):
             problems.extend(_dataset_problems("/" + name, obj, file_bytes))
-    problems.extend(_attribute_problems("/", h5))
+    problems.extend(_attribute_problems("/", h5, fixed))
     return problems
 
 
@@ -205,18 +224,21 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
 
 
-def _attribute_problems(path: str, obj) -> list[Problem]:
+def _attribute_problems(path: str, obj, fixed_strings: bool = False) -> list[Problem]:
     problems = []
     try:
         names = list(obj.attrs.keys())
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001
         return [Problem(1, path, f"attributes cannot be read ({_first_line(exc)})")]
     if len(names) > MAX_ATTRIBUTES:
         return [Problem(15, path, f"has {len(names)} attributes, more than {MAX_ATTRIBUTES} (spec 2.4)")]
     for name in names:
+        if not isinstance(name, str):
+            problems.append(Problem(14, path, f"attribute name {name!r} is not UTF-8 text (spec 2)"))
+            continue
         try:
             aid = obj.attrs.get_id(name)
-        except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001
             problems.append(Problem(1, path, f"attribute {name!r} cannot be read ({_first_line(exc)})"))
             continue
         kind = type_name(aid.dtype)
@@ -224,6 +246,10 @@ def _attribute_problems(path: str, obj) -> list[Problem]:
         if kind is None or shape is None or len(shape) > 2 or (kind == "string" and len(shape) > 1):
             problems.append(Problem(14, path, f"attribute {name!r} has type {aid.dtype} and shape {shape}: only "
                                     "numbers, strings, 1-D arrays of them and 2-D arrays of numbers are allowed (spec 2.1)"))
+            continue
+        if kind == "string" and fixed_strings and h5py.check_string_dtype(aid.dtype).length is None:
+            problems.append(Problem(14, path, f"attribute {name!r} is a variable-length string: since 1.1 strings "
+                                    "are fixed-length (spec 2), so no value lives in HDF5's global heap"))
             continue
         if kind != "string" and int(np.prod(shape, dtype=object)) * aid.dtype.itemsize > MAX_ATTRIBUTE_BYTES:
             problems.append(Problem(15, path, f"attribute {name!r} declares more than {MAX_ATTRIBUTE_BYTES} bytes"))
@@ -246,7 +272,7 @@ def _dataset_problems(path: str, ds: h5py.Dataset, file_bytes: int) -> list[Prob
         plist = ds.id.get_create_plist()
         layout = plist.get_layout()
         external = plist.get_external_count()
-    except (RuntimeError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001
         return [Problem(1, path, f"storage properties cannot be read ({_first_line(exc)})")]
     if external:
         return [Problem(14, path, "uses external raw storage (data in another file); refused, never read (spec 2.3)")]
@@ -282,7 +308,7 @@ def chunk_problems(ds: h5py.Dataset, file_bytes: int) -> list[Problem]:
     try:
         allocated = ds.id.get_num_chunks()
         stored = ds.id.get_storage_size()
-    except (RuntimeError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001
         return [Problem(11, ds.name, f"chunk index cannot be read ({_first_line(exc)})")]
     problems = []
     if allocated != expected:
@@ -295,6 +321,33 @@ def chunk_problems(ds: h5py.Dataset, file_bytes: int) -> list[Problem]:
 
 def file_size(path: str | os.PathLike) -> int:
     return os.stat(path).st_size
+
+
+def fixed_length_strings(h5: h5py.File) -> None:
+    """Rewrite every variable-length string attribute of a writable file as a fixed-length UTF-8
+    string (spec 2, since 1.1): what the writer does before sealing a file."""
+    found = [h5]
+    h5.visititems(lambda name, obj: found.append(obj))
+    for obj in found:
+        for name in list(obj.attrs.keys()):
+            info = h5py.check_string_dtype(obj.attrs.get_id(name).dtype)
+            if info is None or info.length is not None:
+                continue
+            value = obj.attrs[name]
+            del obj.attrs[name]
+            set_string(obj.attrs, name, value)
+
+
+def set_string(attrs, name: str, value) -> None:
+    """Store a string, or a 1-D array of strings, as fixed-length UTF-8 (empty strings take 1 byte)."""
+    if isinstance(value, (str, bytes, np.bytes_)) or (isinstance(value, np.ndarray) and value.shape == ()):
+        data = _string_bytes(value.item() if isinstance(value, np.ndarray) else value)
+        attrs.create(name, np.array(data, dtype=f"S{max(1, len(data))}"),
+                     dtype=h5py.string_dtype("utf-8", max(1, len(data))))
+        return
+    items = [_string_bytes(v) for v in np.asarray(value, dtype=object).reshape(-1)]
+    width = max([1, *(len(v) for v in items)])
+    attrs.create(name, np.array(items, dtype=f"S{width}"), dtype=h5py.string_dtype("utf-8", width))
 
 
 def reseal(h5: h5py.File, rows: bool = True) -> None:
@@ -312,6 +365,7 @@ def reseal(h5: h5py.File, rows: bool = True) -> None:
                     and column < rows.shape[1]:
                 rows[:, column] = row_digests(source[()])
         ds[...] = rows
-        ds.attrs["sha256"] = hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest()
+        set_string(ds.attrs, "sha256", hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest())
     if S.ROOT_DIGEST in h5.attrs:
-        h5.attrs[S.ROOT_DIGEST] = root_digest(h5)
+        fixed_length_strings(h5)
+        set_string(h5.attrs, S.ROOT_DIGEST, root_digest(h5))

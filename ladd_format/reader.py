@@ -31,7 +31,7 @@ from .h5io import attr_dict, check_format, open_h5, text  # noqa: F401  (re-expo
 from .verify import header_problems
 
 #: Exceptions h5py raises on damaged HDF5 structures; a reader turns them into one LaddError line.
-H5_ERRORS = (OSError, RuntimeError, ValueError, TypeError, KeyError, IndexError)
+H5_ERRORS = (OSError, RuntimeError, ValueError, TypeError, KeyError, IndexError, SystemError, AttributeError)
 
 
 def read_rows(ds: h5py.Dataset, start: int, stop: int, path) -> np.ndarray:
@@ -67,10 +67,11 @@ class DLAFile:
         except LaddError:
             self.h5.close()
             raise
-        except BaseException as exc:
+        except Exception as exc:  # h5py raises many kinds (SystemError, UnicodeDecodeError, ...) on damage
             self.h5.close()
-            if isinstance(exc, H5_ERRORS):
-                raise LaddError(f"HDF5 structure is damaged ({integrity._first_line(exc)})", self.path, "/") from None
+            raise LaddError(f"HDF5 structure is damaged ({integrity._first_line(exc)})", self.path, "/") from None
+        except BaseException:
+            self.h5.close()
             raise
         # A read-only file does not change: keep handles and the shapes every read needs, so a
         # single-item read costs one HDF5 read per dataset, not a lookup of groups and attributes.

@@ -41,7 +41,8 @@ def upgrade(src: str | os.PathLike, dest: str | os.PathLike, overwrite: bool = F
         with h5py.File(tmp, "r+") as h5:
             _add_row_digests(h5)
             h5.attrs["format_version"] = S.FORMAT_VERSION
-            h5.attrs[S.ROOT_DIGEST] = integrity.root_digest(h5)
+            integrity.fixed_length_strings(h5)
+            integrity.set_string(h5.attrs, S.ROOT_DIGEST, integrity.root_digest(h5))
         problems = verify(tmp)
         if problems:  # never hand out a file that its own verifier rejects
             raise LaddError(f"upgraded copy fails verification: {problems[0].message}", dest)

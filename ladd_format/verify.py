@@ -132,20 +132,27 @@ class _Verifier:
 
     # -- rules ----------------------------------------------------------------------------
     def run(self) -> list[LaddError]:
-        try:
-            self.minor = check_format(self.h5, self.path)[1]
-        except LaddError as exc:
-            return [exc.at_rule(FORMAT)]  # nothing else can be interpreted
-        except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
-            return [LaddError(f"root attributes cannot be read ({integrity._first_line(exc)})", self.path, "/")
-                    .at_rule(FILE)]
-        # rules 14 and 15 first, from the object headers: nothing is allocated or looped over on the
-        # strength of a declared size before the sizes are known to be bounded and backed by bytes
+        # rules 14 and 15 first, from the object headers and attribute types: nothing is allocated
+        # or looped over on the strength of a declared size before the sizes are known to be bounded
+        # and backed by bytes, and no attribute value is read before its type is known to be allowed
         file_bytes = self.path.stat().st_size
         for p in integrity.structure_problems(self.h5, file_bytes):
             self.fail(_PROBLEM_CLASS.get(p.rule, LaddError), p.where, p.message, p.rule)
         if self.problems:
+            if any(p.rule_number == 1 for p in self.problems):
+                return self.problems
+            try:  # a file that is not a D_LA at all is named as such (rule 2), not by its layout
+                check_format(self.h5, self.path)
+            except LaddError as exc:
+                return [exc.at_rule(FORMAT)]
             return self.problems
+        try:
+            self.minor = check_format(self.h5, self.path)[1]
+        except LaddError as exc:
+            return [exc.at_rule(FORMAT)]  # nothing else can be interpreted
+        except Exception as exc:  # noqa: BLE001 - damaged metadata
+            return [LaddError(f"root attributes cannot be read ({integrity._first_line(exc)})", self.path, "/")
+                    .at_rule(FILE)]
         if self.read_data:
             self.rule = LIMITS
             for ds in self._datasets():
@@ -228,7 +235,7 @@ class _Verifier:
             return check()
         except LaddError as exc:
             self.problems.append(exc.at_rule(CHECKSUMS if isinstance(exc, ChecksumError) else rule))
-        except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a malformed or damaged file, never a traceback
             self.fail(LaddError, where, f"malformed beyond checking ({type(exc).__name__}: {exc})")
         return None
 
@@ -486,7 +493,7 @@ def verify(path: str | os.PathLike) -> list[LaddError]:
     with h5:
         try:
             return _Verifier(p, h5).run()
-        except (OSError, RuntimeError, ValueError, TypeError, KeyError, IndexError) as exc:
+        except Exception as exc:  # noqa: BLE001 - h5py raises many kinds on damaged metadata
             # damage below what the rules can name (HDF5 metadata): one problem under rule 1
             return [LaddError(f"HDF5 structure is damaged ({integrity._first_line(exc)})", p, "/").at_rule(FILE)]
 

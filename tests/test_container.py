@@ -58,7 +58,21 @@ def test_streamed_batches_equal_one_batch(tmp_path):
 def test_sha256_attribute_is_digest_of_little_endian_c_order_bytes(dla_file):
     with h5py.File(dla_file) as f:
         data = f["dense/probs"][()]
-        assert f["dense/probs"].attrs["sha256"] == hashlib.sha256(data.astype("<f4").tobytes()).hexdigest()
+        stored = f["dense/probs"].attrs["sha256"]           # a fixed-length UTF-8 string (spec 2): bytes
+        assert stored.decode("utf-8") == hashlib.sha256(data.astype("<f4").tobytes()).hexdigest()
+
+
+def test_every_string_attribute_is_fixed_length(tmp_path):
+    """Spec 2 (1.1): no string lives in HDF5's global heap, whose damage can hang the HDF5 library."""
+    path = write_dla(tmp_path / "a.dla.h5", soft_kind="logits", class_names=[f"c{i}" for i in range(10)])
+    with h5py.File(path) as f:
+        objects = [f]
+        f.visititems(lambda n, o: objects.append(o))
+        strings = [(o.name, k) for o in objects for k in o.attrs
+                   if h5py.check_string_dtype(o.attrs.get_id(k).dtype) is not None]
+        assert len(strings) >= 12
+        for name, key in strings:
+            assert h5py.check_string_dtype(f[name].attrs.get_id(key).dtype).length is not None, (name, key)
 
 
 def test_every_dataset_has_fletcher32_and_chunks(tmp_path):

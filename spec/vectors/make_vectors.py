@@ -93,6 +93,13 @@ def exact_list(arr: np.ndarray):
     return np.asarray(flat, dtype=np.float64).reshape(a.shape).tolist()
 
 
+def text(value) -> str:
+    """A string attribute as str (fixed-length strings come back from h5py as bytes)."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
 def sha256_le(arr: np.ndarray) -> str:
     a = np.asarray(arr)
     if a.dtype.itemsize > 1:
@@ -196,7 +203,7 @@ def read_back(path: Path) -> dict:
             if isinstance(obj, h5py.Dataset):
                 data = obj[()]
                 digest = sha256_le(data)
-                assert obj.attrs["sha256"] == digest, (path, name)
+                assert text(obj.attrs["sha256"]) == digest, (path, name)
                 datasets["/" + name] = {"dtype": obj.dtype.str, "shape": list(obj.shape),
                                         "chunks": list(obj.chunks), "sha256": digest}
         h5.visititems(visit)
@@ -253,17 +260,17 @@ def write_vector(out_dir: Path, name: str, *, images, labels, num_classes, mean,
             "num_classes": int(num_classes),
             "image_shape": [int(k), int(height), int(width)],
             "image_dtype": images.dtype.str,
-            "space": h5["images"].attrs["space"],
+            "space": text(h5["images"].attrs["space"]),
             "images": images.tolist() if images.dtype == np.uint8 else exact_list(images),
             "images_sha256": sha256_le(images),
             "labels": [int(v) for v in labels],
             "normalization": {"mean": list(map(float, mean)), "std": list(map(float, std))},
-            "provenance": {key: (h5["provenance"].attrs[key]) for key in h5["provenance"].attrs},
+            "provenance": {key: text(h5["provenance"].attrs[key]) for key in h5["provenance"].attrs},
             "soft_labels": None,
             "dense": None,
             "datasets": back["datasets"],
-            "root_sha256": h5.attrs["root_sha256"],
-            "row_sha256_datasets": [str(v) for v in h5["row_sha256"].attrs["datasets"]],
+            "root_sha256": text(h5.attrs["root_sha256"]),
+            "row_sha256_datasets": [text(v) for v in h5["row_sha256"].attrs["datasets"]],
         }
     if soft is not None:
         stored_soft = np.asarray(soft).astype(soft_dtype)
@@ -313,6 +320,15 @@ def make_legacy(out_dir: Path, rng: np.random.Generator) -> None:
     with h5py.File(path, "r+") as h5:
         del h5["row_sha256"]
         del h5.attrs["root_sha256"]
+        objects = [h5]
+        h5.visititems(lambda name, obj: objects.append(obj))
+        for obj in objects:  # 1.0 writers stored strings variable-length
+            for key in list(obj.attrs):
+                if h5py.check_string_dtype(obj.attrs.get_id(key).dtype) is not None:
+                    value = obj.attrs[key]
+                    del obj.attrs[key]
+                    obj.attrs[key] = (text(value) if np.ndim(value) == 0
+                                      else np.array([text(v) for v in value], dtype=h5py.string_dtype()))
         h5.attrs["format_version"] = "1.0"
     assert verify(path) == []
     expected = {"file": path.name, "format_version": "1.0", "images_sha256": sha256_le(images),
