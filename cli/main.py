@@ -1,7 +1,10 @@
 """The ``ladd`` command: a thin click layer over :mod:`ladd_format`.
 
 Every command turns a :class:`ladd_format.LaddError` into one line on stderr and exit status 1;
-usage errors exit 2 (click's convention).
+usage errors exit 2 (click's convention). Any other exception is a bug or an environment failure:
+an ``OSError`` with an errno (disk full, permission denied) becomes ``ladd: error: FILE: <reason>``,
+anything else ``ladd: error: FILE: internal error (<type>: <first line>); please report it``, both
+with exit status 1 and no traceback; ``LADD_DEBUG=1`` in the environment re-raises them instead.
 """
 
 from __future__ import annotations
@@ -9,32 +12,91 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import click
 
 from ladd_format import LaddError, __version__, open_dla, verify
+from ladd_format.atomic import require_regular_file
 from ladd_format.codecs import codec_usage, parse_codec, parse_codec_config
 from ladd_format.errors import CodecError
+from ladd_format.geometry import MAX_GRID_N
 from ladd_format.converters import ConvertOptions, convert, converter_names, formats_help, get_converter
 from ladd_format.presets import preset_names
-from ladd_format.size import METHODS, measure_file
+from ladd_format.size import METHODS, measure_file, scan_values
 from ladd_format.verify import summary
+from ladd_format.h5io import text
+
+
+#: the arguments that name what a command works on, in the order a failure line names the first
+SUBJECT_ARGUMENTS = ("file", "source", "workdir", "output")
+#: the largest image side a command resizes to, and the largest width of an architecture it builds
+MAX_IMAGE_SIDE = 4096
+MAX_WIDTH = 4096
+MAX_SHARDS = 256
+MAX_CLASS_NAMES_BYTES = 64 << 20
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """``text`` on one line (line breaks folded into spaces), at most ``limit`` characters."""
+    line = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def _subject(kwargs: dict) -> str | None:
+    for key in SUBJECT_ARGUMENTS:
+        if kwargs.get(key) is not None:
+            return str(kwargs[key])
+    return None
+
+
+def failure_line(exc: BaseException, subject: str | None) -> str:
+    """The one line an unexpected exception becomes (module docstring)."""
+    prefix = f"{subject}: " if subject else ""
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        where = exc.filename if exc.filename is not None else subject
+        return one_line(f"{where}: {exc.strerror}" if where is not None else exc.strerror)
+    first = (str(exc).strip().splitlines() or [""])[0].strip()
+    what = type(exc).__name__ + (f": {first}" if first else "")
+    return one_line(f"{prefix}internal error ({what[:300]}); please report it")
+
+
+def bounded(flag: str, value: int | None, low: int, high: int | None = None) -> None:
+    """Refuse (one ``ladd: error:`` line, exit 1) an integer option that sizes an allocation or a
+    loop outside ``low..high``."""
+    if value is not None and (value < low or (high is not None and value > high)):
+        span = f"lie in {low}..{high}" if high is not None else f"be >= {low}"
+        raise LaddError(f"{flag} must {span}, got {value}")
 
 
 def fail_cleanly(fn):
-    """Turn library errors into ``ladd: error: <one line>`` and exit status 1."""
+    """Turn every failure into ``ladd: error: <one line>`` and exit status 1 (module docstring)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except LaddError as exc:
-            click.echo(f"ladd: error: {exc}", err=True)
+            click.echo(f"ladd: error: {one_line(str(exc), 2000)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("ladd: interrupted; nothing was written", err=True)
             sys.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise                                   # usage errors: click prints them (exit 2)
+        except BrokenPipeError:                      # `ladd info FILE | head`: the reader left
+            try:
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - flushing at exit must not fail again
+            except OSError:
+                pass
+            sys.exit(1)
+        except Exception as exc:                     # noqa: BLE001 - the last resort of the contract
+            if os.environ.get("LADD_DEBUG") == "1":
+                raise
+            click.echo(f"ladd: error: {failure_line(exc, _subject(kwargs))}", err=True)
+            sys.exit(1)
+    wrapper.fails_cleanly = True
     return wrapper
 
 
@@ -102,18 +164,21 @@ def main(verbose: bool) -> None:
 @fail_cleanly
 def info(file: Path, as_json: bool) -> None:
     """Summarise a D_LA file: shapes, classes, normalisation, dense labels, provenance."""
-    with open_dla(file) as f:
+    with open_dla(require_regular_file(file)) as f:
         data = f.info()
+        scan_values(f)            # labels and dense labels through the reader's checks (not the images)
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(data, indent=2, default=str))
         return
+    # the reader checks what it returns only as far as every use needs: print defensively
     k, h, w = data["image_shape"]
     click.echo(f"{file}  (D_LA format {data['format_version']}, {data['file_bytes']:,} bytes)")
     click.echo(f"  images      {data['num_images']} x {k}x{h}x{w} {data['image_dtype']} ({data['space']})")
-    click.echo(f"  classes     {data['num_classes']}   IPC {data['ipc']:g}")
-    if data.get("class_names"):
-        names = ", ".join(data["class_names"][:10]) + (" ..." if len(data["class_names"]) > 10 else "")
-        click.echo(f"  names       {names}")
+    click.echo(f"  classes     {data['num_classes']}   IPC {_num(data.get('ipc'))}")
+    names = data.get("class_names")
+    if names:
+        names = [str(v) for v in (names if isinstance(names, (list, tuple)) else [names])]
+        click.echo(f"  names       {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}")
     for key in ("source_dataset", "distillation"):
         if key in data:
             click.echo(f"  {key:<11} {data[key]}")
@@ -125,37 +190,83 @@ def info(file: Path, as_json: bool) -> None:
         click.echo("  dense       none (plain distilled set D)")
     else:
         codec = parse_codec(dense["codec"]).text()
-        click.echo(f"  dense       N={dense['n']} ({dense['n'] ** 2} sub-images), R={dense['ratio']:g}, "
-                   f"T={dense['temperature']:g}, codec {codec}")
-        top, left, bh, bw = dense["boxes"][0]
-        click.echo(f"  boxes       {bh}x{bw} crops, first [{top}, {left}], last {dense['boxes'][-1][:2]}")
-        click.echo(f"  labeler     {', '.join(f'{k}={v}' for k, v in dense['labeler'].items())}")
+        click.echo(f"  dense       N={dense['n']} ({dense['n'] ** 2} sub-images), R={_num(dense['ratio'])}, "
+                   f"T={_num(dense['temperature'])}, codec {codec}")
+        boxes = dense["boxes"]
+        if (isinstance(boxes, list) and boxes and all(isinstance(b, list) and len(b) == 4 for b in boxes)):
+            top, left, bh, bw = boxes[0]
+            click.echo(f"  boxes       {bh}x{bw} crops, first [{top}, {left}], last {boxes[-1][:2]}")
+        else:
+            click.echo(f"  boxes       malformed ({len(boxes) if isinstance(boxes, list) else 0} rows of 4 "
+                       "expected N*N): run `ladd verify`")
+        labeler = dense["labeler"] if isinstance(dense["labeler"], dict) else {}
+        click.echo(f"  labeler     {', '.join(f'{k}={v}' for k, v in labeler.items())}")
     prov = data["provenance"]
-    if prov:
+    if isinstance(prov, dict) and prov:
+        inputs = prov.get("inputs")
         click.echo(f"  provenance  {prov.get('tool')} via {prov.get('converter')}, {prov.get('created')}, "
-                   f"{len(prov.get('inputs') or [])} input file(s)")
+                   f"{len(inputs) if isinstance(inputs, list) else 0} input file(s)")
+
+
+def _num(value, spec: str = "g") -> str:
+    """A number formatted with ``spec``, or as it is when it is not one (a malformed attribute)."""
+    try:
+        return format(float(value), spec)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _fmt(values) -> str:
-    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+    flat = values if isinstance(values, (list, tuple)) else [values]
+    return "(" + ", ".join(_num(v, ".4g") if not isinstance(v, (list, tuple)) else str(v) for v in flat) + ")"
 
 
 @main.command(name="verify")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@fail_cleanly
 def verify_cmd(file: Path, as_json: bool) -> None:
     """Check FILE against every rule of the spec. Exit 0 and print OK, or exit 1 with one line per
     problem, ending with the number and name of the spec rule it breaks (section 8)."""
     problems = verify(file)
+    seal = None if problems else seal_of(file)
     if as_json:
-        click.echo(json.dumps({"file": str(file), **summary(problems)}, indent=2))
+        click.echo(json.dumps({"file": str(file), **summary(problems), **(seal or {})}, indent=2))
     elif not problems:
         click.echo(f"OK {file}")
+        if seal["root_sha256"]:
+            click.echo(f"format {seal['format_version']}, root digest {seal['root_sha256']} (compare it with the "
+                       "one the publisher gives)")
+        else:
+            click.echo(f"note: format {seal['format_version']} has no root or row digests: damage to an attribute "
+                       f"is not detected, and readers do not check items one by one; `ladd upgrade {file} -o NEW` "
+                       "writes a 1.1 copy", err=True)
     else:
         for problem in problems:
             click.echo(f"{problem} [rule {problem.rule_label}]")
         click.echo(f"FAILED {file}: {len(problems)} problem(s)", err=True)
     sys.exit(0 if not problems else 1)
+
+
+def seal_of(file: Path) -> dict:
+    """The version and root digest of a file verify accepted."""
+    with open_dla(file) as f:
+        digest = f.h5.attrs.get("root_sha256")
+        return {"format_version": f"{f.version[0]}.{f.version[1]}",
+                "root_sha256": None if digest is None else text(digest)}
+
+
+@main.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The 1.1 file to write.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@fail_cleanly
+def upgrade(src: Path, output: Path, force: bool) -> None:
+    """Rewrite a valid format-1.0 file SRC as 1.1 (adds the root and row digests; contents unchanged)."""
+    from ladd_format.upgrade import upgrade as upgrade_file
+
+    upgrade_file(src, output, overwrite=force)
+    click.echo(f"wrote {output} (format 1.1)")
 
 
 @main.command()
@@ -245,10 +356,14 @@ def convert_cmd(ctx, fmt, source, output, codec, k, topk_values, space, layout, 
     codec = _fold_deprecated_codec_flags(codec, k, topk_values)
     class_names = None
     if class_names_file is not None:
+        require_regular_file(class_names_file, "class-names file")
+        if class_names_file.stat().st_size > MAX_CLASS_NAMES_BYTES:
+            raise LaddError(f"a class-names file is at most {MAX_CLASS_NAMES_BYTES:,} bytes", class_names_file)
         try:
             class_names = [line.strip() for line in class_names_file.read_text().splitlines() if line.strip()]
-        except OSError as exc:
-            raise LaddError(f"cannot read class names: {exc.strerror}", class_names_file) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise LaddError(f"cannot read class names: {reason}", class_names_file) from None
     options = ConvertOptions(codec=codec, space=space, layout=layout, mean=_floats(mean), std=_floats(std),
                              num_classes=num_classes, overwrite=force, dataset=dataset, keep_float=keep_float,
                              zca=zca or zca_stats is not None,
@@ -290,10 +405,16 @@ def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batc
     from tqdm import tqdm
 
     from ladd_format.labeler import TrainConfig, load_source, train_labeler
+    from ladd_format.labeler.train import check_output_folder
+    bounded("--width", width, 1, MAX_WIDTH)
+    bounded("--image-size", image_size, 1, MAX_IMAGE_SIDE)
+    bounded("--epochs", epochs, 1)
+    bounded("--batch-size", batch_size, 1)
     try:
         keep = tuple(int(v) for v in save_epochs.split(",") if v.strip())
     except ValueError:
         raise click.BadParameter(f"expected comma-separated epochs, got {save_epochs!r}") from None
+    check_output_folder(output, force)                 # before the data is loaded
     data = load_source(source, image_size)
     config = TrainConfig(arch=arch, arch_kwargs={"width": width} if width else {}, epochs=epochs,
                          save_epochs=keep, lr=lr, batch_size=batch_size, val_split=val_split, flip=flip,
@@ -313,7 +434,8 @@ def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batc
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--labeler", type=click.Path(path_type=Path), required=True, help="Checkpoint (.safetensors).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
-@click.option("-n", type=int, default=5, show_default=True, help="Grid size N (N*N sub-images).")
+@click.option("-n", type=int, default=5, show_default=True,
+              help=f"Grid size N (N*N sub-images), at most {MAX_GRID_N}.")
 @click.option("-r", "--ratio", type=float, default=0.625, show_default=True, help="Sub-image ratio R.")
 @click.option("--codec", default="float32", show_default=True, callback=_codec_value, metavar="CODEC",
               help=CODEC_HELP + " (--k and --topk-values are deprecated.)")
@@ -339,6 +461,8 @@ def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temper
     from tqdm import tqdm
 
     from ladd_format.labeler import AugmentConfig, augment
+    bounded("-n (grid size N)", n, 1, MAX_GRID_N)
+    bounded("--shards", shards, 1, MAX_SHARDS)
     codec = _fold_deprecated_codec_flags(codec, k, topk_values)
     config = AugmentConfig(n=n, ratio=ratio, codec=codec, temperature=temperature, device=device,
                            batch_size=batch_size, forward_batch=forward_batch, precision=precision,
@@ -361,7 +485,8 @@ def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temper
 @click.option("--test", "test_source", required=True,
               help="Test data: an .npz (images, labels), an ImageFolder, or digits-test.")
 @click.option("--arch", default="convnet-d3", show_default=True)
-@click.option("--width", type=int, default=None, help="Architecture width (ConvNet default 128).")
+@click.option("--width", type=int, default=None,
+              help="Architecture width (ConvNet default 128).")
 @click.option("--arch-option", "arch_options", multiple=True, metavar="KEY=VALUE",
               help="Further integer keyword of the architecture, e.g. depth=4 for vit-cifar (repeatable).")
 @click.option("--mode", type=click.Choice(["hard", "soft", "ladd"]), default="ladd", show_default=True)
@@ -384,9 +509,10 @@ def evaluate_cmd(file, test_source, arch, width, arch_options, mode, epochs, lr,
 
     from ladd_format.experiments.evaluate import EvalConfig, evaluate
     from ladd_format.labeler import load_source
-    with open_dla(file) as f:
-        side = f.image_shape[1]
-    test = load_source(test_source, side)
+    bounded("--width", width, 1, MAX_WIDTH)
+    for flag, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--seeds", seeds),
+                        ("--sub-per-image", sub_per_image)):
+        bounded(flag, value, 1)
     arch_kwargs = {"width": width} if width else {}
     for option in arch_options:
         key, _, value = option.partition("=")
@@ -394,6 +520,14 @@ def evaluate_cmd(file, test_source, arch, width, arch_options, mode, epochs, lr,
             arch_kwargs[key.strip()] = int(value)
         except ValueError:
             raise click.BadParameter(f"expected KEY=INTEGER, got {option!r}", param_hint="--arch-option") from None
+        if not 0 <= arch_kwargs[key.strip()] <= MAX_WIDTH:
+            raise click.BadParameter(f"values must lie in 0..{MAX_WIDTH}, got {option!r}", param_hint="--arch-option")
+    with open_dla(require_regular_file(file)) as f:
+        side = f.image_shape[1]
+    if side > MAX_IMAGE_SIDE:
+        raise LaddError(f"images are {side} pixels high; the test images are resized to that side, at most "
+                        f"{MAX_IMAGE_SIDE}", file, "/images")
+    test = load_source(test_source, side)
     config = EvalConfig(arch=arch, arch_kwargs=arch_kwargs or None, mode=mode, epochs=epochs,
                         lr=lr, batch_size=batch_size, seeds=seeds, device=device, flip=flip,
                         sub_per_image=sub_per_image, reduction=reduction)
@@ -447,6 +581,7 @@ def demo(workdir: Path, ipcs: tuple[int, ...] | None, seeds: int | None, seed: i
     from dataclasses import replace
 
     from ladd_format.experiments.demo import DemoSettings, quick_settings, run_demo
+    bounded("--seeds", seeds, 1)
     settings = quick_settings() if quick else DemoSettings()
     settings = replace(settings, ipcs=ipcs or settings.ipcs, seed=seed, seeds=seeds or settings.seeds,
                        student=replace(settings.student, device=device))

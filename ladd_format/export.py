@@ -18,7 +18,16 @@ the codec: dense labels are exported decoded), plus ``subimages`` (M, N*N, K, H,
 Sub-images are rebuilt from the image as float and, for uint8 images, rounded half up to uint8
 (spec 4.1, ``pixels.round_half_up``) for PNG/npz; a trainer that
 wants the exact float sub-images should rebuild them with :func:`ladd_format.torch.subimages`.
-Outputs appear only when complete (temporary sibling, then rename).
+Outputs appear only when complete (temporary sibling, then rename); the destination's stale
+partials of killed exports are removed first (:func:`ladd_format.atomic.remove_stale_partials`).
+An existing OUT (with ``overwrite``) is replaced whole; when OUT is a symbolic link, the link itself
+is replaced and its target left untouched (never removed through the link).
+
+The source is untrusted: before anything is written, :func:`check_exportable` refuses in one line a
+file with no images or no classes, datasets the file cannot hold (``size.check_dataset``), labels
+outside ``0..C-1``, a class-name list of the wrong length, a grid N beyond
+:data:`~ladd_format.geometry.MAX_GRID_N`, boxes that are not ``(N*N, 4)`` inside the image, and
+dense datasets whose shape is not the codec's.
 """
 
 from __future__ import annotations
@@ -32,10 +41,13 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
-from .errors import InputError, NoDenseLabelsError
+from .errors import (GeometryError, InputError, LabelRangeError, NoDenseLabelsError, OutputExistsError,
+                     ShapeError)
+from .geometry import MAX_GRID_N, boxes_inside
 from .pixels import round_half_up, stored_to_uint8
 from .provenance import file_sha256
 from .reader import DLAFile, open_dla
+from .size import check_counts, check_dataset, dense_datasets
 
 FORMATS = ("folder", "npz")
 BATCH = 64
@@ -46,6 +58,53 @@ def _class_dir(c: int, names: list[str] | None) -> str:
         return f"{c:04d}"
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", names[c]).strip("_")[:60]
     return f"{c:04d}_{safe}" if safe else f"{c:04d}"
+
+
+def check_exportable(f: DLAFile) -> np.ndarray:
+    """Refuse (one line) what export would divide by, index with or allocate from unchecked
+    (module docstring); returns the hard labels, read once."""
+    check_counts(f.num_images, f.num_classes, f.path)
+    h5 = f.h5
+    check_dataset(h5["images"], f.path)
+    check_dataset(h5["labels"], f.path)
+    if f.has_soft_labels:
+        soft = check_dataset(h5["soft_labels"], f.path)
+        if soft.shape != (f.num_images, f.num_classes):
+            raise ShapeError(f"must have shape ({f.num_images}, {f.num_classes}), got {soft.shape}", f.path,
+                             "/soft_labels")
+    labels = f.labels()
+    bad = np.flatnonzero((labels < 0) | (labels >= f.num_classes))
+    if bad.size:
+        raise LabelRangeError(f"label {int(labels[bad[0]])} of image {int(bad[0])} is outside 0..{f.num_classes - 1}",
+                              f.path, "/labels")
+    names = f.class_names
+    if names is not None and len(names) != f.num_classes:
+        raise ShapeError(f"class_names has {len(names)} entries for {f.num_classes} classes", f.path, "/")
+    if f.has_dense:
+        n = f.n
+        if not 1 <= n <= MAX_GRID_N:
+            raise GeometryError(f"grid size n must lie in 1..{MAX_GRID_N}, got {n}", f.path, "/dense")
+        boxes = np.asarray(f.h5["dense"].attrs.get("boxes"))
+        _, h, w = f.image_shape
+        if boxes.shape != (n * n, 4) or not np.issubdtype(boxes.dtype, np.integer) or not boxes_inside(boxes, h, w):
+            raise GeometryError(f"boxes must be {n * n} integer rows [top, left, height, width] inside the "
+                                f"{h}x{w} image, got shape {boxes.shape}", f.path, "/dense")
+        dense_datasets(f)
+    return labels
+
+
+def _dense(f: DLAFile, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Decoded dense labels, or a one-line error when the stored values cannot be decoded."""
+    stop = f.num_images if stop is None else stop
+    try:
+        dense = f.dense(start, stop)
+    except (IndexError, ValueError, TypeError) as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"dense labels cannot be decoded ({detail}); run `ladd verify`", f.path, "/dense") from None
+    expected = (stop - start, f.n * f.n, f.num_classes)
+    if dense.shape != expected:
+        raise ShapeError(f"decoded dense labels have shape {dense.shape}, expected {expected}", f.path, "/dense")
+    return dense
 
 
 def _uint8_images(f: DLAFile, start: int, stop: int) -> np.ndarray:
@@ -90,11 +149,11 @@ def _save_png(path: Path, chw: np.ndarray) -> None:
     Image.fromarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc).save(path, format="PNG")
 
 
-def export_folder(f: DLAFile, out: Path, with_subimages: bool) -> None:
+def export_folder(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray | None = None) -> None:
     if f.image_shape[0] not in (1, 3, 4):
         raise InputError(f"PNG holds 1, 3 or 4 channels, the images have {f.image_shape[0]}", f.path, "/images")
     names = f.class_names
-    labels = f.labels()
+    labels = check_exportable(f) if labels is None else labels
     files: dict[str, str] = {"hard_labels": "hard_labels.npy"}
     for c in np.unique(labels):
         (out / "images" / _class_dir(int(c), names)).mkdir(parents=True, exist_ok=True)
@@ -113,7 +172,7 @@ def export_folder(f: DLAFile, out: Path, with_subimages: bool) -> None:
                     _save_png(out / "subimages" / folder / f"{i:06d}_{j:02d}.png", subs[k, j])
     np.save(out / "hard_labels.npy", labels)
     if f.has_dense:
-        dense = f.dense()
+        dense = _dense(f)
         np.save(out / "dense_labels.npy", dense)
         files["dense_labels"] = "dense_labels.npy"
         if with_subimages:
@@ -125,15 +184,16 @@ def export_folder(f: DLAFile, out: Path, with_subimages: bool) -> None:
     (out / "metadata.json").write_text(json.dumps(_metadata(f, files), indent=2))
 
 
-def export_npz(f: DLAFile, out: Path, with_subimages: bool) -> None:
+def export_npz(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray | None = None) -> None:
+    labels = check_exportable(f) if labels is None else labels
     arrays: dict[str, np.ndarray] = {
-        "images": f.images(), "labels": f.labels(), "num_classes": np.int64(f.num_classes),
+        "images": f.images(), "labels": labels, "num_classes": np.int64(f.num_classes),
         "mean": f.mean, "std": f.std, "space": np.array(f.space),
         "image_dtype": np.array(str(f.image_dtype))}     # convert npz keeps float images float
     if f.class_names:
         arrays["class_names"] = np.array(f.class_names)
     if f.has_dense:
-        arrays.update(dense_labels=f.dense(), n=np.int64(f.n), ratio=np.float64(f.ratio),
+        arrays.update(dense_labels=_dense(f), n=np.int64(f.n), ratio=np.float64(f.ratio),
                       temperature=np.float64(f.temperature), boxes=f.boxes,
                       labeler_arch=np.array(str(f.labeler.get("arch", "unknown"))))
         if with_subimages:
@@ -151,33 +211,52 @@ def export(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "folder",
     if fmt not in FORMATS:
         raise InputError(f"export format must be one of {FORMATS}, got {fmt!r}")
     dest = Path(out)
-    if dest.exists() and not overwrite:
-        raise InputError("exists; pass --force to replace it", dest)
     if not dest.parent.is_dir():
-        raise InputError("output folder does not exist", dest.parent)
-    with open_dla(path) as f:
+        raise InputError("output folder does not exist" if not atomic.exists_or_link(dest.parent)
+                         else "is not a folder, so the output cannot be written in it", dest.parent)
+    atomic.remove_stale_partials(dest)
+    if atomic.exists_or_link(dest) and not overwrite:
+        raise OutputExistsError("exists; pass --force to replace it", dest)
+    src = atomic.require_regular_file(path)
+    if dest.parent.resolve() / dest.name in (src.resolve(), src.parent.resolve() / src.name):
+        raise InputError("the output must differ from the input", dest)
+    with open_dla(src) as f:
         if with_subimages and not f.has_dense:
             raise NoDenseLabelsError("no dense labels, hence no sub-images: run `ladd augment` first", f.path, "/dense")
+        labels = check_exportable(f)
         tmp = atomic.temporary_sibling(dest)
         try:
             if fmt == "folder":
                 tmp.mkdir()
-                export_folder(f, tmp, with_subimages)
+                export_folder(f, tmp, with_subimages, labels)
             else:
-                export_npz(f, tmp, with_subimages)
+                export_npz(f, tmp, with_subimages, labels)
             _replace(tmp, dest)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            _remove(tmp)
             raise
     return dest
 
 
+def _remove(path: Path) -> None:
+    """Remove a file, a symbolic link (never what it points to) or a real folder; missing is fine."""
+    if atomic.is_real_dir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _replace(tmp: Path, dest: Path) -> None:
-    """Move ``tmp`` to ``dest``; an existing ``dest`` is moved aside first and removed after."""
-    if not dest.exists():
+    """Move ``tmp`` to ``dest``; an existing ``dest`` is moved aside first and removed after (a
+    symbolic link is moved and unlinked as a link: its target is never touched)."""
+    if not atomic.exists_or_link(dest):
         os.replace(tmp, dest)
         return
     old = atomic.temporary_sibling(dest)
     os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old) if old.is_dir() else old.unlink()
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        os.replace(old, dest)          # put the original back: the destination stays intact
+        raise
+    _remove(old)

@@ -11,6 +11,8 @@ import math
 import numpy as np
 
 RESIZE = "bilinear-antialias"
+#: The largest grid size N a writer or reader accepts (N*N sub-images per image; spec 5).
+MAX_GRID_N = 64
 
 
 def crop_length(length: int, ratio: float) -> int:
@@ -39,8 +41,10 @@ def boxes(height: int, width: int, n: int, ratio: float) -> np.ndarray:
     """Boxes of the N*N sub-images of an ``height`` x ``width`` image.
 
     Returns an ``(n*n, 4)`` int32 array of rows [top, left, height, width], row-major:
-    box ``j = row * n + col``.
+    box ``j = row * n + col``. ``n`` must lie in 1..:data:`MAX_GRID_N`.
     """
+    if not 1 <= n <= MAX_GRID_N:
+        raise ValueError(f"grid size n must lie in 1..{MAX_GRID_N}, got {n}")
     h = crop_length(height, ratio)
     w = crop_length(width, ratio)
     tops = offsets(height, h, n)

@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 from . import spec as S
+from .geometry import MAX_GRID_N  # noqa: F401  (N <= 64, spec 2.4)
 
 # -- limits of spec 2.4 -------------------------------------------------------------------------
 MAX_OBJECTS = 1024              # groups and datasets in a file, root included
@@ -31,7 +32,6 @@ MAX_CHUNK_BYTES = 64 << 20      # bytes of one chunk, uncompressed
 DEFLATE_MAX_RATIO = 1032        # deflate cannot expand more than this (zlib technical note)
 MAX_RANK = 8
 MAX_CLASSES = 1 << 24           # C
-MAX_GRID_N = 64                 # N (P = N*N <= 4096 sub-images)
 MAX_DENSE_ROW_VALUES = 1 << 24  # N*N*C: one image's decoded dense labels are at most 64 MiB of float32
 
 ALLOWED_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32"}

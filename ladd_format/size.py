@@ -4,25 +4,77 @@ Each stored array is serialised as ``.npy`` and streamed, a block at a time, int
 (``ZIP_DEFLATED``, default level) or into one zstd frame per array. ``base`` holds the images and
 hard labels; ``D_LA`` adds the dense arrays as stored. Works from a file (:func:`measure_file`) or
 from arrays in memory (:func:`measure_arrays`), with identical numbers for identical arrays.
+
+Files are untrusted: before a dataset is read, :func:`check_dataset` bounds it by what the file
+holds (no external or virtual storage, numeric dtype, declared bytes at most 1032 times the bytes
+stored, deflate's largest ratio), and a file with no images or fewer than one class is refused in
+one line rather than divided by.
 """
 
 from __future__ import annotations
 
 import io
+import math
+import operator
 import os
 import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
+import h5py
 import numpy as np
 import zstandard
 
+from .atomic import require_regular_file
+from .errors import AttributeValueError, DtypeError, InputError, MissingFieldError, ShapeError
 from .reader import open_dla, read_rows
 
 METHODS = ("zip", "zstd")
 DEFAULT_ZSTD_LEVEL = 3
+MIN_ZSTD_LEVEL = -(1 << 17)
 BLOCK_BYTES = 8 << 20
+#: deflate's largest compression ratio: a dataset may declare at most this many bytes per byte stored
+MAX_EXPANSION = 1032
+#: bytes a dataset may declare beyond MAX_EXPANSION x its storage (HDF5's own small-data slack)
+EXPANSION_SLACK = 4096
+
+
+def check_dataset(ds, path, where: str | None = None) -> h5py.Dataset:
+    """``ds`` when it is a numeric dataset of at least one axis whose declared bytes the file can
+    hold; else a one-line :class:`~ladd_format.errors.LaddError` naming it. Nothing is read."""
+    where = where or getattr(ds, "name", None)
+    if not isinstance(ds, h5py.Dataset):
+        raise MissingFieldError("is not a dataset", path, where)
+    if ds.is_virtual or ds.external:
+        raise InputError("is stored outside this file (virtual or external dataset), which is refused", path, where)
+    dtype = ds.dtype
+    if dtype.kind not in "biuf" or dtype.itemsize == 0:
+        raise DtypeError(f"must hold numbers, found dtype {dtype}", path, where)
+    if ds.ndim < 1:
+        raise ShapeError(f"must have at least one axis, found shape {ds.shape}", path, where)
+    declared = math.prod(int(v) for v in ds.shape) * dtype.itemsize
+    stored = int(ds.id.get_storage_size())
+    if declared > MAX_EXPANSION * stored + EXPANSION_SLACK:
+        raise ShapeError(f"declares {declared:,} bytes ({ds.shape} {dtype}) but the file stores {stored:,} bytes "
+                         "of it (unwritten chunks or a forged shape)", path, where)
+    return ds
+
+
+def check_counts(num_images: int, num_classes: int, path) -> None:
+    """Refuse what sizes and percentages would divide by: no images, fewer than one class."""
+    try:
+        count = operator.index(num_classes)
+    except TypeError:
+        count = 0
+    if isinstance(num_classes, bool) or count < 1:
+        raise AttributeValueError(f"num_classes must be an integer >= 1, got {num_classes!r}", path, "/")
+    if num_images < 1:
+        raise ShapeError("holds no images; a D_LA holds at least one", path, "/images")
+
+
+def _pct(part: float, whole: float) -> float:
+    return 100.0 * part / whole if whole else 0.0
 
 
 @dataclass
@@ -75,15 +127,55 @@ def _array_member(name: str, array: np.ndarray) -> _Member:
     return _Member(name, array.dtype, array.shape, lambda: iter([array]))
 
 
-def _dataset_member(name: str, ds, path) -> _Member:
+def _dataset_member(name: str, ds, path, read: Callable[[int, int], np.ndarray] | None = None) -> _Member:
+    """A stored dataset as a member, read ``read(start, stop)`` rows at a time (default: raw rows);
+    a file's datasets are read through its reader, so that its checks apply."""
+    check_dataset(ds, path)
     rows = ds.shape[0]
     row_bytes = max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)))
     step = max(1, BLOCK_BYTES // row_bytes)
+    read = read or (lambda start, stop: read_rows(ds, start, stop, path))
 
     def blocks():
         for start in range(0, rows, step):
-            yield read_rows(ds, start, min(rows, start + step), path)
+            block = read(start, min(rows, start + step))
+            if block.shape[1:] != ds.shape[1:]:
+                raise ShapeError(f"rows {start}.. read as {block.shape}, the dataset is {ds.shape}", path, ds.name)
+            yield block
     return _Member(name, ds.dtype, ds.shape, blocks)
+
+
+def dense_datasets(f) -> dict:
+    """The codec's datasets under ``/dense`` of an open file ``f``, each present, bounded
+    (:func:`check_dataset`) and shaped ``(M, *per-image shape)``; else a one-line error."""
+    group = f.h5["dense"]
+    found = {}
+    for name, (shape, _) in f.codec.layout(f.n * f.n, f.num_classes).items():
+        if name not in group:
+            raise MissingFieldError(f"dataset required by codec {f.codec.name!r} is missing", f.path, f"/dense/{name}")
+        ds = check_dataset(group[name], f.path)
+        if ds.shape != (f.num_images, *shape):
+            raise ShapeError(f"must have shape {(f.num_images, *shape)}, got {ds.shape}", f.path, ds.name)
+        found[name] = ds
+    return found
+
+
+def scan_values(f) -> None:
+    """Read the labels and the dense arrays of an open file once, in blocks of about
+    :data:`BLOCK_BYTES`, through its reader's checks (row digests, label range, codec values); the
+    images are not read. A defect raises the reader's one-line error (``ladd info`` calls this, so
+    that a file ``verify`` refuses for its labels is not summarised as if it were fine)."""
+    check_counts(f.num_images, f.num_classes, f.path)
+    check_dataset(f.h5["labels"], f.path)
+    row = 8
+    if f.has_dense:
+        row += sum(ds.dtype.itemsize * math.prod(ds.shape[1:]) for ds in dense_datasets(f).values())
+    step = max(1, BLOCK_BYTES // row)
+    for start in range(0, f.num_images, step):
+        stop = min(f.num_images, start + step)
+        f.labels(start, stop)
+        if f.has_dense:
+            f.dense_stored(start, stop)
 
 
 def _bytes_of(block: np.ndarray, dtype: np.dtype) -> memoryview:
@@ -142,12 +234,15 @@ def _measure(base: list[_Member], dense: list[_Member], soft: _Member | None, nu
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     num_images = base[0].shape[0]
+    check_counts(num_images, num_classes, None)
     if method == "zip":
         level = None
         base_bytes, dla_bytes, images_bytes = _zip_sizes(base, dense)
         soft_bytes = None if soft is None else _zip_sizes([soft], [])[0]
     else:
         level = DEFAULT_ZSTD_LEVEL if level is None else int(level)
+        if not MIN_ZSTD_LEVEL <= level <= zstandard.MAX_COMPRESSION_LEVEL:
+            raise InputError(f"zstd level must lie in {MIN_ZSTD_LEVEL}..{zstandard.MAX_COMPRESSION_LEVEL}, got {level}")
         sizes = [_zstd_size(m, level) for m in base]
         images_bytes = sizes[0]
         base_bytes = sum(sizes)
@@ -158,22 +253,46 @@ def _measure(base: list[_Member], dense: list[_Member], soft: _Member | None, nu
         method=method, level=level, num_images=num_images, num_classes=num_classes, ipc=ipc,
         raw_base_bytes=sum(m.nbytes for m in base), raw_dense_bytes=sum(m.nbytes for m in dense),
         images_bytes=images_bytes, base_bytes=base_bytes, dla_bytes=dla_bytes,
-        dense_bytes=dla_bytes - base_bytes, overhead_pct=100.0 * (dla_bytes - base_bytes) / base_bytes,
-        ipc_plus_one_bytes=plus_one, ipc_plus_one_pct=100.0 * plus_one / base_bytes,
+        dense_bytes=dla_bytes - base_bytes, overhead_pct=_pct(dla_bytes - base_bytes, base_bytes),
+        ipc_plus_one_bytes=plus_one, ipc_plus_one_pct=_pct(plus_one, base_bytes),
         soft_labels_bytes=soft_bytes)
 
 
 def measure_file(path: str | os.PathLike, method: str = "zip", level: int | None = None) -> SizeReport:
     """Size accounting of a D_LA file, streaming its datasets (bounded memory)."""
-    with open_dla(path) as f:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    with open_dla(require_regular_file(path)) as f:
         h5 = f.h5
-        base = [_dataset_member("images", h5["images"], f.path), _dataset_member("labels", h5["labels"], f.path)]
+        check_counts(f.num_images, f.num_classes, f.path)
+        # every block is read through the reader, so its checks (row digests, label range, codec
+        # values) apply: a file verify refuses for its values is not measured as if it were fine
+        base = [_dataset_member("images", h5["images"], f.path, f.images),
+                _dataset_member("labels", h5["labels"], f.path, f.labels)]
         dense = []
         if f.has_dense:
-            for name in f.codec.layout(f.n * f.n, f.num_classes):
-                dense.append(_dataset_member(f"dense_{name}", h5["dense"][name], f.path))
-        soft = _dataset_member("soft_labels", h5["soft_labels"], f.path) if f.has_soft_labels else None
-        return _measure(base, dense, soft, f.num_classes, f.ipc, method, level)
+            for name, ds in dense_datasets(f).items():
+                dense.append(_dataset_member(f"dense_{name}", ds, f.path,
+                                             lambda a, b, name=name: f.dense_stored(a, b)[name]))
+        soft = None
+        if f.has_soft_labels:
+            ds = check_dataset(h5["soft_labels"], f.path)
+            if ds.shape != (f.num_images, f.num_classes):
+                raise ShapeError(f"must have shape ({f.num_images}, {f.num_classes}), got {ds.shape}", f.path, ds.name)
+            soft = _dataset_member("soft_labels", ds, f.path, f.soft_labels)
+        return _measure(base, dense, soft, f.num_classes, _ipc(f), method, level)
+
+
+def _ipc(f) -> float:
+    """The file's IPC (its ``ipc`` attribute, else M / C), or a one-line error naming the attribute."""
+    try:
+        ipc = float(f.ipc)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        raise AttributeValueError(f"root attribute 'ipc' must be one integer, got {f.h5.attrs.get('ipc')!r}",
+                                  f.path, "/") from None
+    if not math.isfinite(ipc):
+        raise AttributeValueError(f"ipc must be finite, got {ipc}", f.path, "/")
+    return ipc
 
 
 def measure_arrays(images: np.ndarray, labels: np.ndarray, dense: dict[str, np.ndarray] | None,
@@ -188,5 +307,6 @@ def measure_arrays(images: np.ndarray, labels: np.ndarray, dense: dict[str, np.n
     """
     base = [_array_member("images", images), _array_member("labels", np.asarray(labels, dtype="<i8"))]
     dense_members = [_array_member(f"dense_{k}", v) for k, v in (dense or {}).items()]
+    check_counts(len(images), num_classes, None)
     ipc = len(images) / num_classes if ipc is None else ipc
     return _measure(base, dense_members, None, num_classes, ipc, method, level)

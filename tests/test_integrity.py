@@ -111,3 +111,28 @@ def test_upgrade_1_0_to_1_1_keeps_contents(tmp_path):
         assert a.info()["dense"] == b.info()["dense"]
     with pytest.raises(LaddError, match="already"):
         upgrade(out, tmp_path / "again.dla.h5")
+
+
+def test_cli_verify_prints_the_root_digest_and_upgrade_writes_1_1(tmp_path):
+    from click.testing import CliRunner
+
+    from ladd_cli.main import main
+
+    runner = CliRunner()
+    src = tmp_path / "old.dla.h5"
+    shutil.copyfile(write_dla(tmp_path / "new.dla.h5"), src)
+    with h5py.File(src, "r") as f:
+        digest = f.attrs["root_sha256"].decode()
+    result = runner.invoke(main, ["verify", str(tmp_path / "new.dla.h5")])
+    assert result.exit_code == 0 and f"root digest {digest}" in result.output
+    with h5py.File(src, "r+") as f:
+        del f["row_sha256"]
+        del f.attrs["root_sha256"]
+        f.attrs["format_version"] = "1.0"
+    result = runner.invoke(main, ["verify", str(src)])
+    assert result.exit_code == 0 and "format 1.0 has no root or row digests" in result.output
+    result = runner.invoke(main, ["upgrade", str(src), "-o", str(tmp_path / "up.dla.h5")])
+    assert result.exit_code == 0, result.output
+    assert verify(tmp_path / "up.dla.h5") == []
+    again = runner.invoke(main, ["upgrade", str(src), "-o", str(tmp_path / "up.dla.h5")])
+    assert again.exit_code == 1 and "exists" in again.output and "Traceback" not in again.output

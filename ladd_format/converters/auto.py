@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..atomic import require_regular_file
 from ..errors import InputError, LaddError
 from . import ConversionResult, Converter, ConvertOptions, _REGISTRY, convert as convert_format, register
 
@@ -44,6 +45,8 @@ def detect(source: Path) -> tuple[str, str]:
     source = Path(source)
     if not source.exists():
         raise InputError("no such file or folder", source)
+    if not source.is_dir():
+        require_regular_file(source)         # a FIFO or device: refused before any sniff opens it
     for name in sniff_order():
         reason = _REGISTRY[name].sniff(source)
         if reason:

@@ -26,10 +26,19 @@ the same way for every format (npz included), and written to ``/provenance`` ``r
 - Labels: hard labels as given; soft labels (logits/probs) go to ``/soft_labels`` and, without hard
   labels, their argmax is the hard label (noted). Dense labels (npz) are written with the ``codec``
   option (one text value, ``codecs.parse_codec``).
+
+Inputs are untrusted and bounded before they are loaded: an input must be a regular file (a FIFO,
+device or folder is refused unopened); an ``.npz`` (:func:`check_npz`) and a zip ``.pt``
+(:func:`check_torch_zip`) are refused when a member is compressed with anything but deflate,
+expands more than deflate can (1032x), or, for ``.npz``, declares in its ``.npy`` header more bytes
+than it holds, or holds objects (pickles). A legacy (non-zip) ``.pt`` allocates the storage sizes
+its pickle declares only virtually before torch checks them against the bytes present.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import pickle
 import sys
 import zipfile
@@ -38,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import require_regular_file
 from ..codecs import parse_codec
 from ..errors import InputError, LaddError, ShapeError
 from ..pixels import channel_stats, to_uint8
@@ -46,6 +56,103 @@ from ..writer import DenseSpec, DLAWriter
 from . import ConversionResult, ConvertOptions
 
 BATCH = 256
+#: deflate's largest expansion: a deflated member holds at most this many bytes per compressed byte
+MAX_DEFLATE_RATIO = 1032
+#: the largest ``.npy`` header read (numpy's own default limit)
+MAX_NPY_HEADER = 10000
+#: the most classes a D_LA may have (spec 2.4: C <= 2^24)
+MAX_CLASSES = 1 << 24
+
+
+# -- bounded archives -------------------------------------------------------------------------------
+def _zip_members(path: Path, what: str) -> list[zipfile.ZipInfo]:
+    """The members of the zip at ``path``, each refused unless stored or deflated within deflate's
+    largest ratio; the archive as a whole may not expand past 1032 x the file's size."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise InputError(f"not a readable {what} (a zip archive): {str(exc)[:160] or type(exc).__name__}",
+                         path) from None
+    total = 0
+    for info in infos:
+        name = info.filename[:80]
+        if info.flag_bits & 0x1:
+            raise InputError(f"member {name!r} is encrypted, which is refused", path)
+        if info.compress_type == zipfile.ZIP_STORED:
+            if info.file_size > info.compress_size:
+                raise InputError(f"member {name!r} claims {info.file_size:,} bytes but stores {info.compress_size:,}",
+                                 path)
+        elif info.compress_type == zipfile.ZIP_DEFLATED:
+            if info.file_size > MAX_DEFLATE_RATIO * info.compress_size:
+                raise InputError(f"member {name!r} claims {info.file_size:,} bytes from {info.compress_size:,} "
+                                 f"compressed, more than deflate's {MAX_DEFLATE_RATIO}x: refused as a zip bomb", path)
+        else:
+            raise InputError(f"member {name!r} uses zip compression method {info.compress_type}; only stored and "
+                             "deflate members are read", path)
+        total += info.file_size
+    size = os.stat(path).st_size
+    if total > MAX_DEFLATE_RATIO * size:
+        raise InputError(f"members claim {total:,} bytes in all, more than {MAX_DEFLATE_RATIO}x the file's {size:,}",
+                         path)
+    return infos
+
+
+def check_npz(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Bound an ``.npz`` before anything loads it: every member must be a ``.npy`` array whose header
+    declares no more bytes than the member holds and no objects (see :func:`_zip_members` for the
+    compression bounds). Reads only the zip directory and each header; returns
+    ``{key: (shape, dtype)}``. A one-line :class:`InputError` names the file and the member."""
+    path = require_regular_file(path)
+    found = {}
+    infos = _zip_members(path, ".npz archive")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in infos:
+                key = info.filename.removesuffix(".npy")
+                found[key] = _npy_header(zf, info, path)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+        raise InputError(f"not a readable .npz archive: {str(exc)[:160] or type(exc).__name__}", path) from None
+    return found
+
+
+def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    name = info.filename[:80]
+    fmt = np.lib.format
+    with zf.open(info) as fp:
+        try:
+            version = fmt.read_magic(fp)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(fp, max_header_size=MAX_NPY_HEADER)
+            elif version in ((2, 0), (3, 0)):
+                shape, _, dtype = fmt.read_array_header_2_0(fp, max_header_size=MAX_NPY_HEADER)
+            else:
+                raise ValueError(f"unknown .npy version {version}")
+        except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            raise InputError(f"member {name!r} is not a .npy array ({detail})", path) from None
+        header = fp.tell()
+    if dtype.hasobject:
+        raise InputError(f"member {name!r} holds object arrays (pickles), which are refused; store strings as a "
+                         "unicode array", path)
+    if any(int(v) < 0 for v in shape):
+        raise InputError(f"member {name!r} declares a negative shape {shape}", path)
+    count = math.prod(int(v) for v in shape)
+    if dtype.itemsize == 0 and count > 0:
+        raise InputError(f"member {name!r} declares {count:,} elements of the empty dtype {dtype}", path)
+    declared = count * dtype.itemsize
+    if declared > info.file_size - header:
+        raise InputError(f"member {name!r} declares {declared:,} bytes ({shape} {dtype}) but holds "
+                         f"{max(0, info.file_size - header):,}: refused before loading", path)
+    return tuple(int(v) for v in shape), dtype
+
+
+def check_torch_zip(path: Path) -> None:
+    """Bound a zip ``.pt`` (torch's format since 1.6) before ``torch.load``: stored or deflated
+    members within deflate's ratio, 1032 x the file size in all. torch itself checks each tensor
+    record's size against the shape its pickle declares. Legacy (non-zip) files are left to torch."""
+    if zipfile.is_zipfile(path):
+        _zip_members(path, "torch file")
 
 
 # -- safe loading -----------------------------------------------------------------------------
@@ -70,8 +177,8 @@ def load_pt(path: Path, allow_numpy_scalars: bool = False):
 
     With ``allow_numpy_scalars`` the exact numpy globals of DC results dicts are allow-listed.
     """
-    if not path.is_file():
-        raise InputError("no such file", path)
+    require_regular_file(path)
+    check_torch_zip(path)
     import torch  # only the .pt readers need torch; everything else in the converters is numpy
 
     try:
@@ -135,9 +242,22 @@ class RawSet:
     dense_labeler: dict = field(default_factory=lambda: {"arch": "unknown"})
 
 
+#: the largest image (values per image) whose ZCA is refitted: a D x D covariance (12288: 64x64 RGB)
+MAX_ZCA_VALUES = 3 * 64 * 64
+
+
 def load_zca_stats(path: Path, eps: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """ZCA statistics from an ``.npz``: ``mean`` (D,) and ``inverse`` (D, D) as saved, or the
     training images ``train_images`` (N, K, H, W) in 0..1 to refit kornia's transform with ``eps``."""
+    members = check_npz(path)
+    if "train_images" in members and not ("mean" in members and "inverse" in members):
+        shape = members["train_images"][0]
+        values = math.prod(shape[1:])
+        if len(shape) < 2 or shape[0] < 2:
+            raise InputError(f"train_images must be (N, ...) with N >= 2 images, got shape {shape}", path)
+        if values > MAX_ZCA_VALUES:
+            raise InputError(f"train_images hold {values:,} values per image; refitting ZCA takes a "
+                             f"{values:,} x {values:,} covariance, at most {MAX_ZCA_VALUES:,} values per image", path)
     try:
         with np.load(path, allow_pickle=False) as data:
             if "mean" in data and "inverse" in data:
@@ -198,6 +318,9 @@ def _num_classes(raw: RawSet, options: ConvertOptions, preset, labels: np.ndarra
         report["num_classes"] = "max(labels) + 1"
     if preset is not None and num_classes != preset.num_classes:
         raise InputError(f"preset {preset.name} has {preset.num_classes} classes, the files {num_classes}", src)
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise InputError(f"{num_classes} classes ({report.get('num_classes') or 'as given'}) lie outside the spec's "
+                         f"1..{MAX_CLASSES} (spec 2.4)", src)
     return num_classes
 
 

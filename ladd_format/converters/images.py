@@ -6,6 +6,11 @@ decoded from memory with Pillow, several files at a time on threads (Pillow rele
 decoding). Images become RGB ``(K=3, H, W)`` uint8; other modes (L, RGBA, P, CMYK, ...) are converted
 and the conversion is reported.
 
+Untrusted trees: an entry with an image suffix that is not a regular file (a FIFO, socket or device,
+possibly behind a symbolic link) is refused by name before anything opens it (opening a FIFO
+blocks); Pillow's decompression-bomb limit bounds each image, and the decoded set as a whole must
+fit in this machine's memory (checked from the first image's size before allocating).
+
 Provenance: a folder of thousands of images is recorded as ONE ``inputs`` entry (the folder, its file
 count, total size and one SHA-256 over the sorted ``(relative path, file sha256)`` list), not one
 entry per file -- see :class:`ladd_format.provenance.FolderInput`.
@@ -17,6 +22,7 @@ import hashlib
 import io
 import os
 import re
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +38,28 @@ THREADS = min(8, os.cpu_count() or 1)
 
 
 def is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+    """True for a regular file with an image suffix; an image-named FIFO, socket or device raises
+    :class:`InputError` (never opened); folders and other files are False."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return False
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False                     # a dangling link: nothing to read
+    if stat.S_ISREG(mode):
+        return True
+    if stat.S_ISDIR(mode):
+        return False
+    raise InputError("has an image suffix but is not a regular file (a FIFO, socket or device); it was not opened",
+                     path)
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes, or None when unknown."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def natural_key(name: str):
@@ -98,6 +125,11 @@ def read_images(files: list[Path], root: Path, image_size: int | None = None, si
                 zip(files, pool.map(lambda f: _decode(f, image_size), files))):
             if images is None:
                 first_shape = chw.shape
+                need = len(files) * int(np.prod(chw.shape, dtype=np.int64))
+                limit = memory_bytes()
+                if limit is not None and need > limit:
+                    raise InputError(f"{len(files)} images of {chw.shape[2]}x{chw.shape[1]} pixels decode to "
+                                     f"{need:,} bytes, more than this machine's {limit:,} bytes of memory", root)
                 images = np.empty((len(files), *chw.shape), np.uint8)
             elif chw.shape != first_shape:
                 raise InputError(f"images differ in size: {files[0].relative_to(root).as_posix()} is "

@@ -25,20 +25,23 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import require_regular_file
 from ..errors import InputError, LaddError, ShapeError
 from ..pixels import to_nchw
 from . import COMMON, FLOAT_IMAGES, ConversionResult, Converter, ConvertOptions, register
-from .common import RawSet, finish
+from .common import RawSet, check_npz, finish
 
 INPUT_KEYS = {"/images": "images", "/labels": "labels", "/dense": "dense_labels", "/soft_labels": "soft_labels"}
 FLOAT_DTYPES = ("float16", "float32")
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise InputError("no such file", path)
+    """Every array of the archive, after :func:`~ladd_format.converters.common.check_npz` has
+    bounded each member by the bytes it holds (nothing is allocated from an unchecked header)."""
+    require_regular_file(path)
     if not zipfile.is_zipfile(path):
         raise InputError("not a readable .npz archive (an .npz is a zip of .npy arrays)", path)
+    check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
@@ -51,15 +54,24 @@ def _load(path: Path) -> dict[str, np.ndarray]:
             raise InputError("holds object arrays (pickles), which are refused; store strings as a "
                              "unicode array", path) from None
         raise InputError(f"not a readable .npz archive: {exc}", path) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError) as exc:
         raise InputError(f"not a readable .npz archive: {exc}", path) from None
 
 
 def _scalar(arrays, key, path, cast):
     value = arrays[key]
+    if not isinstance(value, np.ndarray):
+        raise InputError(f"key {key!r} must be a .npy array", path)
     if value.size != 1:
         raise ShapeError(f"key {key!r} must be a scalar, got shape {value.shape}", path)
-    return cast(value.reshape(()).item())
+    item = value.reshape(()).item()
+    if cast is int and (isinstance(item, float) and not item.is_integer() or isinstance(item, (bytes, complex))):
+        raise InputError(f"key {key!r} must be an integer, got {item!r}", path)
+    try:
+        return cast(item)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"key {key!r} must be {'an integer' if cast is int else 'a ' + cast.__name__}, got "
+                         f"{str(item)[:40]!r}", path) from None
 
 
 def read_npz(source: Path, options: ConvertOptions) -> RawSet:

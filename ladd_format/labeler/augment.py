@@ -11,6 +11,12 @@ Resume: a killed pass leaves the work folder; ``resume=True`` keeps every comple
 manifest matches (same input, labeler and parameters) and labels only the rest. The destination is
 never a half-valid file. Sharding (several processes or GPUs) labels disjoint contiguous ranges of
 chunks into the same work folder; one process assembles (:mod:`ladd_format.labeler.distributed`).
+
+The work folder ``.OUT.work`` must be a real folder: a symbolic link or a file there is refused in
+one line naming it (it is never removed, followed or written through). Chunk files are written by
+exclusive creation (a planted file or link at a temporary name is replaced, not written through)
+and read back memory-mapped, their shape checked before they are copied. The grid N is bounded by
+:data:`ladd_format.geometry.MAX_GRID_N`.
 """
 
 from __future__ import annotations
@@ -87,6 +93,21 @@ def work_folder(output: Path) -> Path:
     return output.with_name(f".{output.name}.work")
 
 
+def check_work_folder(work: Path) -> None:
+    """Refuse a work folder path that holds anything but a real folder (a symbolic link, a file)."""
+    if os.path.lexists(work) and not atomic.is_real_dir(work):
+        kind = "a symbolic link" if work.is_symlink() else "not a folder"
+        raise InputError(f"the labeler pass's work folder is {kind}; it is left as it is: remove it or choose "
+                         "another output", work)
+
+
+def _write_new(path: Path, write) -> None:
+    """Create ``path`` afresh (a file or link already there is removed first, never written through)."""
+    path.unlink(missing_ok=True)
+    with open(path, "xb") as fh:
+        write(fh)
+
+
 def prepare(source: str | os.PathLike, labeler_path: str | os.PathLike, output: str | os.PathLike,
             config: AugmentConfig = AugmentConfig(), resume: bool = False, create: bool = True) -> Plan:
     """Check everything before any work; set up (or, with ``resume``, reuse) the work folder."""
@@ -94,6 +115,9 @@ def prepare(source: str | os.PathLike, labeler_path: str | os.PathLike, output: 
     atomic.check_destination(out, config.overwrite)
     if src.resolve() == out.resolve():
         raise InputError("the output must differ from the input", out)
+    check_work_folder(work_folder(out))
+    if not 1 <= config.n <= geometry.MAX_GRID_N:
+        raise InputError(f"grid size n must lie in 1..{geometry.MAX_GRID_N}, got {config.n}")
     device = resolve_device(config.device)
     if config.precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
@@ -142,6 +166,7 @@ def _manifest(plan: Plan) -> dict:
 def set_up_work(plan: Plan, resume: bool) -> None:
     manifest = _manifest(plan)
     path = plan.work / "manifest.json"
+    check_work_folder(plan.work)
     if plan.work.exists():
         if resume:
             try:
@@ -160,7 +185,7 @@ def set_up_work(plan: Plan, resume: bool) -> None:
         log.info("nothing to resume in %s: starting from the beginning", plan.work)
     plan.work.mkdir()
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
+    _write_new(tmp, lambda fh: fh.write(json.dumps(manifest, indent=2).encode()))
     os.replace(tmp, path)
 
 
@@ -240,8 +265,7 @@ def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progr
         def save(idx: int, probs: np.ndarray) -> None:
             dest = plan.chunk_path(idx)
             tmp = dest.with_suffix(".tmp")
-            with open(tmp, "wb") as fh:
-                np.save(fh, probs)
+            _write_new(tmp, lambda fh: np.save(fh, probs))
             os.replace(tmp, dest)       # a chunk file exists only when complete
 
         done = plan.num_chunks - len(todo)
@@ -295,14 +319,24 @@ def assemble(plan: Plan) -> Path:
         with writer:
             for idx in range(plan.num_chunks):
                 a, b = plan.chunk_range(idx)
-                probs = np.load(plan.chunk_path(idx), allow_pickle=False)
-                if probs.shape != (b - a, c.n ** 2, f.num_classes):
-                    raise InputError(f"chunk file holds {probs.shape}, expected {(b - a, c.n ** 2, f.num_classes)}",
-                                     plan.chunk_path(idx))
+                probs = _load_chunk(plan.chunk_path(idx), (b - a, c.n ** 2, f.num_classes))
                 writer.append(f.images(a, b), f.labels(a, b), dense=probs,
                               soft=f.soft_labels(a, b) if f.has_soft_labels else None)
+    check_work_folder(plan.work)
     shutil.rmtree(plan.work)
     return plan.output
+
+
+def _load_chunk(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """A chunk file's probabilities, its header checked (memory-mapped) before anything is copied."""
+    try:
+        mapped = np.load(atomic.require_regular_file(path, "chunk file"), mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"chunk file is unreadable ({(str(exc).splitlines() or [''])[0][:120]}); run without "
+                         "--resume to start over", path) from None
+    if mapped.shape != shape or mapped.dtype.kind != "f":
+        raise InputError(f"chunk file holds {mapped.dtype} {mapped.shape}, expected float {shape}", path)
+    return np.array(mapped)
 
 
 def augment(source: str | os.PathLike, labeler_path: str | os.PathLike, output: str | os.PathLike,

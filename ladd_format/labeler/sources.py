@@ -3,10 +3,16 @@
 Every source becomes ``(images uint8 (M, K, S, S), labels int64 (M,), class_names)``.
 ``digits`` is scikit-learn's bundled handwritten digits (1,797 real 8x8 images, 10 classes),
 upsampled (bilinear, antialias) to 3 channels at the requested size: the offline default.
+
+Sources are untrusted: an ``.npz`` is bounded member by member before loading
+(:func:`ladd_format.converters.common.check_npz`), a FIFO or device is refused unopened, labels must
+lie in ``0..C-1`` with C at most :data:`MAX_CLASSES`, and images are resized to at most
+:data:`MAX_IMAGE_SIDE` pixels a side.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic import require_regular_file
 from ..errors import InputError
 
+#: the largest side images are resized to (``--image-size``; the CLI's bound is the same)
+MAX_IMAGE_SIDE = 4096
+#: the largest class count a source may imply (its largest label + 1, or its class names)
+MAX_CLASSES = 1 << 16
 DIGITS_SPLIT_SEED = 0
 DIGITS_TRAIN_FRACTION = 0.8
 
@@ -60,22 +71,32 @@ def digits(image_size: int = 32, split: str = "train") -> Source:
 
 
 def npz(path: Path, image_size: int | None) -> Source:
+    from ..converters.common import check_npz
     from ..pixels import to_nchw
 
+    members = check_npz(path)
+    if "images" not in members or "labels" not in members:
+        raise InputError(f"needs keys 'images' and 'labels'; found {', '.join(sorted(members)) or 'none'}", path)
+    if not np.issubdtype(members["labels"][1], np.integer):
+        raise InputError(f"labels must be integers, got {members['labels'][1]}", path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            if "images" not in data or "labels" not in data:
-                raise InputError("needs keys 'images' and 'labels'", path)
             images = to_nchw(data["images"], "auto", path)
             labels = data["labels"].astype(np.int64)
-            names = [str(v) for v in data["class_names"]] if "class_names" in data else None
-    except (OSError, ValueError) as exc:
+            names = [str(v) for v in data["class_names"].reshape(-1)] if "class_names" in data else None
+    except (OSError, ValueError, EOFError) as exc:
         raise InputError(f"not a readable .npz of images and labels: {exc}", path) from None
     if images.dtype != np.uint8:
         raise InputError(f"training images must be uint8, got {images.dtype}", path)
-    if labels.shape != (len(images),):
-        raise InputError(f"labels must have shape ({len(images)},), got {labels.shape}", path)
-    names = names or [str(c) for c in range(int(labels.max()) + 1)]
+    if labels.shape != (len(images),) or not len(images):
+        raise InputError(f"labels must have shape ({len(images)},) with at least one image, got {labels.shape}", path)
+    top = int(labels.max())
+    if int(labels.min()) < 0 or top >= (len(names) if names else MAX_CLASSES):
+        bound = f"the {len(names)} class names" if names else f"{MAX_CLASSES} classes"
+        raise InputError(f"labels must lie in 0..C-1 (C: {bound}), found {int(labels.min())}..{top}", path)
+    if names is not None and len(names) > MAX_CLASSES:
+        raise InputError(f"{len(names)} class names, at most {MAX_CLASSES}", path)
+    names = names or [str(c) for c in range(top + 1)]
     if image_size is not None:
         images = resize_uint8(images, image_size)
     elif images.shape[2] != images.shape[3]:
@@ -93,6 +114,8 @@ def image_folder(path: Path, image_size: int | None) -> Source:
 
 def load_source(source: str, image_size: int | None = None) -> Source:
     """``digits``, an ``.npz`` file, or an ImageFolder directory."""
+    if image_size is not None and not 1 <= int(image_size) <= MAX_IMAGE_SIDE:
+        raise InputError(f"image size must lie in 1..{MAX_IMAGE_SIDE}, got {image_size}")
     if source in ("digits", "digits-train"):
         return digits(image_size or 32, "train")
     if source == "digits-test":
@@ -100,6 +123,6 @@ def load_source(source: str, image_size: int | None = None) -> Source:
     path = Path(source)
     if path.is_dir():
         return image_folder(path, image_size)
-    if path.is_file() and path.suffix == ".npz":
-        return npz(path, image_size)
+    if path.suffix == ".npz" and os.path.lexists(path):
+        return npz(require_regular_file(path, ".npz file"), image_size)
     raise InputError("is neither 'digits', an .npz file nor an ImageFolder directory", path)

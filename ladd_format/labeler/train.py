@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import __version__
+from .. import __version__, atomic
 from ..torch.augmentation import random_zoom
 from ..errors import InputError, OutputExistsError
 from ..pixels import channel_stats, normalize, pixel255_to_pixel01
@@ -67,6 +67,16 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, mean, std, devic
     return correct / n, entropy / n
 
 
+def check_output_folder(out_dir: str | os.PathLike, overwrite: bool) -> Path:
+    """The checkpoint folder: refused when it is not a folder, or holds checkpoints and not ``overwrite``."""
+    out = Path(out_dir)
+    if os.path.lexists(out) and not out.is_dir():
+        raise InputError("is not a folder; the labeler checkpoints are written into a folder", out)
+    if out.exists() and any(out.glob("labeler-e*.safetensors")) and not overwrite:
+        raise OutputExistsError("already holds labeler checkpoints; pass --force to replace them", out)
+    return out
+
+
 @deterministic_kernels
 def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfig = TrainConfig(),
                   overwrite: bool = False, progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
@@ -75,14 +85,16 @@ def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfi
     Returns one record per checkpoint (path, epoch, train/val accuracy, val entropy); also written
     to ``out_dir/metrics.json``.
     """
-    out = Path(out_dir)
-    if out.exists() and any(out.glob("labeler-e*.safetensors")) and not overwrite:
-        raise OutputExistsError("already holds labeler checkpoints; pass --force to replace them", out)
+    out = check_output_folder(out_dir, overwrite)
     bad = [e for e in config.save_epochs if not 1 <= e <= config.epochs]
     if bad:
         raise InputError(f"save-epochs {bad} lie outside 1..{config.epochs}")
     if not 0 < config.min_crop <= 1:
         raise InputError(f"min_crop must lie in (0, 1], got {config.min_crop}")
+    if config.batch_size < 1 or config.epochs < 1:
+        raise InputError(f"batch_size and epochs must be >= 1, got {config.batch_size} and {config.epochs}")
+    if not 0 <= config.val_split < 1:
+        raise InputError(f"val_split must lie in [0, 1), got {config.val_split}")
     if source.images.ndim != 4 or source.images.shape[2] != source.images.shape[3]:
         raise InputError(f"training images must be square (M, K, S, S), got {source.images.shape}")
     device = resolve_device(config.device)
@@ -91,6 +103,9 @@ def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfi
     order = rng.permutation(len(source.labels))
     n_val = int(round(config.val_split * len(order)))
     val_idx, train_idx = order[:n_val], order[n_val:]
+    if len(train_idx) == 0:
+        raise InputError(f"no training images left after the validation split ({len(order)} images, "
+                         f"val_split {config.val_split})")
     train_x = torch.from_numpy(source.images[train_idx])
     train_y = torch.from_numpy(source.labels[train_idx])
     val_x = torch.from_numpy(source.images[val_idx])
@@ -145,7 +160,7 @@ def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfi
             log.info("epoch %d: saved %s (val accuracy %.3f)", epoch, path, metrics["val_accuracy"])
         if progress is not None:
             progress(epoch, config.epochs, metrics)
-    (out / "metrics.json").write_text(json.dumps({"config": asdict(config), "device": str(device),
-                                                  "training_data": source.description,
-                                                  "checkpoints": records}, indent=2))
+    with atomic.replace_file(out / "metrics.json", overwrite=True) as tmp:    # a link there is replaced, not followed
+        tmp.write_text(json.dumps({"config": asdict(config), "device": str(device),
+                                   "training_data": source.description, "checkpoints": records}, indent=2))
     return records
