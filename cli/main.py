@@ -21,14 +21,19 @@ import click
 from ladd_format import LaddError, __version__, open_dla, verify
 from ladd_format.atomic import require_regular_file
 from ladd_format.codecs import codec_usage, parse_codec, parse_codec_config
+from ladd_format.converters import (
+    ConvertOptions,
+    convert,
+    converter_names,
+    formats_help,
+    get_converter,
+)
 from ladd_format.errors import CodecError
 from ladd_format.geometry import MAX_GRID_N
-from ladd_format.converters import ConvertOptions, convert, converter_names, formats_help, get_converter
+from ladd_format.h5io import text
 from ladd_format.presets import preset_names
 from ladd_format.size import METHODS, measure_file, scan_values
 from ladd_format.verify import summary
-from ladd_format.h5io import text
-
 
 #: the arguments that name what a command works on, in the order a failure line names the first
 SUBJECT_ARGUMENTS = ("file", "source", "workdir", "output")
@@ -91,7 +96,7 @@ def fail_cleanly(fn):
             except OSError:
                 pass
             sys.exit(1)
-        except Exception as exc:                     # noqa: BLE001 - the last resort of the contract
+        except Exception as exc:
             if os.environ.get("LADD_DEBUG") == "1":
                 raise
             click.echo(f"ladd: error: {failure_line(exc, _subject(kwargs))}", err=True)

@@ -13,8 +13,14 @@ import h5py
 import numpy as np
 
 from . import spec as S
-from .errors import (FormatError, LaddError, MissingFieldError, NotHDF5Error, TruncatedFileError,
-                     UnsupportedVersionError)
+from .errors import (
+    FormatError,
+    LaddError,
+    MissingFieldError,
+    NotHDF5Error,
+    TruncatedFileError,
+    UnsupportedVersionError,
+)
 
 
 def text(value) -> str:

@@ -25,9 +25,17 @@ import numpy as np
 from . import integrity
 from . import spec as S
 from .codecs import Codec, codec_from_file
-from .errors import (ChecksumError, DigestError, DtypeError, LabelRangeError, LaddError, MissingFieldError,
-                     NoDenseLabelsError, ProbabilityError)
-from .h5io import attr_dict, check_format, open_h5, text  # noqa: F401  (re-exported)
+from .errors import (
+    ChecksumError,
+    DigestError,
+    DtypeError,
+    LabelRangeError,
+    LaddError,
+    MissingFieldError,
+    NoDenseLabelsError,
+    ProbabilityError,
+)
+from .h5io import attr_dict, check_format, open_h5, text
 from .verify import header_problems
 
 #: Exceptions h5py raises on damaged HDF5 structures; a reader turns them into one LaddError line.
@@ -328,7 +336,7 @@ class DLAFile:
     def close(self) -> None:
         self.h5.close()
 
-    def __enter__(self) -> "DLAFile":
+    def __enter__(self) -> DLAFile:
         return self
 
     def __exit__(self, *exc) -> None:

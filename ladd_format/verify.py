@@ -15,8 +15,8 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import numpy as np
@@ -24,9 +24,22 @@ import numpy as np
 from . import geometry, integrity
 from . import spec as S
 from .codecs import codec_from_file, dense_attr_owners
-from .errors import (AttributeValueError, ChecksumError, CodecError, ContainmentError, DigestError,
-                     DtypeError, FilterError, GeometryError, LabelRangeError, LaddError, LimitError,
-                     MissingFieldError, ProbabilityError, ShapeError)
+from .errors import (
+    AttributeValueError,
+    ChecksumError,
+    CodecError,
+    ContainmentError,
+    DigestError,
+    DtypeError,
+    FilterError,
+    GeometryError,
+    LabelRangeError,
+    LaddError,
+    LimitError,
+    MissingFieldError,
+    ProbabilityError,
+    ShapeError,
+)
 from .h5io import attr_dict, check_format, open_h5, text
 
 BLOCK_BYTES = 8 << 20
@@ -512,4 +525,4 @@ def summary(problems: list[LaddError]) -> dict:
                           "error": type(p).__name__} for p in problems]}
 
 
-__all__ = ["verify", "summary", "attr_dict", "header_problems"]
+__all__ = ["attr_dict", "header_problems", "summary", "verify"]

@@ -17,10 +17,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import h5py
 import numpy as np
@@ -405,7 +405,7 @@ class DLAWriter:
         """Discard everything written; the destination is left as it was."""
         self._abort()
 
-    def __enter__(self) -> "DLAWriter":
+    def __enter__(self) -> DLAWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

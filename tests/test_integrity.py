@@ -9,12 +9,11 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+from conftest import write_dla
 
 from ladd_format import DLAWriter, LaddError, integrity, open_dla, verify
 from ladd_format.errors import DigestError
 from ladd_format.upgrade import upgrade
-
-from conftest import write_dla
 
 
 def _chunk_offset(path, name, index=0):
@@ -115,7 +114,6 @@ def test_upgrade_1_0_to_1_1_keeps_contents(tmp_path):
 
 def test_cli_verify_prints_the_root_digest_and_upgrade_writes_1_1(tmp_path):
     from click.testing import CliRunner
-
     from ladd_cli.main import main
 
     runner = CliRunner()
