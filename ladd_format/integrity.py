@@ -130,9 +130,10 @@ def root_digest(h5: h5py.File) -> str:
 # -- per-row digests (spec 2.2) -------------------------------------------------------------------
 def row_digests(rows: np.ndarray) -> np.ndarray:
     """``(B, 32)`` uint8: the SHA-256 of each row's little-endian C-order bytes."""
+    little = rows.dtype.newbyteorder("<")
+    if rows.dtype.itemsize > 1 and rows.dtype != little:
+        rows = rows.astype(little)
     rows = np.ascontiguousarray(rows)
-    if rows.dtype.itemsize > 1:
-        rows = np.ascontiguousarray(rows.astype(rows.dtype.newbyteorder("<"), copy=False))
     count = rows.shape[0]
     data = memoryview(rows.reshape(-1).view(np.uint8)) if rows.size else memoryview(b"")
     step = len(data) // count if count else 0
