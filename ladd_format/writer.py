@@ -377,7 +377,6 @@ class DLAWriter:
             problems = integrity.structure_problems(self.h5, 1 << 62)
             if problems:  # e.g. a root attribute of a type spec 2.1 does not allow
                 raise InputError(f"{problems[0].where}: {problems[0].message}", self.dest)
-            integrity.fixed_length_strings(self.h5)
             integrity.set_string(self.h5.attrs, S.ROOT_DIGEST, integrity.root_digest(self.h5))
             self.h5.close()
             self.hasher.shutdown()
