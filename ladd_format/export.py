@@ -11,9 +11,19 @@
     OUT/subimages/<cccc>[_<name>]/<index:06d>_<j:02d>.png   the N*N sub-images (spec section 5)
     OUT/subimage_labels.npy    (M*N*N, C) float32, row i*N*N + j is sub-image j of image i
 
-``npz``: one archive with the keys ``ladd convert npz`` reads (so it converts back losslessly up to
-the codec: dense labels are exported decoded), plus ``subimages`` (M, N*N, K, H, W) with
-``--subimages``.
+``npz``: one archive with the keys ``ladd convert npz`` reads, plus ``subimages`` (M, N*N, K, H, W)
+with ``--subimages``. Dense labels are exported decoded (float32), and for codecs other than
+float32 also as stored (``dense_stored_<dataset>``: decode -> encode is not the identity for uint8
+and topk, so ``convert npz`` writes these back as they are); what the keys do not hold goes
+into the JSON string key ``ladd_metadata`` (the codec as its one-value text, the temperature and
+every ``/dense/labeler`` attribute, ``source_dataset``, ``distillation``, ``ipc``, ``learned_lr``,
+``imagenet_class_ids``, the soft-label dtype), so ``ladd convert npz`` rebuilds a file with equal
+datasets and equal root and ``/dense`` attributes; only ``/provenance`` (a new creation time,
+converter ``npz``, the npz as input) and therefore ``root_sha256`` differ.
+
+``ddranking``: the folder DD-Ranking's evaluators load (``images.pt``, ``labels.pt``, ``lr.pt`` and
+a ``metadata.json``; rules in :mod:`ladd_format.converters.ddranking`). Its writer needs torch and
+is imported only in that branch, so importing this module loads no torch.
 
 Sub-images are rebuilt from the image as float and, for uint8 images, rounded half up to uint8
 (spec 4.1, ``pixels.round_half_up``) for PNG/npz; a trainer that
@@ -33,6 +43,7 @@ dense datasets whose shape is not the codec's.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -49,7 +60,7 @@ from .provenance import file_sha256
 from .reader import DLAFile, open_dla
 from .size import check_counts, check_dataset, dense_datasets
 
-FORMATS = ("folder", "npz")
+FORMATS = ("folder", "npz", "ddranking")
 BATCH = 64
 
 
@@ -184,6 +195,35 @@ def export_folder(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarra
     (out / "metadata.json").write_text(json.dumps(_metadata(f, files), indent=2))
 
 
+def npz_metadata(f: DLAFile) -> dict:
+    """What ``ladd_metadata`` records (module docstring; read back by ``converters.npz``)."""
+    attrs = f.attrs
+    meta: dict = {"version": 1, "ipc": int(attrs["ipc"]) if "ipc" in attrs else None}
+    for key in ("source_dataset", "distillation"):
+        if key in attrs:
+            meta[key] = str(attrs[key])
+    if "learned_lr" in attrs:
+        meta["learned_lr"] = float(attrs["learned_lr"])
+    if "imagenet_class_ids" in attrs:
+        meta["imagenet_class_ids"] = [int(v) for v in np.asarray(attrs["imagenet_class_ids"]).reshape(-1)]
+    if f.has_soft_labels:
+        meta["soft_dtype"] = str(f.h5["soft_labels"].dtype)
+    if f.has_dense:
+        labeler = {key: value for key, value in f.labeler.items() if _jsonable(value)}
+        meta["dense"] = {"codec": f.codec.text(), "temperature": float(f.temperature), "labeler": labeler}
+    return meta
+
+
+def _jsonable(value) -> bool:
+    """A labeler attribute ``convert npz`` reads back: a string, a finite number or a list of them
+    (anything else -- complex, NaN, nested -- is left out of ``ladd_metadata``)."""
+    if isinstance(value, list):
+        return all(isinstance(v, (int, float)) and _jsonable(v) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, (str, int))
+
+
 def export_npz(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray | None = None) -> None:
     labels = check_exportable(f) if labels is None else labels
     arrays: dict[str, np.ndarray] = {
@@ -201,15 +241,23 @@ def export_npz(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray |
                                                   for s in range(0, f.num_images, BATCH)])
     if f.has_soft_labels:
         arrays.update(soft_labels=f.soft_labels(), soft_kind=np.array(f.soft_kind))
+    if f.has_dense and f.codec.name != "float32":      # float32's stored rows are dense_labels themselves
+        for name, stored in f.dense_stored().items():
+            arrays[f"dense_stored_{name}"] = stored
+    arrays["ladd_metadata"] = np.array(json.dumps(npz_metadata(f), sort_keys=True))
     with open(out, "wb") as fh:
         np.savez(fh, **arrays)
 
 
 def export(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "folder", with_subimages: bool = False,
-           overwrite: bool = False) -> Path:
-    """Export the D_LA at ``path`` to ``out`` as ``folder`` or ``npz`` (see module docstring)."""
+           overwrite: bool = False, notes: list[str] | None = None) -> Path:
+    """Export the D_LA at ``path`` to ``out`` as ``folder``, ``npz`` or ``ddranking`` (see module
+    docstring). Notes for the user (what was reordered or left out) are appended to ``notes``."""
     if fmt not in FORMATS:
-        raise InputError(f"export format must be one of {FORMATS}, got {fmt!r}")
+        raise InputError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if with_subimages and fmt == "ddranking":
+        raise InputError("--subimages applies to --format folder and npz; DD-Ranking's layout has no place for them")
+    notes = [] if notes is None else notes
     dest = Path(out)
     if not dest.parent.is_dir():
         raise InputError("output folder does not exist" if not atomic.exists_or_link(dest.parent)
@@ -229,6 +277,11 @@ def export(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "folder",
             if fmt == "folder":
                 tmp.mkdir()
                 export_folder(f, tmp, with_subimages, labels)
+            elif fmt == "ddranking":
+                from .converters.ddranking import write_folder   # needs torch: imported only here
+
+                tmp.mkdir()
+                write_folder(f, tmp, labels, notes)
             else:
                 export_npz(f, tmp, with_subimages, labels)
             _replace(tmp, dest)

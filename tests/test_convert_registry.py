@@ -55,6 +55,8 @@ def layout(tmp_path, kind):
         return write_run(tmp_path / "run", "mtt") / "images_500.pt"
     if kind == "dc-file":
         return next(write_run(tmp_path / "run", "dc").glob("res_*.pt"))
+    if kind.startswith("ddranking"):
+        return ddranking_layout(tmp_path, kind)
     if kind == "npz":
         images, labels, _ = make_arrays(4)
         np.savez(tmp_path / "a.npz", images=images, labels=labels)
@@ -71,9 +73,34 @@ def layout(tmp_path, kind):
     raise AssertionError(kind)
 
 
+def ddranking_layout(tmp_path, kind):
+    """DD-Ranking's published forms: unsuffixed images.pt + labels.pt (+ lr.pt) in
+    ``<DATASET>/IPC<k>/``, and the DC-DSA-DM ``images_<M>_<D>_<ipc>_best.pt`` tensor pairs."""
+    x = torch.zeros(20, 3, 4, 4)
+    if kind.startswith("ddranking-dc"):
+        folder = tmp_path / "result"
+        folder.mkdir()
+        torch.save(x, folder / "images_DSA_CIFAR10_2_best.pt")
+        torch.save(torch.arange(20) % 10, folder / "labels_DSA_CIFAR10_2_best.pt")
+        return folder / "images_DSA_CIFAR10_2_best.pt" if kind.endswith("-file") else folder
+    folder = tmp_path / "distilled" / "CIFAR10" / "IPC2"
+    folder.mkdir(parents=True)
+    torch.save(x, folder / "images.pt")
+    logits = torch.randn(20, 10, generator=torch.Generator().manual_seed(0))
+    labels = {"ddranking-datm": logits, "ddranking-datm-file": logits, "ddranking-logits": logits,
+              "ddranking-tesla": torch.softmax(logits, 1), "ddranking-tensors": torch.arange(20) % 10}[kind]
+    torch.save(labels, folder / "labels.pt")
+    if kind in ("ddranking-datm", "ddranking-datm-file"):
+        torch.save(torch.tensor(0.01), folder / "lr.pt")
+    return folder / "images.pt" if kind.endswith("-file") else folder
+
+
 LAYOUTS = [("mtt", "mtt"), ("mtt-file", "mtt"), ("glad", "glad"), ("glad-file", "glad"), ("datm", "datm"),
            ("datm-no-lr", "datm"), ("tesla", "tesla"), ("tensors", "tensors"), ("dc", "dc"), ("dc-file", "dc"),
-           ("npz", "npz"), ("sre2l", "sre2l"), ("rded", "rded"), ("rded-syn", "rded"), ("folder", "folder")]
+           ("npz", "npz"), ("sre2l", "sre2l"), ("rded", "rded"), ("rded-syn", "rded"), ("folder", "folder"),
+           ("ddranking-datm", "datm"), ("ddranking-datm-file", "datm"), ("ddranking-logits", "datm"),
+           ("ddranking-tesla", "tesla"), ("ddranking-tensors", "tensors"), ("ddranking-dc", "dc"),
+           ("ddranking-dc-file", "dc")]
 
 
 @pytest.mark.parametrize("kind,expected", LAYOUTS, ids=[k for k, _ in LAYOUTS])
@@ -193,6 +220,32 @@ def test_dataset_is_honoured_by_npz(tmp_path, runner):
     with open_dla(out) as f:
         assert f.class_names[0] == "airplane" and f.attrs["source_dataset"] == "cifar10"
         assert np.allclose(f.mean, (0.4914, 0.4822, 0.4465))
+
+
+def test_mean_std_that_disagree_with_the_inputs_own_are_refused(tmp_path, runner):
+    """Normalised images were normalised with one set of statistics: the input's record and a
+    different --mean/--std cannot both be right."""
+    x = np.random.default_rng(2).normal(size=(4, 3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "a.npz", images=x, labels=np.arange(4) % 2, space="normalized", mean=[0.5, 0.4, 0.3],
+             std=[0.2, 0.25, 0.3])
+    out = tmp_path / "o.dla.h5"
+    result = cli(runner, "npz", tmp_path / "a.npz", "-o", out, "--mean", "0.1,0.1,0.1", "--std", "0.2,0.25,0.3")
+    assert result.exit_code == 1 and not out.exists()
+    (line,) = result.output.strip().splitlines()
+    assert "--mean/--std disagree with the input's own normalisation (mean [0.5, 0.4, 0.3]" in line
+    same = cli(runner, "npz", tmp_path / "a.npz", "-o", out, "--mean", "0.5,0.4,0.3", "--std", "0.2,0.25,0.3")
+    assert same.exit_code == 0, same.output
+
+
+def test_a_preset_whose_statistics_differ_from_the_inputs_own_is_noted(tmp_path, runner):
+    images, labels, _ = make_arrays(10, c=10)
+    np.savez(tmp_path / "a.npz", images=images, labels=labels, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
+    out = tmp_path / "o.dla.h5"
+    result = cli(runner, "npz", tmp_path / "a.npz", "-o", out, "--dataset", "cifar10")
+    assert result.exit_code == 0, result.output
+    assert "differ from preset cifar10's: the input's are kept" in result.output
+    with open_dla(out) as f:
+        assert np.allclose(f.mean, 0.5) and f.class_names[0] == "airplane" and f.attrs["source_dataset"] == "cifar10"
 
 
 def test_pt_float_input_kept_or_quantised_as_npz(tmp_path, runner):

@@ -105,3 +105,131 @@ def test_npz_export_of_float_images_converts_back_losslessly(tmp_path, runner, d
         assert b.image_dtype == a.image_dtype and b.space == a.space == space
         assert np.array_equal(a.images(), b.images()) and np.array_equal(a.labels(), b.labels())
         assert np.array_equal(a.mean, b.mean) and np.array_equal(a.std, b.std)
+
+
+# -- export npz -> convert npz: the same file back ---------------------------------------------------
+LABELER = {"arch": "convnet-d5", "epochs": 50, "training_data": "imagenette train", "weights_sha256": "ab" * 32,
+           "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+def augmented(path, codec: str):
+    """A D_LA as ``ladd augment`` writes one: dense labels with a labeler description and a
+    temperature, float16 teacher probabilities, every optional root attribute."""
+    from conftest import make_arrays, softmax
+    from ladd_format import DenseSpec, DLAWriter
+    from ladd_format.codecs import parse_codec
+
+    images, labels, dense = make_arrays(m=20, c=10, side=16, n=3, sharp=10)
+    soft = softmax(np.random.default_rng(3).normal(size=(20, 10))).astype(np.float16)
+    spec = DenseSpec(n=3, ratio=0.625, codec=parse_codec(codec), temperature=2.0, labeler=dict(LABELER))
+    with DLAWriter(path, num_classes=10, image_shape=(3, 16, 16), mean=(0.485, 0.456, 0.406),
+                   std=(0.229, 0.224, 0.225), dense=spec, soft_kind="probs", soft_dtype="float16",
+                   class_names=[f"class {i}" for i in range(10)], source_dataset="imagenette", distillation="mtt",
+                   ipc=2, converter="augment", created="2020-01-01T00:00:00Z",
+                   root_attrs={"learned_lr": 0.0123, "imagenet_class_ids": np.arange(10, dtype=np.int64) * 7}) as w:
+        w.append(images, labels, dense=dense, soft=soft)
+    return path
+
+
+def h5_objects(path):
+    """Every group and dataset of a file: name -> (attributes, (dtype, values) for datasets)."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as h5:
+        def visit(name, obj):
+            data = (obj.dtype, obj[()]) if isinstance(obj, h5py.Dataset) else None
+            out[name] = ({k: np.asarray(v) for k, v in obj.attrs.items()}, data)
+        out["/"] = ({k: np.asarray(v) for k, v in h5.attrs.items()}, None)
+        h5.visititems(visit)
+    return out
+
+
+@pytest.mark.parametrize("codec", ["topk:k=3,values=uint8", "uint8", "topk:k=4,values=float16", "float16"])
+def test_npz_export_converts_back_to_the_same_file(tmp_path, runner, codec):
+    """Equal datasets and equal root, /dense, /dense/labeler and dataset attributes; only
+    /provenance differs (created, converter npz, the npz as input, report), hence root_sha256."""
+    src = augmented(tmp_path / "a.dla.h5", codec)
+    npz = tmp_path / "a.npz"
+    assert runner.invoke(main, ["export", str(src), "--format", "npz", "-o", str(npz)]).exit_code == 0
+    back = tmp_path / "b.dla.h5"
+    result = runner.invoke(main, ["convert", "npz", str(npz), "-o", str(back)])
+    assert result.exit_code == 0, result.output
+    assert verify(back) == []
+    a, b = h5_objects(src), h5_objects(back)
+    assert set(a) == set(b)
+    for name in a:
+        (attrs_a, data_a), (attrs_b, data_b) = a[name], b[name]
+        if name == "provenance":
+            differ = {k for k in attrs_a.keys() | attrs_b.keys()
+                      if k not in attrs_a or k not in attrs_b or not np.array_equal(attrs_a[k], attrs_b[k])}
+            assert differ == {"created", "converter", "inputs", "report"}, differ
+            continue
+        skip = {"root_sha256"} if name == "/" else set()
+        assert attrs_a.keys() == attrs_b.keys(), name
+        for key in attrs_a.keys() - skip:
+            assert np.array_equal(attrs_a[key], attrs_b[key]), (name, key)
+        if data_a is not None:
+            assert data_a[0] == data_b[0] and np.array_equal(data_a[1], data_b[1]), name
+    assert not np.array_equal(a["/"][0]["root_sha256"], b["/"][0]["root_sha256"])
+    with open_dla(back) as f:
+        assert f.codec.text() == codec and f.labeler["epochs"] == 50 and f.temperature == 2.0
+        assert f.provenance["report"]["codec"] == "as the input records it (ladd_metadata)"
+
+
+def test_a_given_codec_overrides_the_recorded_one(tmp_path, runner):
+    src = augmented(tmp_path / "a.dla.h5", "topk:k=3,values=uint8")
+    npz = tmp_path / "a.npz"
+    assert runner.invoke(main, ["export", str(src), "--format", "npz", "-o", str(npz)]).exit_code == 0
+    back = tmp_path / "b.dla.h5"
+    result = runner.invoke(main, ["convert", "npz", str(npz), "-o", str(back), "--codec", "float16"])
+    assert result.exit_code == 0, result.output
+    assert "is not the recorded codec topk:k=3,values=uint8: dense labels encoded afresh" in result.output
+    with open_dla(src) as a, open_dla(back) as b:
+        assert b.codec.text() == "float16" and b.labeler == a.labeler
+        assert np.allclose(a.dense(), b.dense(), rtol=0, atol=1e-3)
+
+
+def _rewrite(npz, **changes):
+    with np.load(npz) as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays.update(changes)
+    np.savez(npz, **arrays)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"ladd_metadata": np.array("{not json")}, "key ladd_metadata: not valid JSON"),
+    ({"ladd_metadata": np.array('{"version": 2}')}, "version 2 is not read"),
+    ({"ladd_metadata": np.array('{"version": 1, "ipc": "two"}')}, "ipc must be an integer >= 1 or null"),
+    ({"ladd_metadata": np.array('{"version": 1, "learned_lr": NaN}')}, "learned_lr must be a finite number"),
+    ({"ladd_metadata": np.array('{"version": 1, "dense": {"codec": "zip"}}')}, "dense.codec"),
+    ({"ladd_metadata": np.array('{"version": 1, "dense": {"labeler": {"bad name": 1, "arch": "x"}}}')},
+     "is not a plain name"),
+    ({"ladd_metadata": np.array(["a", "b"])}, "must be one string"),
+    ({"ladd_metadata": np.array("x" * (300_000))}, "at most 1,048,576 are read"),
+    ({"dense_stored_topk_prob": np.zeros((20, 9, 3), np.uint8)}, "dense_stored_*"),
+])
+def test_ladd_metadata_is_untrusted_input(tmp_path, runner, change, message):
+    src = augmented(tmp_path / "a.dla.h5", "topk:k=3,values=uint8")
+    npz = tmp_path / "a.npz"
+    assert runner.invoke(main, ["export", str(src), "--format", "npz", "-o", str(npz)]).exit_code == 0
+    _rewrite(npz, **change)
+    out = tmp_path / "out" / "b.dla.h5"
+    out.parent.mkdir()
+    result = runner.invoke(main, ["convert", "npz", str(npz), "-o", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"ladd: error: {npz}: ") and message in line, line
+    assert list(out.parent.iterdir()) == []
+
+
+def test_a_dataset_other_than_the_recorded_one_is_refused(tmp_path, runner):
+    src = augmented(tmp_path / "a.dla.h5", "float16")
+    npz = tmp_path / "a.npz"
+    assert runner.invoke(main, ["export", str(src), "--format", "npz", "-o", str(npz)]).exit_code == 0
+    out = tmp_path / "b.dla.h5"
+    result = runner.invoke(main, ["convert", "npz", str(npz), "-o", str(out), "--dataset", "cifar10"])
+    assert result.exit_code == 1 and not out.exists()
+    assert "--dataset cifar10 conflicts with the input's recorded source_dataset 'imagenette'" in result.output
+    same = runner.invoke(main, ["convert", "npz", str(npz), "-o", str(out), "--dataset", "imagenette"])
+    assert same.exit_code == 0, same.output

@@ -37,7 +37,8 @@ from ..errors import InputError
 class ConvertOptions:
     """Options of the converters; each converter declares in ``options`` which of these it reads."""
 
-    codec: str = "float32"             # dense labels (npz only): text for parse_codec, e.g. topk:k=50,values=float16
+    codec: str | None = None           # dense labels (npz only): text for parse_codec, e.g. topk:k=50,values=float16;
+    #                                    None: the codec the npz records (ladd_metadata), else float32
     space: str | None = None           # float image inputs (npz): pixel01, normalized, zca
     layout: str = "auto"               # npz: auto, nchw, nhwc
     mean: Sequence[float] | None = None
@@ -50,7 +51,8 @@ class ConvertOptions:
     zca: bool = False                  # the images are ZCA-whitened
     zca_stats: str | None = None       # .npz with mean + inverse, or train_images to refit (eps 0.1)
     iteration: int | None = None       # run folders: images_<iteration>.pt instead of images_best.pt
-    experiment: int = 0                # DC results files: which experiment
+    experiment: int | None = None      # dc: experiment N (res_*.pt data[N], DD-Ranking images_..._N.pt);
+    #                                    None: data[0] of a results file, _best of DD-Ranking tensors
 
 
 #: read by every converter (they all go through ``common.finish``)

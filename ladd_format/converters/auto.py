@@ -3,13 +3,20 @@
 ``auto: detected <format> (<reason>)``). The order, and why it is this one:
 
 1. ``npz`` -- an ``.npz`` file (a file name decides);
-2. ``glad``, ``datm``, ``tesla``, ``mtt`` -- ``images_*.pt`` + ``labels_*.pt`` run folders, or one
-   ``images_<it>.pt``; the four are told apart by ``runs.family`` (5-digit iterations -> GLaD;
-   ``lr_*.pt`` or 2-D float logits -> DATM; 2-D probabilities -> TESLA; else MTT), so at most one
-   of them answers; they come before the DC results file (4.) because a GLaD run folder also holds
-   GLaD's final ``res_*.pt``;
-3. ``tensors`` -- ``images.pt`` + ``labels.pt`` (or an ``images.pt`` file);
-4. ``dc`` -- a ``res_*.pt`` results file, or a folder holding one;
+2. ``glad``, ``datm``, ``tesla``, ``mtt`` -- ``images_<it>.pt`` / ``images_best.pt`` +
+   ``labels_*.pt`` run folders, or one such images file; the four are told apart by ``runs.family``
+   (5-digit iterations -> GLaD; ``lr_*.pt`` or 2-D float logits -> DATM; 2-D probabilities ->
+   TESLA; else MTT), so at most one of them answers; they come before the DC results file (4.)
+   because a GLaD run folder also holds GLaD's final ``res_*.pt``. DD-Ranking's published sets
+   (unsuffixed ``images.pt`` + ``labels.pt``, a folder or its ``images.pt``) are judged by the same
+   evidence: ``lr.pt`` -> DATM (the learned learning rate only DATM saves), 2-D float logits ->
+   DATM, 2-D probabilities -> TESLA;
+3. ``tensors`` -- unsuffixed ``images.pt`` + ``labels.pt`` with 1-D class-index labels and no
+   ``lr.pt``: MTT, GLaD, TESLA and DC/DSA/DM all save such labels, so the files do not say the
+   method; ``tensors`` records none rather than a guess (``mtt`` would claim one);
+4. ``dc`` -- a ``res_*.pt`` results file or a folder holding one, or DD-Ranking's
+   ``images_<METHOD>_<DATASET>_<ipc>_best.pt`` + ``labels_..._best.pt`` tensors (the file or a
+   folder holding them; the name gives the method and the dataset);
 5. ``sre2l``, ``rded`` -- image trees whose class folders are named by number
    (``new???/class???_id???.jpg``; ``syn_data/`` or 5-digit folders);
 6. ``folder`` -- any other tree of class folders holding images (the most general, last).

@@ -4,12 +4,23 @@
 A converter only finds its files and reads them into a RawSet; every decision below is taken here,
 the same way for every format (npz included), and written to ``/provenance`` ``report``:
 
-- Normalisation (mean/std), first that applies: (1) the input's own statistics (``mean``/``std``
-  keys of an npz; a run's files never hold them); (2) ``--mean/--std``; (3) the ``--dataset`` preset,
+- The dataset. ``--dataset NAME`` names a preset; else the input may name one itself: a DC /
+  DD-Ranking file name (``images_<METHOD>_<DATASET>_<ipc>_best.pt``,
+  ``res_<METHOD>_<DATASET>_<MODEL>_<ipc>ipc.pt``) or DD-Ranking's ``<DATASET>/IPC<k>/images.pt``
+  folders (``RawSet.dataset``; a note says where it came from). An input that names another preset
+  than ``--dataset``, or an exported npz whose ``ladd_metadata`` records another
+  ``source_dataset``, is refused in one line. The dataset (given or named) decides, below, the
+  class count, class names, mean/std, and records ``source_dataset`` (and, for ImageNet subsets,
+  ``imagenet_class_ids``). Every converter honours ``--dataset`` this way.
+- Normalisation (mean/std), first that applies: (1) the input's own record (``mean``/``std`` keys
+  of an npz; a run's files never hold them) -- ``--mean/--std`` that disagree with it are refused
+  (the images were normalised with one of them), a dataset preset whose statistics differ is noted
+  and not applied; (2) ``--mean/--std``; (3) the dataset's preset (given or named by the input),
   as the method used it (``presets.normalization``: GLaD's default mean, RDED's ImageNet); (4) the
-  method's documented default (SRe2L, RDED: ImageNet); (5) for uint8 or 0..1 (``pixel01``) images,
-  computed from the images themselves on the 0..1 scale (``pixels.channel_stats``; a note says
-  so). Normalised float images with none of (1)-(4) are refused: their pixels cannot be recovered.
+  method's documented default (SRe2L, RDED: ImageNet); (5) for uint8 or 0..1 (``pixel01``)
+  images, computed from the images themselves on the 0..1 scale (``pixels.channel_stats``; a note
+  says so) -- such images hold their pixels, so the record is only what a trainer should apply.
+  Normalised float images with none of (1)-(4) are refused: their pixels cannot be recovered.
   After ``--zca-stats`` inverts ZCA-whitened images the pixels are on the 0..1 scale with no
   mean/std step: mean 0, std 1.
 - Images: uint8 inputs are stored as they are. Float inputs become uint8 (the spec's default form:
@@ -18,14 +29,17 @@ the same way for every format (npz included), and written to ``/provenance`` ``r
   --format npz``); kept floats are float32 (float16 when the input is float16), with their space.
   ZCA-whitened images become uint8 only through ``--zca-stats``; else ``--keep-float`` is required.
 - Classes: the count is the input's own (npz ``num_classes``, the class folders, the width of soft
-  or dense labels), else ``--num-classes``, else the ``--dataset`` preset, else max(label) + 1
+  or dense labels), else ``--num-classes``, else the dataset's preset, else max(label) + 1
   (noted); a preset or ``--num-classes`` that disagrees with the input is refused. Names:
   ``--class-names``, else the input's own (npz ``class_names``; ImageFolder names when the preset
   has none), else the preset's.
-- ``--dataset`` also records ``source_dataset`` and, for ImageNet subsets, ``imagenet_class_ids``.
 - Labels: hard labels as given; soft labels (logits/probs) go to ``/soft_labels`` and, without hard
   labels, their argmax is the hard label (noted). Dense labels (npz) are written with the ``codec``
-  option (one text value, ``codecs.parse_codec``).
+  option (one text value, ``codecs.parse_codec``), else the codec the input records (npz
+  ``ladd_metadata``, written by ``ladd export --format npz``), else ``float32``.
+- What the input records beyond that (an exported npz's ``ladd_metadata``: ``distillation``,
+  ``ipc``, ``learned_lr``, ``imagenet_class_ids``, the labeler's attributes and temperature, the
+  soft-label dtype) is written back as it was.
 
 Inputs are untrusted and bounded before they are loaded: an input must be a regular file (a FIFO,
 device or folder is refused unopened); an ``.npz`` (:func:`check_npz`) and a zip ``.pt``
@@ -240,6 +254,16 @@ class RawSet:
     dense_ratio: float | None = None
     dense_temperature: float = 1.0
     dense_labeler: dict = field(default_factory=lambda: {"arch": "unknown"})
+    # the dataset the input itself names (a preset name) and where (see the module docstring)
+    dataset: str | None = None
+    dataset_from: str | None = None
+    # what an exported npz records (``ladd_metadata``), written back as it was
+    source_dataset: str | None = None  # recorded as is (it need not be a preset)
+    ipc: int | None = None
+    ipc_known: bool = False            # True: ``ipc`` is the input's own (None: the attribute was absent)
+    codec: str | None = None           # the dense codec, as parse_codec text or JSON
+    dense_stored: dict | None = None   # the codec's stored rows as exported (npz dense_stored_*), name -> array
+    soft_dtype: str = "float32"
 
 
 #: the largest image (values per image) whose ZCA is refitted: a D x D covariance (12288: 64x64 RGB)
@@ -317,16 +341,55 @@ def _num_classes(raw: RawSet, options: ConvertOptions, preset, labels: np.ndarra
         notes.append(f"num_classes not given (--num-classes or --dataset): taken from max(labels) + 1 = {num_classes}")
         report["num_classes"] = "max(labels) + 1"
     if preset is not None and num_classes != preset.num_classes:
-        raise InputError(f"preset {preset.name} has {preset.num_classes} classes, the files {num_classes}", src)
+        named = "" if options.dataset else f" (named by {raw.dataset_from})"
+        raise InputError(f"preset {preset.name}{named} has {preset.num_classes} classes, the files {num_classes}",
+                         src)
     if not 1 <= num_classes <= MAX_CLASSES:
         raise InputError(f"{num_classes} classes ({report.get('num_classes') or 'as given'}) lie outside the spec's "
                          f"1..{MAX_CLASSES} (spec 2.4)", src)
     return num_classes
 
 
+def _dataset(raw: RawSet, options: ConvertOptions, notes, report, src):
+    """The dataset preset: ``--dataset``, else the one the input names (module docstring); a
+    conflict between them is refused in one line."""
+    given = get_preset(options.dataset) if options.dataset else None
+    if given is not None:
+        if raw.dataset is not None and raw.dataset != given.name:
+            raise InputError(f"--dataset {given.name} conflicts with {raw.dataset_from}, which names {raw.dataset}",
+                             src)
+        recorded = (raw.source_dataset or "").lower()
+        if recorded and recorded != given.name:
+            raise InputError(f"--dataset {given.name} conflicts with the input's recorded source_dataset "
+                             f"{raw.source_dataset!r}", src)
+        return given
+    if raw.dataset is None:
+        return None
+    preset = get_preset(raw.dataset)
+    notes.append(f"dataset {preset.name} from {raw.dataset_from}: its preset's classes and normalisation apply "
+                 f"(--dataset {preset.name} says the same; another --dataset is refused)")
+    report["dataset"] = f"{preset.name}, named by {raw.dataset_from}"
+    return preset
+
+
+def _same(a, b) -> bool:
+    a, b = np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=0, atol=1e-6))
+
+
 def _normalisation(raw: RawSet, options: ConvertOptions, preset, images: np.ndarray, space: str, notes, report, src):
     """(mean, std) by the precedence of the module docstring."""
     if raw.mean is not None:
+        if options.mean is not None and not (_same(options.mean, raw.mean) and _same(options.std, raw.std)):
+            raise InputError(f"--mean/--std disagree with the input's own normalisation (mean "
+                             f"{np.round(np.asarray(raw.mean, np.float64), 4).tolist()}, std "
+                             f"{np.round(np.asarray(raw.std, np.float64), 4).tolist()}); the images were "
+                             "normalised with one of them: leave --mean/--std out", src)
+        if preset is not None:
+            p_mean, p_std = normalization(preset, raw.method or "")
+            if not (_same(p_mean, raw.mean) and _same(p_std, raw.std)):
+                notes.append(f"the input records its own mean/std, which differ from preset {preset.name}'s: the "
+                             "input's are kept")
         report.setdefault("normalization", "from the input")
         return raw.mean, raw.std
     if options.mean is not None:
@@ -365,7 +428,7 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
         bad = int(np.count_nonzero(~np.isfinite(images)))
         raise InputError(f"images contain {bad} NaN or infinite value(s); they are neither pixels nor "
                          "storable floats", src)
-    preset = get_preset(options.dataset) if options.dataset else None
+    preset = _dataset(raw, options, notes, report, src)
 
     # labels: hard indices as they are; soft labels -> /soft_labels with the argmax as hard label
     soft, labels = raw.soft, raw.labels
@@ -435,7 +498,17 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
         if dense.ndim != 3 or dense.shape != (m, n * n, num_classes):
             raise ShapeError(f"dense_labels must have shape ({m}, {n * n}, {num_classes}) for n = {n} and "
                              f"{num_classes} classes, got {dense.shape}", src)
-        dense_spec = DenseSpec(n=n, ratio=float(raw.dense_ratio), codec=parse_codec(options.codec),
+        codec = parse_codec(options.codec or raw.codec or "float32")
+        if options.codec is None and raw.codec is not None:
+            report["codec"] = "as the input records it (ladd_metadata)"
+        if raw.dense_stored is not None:
+            if raw.codec is not None and codec == parse_codec(raw.codec):
+                codec = preencoded(codec, raw.dense_stored, dense, num_classes, src)
+                report["dense_rows"] = "written as the input stores them (dense_stored_*)"
+            else:
+                notes.append(f"--codec {codec.text()} is not the recorded codec {raw.codec}: dense labels encoded "
+                             "afresh from dense_labels")
+        dense_spec = DenseSpec(n=n, ratio=float(raw.dense_ratio), codec=codec,
                                temperature=raw.dense_temperature, labeler=dict(raw.dense_labeler))
 
     root = dict(raw.root_attrs)
@@ -443,12 +516,16 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
         root["imagenet_class_ids"] = np.asarray(preset.imagenet_ids, np.int64)
     if preset is not None:
         report["preset"] = preset.name
-    ipc = m // num_classes if num_classes and m % num_classes == 0 else None
+    if raw.ipc_known:
+        ipc = raw.ipc
+    else:
+        ipc = m // num_classes if num_classes and m % num_classes == 0 else None
     writer = DLAWriter(output, num_classes=num_classes, image_shape=stored.shape[1:], mean=mean, std=std,
                        image_dtype=image_dtype, space=out_space, dense=dense_spec,
-                       soft_kind=raw.soft_kind if soft is not None else None,
+                       soft_kind=raw.soft_kind if soft is not None else None, soft_dtype=raw.soft_dtype,
                        class_names=_class_names(raw, options, num_classes, preset, src),
-                       source_dataset=preset.name if preset else None, distillation=raw.method, ipc=ipc,
+                       source_dataset=preset.name if preset else raw.source_dataset, distillation=raw.method,
+                       ipc=ipc,
                        converter=converter, inputs=raw.inputs, report=report, root_attrs=root,
                        overwrite=options.overwrite)
     if raw.input_keys is not None:
@@ -459,6 +536,53 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
     write_batches(writer, stored, labels, dense=dense,
                   soft=None if soft is None else soft.astype(np.float32, copy=False), blame=blame)
     return ConversionResult(output=output, num_images=m, notes=notes)
+
+
+class Preencoded:
+    """A codec whose rows are already encoded (an exported npz's ``dense_stored_*`` arrays), so
+    they are written as they are: decode -> encode is not the identity for the ``uint8`` and
+    ``topk`` codecs (rounding, ties), and an exported file must convert back to the same datasets.
+    Everything but ``encode`` is the wrapped codec's; ``encode`` ignores the probabilities it is
+    given (the checked decode of these rows, see :func:`preencoded`) and hands out the next rows,
+    in the order :func:`write_batches` appends them."""
+
+    def __init__(self, codec, stored: dict[str, np.ndarray]):
+        self.codec = codec
+        self.stored = stored
+        self.cursor = 0
+
+    def __getattr__(self, name):
+        return getattr(self.codec, name)
+
+    def encode(self, probs: np.ndarray) -> dict[str, np.ndarray]:
+        stop = self.cursor + len(probs)
+        rows = {name: array[self.cursor:stop] for name, array in self.stored.items()}
+        self.cursor = stop
+        return rows
+
+
+def preencoded(codec, stored: dict[str, np.ndarray], dense: np.ndarray, num_classes: int, src) -> Preencoded:
+    """Check untrusted stored rows against ``codec`` (its datasets, shapes, dtypes and value rules)
+    and against ``dense`` (they must decode to it within 1e-6), then wrap them (:class:`Preencoded`)."""
+    m, p = dense.shape[:2]
+    layout = codec.layout(p, num_classes)
+    if set(stored) != set(layout):
+        raise InputError(f"keys {', '.join('dense_stored_' + k for k in sorted(stored))} are not codec "
+                         f"{codec.text()}'s datasets ({', '.join(sorted(layout))})", src)
+    for name, (tail, dtype) in layout.items():
+        array = stored[name]
+        if array.shape != (m, *tail) or array.dtype != np.dtype(dtype):
+            raise ShapeError(f"key dense_stored_{name} must be {(m, *tail)} {np.dtype(dtype)}, got {array.shape} "
+                             f"{array.dtype}", src)
+    for start in range(0, m, BATCH):
+        rows = {name: array[start:start + BATCH] for name, array in stored.items()}
+        for problem in codec.check(rows, num_classes):
+            raise InputError(f"dense_stored_*: {problem} (images from {start})", src)
+        decoded = codec.decode(rows, num_classes)
+        if not np.allclose(decoded, dense[start:start + BATCH], rtol=0, atol=1e-6):
+            raise InputError(f"dense_stored_* do not decode to dense_labels (images from {start}); remove the "
+                             "dense_stored_* keys to encode dense_labels afresh", src)
+    return Preencoded(codec, stored)
 
 
 def write_batches(writer: DLAWriter, images: np.ndarray, labels: np.ndarray, *, dense: np.ndarray | None = None,

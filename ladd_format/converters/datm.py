@@ -5,7 +5,10 @@
 Labels are learned LOGITS (M, C) -> ``/soft_labels`` (kind logits), hard label = their argmax;
 ``lr_<it>.pt`` (the learned learning rate) -> root attribute ``learned_lr``. Images as MTT
 (normalised, or ZCA for the CIFAR configurations: a note warns when ``--zca`` was not given).
-Reader in ``runs.py``; facts in ``docs/upstream-formats.md``.
+DD-Ranking's published sets (``methods/DATM/distilled/<DATASET>/IPC<k>/images.pt``,
+``labels.pt``, ``lr.pt``, unsuffixed) are read from their folder or ``images.pt``; the
+``<DATASET>`` folder name gives the dataset preset. Reader in ``runs.py``; facts in
+``docs/upstream-formats.md``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from .runs import read_run, sniff_family
 @register
 class Datm(Converter):
     name = "datm"
-    summary = "DATM run folder (images_*.pt + labels_*.pt logits + lr_*.pt)"
-    looks_for = "images_*.pt + labels_*.pt with lr_*.pt or 2-D float logits"
+    summary = "DATM run folder (images_*.pt, labels_*.pt logits, lr_*.pt) or DD-Ranking images.pt + labels.pt + lr.pt"
+    looks_for = "images_*.pt + labels_*.pt (or images.pt + labels.pt) with an lr file or 2-D float logits"
     options = COMMON | FLOAT_IMAGES | {"iteration"}
 
     def sniff(self, path: Path) -> str | None:

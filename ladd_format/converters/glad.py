@@ -5,7 +5,9 @@
 As MTT, with iterations zero-padded to 5 digits (``--iteration 500`` reads ``images_00500.pt``),
 int64 class indices, no ZCA, and GLaD's own normalisation: CIFAR-10 its statistics, every other
 dataset GLaD's default mean (``presets.normalization(preset, "glad")``). GLaD's final ``res_*.pt``
-results file goes through ``dc``. Reader in ``runs.py``; facts in ``docs/upstream-formats.md``.
+results file goes through ``dc``. A folder of unsuffixed ``images.pt`` + ``labels.pt`` (DD-Ranking's
+form) is read too, but ``auto`` cannot tell it is GLaD's. Reader in ``runs.py``; facts in
+``docs/upstream-formats.md``.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@
 
 float32 images normalised with the dataset's mean/std (``--dataset`` or ``--mean/--std``), or
 ZCA-whitened (``--zca``, with ``--zca-stats`` to invert, or ``--keep-float``); int64 class indices.
-``--iteration N`` reads ``images_N.pt``; INPUT may be the images file itself. Reader in
-``runs.py``; facts in ``docs/upstream-formats.md``.
+``--iteration N`` reads ``images_N.pt``; INPUT may be the images file itself, or a folder holding
+DD-Ranking's unsuffixed ``images.pt`` + ``labels.pt``. Reader in ``runs.py``; facts in
+``docs/upstream-formats.md``.
 """
 
 from __future__ import annotations

@@ -16,23 +16,59 @@ for the other converters (normalisation, uint8 conversion, class count and names
                 optional ``temperature`` (default 1) and strings ``labeler_arch`` (default
                 ``unknown``) and ``labeler_training_data`` [/dense/labeler]; stored with ``--codec``.
   soft_labels   optional (M, C) global soft labels, with ``soft_kind`` = logits (default) or probs.
+  dense_stored_<name>  optional: the codec's stored datasets (``/dense/<name>``) as exported by
+                ``ladd export --format npz``; with the codec ``ladd_metadata`` records (and no other
+                ``--codec``) they are written as they are, after checking them against the codec's
+                rules and against ``dense_labels`` (they must decode to it): decode -> encode is
+                not the identity for the uint8 and topk codecs.
+  ladd_metadata optional scalar string: JSON written by ``ladd export --format npz`` with what the
+                keys above do not hold, so the file converts back to the same D_LA (see
+                :data:`METADATA_KEYS`). It is untrusted input: at most :data:`MAX_METADATA_BYTES`,
+                a JSON object of ``"version": 1``, every value type-checked (one line names the
+                first wrong one); unknown keys are ignored with a note. What it records is written
+                back as it was, and a ``--dataset`` naming another ``source_dataset`` is refused.
+                ``--codec`` overrides its codec.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import require_regular_file
+from ..codecs import parse_codec
 from ..errors import InputError, LaddError, ShapeError
 from ..pixels import to_nchw
 from . import COMMON, FLOAT_IMAGES, ConversionResult, Converter, ConvertOptions, register
 from .common import RawSet, check_npz, finish
 
+#: the largest ``ladd_metadata`` read (bytes as stored in the npz: 4 per character)
+MAX_METADATA_BYTES = 1 << 20
+METADATA_VERSION = 1
+#: ``ladd_metadata``'s keys: what each restores
+METADATA_KEYS = {
+    "version": "1 (a higher version is refused)",
+    "source_dataset": "root attribute source_dataset (string)",
+    "distillation": "root attribute distillation (string)",
+    "ipc": "root attribute ipc (integer >= 1, or null: the attribute was absent)",
+    "learned_lr": "root attribute learned_lr (finite number)",
+    "imagenet_class_ids": "root attribute imagenet_class_ids (C integers)",
+    "soft_dtype": "the dtype /soft_labels was stored with (float16 or float32)",
+    "dense": "{codec: the codec as parse_codec text, temperature: number > 0, labeler: the /dense/labeler "
+             "attributes}",
+}
+MAX_TEXT = 4096
+INT64 = 1 << 63
+ATTR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 INPUT_KEYS = {"/images": "images", "/labels": "labels", "/dense": "dense_labels", "/soft_labels": "soft_labels"}
 FLOAT_DTYPES = ("float16", "float32")
+#: prefix of the keys holding the codec's stored dense datasets as exported (written as they are)
+STORED = "dense_stored_"
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:
@@ -72,6 +108,119 @@ def _scalar(arrays, key, path, cast):
     except (TypeError, ValueError, OverflowError):
         raise InputError(f"key {key!r} must be {'an integer' if cast is int else 'a ' + cast.__name__}, got "
                          f"{str(item)[:40]!r}", path) from None
+
+
+def _bad(what: str, path: Path) -> InputError:
+    return InputError(f"key ladd_metadata: {what}", path)
+
+
+def _text(value, name: str, path: Path) -> str:
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise _bad(f"{name} must be a string of at most {MAX_TEXT} characters", path)
+    return value
+
+
+def _number(value, name: str, path: Path) -> float:
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (isinstance(value, int) and not -INT64 <= value < INT64) or not math.isfinite(value)):
+        raise _bad(f"{name} must be a finite number, got {str(value)[:40]!r}", path)
+    return float(value)
+
+
+def _labeler(value, path: Path) -> dict:
+    """The ``/dense/labeler`` attributes: names of letters, digits and _, values strings, numbers
+    or lists of at most 4096 numbers; ``arch`` a string."""
+    if not isinstance(value, dict) or len(value) > 64:
+        raise _bad("dense.labeler must be an object of at most 64 attributes", path)
+    out = {}
+    for key, item in value.items():
+        if not ATTR_NAME.fullmatch(key):
+            raise _bad(f"dense.labeler attribute name {key[:40]!r} is not a plain name", path)
+        if isinstance(item, str):
+            out[key] = _text(item, f"dense.labeler.{key}", path)
+        elif isinstance(item, (bool, int)):
+            if not -INT64 <= item < INT64:
+                raise _bad(f"dense.labeler.{key} is outside the 64-bit integers", path)
+            out[key] = item
+        elif isinstance(item, float):
+            out[key] = _number(item, f"dense.labeler.{key}", path)
+        elif isinstance(item, list) and len(item) <= MAX_TEXT:
+            if all(isinstance(v, int) and not isinstance(v, bool) and -INT64 <= v < INT64 for v in item):
+                out[key] = list(item)
+            else:
+                out[key] = [_number(v, f"dense.labeler.{key}[]", path) for v in item]
+        else:
+            raise _bad(f"dense.labeler.{key} must be a string, a number or a list of numbers", path)
+    if not isinstance(out.get("arch"), str):
+        raise _bad("dense.labeler needs the string attribute arch", path)
+    return out
+
+
+def read_metadata(arrays: dict, raw: RawSet, path: Path) -> None:
+    """Apply the ``ladd_metadata`` key (module docstring) to ``raw``."""
+    value = arrays["ladd_metadata"]
+    if value.size != 1 or value.dtype.kind not in "US":
+        raise _bad(f"must be one string, got {value.dtype} {value.shape}", path)
+    if value.nbytes > MAX_METADATA_BYTES:
+        raise _bad(f"holds {value.nbytes:,} bytes, at most {MAX_METADATA_BYTES:,} are read", path)
+    item = value.reshape(()).item()
+    try:
+        meta = json.loads(item.decode("utf-8") if isinstance(item, bytes) else item)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise _bad(f"not valid JSON ({str(exc)[:80]})", path) from None
+    if not isinstance(meta, dict):
+        raise _bad("must be a JSON object", path)
+    version = meta.get("version")
+    if version != METADATA_VERSION:
+        raise _bad(f"version {str(version)[:20]} is not read (this ladd reads version {METADATA_VERSION})", path)
+    unknown = sorted(str(k)[:40] for k in meta if k not in METADATA_KEYS)
+    if unknown:
+        raw.notes.append(f"ladd_metadata keys not read (a newer ladd's?): {', '.join(unknown[:5])}")
+    if "source_dataset" in meta:
+        raw.source_dataset = _text(meta["source_dataset"], "source_dataset", path)
+    if "distillation" in meta:
+        raw.method = _text(meta["distillation"], "distillation", path)
+    if "ipc" in meta:
+        ipc = meta["ipc"]
+        if ipc is not None and (isinstance(ipc, bool) or not isinstance(ipc, int) or not 1 <= ipc < INT64):
+            raise _bad(f"ipc must be an integer >= 1 or null, got {str(ipc)[:40]!r}", path)
+        raw.ipc, raw.ipc_known = ipc, True
+    if "learned_lr" in meta:
+        raw.root_attrs["learned_lr"] = _number(meta["learned_lr"], "learned_lr", path)
+    if "imagenet_class_ids" in meta:
+        ids = meta["imagenet_class_ids"]
+        if (not isinstance(ids, list) or len(ids) > MAX_TEXT
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 31 for v in ids)):
+            raise _bad(f"imagenet_class_ids must be a list of at most {MAX_TEXT} class ids", path)
+        if raw.num_classes is not None and len(ids) != raw.num_classes:
+            raise _bad(f"imagenet_class_ids has {len(ids)} entries for {raw.num_classes} classes", path)
+        raw.root_attrs["imagenet_class_ids"] = np.asarray(ids, np.int64)
+    if "soft_dtype" in meta:
+        if meta["soft_dtype"] not in FLOAT_DTYPES:
+            raise _bad(f"soft_dtype must be float16 or float32, got {str(meta['soft_dtype'])[:20]!r}", path)
+        raw.soft_dtype = meta["soft_dtype"]
+    dense = meta.get("dense")
+    if dense is not None:
+        if not isinstance(dense, dict):
+            raise _bad("dense must be an object", path)
+        if "codec" in dense:
+            text = _text(dense["codec"], "dense.codec", path)
+            try:
+                parse_codec(text)
+            except LaddError as exc:
+                raise _bad(f"dense.codec: {exc.message}", path) from None
+            raw.codec = text
+        if "temperature" in dense:
+            temperature = _number(dense["temperature"], "dense.temperature", path)
+            if "temperature" in arrays and _scalar(arrays, "temperature", path, float) != temperature:
+                raise _bad("dense.temperature disagrees with the key temperature", path)
+            raw.dense_temperature = temperature
+        if "labeler" in dense:
+            labeler = _labeler(dense["labeler"], path)
+            if "labeler_arch" in arrays and _scalar(arrays, "labeler_arch", path, str) != labeler["arch"]:
+                raise _bad("dense.labeler.arch disagrees with the key labeler_arch", path)
+            raw.dense_labeler = labeler
+    raw.report["ladd_metadata"] = sorted(k for k in meta if k in METADATA_KEYS and k != "version")
 
 
 def read_npz(source: Path, options: ConvertOptions) -> RawSet:
@@ -131,11 +280,16 @@ def read_npz(source: Path, options: ConvertOptions) -> RawSet:
             raw.dense_labeler["training_data"] = _scalar(arrays, "labeler_training_data", source, str)
         if "temperature" in arrays:
             raw.dense_temperature = _scalar(arrays, "temperature", source, float)
+        stored = {key[len(STORED):]: value for key, value in arrays.items() if key.startswith(STORED)}
+        if stored:
+            raw.dense_stored = stored
     if "soft_labels" in arrays:
         raw.soft = arrays["soft_labels"]
         raw.soft_kind = _scalar(arrays, "soft_kind", source, str) if "soft_kind" in arrays else "logits"
         if raw.soft_kind not in ("logits", "probs"):
             raise InputError(f"soft_kind must be logits or probs, got {raw.soft_kind!r}", source)
+    if "ladd_metadata" in arrays:
+        read_metadata(arrays, raw, source)
     return raw
 
 

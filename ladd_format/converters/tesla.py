@@ -3,8 +3,9 @@
     logged_files/<dataset>/<run>/images_best.pt, labels_best.pt
 
 Labels are int64 class indices, or with TESLA's ``--teacher_label`` PROBABILITIES (M, C) ->
-``/soft_labels`` (kind probs), hard label = their argmax. Images as MTT. Reader in ``runs.py``;
-facts in ``docs/upstream-formats.md``.
+``/soft_labels`` (kind probs), hard label = their argmax. Images as MTT. DD-Ranking's unsuffixed
+``images.pt`` + ``labels.pt`` are read too. Reader in ``runs.py``; facts in
+``docs/upstream-formats.md``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .runs import read_run, sniff_family
 class Tesla(Converter):
     name = "tesla"
     summary = "TESLA run folder (images_*.pt + labels_*.pt, class indices or teacher probabilities)"
-    looks_for = "images_*.pt + labels_*.pt with 2-D probabilities"
+    looks_for = "images_*.pt + labels_*.pt (or images.pt + labels.pt) with 2-D probabilities"
     options = COMMON | FLOAT_IMAGES | {"iteration"}
 
     def sniff(self, path: Path) -> str | None:
