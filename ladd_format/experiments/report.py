@@ -1,8 +1,10 @@
 """The demo's report: ``report.md``, ``report.png`` and ``report.json`` in the work folder.
 
-The picture is drawn with Pillow (no plotting library needed): a distilled image with the outlines
-of its corner and centre sub-images, the N x N sub-images as the student sees them, each captioned
-with its top dense label and probability, and the accuracy bars (mean, +- one std over seeds).
+The picture is drawn with Pillow (no plotting library needed): on the left what ``ladd show`` draws
+for the first image of the student's D_LA (the image with frames on its corner and centre
+sub-images, the N x N sub-images as the student sees them, each captioned with its top dense labels
+as ``class: name (probability)``, and a legend; :mod:`.show`), on the right the accuracy bars
+(mean, +- one std over seeds).
 Every file is written to a temporary sibling and renamed.
 """
 
@@ -11,70 +13,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from .. import atomic
 from ..reader import open_dla
-from ..torch.subimages import subimages
+from .show import BG, INK, draw_dense, load_font
 
 COLOURS = {"hard": (120, 120, 120), "LADD": (31, 119, 180), "baseline++": (255, 127, 14)}
-BG, INK = (255, 255, 255), (20, 20, 20)
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:                      # Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def _to_pil(image_chw: np.ndarray, side: int) -> Image.Image:
-    img = Image.fromarray(np.ascontiguousarray(image_chw.transpose(1, 2, 0)))
-    return img.resize((side, side), Image.NEAREST)
 
 
 def draw_subimage_panel(path: Path, index: int = 0, cell: int = 64) -> Image.Image:
-    """Image ``index`` of a D_LA with its N x N sub-images captioned by the top dense label."""
-    font, small = _font(14), _font(11)
+    """Image ``index`` of a D_LA with its N x N sub-images captioned by their top dense labels and a
+    legend: the picture ``ladd show`` draws (:func:`ladd_format.experiments.show.draw_dense`)."""
     with open_dla(path) as f:
-        image = f.images(index, index + 1)
-        label = int(f.labels(index, index + 1)[0])
-        dense = f.dense(index, index + 1)[0]
-        boxes, n = f.boxes, f.n
-        names = f.class_names or [str(c) for c in range(f.num_classes)]
-    k, h, w = image.shape[1:]
-    subs = subimages(torch.from_numpy(image).float(), boxes)[0].round().clamp(0, 255).to(torch.uint8).numpy()
-    big = 6 * h if h <= 48 else 2 * h
-    caption_h, pad = 16, 4
-    mosaic_w = n * (cell + pad)
-    canvas = Image.new("RGB", (big + 24 + mosaic_w, 22 + max(big + 20, n * (cell + caption_h + pad))), BG)
-    draw = ImageDraw.Draw(canvas)
-    draw.text((0, 0), f"image {index} (class {names[label]}) and its {n}x{n} sub-images", fill=INK, font=font)
-    top = 22
-    canvas.paste(_to_pil(image[0], big), (0, top))
-    scale = big / w
-    for j, colour in ((0, (214, 39, 40)), (n - 1, (44, 160, 44)), (n * n // 2, (31, 119, 180)),
-                      (n * (n - 1), (148, 103, 189)), (n * n - 1, (255, 127, 14))):
-        t, l_, bh, bw = boxes[j]
-        draw.rectangle([l_ * scale, top + t * scale, (l_ + bw) * scale - 1, top + (t + bh) * scale - 1],
-                       outline=colour, width=2)
-    draw.text((0, top + big + 4), "outlines: corner and centre boxes", fill=INK, font=small)
-    x0 = big + 24
-    for j in range(n * n):
-        r, c = divmod(j, n)
-        x, y = x0 + c * (cell + pad), top + r * (cell + caption_h + pad)
-        canvas.paste(_to_pil(subs[j], cell), (x, y))
-        top1 = int(dense[j].argmax())
-        colour = INK if top1 == label else (214, 39, 40)
-        draw.text((x, y + cell + 1), f"{names[top1]} {dense[j, top1]:.2f}", fill=colour, font=small)
-    return canvas
+        return draw_dense(f, [index], cell=cell)
 
 
 def draw_accuracy_bars(rows: list[dict], width: int = 420, height: int = 360) -> Image.Image:
     """Grouped bars per IPC: hard, LADD, baseline++ (mean test accuracy, +- one std)."""
-    font, small = _font(14), _font(11)
+    font, small = load_font(14), load_font(11)
     canvas = Image.new("RGB", (width, height), BG)
     draw = ImageDraw.Draw(canvas)
     draw.text((0, 0), "test accuracy (mean +- std over seeds)", fill=INK, font=font)
