@@ -15,6 +15,12 @@ checkpoints, reports):
 - Symbolic links are never followed when writing: a destination that is a symbolic link (even a
   dangling one) counts as existing; with ``overwrite`` the link itself is replaced, its target is
   left untouched.
+- Modes: outputs get the mode a new file gets, ``0o666`` less the process's umask, as ``open()``
+  gives; a temporary file made by a library with a private mode (safetensors writes 0600) is set
+  to it by :func:`follow_umask` before the rename.
+- Messages name the command-line option that changes the outcome (``pass --force to replace it``);
+  the Python keyword behind each option is documented with the function (``--force`` is
+  ``overwrite=True``).
 - Inputs: :func:`require_regular_file` refuses a FIFO, socket, device or folder given where a file
   is expected, before anything opens it (opening a FIFO blocks).
 """
@@ -116,6 +122,26 @@ def remove_stale_partials(dest: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def umask_file_mode() -> int:
+    """``0o666`` less the process's umask: the mode ``open()`` gives a new file. Read from
+    ``/proc/self/status`` where it can be (setting the umask to read it would race with threads)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def follow_umask(path: str | os.PathLike) -> None:
+    """Give ``path`` (a temporary file this process made) the mode of a file made by ``open()``."""
+    os.chmod(path, umask_file_mode())
+
+
 def check_destination(path: str | os.PathLike, overwrite: bool) -> Path:
     """Refuse an existing destination unless ``overwrite``; refuse a missing parent folder and a
     destination that is a (real) folder. Removes the destination's stale partials first."""
@@ -127,7 +153,7 @@ def check_destination(path: str | os.PathLike, overwrite: bool) -> Path:
                          else "is not a folder, so the output cannot be written in it", dest.parent)
     remove_stale_partials(dest)
     if exists_or_link(dest) and not overwrite:
-        raise OutputExistsError("exists; pass --force (overwrite=True) to replace it", dest)
+        raise OutputExistsError("exists; pass --force to replace it", dest)
     return dest
 
 

@@ -188,8 +188,10 @@ def test_bad_inputs_are_refused_and_nothing_is_written(tmp_path, plain_set, labe
         assert lines[-1].startswith("ladd: error:") and message in lines[-1] and "Traceback" not in result.output
     assert not marker.exists() and not out.exists() and not work_folder(out).exists()
     out.write_bytes(b"keep")
-    with pytest.raises(OutputExistsError):
+    with pytest.raises(OutputExistsError, match="exists; pass --force to replace it$"):    # CLI words only
         augment(plain_set, labeler_ckpt, out)
+    result = runner.invoke(main, ["augment", str(plain_set), "--labeler", labeler_ckpt, "-o", str(out)])
+    assert result.output.splitlines() == [f"ladd: error: {out}: exists; pass --force to replace it"]
     assert out.read_bytes() == b"keep"
 
 
@@ -298,7 +300,7 @@ def test_crop_training_teaches_the_labeler_sub_images(tmp_path, digits):
 
 
 def test_min_crop_out_of_range_is_refused(tmp_path, digits, runner):
-    with pytest.raises(InputError, match="min_crop"):
+    with pytest.raises(InputError, match="--min-crop must lie in"):
         train_labeler(digits, tmp_path / "x", replace(SMALL, min_crop=0.0))
     result = runner.invoke(main, ["train-labeler", "digits", "-o", str(tmp_path / "y"), "--min-crop", "1.5"])
     assert result.exit_code == 2 and "1.5" in result.output
@@ -353,5 +355,149 @@ def test_a_labeler_that_never_fits_gives_one_clear_error(tmp_path, plain_set, la
     out = tmp_path / "x.dla.h5"
     result = runner.invoke(main, ["augment", str(plain_set), "--labeler", labeler_ckpt, "-o", str(out),
                                   "--forward-batch", "0"])
-    assert result.exit_code == 1 and "forward_batch=0" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--batch-size and --forward-batch must be >= 1, got 256 and 0" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+# -- issue 13: defaults that work, progress a log can see -------------------------------------------
+def _error_line(result) -> str:
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("ladd: error:") and "Traceback" not in result.output, result.output
+    return lines[-1]
+
+
+@pytest.fixture
+def ipc1_npz(tmp_path, digits):
+    """One training image per class (IPC 1): a 10% validation split holds one image."""
+    pick = np.array([np.flatnonzero(digits.labels == c)[0] for c in range(10)])
+    path = tmp_path / "ipc1.npz"
+    np.savez(path, images=digits.images[pick], labels=digits.labels[pick])
+    return path
+
+
+def test_default_save_epochs_follow_epochs(tmp_path, ipc1_npz, runner):
+    from ladd_format.labeler.train import default_save_epochs
+    assert default_save_epochs(50) == (10, 20, 30, 40, 50)
+    assert default_save_epochs(5) == (1, 2, 3, 4, 5)
+    assert default_save_epochs(7) == (2, 3, 5, 6, 7)
+    assert default_save_epochs(3) == (1, 2, 3) and default_save_epochs(1) == (1,)
+    assert TrainConfig().save_epochs is None
+    out = tmp_path / "ckpts"
+    result = runner.invoke(main, ["train-labeler", str(ipc1_npz), "-o", str(out), "--arch", "convnet-d3",
+                                  "--width", "4", "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.safetensors")) == ["labeler-e001.safetensors",
+                                                                 "labeler-e002.safetensors"]
+    assert json.loads((out / "metrics.json").read_text())["config"]["save_epochs"] == [1, 2]
+
+
+def test_save_epochs_errors_name_the_option(tmp_path, digits, runner):
+    out = tmp_path / "ckpts"
+    line = _error_line(runner.invoke(main, ["train-labeler", "digits", "-o", str(out), "--epochs", "5",
+                                            "--save-epochs", "10,20,3"]))
+    assert "--save-epochs 10,20 lie outside 1..5 (--epochs 5)" in line and not out.exists()
+    bad = runner.invoke(main, ["train-labeler", "digits", "-o", str(out), "--save-epochs", "ten"])
+    assert bad.exit_code == 2 and "'--save-epochs'" in bad.output and "ten" in bad.output
+    with pytest.raises(InputError, match=r"--save-epochs 9 lies outside 1\.\.3 \(--epochs 3\)"):
+        train_labeler(digits, tmp_path / "x", replace(SMALL, save_epochs=(9,)))
+    with pytest.raises(InputError, match="--save-epochs names no epoch"):
+        train_labeler(digits, tmp_path / "x", replace(SMALL, save_epochs=()))
+
+
+def test_a_validation_split_missing_classes_is_named(tmp_path, ipc1_npz, runner, monkeypatch):
+    from ladd_format.labeler.train import validation_coverage
+    labels = np.arange(10)
+    assert validation_coverage(labels, np.arange(10), [str(c) for c in range(10)]) is None
+    assert validation_coverage(labels, np.array([], int), [str(c) for c in range(10)]) is None
+    note = validation_coverage(labels, np.array([4]), [str(c) for c in range(10)])
+    assert note.startswith("the validation split (1 image(s)) misses 9 of the 10 classes (0, 1, 2, 3, 5, 6, 7, 8, "
+                           "9)")
+    monkeypatch.setenv("LADD_PROGRESS_INTERVAL", "0")
+    result = runner.invoke(main, ["train-labeler", str(ipc1_npz), "-o", str(tmp_path / "a"), "--arch", "convnet-d3",
+                                  "--width", "4", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.stderr.splitlines() if line.startswith("ladd: warning:")]
+    assert len(warning) == 1 and "misses 9 of the 10 classes" in warning[0]
+    assert "train-labeler: 1/1 epochs (100%)" in result.stderr          # progress a log sees
+
+
+def test_no_validation_set_is_said_so(tmp_path, ipc1_npz, runner):
+    out = tmp_path / "a"
+    result = runner.invoke(main, ["train-labeler", str(ipc1_npz), "-o", str(out), "--arch", "convnet-d3",
+                                  "--width", "4", "--epochs", "1", "--val-split", "0"])
+    assert result.exit_code == 0, result.output
+    assert "no validation set" in result.stdout and "val acc" not in result.stdout and "warning" not in result.output
+    lab = load_checkpoint(out / "labeler-e001.safetensors")
+    assert lab.meta["val_accuracy"] is None and lab.meta["val_entropy"] is None
+    bad = runner.invoke(main, ["train-labeler", str(ipc1_npz), "-o", str(out), "--val-split", "1", "--force"])
+    assert "--val-split must lie in [0, 1), got 1.0" in _error_line(bad)
+
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_checkpoints_follow_the_umask(tmp_path, mask, mode):
+    from ladd_format.labeler import save_checkpoint
+    old = os.umask(mask)
+    try:
+        path = save_checkpoint(torch.nn.Linear(2, 2), {"arch": "test"}, tmp_path / "c.safetensors")
+        metrics = tmp_path / "m.json"
+        metrics.write_text("{}")                     # what every other output gets
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == mode == os.stat(metrics).st_mode & 0o777
+
+
+def test_an_interrupted_augment_says_what_it_kept_and_how_to_resume(tmp_path, plain_set, labeler_ckpt, runner,
+                                                                   monkeypatch):
+    import importlib
+    import shlex
+
+    A = importlib.import_module("ladd_format.labeler.augment")   # the package's `augment` is the function
+    whole = augment(plain_set, labeler_ckpt, tmp_path / "whole.dla.h5", AugmentConfig(batch_size=8))
+    out = tmp_path / "o.dla.h5"
+    real, calls = A.label_images, []
+
+    def interrupted(*args, **kwargs):          # Ctrl-C while the third chunk is labeled
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(A, "label_images", interrupted)
+    result = runner.invoke(main, ["augment", str(plain_set), "--labeler", labeler_ckpt, "-o", str(out),
+                                  "--batch-size", "8"])
+    assert result.exit_code == 130, result.output
+    command = (f"ladd augment {plain_set} --labeler {labeler_ckpt} --output {out} --batch-size 8 --resume")
+    assert result.stderr.splitlines()[-1] == (
+        f"ladd: interrupted; kept 2 of 5 labeled chunk(s) (16 of 40 images) in {work_folder(out)}; "
+        f"to label only the rest, run: {command}")
+    assert not out.exists()
+    monkeypatch.setattr(A, "label_images", real)
+    resumed = runner.invoke(main, shlex.split(command)[1:])
+    assert resumed.exit_code == 0, resumed.output
+    assert (f"note: resumed: 2 of 5 chunks (16 of 40 images) were already labeled in {work_folder(out)}; "
+            "labeling the other 3") in resumed.stderr
+    assert verify(out) == [] and dense_digest(out) == dense_digest(whole)
+
+    calls.clear()
+    monkeypatch.setattr(A, "label_images", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    early = runner.invoke(main, ["augment", str(plain_set), "--labeler", labeler_ckpt, "-o", str(tmp_path / "e.h5")])
+    assert early.exit_code == 130 and early.stderr.splitlines()[-1] == "ladd: interrupted; nothing was written"
+
+
+def test_augment_progress_lines_in_a_log_and_verbose_chunk_lines(tmp_path, plain_set, labeler_ckpt, runner,
+                                                                 monkeypatch):
+    import logging
+    monkeypatch.setenv("LADD_PROGRESS_INTERVAL", "0")
+    args = ["augment", str(plain_set), "--labeler", labeler_ckpt, "--batch-size", "8"]
+    try:
+        result = runner.invoke(main, [*args, "-o", str(tmp_path / "a.dla.h5")])
+        verbose = runner.invoke(main, ["-v", *args, "-o", str(tmp_path / "b.dla.h5")])
+    finally:
+        logging.getLogger("ladd_format").setLevel(logging.NOTSET)
+    assert result.exit_code == 0 and verbose.exit_code == 0, result.output + verbose.output
+    lines = [line.split(" images")[0] for line in result.stderr.splitlines() if line.startswith("augment: ")]
+    assert lines == [f"augment: {n}/40" for n in (0, 8, 16, 24, 32, 40)]
+    assert "chunk" not in result.stderr
+    assert "chunk 1/5 saved: images 0..7 labeled" in verbose.stderr
+    assert "chunk 5/5 saved: images 32..39 labeled" in verbose.stderr

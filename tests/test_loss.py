@@ -84,3 +84,16 @@ def test_bad_arguments():
         ladd_loss(tiny_model(), images, labels, dense, sampler, reduction="max")
     with pytest.raises(ValueError, match="N\\*N=9"):
         ladd_loss(tiny_model(), images, labels, dense[:, :4], sampler)
+
+
+def test_the_local_term_is_averaged_by_default_and_summed_on_request():
+    """Default reduction "mean": the local term is the mean over the N*N sub-images; "sum" is N*N
+    times it (Eq. 5 literally)."""
+    model = tiny_model()
+    images, labels, dense = batch()
+    sampler = SubSampler.from_geometry(16, 16, 3, 0.625)
+    _, default = ladd_loss(model, images, labels, dense, sampler)
+    _, mean = ladd_loss(model, images, labels, dense, sampler, reduction="mean")
+    _, summed = ladd_loss(model, images, labels, dense, sampler, reduction="sum")
+    assert torch.equal(default["local"], mean["local"])
+    assert torch.allclose(summed["local"], 9 * mean["local"], rtol=1e-5)

@@ -7,8 +7,10 @@ one file in a work folder next to the output. Reading the next chunk and saving 
 threads while the device computes. When every chunk is done the D_LA is assembled by the streaming
 writer (temporary file, then rename) and the work folder removed.
 
-Resume: a killed pass leaves the work folder; ``resume=True`` keeps every completed chunk whose
-manifest matches (same input, labeler and parameters) and labels only the rest. The destination is
+Resume: a killed or interrupted pass leaves the work folder with its completed chunks
+(:func:`work_state` counts them); ``resume=True`` (``ladd augment ... --resume``) keeps every
+completed chunk whose manifest matches (same input, labeler and parameters), says so through
+``notify`` (how many chunks and images were already labeled), and labels only the rest. The destination is
 never a half-valid file. Sharding (several processes or GPUs) labels disjoint contiguous ranges of
 chunks into the same work folder; one process assembles (:mod:`ladd_format.labeler.distributed`).
 
@@ -109,7 +111,8 @@ def _write_new(path: Path, write) -> None:
 
 
 def prepare(source: str | os.PathLike, labeler_path: str | os.PathLike, output: str | os.PathLike,
-            config: AugmentConfig = AugmentConfig(), resume: bool = False, create: bool = True) -> Plan:
+            config: AugmentConfig = AugmentConfig(), resume: bool = False, create: bool = True,
+            notify: Callable[[str], None] | None = None) -> Plan:
     """Check everything before any work; set up (or, with ``resume``, reuse) the work folder."""
     src, out = Path(source), Path(output)
     atomic.check_destination(out, config.overwrite)
@@ -117,13 +120,13 @@ def prepare(source: str | os.PathLike, labeler_path: str | os.PathLike, output: 
         raise InputError("the output must differ from the input", out)
     check_work_folder(work_folder(out))
     if not 1 <= config.n <= geometry.MAX_GRID_N:
-        raise InputError(f"grid size n must lie in 1..{geometry.MAX_GRID_N}, got {config.n}")
+        raise InputError(f"-n (grid size N) must lie in 1..{geometry.MAX_GRID_N}, got {config.n}")
     device = resolve_device(config.device)
     if config.precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
     if config.forward_batch < 1 or config.batch_size < 1:
-        raise InputError(f"batch sizes must be >= 1, got batch_size={config.batch_size}, "
-                         f"forward_batch={config.forward_batch}")
+        raise InputError(f"--batch-size and --forward-batch must be >= 1, got {config.batch_size} and "
+                         f"{config.forward_batch}")
     if config.precision == "auto":
         config = replace(config, precision="bfloat16" if device.type == "cuda" else "float32")
     labeler = load_checkpoint(labeler_path, device)
@@ -149,10 +152,10 @@ def prepare(source: str | os.PathLike, labeler_path: str | os.PathLike, output: 
     codec.layout(config.n ** 2, labeler.num_classes)
     config = replace(config, codec=codec.text())   # one canonical text in the report
     if not (config.temperature > 0):
-        raise InputError(f"temperature must be > 0, got {config.temperature}")
+        raise InputError(f"--temperature must be > 0, got {config.temperature}")
     plan = Plan(src, out, work_folder(out), config, labeler, num_images, boxes, (size, size))
     if create:
-        set_up_work(plan, resume)
+        set_up_work(plan, resume, notify)
     return plan
 
 
@@ -163,7 +166,31 @@ def _manifest(plan: Plan) -> dict:
             "precision": c.precision, "num_images": plan.num_images}
 
 
-def set_up_work(plan: Plan, resume: bool) -> None:
+def chunk_images(num_images: int, batch_size: int, chunks) -> int:
+    """How many images the chunks with the given indices cover."""
+    return sum(max(0, min(num_images, (i + 1) * batch_size) - i * batch_size) for i in chunks)
+
+
+def work_state(output: str | os.PathLike, batch_size: int, num_images: int | None = None) -> dict | None:
+    """What an interrupted pass toward ``output`` left in its work folder: ``{"work", "chunks",
+    "total_chunks", "images", "num_images"}`` (the totals ``None`` when ``num_images`` is not
+    given), or ``None`` when there is no work folder or it holds no completed chunk."""
+    work = work_folder(Path(output))
+    if not atomic.is_real_dir(work):
+        return None
+    done = sorted(int(p.stem.split("_")[1]) for p in work.glob("chunk_[0-9]*.npy") if p.stem.split("_")[1].isdigit())
+    if not done:
+        return None
+    if num_images is None:
+        return {"work": work, "chunks": len(done), "total_chunks": None, "images": None, "num_images": None}
+    return {"work": work, "chunks": len(done), "total_chunks": -(-num_images // batch_size),
+            "images": chunk_images(num_images, batch_size, done), "num_images": num_images}
+
+
+def set_up_work(plan: Plan, resume: bool, notify: Callable[[str], None] | None = None) -> int:
+    """Create the work folder, or reuse it with ``resume``; returns the number of chunks already
+    labeled. ``notify(line)`` says what was resumed or discarded (default: logged at INFO)."""
+    notify = notify or log.info
     manifest = _manifest(plan)
     path = plan.work / "manifest.json"
     check_work_folder(plan.work)
@@ -174,19 +201,24 @@ def set_up_work(plan: Plan, resume: bool) -> None:
             except (OSError, ValueError):
                 old = None
             if old == manifest:
-                log.info("resuming: %d of %d chunks already labeled", sum(map(plan.done, range(plan.num_chunks))),
-                         plan.num_chunks)
-                return
+                done = [i for i in range(plan.num_chunks) if plan.done(i)]
+                images = chunk_images(plan.num_images, plan.config.batch_size, done)
+                notify(f"resumed: {len(done)} of {plan.num_chunks} chunks ({images} of {plan.num_images} images) were "
+                       f"already labeled in {plan.work}; labeling the other {plan.num_chunks - len(done)}")
+                return len(done)
             raise InputError("the work folder of an earlier pass was made with a different input, labeler or "
                              "parameters; run without --resume to start over", plan.work)
-        log.info("discarding the unfinished pass in %s (use --resume to continue it)", plan.work)
+        kept = sum(map(plan.done, range(plan.num_chunks)))
+        notify(f"discarded the unfinished pass in {plan.work} ({kept} labeled chunk(s)); --resume would have "
+               "continued it")
         shutil.rmtree(plan.work)
     elif resume:
-        log.info("nothing to resume in %s: starting from the beginning", plan.work)
+        notify(f"nothing to resume ({plan.work} does not exist): starting from the beginning")
     plan.work.mkdir()
     tmp = path.with_suffix(".tmp")
     _write_new(tmp, lambda fh: fh.write(json.dumps(manifest, indent=2).encode()))
     os.replace(tmp, path)
+    return 0
 
 
 def to_labeler_input(images: torch.Tensor, space: str, file_mean: torch.Tensor, file_std: torch.Tensor,
@@ -281,18 +313,24 @@ def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progr
                                      lab_mean, lab_std)
                 probs, forward_batch = label_images(lab, x, plan.boxes, plan.out_size, plan.config.temperature,
                                                     plan.config.precision, forward_batch)
-                writes.append(writer.submit(save, idx, probs.cpu().numpy()))
-                while len(writes) > 2 or (writes and writes[0].done()):
-                    writes.pop(0).result()
-                    done += 1
-                    if progress is not None:
-                        progress(done, plan.num_chunks)
-            for fut in writes:
-                fut.result()
-                done += 1
-                if progress is not None:
-                    progress(done, plan.num_chunks)
+                writes.append((idx, writer.submit(save, idx, probs.cpu().numpy())))
+                while len(writes) > 2 or (writes and writes[0][1].done()):
+                    done = _finished(plan, writes.pop(0), done, progress)
+            for pending in writes:
+                done = _finished(plan, pending, done, progress)
     return len(todo)
+
+
+def _finished(plan: Plan, pending, done: int, progress: Progress | None) -> int:
+    """Wait for one chunk's save; count it, log it (INFO: ``ladd -v``), report it."""
+    idx, future = pending
+    future.result()
+    done += 1
+    a, b = plan.chunk_range(idx)
+    log.info("chunk %d/%d saved: images %d..%d labeled", idx + 1, plan.num_chunks, a, b - 1)
+    if progress is not None:
+        progress(done, plan.num_chunks)
+    return done
 
 
 def assemble(plan: Plan) -> Path:
@@ -341,8 +379,15 @@ def _load_chunk(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
 
 def augment(source: str | os.PathLike, labeler_path: str | os.PathLike, output: str | os.PathLike,
             config: AugmentConfig = AugmentConfig(), resume: bool = False,
-            progress: Progress | None = None) -> Path:
-    """Label every sub-image of the plain set at ``source`` and write the D_LA at ``output``."""
-    plan = prepare(source, labeler_path, output, config, resume)
+            progress: Progress | None = None, notify: Callable[[str], None] | None = None) -> Path:
+    """Label every sub-image of the plain set at ``source`` and write the D_LA at ``output``.
+
+    ``progress(chunks done, chunks)``: once before labeling (the chunks a resumed pass already
+    has), then after each chunk; ``notify(line)``: what ``resume`` found (default: logged).
+    An interruption (Ctrl-C) keeps the completed chunks in the work folder for ``resume``.
+    """
+    plan = prepare(source, labeler_path, output, config, resume, notify=notify)
+    if progress is not None:
+        progress(sum(map(plan.done, range(plan.num_chunks))), plan.num_chunks)
     label_chunks(plan, progress=progress)
     return assemble(plan)

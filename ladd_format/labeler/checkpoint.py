@@ -15,6 +15,8 @@ Every refusal is one line naming the checkpoint and the key.
 
 Saving goes through :mod:`ladd_format.atomic` (temporary sibling, then rename; the destination's
 stale partials are removed first; a symbolic link at the destination is replaced, not followed).
+safetensors writes its file with mode 0600; the checkpoint is given the umask's mode (0644 under
+the usual umask 022) like every other output (:func:`ladd_format.atomic.follow_umask`).
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ def save_checkpoint(model: torch.nn.Module, meta: dict, path: str | os.PathLike)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     try:
         save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+        atomic.follow_umask(tmp)                 # safetensors creates it 0600
         atomic.commit(tmp, dest, overwrite=True)
     finally:
         tmp.unlink(missing_ok=True)

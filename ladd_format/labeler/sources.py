@@ -37,20 +37,24 @@ class Source:
     labels: np.ndarray           # (M,) int64
     class_names: list[str]
     description: str
+    #: False when the classes were inferred from the largest label (an .npz without class_names),
+    #: so the source may simply lack its last classes
+    classes_declared: bool = True
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
 
-def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
-    """``(M, K, H, W)`` uint8 -> ``(M, K, size, size)`` uint8 (bilinear, antialias)."""
-    if images.shape[2:] == (size, size):
+def resize_uint8(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """``(M, K, H, W)`` uint8 -> ``(M, K, size, size)`` (or ``(M, K, *size)``) uint8 (bilinear, antialias)."""
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if images.shape[2:] == hw:
         return images
     out = []
     for start in range(0, len(images), 512):
         x = torch.from_numpy(images[start:start + 512]).float()
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=True)
         out.append(x.round().clamp(0, 255).to(torch.uint8).numpy())
     return np.concatenate(out)
 
@@ -70,7 +74,9 @@ def digits(image_size: int = 32, split: str = "train") -> Source:
                   f"sklearn digits ({split} split, {len(idx)} images, {image_size}px RGB)")
 
 
-def npz(path: Path, image_size: int | None) -> Source:
+def npz(path: Path, image_size: int | None, square: bool = True) -> Source:
+    """An .npz of ``images`` and ``labels`` (and optionally ``class_names``); ``square=False`` keeps
+    non-square images as they are when no ``image_size`` is given."""
     from ..converters.common import check_npz
     from ..pixels import to_nchw
 
@@ -96,19 +102,20 @@ def npz(path: Path, image_size: int | None) -> Source:
         raise InputError(f"labels must lie in 0..C-1 (C: {bound}), found {int(labels.min())}..{top}", path)
     if names is not None and len(names) > MAX_CLASSES:
         raise InputError(f"{len(names)} class names, at most {MAX_CLASSES}", path)
+    declared = names is not None
     names = names or [str(c) for c in range(top + 1)]
     if image_size is not None:
         images = resize_uint8(images, image_size)
-    elif images.shape[2] != images.shape[3]:
+    elif square and images.shape[2] != images.shape[3]:
         raise InputError(f"images are {images.shape[2]}x{images.shape[3]}; give --image-size to make them square",
                          path)
-    return Source(images, labels, names, f"{path.name} ({len(images)} images)")
+    return Source(images, labels, names, f"{path.name} ({len(images)} images)", declared)
 
 
-def image_folder(path: Path, image_size: int | None) -> Source:
+def image_folder(path: Path, image_size: int | None, size_hint: str = "; give --image-size") -> Source:
     from ..converters.images import read_image_folder
 
-    folder = read_image_folder(path, image_size, size_hint="; give --image-size")
+    folder = read_image_folder(path, image_size, size_hint=size_hint)
     return Source(folder.images, folder.labels, folder.class_names, f"{path.name} ({len(folder.images)} images)")
 
 

@@ -2,6 +2,15 @@
 
 The paper trains a ConvNet-D5 with SGD (lr 0.01, batch 256) and keeps the early epoch-10
 checkpoint, whose soft labels are more informative than a converged model's.
+
+Checkpoints are kept at ``save_epochs``; by default (``None``) at five evenly spaced epochs ending
+at the last, ``ceil(i * epochs / 5)`` for i = 1..5 (:func:`default_save_epochs`): 10, 20, 30, 40,
+50 for 50 epochs, every epoch for 5 or fewer.
+
+The validation split (``val_split``, drawn at random with the seed) measures each checkpoint. When
+it misses some classes (a small source: IPC 1 with a 10% split holds 1 image) a warning names
+them; with ``val_split=0`` there is no validation set and the records hold ``None`` for the
+validation figures.
 """
 
 from __future__ import annotations
@@ -10,7 +19,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -35,7 +44,7 @@ class TrainConfig:
     arch: str = "convnet-d5"
     arch_kwargs: dict = field(default_factory=dict)   # e.g. {"width": 32} for a small ConvNet
     epochs: int = 50
-    save_epochs: tuple[int, ...] = (10, 20, 30, 40, 50)
+    save_epochs: tuple[int, ...] | None = None       # None: five evenly spaced, ending at `epochs`
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -45,6 +54,42 @@ class TrainConfig:
     min_crop: float = 1.0         # random square crops of side min_crop..1 of the image, resized back (1 = off)
     device: str = "auto"
     seed: int = 0
+
+
+def default_save_epochs(epochs: int, count: int = 5) -> tuple[int, ...]:
+    """``count`` evenly spaced epochs ending at ``epochs``: ``ceil(i * epochs / count)``, i = 1..count
+    (fewer when ``epochs < count``: every epoch)."""
+    return tuple(sorted({-(-i * epochs // count) for i in range(1, count + 1)}))
+
+
+def resolve_save_epochs(save_epochs, epochs: int) -> tuple[int, ...]:
+    """The epochs to keep, sorted: ``save_epochs``, or :func:`default_save_epochs` when ``None``;
+    refused (one line naming ``--save-epochs``) when empty or outside ``1..epochs``."""
+    if save_epochs is None:
+        return default_save_epochs(epochs)
+    keep = tuple(sorted(set(int(e) for e in save_epochs)))
+    if not keep:
+        raise InputError("--save-epochs names no epoch")
+    bad = [e for e in keep if not 1 <= e <= epochs]
+    if bad:
+        raise InputError(f"--save-epochs {','.join(map(str, bad))} lie{'s' if len(bad) == 1 else ''} outside "
+                         f"1..{epochs} (--epochs {epochs}); leave --save-epochs out to keep five evenly spaced "
+                         f"epochs ending at {epochs}")
+    return keep
+
+
+def validation_coverage(labels: np.ndarray, val_idx: np.ndarray, class_names: list[str]) -> str | None:
+    """A warning line when the validation split misses some classes (None when it covers them all)."""
+    if len(val_idx) == 0:
+        return None
+    seen = set(np.unique(labels[val_idx]).tolist())
+    missing = [c for c in range(len(class_names)) if c not in seen]
+    if not missing:
+        return None
+    names = ", ".join(class_names[c] for c in missing[:10]) + (f", ... ({len(missing) - 10} more)"
+                                                                if len(missing) > 10 else "")
+    return (f"the validation split ({len(val_idx)} image(s)) misses {len(missing)} of the {len(class_names)} "
+            f"classes ({names}): its accuracy says nothing about them; raise --val-split or add images")
 
 
 def _normalise(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -79,22 +124,25 @@ def check_output_folder(out_dir: str | os.PathLike, overwrite: bool) -> Path:
 
 @deterministic_kernels
 def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfig = TrainConfig(),
-                  overwrite: bool = False, progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
+                  overwrite: bool = False, progress: Callable[[int, int, dict], None] | None = None,
+                  step_progress: Callable[[int, int, int], None] | None = None,
+                  warn: Callable[[str], None] | None = None) -> list[dict]:
     """Train on ``source``; save ``labeler-e{epoch:03d}.safetensors`` at each save-epoch into ``out_dir``.
 
-    Returns one record per checkpoint (path, epoch, train/val accuracy, val entropy); also written
-    to ``out_dir/metrics.json``.
+    Returns one record per checkpoint (path, epoch, train/val accuracy, val entropy; the validation
+    figures are ``None`` without a validation set); also written to ``out_dir/metrics.json``.
+    ``progress(epoch, epochs, metrics)`` after each epoch; ``step_progress(epoch, step, steps)``
+    after each optimiser step; ``warn(line)`` for warnings (default: the module's logger).
     """
+    warn = warn or log.warning
     out = check_output_folder(out_dir, overwrite)
-    bad = [e for e in config.save_epochs if not 1 <= e <= config.epochs]
-    if bad:
-        raise InputError(f"save-epochs {bad} lie outside 1..{config.epochs}")
-    if not 0 < config.min_crop <= 1:
-        raise InputError(f"min_crop must lie in (0, 1], got {config.min_crop}")
     if config.batch_size < 1 or config.epochs < 1:
-        raise InputError(f"batch_size and epochs must be >= 1, got {config.batch_size} and {config.epochs}")
+        raise InputError(f"--batch-size and --epochs must be >= 1, got {config.batch_size} and {config.epochs}")
+    config = replace(config, save_epochs=resolve_save_epochs(config.save_epochs, config.epochs))
+    if not 0 < config.min_crop <= 1:
+        raise InputError(f"--min-crop must lie in (0, 1], got {config.min_crop}")
     if not 0 <= config.val_split < 1:
-        raise InputError(f"val_split must lie in [0, 1), got {config.val_split}")
+        raise InputError(f"--val-split must lie in [0, 1), got {config.val_split}")
     if source.images.ndim != 4 or source.images.shape[2] != source.images.shape[3]:
         raise InputError(f"training images must be square (M, K, S, S), got {source.images.shape}")
     device = resolve_device(config.device)
@@ -105,7 +153,10 @@ def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfi
     val_idx, train_idx = order[:n_val], order[n_val:]
     if len(train_idx) == 0:
         raise InputError(f"no training images left after the validation split ({len(order)} images, "
-                         f"val_split {config.val_split})")
+                         f"--val-split {config.val_split})")
+    note = validation_coverage(source.labels, val_idx, source.class_names)
+    if note is not None:
+        warn(note)
     train_x = torch.from_numpy(source.images[train_idx])
     train_y = torch.from_numpy(source.labels[train_idx])
     val_x = torch.from_numpy(source.images[val_idx])
@@ -146,9 +197,16 @@ def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfi
             opt.step()
             correct += int((logits.argmax(-1) == y).sum())
             loss_sum += float(loss.detach()) * len(idx)
+            if step_progress is not None:
+                step_progress(epoch, step + 1, steps_per_epoch)
         metrics = {"epoch": epoch, "loss": loss_sum / len(train_idx), "train_accuracy": correct / len(train_idx)}
+        log.info("epoch %d/%d: loss %.4f, train accuracy %.3f", epoch, config.epochs, metrics["loss"],
+                 metrics["train_accuracy"])
         if epoch in config.save_epochs:
-            metrics["val_accuracy"], metrics["val_entropy"] = evaluate(model, val_x, val_y, mean, std, device)
+            if len(val_idx):
+                metrics["val_accuracy"], metrics["val_entropy"] = evaluate(model, val_x, val_y, mean, std, device)
+            else:
+                metrics["val_accuracy"] = metrics["val_entropy"] = None           # no validation set
             meta = {"arch": config.arch, "arch_kwargs": config.arch_kwargs, "num_classes": source.num_classes,
                     "channels": k, "image_size": size, "mean": mean_list, "std": std_list,
                     "class_names": source.class_names, "epoch": epoch, "training_data": source.description,
@@ -157,7 +215,9 @@ def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfi
                     "config": asdict(config)}
             path = save_checkpoint(model, meta, out / f"labeler-e{epoch:03d}.safetensors")
             records.append({"path": str(path), **metrics})
-            log.info("epoch %d: saved %s (val accuracy %.3f)", epoch, path, metrics["val_accuracy"])
+            val = metrics["val_accuracy"]
+            log.info("epoch %d: saved %s (%s)", epoch, path,
+                     "no validation set" if val is None else f"val accuracy {val:.3f}")
         if progress is not None:
             progress(epoch, config.epochs, metrics)
     with atomic.replace_file(out / "metrics.json", overwrite=True) as tmp:    # a link there is replaced, not followed

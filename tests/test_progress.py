@@ -1,0 +1,130 @@
+"""Progress a log can see: plain lines when stderr is not a terminal, driven here by a fake clock."""
+
+import io
+import subprocess
+import sys
+
+import pytest
+
+from ladd_format.progress import DEFAULT_INTERVAL, Progress, default_interval, format_seconds
+
+
+class FakeClock:
+    def __init__(self, now: float = 100.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FlushLog(io.StringIO):
+    """A non-terminal stream that records what had been flushed at each flush."""
+
+    def __init__(self):
+        super().__init__()
+        self.flushed = []
+
+    def flush(self):
+        super().flush()
+        self.flushed.append(self.getvalue())
+
+
+def lines(stream) -> list[str]:
+    return stream.getvalue().splitlines()
+
+
+def test_plain_lines_at_the_first_update_every_interval_and_the_last():
+    clock, log = FakeClock(), FlushLog()
+    bar = Progress("augment", 10, "images", stream=log, interval=5, clock=clock)
+    for t, done in ((0.5, 1), (1.0, 2), (5.4, 4), (5.6, 5), (6.0, 6), (7.0, 10)):
+        clock.now = 100 + t
+        bar.set(done)
+    bar.close()
+    assert lines(log) == [
+        "augment: 1/10 images (10%), 0.5 s elapsed, ~4.5 s left",      # the first update
+        "augment: 5/10 images (50%), 5.6 s elapsed, ~5.6 s left",      # 5.1 s after the last line
+        "augment: 10/10 images (100%), 7.0 s elapsed",                  # the last, however soon
+    ]
+    written = lines(log)                                              # each line flushed as it is written
+    assert log.flushed == ["".join(line + "\n" for line in written[:i]) for i in (1, 2, 3)]
+
+
+def test_resumed_work_counts_but_the_estimate_uses_this_runs_rate():
+    clock, log = FakeClock(), io.StringIO()
+    with Progress("augment", 100, "images", initial=40, stream=log, interval=5, clock=clock) as bar:
+        clock.now += 2
+        bar.set(50)                  # 10 images in 2 s: 50 left take 10 s
+    assert lines(log) == ["augment: 50/100 images (50%), 2.0 s elapsed, ~10.0 s left"]
+
+
+def test_close_writes_the_last_state_once_and_nothing_after_a_failure():
+    clock, log = FakeClock(), io.StringIO()
+    bar = Progress("label", None, "chunks", stream=log, interval=5, clock=clock)
+    for _ in range(3):
+        clock.now += 1
+        bar.update()
+    clock.now += 1
+    bar.close()
+    bar.close()
+    assert lines(log) == ["label: 1 chunks, 1.0 s elapsed", "label: 3 chunks, 4.0 s elapsed"]
+
+    failed = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        with Progress("label", 10, "chunks", stream=failed, interval=5, clock=clock) as bar:
+            bar.update()
+            bar.update()
+            raise KeyboardInterrupt
+    assert lines(failed) == ["label: 1/10 chunks (10%), 0.0 s elapsed"]
+
+
+def test_fractions_postfix_and_messages():
+    clock, log = FakeClock(), io.StringIO()
+    bar = Progress("train-labeler", 50, "epochs", stream=log, interval=0, clock=clock)
+    clock.now += 3
+    bar.set(2.5, postfix="loss 0.500")
+    bar.write("ladd: warning: something")
+    assert lines(log) == ["train-labeler: 2.5/50 epochs (5%), 3.0 s elapsed, ~57.0 s left; loss 0.500",
+                          "ladd: warning: something"]
+
+
+def test_the_interval_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LADD_PROGRESS_INTERVAL", "0")
+    assert default_interval() == 0
+    clock, log = FakeClock(), io.StringIO()
+    bar = Progress("evaluate", 4, "epochs", stream=log, clock=clock)
+    for _ in range(4):
+        clock.now += 0.1
+        bar.update()
+    assert len(lines(log)) == 4
+    for bad in ("soon", "-1"):
+        monkeypatch.setenv("LADD_PROGRESS_INTERVAL", bad)
+        assert default_interval() == DEFAULT_INTERVAL
+    monkeypatch.delenv("LADD_PROGRESS_INTERVAL")
+    assert default_interval() == DEFAULT_INTERVAL == 5.0
+
+
+def test_a_terminal_gets_a_tqdm_bar_and_disable_writes_nothing():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Terminal()
+    with Progress("augment", 10, "images", stream=tty, clock=FakeClock()) as bar:
+        bar.set(10)
+    assert "10/10" in tty.getvalue() and "elapsed" not in tty.getvalue() and "\r" in tty.getvalue()
+    quiet = io.StringIO()
+    with Progress("augment", 10, "images", stream=quiet, disable=True) as bar:
+        bar.set(10)
+        bar.write("hidden")
+    assert quiet.getvalue() == ""
+
+
+def test_format_seconds():
+    assert format_seconds(12.14) == "12.1 s"
+    assert format_seconds(245) == "4 min 05 s"
+    assert format_seconds(2 * 3600 + 3 * 60 + 10) == "2 h 03 min"
+
+
+def test_the_progress_module_does_not_load_torch():
+    code = "import sys, ladd_format.progress; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
