@@ -152,15 +152,39 @@ def _fold_deprecated_codec_flags(codec: str, k: int | None, values: str | None) 
     return folded
 
 
+class _StderrLog(logging.Handler):
+    """The package's log on stderr, looked up at each line (so a swapped sys.stderr is honoured):
+    warnings as ``ladd: warning: ...``, INFO lines (``-v``) as they are."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.levelno >= logging.WARNING:
+                text = f"ladd: {record.levelname.lower()}: {text}"
+            click.echo(one_line(text, 2000), err=True)
+        except Exception:               # noqa: BLE001 - logging must never fail the command
+            self.handleError(record)
+
+
+def _set_up_logging(verbose: bool) -> None:
+    package = logging.getLogger("ladd_format")
+    if not any(isinstance(h, _StderrLog) for h in package.handlers):
+        package.addHandler(_StderrLog())
+    package.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ladd")
-@click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="More detail on stderr: per-epoch loss lines (train-labeler, evaluate, demo) and one line per "
+                   "labeled chunk (augment). Progress itself shows without it: a bar in a terminal, a plain line "
+                   "every few seconds otherwise (LADD_PROGRESS_INTERVAL seconds, default 5).")
 def main(verbose: bool) -> None:
     """ladd: label-augmented distilled datasets (D_LA) — convert, verify, measure, load.
 
     The container is specified in spec/dla-v1.md.
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    _set_up_logging(verbose)
 
 
 @main.command()
@@ -177,40 +201,52 @@ def info(file: Path, as_json: bool) -> None:
         return
     # the reader checks what it returns only as far as every use needs: print defensively
     k, h, w = data["image_shape"]
-    click.echo(f"{file}  (D_LA format {data['format_version']}, {data['file_bytes']:,} bytes)")
-    click.echo(f"  images      {data['num_images']} x {k}x{h}x{w} {data['image_dtype']} ({data['space']})")
-    click.echo(f"  classes     {data['num_classes']}   IPC {_num(data.get('ipc'))}")
+    click.echo(str(file))
+    _row("format", f"D_LA {data['format_version']}")
+    _row("file size", _bytes(data["file_bytes"]))
+    _row("images", f"{data['num_images']} x {k}x{h}x{w} {data['image_dtype']} ({data['space']})")
+    _row("classes", f"{data['num_classes']}, IPC {_num(data.get('ipc'), '.4g')}")
     names = data.get("class_names")
     if names:
         names = [str(v) for v in (names if isinstance(names, (list, tuple)) else [names])]
-        click.echo(f"  names       {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}")
-    for key in ("source_dataset", "distillation"):
+        more = f", ... ({len(names)} in all)" if len(names) > 10 else ""
+        _row("names", ", ".join(names[:10]) + more)
+    for key, label in (("source_dataset", "source"), ("distillation", "distilled")):
         if key in data:
-            click.echo(f"  {key:<11} {data[key]}")
+            _row(label, _value(data[key]))
     if "mean" in data:
-        click.echo(f"  normalise   mean {_fmt(data['mean'])}  std {_fmt(data['std'])}")
-    click.echo(f"  soft labels {data['soft_labels'] or 'none'}")
+        _row("normalise", f"mean {_fmt(data['mean'])}, std {_fmt(data['std'])}")
+    _row("soft labels", data["soft_labels"] or "none")
     dense = data["dense"]
     if dense is None:
-        click.echo("  dense       none (plain distilled set D)")
+        _row("dense", "none (plain distilled set D)")
     else:
         codec = parse_codec(dense["codec"]).text()
-        click.echo(f"  dense       N={dense['n']} ({dense['n'] ** 2} sub-images), R={_num(dense['ratio'])}, "
-                   f"T={_num(dense['temperature'])}, codec {codec}")
+        _row("dense", f"N={dense['n']} ({dense['n'] ** 2} sub-images), R={_num(dense['ratio'])}, "
+                      f"T={_num(dense['temperature'])}, codec {codec}")
         boxes = dense["boxes"]
         if (isinstance(boxes, list) and boxes and all(isinstance(b, list) and len(b) == 4 for b in boxes)):
             top, left, bh, bw = boxes[0]
-            click.echo(f"  boxes       {bh}x{bw} crops, first [{top}, {left}], last {boxes[-1][:2]}")
+            _row("boxes", f"{bh}x{bw} crops, first [{top}, {left}], last {boxes[-1][:2]}")
         else:
-            click.echo(f"  boxes       malformed ({len(boxes) if isinstance(boxes, list) else 0} rows of 4 "
-                       "expected N*N): run `ladd verify`")
+            _row("boxes", f"malformed ({len(boxes) if isinstance(boxes, list) else 0} rows of 4 "
+                          "expected N*N): run `ladd verify`")
         labeler = dense["labeler"] if isinstance(dense["labeler"], dict) else {}
-        click.echo(f"  labeler     {', '.join(f'{k}={v}' for k, v in labeler.items())}")
+        _row("labeler", ", ".join(f"{k}={_value(v)}" for k, v in labeler.items()))
     prov = data["provenance"]
     if isinstance(prov, dict) and prov:
         inputs = prov.get("inputs")
-        click.echo(f"  provenance  {prov.get('tool')} via {prov.get('converter')}, {prov.get('created')}, "
-                   f"{len(inputs) if isinstance(inputs, list) else 0} input file(s)")
+        _row("provenance", f"{prov.get('tool')} via {prov.get('converter')}, {prov.get('created')}, "
+                           f"{len(inputs) if isinstance(inputs, list) else 0} input file(s)")
+
+
+#: width of the key column of `ladd info` (the longest key, "soft labels")
+INFO_KEY_WIDTH = 11
+
+
+def _row(key: str, value: str) -> None:
+    """One `ladd info` line: two spaces, the key padded to INFO_KEY_WIDTH, a space, the value."""
+    click.echo(f"  {key:<{INFO_KEY_WIDTH}} {value}")
 
 
 def _num(value, spec: str = "g") -> str:
@@ -222,8 +258,32 @@ def _num(value, spec: str = "g") -> str:
 
 
 def _fmt(values) -> str:
+    """A vector as ``(a, b, c)``, each number to 4 significant digits (nested lists as they are)."""
     flat = values if isinstance(values, (list, tuple)) else [values]
     return "(" + ", ".join(_num(v, ".4g") if not isinstance(v, (list, tuple)) else str(v) for v in flat) + ")"
+
+
+def _value(value) -> str:
+    """An attribute value for `ladd info`: floats to 4 significant digits, vectors as :func:`_fmt`."""
+    if isinstance(value, float):
+        return _num(value, ".4g")
+    if isinstance(value, (list, tuple)):
+        return _fmt(value)
+    return str(value)
+
+
+def _bytes(count) -> str:
+    """A size in binary units and exact bytes: ``326.8 KiB (334,612 bytes)``."""
+    try:
+        count = int(count)
+    except (TypeError, ValueError):
+        return str(count)
+    value, unit = float(count), None
+    for name in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, name
+    return f"{count:,} bytes" if unit is None else f"{value:.1f} {unit} ({count:,} bytes)"
 
 
 @main.command(name="verify")
@@ -307,8 +367,9 @@ def size(file: Path, method: str, level: int | None, as_json: bool) -> None:
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(converter_names()))
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Destination .dla.h5 file.")
-@click.option("--codec", default="float32", show_default=True, callback=_codec_value, metavar="CODEC",
-              help=CODEC_HELP + " Only npz carries dense labels. (--k and --topk-values are deprecated.)")
+@click.option("--codec", default=None, callback=_codec_value, metavar="CODEC",
+              help=CODEC_HELP + " Only npz carries dense labels; default: the codec the npz records "
+                   "(ladd export writes it), else float32. (--k and --topk-values are deprecated.)")
 @click.option("--k", type=int, default=None, hidden=True, help="Deprecated: use --codec NAME:k=K.")
 @click.option("--topk-values", type=click.Choice(["float32", "float16", "uint8"]), default=None, hidden=True,
               help="Deprecated: use --codec NAME:values=V.")
@@ -328,7 +389,9 @@ def size(file: Path, method: str, level: int | None, as_json: bool) -> None:
 @click.option("--class-names", "class_names_file", type=click.Path(path_type=Path), default=None,
               help="Text file, one class name per line.")
 @click.option("--iteration", type=int, default=None, help="Run folders: images_<N>.pt instead of images_best.pt.")
-@click.option("--experiment", type=int, default=0, show_default=True, help="DC results files: which experiment.")
+@click.option("--experiment", type=int, default=None,
+              help="dc: experiment N (data[N] of a res_*.pt, or DD-Ranking images_..._<N>.pt); default: data[0], "
+                   "or the _best tensors.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.pass_context
 @fail_cleanly
@@ -358,7 +421,8 @@ def convert_cmd(ctx, fmt, source, output, codec, k, topk_values, space, layout, 
     if stray:
         raise click.UsageError(f"{', '.join(stray)}: not read by format {converter.name}{why}; "
                                f"{converter.name} reads {converter.flags()}")
-    codec = _fold_deprecated_codec_flags(codec, k, topk_values)
+    if k is not None or topk_values is not None:
+        codec = _fold_deprecated_codec_flags(codec or "float32", k, topk_values)
     class_names = None
     if class_names_file is not None:
         require_regular_file(class_names_file, "class-names file")
@@ -389,12 +453,16 @@ def convert_cmd(ctx, fmt, source, output, codec, k, topk_values, space, layout, 
               help="convnet-d3/-d4/-d5 or a torchvision classifier (resnet18, alexnet, vgg11, ...).")
 @click.option("--width", type=int, default=None, help="ConvNet width (default 128).")
 @click.option("--epochs", type=int, default=50, show_default=True)
-@click.option("--save-epochs", default="10,20,30,40,50", show_default=True, help="Epochs to keep a checkpoint of.")
+@click.option("--save-epochs", default=None,
+              help="Epochs to keep a checkpoint of, comma-separated [default: five evenly spaced epochs ending at "
+                   "--epochs, ceil(i*EPOCHS/5): 10,20,30,40,50 for 50 epochs, every epoch for 5 or fewer].")
 @click.option("--lr", type=float, default=0.01, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--image-size", type=int, default=None,
               help="Resize training images to this side (default: their own size; 32 for digits).")
-@click.option("--val-split", type=float, default=0.1, show_default=True)
+@click.option("--val-split", type=float, default=0.1, show_default=True,
+              help="Share of SOURCE held out to measure each checkpoint (0: no validation set); a warning names "
+                   "the classes it misses.")
 @click.option("--flip", is_flag=True, help="Random horizontal flips while training.")
 @click.option("--min-crop", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Random square crops of MIN_CROP..1 of each side, resized back (1 = off). Set it to the ratio "
@@ -407,32 +475,44 @@ def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batc
                       flip, min_crop, device, seed, force):
     """Train a labeler on SOURCE: an ImageFolder directory, an .npz (images, labels), or `digits`
     (scikit-learn's bundled digits, offline)."""
-    from tqdm import tqdm
-
     from ladd_format.labeler import TrainConfig, load_source, train_labeler
-    from ladd_format.labeler.train import check_output_folder
+    from ladd_format.labeler.train import check_output_folder, resolve_save_epochs
+    from ladd_format.progress import Progress
     bounded("--width", width, 1, MAX_WIDTH)
     bounded("--image-size", image_size, 1, MAX_IMAGE_SIDE)
     bounded("--epochs", epochs, 1)
     bounded("--batch-size", batch_size, 1)
-    try:
-        keep = tuple(int(v) for v in save_epochs.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated epochs, got {save_epochs!r}") from None
-    check_output_folder(output, force)                 # before the data is loaded
+    keep = None
+    if save_epochs is not None:
+        try:
+            keep = tuple(int(v) for v in save_epochs.split(",") if v.strip())
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated epochs, got {save_epochs!r}",
+                                     param_hint="'--save-epochs'") from None
+    keep = resolve_save_epochs(keep, epochs)           # before the data is loaded
+    if not 0 <= val_split < 1:
+        raise LaddError(f"--val-split must lie in [0, 1), got {val_split}")
+    check_output_folder(output, force)
     data = load_source(source, image_size)
     config = TrainConfig(arch=arch, arch_kwargs={"width": width} if width else {}, epochs=epochs,
                          save_epochs=keep, lr=lr, batch_size=batch_size, val_split=val_split, flip=flip,
                          min_crop=min_crop, device=device, seed=seed)
-    click.echo(f"training {arch} on {data.description}, {data.num_classes} classes", err=True)
-    with tqdm(total=epochs, unit="epoch", file=sys.stderr, disable=None) as bar:
-        def progress(epoch, total, metrics):
-            bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['train_accuracy']:.3f}")
-        records = train_labeler(data, output, config, overwrite=force, progress=progress)
+    click.echo(f"training {arch} on {data.description}, {data.num_classes} classes; checkpoints at epoch(s) "
+               f"{','.join(map(str, keep))}", err=True)
+    with Progress("train-labeler", epochs, "epochs", stream=sys.stderr) as bar:
+        def on_step(epoch, step, steps):
+            if step < steps:                           # the epoch's end is on_epoch's, with its loss
+                bar.set(epoch - 1 + step / steps)
+
+        def on_epoch(epoch, total, metrics):
+            bar.set(epoch, postfix=f"epoch {epoch} loss {metrics['loss']:.3f}, train acc "
+                                   f"{metrics['train_accuracy']:.3f}")
+        records = train_labeler(data, output, config, overwrite=force, progress=on_epoch, step_progress=on_step,
+                                warn=lambda line: bar.write(f"ladd: warning: {line}"))
     for r in records:
-        click.echo(f"epoch {r['epoch']:>3}: {r['path']}  train acc {r['train_accuracy']:.3f}  "
-                   f"val acc {r['val_accuracy']:.3f}  val entropy {r['val_entropy']:.3f} nats")
+        val = ("no validation set" if r["val_accuracy"] is None else
+               f"val acc {r['val_accuracy']:.3f}  val entropy {r['val_entropy']:.3f} nats")
+        click.echo(f"epoch {r['epoch']:>3}: {r['path']}  train acc {r['train_accuracy']:.3f}  {val}")
 
 
 @main.command(name="augment")
@@ -462,9 +542,10 @@ def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batc
 @fail_cleanly
 def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temperature, device, batch_size,
                 forward_batch, precision, resize, resume, shards, force):
-    """Label every sub-image of the distilled set SOURCE with a labeler: D -> D_LA."""
-    from tqdm import tqdm
+    """Label every sub-image of the distilled set SOURCE with a labeler: D -> D_LA.
 
+    Ctrl-C keeps the chunks already labeled (in the hidden work folder .OUTPUT.work beside OUTPUT);
+    the same command with --resume labels only the rest."""
     from ladd_format.labeler import AugmentConfig, augment
     bounded("-n (grid size N)", n, 1, MAX_GRID_N)
     bounded("--shards", shards, 1, MAX_SHARDS)
@@ -472,23 +553,91 @@ def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temper
     config = AugmentConfig(n=n, ratio=ratio, codec=codec, temperature=temperature, device=device,
                            batch_size=batch_size, forward_batch=forward_batch, precision=precision,
                            resize=resize, overwrite=force)
-    if shards > 1:
-        from ladd_format.labeler.distributed import augment_sharded
-        augment_sharded(source, labeler, output, config, shards, resume)
-    else:
-        with tqdm(unit="chunk", file=sys.stderr, disable=None) as bar:
-            def progress(done, total):
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-            augment(source, labeler, output, config, resume=resume, progress=progress)
+    try:
+        if shards > 1:
+            from ladd_format.labeler.distributed import augment_sharded
+            augment_sharded(source, labeler, output, config, shards, resume)
+        else:
+            with _ChunkProgress(source, batch_size) as bar:
+                augment(source, labeler, output, config, resume=resume, progress=bar.chunks,
+                        notify=lambda line: click.echo(f"note: {line}", err=True))
+    except KeyboardInterrupt:
+        click.echo(f"ladd: {_interrupted_augment(source, output, batch_size)}", err=True)
+        sys.exit(130)
     click.echo(f"wrote {output}")
+
+
+class _ChunkProgress:
+    """``augment``'s progress in images (the library reports chunks): made at the first report,
+    which comes after every check and gives the chunks a resumed pass already has."""
+
+    def __init__(self, source: Path, batch_size: int):
+        self.source, self.batch_size, self.bar, self.num_images = source, batch_size, None, 0
+
+    def chunks(self, done: int, total: int) -> None:
+        from ladd_format.progress import Progress
+        if self.bar is None:
+            with open_dla(self.source) as f:
+                self.num_images = f.num_images
+            self.bar = Progress("augment", self.num_images, "images", initial=self.images(done), stream=sys.stderr)
+        self.bar.set(self.images(done))
+
+    def images(self, chunks: int) -> int:
+        return min(self.num_images, chunks * self.batch_size)
+
+    def __enter__(self) -> "_ChunkProgress":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.bar is not None:
+            self.bar.close(ok=exc_type is None)
+
+
+def _interrupted_augment(source: Path, output: Path, batch_size: int) -> str:
+    """The line an interrupted ``ladd augment`` ends with: what was kept, and the command that resumes."""
+    from ladd_format.labeler.augment import work_state
+    try:
+        with open_dla(source) as f:
+            num_images = f.num_images
+    except Exception:                    # noqa: BLE001 - the message is all that is left to give
+        num_images = None
+    try:
+        state = work_state(output, batch_size, num_images)
+    except OSError:
+        state = None
+    if state is None:
+        return "interrupted; nothing was written"
+    of = "" if state["total_chunks"] is None else f" of {state['total_chunks']}"
+    images = "" if state["images"] is None else f" ({state['images']} of {state['num_images']} images)"
+    return (f"interrupted; kept {state['chunks']}{of} labeled chunk(s){images} in {state['work']}; "
+            f"to label only the rest, run: {_resume_command(click.get_current_context())}")
+
+
+def _resume_command(ctx: click.Context) -> str:
+    """The command line of ``ctx`` as given (options at their defaults left out) plus ``--resume``."""
+    import shlex
+    words = ["ladd", ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            words.append(str(value))
+        elif param.name == "resume" or value is None or value == param.default or value is False:
+            continue
+        elif getattr(param, "is_flag", False):
+            words.append(max(param.opts, key=len))
+        else:
+            words += [max(param.opts, key=len), str(value)]
+    words.append("--resume")
+    return " ".join(shlex.quote(w) for w in words)
 
 
 @main.command(name="evaluate")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--test", "test_source", required=True,
-              help="Test data: an .npz (images, labels), an ImageFolder, or digits-test.")
+              help="Test data: an .npz (images, labels), an ImageFolder, or digits-test (scikit-learn digits' "
+                   "held-out split, rendered at FILE's size). It must match FILE's channels, image size and classes.")
+@click.option("--resize-test", is_flag=True,
+              help="Resize test images of another size to FILE's (bilinear, antialiased) instead of refusing them.")
 @click.option("--arch", default="convnet-d3", show_default=True)
 @click.option("--width", type=int, default=None,
               help="Architecture width (ConvNet default 128).")
@@ -501,23 +650,32 @@ def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temper
 @click.option("--seeds", type=int, default=3, show_default=True)
 @click.option("--flip", is_flag=True, help="Random horizontal flips in the augmentation.")
 @click.option("--sub-per-image", type=int, default=None,
-              help="ladd mode: use K random sub-images per step (with --reduction sum the local term is scaled by N*N/K).")
-@click.option("--reduction", type=click.Choice(["sum", "mean"]), default="sum", show_default=True,
-              help="ladd mode: sum the local term over sub-images (Eq. 5) or average it.")
+              help="ladd mode: use K random sub-images per step (their terms averaged; with --reduction sum, "
+                   "summed and scaled by N*N/K).")
+@click.option("--reduction", type=click.Choice(["sum", "mean"]), default="mean", show_default=True,
+              help="ladd mode: average the local term over the sub-images, or sum it as Eq. 5 does literally; "
+                   "the sum measured 82.4 vs 91.3% (mean) at IPC 1 on digits, about 9 points worse "
+                   "(benchmarks/RESULTS.md, students_loss).")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--workers", type=int, default=None,
+              help="CPU: train the seeds in this many processes at once (default: one per core, at most one "
+                   "per seed; 1 on a GPU).")
+@click.option("--threads", type=int, default=None,
+              help="CPU: torch threads per student (default: the cores shared among the workers). A seed gives "
+                   "the same accuracy for the same thread count, whatever --workers.")
 @click.option("--json", "as_json", is_flag=True)
 @fail_cleanly
-def evaluate_cmd(file, test_source, arch, width, arch_options, mode, epochs, lr, batch_size, seeds, flip, sub_per_image,
-                 reduction, device, as_json):
+def evaluate_cmd(file, test_source, resize_test, arch, width, arch_options, mode, epochs, lr, batch_size, seeds, flip,
+                 sub_per_image, reduction, device, workers, threads, as_json):
     """Train fresh students on FILE and report their test accuracy (mean +- std over seeds)."""
-    from tqdm import tqdm
-
-    from ladd_format.experiments.evaluate import EvalConfig, evaluate
-    from ladd_format.labeler import load_source
+    from ladd_format.experiments.evaluate import EvalConfig, evaluate, load_test_source
+    from ladd_format.progress import Progress
     bounded("--width", width, 1, MAX_WIDTH)
     for flag, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--seeds", seeds),
                         ("--sub-per-image", sub_per_image)):
         bounded(flag, value, 1)
+    bounded("--workers", workers, 1, 256)
+    bounded("--threads", threads, 1, 1024)
     arch_kwargs = {"width": width} if width else {}
     for option in arch_options:
         key, _, value = option.partition("=")
@@ -528,16 +686,24 @@ def evaluate_cmd(file, test_source, arch, width, arch_options, mode, epochs, lr,
         if not 0 <= arch_kwargs[key.strip()] <= MAX_WIDTH:
             raise click.BadParameter(f"values must lie in 0..{MAX_WIDTH}, got {option!r}", param_hint="--arch-option")
     with open_dla(require_regular_file(file)) as f:
-        side = f.image_shape[1]
-    if side > MAX_IMAGE_SIDE:
-        raise LaddError(f"images are {side} pixels high; the test images are resized to that side, at most "
-                        f"{MAX_IMAGE_SIDE}", file, "/images")
-    test = load_source(test_source, side)
+        shape = f.image_shape
+    if max(shape[1:]) > MAX_IMAGE_SIDE and (resize_test or test_source == "digits-test"):
+        raise LaddError(f"images are {shape[1]}x{shape[2]}; test images are made that size, at most "
+                        f"{MAX_IMAGE_SIDE} a side", file, "/images")
+    test = load_test_source(test_source, shape, resize=resize_test)
     config = EvalConfig(arch=arch, arch_kwargs=arch_kwargs or None, mode=mode, epochs=epochs,
                         lr=lr, batch_size=batch_size, seeds=seeds, device=device, flip=flip,
-                        sub_per_image=sub_per_image, reduction=reduction)
-    with tqdm(total=seeds, unit="student", file=sys.stderr, disable=None) as bar:
-        result = evaluate(file, test, config, progress=lambda done, total, acc: bar.update(1))
+                        sub_per_image=sub_per_image, reduction=reduction, threads=threads)
+    if workers is None:
+        from ladd_format.experiments.pool import default_workers
+        workers = default_workers(device, seeds)
+    with Progress("evaluate", seeds * epochs, "epochs", stream=sys.stderr) as bar:
+        def on_epoch(done, total, loss):
+            bar.set(done, postfix=f"loss {loss:.3f}")
+
+        def on_student(done, total, acc):
+            bar.write(f"student {done}/{total}: test accuracy {100 * acc:.2f}%")
+        result = evaluate(file, test, config, progress=on_student, epoch_progress=on_epoch, workers=workers)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -547,8 +713,10 @@ def evaluate_cmd(file, test_source, arch, width, arch_options, mode, epochs, lr,
 
 @main.command(name="export")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["folder", "npz"]), default="folder", show_default=True,
-              help="folder: ImageFolder PNGs + labels as .npy/JSON; npz: one archive `ladd convert npz` reads.")
+@click.option("--format", "fmt", type=click.Choice(["folder", "npz", "ddranking"]), default="folder",
+              show_default=True,
+              help="folder: ImageFolder PNGs + labels as .npy/JSON; npz: one archive `ladd convert npz` reads "
+                   "back to the same file; ddranking: images.pt, labels.pt (+ lr.pt) as DD-Ranking loads them.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 @click.option("--subimages", is_flag=True, help="Also materialise the N*N sub-images with their soft labels.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
@@ -556,8 +724,38 @@ def evaluate_cmd(file, test_source, arch, width, arch_options, mode, epochs, lr,
 def export_cmd(file: Path, fmt: str, output: Path, subimages: bool, force: bool) -> None:
     """Export FILE for frameworks that cannot run ladd-format."""
     from ladd_format.export import export
-    export(file, output, fmt, with_subimages=subimages, overwrite=force)
+    notes: list[str] = []
+    export(file, output, fmt, with_subimages=subimages, overwrite=force, notes=notes)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {output}")
+
+
+@main.command(name="show")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The PNG picture to write.")
+@click.option("--index", "indices", type=int, multiple=True, metavar="I",
+              help="An image to show with its N x N sub-images (repeatable, at most 16; default 0).")
+@click.option("--per-class", type=int, default=None, metavar="K",
+              help="Instead: a grid of the first K images of each class (1..32; default 8 for a plain set D).")
+@click.option("--cell", type=int, default=96, show_default=True,
+              help="Side in pixels each image and sub-image is drawn at (16..512).")
+@click.option("--top", type=int, default=2, show_default=True,
+              help="Dense labels captioned under each sub-image (1..5).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@fail_cleanly
+def show_cmd(file: Path, output: Path, indices: tuple[int, ...], per_class: int | None, cell: int, top: int,
+             force: bool) -> None:
+    """Draw FILE into a PNG: images with their sub-images and top dense labels, or images per class.
+
+    A D_LA with dense labels: each chosen image, its N x N sub-images as the student sees them (spec
+    section 5), each captioned with its top dense labels, the hard and soft labels, and a legend. A
+    plain distilled set D (or --per-class): one row of images per class."""
+    from ladd_format.experiments.show import show
+    result = show(file, output, indices=indices, per_class=per_class, cell=cell, top=top, overwrite=force)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"wrote {output} ({result.kind}, {result.width}x{result.height} px)")
 
 
 def _ipc_list(ctx, param, value: str | None) -> tuple[int, ...] | None:

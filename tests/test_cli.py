@@ -28,6 +28,38 @@ def test_info_plain_set(tmp_path, runner):
     assert result.exit_code == 0 and "plain distilled set D" in result.output
 
 
+def test_info_text_is_aligned_and_rounded_and_json_keeps_exact_values(tmp_path, runner):
+    from ladd_format import DenseSpec, DLAWriter
+    from ladd_format.codecs import make_codec
+
+    from conftest import make_arrays
+    path = tmp_path / "odd.dla.h5"
+    mean, std = (0.48512345, 0.456, 0.406), (0.229, 0.22449999, 0.225)
+    images, labels, dense = make_arrays(m=6, c=3, side=8, n=2)
+    spec = DenseSpec(n=2, ratio=0.625, codec=make_codec("topk", k=2, values="float16"),
+                     labeler={"arch": "x", "val_accuracy": 0.912345678})
+    with DLAWriter(path, num_classes=3, image_shape=(3, 8, 8), mean=mean, std=std, dense=spec,
+                   source_dataset="cifar10", distillation="mtt", converter="test") as w:
+        w.append(images, labels, dense=dense)
+    result = runner.invoke(main, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == str(path)
+    for line in lines[1:]:       # "  " + key padded to 11 + " " + value: every value starts in column 14
+        assert line[:2] == "  " and line[2] != " " and line[13] == " " and line[14] != " ", line
+    rows = {line[2:13].rstrip(): line[14:] for line in lines[1:]}
+    size = path.stat().st_size
+    assert rows["format"] == "D_LA 1.1" and rows["file size"] == f"{size / 1024:.1f} KiB ({size:,} bytes)"
+    assert rows["source"] == "cifar10" and rows["distilled"] == "mtt" and rows["classes"] == "3, IPC 2"
+    assert rows["normalise"] == "mean (0.4851, 0.456, 0.406), std (0.229, 0.2245, 0.225)"   # 4 significant digits
+    assert rows["dense"] == "N=2 (4 sub-images), R=0.625, T=1, codec topk:k=2,values=float16"
+    assert rows["labeler"] == "arch=x, val_accuracy=0.9123"
+    data = json.loads(runner.invoke(main, ["info", str(path), "--json"]).output)
+    assert data["mean"] == list(mean) and data["std"] == list(std) and data["file_bytes"] == size    # exact
+    assert data["dense"]["labeler"]["val_accuracy"] == 0.912345678
+    assert data["dense"]["codec"] == {"name": "topk", "k": 2, "values": "float16"}
+
+
 @pytest.mark.parametrize("command", ["info", "size"])
 def test_missing_file_is_one_line(tmp_path, runner, command):
     result = runner.invoke(main, [command, str(tmp_path / "nope.dla.h5")])

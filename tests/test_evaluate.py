@@ -61,6 +61,7 @@ def test_ladd_mode_needs_dense_labels(digits_files, runner):
         evaluate(digits_files["plain"], load_source("digits-test"), EvalConfig(mode="ladd", **TINY))
     result = runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test", "digits-test", "--mode", "ladd"])
     assert result.exit_code == 1 and "ladd augment" in result.output and "Traceback" not in result.output
+    assert "--mode hard" in result.output and "dense=False" not in result.output     # CLI words on the CLI
 
 
 def test_test_images_must_match(digits_files):
@@ -83,14 +84,24 @@ def test_augmentation_keeps_shape_and_finite_values():
     assert y.shape == x.shape and torch.isfinite(y).all()
 
 
-def test_reduction_scales_the_local_term(digits_files, runner):
-    """`--reduction mean` trains a different student than Eq. 5's sum; unknown values are refused."""
+def test_reduction_defaults_to_mean_and_the_sum_is_one_flag_away(digits_files, runner):
+    """The local term is averaged unless `--reduction sum` asks for Eq. 5's literal sum; unknown
+    values are refused."""
     test = load_source("digits-test")
     cfg = EvalConfig(mode="ladd", sub_per_image=5, **TINY)
-    summed = evaluate(digits_files["dla"], test, cfg)
+    assert cfg.reduction == "mean"
+    default = evaluate(digits_files["dla"], test, cfg)
     from dataclasses import replace
     averaged = evaluate(digits_files["dla"], test, replace(cfg, reduction="mean"))
-    assert summed["config"]["reduction"] == "sum" and averaged["config"]["reduction"] == "mean"
+    assert default["config"]["reduction"] == "mean" and default["accuracies"] == averaged["accuracies"]
+    common = ["evaluate", str(digits_files["dla"]), "--test", "digits-test", "--width", "8", "--epochs", "1",
+              "--seeds", "1", "--sub-per-image", "3", "--json"]
+    for extra, expected in (([], "mean"), (["--reduction", "sum"], "sum")):
+        result = runner.invoke(main, common + extra)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["config"]["reduction"] == expected
+    help_text = " ".join(runner.invoke(main, ["evaluate", "-h"]).output.split())
+    assert "[default: mean]" in help_text and "82.4 vs 91.3%" in help_text
     result = runner.invoke(main, ["evaluate", str(digits_files["dla"]), "--test", "digits-test", "--reduction", "max"])
     assert result.exit_code == 2 and "max" in result.output
 
@@ -115,3 +126,114 @@ def test_arch_options_reach_the_student_and_bad_ones_are_one_line(digits_files, 
     bad = runner.invoke(main, args[:-4] + ["--arch-option", "colour=2"])
     assert bad.exit_code == 1 and "vit-cifar" in bad.output and "Traceback" not in bad.output
     assert len(bad.output.strip().splitlines()) == 1
+
+
+def _one_error_line(result) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ladd: error:"), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", ["digits", "digits-train"])
+def test_the_training_split_is_never_a_test_set(digits_files, runner, name):
+    line = _one_error_line(runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test", name,
+                                                "--mode", "hard"]))
+    assert f"--test {name} is the training split" in line and "test on digits-test" in line
+
+
+def test_a_bad_test_source_lists_only_test_choices(digits_files, runner, tmp_path):
+    import re
+    line = _one_error_line(runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test",
+                                                str(tmp_path / "nope"), "--mode", "hard"]))
+    assert "digits-test" in line and "digits-train" not in line
+    assert not re.search(r"\bdigits\b(?!-test)", line), line
+
+
+def _npz_test_set(path, side, **extra):
+    test = load_source("digits-test", side)
+    np.savez(path, images=test.images, labels=test.labels, **extra)
+    return path
+
+
+def test_a_test_set_of_another_size_is_refused_unless_resized(digits_files, runner, tmp_path):
+    small = _npz_test_set(tmp_path / "small.npz", 16)
+    common = ["evaluate", str(digits_files["plain"]), "--test", str(small), "--mode", "hard", "--width", "8",
+              "--epochs", "1", "--seeds", "1"]
+    line = _one_error_line(runner.invoke(main, common))
+    assert "test images are 16x16 pixels, the file's images 32x32" in line and "--resize-test" in line
+    result = runner.invoke(main, common + ["--resize-test", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["test"].endswith("resized 16x16 -> 32x32")
+    from ladd_format.experiments.evaluate import load_test_source
+    resized = load_test_source(str(small), (3, 32, 32), resize=True)
+    assert resized.images.shape == (360, 3, 32, 32) and resized.images.dtype == np.uint8
+    # digits-test is rendered at the file's size: no flag needed
+    assert load_test_source("digits-test", (3, 16, 16)).images.shape == (360, 3, 16, 16)
+
+
+def test_test_classes_and_labels_must_fit_the_file(digits_files, runner, tmp_path):
+    from ladd_format.experiments.evaluate import check_test_fits
+    digits_test = load_source("digits-test")
+    keep = digits_test.labels < 5
+    five_names = tmp_path / "five_names.npz"
+    np.savez(five_names, images=digits_test.images[keep], labels=digits_test.labels[keep],
+             class_names=np.array([str(c) for c in range(5)]))
+    line = _one_error_line(runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test", str(five_names),
+                                                "--mode", "hard"]))
+    assert "the test set has 5 classes, the file 10" in line
+    test = load_source("digits-test")
+    check_test_fits(test, (3, 32, 32), 10)                                   # fits
+    inferred = load_source(str(_npz_test_set(tmp_path / "plain.npz", 32)))   # classes inferred from labels
+    low = type(inferred)(inferred.images[inferred.labels < 7], inferred.labels[inferred.labels < 7],
+                         [str(c) for c in range(7)], "classes 0..6", classes_declared=False)
+    check_test_fits(low, (3, 32, 32), 10)             # a test set may lack the last classes if it names none
+    for bad, found in ((-1, "-1..9"), (10, "0..10")):
+        labels = test.labels.copy()
+        labels[0] = bad
+        with pytest.raises(InputError, match=rf"test labels must lie in 0\.\.9 .* found {found}"):
+            check_test_fits(type(test)(test.images, labels, test.class_names, "bad", False), (3, 32, 32), 10)
+    with pytest.raises(InputError, match="1 channel"):
+        check_test_fits(type(test)(test.images[:, :1], test.labels, test.class_names, "grey"), (3, 32, 32), 10)
+
+
+def test_evaluate_shows_progress_within_a_seed_in_a_log(digits_files, runner, monkeypatch):
+    """stderr is no terminal under CliRunner: plain lines, one per epoch with interval 0, across seeds."""
+    monkeypatch.setenv("LADD_PROGRESS_INTERVAL", "0")
+    result = runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test", "digits-test", "--mode", "hard",
+                                  "--width", "8", "--epochs", "3", "--seeds", "2", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("evaluate: ")]
+    assert [line.split(" epochs")[0] for line in lines] == [f"evaluate: {i}/6" for i in range(1, 7)]
+    assert "loss" in lines[0] and "(100%)" in lines[-1]
+    assert "student 1/2: test accuracy" in result.stderr and "student 2/2: test accuracy" in result.stderr
+
+
+def test_seeds_in_worker_processes_give_the_accuracies_of_one_process(digits_files, runner, monkeypatch):
+    """--workers 2 trains the two seeds in two spawned processes; with the thread count fixed, each
+    seed's accuracy is exactly that of the in-process run, and the progress counts every epoch."""
+    monkeypatch.setenv("LADD_PROGRESS_INTERVAL", "0")
+    args = ["evaluate", str(digits_files["dla"]), "--test", "digits-test", "--width", "8", "--epochs", "3",
+            "--seeds", "2", "--sub-per-image", "2", "--threads", "1", "--json"]
+    alone = runner.invoke(main, args + ["--workers", "1"])
+    pooled = runner.invoke(main, args + ["--workers", "2"])
+    assert alone.exit_code == 0 and pooled.exit_code == 0, alone.output + pooled.output
+    a, b = json.loads(alone.stdout), json.loads(pooled.stdout)
+    assert a["accuracies"] == b["accuracies"]
+    lines = [line for line in pooled.stderr.splitlines() if line.startswith("evaluate: ")]
+    assert lines[-1].startswith("evaluate: 6/6 epochs")
+
+
+def test_verbose_evaluate_logs_each_epoch_loss(digits_files, runner):
+    import logging
+    args = ["evaluate", str(digits_files["plain"]), "--test", "digits-test", "--mode", "hard", "--width", "8",
+            "--epochs", "2", "--seeds", "1"]
+    try:
+        quiet = runner.invoke(main, args)
+        loud = runner.invoke(main, ["-v", *args])
+    finally:
+        logging.getLogger("ladd_format").setLevel(logging.NOTSET)
+    assert quiet.exit_code == 0 and loud.exit_code == 0, loud.output
+    assert "epoch 2/2: loss" not in quiet.stderr
+    assert "student seed 0, epoch 1/2: loss" in loud.stderr and "student seed 0, epoch 2/2: loss" in loud.stderr

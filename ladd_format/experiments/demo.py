@@ -14,6 +14,9 @@ fixed 80/20 train/test split), upsampled to 32x32 RGB.
 4. Students (``ladd evaluate``): hard labels on D, Eq. 5 on the D_LA, hard labels on IPC+1; test
    accuracy mean +- std over seeds on the held-out split, with each file's zip size.
 5. ``report.md``, ``report.png`` and ``report.json`` in the work folder.
+
+The labeler's training and each row's students report their progress on stderr
+(:mod:`ladd_format.progress`: a bar in a terminal, a plain line every few seconds in a log).
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ import numpy as np
 
 from ..codecs import parse_codec
 from ..labeler import AugmentConfig, Source, TrainConfig, augment, load_source, train_labeler
+from ..progress import Progress
 from ..reader import open_dla
 from ..size import measure_file
 from ..verify import verify
 from ..writer import DLAWriter
 from .evaluate import EvalConfig, evaluate
+from .pool import default_workers
 from .report import accuracy_table
 
 log = logging.getLogger(__name__)
@@ -60,7 +65,7 @@ class DemoSettings:
     labeler_min_crop: float = 1.0      # no crops: measured better for students (benchmarks/RESULTS.md)
     student: EvalConfig = field(default_factory=lambda: EvalConfig(
         arch="convnet-d3", arch_kwargs={"width": 32}, epochs=200, lr=0.01, batch_size=256, seeds=3,
-        sub_per_image=4, reduction="mean", device="auto"))
+        sub_per_image=4, reduction="mean", device="auto", threads=1))
     codecs: tuple = CODECS
 
     def __post_init__(self):
@@ -71,7 +76,7 @@ def quick_settings(**overrides) -> DemoSettings:
     """The smoke-test profile (`--quick`): tiny labeler, short students, one seed."""
     base = DemoSettings(ipcs=(1,), seeds=1, labeler_width=16, labeler_epochs=3,
                         student=EvalConfig(arch="convnet-d3", arch_kwargs={"width": 16}, epochs=20,
-                                           sub_per_image=4, reduction="mean", device="auto"))
+                                           sub_per_image=4, reduction="mean", device="auto", threads=1))
     return replace(base, **overrides)
 
 
@@ -92,11 +97,19 @@ def write_plain_set(path: Path, train: Source, idx: np.ndarray, ipc: int) -> Pat
     return path
 
 
-def train_demo_labeler(train: Source, out: Path, settings: DemoSettings, device: str = "auto") -> dict:
+def train_demo_labeler(train: Source, out: Path, settings: DemoSettings, device: str = "auto",
+                       show_progress: bool = True) -> dict:
     config = TrainConfig(arch="convnet-d3", arch_kwargs={"width": settings.labeler_width},
                          epochs=settings.labeler_epochs, save_epochs=(settings.labeler_epochs,), batch_size=256,
                          min_crop=settings.labeler_min_crop, device=device, seed=settings.seed)
-    return train_labeler(train, out, config, overwrite=True)[-1]
+    with Progress("demo labeler", config.epochs, "epochs", disable=not show_progress) as bar:
+        def on_step(epoch, step, steps):
+            if step < steps:                   # an epoch's end comes with its loss (on_epoch)
+                bar.set(epoch - 1 + step / steps)
+
+        def on_epoch(epoch, total, metrics):
+            bar.set(epoch, postfix=f"epoch {epoch} loss {metrics['loss']:.3f}")
+        return train_labeler(train, out, config, overwrite=True, progress=on_epoch, step_progress=on_step)[-1]
 
 
 def label_augment(plain: Path, checkpoint: str, out: Path, codec: str = "float32") -> Path:
@@ -108,10 +121,14 @@ def label_augment(plain: Path, checkpoint: str, out: Path, codec: str = "float32
 
 
 def student_row(method: str, ipc: int, path: Path, base_bytes: int, test: Source, config: EvalConfig,
-                progress: Callable[[str], None] | None = None) -> dict:
-    """Train ``config.seeds`` students on ``path``; the row of the demo table."""
+                progress: Callable[[str], None] | None = None, show_progress: bool = True) -> dict:
+    """Train ``config.seeds`` students on ``path``; the row of the demo table (``progress(line)``
+    gets the row's line; ``show_progress``: the students' progress on stderr)."""
     start = time.perf_counter()
-    result = evaluate(path, test, config)
+    with Progress(f"demo students {method} IPC {ipc}", config.seeds * config.epochs, "epochs",
+                  disable=not show_progress) as bar:
+        result = evaluate(path, test, config,
+                          epoch_progress=lambda done, total, loss: bar.set(done, postfix=f"loss {loss:.3f}"))
     size = measure_file(path, "zip")
     row = {"method": method, "ipc": ipc, "file": path.name, "mode": config.mode,
            "accuracies": result["accuracies"], "mean": result["mean"], "std": result["std"],
@@ -121,6 +138,43 @@ def student_row(method: str, ipc: int, path: Path, base_bytes: int, test: Source
         progress(f"      {method:<11} IPC {ipc:<3} {100 * row['mean']:5.1f} +- {100 * row['std']:4.1f}%  "
                  f"({row['seconds']:.0f} s)")
     return row
+
+
+def student_rows(specs: list[tuple], test: Source, config: EvalConfig, workers: int,
+                 progress: Callable[[str], None] | None = None, show_progress: bool = True) -> list[dict]:
+    """The rows of the demo table: ``specs`` of (method, ipc, file, mode, base bytes), each trained
+    with ``config.seeds`` students; all the students run in ``workers`` processes
+    (:mod:`.pool`), and a row's line goes to ``progress`` when its last student is tested."""
+    from .pool import StudentJob, run_students
+    jobs = [StudentJob((r, seed), str(path), replace(config, mode=mode, seeds=1), seed)
+            for r, (_, _, path, mode, _) in enumerate(specs) for seed in range(config.seeds)]
+    start = time.perf_counter()
+    accs: dict[int, dict[int, float]] = {r: {} for r in range(len(specs))}
+    rows: dict[int, dict] = {}
+    epochs_done: dict = {}
+    with Progress("demo students", len(jobs) * config.epochs, "epochs", disable=not show_progress) as bar:
+        def on_epoch(key, epoch, loss):
+            epochs_done[key] = epoch
+            bar.set(sum(epochs_done.values()))
+
+        def on_done(key, acc):
+            r, seed = key
+            accs[r][seed] = acc
+            if len(accs[r]) < config.seeds:
+                return
+            method, ipc, path, mode, base = specs[r]
+            values = [accs[r][s] for s in range(config.seeds)]
+            size = measure_file(path, "zip")
+            rows[r] = {"method": method, "ipc": ipc, "file": Path(path).name, "mode": mode, "accuracies": values,
+                       "mean": float(np.mean(values)), "std": float(np.std(values)), "bytes": size.dla_bytes,
+                       "extra_pct": 100.0 * (size.dla_bytes - base) / base,
+                       "seconds": time.perf_counter() - start,
+                       "command": evaluate_command(Path(path), "digits-test", replace(config, mode=mode))}
+            if progress is not None:
+                progress(f"      {method:<11} IPC {ipc:<3} {100 * rows[r]['mean']:5.1f} +- "
+                         f"{100 * rows[r]['std']:4.1f}%  (done at {rows[r]['seconds']:.0f} s)")
+        run_students(jobs, test, workers, on_epoch, on_done, threads=config.threads)
+    return [rows[r] for r in range(len(specs))]
 
 
 def evaluate_command(path: Path, test: str, config: EvalConfig) -> str:
@@ -134,17 +188,20 @@ def evaluate_command(path: Path, test: str, config: EvalConfig) -> str:
         if config.sub_per_image:
             parts.append(f"--sub-per-image {config.sub_per_image}")
         parts.append(f"--reduction {config.reduction}")
+    if config.threads:
+        parts.append(f"--threads {config.threads}")
     return " ".join(parts)
 
 
-def run_demo(workdir: Path, settings: DemoSettings | None = None, echo: Callable[[str], None] = print) -> dict:
+def run_demo(workdir: Path, settings: DemoSettings | None = None, echo: Callable[[str], None] = print,
+             show_progress: bool = True) -> dict:
     settings = settings or DemoSettings()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     train, test = load_source("digits", SIDE), load_source("digits-test", SIDE)
 
-    record = train_demo_labeler(train, workdir / "labeler", settings, settings.student.device)
+    record = train_demo_labeler(train, workdir / "labeler", settings, settings.student.device, show_progress)
     crops = (f" with random crops down to {settings.labeler_min_crop:.1%} of each side"
              if settings.labeler_min_crop < 1 else "")
     echo(f"[1/5] labeler: ConvNet-D3 (width {settings.labeler_width}) trained {settings.labeler_epochs} epochs{crops} "
@@ -171,28 +228,29 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None, echo: Callable
          f"{len(settings.codecs)} codecs x IPC {', '.join(map(str, settings.ipcs))}; every file verified "
          f"(centre sub-image top-1 = hard label on {centre:.0%} of the IPC {first} images)")
 
-    echo("[4/5] storage (spec section 7; zip = the paper's measure):")
-    echo(f"      {'file':<34} {'base D':>9} {'D_LA':>9} {'overhead':>9} {'IPC+1':>8}")
+    echo("[4/5] storage (spec section 7; zip = the paper's measure; +1 image/class: the real IPC+1 file "
+         "baseline++ trains on):")
+    echo(f"      {'file':<34} {'base D':>9} {'D_LA':>9} {'overhead':>9} {'+1 image/class':>15}")
     sizes = {}
     for ipc in settings.ipcs:
+        plus_one = measure_file(plain[ipc + 1], "zip").dla_bytes
         for name, path in files[ipc].items():
             r = measure_file(path, "zip")
             sizes[path.name] = r.as_dict()
             echo(f"      {path.name:<34} {r.base_bytes:>9,} {r.dla_bytes:>9,} {r.overhead_pct:>8.2f}% "
-                 f"{r.ipc_plus_one_pct:>7.2f}%")
+                 f"{100.0 * (plus_one - r.base_bytes) / r.base_bytes:>14.2f}%")
 
     config = settings.student
-    echo(f"[5/5] students: {config.arch} (width {(config.arch_kwargs or {}).get('width', 128)}), {config.epochs} "
-         f"epochs, {config.seeds} seed(s), tested on {test.description}:")
-    rows = []
+    specs = []
     for ipc in settings.ipcs:
         base = measure_file(plain[ipc], "zip").dla_bytes
-        runs = [("hard", plain[ipc], "hard"), ("LADD", files[ipc][STUDENT_CODEC], "ladd"),
-                ("baseline++", plain[ipc + 1], "hard")]
-        for method, path, mode in runs:
-            row = student_row(method, ipc, path, base, test, replace(config, mode=mode), echo)
-            row["command"] = evaluate_command(path, "digits-test", replace(config, mode=mode))
-            rows.append(row)
+        specs += [("hard", ipc, plain[ipc], "hard", base), ("LADD", ipc, files[ipc][STUDENT_CODEC], "ladd", base),
+                  ("baseline++", ipc, plain[ipc + 1], "hard", base)]
+    workers = default_workers(config.device, len(specs) * config.seeds)
+    echo(f"[5/5] students: {config.arch} (width {(config.arch_kwargs or {}).get('width', 128)}), {config.epochs} "
+         f"epochs, {config.seeds} seed(s), tested on {test.description}; {len(specs) * config.seeds} students in "
+         f"{workers} process(es) of {config.threads or 'auto'} thread(s):")
+    rows = student_rows(specs, test, config, workers, echo, show_progress)
 
     echo("")
     for line in accuracy_table(rows, N):

@@ -1,0 +1,142 @@
+"""Train several students at once on the CPU: one process per core, one thread each.
+
+Why processes and not torch's threads: the students of ``ladd evaluate`` and the demo are small
+(a ConvNet-D3 on 32 px images), where torch's intra-op threads scale poorly (two threads gave
+about 1.2x one thread on a quiet 2-core machine) and collapse when another process shares the
+cores (a LADD IPC 5 student took 2-3x longer with 2 threads than with 1 there). Independent students
+in one single-threaded process per core use every core and degrade gracefully under sharing;
+measured in benchmarks/RESULTS.md ("The demo's students").
+
+A student's result does not depend on the worker count: on the CPU each (file, mode, seed) trains
+the same weights in any process with one thread. A run with ``workers=1`` trains in this process
+with torch's current thread count (on a GPU, always so).
+
+Workers are started with ``spawn`` (a fork of a process whose OpenMP pool is running can
+deadlock), so each imports torch once (about 2 s); each keeps the datasets it has loaded.
+Progress: ``on_epoch(key, epoch, mean loss)`` after every epoch of every student (sent through a
+queue from the workers), ``on_done(key, accuracy)`` when a student is tested.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as queue_module
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from typing import Callable, Hashable
+
+from ..labeler.sources import Source
+
+#: seconds between polls of the progress queue while students train
+POLL = 0.25
+
+
+@dataclass(frozen=True)
+class StudentJob:
+    """One student: train on ``path`` with ``config`` (its ``seeds`` ignored) and ``seed``."""
+
+    key: Hashable
+    path: str
+    config: object            # an EvalConfig
+    seed: int
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                   # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_workers(device: str, jobs: int) -> int:
+    """One worker per core on the CPU (at most one per job); 1 on a GPU."""
+    from ..torch.device import resolve_device
+    if resolve_device(device).type != "cpu":
+        return 1
+    return max(1, min(available_cores(), jobs))
+
+
+# -- the worker side -------------------------------------------------------------------------------
+_STATE: dict = {}
+
+
+def _init_worker(test: Source, progress_queue, threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+    _STATE.update(test=test, queue=progress_queue, datasets={})
+
+
+def _train_one(job: StudentJob, test: Source | None = None, on_epoch: Callable | None = None) -> float:
+    from .evaluate import train_and_test
+    test = test if test is not None else _STATE["test"]
+    datasets = _STATE.setdefault("datasets", {})
+    if on_epoch is None and _STATE.get("queue") is not None:
+        q = _STATE["queue"]
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            q.put((job.key, epoch, loss))
+    return train_and_test(job.path, test, replace(job.config, seeds=1), job.seed, datasets, on_epoch)
+
+
+# -- the caller's side -----------------------------------------------------------------------------
+def run_students(jobs: list[StudentJob], test: Source, workers: int = 1,
+                 on_epoch: Callable[[Hashable, int, float], None] | None = None,
+                 on_done: Callable[[Hashable, float], None] | None = None,
+                 threads: int | None = None) -> dict[Hashable, float]:
+    """Train and test every job; ``{key: test accuracy}``. ``workers > 1`` runs them in that many
+    processes (CPU only) of ``threads`` torch threads each (default: the cores shared out, at least
+    1); errors in a worker are raised here. ``workers=1`` trains here, with ``threads`` threads
+    (default: torch's current count)."""
+    results: dict[Hashable, float] = {}
+    if workers <= 1 or len(jobs) <= 1:
+        import torch
+        before = torch.get_num_threads()
+        _STATE.clear()
+        try:
+            if threads:
+                torch.set_num_threads(threads)
+            for job in jobs:
+                tick = None if on_epoch is None else (lambda e, loss, key=job.key: on_epoch(key, e, loss))
+                results[job.key] = _train_one(job, test, tick)
+                if on_done is not None:
+                    on_done(job.key, results[job.key])
+        finally:
+            torch.set_num_threads(before)
+            _STATE.clear()
+        return results
+    workers = min(workers, len(jobs))
+    threads = threads or max(1, available_cores() // workers)
+    context = multiprocessing.get_context("spawn")
+    progress_queue = context.Queue()
+
+    def drain() -> None:
+        while True:
+            try:
+                key, epoch, loss = progress_queue.get_nowait()
+            except queue_module.Empty:
+                return
+            if on_epoch is not None:
+                on_epoch(key, epoch, loss)
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=_init_worker, initargs=(test, progress_queue, threads)) as pool:
+        pending: dict[Future, StudentJob] = {pool.submit(_train_one, job): job for job in jobs}
+        try:
+            while pending:
+                done, _ = wait(pending, timeout=POLL, return_when=FIRST_COMPLETED)
+                drain()
+                for future in done:
+                    job = pending.pop(future)
+                    results[job.key] = future.result()
+                    if on_done is not None:
+                        on_done(job.key, results[job.key])
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    drain()
+    return results
+
+
+__all__ = ["StudentJob", "available_cores", "default_workers", "run_students"]
