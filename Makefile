@@ -45,6 +45,8 @@ bench: install-dev
 	$(BIN)/python benchmarks/convert_speed.py
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/students.py
+	test -f demo-out/digits_ipc5_uint8.dla.h5 || $(BIN)/ladd demo --workdir demo-out
+	$(BIN)/python benchmarks/demo_students.py
 
 clean:
 	rm -rf demo-out .pytest_cache benchmarks/_work

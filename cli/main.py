@@ -659,7 +659,9 @@ def _resume_command(ctx: click.Context) -> str:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--workers", type=int, default=None,
               help="CPU: train the seeds in this many processes at once (default: one per core, at most one "
-                   "per seed; 1 on a GPU).")
+                   "per seed, when the rounds keep 80% of them busy: 2 for 2, 4 or 5 seeds on 2 cores, 1 "
+                   "process with every core's threads for 3; 1 on a GPU). On a machine other work shares, "
+                   "--workers <cores> --threads 1 degrades least.")
 @click.option("--threads", type=int, default=None,
               help="CPU: torch threads per student (default: the cores shared among the workers). A seed gives "
                    "the same accuracy for the same thread count, whatever --workers.")

@@ -26,6 +26,8 @@ from typing import Callable, TextIO
 #: seconds between two plain lines when neither ``interval`` nor ``LADD_PROGRESS_INTERVAL`` says otherwise
 DEFAULT_INTERVAL = 5.0
 INTERVAL_VARIABLE = "LADD_PROGRESS_INTERVAL"
+#: fraction of the work done in this run before a plain line estimates the time left
+MIN_ESTIMATE = 0.02
 
 
 def default_interval() -> float:
@@ -140,7 +142,9 @@ class Progress:
             text = f"{self.label}: {_count(self.done)}/{_count(self.total)} {self.unit} ({pct:.0f}%), " \
                    f"{format_seconds(elapsed)} elapsed"
             fresh = self.done - self.initial
-            if self.done < self.total and fresh > 0 and elapsed > 0:
+            # no estimate from the first 2% of the work (start-up dominates it: a first line
+            # read "~4 h left" for a run of one minute)
+            if self.done < self.total and fresh > 0 and elapsed > 0 and fresh >= MIN_ESTIMATE * self.total:
                 text += f", ~{format_seconds((self.total - self.done) * elapsed / fresh)} left"
         else:
             text = f"{self.label}: {_count(self.done)} {self.unit}, {format_seconds(elapsed)} elapsed"

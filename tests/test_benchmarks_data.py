@@ -98,3 +98,14 @@ def test_quick_writes_nothing_by_default(bench, tmp_path):
     out = common.Output.from_args(ns)
     assert out.write and out.data_dir == common.RESULTS_DIR
 
+
+
+def test_render_only_demo_students_reproduces_the_committed_section(bench, tmp_path):
+    """The committed RESULTS section is what the committed JSON renders to (no figure typed by hand)."""
+    demo_students = bench("demo_students")
+    results = tmp_path / "RESULTS.md"
+    assert demo_students.main(["--render-only", "--results", str(results)]) == 0
+    rendered = results.read_text()
+    block = rendered[rendered.index("<!-- demo_students:start -->"):rendered.index("<!-- demo_students:end -->")]
+    committed = (BENCH / "RESULTS.md").read_text()
+    assert block in committed

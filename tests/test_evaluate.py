@@ -237,3 +237,14 @@ def test_verbose_evaluate_logs_each_epoch_loss(digits_files, runner):
     assert quiet.exit_code == 0 and loud.exit_code == 0, loud.output
     assert "epoch 2/2: loss" not in quiet.stderr
     assert "student seed 0, epoch 1/2: loss" in loud.stderr and "student seed 0, epoch 2/2: loss" in loud.stderr
+
+
+@pytest.mark.parametrize("jobs, cores, expected", [
+    (3, 2, 1),     # 2 rounds, one core idle in the second (use 0.75): one process with both cores' threads
+    (2, 2, 2), (4, 2, 2), (18, 2, 2), (5, 2, 2),   # rounds busy (use 1.0, 0.83): one process per core
+    (18, 4, 4),    # 5 rounds, use 0.9
+    (3, 4, 3),     # one round: one process per job
+    (1, 8, 1), (6, 4, 1), (8, 4, 4)])
+def test_default_workers_uses_the_pool_when_it_keeps_the_cores_busy(jobs, cores, expected):
+    from ladd_format.experiments.pool import default_workers
+    assert default_workers("cpu", jobs, cores=cores) == expected

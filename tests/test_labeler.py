@@ -88,7 +88,27 @@ def test_self_consistency_float32(tmp_path, plain_set, labeler_ckpt):
     assert np.abs(again - stored).max() < 1e-5
 
 
-@pytest.mark.parametrize("codec,tol", [("uint8", 1 / 255 * 2), ("topk:k=5,values=float16", 0.15)])
+def test_uint8_pass_stores_exactly_the_rounded_float32_pass(tmp_path, plain_set, labeler_ckpt):
+    """The uint8 pass labels the same sub-images: its stored values are floor(255 p + 0.5) of the
+    float32 pass's p exactly (spec 6), and its decoded rows are those values over their row sums."""
+    import h5py
+    ref = augment(plain_set, labeler_ckpt, tmp_path / "f32.dla.h5", AugmentConfig(batch_size=16))
+    out = augment(plain_set, labeler_ckpt, tmp_path / "q.dla.h5", AugmentConfig(batch_size=16, codec="uint8"))
+    with open_dla(ref) as a, open_dla(out) as b:
+        p, q = a.dense().astype(np.float64), b.dense().astype(np.float64)
+    with h5py.File(out, "r") as f:
+        stored = f["dense/probs"][()]
+    assert stored.dtype == np.uint8
+    np.testing.assert_array_equal(stored, np.floor(np.clip(p, 0, 1) * 255 + 0.5))
+    s = stored.astype(np.float64)
+    np.testing.assert_allclose(q, s / s.sum(-1, keepdims=True), rtol=1e-6, atol=0)   # float32 decoding
+    # the bound that follows: |r - p| <= 1/510 per value, row sums within C/510 of 1
+    c = p.shape[-1]
+    assert np.all(np.abs(p - q) <= (1 + c * p) / 510 / (1 - c / 510) + 1e-7)
+    assert np.mean(p.argmax(-1) == q.argmax(-1)) > 0.97
+
+
+@pytest.mark.parametrize("codec,tol", [("topk:k=5,values=float16", 0.15)])
 def test_self_consistency_other_codecs(tmp_path, plain_set, labeler_ckpt, codec, tol):
     ref = augment(plain_set, labeler_ckpt, tmp_path / "f32.dla.h5", AugmentConfig(batch_size=16))
     out = augment(plain_set, labeler_ckpt, tmp_path / "q.dla.h5", AugmentConfig(batch_size=16, codec=codec))

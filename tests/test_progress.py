@@ -128,3 +128,14 @@ def test_format_seconds():
 def test_the_progress_module_does_not_load_torch():
     code = "import sys, ladd_format.progress; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_no_estimate_from_the_first_two_percent():
+    clock, log = FakeClock(), io.StringIO()
+    bar = Progress("demo students", 3600, "epochs", stream=log, interval=0, clock=clock)
+    clock.now += 4
+    bar.set(1)                   # 1 epoch in 4 s is start-up, not a rate: no "~4 h left"
+    clock.now += 4
+    bar.set(720)                 # 20%: an estimate
+    assert lines(log) == ["demo students: 1/3600 epochs (0%), 4.0 s elapsed",
+                          "demo students: 720/3600 epochs (20%), 8.0 s elapsed, ~32.0 s left"]

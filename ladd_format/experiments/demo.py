@@ -247,6 +247,9 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None, echo: Callable
         specs += [("hard", ipc, plain[ipc], "hard", base), ("LADD", ipc, files[ipc][STUDENT_CODEC], "ladd", base),
                   ("baseline++", ipc, plain[ipc + 1], "hard", base)]
     workers = default_workers(config.device, len(specs) * config.seeds)
+    if workers == 1 and config.threads == 1:          # no pool (few students, or a GPU): use every core
+        from .pool import available_cores
+        config = replace(config, threads=available_cores())
     echo(f"[5/5] students: {config.arch} (width {(config.arch_kwargs or {}).get('width', 128)}), {config.epochs} "
          f"epochs, {config.seeds} seed(s), tested on {test.description}; {len(specs) * config.seeds} students in "
          f"{workers} process(es) of {config.threads or 'auto'} thread(s):")

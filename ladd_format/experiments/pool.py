@@ -1,11 +1,14 @@
 """Train several students at once on the CPU: one process per core, one thread each.
 
 Why processes and not torch's threads: the students of ``ladd evaluate`` and the demo are small
-(a ConvNet-D3 on 32 px images), where torch's intra-op threads scale poorly (two threads gave
-about 1.2x one thread on a quiet 2-core machine) and collapse when another process shares the
-cores (a LADD IPC 5 student took 2-3x longer with 2 threads than with 1 there). Independent students
-in one single-threaded process per core use every core and degrade gracefully under sharing;
-measured in benchmarks/RESULTS.md ("The demo's students").
+(a ConvNet-D3 on 32 px images), where torch's intra-op threads scale below the core count (two
+threads gave 1.5-1.9x one thread on quiet 2-core machines) and, on some machines, collapse when
+another process shares the cores (a LADD IPC 5 row took 1.4-1.8x longer with 2 threads than with
+2 one-thread processes there). Independent students in one single-threaded process per core use
+every core and degrade gracefully under sharing: the demo's 18 students took 112 s in the pool
+against 145 s with 2 threads on a quiet 2-core machine, 191 s against 400 s beside one busy
+process; measured in benchmarks/RESULTS.md ("The demo's students"). :func:`default_workers` uses
+the pool only when its rounds keep the cores busy.
 
 A student's result does not depend on the worker count: on the CPU each (file, mode, seed) trains
 the same weights in any process with one thread. A run with ``workers=1`` trains in this process
@@ -49,12 +52,25 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def default_workers(device: str, jobs: int) -> int:
-    """One worker per core on the CPU (at most one per job); 1 on a GPU."""
+#: the pool is used when its rounds keep at least this share of the workers busy on average
+#: (torch's threads reach 0.75-0.95 of the cores on 2 cores; a pool's idle last round costs more)
+MIN_POOL_USE = 0.8
+
+
+def default_workers(device: str, jobs: int, cores: int | None = None) -> int:
+    """How many processes train ``jobs`` students: 1 on a GPU; on the CPU one per core (at most one
+    per job) when that keeps the workers busy, i.e. ``jobs / (workers * rounds) >= MIN_POOL_USE``;
+    otherwise 1 (one process with every core's threads). 3 seeds on 2 cores (use 0.75: a second
+    round with one core idle) took 1.03-1.4x as long in 2 one-thread processes as in one two-thread
+    process on quiet machines, while the demo's 18 students (use 1.0) took 0.78x as long in the pool
+    (benchmarks/RESULTS.md, "The demo's students")."""
     from ..torch.device import resolve_device
     if resolve_device(device).type != "cpu":
         return 1
-    return max(1, min(available_cores(), jobs))
+    cores = available_cores() if cores is None else cores
+    workers = max(1, min(cores, jobs))
+    rounds = -(-jobs // workers)
+    return workers if jobs >= workers * rounds * MIN_POOL_USE else 1
 
 
 # -- the worker side -------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-import ladd_format.writer  # noqa: E402
 from ladd_format import DenseSpec, DLAWriter, open_dla, verify  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 from ladd_format.geometry import boxes  # noqa: E402
