@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install install-dev bench clean
+.PHONY: demo test install install-dev bench mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,5 +48,11 @@ bench: install-dev
 	test -f demo-out/digits_ipc5_uint8.dla.h5 || $(BIN)/ladd demo --workdir demo-out
 	$(BIN)/python benchmarks/demo_students.py
 
+# mutation testing of the format core (pyproject [tool.mutmut]); resumable: a second run continues
+mutation: install-dev
+	$(BIN)/pip install --quiet -e '.[dev,mutation]'
+	$(BIN)/mutmut run || true
+	$(BIN)/python benchmarks/mutation.py
+
 clean:
-	rm -rf demo-out .pytest_cache benchmarks/_work
+	rm -rf demo-out .pytest_cache benchmarks/_work mutants

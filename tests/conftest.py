@@ -57,3 +57,27 @@ def dla_file(tmp_path) -> Path:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+def hand_boxes(height: int, width: int, n: int, ratio: float) -> list[tuple[int, int, int, int]]:
+    """Spec section 5 written out independently of ladd_format.geometry: crop side floor(R*S + 0.5),
+    offsets floor(i*(S - s)/(N - 1) + 0.5) (the centre for N = 1), rows first."""
+    import math
+    h, w = math.floor(ratio * height + 0.5), math.floor(ratio * width + 0.5)
+
+    def offsets(size, side):
+        if n == 1:
+            return [math.floor((size - side) / 2 + 0.5)]
+        return [math.floor(i * (size - side) / (n - 1) + 0.5) for i in range(n)]
+    return [(top, left, h, w) for top in offsets(height, h) for left in offsets(width, w)]
+
+
+def hand_subimages(images, n: int, ratio: float):
+    """(B, K, H, W) float tensor -> (B, N*N, K, H, W): torchvision's resized_crop (bilinear,
+    antialiased) of every box of :func:`hand_boxes`, one crop at a time; the expectation that tests
+    compare ladd_format.torch.subimages and its users with."""
+    import torch
+    from torchvision.transforms.v2 import functional as TF
+    height, width = images.shape[-2:]
+    return torch.stack([TF.resized_crop(images, top, left, h, w, [height, width], antialias=True)
+                        for top, left, h, w in hand_boxes(height, width, n, ratio)], dim=1)

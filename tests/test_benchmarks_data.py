@@ -109,3 +109,21 @@ def test_render_only_demo_students_reproduces_the_committed_section(bench, tmp_p
     block = rendered[rendered.index("<!-- demo_students:start -->"):rendered.index("<!-- demo_students:end -->")]
     committed = (BENCH / "RESULTS.md").read_text()
     assert block in committed
+
+
+def test_mutation_summary_counts_statuses_and_lists_survivors(bench, tmp_path):
+    mutation = bench("mutation")
+    mutants = tmp_path / "mutants" / "ladd_format"
+    mutants.mkdir(parents=True)
+    (mutants / "geometry.py.meta").write_text(json.dumps({"exit_code_by_key": {
+        "ladd_format.geometry.x_a__mutmut_1": 1, "ladd_format.geometry.x_a__mutmut_2": 0,
+        "ladd_format.geometry.x_a__mutmut_3": -24, "ladd_format.geometry.x_a__mutmut_4": None,
+        "ladd_format.geometry.x_a__mutmut_5": 1}}))
+    data = mutation.collect(tmp_path / "mutants")
+    module = data["modules"]["ladd_format/geometry.py"]
+    assert module["counts"] == {"killed": 2, "survived": 1, "timeout": 1, "not checked": 1}
+    assert module["survivors"] == ["ladd_format.geometry.x_a__mutmut_2"]
+    assert mutation.score(module["counts"]) == (3, 4, 75.0)
+    text = mutation.render({"machine": "m", "date": "d", "command": "c", "data": data})
+    assert "| `ladd_format/geometry.py` | 5 | 4 | 2 | 1 | 1 | 0 | 1 | 75.0% |" in text
+    assert "x_a__mutmut_2" in text

@@ -81,7 +81,8 @@ def _loss_and_grads(model, x, y, dense, sampler, device):
     return loss.item(), terms["local"].item(), [p.grad.cpu() for p in m.parameters()]
 
 
-@pytest.mark.parametrize("precision,tol,agree", [("float32", 1e-5, 1.0), ("bfloat16", 2e-2, 0.97)])
+# bounds: the README's measured figures (float32 5e-7, bfloat16 3e-3 and 99.9% agreement on an H100) with a margin
+@pytest.mark.parametrize("precision,tol,agree", [("float32", 2e-6, 1.0), ("bfloat16", 5e-3, 0.99)])
 def test_labeler_pass_on_cuda_writes_the_cpu_labels(tmp_path, plain_set, labeler, precision, tol, agree):
     cpu = augment(plain_set, labeler, tmp_path / "cpu.dla.h5", AugmentConfig(device="cpu", batch_size=16))
     gpu = augment(plain_set, labeler, tmp_path / "gpu.dla.h5",

@@ -23,7 +23,7 @@ from ladd_format.codecs import make_codec
 from ladd_format.presets import CIFAR10_NAMES, CIFAR_MEAN, CIFAR_STD
 
 from conftest import softmax
-from test_convert_runs import grouped_labels, normalise, pixels, zca_fit, zca_white
+from test_convert_runs import assert_pixels, grouped_labels, normalise, pixels, zca_fit, zca_white
 
 SHARED_DC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ddranking" / "DC-DSA-DM"
 REAL_IMAGES = "images_DC_CIFAR10_1_best.pt"
@@ -84,11 +84,6 @@ def dc_result(tmp_path: Path) -> tuple[Path, dict]:
     torch.save({"data": [[normalise(pix["res"], CIFAR_MEAN, CIFAR_STD).detach(), grouped_labels(10, 2)]],
                 "accs_all_exps": {"ConvNet": [np.float64(0.5)]}}, folder / "res_DM_CIFAR10_ConvNet_2ipc.pt")
     return folder, pix
-
-
-def assert_pixels(stored: np.ndarray, pix: np.ndarray):
-    diff = np.abs(stored.astype(np.int64) - np.round(255 * pix).astype(np.int64))
-    assert stored.dtype == np.uint8 and diff.max() <= 1, diff.max()
 
 
 # -- convert: the unsuffixed published sets -------------------------------------------------------

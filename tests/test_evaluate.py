@@ -248,3 +248,28 @@ def test_verbose_evaluate_logs_each_epoch_loss(digits_files, runner):
 def test_default_workers_uses_the_pool_when_it_keeps_the_cores_busy(jobs, cores, expected):
     from ladd_format.experiments.pool import default_workers
     assert default_workers("cpu", jobs, cores=cores) == expected
+
+
+@pytest.mark.parametrize("mode,file", [("soft", "soft"), ("ladd", "dla")])
+def test_soft_and_ladd_students_learn(digits_files, mode, file):
+    """The soft and dense labels of the fixture point at the true classes: students trained on them
+    must beat chance (0.1) by a wide margin on the held-out digits, as hard-label ones do."""
+    test = load_source("digits-test")
+    cfg = EvalConfig(mode=mode, arch="convnet-d3", arch_kwargs={"width": 16}, epochs=40, seeds=1, batch_size=30,
+                     sub_per_image=5)
+    assert evaluate(digits_files[file], test, cfg)["mean"] > 0.3
+
+
+def test_the_mean_reduction_trains_on_a_smaller_loss_than_the_sum(digits_files):
+    """Same seed, one epoch, all 25 sub-images: the first reported loss with reduction="sum" is the
+    global term plus 25x the averaged local term, so it is far larger than with "mean"."""
+    from dataclasses import replace
+    test = load_source("digits-test")
+    cfg = EvalConfig(mode="ladd", arch="convnet-d3", arch_kwargs={"width": 8}, epochs=1, seeds=1, batch_size=64)
+    losses = {}
+    for reduction in ("mean", "sum"):
+        seen = []
+        evaluate(digits_files["dla"], test, replace(cfg, reduction=reduction),
+                 epoch_progress=lambda done, total, loss: seen.append(loss))
+        losses[reduction] = seen[0]
+    assert losses["sum"] > 5 * losses["mean"]

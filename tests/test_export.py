@@ -9,9 +9,8 @@ from PIL import Image
 
 from ladd_cli.main import main
 from ladd_format import open_dla, verify
-from ladd_format.torch import subimages
 
-from conftest import write_dla
+from conftest import hand_boxes, hand_subimages, write_dla
 
 
 def test_folder_export_is_an_imagefolder(tmp_path, runner):
@@ -40,7 +39,8 @@ def test_folder_export_with_subimages(tmp_path, runner):
     assert runner.invoke(main, ["export", str(src), "-o", str(out), "--subimages"]).exit_code == 0
     with open_dla(src) as f:
         images, dense, boxes = f.images(), f.dense(), f.boxes
-    expected = torch.floor(subimages(torch.from_numpy(images).float(), boxes) + 0.5).clamp(0, 255)  # spec 4.1: ties up
+    assert boxes.tolist() == [list(b) for b in hand_boxes(16, 16, 3, 0.625)]
+    expected = torch.floor(hand_subimages(torch.from_numpy(images).float(), 3, 0.625) + 0.5).clamp(0, 255)  # spec 4.1
     expected = expected.to(torch.uint8).numpy()
     png = np.asarray(Image.open(out / "subimages" / "0001" / "000001_04.png")).transpose(2, 0, 1)
     assert np.array_equal(png, expected[1, 4])
@@ -67,7 +67,12 @@ def test_npz_export_with_subimages(tmp_path, runner):
     src = write_dla(tmp_path / "a.dla.h5", m=3, side=16, n=3)
     npz = tmp_path / "a.npz"
     assert runner.invoke(main, ["export", str(src), "--format", "npz", "-o", str(npz), "--subimages"]).exit_code == 0
-    assert np.load(npz)["subimages"].shape == (3, 9, 3, 16, 16)
+    stored = np.load(npz)["subimages"]
+    assert stored.shape == (3, 9, 3, 16, 16)
+    with open_dla(src) as f:
+        images = torch.from_numpy(f.images()).float()
+    expected = torch.floor(hand_subimages(images, 3, 0.625) + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+    assert stored.dtype == np.uint8 and np.array_equal(stored, expected)
 
 
 def test_export_refusals(tmp_path, runner):

@@ -97,3 +97,50 @@ def test_the_local_term_is_averaged_by_default_and_summed_on_request():
     _, summed = ladd_loss(model, images, labels, dense, sampler, reduction="sum")
     assert torch.equal(default["local"], mean["local"])
     assert torch.allclose(summed["local"], 9 * mean["local"], rtol=1e-5)
+
+
+def position_model():
+    """A model whose logits depend on where every pixel is (no pooling): a linear map of the flat
+    image, with weights large enough that moving a crop by one pixel moves the loss by far more than
+    float32 rounding."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 5))
+    with torch.no_grad():
+        model[1].weight.normal_(0, 0.3)
+    return model.double()
+
+
+@pytest.mark.parametrize("reduction,weight", [("sum", 1.0), ("mean", 1.0), ("mean", 0.25)])
+def test_equals_hand_loop_with_a_model_that_sees_crop_positions(reduction, weight):
+    """Eq. 5 against a hand loop over images and sub-images whose crops come from torchvision's
+    resized_crop, in float64 with a tolerance of 1e-9 relative; the same hand loop with top and left
+    swapped, or with the sum and the mean exchanged, differs by far more than that tolerance."""
+    model = position_model()
+    images, labels, dense = batch()
+    images, dense = images.double(), dense.double()
+    sampler = SubSampler.from_geometry(16, 16, 3, 0.625)
+    loss, parts = ladd_loss(model, images, labels, dense, sampler, reduction=reduction, local_weight=weight)
+    ref, g, l = hand_loop(model, images, labels, dense, sampler, reduction, weight)
+    assert torch.allclose(loss, ref, rtol=1e-9, atol=0)
+    assert torch.allclose(parts["global"], g, rtol=1e-9, atol=0) and torch.allclose(parts["local"], l, rtol=1e-9, atol=0)
+    swapped = SubSampler(sampler.boxes[:, [1, 0, 3, 2]], (16, 16))
+    other, _, _ = hand_loop(model, images, labels, dense, swapped, reduction, weight)
+    assert abs(float(other - ref)) > 1e-3 * abs(float(ref))
+    flipped, _, _ = hand_loop(model, images, labels, dense, sampler, "mean" if reduction == "sum" else "sum", weight)
+    assert abs(float(flipped - ref)) > 1e-2 * abs(float(ref))
+
+
+def test_non_square_images_keep_their_height_and_width():
+    """On 16x24 images every sub-image is resized back to 16x24 (height first), as torchvision's
+    resized_crop gives it; a linear model of the flat image only accepts that shape."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 24, 5)).double()
+    g = torch.Generator().manual_seed(2)
+    images = torch.randn(2, 3, 16, 24, generator=g, dtype=torch.float64)
+    labels = torch.tensor([1, 3])
+    dense = torch.softmax(torch.randn(2, 9, 5, generator=g, dtype=torch.float64), -1)
+    sampler = SubSampler.from_geometry(16, 24, 3, 0.625)
+    assert sampler.boxes.tolist()[1] == [0, 5, 10, 15]        # crops 10x15; left floor(9/2 + 0.5) = 5
+    loss, _ = ladd_loss(model, images, labels, dense, sampler)
+    ref, _, _ = hand_loop(model, images, labels, dense, sampler, "mean", 1.0)
+    assert torch.allclose(loss, ref, rtol=1e-9, atol=0)

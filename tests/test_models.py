@@ -49,3 +49,27 @@ def test_random_zoom_identity_crops_and_flips():
     assert zoomed.shape == x.shape and not torch.allclose(zoomed, x, atol=1e-3)
     with pytest.raises(ValueError, match="min_scale"):
         random_zoom(x, g, 0.0, 1.0)
+
+
+def test_random_zoom_flips_about_half_and_never_without_flip():
+    """With flip=True each view is mirrored with probability 1/2: over 400 full views the count of
+    mirrored ones lies within 4.5 standard deviations (+-45) of 200; without flip none is."""
+    x = torch.rand(400, 3, 12, 12)
+    flipped = random_zoom(x, torch.Generator().manual_seed(3), 1.0, 1.0, flip=True)
+    mirrored = [bool(torch.allclose(f, i.flip(-1), atol=1e-6)) for f, i in zip(flipped, x)]
+    kept = [bool(torch.allclose(f, i, atol=1e-6)) for f, i in zip(flipped, x)]
+    assert all(m != k for m, k in zip(mirrored, kept))          # each view is one or the other
+    assert 155 <= sum(mirrored) <= 245
+    plain = random_zoom(x, torch.Generator().manual_seed(3), 1.0, 1.0, flip=False)
+    assert torch.allclose(plain, x, atol=1e-6)
+
+
+def test_random_zoom_changes_its_input():
+    """A zoom of 0.8-1 with a random shift crops another view: nearly every output differs from its
+    input by a visible amount (a view at scale ~1 and no shift may not), and an identity "zoom" would
+    change none."""
+    x = torch.zeros(64, 1, 16, 16)
+    x[:, :, 4:12, 4:12] = 1.0                                    # a bright square with sharp edges
+    y = random_zoom(x, torch.Generator().manual_seed(0), 0.8, 1.0)
+    change = (y - x).abs().amax(dim=(1, 2, 3))
+    assert (change > 0.1).float().mean() > 0.9 and float(change.mean()) > 0.3

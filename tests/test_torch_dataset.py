@@ -153,3 +153,31 @@ def test_subsampler_matches_file_geometry(tmp_path):
     assert s.num_sub == 25 and s(torch.rand(2, 3, 32, 32)).shape == (2, 25, 3, 32, 32)
     with pytest.raises(ValueError, match="boxes are for"):
         s(torch.rand(2, 3, 16, 16))
+
+
+def test_a_batch_through_the_loss_equals_a_hand_computation(tmp_path):
+    """DLADataset + ladd_loss against the spec done by hand: pixels / 255 normalised with the file's
+    mean/std, sub-images from torchvision's resized_crop at the spec's boxes (conftest.hand_subimages),
+    the local term averaged over the sub-images. A model that sees pixel positions makes a crop at
+    the wrong place, or a summed local term, miss by far more than the tolerance."""
+    from conftest import hand_subimages
+    path = write_dla(tmp_path / "set.dla.h5", m=12, side=16, n=3)
+    ds = DLADataset(path)
+    images, labels, dense = next(iter(DataLoader(ds, batch_size=12, shuffle=False)))
+    with open_dla(path) as f:
+        raw, stored_dense = f.images(), f.dense()
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    by_hand = (torch.from_numpy(raw).double() / 255 - mean.double()) / std.double()
+    assert torch.allclose(images.double(), by_hand, rtol=0, atol=1e-6)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 10)).double()
+    with torch.no_grad():
+        model[1].weight.normal_(0, 0.3)
+    x, d = by_hand, torch.from_numpy(stored_dense).double()
+    loss, parts = ladd_loss(model, x, labels, d, ds.sampler)
+    g = torch.nn.functional.cross_entropy(model(x), labels)
+    subs = hand_subimages(x, 3, 0.625)                                    # (12, 9, 3, 16, 16)
+    log_p = torch.log_softmax(model(subs.flatten(0, 1)), -1).view(12, 9, 10)
+    local = -(d * log_p).sum(-1).mean()
+    assert torch.allclose(parts["global"], g, rtol=1e-9) and torch.allclose(parts["local"], local, rtol=1e-9)
+    assert torch.allclose(loss, g + local, rtol=1e-9)

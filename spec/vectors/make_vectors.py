@@ -336,11 +336,22 @@ def make_legacy(out_dir: Path, rng: np.random.Generator) -> None:
 
 
 # Invalid vectors: each breaks exactly one rule of spec section 8 (the file name starts with it).
-def _base_invalid(path: Path, rng: np.random.Generator) -> None:
+def _base_invalid(path: Path, rng: np.random.Generator, extras: bool = False) -> None:
+    """3 images of 1x4x4, C = 2; with ``extras`` also probability soft labels and N = 2 float32
+    dense labels (for the vectors that break a rule of those)."""
     images = rng.integers(0, 256, size=(3, 1, 4, 4), dtype=np.uint8)
+    kwargs = {}
+    if extras:
+        kwargs = {"soft_kind": "probs",
+                  "dense": DenseSpec(n=2, ratio=0.5, codec=make_codec("float32"), labeler={"arch": "vector"})}
     with DLAWriter(path, num_classes=2, image_shape=(1, 4, 4), mean=(0.5,), std=(0.25,), converter=CONVERTER,
-                   created=CREATED, overwrite=True, max_chunk_rows=2, class_names=["a", "b"]) as w:
-        w.append(images, np.array([0, 1, 0], dtype=np.int64))
+                   created=CREATED, overwrite=True, max_chunk_rows=2, class_names=["a", "b"], **kwargs) as w:
+        if extras:
+            soft = np.array([[0.75, 0.25], [0.5, 0.5], [0.125, 0.875]], np.float32)
+            dense = np.tile(np.array([0.25, 0.75], np.float32), (3, 4, 1))
+            w.append(images, np.array([0, 1, 0], dtype=np.int64), dense=dense, soft=soft)
+        else:
+            w.append(images, np.array([0, 1, 0], dtype=np.int64))
 
 
 def _reseal(h5):
@@ -349,6 +360,12 @@ def _reseal(h5):
 
 INVALID = [
     # (file stem, rule, what it breaks, edit of the open file; the edit reseals what it must keep valid)
+    ("04-images-chunk-shape", 4, "/images chunked 2 images per chunk instead of 1 (values and digests unchanged)",
+     lambda h5: _rechunk_images(h5)),
+    ("06-soft-labels-shape", 6, "/soft_labels has C + 1 = 3 columns (rows still sum to 1; digests resealed)",
+     lambda h5: _wide_soft_labels(h5)),
+    ("08-temperature-zero", 8, "/dense temperature 0 (must be > 0)",
+     lambda h5: (h5["dense"].attrs.__setitem__("temperature", 0.0), _reseal(h5))),
     ("03-class-names-not-strings", 3, "class_names stored as integers",
      lambda h5: (h5.attrs.__setitem__("class_names", np.array([0, 1], np.int64)), _reseal(h5))),
     ("10-labels-big-endian", 10, "/labels stored big-endian (values and digests unchanged)",
@@ -378,6 +395,24 @@ def _extra(h5, shape, chunks, written):
     ds.attrs["sha256"] = sha256_le(ds[()]) if int(np.prod(shape)) < 10**6 else "0" * 64
 
 
+def _rechunk_images(h5):
+    data, attrs = h5["images"][()], dict(h5["images"].attrs)
+    del h5["images"]
+    ds = h5.create_dataset("images", data=data, chunks=(2, 1, 4, 4), fletcher32=True)
+    ds.attrs.update(attrs)
+    _reseal(h5)
+
+
+def _wide_soft_labels(h5):
+    attrs = dict(h5["soft_labels"].attrs)
+    data = np.array([[0.5, 0.25, 0.25], [0.5, 0.5, 0.0], [0.125, 0.375, 0.5]], np.float32)
+    del h5["soft_labels"]
+    ds = h5.create_dataset("soft_labels", data=data, chunks=(2, 3), fletcher32=True)
+    ds.attrs.update(attrs)
+    ds.attrs["sha256"] = sha256_le(data)
+    integrity.reseal(h5, rows=True)
+
+
 def _big_endian_labels(h5):
     data, attrs = h5["labels"][()], dict(h5["labels"].attrs)
     del h5["labels"]
@@ -398,7 +433,7 @@ def make_invalid(out_dir: Path, rng: np.random.Generator) -> None:
     manifest = []
     for stem, rule, what, edit in INVALID:
         path = folder / f"{stem}.dla.h5"
-        _base_invalid(path, np.random.default_rng(SEED))
+        _base_invalid(path, np.random.default_rng(SEED), extras=rule in (6, 8))
         with h5py.File(path, "r+") as h5:
             edit(h5)
         rules = sorted({p.rule_number for p in verify(path)})

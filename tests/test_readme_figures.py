@@ -1,0 +1,284 @@
+"""README figures checked against benchmarks/RESULTS.md (and the JSON its sections are rendered
+from): each measured figure the README quotes must be the committed result, rounded as printed, or,
+where the README gives a range (its stated spread over runs), the committed result must lie inside
+that range. A benchmark re-run that moves a figure out of what the README says fails here until the
+README is updated with it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+RESULTS = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+JSON = ROOT / "benchmarks" / "results"
+NUMBER = r"[0-9][0-9,]*(?:\.[0-9]+)?"
+
+
+def section(key: str) -> str:
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    assert start in RESULTS and end in RESULTS, f"RESULTS.md has no section {key}"
+    return RESULTS[RESULTS.index(start):RESULTS.index(end)]
+
+
+def value(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def decimals(text: str) -> int:
+    return len(text.split(".", 1)[1]) if "." in text else 0
+
+
+def row(text: str, starts: str) -> list[str]:
+    """The cells of the first table row of ``text`` whose first cell starts with ``starts``."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0].startswith(starts):
+            return cells
+    raise AssertionError(f"no table row starting {starts!r}")
+
+
+def cell_number(cell: str) -> float:
+    return value(re.search(NUMBER, cell).group(0))
+
+
+def readme(pattern: str, count: int = 1) -> list[tuple[str, ...]]:
+    """Every match of ``pattern`` in the README (whitespace-insensitive); at least ``count``."""
+    found = re.findall(pattern.replace(" ", r"\s+"), README)
+    assert len(found) >= count, f"the README no longer says {pattern!r}"
+    return [f if isinstance(f, tuple) else (f,) for f in found]
+
+
+def assert_rounds_to(measured: float, printed: str, what: str):
+    half = 0.5 * 10 ** -decimals(printed)
+    assert abs(measured - value(printed)) <= half + 1e-12, f"{what}: README {printed}, RESULTS {measured}"
+
+
+def assert_within(measured: float, low: str, high: str, what: str):
+    lo = value(low) - 0.5 * 10 ** -decimals(low)
+    hi = value(high) + 0.5 * 10 ** -decimals(high)
+    assert lo <= measured <= hi, f"{what}: RESULTS {measured} outside the README's {low}-{high}"
+
+
+def assert_range_covers(values: list[float], pattern: str, what: str):
+    for low, high in readme(pattern):
+        for v in values:
+            assert_within(v, low, high, what)
+
+
+# -- storage -------------------------------------------------------------------------------------
+def test_the_papers_two_and_a_half_percent():
+    data = json.loads((JSON / "size_mtt.json").read_text())["data"]["zip"]
+    ((overhead, plus_one),) = readme(rf"\*\*({NUMBER})%\*\* overhead by the zip measure \(one more image per class: "
+                                     rf"\+({NUMBER})% at IPC 2\)")
+    assert_rounds_to(data["overhead_pct"], overhead, "MTT overhead")
+    assert_rounds_to(data["ipc_plus_one_pct"], plus_one, "MTT IPC+1")
+    assert f"{data['overhead_pct']:.2f}%" in section("size_mtt")
+
+
+def test_codec_figures():
+    s = section("storage")
+    c10 = s.split("**C = 10**")[1].split("**C = 1000**")[0]
+    uint8, float32 = row(c10, "uint8"), row(c10, "float32")
+    ((overhead, f32, agreement),) = readme(rf"`uint8` for C = 10 \(({NUMBER})% overhead instead of ({NUMBER})%,\s+"
+                                           rf"({NUMBER})% top-1 agreement\)")
+    assert_rounds_to(cell_number(uint8[3]), overhead, "uint8 overhead C=10")
+    assert_rounds_to(cell_number(float32[3]), f32, "float32 overhead C=10")
+    assert_rounds_to(cell_number(uint8[7]), agreement, "uint8 top-1 C=10")
+    c1000 = s.split("**C = 1000**")[1]
+    assert_rounds_to(cell_number(row(c1000, "float32")[3]),
+                     readme(rf"C = 1000 at 128 px: float32 costs ({NUMBER})%")[0][0], "float32 overhead C=1000")
+    sharp = row(c1000.split("The same labeler pass at lower temperature")[1], "0.25")
+    k50 = sharp[-3].split("/")[0]                                   # topk k=50 float16: overhead at 128 px
+    assert_rounds_to(cell_number(k50), readme(rf"\(k = 50: ({NUMBER})%")[0][0], "top-k 50 overhead, sharp labels")
+
+
+# -- container and readers -------------------------------------------------------------------------
+def test_container_speed_ranges_cover_the_committed_run():
+    s = section("container_io")
+    lines = [line for line in s.splitlines() if line.startswith("| ")]
+    ratio = {}
+    for line in lines:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and cells[1].startswith(("write", "read")):
+            ratio.setdefault(cells[1].split(",")[0].split(" (")[0], []).append(cell_number(cells[5]))
+    reads, writes = ratio["read whole set"], ratio["write"]
+    assert len(reads) == 2 and len(writes) == 4
+    assert_range_covers(reads, rf"reading a whole set runs at ({NUMBER})-({NUMBER})x `numpy.load`", "read / numpy")
+    assert_range_covers(writes, rf"writing with checksums at ({NUMBER})-({NUMBER})x `numpy.save`", "write / numpy")
+    items = [cell_number(r[1]) for r in (row(s.split("Single-item")[1], n) for n in ("imagenette", "cifar"))]
+    assert_range_covers(items, rf"one item \(image \+ label \+ dense labels\) reads in ({NUMBER})-({NUMBER}) us",
+                        "item latency")
+    plain = s.split("The floor HDF5")[1].split("Single-item")[0]
+    plain_write = [cell_number(row(plain, n)[2]) for n in ("imagenette", "cifar")]
+    plain_read = [cell_number(row(plain, n)[4]) for n in ("imagenette", "cifar")]
+    ((wl, wh, rl, rh),) = readme(rf"HDF5 with none of them reaches ({NUMBER})-({NUMBER})x / ({NUMBER})-({NUMBER})x")
+    for v in plain_write:
+        assert_within(v, wl, wh, "plain HDF5 write")
+    for v in plain_read:
+        assert_within(v, rl, rh, "plain HDF5 read")
+
+
+def test_reader_check_costs():
+    s = section("row_checks")
+    opened = cell_number(row(s, "`open_dla`")[1])
+    checked = cell_number(row(s, "items/s, row digests checked")[1])
+    unchecked = cell_number(row(s, "items/s, `check_rows=False`")[1])
+    share = cell_number(row(s, "checked / unchecked")[1])
+    assert_range_covers([opened], rf"opening takes ({NUMBER})-({NUMBER}) ms", "open")
+    assert_range_covers([checked], rf"about ({NUMBER})-({NUMBER}) items/s with the row checks", "checked items/s")
+    assert_range_covers([checked], rf"serves ({NUMBER})-({NUMBER}) items/s with the row checks", "checked items/s")
+    assert_range_covers([unchecked], rf"and ({NUMBER})-({NUMBER}) without \(", "unchecked items/s")
+    assert_range_covers([unchecked], rf"row checks, ({NUMBER})-({NUMBER}) with `check_rows=False`", "unchecked items/s")
+    assert_range_covers([share], rf"\(({NUMBER})-({NUMBER})x; SHA-256", "checked / unchecked")
+
+
+def test_hostile_file_counts():
+    s = section("adversarial")
+    cells = row(s, "5,600")
+    damages, unchanged, refused, silent, traceback, _, hang = (cell_number(c) for c in cells[:7])
+    d = readme(rf"({NUMBER}) seeded damages of 7 files")[0][0]
+    u = readme(rf"({NUMBER}) changed nothing a reader")[0][0]
+    r = readme(rf"returns, ({NUMBER}) were refused")[0][0]
+    assert (value(d), value(u), value(r)) == (damages, unchanged, refused)
+    assert silent == traceback == hang == 0 and "**0 silent\nchanges, 0 tracebacks, 0 hangs**" in README
+    crafted = int(re.search(r"Crafted hostile files \((\d+)\): refused (\d+)", s).group(1))
+    assert re.search(r"Crafted hostile files \((\d+)\): refused \1\b", s)
+    assert readme(r"(\d+) crafted hostile files all refused")[0] == (str(crafted),)
+    kills = re.search(r"Kills: (\d+) SIGKILLed.*?destinations left invalid: (\d+)", s)
+    assert readme(r"(\d+) writers killed mid-write left (\d+) invalid")[0] == kills.groups()
+    pickles = re.search(r"Pickles: (\d+) hostile inputs; code ran (\d+) times", s)
+    assert readme(r"(\d+) hostile pickles executed (\d+) times")[0] == pickles.groups()
+    rss = re.search(r"Peak RSS of any case: (\d+) MiB in a worker.*?CLI subprocess.*?: (\d+) MiB", s)
+    assert readme(r"peak memory (\d+) MiB for any CLI command \((\d+) MiB")[0] == (rss.group(2), rss.group(1))
+    seconds = json.loads((JSON / "adversarial.json").read_text())["data"]["seconds"]
+    assert_rounds_to(seconds, readme(rf"`benchmarks/adversarial.py`, ({NUMBER}) s on 2 cores")[0][0], "adversarial time")
+
+
+# -- trainer side, labeler pass, conversion, start-up ---------------------------------------------
+def test_trainer_side_figures():
+    s = section("torch_loader")
+    assert_rounds_to(cell_number(row(s, "materialised uint8, 1 sub-image/chunk")[3]),
+                     readme(rf"runs at ({NUMBER})x the speed of reading them pre-materialised")[0][0], "rebuild / read")
+    assert_rounds_to(cell_number(row(s, "CPU")[5]), readme(rf"rebuild is ({NUMBER})% of a ConvNet-D5 training step")[0][0],
+                     "rebuild share")
+    g = section("torch_loader_gpu")
+    cells = row(g, "on the fly, `subimages()` CUDA")
+    ((rate, times),) = readme(rf"({NUMBER}) sub-images/s rebuilt \(({NUMBER})x its 16-core CPU\)")
+    assert abs(cell_number(cells[2]) - value(rate)) <= 500 and round(cell_number(cells[3])) == value(times)
+    assert_rounds_to(cell_number(row(g, "CUDA")[5]), readme(rf"({NUMBER})% of a ConvNet-D5 step of 64 images")[0][0],
+                     "GPU rebuild share")
+
+
+def test_labeler_pass_figures():
+    cpu = [cell_number(row(section("label_pass"), n)[5]) for n in ("ConvNet-D5 w128, 128 px", "ConvNet-D3 w128, 32 px")]
+    assert_range_covers(cpu, rf"on the CPU ({NUMBER})-({NUMBER})x the bare labeler forward", "CPU pass / bare")
+    g = section("label_pass_gpu")
+    gpu = [cell_number(line.strip().strip("|").split("|")[5]) for line in g.splitlines() if line.startswith("| ConvNet")]
+    assert len(gpu) == 4
+    assert_range_covers(gpu, rf"on the H100 ({NUMBER})-({NUMBER})x", "GPU pass / bare")
+    assert min(gpu) == value(readme(rf"on the H100 ({NUMBER})-")[0][0])
+    assert max(gpu) == value(readme(rf"on the H100 {NUMBER}-({NUMBER})x")[0][0])
+    bf16 = cell_number(row(g, "ConvNet-D5 w128, 128 px, bfloat16")[3])
+    assert abs(bf16 - value(readme(rf"({NUMBER}) sub-images/s for a ConvNet-D5 at 128 px in bfloat16")[0][0])) <= 50
+    assert "1.72 GFLOP per sub-image" in g and "1.72 GFLOP per sub-image" in README
+    assert "0.0021 PFLOP" in g and "0.0021 PFLOP" in README
+    minutes = re.search(rf"would take ({NUMBER}) min at this cuda throughput", g).group(1)
+    assert value(minutes) <= 2.5 and "ImageNet-1K at IPC 50 in about 2 minutes" in README
+
+
+def test_conversion_figures():
+    s = section("convert_speed")
+    seconds = cell_number(row(s, "`convert mtt --dataset imagenette` (uint8)")[2])
+    times = [cell_number(row(s, "`convert mtt --dataset imagenette` (uint8)")[3]),
+             cell_number(row(s, "`convert mtt --dataset imagenette --keep-float`")[3])]
+    assert_rounds_to(seconds, readme(rf"converts in ({NUMBER}) s on the AMD EPYC")[0][0], "conversion seconds")
+    assert_range_covers(times[:1], rf"({NUMBER})-({NUMBER})x a bare `torch.load` \+ `numpy.save`", "conversion / baseline")
+    hashing = cell_number(row(s, "SHA-256 of both input files")[2])
+    assert_range_covers([hashing], rf"hashing the inputs for provenance is ({NUMBER})-({NUMBER})x", "hashing share")
+
+
+def test_start_up_figures():
+    s = section("cli_startup")
+    plain, torch_first = [], []
+    for name in ("`ladd --help`", "`ladd info FILE`", "`ladd verify FILE`", "`ladd size FILE`"):
+        cells = row(s, name)
+        plain.append(cell_number(cells[1]) / 1000)
+        torch_first.append(cell_number(cells[2]) / 1000)
+    assert_range_covers(plain, rf"start in ({NUMBER})-({NUMBER}) s against", "start-up")
+    assert_range_covers(torch_first, rf"against ({NUMBER})-({NUMBER}) s with torch imported first", "torch first")
+
+
+# -- students ------------------------------------------------------------------------------------------
+def test_the_students_table_is_the_committed_one():
+    s = section("students_ipc")
+    for ipc in ("1", "5", "10"):
+        committed = row(s, ipc)
+        shown = row(README.split("## What the dense labels buy", 1)[1], ipc)
+        assert [c.strip("*") for c in shown[1:4]] == committed[1:4], (ipc, shown, committed)
+        assert shown[4:6] == committed[5:7], (ipc, shown, committed)
+
+
+def test_the_demo_student_pool_figures():
+    s = section("demo_students")
+    quiet, shared = row(s, "quiet"), row(s, "one busy process beside")
+    slower = cell_number(shared[1]) / cell_number(quiet[1])
+    threads_vs_pool = cell_number(shared[3])
+    ((a, b),) = readme(rf"makes the students ({NUMBER})x slower; torch's threads in one process, the old way, then "
+                       rf"took ({NUMBER})x as long as the pool")
+    assert_rounds_to(slower, a, "shared / quiet")
+    assert_rounds_to(threads_vs_pool, b, "threads / pool, shared")
+
+
+@pytest.mark.parametrize("key", ["container_io", "row_checks", "size_mtt", "convert_speed", "cli_startup",
+                                 "adversarial", "demo_students"])
+def test_the_committed_sections_render_from_their_json(key):
+    """RESULTS.md sections the README is checked against are what their saved JSON renders to (the
+    benchmark's --render-only), so a hand edit of RESULTS.md cannot hide a measured change."""
+    import importlib
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        module = importlib.import_module(key)
+        payload = json.loads((JSON / f"{key}.json").read_text())
+        text = module.render(payload) if hasattr(module, "render") else None
+        text = text[0] if isinstance(text, tuple) else text
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    if text is None:
+        pytest.skip(f"benchmarks/{key}.py renders through another function")
+    assert text.strip().splitlines()[-1].strip() in section(key)
+
+
+def numbers_in(text: str) -> list[float]:
+    return [value(n) for n in re.findall(NUMBER, text)]
+
+
+# (README sentence with the figures as groups, the RESULTS sections that hold them): every figure must
+# be a number of those sections, as printed there or rounded to the README's decimals
+QUOTED = [
+    (rf"gives\s+({NUMBER})% at IPC 1 against ({NUMBER})% for the mean \(({NUMBER}) vs ({NUMBER})% at IPC 5\)",
+     ["students_loss"]),
+    (rf"\(IPC 1: ({NUMBER}) vs ({NUMBER})%; IPC 5:\s+({NUMBER}) vs ({NUMBER})%\)", ["students_loss"]),
+    (rf"from epoch 2 to 50 \(IPC 1:\s+({NUMBER}) to ({NUMBER})%\)", ["students_epochs"]),
+    (rf"standard deviation at IPC 5 \(({NUMBER})-({NUMBER})%\)", ["students_codec"]),
+    (rf"\(\+({NUMBER}) to \+({NUMBER}) over hard at IPC 1\)", ["students_arch"]),
+    (rf"gives ({NUMBER})% against ({NUMBER})-({NUMBER})% for hard labels", ["students_archloss_gpu", "students_archfull_gpu"]),
+    (rf"centre sub-image's top-1 agreement with the true class from ({NUMBER})% to\s+({NUMBER})%", ["students_loss"]),
+    (rf"float32 labels cost ({NUMBER})% at N=5", ["storage"]),
+    (rf"The dense labels are ({NUMBER})% of the raw bytes", ["size_mtt"]),
+]
+
+
+@pytest.mark.parametrize("pattern,keys", QUOTED, ids=[str(i) for i in range(len(QUOTED))])
+def test_quoted_figures_are_in_their_sections(pattern, keys):
+    pool = [n for key in keys for n in numbers_in(section(key))]
+    for match in readme(pattern):
+        for printed in match:
+            half = 0.5 * 10 ** -decimals(printed)
+            assert any(abs(n - value(printed)) <= half + 1e-9 for n in pool), \
+                f"README figure {printed} ({pattern}) is not in RESULTS {keys}"
