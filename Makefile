@@ -51,7 +51,7 @@ bench: install-dev
 # mutation testing of the format core (pyproject [tool.mutmut]); resumable: a second run continues
 mutation: install-dev
 	$(BIN)/pip install --quiet -e '.[dev,mutation]'
-	$(BIN)/mutmut run || true
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run || true   # one thread: forked mutant workers deadlock on an OpenMP pool
 	$(BIN)/python benchmarks/mutation.py
 
 clean:

@@ -13,7 +13,9 @@ mutmut changes one operator, constant or call at a time, runs the tests that cov
 (``pytest -x``), and records the exit status in ``mutants/<module>.py.meta``; this script reads
 those files. Score = (killed + timeout) / checked, as mutmut counts it (a mutant that makes the
 covering tests hang or overrun 3x their time is detected); "not checked" are mutants the run did not
-reach. ``mutmut show NAME`` prints a mutant's diff.
+reach. ``mutmut show NAME`` prints a mutant's diff. Run mutmut with ``OMP_NUM_THREADS=1`` (``make mutation``
+does): mutmut forks a worker per mutant from a process that has used torch, and a forked child of a
+running OpenMP pool deadlocks, which mutmut would count as a timeout, i.e. a kill.
 """
 
 from __future__ import annotations
@@ -39,7 +41,13 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", None: "not checked", 5: "no t
 DETECTED = ("killed", "timeout", "segfault")
 
 # survivors judged equivalent (no behaviour a caller can observe changes), by mutant name, with why
-EQUIVALENT: dict[str, str] = {}
+EQUIVALENT: dict[str, str] = {
+    "ladd_format.pixels.x_to_pixel01__mutmut_2": "astype(None) is astype(float64) in numpy",
+    "ladd_format.pixels.x_loss_report__mutmut_20": "astype(None) is astype(float64) in numpy",
+    "ladd_format.pixels.x_loss_report__mutmut_21": "astype(None) is astype(float64) in numpy",
+    "ladd_format.codecs.base.x_register__mutmut_1": "registration runs at import, before mutmut switches the "
+                                                    "mutant on; make_codec's tests would fail on it otherwise",
+}
 
 
 def collect(mutants: Path) -> dict:
@@ -69,15 +77,16 @@ def render(payload: dict) -> str:
              "function, `pytest -x`, timeout 3x their duration + 5 s. Score = (killed + timeout) / checked. "
              "Target: >= 90% per module.",
              "",
-             "| module | mutants | checked | killed | timeout | survived | no tests | not checked | score |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| module | mutants | checked | killed | timeout | survived | no tests | not checked | score | killed only |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for module, m in modules.items():
         c = m["counts"]
         detected, checked, pct = score(c)
         total = sum(c.values())
+        strict = "-" if not checked else f"{100.0 * c.get('killed', 0) / checked:.1f}%"
         lines.append(f"| `{module}` | {total:,} | {checked:,} | {c.get('killed', 0):,} | {c.get('timeout', 0):,} | "
                      f"{c.get('survived', 0):,} | {c.get('no tests', 0):,} | {c.get('not checked', 0):,} | "
-                     f"{'-' if pct is None else f'{pct:.1f}%'} |")
+                     f"{'-' if pct is None else f'{pct:.1f}%'} | {strict} |")
     lines.append("")
     lines.append("Surviving mutants (`mutmut show NAME` prints each):")
     lines.append("")

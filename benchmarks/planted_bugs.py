@@ -129,7 +129,8 @@ def render(payload: dict) -> str:
             lines.append(f"| {r['what']} | `{r['file']}` | - | - | edit not applied: {r['error']} |")
             continue
         ok = len(r["failed"]) >= 2 and len(r["files"]) >= 2
-        lines.append(f"| {r['what']} | `{r['file']}` | {len(r['failed'])} | {len(r['files'])} "
+        lines.append(f"| {r['what']}{' (re-measured)' if r.get('remeasured') else ''} | `{r['file']}` | "
+                     f"{len(r['failed'])} | {len(r['files'])} "
                      f"({', '.join(Path(f).stem for f in r['files'][:6])}{', ...' if len(r['files']) > 6 else ''}) | "
                      f"{'yes' if ok else 'NO'} |")
     return "\n".join(lines)
@@ -138,11 +139,22 @@ def render(payload: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=None, help="one bug by name; prints only")
+    ap.add_argument("--update", default=None, metavar="NAME",
+                    help="re-measure one bug and replace its row in the saved results (after a test was added)")
     add_output_args(ap)
     args = ap.parse_args(argv)
     args.quick = args.only is not None
     out = Output.from_args(args)
-    payload = out.load(NAME) if out.render_only else out.save(NAME, measure(args.only))
+    if args.update:
+        payload = out.load(NAME)
+        (row,) = measure(args.update)["rows"]
+        row["remeasured"] = True
+        rows = [row if r["name"] == args.update else r for r in payload["data"]["rows"]]
+        payload = out.save(NAME, {"rows": rows}, command=payload["command"] + f"; then --update {args.update}")
+    elif out.render_only:
+        payload = out.load(NAME)
+    else:
+        payload = out.save(NAME, measure(args.only))
     section = render(payload)
     print(section)
     out.update(KEY, TITLE + "\n\n" + section)

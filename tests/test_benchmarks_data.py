@@ -125,5 +125,24 @@ def test_mutation_summary_counts_statuses_and_lists_survivors(bench, tmp_path):
     assert module["survivors"] == ["ladd_format.geometry.x_a__mutmut_2"]
     assert mutation.score(module["counts"]) == (3, 4, 75.0)
     text = mutation.render({"machine": "m", "date": "d", "command": "c", "data": data})
-    assert "| `ladd_format/geometry.py` | 5 | 4 | 2 | 1 | 1 | 0 | 1 | 75.0% |" in text
+    assert "| `ladd_format/geometry.py` | 5 | 4 | 2 | 1 | 1 | 0 | 1 | 75.0% | 50.0% |" in text
     assert "x_a__mutmut_2" in text
+
+
+def test_planted_bugs_edits_apply_once_and_render(bench):
+    """Every planted bug's edit matches its file exactly once (a refactor that moves the code must
+    update the bug, not silently skip it), and the table says whether each met the target."""
+    planted = bench("planted_bugs")
+    root = BENCH.parent
+    for name, _, path, old, new in planted.BUGS:
+        text = (root / path).read_text()
+        if "# mutmut generated" in text:
+            pytest.skip("the sources are mutmut's rewritten copies here")
+        assert text.count(old) == 1, name
+        assert old != new
+    payload = {"machine": "m", "date": "d", "command": "c", "data": {"rows": [
+        {"name": "a", "what": "bug a", "file": "x.py", "failed": ["tests/t1.py::x", "tests/t2.py::y"],
+         "files": ["tests/t1.py", "tests/t2.py"]},
+        {"name": "b", "what": "bug b", "file": "x.py", "failed": ["tests/t1.py::x"], "files": ["tests/t1.py"]}]}}
+    text = planted.render(payload)
+    assert "| bug a | `x.py` | 2 | 2 (t1, t2) | yes |" in text and "| bug b | `x.py` | 1 | 1 (t1) | NO |" in text

@@ -210,3 +210,23 @@ def test_class_names_and_root_attributes(tmp_path):
         assert info["source_dataset"] == "imagenette" and info["distillation"] == "mtt" and info["ipc"] == 1
         assert info["provenance"]["converter"] == "test" and info["provenance"]["inputs"] == []
         assert info["provenance"]["created"].endswith("Z")
+
+
+def test_a_failed_append_discards_everything_and_closes_the_writer(tmp_path):
+    """A bad batch after good ones: the writer aborts (temporary file removed, HDF5 handle closed),
+    the destination keeps its old bytes, and the writer refuses further appends and closes as a no-op."""
+    from ladd_format.errors import LaddError
+    dest = tmp_path / "set.dla.h5"
+    dest.write_bytes(b"old contents")
+    images, labels, _ = make_arrays(4, side=8)
+    w = DLAWriter(dest, num_classes=10, image_shape=(3, 8, 8), mean=MEAN, std=STD, overwrite=True)
+    w.append(images[:2], labels[:2])
+    assert len(list(tmp_path.iterdir())) == 2                     # the destination and the hidden temporary file
+    h5 = w.h5
+    with pytest.raises(LaddError):
+        w.append(images[2:], np.array([3, 99]))                    # label 99 >= C
+    assert [p.name for p in tmp_path.iterdir()] == ["set.dla.h5"] and dest.read_bytes() == b"old contents"
+    assert not h5.id.valid                                         # the handle was closed
+    with pytest.raises(LaddError, match="closed"):
+        w.append(images[:1], labels[:1])
+    assert w.close() == dest and dest.read_bytes() == b"old contents"

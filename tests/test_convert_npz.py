@@ -139,3 +139,57 @@ def test_existing_output_needs_force(tmp_path, runner):
 def test_unknown_format_is_a_usage_error(tmp_path, runner):
     result = runner.invoke(main, ["convert", "nosuchformat", "x", "-o", str(tmp_path / "o.h5")])
     assert result.exit_code == 2 and "npz" in result.output
+
+
+def exported(tmp_path, runner, codec="uint8"):
+    from conftest import write_dla
+    src = write_dla(tmp_path / "src.dla.h5", m=6, codec=codec, codec_config={"k": 3} if codec == "topk" else None)
+    npz = tmp_path / "x.npz"
+    assert runner.invoke(main, ["export", str(src), "--format", "npz", "-o", str(npz)]).exit_code == 0
+    return src, dict(np.load(npz))
+
+
+def tampered(tmp_path, runner, arrays):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    result = runner.invoke(main, ["convert", "npz", str(bad), "-o", str(tmp_path / "out.dla.h5")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "out.dla.h5").exists()
+    lines = [line for line in result.output.splitlines() if line.startswith("ladd: error")]
+    assert len(lines) == 1 and str(bad) in lines[0]
+    return lines[0]
+
+
+def test_exported_stored_dense_labels_convert_back_exactly(tmp_path, runner):
+    src, arrays = exported(tmp_path, runner, "topk")
+    assert {"dense_stored_topk_index", "dense_stored_topk_prob"} <= set(arrays)
+    good = tmp_path / "good.npz"
+    np.savez(good, **arrays)
+    assert runner.invoke(main, ["convert", "npz", str(good), "-o", str(tmp_path / "b.dla.h5")]).exit_code == 0
+    import h5py
+    with h5py.File(src, "r") as a, h5py.File(tmp_path / "b.dla.h5", "r") as b:
+        for name in ("topk_index", "topk_prob"):
+            assert np.array_equal(a["dense"][name][()], b["dense"][name][()])
+
+
+def test_stored_dense_labels_that_do_not_fit_their_codec_are_refused(tmp_path, runner):
+    _, arrays = exported(tmp_path, runner, "uint8")
+    stored = arrays["dense_stored_probs"]
+    assert stored.dtype == np.uint8 and stored.shape == (6, 9, 10)
+    missing = {k: v for k, v in arrays.items() if k != "dense_stored_probs"}
+    missing["dense_stored_other"] = stored
+    assert "are not codec" in tampered(tmp_path, runner, missing)
+    wrong_dtype = dict(arrays, dense_stored_probs=stored.astype(np.uint16))
+    assert "dense_stored_probs must be (6, 9, 10) uint8" in tampered(tmp_path, runner, wrong_dtype)
+    wrong_shape = dict(arrays, dense_stored_probs=stored[:, :4])
+    assert "dense_stored_probs must be (6, 9, 10) uint8" in tampered(tmp_path, runner, wrong_shape)
+    broken = stored.copy()
+    broken[3, 2] = 0
+    broken[3, 2, 0] = 200                      # row sums to 200: outside 255 +- C/2 (the codec's rule)
+    line = tampered(tmp_path, runner, dict(arrays, dense_stored_probs=broken))
+    assert "dense_stored_*:" in line and "sum to 255" in line and "images from 0" in line
+    moved = stored.copy()
+    moved[4, 1] = np.roll(moved[4, 1], 1)      # still a valid uint8 row, another distribution
+    assert not np.array_equal(moved[4, 1], stored[4, 1])
+    line = tampered(tmp_path, runner, dict(arrays, dense_stored_probs=moved))
+    assert "do not decode to dense_labels" in line and "remove the dense_stored_* keys" in line

@@ -547,3 +547,37 @@ def test_round_half_up_is_one_rule_for_numpy_and_torch():
     assert round_half_up(np.array(ties)).tolist() == want
     assert round_half_up(torch.tensor(ties, dtype=torch.float64)).tolist() == want
     assert np.round(np.array(ties[:3])).tolist() == [0.0, 2.0, 2.0]      # what it replaces in export
+
+
+@pytest.mark.parametrize("arrays,message", [
+    ({"train_images": np.zeros((1, 3, 4, 4))}, "train_images must be (N, ...) with N >= 2 images, got shape (1, 3, 4, 4)"),
+    ({"train_images": np.zeros((2, 3, 65, 64))}, "train_images hold 12,480 values per image; refitting ZCA takes a "
+                                                 "12,480 x 12,480 covariance, at most 12,288 values per image"),
+    ({"mean": np.zeros(48)}, "needs keys mean + inverse, or train_images"),
+    ({"inverse": np.zeros((48, 48))}, "needs keys mean + inverse, or train_images"),
+])
+def test_zca_statistics_files_are_refused_with_what_is_wrong(tmp_path, arrays, message):
+    from ladd_format.converters.common import load_zca_stats
+    from ladd_format.errors import InputError
+    path = tmp_path / "zca.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(InputError) as info:
+        load_zca_stats(path)
+    assert info.value.message == message and str(path) in str(info.value)
+
+
+def test_zca_refit_and_inversion_by_hand(tmp_path):
+    """Refitting from train_images is kornia's fit (unbiased covariance, SVD, sqrt(s + eps)); the
+    inversion is x @ T_inv + mu per flattened image, and statistics of another size are refused."""
+    from ladd_format.converters.common import invert_zca, load_zca_stats
+    from ladd_format.errors import InputError
+    train = np.random.default_rng(5).uniform(0, 1, size=(50, 3, 2, 2))
+    np.savez(tmp_path / "t.npz", train_images=train)
+    mu, inverse = load_zca_stats(tmp_path / "t.npz", eps=0.1)
+    want_mu, forward, want_inverse = zca_fit(train, eps=0.1)
+    assert np.allclose(mu, want_mu, rtol=0, atol=1e-12) and np.allclose(inverse, want_inverse, rtol=0, atol=1e-10)
+    white = zca_white(train, want_mu, forward).detach().numpy().astype(np.float64)
+    back = invert_zca(white, mu, inverse, tmp_path / "t.npz")
+    assert back.shape == train.shape and np.allclose(back, train, atol=1e-5)
+    with pytest.raises(InputError, match="ZCA statistics are for 12 values per image, the images have 48"):
+        invert_zca(np.zeros((2, 3, 4, 4)), mu, inverse, tmp_path / "t.npz")

@@ -402,6 +402,8 @@ DAMAGE = [
     (5, "labels-missing", {}, lambda f: f.__delitem__("labels")),
     (6, "soft-labels-kind", {"soft_kind": "probs"}, _set("soft_labels", "kind", "scores")),
     (6, "soft-labels-probs", {"soft_kind": "probs"}, _set_value("soft_labels", (0, 0), 3.0)),
+    (6, "soft-labels-shape", {"soft_kind": "probs"}, lambda f: rehash(replace_dataset(
+        f, "soft_labels", np.concatenate([f["soft_labels"][()], np.zeros((12, 1), np.float32)], axis=1)))),
     (7, "normalization-std-zero", {}, _set("normalization", "std", np.array([0.229, 0.0, 0.225]))),
     (7, "normalization-std-negative", {}, _set("normalization", "std", np.array([0.229, -0.2, 0.225]))),
     (7, "normalization-missing", {}, lambda f: f.__delitem__("normalization")),
