@@ -204,3 +204,15 @@ class Output:
     def update(self, key: str, section: str) -> None:
         if self.write:
             update_results(key, section, self.results)
+
+    def publish(self, name: str, title: str, render, measure=None, payload: dict | None = None) -> int:
+        """The end of every benchmark's ``main``: the payload (given; or loaded with ``--render-only``;
+        or ``measure()`` saved), rendered, printed, and written as the section ``name`` of RESULTS.md
+        under ``title``. Returns the exit status 0."""
+        if payload is None:
+            payload = self.load(name) if self.render_only else self.save(name, measure())
+        section = render(payload)
+        section = section[0] if isinstance(section, tuple) else section
+        print(section)
+        self.update(name, f"{title}\n\n{section}")
+        return 0

@@ -146,16 +146,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="runs per command line after the warm-up (default 5)")
     add_output_args(ap)
     args = ap.parse_args(argv)
-    out = Output.from_args(args)
-    if out.render_only:
-        payload = out.load(NAME)
-    else:
-        repeats = args.repeats or (2 if args.quick else 5)
-        payload = out.save(NAME, measure(repeats))
-    section = render(payload)
-    print(section)
-    out.update(KEY, TITLE + "\n\n" + section)
-    return 0
+    return Output.from_args(args).publish(KEY, TITLE, render,
+                                          lambda: measure(args.repeats or (2 if args.quick else 5)))
 
 
 if __name__ == "__main__":

@@ -145,15 +145,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="20 epochs, one seed; print only unless --data-dir/--results")
     add_output_args(ap)
     args = ap.parse_args(argv)
-    out = Output.from_args(args)
-    if out.render_only:
-        payload = out.load(NAME)
-    else:
-        payload = out.save(NAME, measure(args.workdir, args.quick))
-    section = render(payload)
-    print(section)
-    out.update(KEY, TITLE + "\n\n" + section)
-    return 0
+    return Output.from_args(args).publish(KEY, TITLE, render, lambda: measure(args.workdir, args.quick))
 
 
 if __name__ == "__main__":

@@ -104,16 +104,9 @@ def main(argv=None) -> int:
     add_output_args(ap)
     args = ap.parse_args(argv)
     out = Output.from_args(args)
-    if out.render_only:
-        payload = out.load(NAME)
-    else:
-        if not args.mutants.is_dir():
-            raise SystemExit(f"{args.mutants} not found: run `make mutation` (or `mutmut run`) first")
-        payload = out.save(NAME, collect(args.mutants))
-    section = render(payload)
-    print(section)
-    out.update(KEY, TITLE + "\n\n" + section)
-    return 0
+    if not out.render_only and not args.mutants.is_dir():
+        raise SystemExit(f"{args.mutants} not found: run `make mutation` (or `mutmut run`) first")
+    return out.publish(KEY, TITLE, render, lambda: collect(args.mutants))
 
 
 if __name__ == "__main__":

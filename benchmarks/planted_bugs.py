@@ -151,14 +151,8 @@ def main(argv=None) -> int:
         row["remeasured"] = True
         rows = [row if r["name"] == args.update else r for r in payload["data"]["rows"]]
         payload = out.save(NAME, {"rows": rows}, command=payload["command"] + f"; then --update {args.update}")
-    elif out.render_only:
-        payload = out.load(NAME)
-    else:
-        payload = out.save(NAME, measure(args.only))
-    section = render(payload)
-    print(section)
-    out.update(KEY, TITLE + "\n\n" + section)
-    return 0
+        return out.publish(KEY, TITLE, render, payload=payload)
+    return out.publish(KEY, TITLE, render, lambda: measure(args.only))
 
 
 if __name__ == "__main__":

@@ -257,7 +257,7 @@ def test_soft_and_ladd_students_learn(digits_files, mode, file):
     test = load_source("digits-test")
     cfg = EvalConfig(mode=mode, arch="convnet-d3", arch_kwargs={"width": 16}, epochs=40, seeds=1, batch_size=30,
                      sub_per_image=5)
-    assert evaluate(digits_files[file], test, cfg)["mean"] > 0.3
+    assert evaluate(digits_files[file], test, cfg)["mean"] > 0.6      # measured 0.82-0.83 at 1 and 2 threads
 
 
 def test_the_mean_reduction_trains_on_a_smaller_loss_than_the_sum(digits_files):
