@@ -48,10 +48,15 @@ bench: install-dev
 	test -f demo-out/digits_ipc5_uint8.dla.h5 || $(BIN)/ladd demo --workdir demo-out
 	$(BIN)/python benchmarks/demo_students.py
 
-# mutation testing of the format core (pyproject [tool.mutmut]); resumable: a second run continues
+# mutation testing of the format core (pyproject [tool.mutmut]; benchmarks/mutation.py says what is checked):
+# the first run makes mutants/ and the test stats, the second checks the small modules whole, a random sample
+# of each large one, and every survivor again. Resumable. LADD_MUTATION: tests/conftest.py; one thread:
+# forked workers deadlock on an OpenMP pool.
+MUTMUT = LADD_MUTATION=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut
 mutation: install-dev
 	$(BIN)/pip install --quiet -e '.[dev,mutation]'
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run || true   # one thread: forked mutant workers deadlock on an OpenMP pool
+	$(MUTMUT) run "ladd_format.geometry.x_crop_length__mutmut_1" || true
+	names="$$($(BIN)/python benchmarks/mutation.py --names)"; [ -z "$$names" ] || $(MUTMUT) run $$names || true
 	$(BIN)/python benchmarks/mutation.py
 
 clean:

@@ -57,10 +57,15 @@ def boxes(height: int, width: int, n: int, ratio: float) -> np.ndarray:
 
 
 def boxes_inside(box_array: np.ndarray, height: int, width: int) -> bool:
-    """True when every box has positive size and lies inside an ``height`` x ``width`` image."""
-    b = np.asarray(box_array, dtype=np.int64)
-    if b.ndim != 2 or b.shape[1] != 4:
+    """True when ``box_array`` is an integer (k, 4) array whose every box has positive size and lies inside
+    an ``height`` x ``width`` image. Floats are refused, not truncated; unsigned values above int64's range
+    are refused, not wrapped."""
+    b = np.asarray(box_array)
+    if b.ndim != 2 or b.shape[1] != 4 or b.dtype.kind not in "iu":
         return False
+    if b.dtype.kind == "u" and b.size and int(b.max()) > np.iinfo(np.int64).max:
+        return False
+    b = b.astype(np.int64)
     top, left, h, w = b.T
     return bool(np.all((top >= 0) & (left >= 0) & (h >= 1) & (w >= 1)
-                       & (top + h <= height) & (left + w <= width)))
+                       & (top <= height - h) & (left <= width - w)))   # no int64 overflow for any h, w >= 1

@@ -21,6 +21,9 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 A = importlib.import_module("adversarial")
 
+# the damage, kill and pickle cases run in worker processes (see conftest.py on mutation_skip)
+pytestmark = pytest.mark.mutation_skip
+
 PER_BASE = 24          # damages per base file: 7 files x 24 = 168, every flip kind and region kind
 PICKLES = ("tensors-images", "mtt-labels-legacy", "datm-lr", "dc", "npz-object")
 

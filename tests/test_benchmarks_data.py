@@ -111,7 +111,7 @@ def test_render_only_demo_students_reproduces_the_committed_section(bench, tmp_p
     assert block in committed
 
 
-def test_mutation_summary_counts_statuses_and_lists_survivors(bench, tmp_path):
+def test_mutation_summary_counts_statuses_and_lists_survivors(bench, tmp_path, monkeypatch):
     mutation = bench("mutation")
     mutants = tmp_path / "mutants" / "ladd_format"
     mutants.mkdir(parents=True)
@@ -125,8 +125,32 @@ def test_mutation_summary_counts_statuses_and_lists_survivors(bench, tmp_path):
     assert module["survivors"] == ["ladd_format.geometry.x_a__mutmut_2"]
     assert mutation.score(module["counts"]) == (3, 4, 75.0)
     text = mutation.render({"machine": "m", "date": "d", "command": "c", "data": data})
-    assert "| `ladd_format/geometry.py` | 5 | 4 | 2 | 1 | 1 | 0 | 1 | 75.0% | 50.0% |" in text
+    assert "| `ladd_format/geometry.py` | 5 | 4 | 2 | 1 | 1 | 0 | 0 | 1 | 75.0% | 50.0% |" in text
     assert "x_a__mutmut_2" in text
+    # a survivor listed as equivalent leaves the score's denominator and is shown with its reason
+    monkeypatch.setitem(mutation.EQUIVALENT, "ladd_format.geometry.x_a__mutmut_2", "same output")
+    data = mutation.collect(tmp_path / "mutants")
+    assert mutation.score(data["modules"]["ladd_format/geometry.py"]["counts"]) == (3, 3, 100.0)
+    text = mutation.render({"machine": "m", "date": "d", "command": "c", "data": data})
+    assert "| `ladd_format/geometry.py` | 5 | 3 | 2 | 1 | 0 | 1 | 0 | 1 | 100.0% | 66.7% |" in text
+    assert "x_a__mutmut_2 (equivalent: same output)" in text
+
+
+def test_mutation_samples_large_modules_uniformly_and_reproducibly(bench, tmp_path):
+    mutation = bench("mutation")
+    names = [f"m.x_f__mutmut_{i}" for i in range(1000)]
+    picked = mutation.sample_of(names)
+    assert len(picked) == mutation.SAMPLE_SIZE == len(set(picked)) and set(picked) <= set(names)
+    assert picked == mutation.sample_of(list(reversed(names)))              # the order given does not matter
+    assert mutation.sample_of(names[:mutation.SAMPLE_ABOVE]) == sorted(names[:mutation.SAMPLE_ABOVE])
+    groups = mutation.samples_of(names)
+    assert groups["sample"] == picked and len(groups["held-out"]) == mutation.HELD_OUT_SIZE
+    assert not set(groups["held-out"]) & set(picked)                        # held out: none of the first sample
+    numbers = sorted(int(n.rsplit("_", 1)[1]) for n in picked)              # spread over the whole range
+    assert numbers[0] < 100 and numbers[-1] > 900
+    low, high = mutation.wilson(135, 150)
+    assert 83.0 < low < 90.0 < high < 95.0                                   # 90% observed: 84-94%
+    assert mutation.wilson(150, 150)[1] == 100.0
 
 
 def test_planted_bugs_edits_apply_once_and_render(bench):

@@ -105,6 +105,7 @@ def test_version(runner):
     assert result.exit_code == 0 and "0.1.0" in result.output
 
 
+@pytest.mark.mutation_skip
 def test_demo_quick_runs_end_to_end_and_writes_its_report(tmp_path, runner):
     result = runner.invoke(main, ["demo", "--quick", "--workdir", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import h5py
 import numpy as np
@@ -167,6 +168,7 @@ def test_exception_inside_with_block_discards_the_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.mutation_skip
 def test_killed_write_leaves_destination_as_it_was(tmp_path):
     path = tmp_path / "a.dla.h5"
     write_dla(path)
@@ -223,10 +225,31 @@ def test_a_failed_append_discards_everything_and_closes_the_writer(tmp_path):
     w.append(images[:2], labels[:2])
     assert len(list(tmp_path.iterdir())) == 2                     # the destination and the hidden temporary file
     h5 = w.h5
+    pending = w.hasher.submit(time.sleep, 0.3)                     # hashing still running when the batch fails
     with pytest.raises(LaddError):
         w.append(images[2:], np.array([3, 99]))                    # label 99 >= C
     assert [p.name for p in tmp_path.iterdir()] == ["set.dla.h5"] and dest.read_bytes() == b"old contents"
     assert not h5.id.valid                                         # the handle was closed
+    assert pending.done()                                          # the hashing thread was waited for ...
+    with pytest.raises(RuntimeError):
+        w.hasher.submit(int)                                       # ... and shut down
     with pytest.raises(LaddError, match="closed"):
         w.append(images[:1], labels[:1])
     assert w.close() == dest and dest.read_bytes() == b"old contents"
+
+
+@pytest.mark.parametrize("failing", ["ThreadPoolExecutor", "h5py.File"])
+def test_a_writer_that_fails_to_start_raises_its_own_error_and_leaves_nothing(tmp_path, monkeypatch, failing):
+    """The first steps of the constructor fail (no thread pool, no HDF5 file yet): the cause comes
+    out, not an error of the clean-up, and no temporary file is left."""
+    from ladd_format import writer as writer_module
+
+    def boom(*args, **kwargs):
+        raise OSError("boom")
+    if failing == "ThreadPoolExecutor":
+        monkeypatch.setattr(writer_module, "ThreadPoolExecutor", boom)
+    else:
+        monkeypatch.setattr(writer_module.h5py, "File", boom)
+    with pytest.raises(OSError, match="boom"):
+        DLAWriter(tmp_path / "set.dla.h5", num_classes=10, image_shape=(3, 8, 8), mean=MEAN, std=STD)
+    assert list(tmp_path.iterdir()) == []

@@ -581,3 +581,89 @@ def test_zca_refit_and_inversion_by_hand(tmp_path):
     assert back.shape == train.shape and np.allclose(back, train, atol=1e-5)
     with pytest.raises(InputError, match="ZCA statistics are for 12 values per image, the images have 48"):
         invert_zca(np.zeros((2, 3, 4, 4)), mu, inverse, tmp_path / "t.npz")
+
+
+@pytest.mark.parametrize("scalar", [np.float64(0.5), np.float32(0.25), np.int64(3), np.int32(2)])
+def test_dc_results_numpy_scalars_of_each_allowed_dtype_load(tmp_path, scalar):
+    """DC results dicts hold numpy scalars: each of the four allow-listed dtypes loads with the
+    allow-list, and is refused without it (weights_only)."""
+    from ladd_format.converters.common import load_pt
+    from ladd_format.errors import InputError
+    src = tmp_path / "res.pt"
+    torch.save({"accs_all_exps": {"ConvNet": [scalar]}}, src)
+    got = load_pt(src, allow_numpy_scalars=True)["accs_all_exps"]["ConvNet"][0]
+    assert got == scalar and got.dtype == scalar.dtype
+    with pytest.raises(InputError, match="refused"):
+        load_pt(src)
+
+
+def test_normalisation_values_compare_flattened_within_1e_6_absolute():
+    """--mean/--std against an input's own: any shape of the same values is the same, within 1e-6 absolute."""
+    from ladd_format.converters.common import _same
+    assert _same(np.full((1, 3, 1, 1), 0.5), [0.5, 0.5, 0.5])
+    assert _same([0.5, 0.5, 0.5], np.full((3, 1, 1), 0.5))
+    assert _same([0.5], [0.5000009])                  # inside 1e-6
+    assert not _same([0.5], [0.500003])               # outside 1e-6 (a relative tolerance would let it in)
+    assert not _same([0.5, 0.5], [0.5, 0.5, 0.5])
+
+
+def test_zca_statistics_which_keys_decide(tmp_path):
+    """mean + inverse win over train_images; train_images alone (or beside only one of them) is refitted,
+    after its bounds are checked; train_images may be (N, D) already flat; a (1, D) mean is read as (D,)."""
+    from ladd_format.converters.common import invert_zca, load_zca_stats
+    from ladd_format.errors import InputError
+    one = np.zeros((1, 3, 2, 2))
+    for partial in ({"mean": np.zeros(12)}, {"inverse": np.eye(12)}):
+        np.savez(tmp_path / "p.npz", train_images=one, **partial)
+        with pytest.raises(InputError) as e:
+            load_zca_stats(tmp_path / "p.npz")
+        assert str(e.value) == f"{tmp_path / 'p.npz'}: train_images must be (N, ...) with N >= 2 images, got shape " \
+                               "(1, 3, 2, 2)"
+    np.savez(tmp_path / "both.npz", train_images=one, mean=np.full((1, 12), 0.5), inverse=2 * np.eye(12))
+    mu, inverse = load_zca_stats(tmp_path / "both.npz")
+    assert mu.shape == (12,) and np.all(mu == 0.5) and np.array_equal(inverse, 2 * np.eye(12))
+    back = invert_zca(np.ones((2, 3, 2, 2)), mu, inverse, tmp_path / "both.npz")
+    assert np.all(back == 2.5)
+    flat = np.random.default_rng(0).uniform(0, 1, size=(20, 12))
+    np.savez(tmp_path / "flat.npz", train_images=flat)
+    mu, inverse = load_zca_stats(tmp_path / "flat.npz")
+    assert np.allclose(mu, flat.mean(axis=0), rtol=0, atol=1e-12) and inverse.shape == (12, 12)
+
+
+def test_zca_statistics_of_the_wrong_size_are_refused_whichever_part_is_wrong(tmp_path):
+    from ladd_format.converters.common import invert_zca
+    from ladd_format.errors import InputError
+    images, stats = np.zeros((2, 3, 2, 2)), tmp_path / "s.npz"
+    for mean, inverse in ((np.zeros(12), np.eye(11)), (np.zeros(11), np.eye(12))):
+        with pytest.raises(InputError) as e:
+            invert_zca(images, mean, inverse, stats)
+        assert str(e.value) == f"{stats}: ZCA statistics are for {mean.shape[0]} values per image, the images have 12"
+
+
+def test_zca_refit_size_limit_is_inclusive_and_unreadable_values_are_named(tmp_path, monkeypatch):
+    from ladd_format.converters import common
+    from ladd_format.errors import InputError
+    monkeypatch.setattr(common, "MAX_ZCA_VALUES", 12)                # the limit, scaled down to a 12 x 12 fit
+    np.savez(tmp_path / "at.npz", train_images=np.random.default_rng(0).uniform(size=(5, 3, 2, 2)))
+    assert common.load_zca_stats(tmp_path / "at.npz")[1].shape == (12, 12)
+    np.savez(tmp_path / "over.npz", train_images=np.zeros((5, 13)))
+    with pytest.raises(InputError, match="train_images hold 13 values per image"):
+        common.load_zca_stats(tmp_path / "over.npz")
+    np.savez(tmp_path / "text.npz", train_images=np.array([["abc"] * 3] * 2))
+    with pytest.raises(InputError) as e:
+        common.load_zca_stats(tmp_path / "text.npz")
+    assert str(e.value).startswith(f"{tmp_path / 'text.npz'}: not a readable ZCA statistics .npz: could not "
+                                   "convert string to float: ")          # numpy's own words follow
+
+
+def test_weights_only_holds_even_when_the_environment_asks_torch_to_drop_it(tmp_path, monkeypatch):
+    """TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD turns off torch's default; load_pt asks for weights_only itself."""
+    from fractions import Fraction
+
+    from ladd_format.converters.common import load_pt
+    from ladd_format.errors import InputError
+    src = tmp_path / "images_best.pt"
+    torch.save({"x": Fraction(1, 2)}, src)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(InputError, match="refused: the pickle asks for code or objects outside the allow-list"):
+        load_pt(src)

@@ -210,6 +210,7 @@ def test_evaluate_shows_progress_within_a_seed_in_a_log(digits_files, runner, mo
     assert "student 1/2: test accuracy" in result.stderr and "student 2/2: test accuracy" in result.stderr
 
 
+@pytest.mark.mutation_skip
 def test_seeds_in_worker_processes_give_the_accuracies_of_one_process(digits_files, runner, monkeypatch):
     """--workers 2 trains the two seeds in two spawned processes; with the thread count fixed, each
     seed's accuracy is exactly that of the in-process run, and the progress counts every epoch."""

@@ -66,3 +66,42 @@ def test_boxes_inside_rejects_outside():
     assert not geometry.boxes_inside(np.array([[0, 0, 33, 10]]), 32, 32)
     assert not geometry.boxes_inside(np.array([[-1, 0, 10, 10]]), 32, 32)
     assert geometry.boxes_inside(np.array([[22, 22, 10, 10]]), 32, 32)
+
+
+@pytest.mark.parametrize("box,inside", [
+    ([0, 0, 1, 1], True), ([31, 0, 1, 1], True), ([0, 31, 1, 1], True), ([0, 0, 32, 32], True),
+    ([-1, 0, 1, 1], False),     # top above the image
+    ([0, -1, 1, 1], False),     # left of the image
+    ([0, 0, 0, 1], False),      # empty height
+    ([0, 0, 1, 0], False),      # empty width
+    ([31, 0, 2, 1], False),     # past the bottom by one row
+    ([0, 31, 1, 2], False),     # past the right edge by one column
+])
+def test_boxes_inside_every_edge_of_every_rule(box, inside):
+    """Each of the six conditions at its boundary, on a 32 x 32 image, alone and beside a good box."""
+    assert geometry.boxes_inside(np.array([box]), 32, 32) is inside
+    assert geometry.boxes_inside(np.array([[0, 0, 32, 32], box]), 32, 32) is inside
+    # the rules are per axis: the same box on a 32-row, 64-column image
+    wide = geometry.boxes_inside(np.array([box]), 32, 64)
+    assert wide is (inside or box == [0, 31, 1, 2])
+
+
+@pytest.mark.parametrize("array", [np.zeros(4, np.int64), np.zeros((2, 3), np.int64), np.zeros((1, 4, 1), np.int64),
+                                   np.zeros((1, 5), np.int64)])
+def test_boxes_inside_refuses_other_shapes(array):
+    array[..., 2:] = 1
+    assert geometry.boxes_inside(array, 32, 32) is False
+
+
+def test_boxes_inside_refuses_non_integer_and_wrapping_boxes():
+    # a float box is no box (the spec stores integers); truncating 7.5 to 7 would let it pass
+    assert geometry.boxes_inside(np.array([[7.5, 0.0, 1.0, 1.0]]), 8, 8) is False
+    assert geometry.boxes_inside(np.array([[0.0, 0.0, 8.0, 8.0]]), 8, 8) is False
+    # uint64 arithmetic wraps: top = 2**64 - 1 plus height 1 is 0, "inside" unless checked as signed
+    assert geometry.boxes_inside(np.array([[2**64 - 1, 0, 1, 1]], dtype=np.uint64), 8, 8) is False
+    assert geometry.boxes_inside(np.array([[7, 0, 1, 1]], dtype=np.uint64), 8, 8) is True
+    # the largest int64 top plus height 1 overflows int64 if added
+    for dtype in (np.int64, np.uint64):
+        assert geometry.boxes_inside(np.array([[2**63 - 1, 0, 1, 1]], dtype=dtype), 8, 8) is False
+        assert geometry.boxes_inside(np.array([[0, 2**63 - 1, 1, 1]], dtype=dtype), 8, 8) is False
+    assert geometry.boxes_inside(np.array([[7, 0, 1, 1]], dtype=np.int8), 8, 8) is True

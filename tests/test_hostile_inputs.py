@@ -761,3 +761,65 @@ def test_a_checkpoint_destination_that_is_a_folder_is_refused(tmp_path):
     with pytest.raises(OutputExistsError, match="is a directory"):
         save_checkpoint(torch.nn.Linear(2, 2), {"arch": "x"}, tmp_path / "labeler-e001.safetensors")
     assert partials(tmp_path) == []
+
+
+def forge_central_field(path: Path, member: str, offset: int, fmt: str, value: int) -> None:
+    """Rewrite one field of ``member``'s central directory entry (offset from its signature)."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"PK\x01\x02")
+    while at >= 0:
+        name_len = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46:at + 46 + name_len].decode() == member:
+            struct.pack_into(fmt, data, at + offset, value)
+            path.write_bytes(bytes(data))
+            return
+        at = data.find(b"PK\x01\x02", at + 4)
+    raise AssertionError(f"no member {member}")
+
+
+def test_npz_archive_refusals_word_for_word(tmp_path):
+    """Each archive check of converters.common on its own, with the whole message it gives."""
+    from ladd_format.converters.common import check_npz
+
+    def refused(path):
+        with pytest.raises(InputError) as info:
+            check_npz(path)
+        return str(info.value)
+
+    labels = npy_bytes((2,), "<i8", np.arange(2).tobytes())
+    p = tmp_path / "not_zip.npz"
+    p.write_bytes(b"not a zip at all" * 4)
+    assert refused(p) == f"{p}: not a readable .npz archive (a zip archive): File is not a zip file"
+    p = write_zip(tmp_path / "encrypted.npz", {"images.npy": labels})
+    forge_central_field(p, "images.npy", 8, "<H", 0x1)                       # general purpose flag: encrypted
+    assert refused(p) == f"{p}: member 'images.npy' is encrypted, which is refused"
+    p = write_zip(tmp_path / "total.npz", {"a.npy": labels, "b.npy": labels})
+    size = p.stat().st_size
+    for name in ("a.npy", "b.npy"):                                          # each within 1032x of what it claims
+        forge_central_field(p, name, 20, "<I", 100_000)                       # ... to hold compressed
+        forge_central_field(p, name, 24, "<I", 100_000_000)
+    assert refused(p) == f"{p}: members claim 200,000,000 bytes in all, more than 1032x the file's {size:,}"
+    p = write_zip(tmp_path / "negative.npz", {"images.npy": npy_bytes((-1, 2), "<f8", bytes(16))})
+    assert refused(p) == f"{p}: member 'images.npy' declares a negative shape (-1, 2)"
+    short = npy_bytes((10,), "<f8", bytes(40))
+    p = write_zip(tmp_path / "short.npz", {"images.npy": short})
+    assert refused(p) == f"{p}: member 'images.npy' declares 80 bytes ((10,) float64) but holds 40: refused before " \
+                         "loading"
+    # a damaged local header: the directory reads, the member does not
+    p = write_zip(tmp_path / "local.npz", {"images.npy": labels}, zipfile.ZIP_STORED)
+    data = bytearray(p.read_bytes())
+    data[0:4] = b"PK\x00\x00"
+    p.write_bytes(bytes(data))
+    assert refused(p) == f"{p}: not a readable .npz archive: Bad magic number for file header"
+
+
+def test_npz_members_of_every_npy_version_are_read(tmp_path):
+    from ladd_format.converters.common import check_npz
+
+    members = {}
+    for version in ((1, 0), (2, 0), (3, 0)):
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.arange(6, dtype="<i4").reshape(2, 3), version=version)
+        members[f"v{version[0]}.npy"] = buf.getvalue()
+    p = write_zip(tmp_path / "versions.npz", members)
+    assert check_npz(p) == {f"v{v}": ((2, 3), np.dtype("<i4")) for v in (1, 2, 3)}

@@ -25,6 +25,8 @@ LAYERS = {"core": 0, "converters": 1, "torch": 2, "labeler": 3, "experiments": 4
 # function-level imports that reach a higher layer on purpose: (module, imported module)
 ALLOWED_UPWARD = {("ladd_format.export", "ladd_format.torch.subimages")}
 TORCH_MODULES = ("torch", "torchvision", "safetensors.torch")
+# source scans and fresh interpreters (see conftest.py on mutation_skip)
+pytestmark = pytest.mark.mutation_skip
 
 
 def layer_of(module: str) -> int:

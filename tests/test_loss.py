@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
+from ladd_format.geometry import boxes
 from ladd_format.torch import SubSampler, ladd_loss
 
 
@@ -144,3 +145,29 @@ def test_non_square_images_keep_their_height_and_width():
     loss, _ = ladd_loss(model, images, labels, dense, sampler)
     ref, _, _ = hand_loop(model, images, labels, dense, sampler, "mean", 1.0)
     assert torch.allclose(loss, ref, rtol=1e-9, atol=0)
+
+
+def test_soft_cross_entropy_is_per_row_on_the_last_axis_of_any_rank():
+    """(B, N, C) logits: each of the B*N rows is its own distribution (the last axis), by hand."""
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(2, 3, 5, generator=g, dtype=torch.float64)
+    target = torch.softmax(torch.randn(2, 3, 5, generator=g, dtype=torch.float64), -1)
+    from ladd_format.torch.loss import soft_cross_entropy
+    out = soft_cross_entropy(logits, target)
+    assert out.shape == (2, 3)
+    for i in range(2):
+        for j in range(3):
+            z = logits[i, j]
+            log_p = z - torch.log(torch.exp(z).sum())
+            assert out[i, j].item() == pytest.approx(-(target[i, j] * log_p).sum().item(), rel=1e-12)
+
+
+def test_the_loss_keeps_the_model_dtype_when_the_labels_are_float32():
+    """A bfloat16 student with float32 dense labels (as the loader gives them): the labels follow the
+    sub-images' dtype, so no term is promoted to float32."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 5)).to(torch.bfloat16)
+    images, labels, dense = batch(b=2, side=8, n=2)
+    loss, terms = ladd_loss(model, images.to(torch.bfloat16), labels, dense, SubSampler(boxes(8, 8, 2, 0.625), (8, 8)))
+    assert dense.dtype == torch.float32
+    assert loss.dtype == terms["local"].dtype == terms["global"].dtype == torch.bfloat16

@@ -4,6 +4,7 @@ up, clipping, the clipped fraction's strict bounds, the PSNR, the stored forms a
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,6 +115,27 @@ def test_to_nchw_layouts():
         to_nchw(np.zeros((2, 3)), "auto")
     with pytest.raises(InputError, match="layout must be"):
         to_nchw(nchw, "chwn")
+
+
+def test_to_nchw_errors_name_the_file_and_the_way_out():
+    with pytest.raises(ShapeError) as e:
+        to_nchw(np.zeros((1, 5, 6, 7)), "auto", Path("x.npz"))
+    assert str(e.value) == ("x.npz: cannot tell the channel axis of images with shape (1, 5, 6, 7); "
+                            "pass --layout nchw or nhwc")
+    with pytest.raises(InputError) as e:
+        to_nchw(np.zeros((1, 3, 4, 4)), "chwn", Path("x.npz"))
+    assert str(e.value) == "x.npz: layout must be auto, nchw or nhwc, got 'chwn'"
+
+
+def test_to_uint8_loss_of_a_single_pixel_by_hand():
+    """One value, so the mean is that value's squared error (and a clipped one is all of the pixels)."""
+    stored, report = to_uint8(np.full((1, 1, 1, 1), 0.3), "pixel01", (0.0,), (1.0,))
+    assert stored.item() == 77                                   # floor(255 * 0.3 + 0.5) = floor(77.0)
+    assert report["clipped_fraction"] == 0.0
+    assert report["psnr_db"] == pytest.approx(10 * math.log10(1 / (77 / 255 - 0.3) ** 2), rel=1e-12)
+    stored, report = to_uint8(np.full((1, 1, 1, 1), 1.5), "pixel01", (0.0,), (1.0,))
+    assert stored.item() == 255 and report["clipped_fraction"] == 1.0
+    assert report["psnr_db"] == pytest.approx(10 * math.log10(1 / 0.25), rel=1e-12)
 
 
 def test_one_rounding_rule_for_pixels_and_uint8_labels_on_exact_ties():

@@ -82,6 +82,7 @@ def test_in_memory_equals_lazy(tmp_path):
             assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
 
 
+@pytest.mark.mutation_skip
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_dataloader_two_workers_sees_each_item_once(tmp_path, context):
     path = indexed_file(tmp_path / "set.dla.h5")
@@ -109,6 +110,7 @@ def _ddp_worker(rank, world, port, path, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.mutation_skip
 def test_distributed_sampler_two_gloo_processes_disjoint_and_covering(tmp_path):
     path = indexed_file(tmp_path / "set.dla.h5")
     with socket.socket() as s:

@@ -528,3 +528,34 @@ def test_errors_outside_verify_keep_a_meaningful_rule():
     assert E.InputError("x").rule_label == "general"
     assert E.MissingFieldError("x").at_rule(9).rule_label == "9 provenance"
     assert E.MissingFieldError.rule == "general"            # at_rule sets the instance, not the class
+
+
+def test_a_bad_chunk_of_many_rows_is_named_by_its_own_rows(tmp_path):
+    """/labels in chunks of 4 rows: damage in the second and third chunks names rows 4..7 and one more."""
+    path = write_dla(tmp_path / "c.dla.h5", m=12, max_chunk_rows=4)
+    with h5py.File(path) as f:
+        assert f["labels"].chunks == (4,)
+    for chunk in (1, 2):
+        with h5py.File(path) as f:
+            info = f["labels"].id.get_chunk_info(chunk)
+        data = bytearray(path.read_bytes())
+        data[info.byte_offset + 3] ^= 0xFF
+        path.write_bytes(bytes(data))
+    problems = [p for p in problems_of(path) if p.where == "/labels"]
+    assert [p.message for p in problems] == [
+        "fletcher32 checksum fails in the chunk holding rows 4..7 (and 1 more chunks): the data is corrupt"]
+
+
+def test_damage_below_the_rules_is_one_rule_1_problem_naming_the_file(tmp_path, monkeypatch):
+    """An exception from deep in h5py while checking becomes one problem under rule 1 with the file,
+    "/" and the exception's first line."""
+    import importlib
+    verify_module = importlib.import_module("ladd_format.verify")
+    path = write_dla(tmp_path / "d.dla.h5")
+
+    def broken_run(self):
+        raise SystemError("H5Oget_info failed\nsecond line")
+    monkeypatch.setattr(verify_module._Verifier, "run", broken_run)
+    problems = verify(path)
+    assert len(problems) == 1 and problems[0].rule_number == 1
+    assert str(problems[0]) == f"{path}: /: HDF5 structure is damaged (SystemError: H5Oget_info failed)"

@@ -161,8 +161,7 @@ def parse_codec_config(spec: str | dict | "Codec") -> dict:
                 config = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise CodecError(f"codec JSON does not parse: {exc.msg} at character {exc.pos}") from None
-            if not isinstance(config, dict):
-                raise CodecError(f"codec JSON must be an object with a name, got {text!r}")
+            # text starting with "{" parses to an object or not at all: config is a dict here
         else:
             name, _, params = text.partition(":")
             config = {"name": name.strip()}

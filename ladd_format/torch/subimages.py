@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..geometry import boxes_inside
+
 
 def subimages(images: torch.Tensor, boxes: np.ndarray | torch.Tensor | Sequence[Sequence[int]],
               size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -36,8 +38,7 @@ def subimages(images: torch.Tensor, boxes: np.ndarray | torch.Tensor | Sequence[
     b, k, height, width = images.shape
     if box_array.ndim != 2 or box_array.shape[1] != 4:
         raise ValueError(f"boxes must be (P, 4), got shape {box_array.shape}")
-    top, left, bh, bw = box_array.T
-    if np.any((top < 0) | (left < 0) | (bh < 1) | (bw < 1) | (top + bh > height) | (left + bw > width)):
+    if not boxes_inside(box_array, height, width):
         raise ValueError(f"boxes must lie inside the {height}x{width} images")
     out_h, out_w = (height, width) if size is None else (int(size[0]), int(size[1]))
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)

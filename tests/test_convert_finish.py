@@ -1,0 +1,224 @@
+"""converters.common.finish, the one path every converter ends in: each refusal with its exact
+message and the file it names, and what the conversion report records (module docstring of
+converters/common.py). The RawSets are built by hand, as a converter would hand them over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ladd_format import DLAFile
+from ladd_format.converters import ConvertOptions
+from ladd_format.converters.common import RawSet, finish
+from ladd_format.errors import InputError, ShapeError
+
+SRC, LABELS = Path("in/images.pt"), Path("in/labels.pt")
+
+
+@pytest.fixture(autouse=True)
+def inputs(tmp_path, monkeypatch):
+    """The input files the provenance hashes, at the relative paths the messages name."""
+    monkeypatch.chdir(tmp_path)
+    for path in (SRC, LABELS):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"input")
+
+
+def raw(**kw) -> RawSet:
+    rng = np.random.default_rng(0)
+    base = dict(images=rng.random((4, 3, 8, 8)).astype(np.float32), space="pixel01",
+                labels=np.array([0, 1, 0, 1]), inputs=[SRC], num_classes=2)
+    base.update(kw)
+    return RawSet(**base)
+
+
+def refusal(tmp_path, rawset, options=None, kind=InputError) -> str:
+    out = tmp_path / "out.dla.h5"
+    with pytest.raises(kind) as e:
+        finish(rawset, out, options or ConvertOptions(), "test")
+    assert not out.exists()
+    return str(e.value)
+
+
+def report(tmp_path, rawset, options=None) -> dict:
+    out = tmp_path / "ok.dla.h5"
+    finish(rawset, out, options or ConvertOptions(), "test")
+    with DLAFile(out) as f:
+        return f.provenance["report"]
+
+
+def test_image_and_label_shape_refusals_name_the_file_that_holds_them(tmp_path):
+    assert refusal(tmp_path, raw(images=np.zeros((4, 8, 8), np.float32)), kind=ShapeError) == \
+        "in/images.pt: images must be (M, K, H, W), got shape (4, 8, 8)"
+    soft1d = raw(labels=None, soft=np.zeros(4, np.float32), soft_kind="probs", labels_input=LABELS)
+    assert refusal(tmp_path, soft1d, kind=ShapeError) == "in/labels.pt: soft labels must be (4, C), got (4,)"
+    soft_rows = raw(labels=None, soft=np.zeros((3, 2), np.float32), soft_kind="probs", labels_input=LABELS)
+    assert refusal(tmp_path, soft_rows, kind=ShapeError) == "in/labels.pt: soft labels must be (4, C), got (3, 2)"
+    soft_c = raw(soft=np.full((4, 3), 1 / 3, np.float32), soft_kind="probs", labels_input=LABELS)
+    assert refusal(tmp_path, soft_c, kind=ShapeError) == \
+        "in/labels.pt: soft labels must have shape (4, 2), got (4, 3)"
+
+
+def test_zca_refusals(tmp_path):
+    uint8 = raw(images=np.zeros((4, 3, 8, 8), np.uint8), space="pixel255")
+    assert refusal(tmp_path, uint8, ConvertOptions(zca=True)) == \
+        "in/images.pt: images are uint8 pixels, so --zca/--zca-stats do not apply"
+    assert refusal(tmp_path, raw(), ConvertOptions(zca=True, mean=(0.0,) * 3, std=(1.0,) * 3)) == (
+        "in/images.pt: ZCA-whitened images cannot become uint8 pixels without the inverse transform: pass "
+        "--zca-stats FILE (mean + inverse, or the training images), or --keep-float to store them as they are "
+        "(space zca)")
+    assert refusal(tmp_path, raw(space="weird"), ConvertOptions(mean=(0.0,) * 3, std=(1.0,) * 3)) == (
+        "in/images.pt: float images in space weird have no uint8 form: give their space (pixel01, normalized, "
+        "zca) or --keep-float")
+
+
+def test_the_report_says_how_images_were_kept_and_which_preset_applied(tmp_path):
+    r = report(tmp_path, raw(), ConvertOptions(keep_float=True, mean=(0.0,) * 3, std=(1.0,) * 3))
+    assert r["images"] == "kept as float32 (space pixel01, --keep-float)"
+    assert r["normalization"] == "from the command line"
+    (tmp_path / "ok.dla.h5").unlink()
+    labels10 = np.arange(4)
+    r = report(tmp_path, raw(stored_dtype="float16", labels=labels10, num_classes=10), ConvertOptions(dataset="cifar10"))
+    assert r["images"] == "kept as float16 (space pixel01, the input's image_dtype float16)"
+    assert r["preset"] == "cifar10"
+
+
+def test_zca_statistics_make_pixels_and_the_report_says_so(tmp_path):
+    rng = np.random.default_rng(1)
+    d = 3 * 8 * 8
+    stats = tmp_path / "zca.npz"
+    np.savez(stats, mean=np.zeros(d), inverse=np.eye(d))
+    pixels = rng.random((4, 3, 8, 8)).astype(np.float32)
+    r = report(tmp_path, raw(images=pixels, space="zca"), ConvertOptions(zca=True, zca_stats=str(stats)))
+    assert r["normalization"] == "none (ZCA pipeline: no mean/std step)"
+    assert r["zca"] == "inverted with the given statistics; pixels are on the 0..1 scale"
+    with DLAFile(tmp_path / "ok.dla.h5") as f:
+        assert f.image_dtype == np.uint8
+        assert np.array_equal(f.images(), np.floor(pixels.astype(np.float64) * 255 + 0.5).astype(np.uint8))
+
+
+def test_the_recorded_codec_is_used_and_reported_unless_one_is_given(tmp_path):
+    dense = np.full((4, 4, 2), 0.5, np.float32)
+    rawset = raw(dense=dense, dense_n=2, dense_ratio=0.625, codec="float16")
+    r = report(tmp_path, rawset)
+    assert r["codec"] == "as the input records it (ladd_metadata)"
+    with DLAFile(tmp_path / "ok.dla.h5") as f:
+        assert f.codec.text() == "float16"
+    (tmp_path / "ok.dla.h5").unlink()
+    r = report(tmp_path, rawset, ConvertOptions(codec="uint8"))
+    assert "codec" not in r
+    with DLAFile(tmp_path / "ok.dla.h5") as f:
+        assert f.codec.text() == "uint8"
+
+
+def test_preencoded_rows_are_checked_batch_by_batch_and_named_by_batch(tmp_path):
+    from ladd_format.codecs import make_codec
+    from ladd_format.converters.common import BATCH, preencoded
+    codec = make_codec("float32")
+    m = BATCH + 44
+    dense = np.full((m, 1, 2), 0.5, np.float32)
+
+    def message(stored):
+        with pytest.raises((InputError, ShapeError)) as e:
+            preencoded(codec, stored, dense, 2, SRC)
+        return str(e.value)
+
+    good = dense.copy()
+    assert preencoded(codec, {"probs": good}, dense, 2, SRC).stored["probs"] is good
+    near = good.copy()
+    near[5, 0] = [0.5 + 5e-7, 0.5 - 5e-7]                         # inside 1e-6: accepted
+    preencoded(codec, {"probs": near}, dense, 2, SRC)
+    for row, start in ((0, 0), (BATCH - 1, 0), (BATCH + 40, BATCH)):
+        bad = good.copy()
+        bad[row, 0] = [0.5 + 5e-6, 0.5 - 5e-6]                     # outside 1e-6 absolute (not relative)
+        assert message({"probs": bad}) == (
+            f"in/images.pt: dense_stored_* do not decode to dense_labels (images from {start}); remove the "
+            "dense_stored_* keys to encode dense_labels afresh")
+    assert message({"probs": good, "extra": good}) == \
+        "in/images.pt: keys dense_stored_extra, dense_stored_probs are not codec float32's datasets (probs)"
+    topk = make_codec("topk", k=1)
+    with pytest.raises(InputError) as e:
+        preencoded(topk, {"probs": good}, dense, 2, SRC)
+    assert str(e.value) == f"in/images.pt: keys dense_stored_probs are not codec {topk.text()}'s datasets " \
+                           "(topk_index, topk_prob)"
+    assert message({"probs": good[:-1]}) == \
+        f"in/images.pt: key dense_stored_probs must be ({m}, 1, 2) float32, got ({m - 1}, 1, 2) float32"
+    assert message({"probs": good.astype(np.float64)}) == \
+        f"in/images.pt: key dense_stored_probs must be ({m}, 1, 2) float32, got ({m}, 1, 2) float64"
+
+
+def test_preencoded_hands_out_the_stored_rows_in_order():
+    from ladd_format.codecs import make_codec
+    from ladd_format.converters.common import Preencoded
+    rows = np.arange(10, dtype=np.float32).reshape(5, 1, 2)
+    wrapped = Preencoded(make_codec("float32"), {"probs": rows})
+    assert wrapped.name == "float32"                                  # everything else is the codec's
+    assert np.array_equal(wrapped.encode(np.zeros((2, 1, 2)))["probs"], rows[:2])
+    assert np.array_equal(wrapped.encode(np.zeros((3, 1, 2)))["probs"], rows[2:5])
+    assert wrapped.cursor == 5
+
+
+def test_a_bad_label_is_blamed_on_the_input_file_and_key_that_hold_it(tmp_path):
+    """The writer finds the defect; finish re-points it at the input: the npz key when the converter
+    names keys, else the labels file and the spec path."""
+    labels = np.array([0, 1, 0, 2])
+    options = ConvertOptions(mean=(0.0,) * 3, std=(1.0,) * 3)
+    assert refusal(tmp_path, raw(labels=labels, input_keys={"/labels": "labels"}), options) == \
+        "in/images.pt: key labels: labels must lie in [0, 2), found 0..2"
+    assert refusal(tmp_path, raw(labels=labels, labels_input=LABELS), options) == \
+        "in/labels.pt: /labels: labels must lie in [0, 2), found 0..2"
+
+
+def test_class_count_and_normalisation_decisions_word_for_word(tmp_path):
+    options = ConvertOptions(mean=(0.0,) * 3, std=(1.0,) * 3, num_classes=3)
+    assert refusal(tmp_path, raw(), options) == "in/images.pt: --num-classes 3 disagrees with the input: 2 classes"
+    one_class = raw(labels=np.zeros(4, np.int64), num_classes=1)
+    assert report(tmp_path, one_class, ConvertOptions(mean=(0.0,) * 3, std=(1.0,) * 3))["normalization"] == \
+        "from the command line"                                       # a single class is a valid D (spec: C >= 1)
+    own = raw(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    assert refusal(tmp_path, own, ConvertOptions(mean=(0.4, 0.5, 0.5), std=(0.25, 0.25, 0.25))) == (
+        "in/images.pt: --mean/--std disagree with the input's own normalisation (mean [0.5, 0.5, 0.5], std "
+        "[0.25, 0.25, 0.25]); the images were normalised with one of them: leave --mean/--std out")
+    (tmp_path / "ok.dla.h5").unlink()
+    out = tmp_path / "ok.dla.h5"
+    result = finish(raw(method="sre2l", default_mean=(0.485, 0.456, 0.406), default_std=(0.229, 0.224, 0.225)),
+                    out, ConvertOptions(), "test")
+    assert "normalisation: sre2l's ImageNet mean/std (give --dataset or --mean/--std otherwise)" in result.notes
+    with DLAFile(out) as f:
+        assert f.provenance["report"]["normalization"] == \
+            "sre2l's ImageNet mean/std (no --dataset or --mean/--std given)"
+
+
+def test_as_array_takes_tensors_and_arrays_and_names_anything_else():
+    import torch
+
+    from ladd_format.converters.common import as_array
+    a = np.arange(3)
+    assert as_array(a, SRC, "images") is a
+    t = torch.arange(3.0, requires_grad=True)
+    assert np.array_equal(as_array(t, SRC, "images"), [0.0, 1.0, 2.0])
+    with pytest.raises(InputError) as e:
+        as_array([1, 2], SRC, "images")
+    assert str(e.value) == "in/images.pt: images must be a tensor, found list"
+
+
+def test_a_corrupt_torch_file_is_named_with_torchs_first_line(tmp_path):
+    import torch
+
+    from ladd_format.converters.common import load_pt
+    whole = tmp_path / "whole.pt"
+    torch.save({"a": torch.zeros(100)}, whole)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(InputError) as e:
+        load_pt(cut)
+    assert str(e.value).startswith(f"{cut}: not a readable torch file (truncated or corrupt?): PytorchStreamReader "
+                                   "failed reading zip archive")
+    assert "\n" not in str(e.value)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError) as e:
+        load_pt(empty)
+    assert str(e.value) == f"{empty}: not a readable torch file (truncated or corrupt?): empty file"
