@@ -17,14 +17,14 @@ MAX_GRID_N = 64
 
 def crop_length(length: int, ratio: float) -> int:
     """Crop length along one axis: floor(R * L + 0.5), in double precision (spec 5)."""
-    if not (0.0 < ratio <= 1.0) or not math.isfinite(ratio):
+    if not 0.0 < ratio <= 1.0:                  # NaN and infinities fail this too
         raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
     if length < 1:
         raise ValueError(f"image side must be >= 1, got {length}")
-    crop = math.floor(ratio * length + 0.5)
+    crop = math.floor(ratio * length + 0.5)     # <= floor(length + 0.5) = length, as ratio <= 1
     if crop < 1:
         raise ValueError(f"ratio {ratio} gives an empty crop of a {length}-pixel side")
-    return min(crop, length)
+    return crop
 
 
 def offsets(length: int, crop: int, n: int) -> list[int]:
@@ -58,14 +58,11 @@ def boxes(height: int, width: int, n: int, ratio: float) -> np.ndarray:
 
 def boxes_inside(box_array: np.ndarray, height: int, width: int) -> bool:
     """True when ``box_array`` is an integer (k, 4) array whose every box has positive size and lies inside
-    an ``height`` x ``width`` image. Floats are refused, not truncated; unsigned values above int64's range
-    are refused, not wrapped."""
+    an ``height`` x ``width`` image. Floats are refused, not truncated; no sum can overflow."""
     b = np.asarray(box_array)
     if b.ndim != 2 or b.shape[1] != 4 or b.dtype.kind not in "iu":
         return False
-    if b.dtype.kind == "u" and b.size and int(b.max()) > np.iinfo(np.int64).max:
-        return False
-    b = b.astype(np.int64)
+    b = b.astype(np.int64)          # a uint64 above int64's range turns negative here, and fails ">= 0" below
     top, left, h, w = b.T
     return bool(np.all((top >= 0) & (left >= 0) & (h >= 1) & (w >= 1)
                        & (top <= height - h) & (left <= width - w)))   # no int64 overflow for any h, w >= 1

@@ -417,8 +417,8 @@ class _Verifier:
         if "boxes" in a and h is not None:
             stored = np.asarray(a["boxes"])
             if not geometry.boxes_inside(stored, h, w):
-                self.fail(GeometryError, where, f"boxes must be (N*N, 4) [top, left, height, width] inside the "
-                          f"{h}x{w} image")
+                self.fail(GeometryError, where, f"boxes must be an integer (N*N, 4) array [top, left, height, "
+                          f"width] inside the {h}x{w} image")
             else:
                 try:
                     expected = geometry.boxes(h, w, n, ratio)

@@ -192,3 +192,55 @@ def test_float_values_rules_count_and_bound_exactly():
     assert problems == ["values must lie in [0, 1], found min -0.5, max 1.5"]                 # finite: no NaN line
     problems = codec.check({"probs": np.array([[1.25, 0.0]], np.float32)}, 2)
     assert problems[0] == "values must lie in [0, 1], found min 0, max 1.25"
+
+
+def test_codec_repr_names_the_class_and_its_settings():
+    assert repr(make_codec("topk", k=3, values="uint8")) == "TopKCodec(k=3, values='uint8')"
+    assert repr(make_codec("uint8")) == "Uint8Codec()"
+
+
+def test_codec_from_file_refusals_word_for_word():
+    from ladd_format.codecs import codec_from_file
+
+    class Damaged:
+        def get(self, name):
+            raise OSError("object header damaged")
+    cases = [({}, None, "/dense attribute 'codec' is missing"),
+             ({"codec": b"to\xffpk"}, {}, "unknown codec 'to\ufffdpk'"),
+             ({"codec": np.int64(3)}, {}, "/dense attribute 'codec' must be a string, got np.int64(3)"),
+             ({"codec": "topk", "k": 2}, Damaged(), "codec 'topk' cannot be read from /dense: object header damaged")]
+    for attrs, group, message in cases:
+        with pytest.raises(CodecError) as e:
+            codec_from_file(attrs, group)
+        assert str(e.value).startswith(message), (str(e.value), message)
+    assert codec_from_file({"codec": b"topk", "k": 2}, {}).k == 2                   # bytes read as UTF-8
+
+
+def test_codec_settings_refusals_word_for_word():
+    with pytest.raises(CodecError) as e:
+        make_codec("topk", k=2, size=3, depth=1)
+    assert str(e.value).startswith("codec 'topk' takes no parameter 'depth', 'size'; its form is topk:k=K,")
+    with pytest.raises(CodecError) as e:
+        make_codec("topk", k="many")
+    assert str(e.value) == "topk needs an integer k >= 1, got 'many'"
+
+
+def test_a_non_finite_value_beside_a_one_is_only_the_non_finite_problem():
+    """[NaN, 1]: the NaN reads as 0, so the row is [0, 1]: 1 is inside [0, 1] and the row sums to 1."""
+    assert make_codec("float32").check({"probs": np.array([[np.nan, 1.0]], np.float32)}, 2) == [
+        "1 values are NaN or infinite"]
+
+
+def test_a_plug_in_codec_that_rejects_its_settings_is_one_codec_error(monkeypatch):
+    from ladd_format.codecs import base
+
+    class Strict(base.Codec):
+        name = "strict"
+
+        def __init__(self, level: int = 1):
+            if level > 3:
+                raise ValueError(f"level {level} > 3")
+    monkeypatch.setitem(base._REGISTRY, "strict", Strict)
+    with pytest.raises(CodecError) as e:
+        make_codec("strict", level=5)
+    assert str(e.value) == "bad configuration for codec 'strict': level 5 > 3"

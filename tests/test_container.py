@@ -253,3 +253,159 @@ def test_a_writer_that_fails_to_start_raises_its_own_error_and_leaves_nothing(tm
     with pytest.raises(OSError, match="boom"):
         DLAWriter(tmp_path / "set.dla.h5", num_classes=10, image_shape=(3, 8, 8), mean=MEAN, std=STD)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dense_spec_refusals_word_for_word(tmp_path):
+    from ladd_format.codecs import make_codec
+    from ladd_format.errors import InputError
+    dest = tmp_path / "d.dla.h5"
+    cases = [(DenseSpec(n=3, ratio=0.01, codec=make_codec("float32"), labeler={"arch": "a"}),
+              "dense geometry: ratio 0.01 gives an empty crop of a 16-pixel side"),
+             (DenseSpec(n=3, ratio=0.5, codec=make_codec("float32"), labeler={"epochs": 1}),
+              "labeler description needs at least 'arch'")]
+    for spec, message in cases:
+        with pytest.raises(InputError) as e:
+            DLAWriter(dest, num_classes=10, image_shape=(3, 16, 16), mean=MEAN, std=STD, dense=spec)
+        assert str(e.value) == f"{dest}: {message}"
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_labeler_mean_and_std_are_stored_as_float64(tmp_path):
+    from ladd_format.codecs import make_codec
+    path = tmp_path / "d.dla.h5"
+    images, labels, dense = make_arrays(4, side=16)
+    spec = DenseSpec(n=3, ratio=0.625, codec=make_codec("float32"),
+                     labeler={"arch": "a", "mean": np.array([0.5, 0.5, 0.5], np.float32), "std": (1, 1, 1),
+                              "epochs": np.int32(3), "skipped": None})
+    with DLAWriter(path, num_classes=10, image_shape=(3, 16, 16), mean=MEAN, std=STD, dense=spec) as w:
+        w.append(images, labels, dense=dense)
+    with h5py.File(path) as h5:
+        attrs = h5["dense/labeler"].attrs
+        assert attrs["mean"].dtype == attrs["std"].dtype == np.float64
+        assert attrs["std"].tolist() == [1.0, 1.0, 1.0]
+        assert attrs["epochs"].dtype == np.int64 and "skipped" not in attrs
+
+
+def _writer(path, **kw):
+    base = dict(num_classes=10, image_shape=(3, 8, 8), mean=MEAN, std=STD)
+    base.update(kw)
+    return DLAWriter(path, **base)
+
+
+def test_every_append_refusal_word_for_word(tmp_path):
+    """Each check of DLAWriter.append on its own, with the destination and the spec path it names."""
+    from ladd_format.codecs import make_codec
+    from ladd_format.errors import LaddError as Error
+    dest = tmp_path / "w.dla.h5"
+    u8 = np.zeros((2, 3, 8, 8), np.uint8)
+    f32 = np.zeros((2, 3, 8, 8), np.float32)
+    nan = f32.copy()
+    nan[0, 0, 0, 0] = np.nan
+    big = f32.copy()
+    big[1, 2, 3, 4] = 65504.5
+    dense_spec = DenseSpec(n=2, ratio=0.5, codec=make_codec("float32"), labeler={"arch": "a"})
+    probs = np.full((2, 4, 10), 0.1, np.float32)
+    floats = dict(image_dtype="float32", space="pixel01")
+    cases = [
+        ({}, (u8[:, :, :, :7], [0, 1]), "/images: images must be (B, 3, 8, 8), got (2, 3, 8, 7)"),
+        ({}, (f32, [0, 1]), "/images: images must be uint8 for space pixel255, got float32"),
+        (floats, (u8, [0, 1]), "/images: images must be floating point for space pixel01, got uint8"),
+        (floats, (nan, [0, 1]), "/images: images contain NaN or infinite values"),
+        (dict(image_dtype="float16", space="pixel01"), (big, [0, 1]),
+         "/images: images exceed the float16 range (65504); store them as float32"),
+        ({}, (u8, [0, 1, 2]), "/labels: labels must be (2,) to match the images, got (3,)"),
+        ({}, (u8, [0.0, 1.5]), "/labels: labels must be integers, got float64"),
+        ({}, (u8, [0, 10]), "/labels: labels must lie in [0, 10), found 0..10"),
+        (dict(dense=dense_spec), (u8, [0, 1]), "/dense: dense probabilities were declared but not given"),
+        ({}, (u8, [0, 1], probs), "/dense: dense probabilities given but no DenseSpec was declared"),
+        (dict(soft_kind="logits"), (u8, [0, 1]), "/soft_labels: soft labels were declared but not given"),
+        ({}, (u8, [0, 1], None, np.zeros((2, 10))), "/soft_labels: soft labels given but no soft_kind was declared"),
+        (dict(soft_kind="logits"), (u8, [0, 1], None, np.zeros((2, 9))),
+         "/soft_labels: soft labels must be (2, 10), got (2, 9)"),
+        (dict(soft_kind="logits"), (u8, [0, 1], None, np.full((2, 10), np.inf)),
+         "/soft_labels: logits contain NaN or infinite values"),
+    ]
+    for kwargs, args, message in cases:
+        w = _writer(dest, **kwargs)
+        images, labels, *rest = args
+        dense = rest[0] if rest else None
+        soft = rest[1] if len(rest) > 1 else None
+        with pytest.raises(Error) as e:
+            w.append(images, labels, dense=dense, soft=soft)
+        assert str(e.value) == f"{dest}: {message}"
+        assert not dest.exists()
+    w = _writer(dest, image_dtype="float16", space="pixel01")
+    edge = f32.copy()
+    edge[0, 0, 0, 0] = 65504.0                                         # the largest float16: accepted
+    w.append(edge, np.array([0.0, 1.0]))                               # integral float labels are accepted
+    w.append(edge[:0], np.zeros(0, np.int64))                          # an empty batch adds nothing
+    assert w.close() == dest and w.close() == dest                     # closing twice is harmless
+    with open_dla(dest) as f:
+        assert f.num_images == 2 and f.labels().tolist() == [0, 1]
+    with pytest.raises(Error) as e:
+        w.append(edge, [0, 1])
+    assert str(e.value) == f"{dest}: writer is closed"
+
+
+def test_a_root_attribute_the_spec_does_not_allow_is_refused_on_closing(tmp_path):
+    dest = tmp_path / "r.dla.h5"
+    w = _writer(dest, root_attrs={"weird": np.complex64(1)})
+    w.append(np.zeros((2, 3, 8, 8), np.uint8), [0, 1])
+    with pytest.raises(LaddError) as e:
+        w.close()
+    assert str(e.value) == (f"{dest}: /: attribute 'weird' has type complex64 and shape (): only numbers, strings, "
+                            "1-D arrays of them and 2-D arrays of numbers are allowed (spec 2.1)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_writer_setting_refusal_word_for_word(tmp_path):
+    from ladd_format.errors import LaddError as Error
+    dest = tmp_path / "s.dla.h5"
+    cases = [(dict(num_classes=0), "num_classes must be >= 1, got 0"),
+             (dict(image_shape=(3, 0, 8)), "image_shape must be (K, H, W) with positive sides, got (3, 0, 8)"),
+             (dict(image_shape=(3, 8)), "image_shape must be (K, H, W) with positive sides, got (3, 8)"),
+             (dict(space="pixel01"), "uint8 images have space 'pixel255', not 'pixel01'"),
+             (dict(image_dtype="float32", space="pixel255"),
+              "float images need space in ('pixel01', 'normalized', 'zca'), got 'pixel255'"),
+             (dict(image_dtype="int16"), "images must be uint8, float16 or float32, not int16"),
+             (dict(soft_kind="scores"), "soft label kind must be one of ('logits', 'probs'), got 'scores'")]
+    for kwargs, message in cases:
+        with pytest.raises(Error) as e:
+            _writer(dest, **kwargs)
+        assert str(e.value) == f"{dest}: {message}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_probability_soft_labels_are_checked_as_probabilities(tmp_path):
+    from ladd_format.errors import LaddError as Error
+    dest = tmp_path / "p.dla.h5"
+    u8 = np.zeros((2, 3, 8, 8), np.uint8)
+    for soft, message in ((np.full((2, 10), 1.5), "probabilities must lie in [0, 1], found 1.5..1.5"),
+                          (np.full((2, 9), 0.1), "probabilities must be (2, 10), got (2, 9)")):
+        w = _writer(dest, soft_kind="probs")
+        with pytest.raises(Error) as e:
+            w.append(u8, [0, 1], soft=soft)
+        assert str(e.value) == f"{dest}: /soft_labels: {message}"
+    w = _writer(dest, soft_kind="logits")                             # logits: any finite values
+    w.append(u8, [0, 1], soft=np.full((2, 10), 1.5))
+    w.close()
+
+
+def test_writer_layout_choices(tmp_path):
+    """One hashing thread (digest updates stay in order); labels in chunks of 4096 rows; mean/std of any
+    shape holding K values; a wrong count named with the values given."""
+    from ladd_format.errors import LaddError as Error
+    dest = tmp_path / "l.dla.h5"
+    w = _writer(dest, mean=np.array([[0.5, 0.5, 0.5]]), std=[[0.25], [0.25], [0.25]])
+    assert w.hasher._max_workers == 1
+    w.append(np.zeros((2, 3, 8, 8), np.uint8), [0, 1])
+    w.close()
+    with h5py.File(dest) as h5:
+        assert h5["labels"].chunks == (4096,)
+    with open_dla(dest) as f:
+        assert f.mean.tolist() == [0.5] * 3 and f.std.tolist() == [0.25] * 3
+    for name, kwargs, shown in (("mean", dict(mean=(0.5, 0.5)), "[0.5, 0.5]"),
+                                ("std", dict(std=(0.2, np.nan, 0.2)), "[0.2, nan, 0.2]")):
+        with pytest.raises(Error) as e:
+            _writer(tmp_path / "bad.dla.h5", **kwargs)
+        assert str(e.value) == f"{tmp_path / 'bad.dla.h5'}: {name} must be 3 finite values (one per channel), got {shown}"

@@ -222,3 +222,92 @@ def test_a_corrupt_torch_file_is_named_with_torchs_first_line(tmp_path):
     with pytest.raises(InputError) as e:
         load_pt(empty)
     assert str(e.value) == f"{empty}: not a readable torch file (truncated or corrupt?): empty file"
+
+
+MS = dict(mean=(0.0,) * 3, std=(1.0,) * 3)
+
+
+def test_every_input_refusal_of_finish_word_for_word(tmp_path):
+    rng = np.random.default_rng(0)
+    nan_images = rng.random((4, 3, 8, 8)).astype(np.float32)
+    nan_images[1, 0, 0, :2] = np.nan
+    cases = [
+        (raw(images=np.zeros((4, 3, 8, 8), np.int32)), ConvertOptions(**MS),
+         "in/images.pt: images must be uint8 or floating point, got int32"),
+        (raw(images=nan_images), ConvertOptions(**MS),
+         "in/images.pt: images contain 2 NaN or infinite value(s); they are neither pixels nor storable floats"),
+        (raw(labels=None), ConvertOptions(**MS), "in/images.pt: no labels found"),
+        (raw(labels=np.arange(3), labels_input=LABELS), ConvertOptions(**MS), "in/labels.pt: 4 images but 3 labels"),
+        (raw(), ConvertOptions(mean=(0.0, 0.0), std=(1.0,) * 3),
+         "in/images.pt: mean and std must have 3 values (one per channel), got 2 and 3"),
+        (raw(dense=np.full((4, 9, 2), 0.5, np.float32), dense_n=2, dense_ratio=0.5), ConvertOptions(**MS),
+         "in/images.pt: dense_labels must have shape (4, 4, 2) for n = 2 and 2 classes, got (4, 9, 2)"),
+        (raw(class_names=["a", "b", "c"]), ConvertOptions(**MS), "in/images.pt: 3 class names (the input) for 2 classes"),
+        (raw(), ConvertOptions(class_names=["a"], **MS), "in/images.pt: 1 class names (--class-names) for 2 classes"),
+        (raw(dataset="cifar10", dataset_from="the folder name CIFAR10"), ConvertOptions(**MS),
+         "in/images.pt: preset cifar10 (named by the folder name CIFAR10) has 10 classes, the files 2"),
+        (raw(num_classes=None), ConvertOptions(dataset="cifar10", num_classes=12, **MS),
+         "in/images.pt: preset cifar10 has 10 classes, the files 12"),
+        (raw(num_classes=None, labels=np.array([0, 1, 0, 1 << 24])), ConvertOptions(**MS),
+         f"in/images.pt: {(1 << 24) + 1} classes (max(labels) + 1) lie outside the spec's 1..{1 << 24} (spec 2.4)"),
+        (raw(dataset="cifar100", dataset_from="the folder name"), ConvertOptions(dataset="cifar10", **MS),
+         "in/images.pt: --dataset cifar10 conflicts with the folder name, which names cifar100"),
+        (raw(source_dataset="Tiny"), ConvertOptions(dataset="cifar10", **MS),
+         "in/images.pt: --dataset cifar10 conflicts with the input's recorded source_dataset 'Tiny'"),
+    ]
+    for rawset, options, message in cases:
+        assert refusal(tmp_path, rawset, options, kind=(InputError, ShapeError)) == message
+
+
+def test_what_finish_decides_is_said_in_the_notes_and_the_report(tmp_path):
+    out = tmp_path / "n.dla.h5"
+    soft = np.full((4, 10), 0.05, np.float32)
+    soft[[0, 1, 2, 3], [0, 1, 0, 1]] = 0.55
+    rawset = raw(labels=None, soft=soft, soft_kind="probs", num_classes=None, zca_hint="values below 0",
+                 dataset="imagenette", dataset_from="the folder name", labels_input=LABELS)
+    result = finish(rawset, out, ConvertOptions(), "test")
+    assert "hard labels are the argmax of the probs" in result.notes
+    assert "warning: values below 0; if these images are ZCA-whitened, convert with --zca" in result.notes
+    assert ("dataset imagenette from the folder name: its preset's classes and normalisation apply (--dataset "
+            "imagenette says the same; another --dataset is refused)") in result.notes
+    with DLAFile(out) as f:
+        r = f.provenance["report"]
+        assert f.labels().tolist() == [0, 1, 0, 1]
+        assert f.num_classes == 10 and "ipc" not in f.h5.attrs         # 4 images do not divide into 10 classes
+        assert f.h5.attrs["imagenet_class_ids"].tolist()[:3] == [0, 217, 482]
+    assert r["hard_labels"] == "argmax of the probs"
+    assert r["zca_warning"] == "values below 0"
+    assert r["dataset"] == "imagenette, named by the folder name"
+    assert r["preset"] == "imagenette"
+    assert r["normalization"].startswith("preset imagenette as ")
+
+
+def test_class_count_from_the_labels_and_ipc_from_the_count(tmp_path):
+    out = tmp_path / "c.dla.h5"
+    result = finish(raw(num_classes=None, labels=np.array([0, 1, 0, 1])), out, ConvertOptions(**MS), "test")
+    assert "num_classes not given (--num-classes or --dataset): taken from max(labels) + 1 = 2" in result.notes
+    with DLAFile(out) as f:
+        assert f.num_classes == 2 and f.ipc == 2
+        assert f.provenance["report"]["num_classes"] == "max(labels) + 1"
+
+
+def test_statistics_from_the_images_when_nothing_gives_them(tmp_path):
+    out = tmp_path / "s.dla.h5"
+    rawset = raw()
+    result = finish(rawset, out, ConvertOptions(), "test")
+    assert ("mean/std not given (--dataset or --mean/--std): computed from the images themselves on the 0..1 "
+            "scale") in result.notes
+    with DLAFile(out) as f:
+        assert f.provenance["report"]["normalization"] == "computed from the images (0..1 scale)"
+        x = rawset.images.astype(np.float64)
+        assert np.allclose(f.mean, x.mean(axis=(0, 2, 3)), atol=1e-12)
+
+
+def test_an_input_whose_own_statistics_differ_from_its_preset_keeps_its_own(tmp_path):
+    out = tmp_path / "p.dla.h5"
+    own = raw(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), num_classes=10, labels=np.arange(4))
+    result = finish(own, out, ConvertOptions(dataset="cifar10"), "test")
+    assert ("the input records its own mean/std, which differ from preset cifar10's: the input's are kept"
+            in result.notes)
+    with DLAFile(out) as f:
+        assert f.mean.tolist() == [0.5, 0.5, 0.5] and f.provenance["report"]["normalization"] == "from the input"

@@ -155,3 +155,14 @@ def test_a_seed_gives_the_same_labeler_and_students_on_cuda(tmp_path, digits, pl
                      sub_per_image=4, reduction="mean", device="cuda")
     test = load_source("digits-test")
     assert evaluate(dla, test, cfg)["accuracies"] == evaluate(dla, test, cfg)["accuracies"]
+
+
+def test_subimages_takes_its_boxes_as_a_cuda_tensor():
+    from ladd_format.geometry import boxes
+    from ladd_format.torch import subimages
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    b = boxes(16, 16, 3, 0.625)
+    on_cpu = subimages(images, b)
+    on_gpu = subimages(images.to(CUDA), torch.from_numpy(b.astype(np.int64)).to(CUDA))
+    assert on_gpu.device.type == "cuda"
+    assert torch.allclose(on_gpu.cpu(), on_cpu, atol=2e-6, rtol=0)

@@ -105,3 +105,34 @@ def test_boxes_inside_refuses_non_integer_and_wrapping_boxes():
         assert geometry.boxes_inside(np.array([[2**63 - 1, 0, 1, 1]], dtype=dtype), 8, 8) is False
         assert geometry.boxes_inside(np.array([[0, 2**63 - 1, 1, 1]], dtype=dtype), 8, 8) is False
     assert geometry.boxes_inside(np.array([[7, 0, 1, 1]], dtype=np.int8), 8, 8) is True
+
+
+def test_geometry_refusals_word_for_word():
+    cases = [(lambda: geometry.crop_length(10, 0.0), "ratio must be in (0, 1], got 0.0"),
+             (lambda: geometry.crop_length(10, float("inf")), "ratio must be in (0, 1], got inf"),
+             (lambda: geometry.crop_length(10, float("nan")), "ratio must be in (0, 1], got nan"),
+             (lambda: geometry.crop_length(0, 0.5), "image side must be >= 1, got 0"),
+             (lambda: geometry.crop_length(10, 0.04), "ratio 0.04 gives an empty crop of a 10-pixel side"),
+             (lambda: geometry.offsets(10, 5, 0), "grid size n must be >= 1, got 0"),
+             (lambda: geometry.boxes(10, 10, 0, 0.5), "grid size n must lie in 1..64, got 0"),
+             (lambda: geometry.boxes(10, 10, 65, 0.5), "grid size n must lie in 1..64, got 65")]
+    for call, message in cases:
+        with pytest.raises(ValueError) as e:
+            call()
+        assert str(e.value) == message
+
+
+def test_crop_length_at_the_edges_of_the_ratio_and_the_rounding():
+    assert geometry.crop_length(10, 1.0) == 10                 # the whole side
+    assert geometry.crop_length(10, 0.05) == 1                 # 0.5 rounds up to one pixel
+    assert geometry.crop_length(7, 0.5) == 4                   # 3.5 rounds up (half up, not to even)
+    assert geometry.crop_length(9, 0.5) == 5                   # 4.5 rounds up
+    assert geometry.crop_length(1, 1.0) == 1
+    assert len(geometry.boxes(4, 4, 64, 0.5)) == 64 * 64       # the largest grid
+
+
+def test_a_single_crop_is_centred_in_whole_pixels():
+    """N = 1: o = floor((L - l)/2 + 0.5) = ((L - l) + 1) div 2, an int: a span of 14 gives 7, not 7.5."""
+    for length, crop, want in ((29, 15, 7), (30, 15, 8), (15, 15, 0)):
+        got = geometry.offsets(length, crop, 1)
+        assert got == [want] and all(type(v) is int for v in got)

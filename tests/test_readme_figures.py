@@ -282,3 +282,20 @@ def test_quoted_figures_are_in_their_sections(pattern, keys):
             half = 0.5 * 10 ** -decimals(printed)
             assert any(abs(n - value(printed)) <= half + 1e-9 for n in pool), \
                 f"README figure {printed} ({pattern}) is not in RESULTS {keys}"
+
+
+@pytest.mark.mutation_skip                   # it reads the mutation run's own results
+def test_the_mutation_scores():
+    """The lowest module score and the held-out range the README quotes are those of the committed run."""
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import mutation
+
+    modules = json.loads((JSON / "mutation.json").read_text())["data"]["modules"]
+    scores = [mutation.score(m["counts"])[2] for m in modules.values() if mutation.score(m["counts"])[1]]
+    held = [mutation.score(m["held-out"]["counts"])[2] for m in modules.values() if "held-out" in m]
+    lowest = readme(rf"every module of the format core scores at least ({NUMBER})%")[0][0]
+    assert_rounds_to(min(scores), lowest, "lowest module score")
+    low, high = readme(rf"the four large modules score ({NUMBER})-({NUMBER})%")[0]
+    assert_rounds_to(min(held), low, "lowest held-out score")
+    assert_rounds_to(max(held), high, "highest held-out score")

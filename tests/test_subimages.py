@@ -49,6 +49,9 @@ def test_refusals_say_exactly_what_is_wrong():
         with pytest.raises(ValueError) as e:
             subimages(*args)
         assert str(e.value) == message, args
+    with pytest.raises(TypeError) as e:                               # 7.5 is no pixel edge: refused, not cut
+        subimages(images, [[0.0, 0.0, 7.5, 8.0]])
+    assert str(e.value) == "boxes must be integers (spec 5), got float64"
     # the same boxes as int32, int64, a list or a CPU tensor give the same sub-images
     b = boxes(8, 8, 2, 0.625)
     ref = subimages(torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)), b)

@@ -559,3 +559,43 @@ def test_damage_below_the_rules_is_one_rule_1_problem_naming_the_file(tmp_path, 
     problems = verify(path)
     assert len(problems) == 1 and problems[0].rule_number == 1
     assert str(problems[0]) == f"{path}: /: HDF5 structure is damaged (SystemError: H5Oget_info failed)"
+
+
+def test_float_boxes_are_refused_even_when_their_values_are_right(tmp_path):
+    """Spec 4.5: boxes is an int32 array; a float copy of the right values is not accepted."""
+    path = write_dla(tmp_path / "b.dla.h5")
+    tamper(path, lambda f: f["dense"].attrs.__setitem__("boxes", f["dense"].attrs["boxes"].astype(np.float64)))
+    problems = [p for p in problems_of(path) if p.where == "/dense"]
+    assert [p.message for p in problems] == [
+        "boxes must be an integer (N*N, 4) array [top, left, height, width] inside the 16x16 image"]
+
+
+def test_row_digest_layout_and_unchunked_datasets_word_for_word(tmp_path):
+    missing = write_dla(tmp_path / "m.dla.h5")
+    with h5py.File(missing, "r+") as h5:
+        del h5["row_sha256"]
+    assert "required dataset is missing (required since format 1.1)" in \
+        [p.message for p in problems_of(missing) if p.where == "/row_sha256"]
+    with h5py.File(missing, "r+") as h5:
+        h5.create_group("row_sha256")
+    assert [p.message for p in problems_of(missing) if p.where == "/row_sha256"] == ["must be a dataset, found a group"]
+    flat = write_dla(tmp_path / "c.dla.h5")
+    with h5py.File(flat, "r+") as h5:                         # /labels rewritten without chunks
+        data, attrs = h5["labels"][()], dict(h5["labels"].attrs)
+        del h5["labels"]
+        ds = h5.create_dataset("labels", data=data)
+        for key, val in attrs.items():
+            ds.attrs[key] = val
+    found = problems_of(flat)
+    assert [p.message for p in found if p.where == "/labels"] == ["must be chunked (spec section 2)"]
+    assert not any("structure is damaged" in p.message for p in found)
+
+
+def test_one_bad_chunk_is_named_without_a_count_of_more(dla_file):
+    with h5py.File(dla_file) as f:
+        info = f["images"].id.get_chunk_info(5)
+    data = bytearray(dla_file.read_bytes())
+    data[info.byte_offset + 100] ^= 0xFF
+    dla_file.write_bytes(bytes(data))
+    assert [p.message for p in problems_of(dla_file) if p.where == "/images"] == [
+        "fletcher32 checksum fails in the chunk holding rows 5..5: the data is corrupt"]

@@ -34,10 +34,12 @@ def subimages(images: torch.Tensor, boxes: np.ndarray | torch.Tensor | Sequence[
         raise ValueError(f"images must be (B, K, H, W), got shape {tuple(images.shape)}")
     if not images.is_floating_point():
         raise TypeError(f"images must be floating point (convert uint8 first), got {images.dtype}")
-    box_array = np.asarray(boxes.cpu() if isinstance(boxes, torch.Tensor) else boxes, dtype=np.int64)
+    box_array = np.asarray(boxes.cpu() if isinstance(boxes, torch.Tensor) else boxes)
     b, k, height, width = images.shape
     if box_array.ndim != 2 or box_array.shape[1] != 4:
         raise ValueError(f"boxes must be (P, 4), got shape {box_array.shape}")
+    if box_array.dtype.kind not in "iu":
+        raise TypeError(f"boxes must be integers (spec 5), got {box_array.dtype}")
     if not boxes_inside(box_array, height, width):
         raise ValueError(f"boxes must lie inside the {height}x{width} images")
     out_h, out_w = (height, width) if size is None else (int(size[0]), int(size[1]))
