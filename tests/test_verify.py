@@ -599,3 +599,87 @@ def test_one_bad_chunk_is_named_without_a_count_of_more(dla_file):
     dla_file.write_bytes(bytes(data))
     assert [p.message for p in problems_of(dla_file) if p.where == "/images"] == [
         "fletcher32 checksum fails in the chunk holding rows 5..5: the data is corrupt"]
+
+
+def _messages(path, where):
+    return [p.message for p in problems_of(path) if p.where == where]
+
+
+def test_non_finite_float_pixels_are_counted_over_the_whole_dataset(tmp_path):
+    from conftest import MEAN, STD
+
+    from ladd_format import DLAWriter
+    path = tmp_path / "f.dla.h5"
+    with DLAWriter(path, num_classes=2, image_shape=(3, 8, 8), mean=MEAN, std=STD, image_dtype="float32",
+                   space="pixel01") as w:
+        w.append(np.full((6, 3, 8, 8), 0.5, np.float32), np.arange(6) % 2)
+
+    def poison(f):
+        data = f["images"][()]
+        data[0, 0, 0, 0] = np.nan
+        data[5, 1, 2, 3] = np.inf
+        data[5, 2, 2, 3] = -np.inf
+        f["images"][...] = data
+        rehash(f["images"])
+    tamper(path, poison)
+    assert _messages(path, "/images") == ["3 pixel values are NaN or infinite"]
+
+
+def test_image_layout_problems_word_for_word(tmp_path):
+    path = write_dla(tmp_path / "s.dla.h5")
+    tamper(path, lambda f: f["images"].attrs.__delitem__("space"))
+    assert _messages(path, "/images") == ["uint8 images must have space 'pixel255', got ''"]
+    path = write_dla(tmp_path / "c.dla.h5")
+
+    def rechunk(f):
+        data, attrs = f["images"][()], dict(f["images"].attrs)
+        del f["images"]
+        ds = f.create_dataset("images", data=data, chunks=(2, 3, 16, 16), fletcher32=True)
+        for key, val in attrs.items():
+            ds.attrs[key] = val
+    tamper(path, rechunk)
+    assert _messages(path, "/images") == ["chunk shape must be (1, 3, 16, 16), got (2, 3, 16, 16)"]
+
+
+def test_structure_problems_name_their_object_word_for_word(tmp_path):
+    path = write_dla(tmp_path / "g.dla.h5")
+
+    def regroup(f):
+        del f["labels"]
+        f.create_group("labels")
+    tamper(path, regroup)
+    assert "must be a dataset, found a group" in _messages(path, "/labels")
+    path = write_dla(tmp_path / "n.dla.h5")
+    tamper(path, lambda f: f.attrs.__setitem__("class_names", np.arange(10)))
+    assert "class_names must be strings, got int64" in _messages(path, "/")
+    path = write_dla(tmp_path / "r.dla.h5")
+
+    def bad_table(f):
+        shape, attrs = f["row_sha256"].shape, dict(f["row_sha256"].attrs)
+        del f["row_sha256"]
+        ds = f.create_dataset("row_sha256", data=np.zeros(shape, np.float64), chunks=(1, *shape[1:]), fletcher32=True)
+        for key, val in attrs.items():
+            ds.attrs[key] = val
+    tamper(path, bad_table, reseal=False)
+    shape = h5py.File(path)["row_sha256"].shape
+    assert f"must be uint8 of shape {shape}, got float64 {shape}" in _messages(path, "/row_sha256")
+
+
+def test_a_changed_label_is_named_by_its_row_digest(tmp_path):
+    path = write_dla(tmp_path / "d.dla.h5")
+
+    def change(f):
+        f["labels"][3] = 7
+        rehash(f["labels"])
+    tamper(path, change, rows=False)
+    assert _messages(path, "/labels") == [
+        "row 3 does not match its digest in /row_sha256 (spec 2.2): the data is damaged"]
+
+
+def test_too_many_classes_is_a_limit_problem(tmp_path):
+    path = write_dla(tmp_path / "l.dla.h5")
+    tamper(path, lambda f: f.attrs.__setitem__("num_classes", np.int64((1 << 24) + 1)))
+    found = [p for p in problems_of(path) if p.where == "/" and "above the limit" in p.message]
+    assert len(found) == 1 and isinstance(found[0], E.LimitError) and found[0].rule == "limits"
+    assert found[0].message == f"num_classes {(1 << 24) + 1} is above the limit {1 << 24} (spec 2.4)"
+
