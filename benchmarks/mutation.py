@@ -167,7 +167,8 @@ def sample_of(names: list[str], size: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED
     names = sorted(names)
     if len(names) <= SAMPLE_ABOVE:
         return names
-    rest = [n for n in names if n not in set(exclude)]
+    excluded = set(exclude)
+    rest = [n for n in names if n not in excluded]
     return sorted(random.Random(seed).sample(rest, size))
 
 

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -110,3 +111,12 @@ def hand_subimages(images, n: int, ratio: float):
     height, width = images.shape[-2:]
     return torch.stack([TF.resized_crop(images, top, left, h, w, [height, width], antialias=True)
                         for top, left, h, w in hand_boxes(height, width, n, ratio)], dim=1)
+
+
+def flip_chunk_byte(path: Path, name: str, chunk: int, offset: int = 20) -> None:
+    """Damage one stored byte of chunk ``chunk`` of dataset ``name`` (its fletcher32 then fails)."""
+    with h5py.File(path) as f:
+        info = f[name].id.get_chunk_info(chunk)
+    data = bytearray(path.read_bytes())
+    data[info.byte_offset + offset] ^= 0xFF
+    path.write_bytes(bytes(data))

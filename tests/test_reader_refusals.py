@@ -6,7 +6,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from conftest import write_dla
+from conftest import flip_chunk_byte, write_dla
 
 from ladd_format import DLAFile
 from ladd_format import integrity
@@ -71,19 +71,11 @@ def test_non_finite_soft_labels_behind_a_valid_digest_are_refused(tmp_path):
     assert str(e.value) == f"{path}: /soft_labels: soft labels of images from 4 are NaN or infinite"
 
 
-def _flip_first_chunk(path, dataset):
-    with h5py.File(path) as f:
-        info = f[dataset].id.get_chunk_info(0)
-    data = bytearray(path.read_bytes())
-    data[info.byte_offset + 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize("dataset", ["images", "labels", "dense/probs"])
 def test_reading_to_the_end_of_a_damaged_dataset_names_the_rows(tmp_path, dataset):
     """stop=None reads to the end; a failing chunk names rows 0..M-1 in one line (no traceback)."""
     path = write_dla(tmp_path / "d.dla.h5", m=12)
-    _flip_first_chunk(path, dataset)
+    flip_chunk_byte(path, dataset, 0, offset=2)
     with DLAFile(path) as f:
         read = {"images": f.images, "labels": f.labels, "dense/probs": f.dense_stored}[dataset]
         with pytest.raises(LaddError) as e:
@@ -152,7 +144,7 @@ def test_the_row_digest_table_is_itself_checked(tmp_path):
     assert str(e.value) == f"{path}: /row_sha256: SHA-256 differs from its sha256 attribute: the row digests " \
                            "are damaged"
     path = write_dla(tmp_path / "c.dla.h5", m=12)
-    _flip_first_chunk(path, "row_sha256")                    # the table's own chunk fails its checksum
+    flip_chunk_byte(path, "row_sha256", 0, offset=2)                    # the table's own chunk fails its checksum
     with DLAFile(path) as f, pytest.raises(LaddError) as e:
         f.labels()
     assert str(e.value).startswith(f"{path}: /row_sha256: rows 0..11 cannot be read (chunk checksum failed")

@@ -15,7 +15,7 @@ from ladd_format import errors as E
 from ladd_format import integrity
 from ladd_format.verify import summary
 
-from conftest import write_dla
+from conftest import flip_chunk_byte, write_dla
 
 
 def tamper(path, fn, reseal=True, rows=True):
@@ -195,14 +195,12 @@ def test_rule_soft_label_probs(tmp_path):
 
 
 def test_rule_checksum_flipped_byte_in_chunk(dla_file):
-    with h5py.File(dla_file) as f:
-        info = f["images"].id.get_chunk_info(5)
-    data = bytearray(dla_file.read_bytes())
-    data[info.byte_offset + 100] ^= 0xFF
-    dla_file.write_bytes(bytes(data))
+    flip_chunk_byte(dla_file, "images", 5)
     problems = problems_of(dla_file)
     assert has(problems, E.ChecksumError, "/images", "fletcher32")
-    assert "rows 5..5" in str(problems[0])
+    # one bad chunk: named by its rows, without a count of more
+    assert [p.message for p in problems if p.where == "/images"] == [
+        "fletcher32 checksum fails in the chunk holding rows 5..5: the data is corrupt"]
     with open_dla(dla_file) as f:
         f.images(0, 5)  # the intact chunks still read
         with pytest.raises(E.ChecksumError, match="rows 5..5") as info:
@@ -355,12 +353,6 @@ def _truncate(path):
     path.write_bytes(data[: len(data) // 2])
 
 
-def _flip_chunk_byte(path, name, chunk):
-    with h5py.File(path) as f:
-        info = f[name].id.get_chunk_info(chunk)
-    data = bytearray(path.read_bytes())
-    data[info.byte_offset + 20] ^= 0xFF
-    path.write_bytes(bytes(data))
 
 
 def _set(name, key, value):
@@ -378,11 +370,13 @@ def _set_value(name, index, value):
     return fn
 
 
-def _recreate(name, **kwargs):
+def _recreate(name, transform=None, **kwargs):
+    """An edit that rewrites dataset ``name`` with h5py options ``kwargs`` (and its data through
+    ``transform``), keeping its attributes."""
     def fn(f):
         data, attrs = f[name][()], dict(f[name].attrs)
         del f[name]
-        f.create_dataset(name, data=data, **kwargs).attrs.update(attrs)
+        f.create_dataset(name, data=data if transform is None else transform(data), **kwargs).attrs.update(attrs)
     return fn
 
 
@@ -430,8 +424,8 @@ DAMAGE = [
     (11, "checksums-images-sha256", {}, _set("images", "sha256", "0" * 64)),
     (11, "checksums-labels-sha256-missing", {}, _delete_attr("labels", "sha256")),
     (11, "checksums-dense-sha256", {}, _set("dense/probs", "sha256", "0" * 64)),
-    (11, "checksums-images-fletcher32", {}, ("path", lambda p: _flip_chunk_byte(p, "images", 5))),
-    (11, "checksums-dense-fletcher32", {}, ("path", lambda p: _flip_chunk_byte(p, "dense/probs", 0))),
+    (11, "checksums-images-fletcher32", {}, ("path", lambda p: flip_chunk_byte(p, "images", 5))),
+    (11, "checksums-dense-fletcher32", {}, ("path", lambda p: flip_chunk_byte(p, "dense/probs", 0))),
 ]
 
 
@@ -500,7 +494,7 @@ def test_missing_provenance_tool_is_rule_9(dla_file, runner):
 
 
 def test_checksum_found_while_checking_dense_is_rule_11(dla_file, runner):
-    _flip_chunk_byte(dla_file, "dense/probs", 0)
+    flip_chunk_byte(dla_file, "dense/probs", 0)
     (p,) = json_problems(runner, dla_file)
     assert (p["rule"], p["rule_name"], p["where"], p["error"]) == (11, "checksums", "/dense/probs",
                                                                     "ChecksumError")
@@ -536,11 +530,7 @@ def test_a_bad_chunk_of_many_rows_is_named_by_its_own_rows(tmp_path):
     with h5py.File(path) as f:
         assert f["labels"].chunks == (4,)
     for chunk in (1, 2):
-        with h5py.File(path) as f:
-            info = f["labels"].id.get_chunk_info(chunk)
-        data = bytearray(path.read_bytes())
-        data[info.byte_offset + 3] ^= 0xFF
-        path.write_bytes(bytes(data))
+        flip_chunk_byte(path, "labels", chunk)
     problems = [p for p in problems_of(path) if p.where == "/labels"]
     assert [p.message for p in problems] == [
         "fletcher32 checksum fails in the chunk holding rows 4..7 (and 1 more chunks): the data is corrupt"]
@@ -581,24 +571,10 @@ def test_row_digest_layout_and_unchunked_datasets_word_for_word(tmp_path):
     assert [p.message for p in problems_of(missing) if p.where == "/row_sha256"] == ["must be a dataset, found a group"]
     flat = write_dla(tmp_path / "c.dla.h5")
     with h5py.File(flat, "r+") as h5:                         # /labels rewritten without chunks
-        data, attrs = h5["labels"][()], dict(h5["labels"].attrs)
-        del h5["labels"]
-        ds = h5.create_dataset("labels", data=data)
-        for key, val in attrs.items():
-            ds.attrs[key] = val
+        _recreate("labels")(h5)
     found = problems_of(flat)
     assert [p.message for p in found if p.where == "/labels"] == ["must be chunked (spec section 2)"]
     assert not any("structure is damaged" in p.message for p in found)
-
-
-def test_one_bad_chunk_is_named_without_a_count_of_more(dla_file):
-    with h5py.File(dla_file) as f:
-        info = f["images"].id.get_chunk_info(5)
-    data = bytearray(dla_file.read_bytes())
-    data[info.byte_offset + 100] ^= 0xFF
-    dla_file.write_bytes(bytes(data))
-    assert [p.message for p in problems_of(dla_file) if p.where == "/images"] == [
-        "fletcher32 checksum fails in the chunk holding rows 5..5: the data is corrupt"]
 
 
 def _messages(path, where):
@@ -631,13 +607,7 @@ def test_image_layout_problems_word_for_word(tmp_path):
     assert _messages(path, "/images") == ["uint8 images must have space 'pixel255', got ''"]
     path = write_dla(tmp_path / "c.dla.h5")
 
-    def rechunk(f):
-        data, attrs = f["images"][()], dict(f["images"].attrs)
-        del f["images"]
-        ds = f.create_dataset("images", data=data, chunks=(2, 3, 16, 16), fletcher32=True)
-        for key, val in attrs.items():
-            ds.attrs[key] = val
-    tamper(path, rechunk)
+    tamper(path, _recreate("images", chunks=(2, 3, 16, 16), fletcher32=True))
     assert _messages(path, "/images") == ["chunk shape must be (1, 3, 16, 16), got (2, 3, 16, 16)"]
 
 
@@ -654,13 +624,7 @@ def test_structure_problems_name_their_object_word_for_word(tmp_path):
     assert "class_names must be strings, got int64" in _messages(path, "/")
     path = write_dla(tmp_path / "r.dla.h5")
 
-    def bad_table(f):
-        shape, attrs = f["row_sha256"].shape, dict(f["row_sha256"].attrs)
-        del f["row_sha256"]
-        ds = f.create_dataset("row_sha256", data=np.zeros(shape, np.float64), chunks=(1, *shape[1:]), fletcher32=True)
-        for key, val in attrs.items():
-            ds.attrs[key] = val
-    tamper(path, bad_table, reseal=False)
+    tamper(path, _recreate("row_sha256", lambda d: d.astype(np.float64), chunks=True, fletcher32=True), reseal=False)
     shape = h5py.File(path)["row_sha256"].shape
     assert f"must be uint8 of shape {shape}, got float64 {shape}" in _messages(path, "/row_sha256")
 
