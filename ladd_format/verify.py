@@ -48,6 +48,7 @@ BLOCK_BYTES = 8 << 20
 (FILE, FORMAT, ROOT, IMAGES, LABELS, SOFT_LABELS, NORMALIZATION, DENSE, PROVENANCE, FILTERS, CHECKSUMS,
  ROOT_DIGEST, ROW_DIGESTS, SELF_CONTAINED, LIMITS) = range(1, 16)
 
+# The error class of each rule that integrity's structure and chunk checks report (all they report).
 _PROBLEM_CLASS = {FILE: LaddError, FILTERS: FilterError, CHECKSUMS: ChecksumError, SELF_CONTAINED: ContainmentError,
                   LIMITS: LimitError}
 
@@ -77,16 +78,15 @@ class _Verifier:
 
     # -- reading with checksums -----------------------------------------------------------
     def scan(self, ds: h5py.Dataset, on_block: Callable[[np.ndarray], None] | None = None) -> None:
-        """Read ``ds`` block by block: check fletcher32 (by reading), SHA-256, and values."""
-        if ds.ndim == 0:  # a shape problem of the rule that asked for the dataset
-            self.fail(ShapeError, ds.name, "must be an array with one row per image, found a scalar")
-            return
+        """Read ``ds`` block by block: check fletcher32 (by reading), SHA-256, and values.
+
+        Rule 10 ran first: every dataset is chunked, little-endian and has at least one axis."""
         if not self.read_data:
             return
         column = self.row_columns.get(ds.name)
         bad_rows: list[int] = []
         rows = ds.shape[0]
-        chunk_rows = ds.chunks[0] if ds.chunks else max(rows, 1)
+        chunk_rows = ds.chunks[0]
         row_bytes = max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)))
         block_rows = max(chunk_rows, (BLOCK_BYTES // row_bytes) // chunk_rows * chunk_rows)
         digest = hashlib.sha256()
@@ -150,7 +150,7 @@ class _Verifier:
         # and backed by bytes, and no attribute value is read before its type is known to be allowed
         file_bytes = self.path.stat().st_size
         for p in integrity.structure_problems(self.h5, file_bytes):
-            self.fail(_PROBLEM_CLASS.get(p.rule, LaddError), p.where, p.message, p.rule)
+            self.fail(_PROBLEM_CLASS[p.rule], p.where, p.message, p.rule)
         if self.problems:
             if any(p.rule_number == 1 for p in self.problems):
                 return self.problems
@@ -166,11 +166,10 @@ class _Verifier:
         except Exception as exc:  # noqa: BLE001 - damaged metadata
             return [LaddError(f"root attributes cannot be read ({integrity._first_line(exc)})", self.path, "/")
                     .at_rule(FILE)]
-        if self.read_data:
-            self.rule = LIMITS
+        if self.read_data:  # every chunk problem names its rule (10 or 15)
             for ds in self._datasets():
                 for p in integrity.chunk_problems(ds, file_bytes):
-                    self.fail(_PROBLEM_CLASS.get(p.rule, LaddError), p.where, p.message, p.rule)
+                    self.fail(_PROBLEM_CLASS[p.rule], p.where, p.message, p.rule)
             if self.problems:
                 return self.problems
         self.guarded(ROOT_DIGEST, self.check_root_digest, "/")
@@ -322,8 +321,8 @@ class _Verifier:
             return
         if m is not None and ds.shape != (m,):
             self.fail(ShapeError, ds.name, f"shape must be ({m},) to match /images, got {ds.shape}")
-        if ds.dtype.kind not in "iu" or ds.dtype.itemsize > 8 or ds.dtype.byteorder == ">":
-            self.fail(DtypeError, ds.name, f"dtype must be a little-endian integer type, got {ds.dtype.str}")
+        if ds.dtype.kind not in "iu":  # rule 10 already refused big-endian types
+            self.fail(DtypeError, ds.name, f"dtype must be an integer type, got {ds.dtype.str}")
             self.scan(ds)
             return
         seen = {"lo": None, "hi": None, "bad": 0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ladd_format import DenseSpec, DLAWriter
+from ladd_format import DenseSpec, DLAWriter, integrity
 from ladd_format.codecs import make_codec
 
 MEAN = (0.485, 0.456, 0.406)
@@ -77,6 +78,24 @@ def write_dla(path: Path, m=12, c=10, side=16, n=3, ratio=0.625, codec="float32"
                      dense=dense[start:stop] if spec else None,
                      soft=soft[start:stop] if soft is not None else None)
     return path
+
+
+def tamper(path, fn, reseal=True, rows=True):
+    """Edit the file with h5py, then (by default) recompute its row digests (``rows``) and root
+    digest, so the edit breaks only the rule it is meant to break, not also rules 12 and 13."""
+    with h5py.File(path, "r+") as f:
+        fn(f)
+        if reseal:
+            integrity.reseal(f, rows=rows)
+    return path
+
+
+def rehash(ds):
+    """Set ``sha256`` to the digest of the data as it now is, so that only the rule meant breaks."""
+    data = np.asarray(ds[()])
+    le = np.ascontiguousarray(data.astype(data.dtype.newbyteorder("<"), copy=False))
+    ds.attrs["sha256"] = hashlib.sha256(le.tobytes()).hexdigest()
+    return ds
 
 
 @pytest.fixture

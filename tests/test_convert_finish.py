@@ -311,3 +311,59 @@ def test_an_input_whose_own_statistics_differ_from_its_preset_keeps_its_own(tmp_
             in result.notes)
     with DLAFile(out) as f:
         assert f.mean.tolist() == [0.5, 0.5, 0.5] and f.provenance["report"]["normalization"] == "from the input"
+
+
+def test_the_refusals_and_report_lines_of_a_set_without_its_own_class_count(tmp_path):
+    empty = raw(images=np.zeros((0, 3, 8, 8), np.float32), labels=np.zeros(0, np.int64), num_classes=None)
+    assert refusal(tmp_path, empty) == \
+        "in/images.pt: 0 classes (max(labels) + 1) lie outside the spec's 1..16777216 (spec 2.4)"
+    soft = raw(num_classes=None, labels=None, soft=np.full((4, 3), 1 / 3), soft_kind="probs", labels_input=LABELS)
+    assert refusal(tmp_path, soft, ConvertOptions(num_classes=5)) == \
+        "in/images.pt: --num-classes 5 disagrees with the width of the soft labels: 3 classes"
+    assert report(tmp_path, raw(num_classes=10), ConvertOptions(dataset="cifar10"))["normalization"] == \
+        "preset cifar10 as the method used it"
+
+
+@pytest.mark.parametrize("soft, kind, message", [
+    (np.full((4, 2), 0.3), "probs", "probability rows must sum to 1, worst is off by 0.4"),
+    (np.full((4, 2), 1e39), "logits", "logits contain NaN or infinite values"),   # finite in float64 only
+])
+def test_soft_labels_the_writer_refuses_are_blamed_on_the_labels_file(tmp_path, soft, kind, message):
+    from ladd_format.errors import ProbabilityError
+    rawset = raw(soft=soft, soft_kind=kind, labels_input=LABELS)
+    with np.errstate(over="ignore"):  # numpy warns when 1e39 becomes inf in float32
+        assert refusal(tmp_path, rawset, kind=ProbabilityError) == f"in/labels.pt: /soft_labels: {message}"
+
+
+def test_zca_statistics_of_another_size_name_their_file(tmp_path):
+    stats = tmp_path / "zca.npz"
+    np.savez(stats, mean=np.zeros(12), inverse=np.eye(12))
+    rawset = raw(space="zca", images=np.zeros((4, 3, 8, 8), np.float32))
+    assert refusal(tmp_path, rawset, ConvertOptions(zca=True, zca_stats=str(stats))) == \
+        f"{stats}: ZCA statistics are for 12 values per image, the images have 192"
+
+
+@pytest.mark.parametrize("exc, detail", [
+    (__import__("pickle").UnpicklingError("Weights only load failed.\n  Unsupported global: GLOBAL os.system was "
+                                          "not an allowed global\nCheck the documentation"),
+     "refused: the pickle asks for code or objects outside the allow-list, and was not executed (Unsupported "
+     "global: GLOBAL os.system was not an allowed global)"),
+    (__import__("pickle").UnpicklingError("Weights only load failed.\nsecond line"),
+     "refused: the pickle asks for code or objects outside the allow-list, and was not executed (Weights only "
+     "load failed.)"),
+    (RuntimeError("y" * 300 + "\nsecond line"), "not a readable torch file (truncated or corrupt?): " + "y" * 160),
+    (RuntimeError(""), "not a readable torch file (truncated or corrupt?): RuntimeError"),
+])
+def test_a_torch_file_that_fails_to_load_is_one_line_naming_why(tmp_path, monkeypatch, exc, detail):
+    import torch
+
+    from ladd_format.converters.common import load_pt
+    path = tmp_path / "x.pt"
+    torch.save(torch.zeros(2), path)
+
+    def failing(*args, **kwargs):
+        raise exc
+    monkeypatch.setattr(torch, "load", failing)
+    with pytest.raises(InputError) as e:
+        load_pt(path)
+    assert str(e.value) == f"{path}: {detail}"

@@ -1,6 +1,5 @@
 """Spec section 8: the verifier catches every defect, one clear line each; ``ladd verify`` exits 1."""
 
-import hashlib
 import json
 import re
 import shutil
@@ -12,20 +11,9 @@ import pytest
 from ladd_cli.main import main
 from ladd_format import open_dla, verify
 from ladd_format import errors as E
-from ladd_format import integrity
 from ladd_format.verify import summary
 
-from conftest import flip_chunk_byte, write_dla
-
-
-def tamper(path, fn, reseal=True, rows=True):
-    """Edit the file with h5py, then (by default) recompute its row digests (``rows``) and root
-    digest, so the edit breaks only the rule it is meant to break, not also rules 12 and 13."""
-    with h5py.File(path, "r+") as f:
-        fn(f)
-        if reseal:
-            integrity.reseal(f, rows=rows)
-    return path
+from conftest import flip_chunk_byte, rehash, tamper, write_dla
 
 
 def _unsealed(fn, rows_only=False):
@@ -67,14 +55,6 @@ def replace_dataset(f, name, data, **kwargs):
     ds = f.create_dataset(name, data=data, chunks=True, fletcher32=True, **kwargs)
     for key, value in attrs.items():
         ds.attrs[key] = value
-    return ds
-
-
-def rehash(ds):
-    """Set ``sha256`` to the digest of the data as it now is, so that only the rule meant breaks."""
-    data = np.asarray(ds[()])
-    le = np.ascontiguousarray(data.astype(data.dtype.newbyteorder("<"), copy=False))
-    ds.attrs["sha256"] = hashlib.sha256(le.tobytes()).hexdigest()
     return ds
 
 
