@@ -35,6 +35,8 @@ from _common import Output, add_output_args  # noqa: E402
 NAME = KEY = "planted_bugs"
 TITLE = "## Planted bugs: how many tests each one fails"
 
+SELF_CHECK = "tests/test_benchmarks_data.py::test_planted_bugs_edits_apply_once_and_render"
+
 # (name, what, file, old text, new text)
 BUGS = [
     ("verify-no-image-chunk-rule", "verify no longer checks the /images chunk shape (rule 4)",
@@ -91,8 +93,10 @@ def run_bug(bug, work: Path) -> dict:
         return {"name": name, "what": what, "file": path, "error": f"the edit matches {count} times"}
     target.write_text(original.replace(old, new))
     try:
+        # the test that checks each bug's edit still matches the source fails in the planted copy by
+        # construction (the edit is applied there), so it is no evidence of catching the bug
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", "tests",
-                               "-k", "not cuda"], cwd=work, capture_output=True, text=True)
+                               "-k", "not cuda", "--deselect", SELF_CHECK], cwd=work, capture_output=True, text=True)
     finally:
         target.write_text(original)
     failed = sorted(set(FAILED.findall(proc.stdout)))
