@@ -44,6 +44,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/storage_compressors.py
 	$(BIN)/python benchmarks/convert_speed.py
 	$(BIN)/python benchmarks/cli_startup.py
+	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/students.py
 	test -f demo-out/digits_ipc5_uint8.dla.h5 || $(BIN)/ladd demo --workdir demo-out
 	$(BIN)/python benchmarks/demo_students.py

@@ -146,6 +146,8 @@ def test_mutation_samples_large_modules_uniformly_and_reproducibly(bench, tmp_pa
     groups = mutation.samples_of(names)
     assert groups["sample"] == picked and len(groups["held-out"]) == mutation.HELD_OUT_SIZE
     assert not set(groups["held-out"]) & set(picked)                        # held out: none of the first sample
+    second = set(groups["second held-out"])
+    assert len(second) == mutation.HELD_OUT_SIZE and not second & (set(picked) | set(groups["held-out"]))
     numbers = sorted(int(n.rsplit("_", 1)[1]) for n in picked)              # spread over the whole range
     assert numbers[0] < 100 and numbers[-1] > 900
     low, high = mutation.wilson(135, 150)
@@ -170,3 +172,35 @@ def test_planted_bugs_edits_apply_once_and_render(bench):
         {"name": "b", "what": "bug b", "file": "x.py", "failed": ["tests/t1.py::x"], "files": ["tests/t1.py"]}]}}
     text = planted.render(payload)
     assert "| bug a | `x.py` | 2 | 2 (t1, t2) | yes |" in text and "| bug b | `x.py` | 1 | 1 (t1) | NO |" in text
+
+
+def test_scale_inputs_are_npz_files_numpy_reads_back(bench, tmp_path):
+    """The streamed npz members hold exactly the arrays written; the dense labels are probabilities
+    whose largest entry is the image's class."""
+    import numpy as np
+    scale = bench("scale")
+    path = scale.write_inputs(tmp_path, m=6, classes=12, side=16, dense=True)
+    with np.load(path) as z:
+        assert z["images"].shape == (6, 3, 16, 16) and z["images"].dtype == np.uint8
+        assert np.array_equal(z["images"], scale._images(0, 6, 16))
+        assert np.array_equal(z["labels"], np.arange(6) % 12)
+        dense = z["dense_labels"]
+        assert dense.shape == (6, 25, 12) and dense.dtype == np.float32
+        assert np.allclose(dense.sum(axis=-1), 1, rtol=0, atol=1e-5)
+        assert np.array_equal(dense.argmax(axis=-1), np.broadcast_to((np.arange(6) % 12)[:, None], (6, 25)))
+        assert int(z["n"]) == 5 and float(z["ratio"]) == 0.625
+
+
+@pytest.mark.mutation_skip
+def test_scale_runs_every_command_at_a_small_shape(bench, tmp_path):
+    """Every step of benchmarks/scale.py runs and exits 0 (40 images of 20 classes at 32 px), and the
+    section renders each step with a measured peak memory. Nothing is timed against a bound."""
+    scale = bench("scale")
+    args = type("Args", (), dict(ipc=2, classes=20, side=32, codec="topk:k=5,values=float16", label_images=4,
+                                 device="cpu", work=str(tmp_path / "work")))()
+    data = scale.run(args)
+    assert [s["rc"] for s in data["steps"]] == [0] * len(data["steps"]) and len(data["steps"]) == 10
+    assert all(s["peak_rss_mb"] > 0 for s in data["steps"])
+    assert data["loader"].startswith("items 40 ")
+    text = scale.render({"machine": "m", "date": "d", "command": "c", "data": {**data, "gpu": None}})
+    assert "| verify | " in text and "failed" not in text

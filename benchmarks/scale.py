@@ -1,0 +1,270 @@
+"""ImageNet-1K scale: C = 1000 classes, 224 px, IPC x 1000 images, every `ladd` command end to end, each
+timed and its peak memory (RSS) measured as its own process.
+
+Usage::
+
+    .venv/bin/python benchmarks/scale.py                 # CPU profile: IPC 10 (10,000 images), ~5 min on
+                                                         # 2 cores; saves results/scale.json and writes the
+                                                         # "ImageNet-1K scale" section of RESULTS.md; needs ~10 GB of disk
+                                                         # under benchmarks/_work/scale
+    .venv/bin/python benchmarks/scale.py --ipc 1 --quick   # 1,000 images, a few minutes, prints only
+    .venv/bin/python benchmarks/scale.py --render-only
+
+What runs (each step is one `ladd` command, or one `python -c` for the loader, in its own process:
+its wall time and peak RSS, from ``os.wait4``, are what the table shows):
+
+1. inputs, written by this script in bounded memory (not timed): ``plain.npz`` (uint8 NCHW images and
+   labels) and ``dense.npz`` (the same images, plus 1000-way dense labels of shape (M, 25, 1000),
+   float32, as ``ladd export --format npz`` writes them). The images are smooth random fields (8x8
+   blocks plus noise), not photographs: timings and memory do not depend on content, compressed
+   sizes do (random pixels compress less than photographs). The dense labels are softmaxes of random
+   logits with the image's class raised (top-1 probability about 0.5): a stand-in for a real labeler's.
+2. ``ladd convert npz`` of both (``--num-classes`` and ImageNet's mean/std; the dense one with ``--codec``);
+3. ``ladd augment`` with a torchvision ResNet-18 labeler (random weights: the timing does not depend
+   on them) at 224 px, on the first ``--label-images`` images only where the CPU is too slow for all
+   of them (the table says how many);
+4. ``ladd verify``, ``ladd size`` (zip and zstd), ``ladd info``, ``ladd export --format npz`` of the
+   dense file;
+5. one epoch of :class:`ladd_format.torch.DLADataset` through a ``DataLoader`` (batch 256, 2 workers):
+   images and decoded dense labels, as a training loop receives them.
+
+``ladd evaluate`` is not run at this scale on a CPU (a 224 px student over 26 views of 10,000 images is
+hours on 2 cores). No GPU figure is produced unless ``--device cuda`` runs on a machine with one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _common import Output, add_output_args, gpu_line  # noqa: E402
+
+NAME = KEY = "scale"
+TITLE = "## ImageNet-1K scale: every command at C = 1000, 224 px"
+WORK = HERE / "_work" / "scale"
+N, RATIO = 5, 0.625
+CHUNK = 250            # images generated and written per step
+LADD = [sys.executable, "-m", "ladd_cli.main"]
+MEAN, STD = "0.485,0.456,0.406", "0.229,0.224,0.225"   # ImageNet's, as --dataset imagenet sets them
+# Each step runs under this small Python parent, which reports the peak RSS of its one child: a child
+# forked straight from this (large) process would count this process's memory at the fork in its peak.
+MEASURE = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+
+def _images(start: int, stop: int, side: int) -> np.ndarray:
+    """Deterministic smooth random images (8x8 blocks plus noise) for rows start..stop."""
+    rng = np.random.default_rng(start)
+    coarse = rng.integers(0, 256, (stop - start, 3, side // 8, side // 8), dtype=np.int16)
+    fine = np.repeat(np.repeat(coarse, 8, axis=2), 8, axis=3)
+    return np.clip(fine + rng.integers(-12, 13, fine.shape, dtype=np.int16), 0, 255).astype(np.uint8)
+
+
+def _dense(labels: np.ndarray, classes: int, seed: int) -> np.ndarray:
+    """(B, N*N, C) float32 probabilities: softmax of random logits, the image's class raised by 6."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 1.0, (len(labels), N * N, classes)).astype(np.float32)
+    logits[np.arange(len(labels)), :, labels] += 6.0 + rng.normal(0.0, 0.5, (len(labels), N * N)).astype(np.float32)
+    logits -= logits.max(axis=-1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def _write_member(zf: zipfile.ZipFile, name: str, shape: tuple, dtype, blocks) -> None:
+    """One .npy member of an npz, streamed block by block (ZIP_STORED, as np.savez writes)."""
+    with zf.open(f"{name}.npy", "w", force_zip64=True) as out:
+        np.lib.format.write_array_header_2_0(out, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                   "fortran_order": False, "shape": shape})
+        for block in blocks:
+            out.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
+
+
+def write_inputs(work: Path, m: int, classes: int, side: int, dense: bool) -> Path:
+    path = work / ("dense.npz" if dense else "plain.npz")
+    labels = np.arange(m, dtype=np.int64) % classes
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        _write_member(zf, "images", (m, 3, side, side), np.uint8,
+                      (_images(a, min(m, a + CHUNK), side) for a in range(0, m, CHUNK)))
+        _write_member(zf, "labels", (m,), np.int64, [labels])
+        if dense:
+            _write_member(zf, "dense_labels", (m, N * N, classes), np.float32,
+                          (_dense(labels[a:a + CHUNK], classes, a) for a in range(0, m, CHUNK)))
+            _write_member(zf, "n", (), np.int64, [np.int64(N)])
+            _write_member(zf, "ratio", (), np.float64, [np.float64(RATIO)])
+    tmp.replace(path)
+    return path
+
+
+def save_resnet_labeler(path: Path, classes: int, side: int) -> None:
+    import torch
+
+    from ladd_format.labeler.checkpoint import save_checkpoint
+    from ladd_format.torch.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=classes, image_size=side).eval()
+    meta = {"arch": "resnet18", "arch_kwargs": {}, "num_classes": classes, "channels": 3, "image_size": side,
+            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+            "class_names": [str(i) for i in range(classes)], "epoch": 0,
+            "training_data": "none (random weights, timing only)"}
+    save_checkpoint(model, meta, path)
+
+
+# -- one measured step -------------------------------------------------------------------------------
+
+def run_step(name: str, argv: list[str], log: Path, env: dict | None = None) -> dict:
+    """Run ``argv`` as its own process; its wall time, peak RSS and exit status."""
+    shown = argv[len(LADD):] if argv[:len(LADD)] == LADD else ["python", "-c", "..."]
+    print(f"[scale] {name}: {' '.join(shown)}", file=sys.stderr, flush=True)
+    with open(log, "ab") as out:
+        out.write(f"\n== {name}: {argv}\n".encode())
+        out.flush()
+        peak = log.with_name("peak_rss_kb")
+        start = time.perf_counter()
+        rc = subprocess.run([sys.executable, "-c", MEASURE, str(peak), *argv], stdout=out, stderr=out, cwd=ROOT,
+                            env={**os.environ, **(env or {})}).returncode
+        wall = time.perf_counter() - start
+    rss_mb = int(peak.read_text()) / 1024
+    result = {"step": name, "seconds": round(wall, 2), "peak_rss_mb": round(rss_mb, 1), "rc": rc}
+    print(f"[scale] {name}: {wall:.1f} s, peak RSS {rss_mb:.0f} MB, exit {rc}", file=sys.stderr, flush=True)
+    if rc != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        result["error"] = " | ".join(tail)
+    return result
+
+
+LOADER = """
+import sys, time, torch
+from torch.utils.data import DataLoader
+from ladd_format.torch import DLADataset
+ds = DLADataset(sys.argv[1])
+loader = DataLoader(ds, batch_size=256, num_workers=2)
+start = time.perf_counter(); items = 0
+for image, label, dense in loader:
+    items += image.shape[0]
+print(f"items {items} seconds {time.perf_counter() - start:.3f}")
+"""
+
+
+def run(args) -> dict:
+    work = Path(args.work)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    log = work / "scale.log"
+    m = args.ipc * args.classes
+    t0 = time.perf_counter()
+    plain_npz = write_inputs(work, m, args.classes, args.side, dense=False)
+    dense_npz = write_inputs(work, m, args.classes, args.side, dense=True)
+    made = time.perf_counter() - t0
+    labeled = min(m, args.label_images)
+    small_npz = work / "small.npz"
+    with zipfile.ZipFile(small_npz, "w", zipfile.ZIP_STORED) as zf:
+        _write_member(zf, "images", (labeled, 3, args.side, args.side), np.uint8, [_images(0, labeled, args.side)])
+        _write_member(zf, "labels", (labeled,), np.int64, [np.arange(labeled, dtype=np.int64) % args.classes])
+    save_resnet_labeler(work / "resnet18.safetensors", args.classes, args.side)
+    sizes = {p.name: p.stat().st_size for p in (plain_npz, dense_npz)}
+    out = {name: work / f"{name}.dla.h5" for name in ("plain", "dense", "small", "augmented")}
+    common = ["--num-classes", str(args.classes), "--mean", MEAN, "--std", STD]
+    steps = [
+        ("convert npz (images, labels)", LADD + ["convert", "npz", str(plain_npz), "-o", str(out["plain"]),
+                                                *common]),
+        (f"convert npz (+ dense, {args.codec})", LADD + ["convert", "npz", str(dense_npz), "-o", str(out["dense"]),
+                                                         *common, "--codec", args.codec]),
+        ("verify", LADD + ["verify", str(out["dense"])]),
+        ("size --method zip", LADD + ["size", str(out["dense"]), "--json"]),
+        ("size --method zstd", LADD + ["size", str(out["dense"]), "--method", "zstd", "--json"]),
+        ("info", LADD + ["info", str(out["dense"])]),
+        ("export --format npz", LADD + ["export", str(out["dense"]), "--format", "npz", "-o",
+                                        str(work / "export.npz")]),
+        ("DLADataset epoch (DataLoader, 2 workers)", [sys.executable, "-c", LOADER, str(out["dense"])]),
+        (f"convert npz ({labeled} images, for augment)", LADD + ["convert", "npz", str(small_npz), "-o",
+                                                               str(out["small"]), *common]),
+        (f"augment, ResNet-18 at {args.side} px ({labeled} images)",
+         LADD + ["augment", str(out["small"]), "--labeler", str(work / "resnet18.safetensors"), "-o",
+                 str(out["augmented"]), "--codec", args.codec, "--device", args.device]),
+    ]
+    results = []
+    for name, argv in steps:
+        results.append(run_step(name, argv, log))
+    files = {p.name: p.stat().st_size for p in work.iterdir() if p.suffix in (".h5", ".npz")}
+    loader_line = [ln for ln in log.read_text().splitlines() if ln.startswith("items ")]
+    return {"images": m, "classes": args.classes, "side": args.side, "ipc": args.ipc, "codec": args.codec,
+            "label_images": labeled, "device": args.device, "inputs_seconds": round(made, 1),
+            "input_bytes": sizes, "file_bytes": files, "steps": results,
+            "loader": loader_line[-1] if loader_line else None}
+
+
+def render(payload: dict) -> str:
+    d = payload["data"]
+    lines = [f"- Machine: {payload['machine']}" + (f"; GPU: {d['gpu']}" if d.get("gpu") else ""),
+             f"- Date: {payload['date']}; command: `{payload['command']}`",
+             f"- Set: {d['images']:,} images ({d['ipc']} per class) x {d['classes']} classes, 3x{d['side']}x{d['side']} "
+             f"uint8; dense labels N = {N}, R = {RATIO}, codec `{d['codec']}`; generated inputs (see "
+             "`benchmarks/scale.py`): "
+             + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in d["input_bytes"].items()),
+             "- Each step is its own process (started from a small parent); peak RSS is the largest resident "
+             "memory of that process or of any one worker it started (`os.wait4`). Wall seconds include the "
+             "start of Python and the imports (~0.4 s).",
+             "", "| step | seconds | peak RSS (MB) | exit |", "|---|---:|---:|---:|"]
+    for s in d["steps"]:
+        lines.append(f"| {s['step']} | {s['seconds']:.1f} | {s['peak_rss_mb']:,.0f} | {s['rc']} |")
+    lines.append("")
+    lines.append("Files: " + ", ".join(f"`{k}` {v / 2**20:,.0f} MiB" for k, v in sorted(d["file_bytes"].items())))
+    if d.get("loader"):
+        items, secs = d["loader"].split()[1], float(d["loader"].split()[3])
+        lines.append(f"\nLoader: {int(items):,} items in {secs:.1f} s ({int(items) / secs:,.0f} items/s).")
+    label = [s for s in d["steps"] if s["step"].startswith("augment") and s["rc"] == 0]
+    if label:
+        sub = d["label_images"] * N * N
+        lines.append(f"\nLabel pass: {d['label_images']} images ({sub:,} sub-images) in {label[0]['seconds']:.1f} s, "
+                     f"{sub / label[0]['seconds']:,.1f} sub-images/s on {d['device']}"
+                     + (f": all {d['images'] * N * N:,} sub-images would take about "
+                        f"{d['images'] * N * N / (sub / label[0]['seconds']) / 3600:,.1f} h"
+                        if d["label_images"] < d["images"] else "") + ".")
+    failed = [s for s in d["steps"] if s["rc"] != 0]
+    for s in failed:
+        lines.append(f"\n`{s['step']}` failed: {s.get('error', '')}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ipc", type=int, default=10)
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--side", type=int, default=224)
+    parser.add_argument("--codec", default="topk:k=10,values=float16")
+    parser.add_argument("--label-images", type=int, default=64,
+                        help="images labelled by `ladd augment` (all of them on a GPU: pass a large number)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--work", default=str(WORK))
+    parser.add_argument("--quick", action="store_true", help="print only unless --data-dir/--results")
+    add_output_args(parser)
+    args = parser.parse_args()
+    gpu = gpu_line() if args.device != "cpu" else None
+    return Output.from_args(args).publish(KEY, TITLE, render, lambda: {**run(args), "gpu": gpu})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
