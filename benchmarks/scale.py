@@ -170,6 +170,8 @@ print(f"items {items} seconds {time.perf_counter() - start:.3f}")
 def run(args) -> dict:
     work = Path(args.work)
     if work.exists():
+        if any(work.iterdir()) and not (work / "scale.log").exists():
+            raise SystemExit(f"{work}: not empty and not a folder of this benchmark; refusing to empty it")
         shutil.rmtree(work)
     work.mkdir(parents=True)
     log = work / "scale.log"

@@ -166,7 +166,7 @@ class _Verifier:
         except Exception as exc:  # noqa: BLE001 - damaged metadata
             return [LaddError(f"root attributes cannot be read ({integrity._first_line(exc)})", self.path, "/")
                     .at_rule(FILE)]
-        if self.read_data:  # every chunk problem names its rule (10 or 15)
+        if self.read_data:  # every chunk problem names its rule (11 or 15)
             for ds in self._datasets():
                 for p in integrity.chunk_problems(ds, file_bytes):
                     self.fail(_PROBLEM_CLASS[p.rule], p.where, p.message, p.rule)

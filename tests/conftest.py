@@ -90,6 +90,24 @@ def tamper(path, fn, reseal=True, rows=True):
     return path
 
 
+def replace_dataset(f, name, data, chunks=True, **kwargs):
+    """Rewrite dataset ``name`` as ``data`` (chunked, fletcher32, h5py options ``kwargs``), keeping its
+    attributes (its ``sha256`` too: :func:`rehash` makes it agree)."""
+    attrs = dict(f[name].attrs)
+    del f[name]
+    ds = f.create_dataset(name, data=data, chunks=chunks, fletcher32=True, **kwargs)
+    ds.attrs.update(attrs)
+    return ds
+
+
+def edit_values(f, name, fn):
+    """Change the values of dataset ``name`` in place (``fn`` edits a copy) and its sha256 with them."""
+    data = f[name][()]
+    fn(data)
+    f[name][...] = data
+    rehash(f[name])
+
+
 def rehash(ds):
     """Set ``sha256`` to the digest of the data as it now is, so that only the rule meant breaks."""
     data = np.asarray(ds[()])

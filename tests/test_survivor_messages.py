@@ -15,7 +15,7 @@ from ladd_format.errors import ChecksumError, InputError, ProbabilityError
 from ladd_format.h5io import text
 from ladd_format.reader import read_rows
 
-from conftest import MEAN, STD, flip_chunk_byte, make_arrays, rehash, tamper, write_dla
+from conftest import MEAN, STD, edit_values, flip_chunk_byte, make_arrays, rehash, replace_dataset, tamper, write_dla
 
 verify_module = sys.modules["ladd_format.verify"]
 
@@ -129,12 +129,9 @@ def test_info_names_the_classes(tmp_path):
 # -- verify ----------------------------------------------------------------------------------------
 
 def test_dense_value_problems_name_the_first_image_they_are_seen_in(dla_file, monkeypatch):
-    def bad_row(f):
-        p = f["dense/probs"][()]
+    def bad_row(p):
         p[3, 0] = 0.5 / 10          # image 3's first sub-image sums to 0.5
-        f["dense/probs"][...] = p
-        rehash(f["dense/probs"])
-    tamper(dla_file, bad_row)
+    tamper(dla_file, lambda f: edit_values(f, "dense/probs", bad_row))
     monkeypatch.setattr(verify_module, "BLOCK_BYTES", 1)  # one image per block
     (rule, where, kind, message), = answer(dla_file)
     assert (rule, where, kind) == (8, "/dense/probs", "ProbabilityError")
@@ -178,10 +175,7 @@ def test_every_dense_dataset_of_the_wrong_dtype_is_named(tmp_path):
 
     def retype(f):
         for name, dtype in (("dense/topk_index", np.int32), ("dense/topk_prob", np.float64)):
-            data, attrs = f[name][()].astype(dtype), dict(f[name].attrs)
-            del f[name]
-            rehash(f.create_dataset(name, data=data, chunks=True, fletcher32=True)).attrs.update(
-                {k: v for k, v in attrs.items() if k != "sha256"})
+            rehash(replace_dataset(f, name, f[name][()].astype(dtype)))
     tamper(path, retype)
     assert [(p.where, p.message) for p in verify(path)] == [
         ("/dense/topk_index", "dtype must be uint16 for codec 'topk', got int32"),

@@ -13,7 +13,7 @@ from ladd_format import open_dla, verify
 from ladd_format import errors as E
 from ladd_format.verify import summary
 
-from conftest import flip_chunk_byte, rehash, tamper, write_dla
+from conftest import flip_chunk_byte, rehash, replace_dataset, tamper, write_dla
 
 
 def _unsealed(fn, rows_only=False):
@@ -47,15 +47,6 @@ def _declared(shape, chunks, written):
             ds[:written] = 7
         ds.attrs["sha256"] = "0" * 64
     return fn
-
-
-def replace_dataset(f, name, data, **kwargs):
-    attrs = dict(f[name].attrs)
-    del f[name]
-    ds = f.create_dataset(name, data=data, chunks=True, fletcher32=True, **kwargs)
-    for key, value in attrs.items():
-        ds.attrs[key] = value
-    return ds
 
 
 def assert_numbered(problems):

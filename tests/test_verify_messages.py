@@ -11,7 +11,7 @@ import pytest
 from ladd_format import verify
 from ladd_format.verify import _Verifier
 
-from conftest import rehash, tamper, write_dla
+from conftest import edit_values, rehash, replace_dataset, tamper, write_dla
 
 verify_module = sys.modules["ladd_format.verify"]  # the package exports the function under the same name
 
@@ -23,20 +23,10 @@ def answer(path):
 
 
 def _rewrite(f, name, data, chunks=True, **attrs):
-    """Replace dataset ``name`` by ``data`` (keeping its attributes, then setting ``attrs``)."""
-    kept = dict(f[name].attrs)
-    del f[name]
-    ds = f.create_dataset(name, data=data, chunks=chunks, fletcher32=True)
-    ds.attrs.update({**kept, **attrs})
+    """Replace dataset ``name`` by ``data``, set ``attrs`` and make its sha256 agree."""
+    ds = replace_dataset(f, name, data, chunks=chunks)
+    ds.attrs.update(attrs)
     rehash(ds)
-
-
-def _edit(f, name, fn):
-    """Change the values of dataset ``name`` in place (``fn`` of a copy) and its sha256 with them."""
-    data = f[name][()]
-    fn(data)
-    f[name][...] = data
-    rehash(f[name])
 
 
 @pytest.fixture
@@ -147,12 +137,12 @@ def test_soft_labels_without_a_kind(soft_file):
 
 
 def test_soft_labels_with_nan(soft_file):
-    tamper(soft_file, lambda f: _edit(f, "soft_labels", lambda p: p.__setitem__((3, 2), np.nan)))
+    tamper(soft_file, lambda f: edit_values(f, "soft_labels", lambda p: p.__setitem__((3, 2), np.nan)))
     assert answer(soft_file) == [(6, "/soft_labels", "ProbabilityError", "values are NaN or infinite")]
 
 
 def test_probability_rows_that_do_not_sum_to_one(soft_file):
-    tamper(soft_file, lambda f: _edit(f, "soft_labels", lambda p: p.__setitem__(5, p[5] / 2)))
+    tamper(soft_file, lambda f: edit_values(f, "soft_labels", lambda p: p.__setitem__(5, p[5] / 2)))
     assert answer(soft_file) == [(6, "/soft_labels", "ProbabilityError",
                                   "probability rows must sum to 1 within 0.001")]
 
@@ -160,7 +150,7 @@ def test_probability_rows_that_do_not_sum_to_one(soft_file):
 def test_one_hot_probabilities_are_valid(soft_file):
     """A probability of exactly 0 (or 1) is inside [0, 1]."""
     one_hot = np.eye(10, dtype=np.float32)[np.arange(12) % 10]
-    tamper(soft_file, lambda f: _edit(f, "soft_labels", lambda p: p.__setitem__(..., one_hot)))
+    tamper(soft_file, lambda f: edit_values(f, "soft_labels", lambda p: p.__setitem__(..., one_hot)))
     assert answer(soft_file) == []
 
 
@@ -253,7 +243,8 @@ def test_a_rule_that_crashes_is_one_problem_where_it_looked_and_the_rest_still_r
 
 def test_without_the_class_count_the_dense_rule_checks_shapes_for_one_class(soft_file, monkeypatch):
     monkeypatch.setattr(_Verifier, "check_root", lambda self: 1 / 0)
-    assert answer(soft_file) == [(3, "/", "LaddError", "malformed beyond checking (ZeroDivisionError: division by zero)"),
+    assert answer(soft_file) == [(3, "/", "LaddError",
+                                  "malformed beyond checking (ZeroDivisionError: division by zero)"),
                                  (8, "/dense/probs", "ShapeError", "shape must be (12, 9, 1), got (12, 9, 10)")]
 
 
