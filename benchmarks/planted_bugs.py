@@ -48,7 +48,7 @@ BUGS = [
     ("uint8-rounds-down", "float -> uint8 rounds down instead of to nearest (fast path and reference)",
      "ladd_format/pixels.py", "    return (x + 0.5) // 1", "    return x // 1"),
     ("uint8-fast-path-rounds-down", "float -> uint8 fast path rounds down",
-     "ladd_format/pixels.py", "        q += 0.5\n        np.floor(q, out=q)", "        np.floor(q, out=q)"),
+     "ladd_format/pixels.py", "            q += 0.5\n            np.floor(q, out=q)", "            np.floor(q, out=q)"),
     ("uint8-half-to-even", "float -> uint8 rounds half to even (numpy's round)",
      "ladd_format/pixels.py", "    return (x + 0.5) // 1", "    return x.round() if hasattr(x, 'round') else x"),
     ("subimages-top-left-swapped", "subimages() crops at (left, top) instead of (top, left)",

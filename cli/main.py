@@ -531,7 +531,8 @@ def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batc
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Images per chunk.")
 @click.option("--forward-batch", type=int, default=512, show_default=True,
-              help="Sub-images per labeler forward (halved by itself on CUDA out-of-memory).")
+              help="Sub-images per labeler forward (halved by itself on CUDA out-of-memory; on the CPU at most "
+                   "32 x 224 x 224 input pixels per forward).")
 @click.option("--precision", type=click.Choice(["auto", "bfloat16", "float32"]), default="auto", show_default=True,
               help="Labeler arithmetic: auto = bfloat16 on CUDA, float32 on the CPU; float32 on CUDA turns TF32 off.")
 @click.option("--resize", is_flag=True, help="Resize sub-images to the labeler's input size.")
@@ -652,6 +653,10 @@ def _resume_command(ctx: click.Context) -> str:
 @click.option("--sub-per-image", type=int, default=None,
               help="ladd mode: use K random sub-images per step (their terms averaged; with --reduction sum, "
                    "summed and scaled by N*N/K).")
+@click.option("--micro-batch", type=int, default=None,
+              help="Images per forward/backward; each batch's gradients are accumulated over its micro-batches "
+                   "(the memory of a step then grows with this, not --batch-size: at 224 px a ResNet-18 LADD "
+                   "step holds 26 views per image). BatchNorm sees micro-batches. Default: the whole batch.")
 @click.option("--reduction", type=click.Choice(["sum", "mean"]), default="mean", show_default=True,
               help="ladd mode: average the local term over the sub-images, or sum it as Eq. 5 does literally; "
                    "the sum measured 82.4 vs 91.3% (mean) at IPC 1 on digits, about 9 points worse "
@@ -668,13 +673,13 @@ def _resume_command(ctx: click.Context) -> str:
 @click.option("--json", "as_json", is_flag=True)
 @fail_cleanly
 def evaluate_cmd(file, test_source, resize_test, arch, width, arch_options, mode, epochs, lr, batch_size, seeds, flip,
-                 sub_per_image, reduction, device, workers, threads, as_json):
+                 sub_per_image, micro_batch, reduction, device, workers, threads, as_json):
     """Train fresh students on FILE and report their test accuracy (mean +- std over seeds)."""
     from ladd_format.experiments.evaluate import EvalConfig, evaluate, load_test_source
     from ladd_format.progress import Progress
     bounded("--width", width, 1, MAX_WIDTH)
     for flag, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--seeds", seeds),
-                        ("--sub-per-image", sub_per_image)):
+                        ("--sub-per-image", sub_per_image), ("--micro-batch", micro_batch)):
         bounded(flag, value, 1)
     bounded("--workers", workers, 1, 256)
     bounded("--threads", threads, 1, 1024)
@@ -695,7 +700,7 @@ def evaluate_cmd(file, test_source, resize_test, arch, width, arch_options, mode
     test = load_test_source(test_source, shape, resize=resize_test)
     config = EvalConfig(arch=arch, arch_kwargs=arch_kwargs or None, mode=mode, epochs=epochs,
                         lr=lr, batch_size=batch_size, seeds=seeds, device=device, flip=flip,
-                        sub_per_image=sub_per_image, reduction=reduction, threads=threads)
+                        sub_per_image=sub_per_image, reduction=reduction, threads=threads, micro_batch=micro_batch)
     if workers is None:
         from ladd_format.experiments.pool import default_workers
         workers = default_workers(device, seeds)

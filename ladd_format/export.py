@@ -47,6 +47,7 @@ import math
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,7 @@ from .geometry import MAX_GRID_N, boxes_inside
 from .pixels import round_half_up, stored_to_uint8
 from .provenance import file_sha256
 from .reader import DLAFile, open_dla
+from .rows import block_rows, row_bytes, write_npy, write_npy_member
 from .size import check_counts, check_dataset, dense_datasets
 
 FORMATS = ("folder", "npz", "ddranking")
@@ -170,8 +172,8 @@ def export_folder(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarra
         (out / "images" / _class_dir(int(c), names)).mkdir(parents=True, exist_ok=True)
         if with_subimages:
             (out / "subimages" / _class_dir(int(c), names)).mkdir(parents=True, exist_ok=True)
-    for start in range(0, f.num_images, BATCH):
-        stop = min(f.num_images, start + BATCH)
+    rows = block_rows((1 + (f.n * f.n if with_subimages else 0)) * row_bytes(f.h5["images"]), BATCH)
+    for start, stop in _ranges(f.num_images, rows):
         images = _uint8_images(f, start, stop)
         subs = _subimages_uint8(f, images) if with_subimages else None
         for k in range(stop - start):
@@ -182,15 +184,19 @@ def export_folder(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarra
                 for j in range(subs.shape[1]):
                     _save_png(out / "subimages" / folder / f"{i:06d}_{j:02d}.png", subs[k, j])
     np.save(out / "hard_labels.npy", labels)
+    m = f.num_images
     if f.has_dense:
-        dense = _dense(f)
-        np.save(out / "dense_labels.npy", dense)
+        p, c = f.n * f.n, f.num_classes
+        rows = block_rows(p * c * 4)
+        write_npy(out / "dense_labels.npy", (m, p, c), np.float32, (_dense(f, a, b) for a, b in _ranges(m, rows)))
         files["dense_labels"] = "dense_labels.npy"
         if with_subimages:
-            np.save(out / "subimage_labels.npy", dense.reshape(-1, dense.shape[-1]))
+            write_npy(out / "subimage_labels.npy", (m * p, c), np.float32,
+                      (_dense(f, a, b).reshape(-1, c) for a, b in _ranges(m, rows)))
             files["subimage_labels"] = "subimage_labels.npy"
     if f.has_soft_labels:
-        np.save(out / "soft_labels.npy", f.soft_labels())
+        write_npy(out / "soft_labels.npy", (m, f.num_classes), np.float32,
+                  (f.soft_labels(a, b) for a, b in _ranges(m, block_rows(4 * f.num_classes))))
         files["soft_labels"] = "soft_labels.npy"
     (out / "metadata.json").write_text(json.dumps(_metadata(f, files), indent=2))
 
@@ -224,29 +230,62 @@ def _jsonable(value) -> bool:
     return isinstance(value, (str, int))
 
 
+def _ranges(total: int, rows: int):
+    for start in range(0, total, rows):
+        yield start, min(total, start + rows)
+
+
+def _member(zf: zipfile.ZipFile, key: str, shape: tuple, dtype, parts) -> None:
+    """One ``.npy`` member of the npz (stored, as ``np.savez`` writes), streamed part by part."""
+    with zf.open(f"{key}.npy", "w", force_zip64=True) as fp:
+        write_npy_member(fp, shape, dtype, parts)
+
+
+def _small(zf: zipfile.ZipFile, key: str, value) -> None:
+    value = np.asarray(value)
+    _member(zf, key, value.shape, value.dtype, [value])
+
+
 def export_npz(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray | None = None) -> None:
+    """The npz of the module docstring, written member by member and each member block by block
+    (:data:`~ladd_format.rows.BLOCK_BYTES` at a time), so memory does not grow with the set."""
     labels = check_exportable(f) if labels is None else labels
-    arrays: dict[str, np.ndarray] = {
-        "images": f.images(), "labels": labels, "num_classes": np.int64(f.num_classes),
-        "mean": f.mean, "std": f.std, "space": np.array(f.space),
-        "image_dtype": np.array(str(f.image_dtype))}     # convert npz keeps float images float
-    if f.class_names:
-        arrays["class_names"] = np.array(f.class_names)
-    if f.has_dense:
-        arrays.update(dense_labels=_dense(f), n=np.int64(f.n), ratio=np.float64(f.ratio),
-                      temperature=np.float64(f.temperature), boxes=f.boxes,
-                      labeler_arch=np.array(str(f.labeler.get("arch", "unknown"))))
-        if with_subimages:
-            arrays["subimages"] = np.concatenate([_subimages_uint8(f, f.images(s, min(f.num_images, s + BATCH)))
-                                                  for s in range(0, f.num_images, BATCH)])
-    if f.has_soft_labels:
-        arrays.update(soft_labels=f.soft_labels(), soft_kind=np.array(f.soft_kind))
-    if f.has_dense and f.codec.name != "float32":      # float32's stored rows are dense_labels themselves
-        for name, stored in f.dense_stored().items():
-            arrays[f"dense_stored_{name}"] = stored
-    arrays["ladd_metadata"] = np.array(json.dumps(npz_metadata(f), sort_keys=True))
-    with open(out, "wb") as fh:
-        np.savez(fh, **arrays)
+    m, image_shape = f.num_images, f.image_shape
+    image_rows = block_rows(row_bytes(f.h5["images"]), BATCH)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        _member(zf, "images", (m, *image_shape), f.image_dtype,
+                (f.images(a, b) for a, b in _ranges(m, image_rows)))
+        for key, value in (("labels", labels), ("num_classes", np.int64(f.num_classes)), ("mean", f.mean),
+                           ("std", f.std), ("space", np.array(f.space)),
+                           ("image_dtype", np.array(str(f.image_dtype)))):   # convert npz keeps float images float
+            _small(zf, key, value)
+        if f.class_names:
+            _small(zf, "class_names", np.array(f.class_names))
+        if f.has_dense:
+            p, c = f.n * f.n, f.num_classes
+            _member(zf, "dense_labels", (m, p, c), np.float32,
+                    (_dense(f, a, b) for a, b in _ranges(m, block_rows(p * c * 4))))
+            for key, value in (("n", np.int64(f.n)), ("ratio", np.float64(f.ratio)),
+                               ("temperature", np.float64(f.temperature)), ("boxes", f.boxes),
+                               ("labeler_arch", np.array(str(f.labeler.get("arch", "unknown"))))):
+                _small(zf, key, value)
+            if with_subimages:
+                dtype = np.uint8 if f.image_dtype == np.uint8 else np.float32
+                rows = block_rows(p * math.prod(image_shape) * np.dtype(dtype).itemsize, BATCH)
+                _member(zf, "subimages", (m, p, *image_shape), dtype,
+                        (_subimages_uint8(f, f.images(a, b)) for a, b in _ranges(m, rows)))
+        if f.has_soft_labels:
+            rows = block_rows(4 * f.num_classes)
+            _member(zf, "soft_labels", (m, f.num_classes), np.float32,
+                    (f.soft_labels(a, b) for a, b in _ranges(m, rows)))
+            _small(zf, "soft_kind", np.array(f.soft_kind))
+        if f.has_dense and f.codec.name != "float32":      # float32's stored rows are dense_labels themselves
+            datasets = dense_datasets(f)
+            for name, ds in datasets.items():
+                rows = block_rows(row_bytes(ds))
+                _member(zf, f"dense_stored_{name}", ds.shape, ds.dtype,
+                        (f.dense_stored(a, b)[name] for a, b in _ranges(m, rows)))
+        _small(zf, "ladd_metadata", np.array(json.dumps(npz_metadata(f), sort_keys=True)))
 
 
 def export(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "folder", with_subimages: bool = False,

@@ -240,6 +240,15 @@ class DLAWriter:
         g.attrs["inputs"] = provenance.dumps(input_records)
         if report is not None:
             g.attrs["report"] = provenance.dumps(report)
+        self.report = None if report is None else dict(report)
+
+    def update_report(self, entries: dict) -> None:
+        """Add ``entries`` to the ``/provenance`` report before :meth:`close`: what a streamed
+        conversion measures only while it writes (e.g. the loss of a uint8 conversion)."""
+        if self._closed:
+            raise InputError("writer is closed", self.dest)
+        self.report = {**(self.report or {}), **entries}
+        self.h5[S.PROVENANCE].attrs["report"] = provenance.dumps(self.report)
 
     def _write_dense_group(self, dense: DenseSpec, height: int, width: int) -> None:
         g = self.h5.create_group(S.DENSE)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from ladd_cli.main import main
 from ladd_format import open_dla, verify
+from ladd_format.errors import InputError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]).reshape(3, 1, 1)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225]).reshape(3, 1, 1)
@@ -332,3 +333,47 @@ def test_labeler_sources_share_the_reader(tmp_path):
     tree = read_image_folder(root)
     assert any("folder 10 is class 1" in note for note in tree.notes)
     assert np.array_equal(tree.images, np.stack([decoded(p) for p in written]))
+
+
+# -- streamed reading: bounded memory ------------------------------------------------------------
+def test_streamed_images_are_decoded_when_read_and_checked_against_the_first_pass(tmp_path):
+    from ladd_format.converters.images import read_images
+    from ladd_format.rows import Rows
+
+    files = write_sre2l(tmp_path / "exp", side=16)
+    read = read_images(files, tmp_path / "exp", stream=True)
+    assert isinstance(read.images, Rows) and read.images.shape == (len(files), 3, 16, 16)
+    assert np.array_equal(read.images[2:4], np.stack([decoded(f) for f in files[2:4]]))
+    assert read.input.record()["files"] == len(files)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(files[1], format="JPEG")
+    with pytest.raises(InputError, match="changed while it was being converted") as err:
+        read.images[0:3]
+    assert err.value.path == str(files[1])
+    Image.fromarray(np.zeros((8, 16, 3), np.uint8)).save(files[4], format="JPEG")
+    with pytest.raises(InputError, match="images differ in size"):
+        read_images(files, tmp_path / "exp", stream=True)          # headers are checked in the first pass
+
+
+def test_a_folder_converts_in_blocks_with_the_same_result(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from ladd_format.converters import ConvertOptions, convert
+
+    root = tmp_path / "tree"
+    rng = np.random.default_rng(3)
+    for c in range(4):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(150):
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / f"class{c}" / f"{i}.png")
+    convert("folder", root, tmp_path / "whole.dla.h5", ConvertOptions())            # also does the imports
+    monkeypatch.setattr("ladd_format.rows.BLOCK_BYTES", 1 << 16)
+    tracemalloc.start()
+    try:
+        convert("folder", root, tmp_path / "small.dla.h5", ConvertOptions())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 600 * 3 * 64 * 64 // 4          # the decoded set is 7.4 MB; blocks of 64 KiB are read
+    with open_dla(tmp_path / "whole.dla.h5") as a, open_dla(tmp_path / "small.dla.h5") as b:
+        assert np.array_equal(a.images(), b.images()) and np.array_equal(a.labels(), b.labels())
+        assert np.allclose(a.mean, b.mean, rtol=1e-12, atol=0) and np.allclose(a.std, b.std, rtol=1e-12, atol=0)

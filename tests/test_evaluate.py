@@ -274,3 +274,43 @@ def test_the_mean_reduction_trains_on_a_smaller_loss_than_the_sum(digits_files):
                  epoch_progress=lambda done, total, loss: seen.append(loss))
         losses[reduction] = seen[0]
     assert losses["sum"] > 5 * losses["mean"]
+
+
+@pytest.mark.parametrize("mode,file", [("ladd", "dla"), ("soft", "soft")])
+def test_micro_batches_accumulate_the_gradient_of_the_whole_batch(digits_files, monkeypatch, mode, file):
+    """With the augmentation an identity (its random draws are the only thing micro-batches order
+    differently) and instance normalisation (per image), micro-batches of 7 give the weights of
+    whole batches of 30 up to float32 sums; a micro-batch of the batch size gives them exactly."""
+    from ladd_format.experiments import evaluate as E
+    from ladd_format.torch import DLADataset
+
+    monkeypatch.setattr(E, "random_affine", lambda x, gen, flip: x)
+    ds = DLADataset(digits_files[file], dense=mode == "ladd", soft_labels=mode == "soft", in_memory=True)
+    base = dict(mode=mode, arch="convnet-d3", arch_kwargs={"width": 8}, epochs=2, seeds=1, batch_size=30,
+                device="cpu")
+    whole = E.train_student(ds, EvalConfig(**base), 0, torch.device("cpu"))
+    same = E.train_student(ds, EvalConfig(**base, micro_batch=30), 0, torch.device("cpu"))
+    micro = E.train_student(ds, EvalConfig(**base, micro_batch=7), 0, torch.device("cpu"))
+    for a, b, c in zip(whole.parameters(), same.parameters(), micro.parameters()):
+        assert torch.equal(a, b)
+        assert torch.allclose(a, c, rtol=0, atol=1e-5)
+    assert any(not torch.equal(a, c) for a, c in zip(whole.parameters(), micro.parameters()))
+
+
+def test_in_memory_sets_stay_encoded_and_batches_decode_them(digits_files):
+    from ladd_format import open_dla
+    from ladd_format.torch import DLADataset
+
+    ds = DLADataset(digits_files["dla"], in_memory=True)
+    images, labels, dense, soft = ds.batch([4, 0, 29])
+    assert images.dtype == torch.uint8 and soft is None and labels.tolist() == [ds[i][1] for i in (4, 0, 29)]
+    with open_dla(digits_files["dla"]) as f:
+        assert torch.equal(dense[2], torch.from_numpy(f.dense(29, 30)[0]))
+    assert torch.equal(ds.to_float(images[0]), ds[4][0]) and torch.equal(ds[0][2], dense[1])
+    with pytest.raises(ValueError, match="in_memory"):
+        DLADataset(digits_files["dla"]).batch([0])
+
+
+def test_micro_batch_is_bounded_on_the_command_line(digits_files, runner):
+    result = runner.invoke(main, ["evaluate", str(digits_files["dla"]), "--test", "digits-test", "--micro-batch", "0"])
+    assert result.exit_code == 1 and "--micro-batch must be >= 1, got 0" in result.output

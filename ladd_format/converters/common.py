@@ -24,7 +24,7 @@ the same way for every format (npz included), and written to ``/provenance`` ``r
   After ``--zca-stats`` inverts ZCA-whitened images the pixels are on the 0..1 scale with no
   mean/std step: mean 0, std 1.
 - Images: uint8 inputs are stored as they are. Float inputs become uint8 (the spec's default form:
-  ``pixels.to_uint8``, clipped fraction and PSNR reported and noted) unless ``--keep-float`` or the
+  ``pixels.Uint8Quantizer``, clipped fraction and PSNR reported and noted) unless ``--keep-float`` or the
   input itself says its images are stored floats (npz key ``image_dtype``, written by ``ladd export
   --format npz``); kept floats are float32 (float16 when the input is float16), with their space.
   ZCA-whitened images become uint8 only through ``--zca-stats``; else ``--keep-float`` is required.
@@ -64,7 +64,8 @@ import numpy as np
 from ..atomic import require_regular_file
 from ..codecs import parse_codec
 from ..errors import InputError, LaddError, ShapeError
-from ..pixels import channel_stats, to_uint8
+from ..pixels import Uint8Quantizer, channel_stats
+from ..rows import as_rows, block_rows, blocks, row_bytes
 from ..presets import get_preset, normalization
 from ..writer import DenseSpec, DLAWriter
 from . import ConversionResult, ConvertOptions
@@ -112,11 +113,22 @@ def _zip_members(path: Path, what: str) -> list[zipfile.ZipInfo]:
     return infos
 
 
-def check_npz(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+@dataclass(frozen=True)
+class NpyMember:
+    """One ``.npy`` member of an ``.npz``, its header parsed and bounded by :func:`npz_members`."""
+
+    info: zipfile.ZipInfo
+    header: int                        # bytes of the .npy header (the data follows)
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+
+
+def npz_members(path: Path) -> dict[str, NpyMember]:
     """Bound an ``.npz`` before anything loads it: every member must be a ``.npy`` array whose header
     declares no more bytes than the member holds and no objects (see :func:`_zip_members` for the
-    compression bounds). Reads only the zip directory and each header; returns
-    ``{key: (shape, dtype)}``. A one-line :class:`InputError` names the file and the member."""
+    compression bounds). Reads only the zip directory and each header. A one-line
+    :class:`InputError` names the file and the member."""
     path = require_regular_file(path)
     found = {}
     infos = _zip_members(path, ".npz archive")
@@ -130,16 +142,21 @@ def check_npz(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     return found
 
 
-def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> tuple[tuple[int, ...], np.dtype]:
+def check_npz(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """:func:`npz_members` as ``{key: (shape, dtype)}``."""
+    return {key: (member.shape, member.dtype) for key, member in npz_members(path).items()}
+
+
+def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> NpyMember:
     name = info.filename[:80]
     fmt = np.lib.format
     with zf.open(info) as fp:
         try:
             version = fmt.read_magic(fp)
             if version == (1, 0):
-                shape, _, dtype = fmt.read_array_header_1_0(fp, max_header_size=MAX_NPY_HEADER)
+                shape, fortran, dtype = fmt.read_array_header_1_0(fp, max_header_size=MAX_NPY_HEADER)
             elif version in ((2, 0), (3, 0)):
-                shape, _, dtype = fmt.read_array_header_2_0(fp, max_header_size=MAX_NPY_HEADER)
+                shape, fortran, dtype = fmt.read_array_header_2_0(fp, max_header_size=MAX_NPY_HEADER)
             else:
                 raise ValueError(f"unknown .npy version {version}")
         except (ValueError, SyntaxError, TypeError, EOFError) as exc:
@@ -158,7 +175,7 @@ def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> tuple
     if declared > info.file_size - header:
         raise InputError(f"member {name!r} declares {declared:,} bytes ({shape} {dtype}) but holds "
                          f"{max(0, info.file_size - header):,}: refused before loading", path)
-    return tuple(int(v) for v in shape), dtype
+    return NpyMember(info, header, tuple(int(v) for v in shape), dtype, bool(fortran))
 
 
 def check_torch_zip(path: Path) -> None:
@@ -423,9 +440,9 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
     if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
         raise InputError(f"images must be uint8 or floating point, got {images.dtype}", src)
     m, k = images.shape[:2]
-    # min/max show NaN and inf without a full-size temporary
-    if images.dtype != np.uint8 and images.size and not (np.isfinite(images.min()) and np.isfinite(images.max())):
-        bad = int(np.count_nonzero(~np.isfinite(images)))
+    bad = 0 if images.dtype == np.uint8 else sum(int(np.count_nonzero(~np.isfinite(block)))
+                                                 for _, block in blocks(images))
+    if bad:
         raise InputError(f"images contain {bad} NaN or infinite value(s); they are neither pixels nor "
                          "storable floats", src)
     preset = _dataset(raw, options, notes, report, src)
@@ -458,7 +475,7 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
     mean = std = None
     if space == "zca" and options.zca_stats is not None:
         mu, inv = load_zca_stats(Path(options.zca_stats))
-        images = invert_zca(images, mu, inv, Path(options.zca_stats))
+        images = invert_zca(np.asarray(images), mu, inv, Path(options.zca_stats))
         space = "pixel01"                       # MTT's ZCA acts on ToTensor() pixels in [0, 1]
         mean, std = (0.0,) * k, (1.0,) * k
         report["zca"] = "inverted with the given statistics; pixels are on the 0..1 scale"
@@ -470,6 +487,7 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
     if mean.shape != (k,) or std.shape != (k,):
         raise ShapeError(f"mean and std must have {k} values (one per channel), got {mean.size} and {std.size}", src)
 
+    quantizer = None
     keep = images.dtype != np.uint8 and (options.keep_float or raw.stored_dtype in ("float16", "float32"))
     if images.dtype == np.uint8:
         stored, image_dtype, out_space = images, "uint8", None
@@ -486,11 +504,9 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
         raise InputError(f"float images in space {space} have no uint8 form: give their space (pixel01, normalized, "
                          "zca) or --keep-float", src)
     else:
-        stored, loss = to_uint8(images, space, mean, std)
-        report["uint8_conversion"] = loss
+        quantizer = Uint8Quantizer(space, mean, std, k)     # block by block as the writer takes them
+        stored = as_rows(images).map(quantizer, dtype=np.uint8)
         image_dtype, out_space = "uint8", None
-        notes.append(f"uint8 conversion: {loss['clipped_fraction']:.2%} of values clipped, "
-                     f"PSNR {loss['psnr_db']:.1f} dB against the float images")
 
     dense_spec, dense = None, raw.dense
     if dense is not None:
@@ -533,8 +549,15 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
         blame = lambda exc: (src, f"key {keys.get(exc.where, exc.where)}")  # noqa: E731
     else:
         blame = lambda exc: (labels_src if exc.where in ("/labels", "/soft_labels") else src, exc.where)  # noqa: E731
+    measured = None
+    if quantizer is not None:
+        measured = lambda: {"uint8_conversion": quantizer.report()}  # noqa: E731
     write_batches(writer, stored, labels, dense=dense,
-                  soft=None if soft is None else soft.astype(np.float32, copy=False), blame=blame)
+                  soft=None if soft is None else soft.astype(np.float32, copy=False), blame=blame, measured=measured)
+    if quantizer is not None:
+        loss = quantizer.report()
+        notes.append(f"uint8 conversion: {loss['clipped_fraction']:.2%} of values clipped, "
+                     f"PSNR {loss['psnr_db']:.1f} dB against the float images")
     return ConversionResult(output=output, num_images=m, notes=notes)
 
 
@@ -585,19 +608,27 @@ def preencoded(codec, stored: dict[str, np.ndarray], dense: np.ndarray, num_clas
     return Preencoded(codec, stored)
 
 
-def write_batches(writer: DLAWriter, images: np.ndarray, labels: np.ndarray, *, dense: np.ndarray | None = None,
-                  soft: np.ndarray | None = None, blame=None) -> None:
-    """Append the arrays in batches and close the writer. The writer names the destination in its
-    errors, but the defect is in the input: ``blame(exc) -> (path, where)`` re-points the error."""
+def write_batches(writer: DLAWriter, images, labels: np.ndarray, *, dense=None, soft: np.ndarray | None = None,
+                  blame=None, measured=None) -> None:
+    """Append the arrays (numpy arrays or :class:`~ladd_format.rows.Rows`) in batches of at most
+    :data:`BATCH` images and :data:`~ladd_format.rows.BLOCK_BYTES` of images and dense labels, and
+    close the writer; ``measured()`` (when given) returns report entries measured while writing,
+    recorded before the close. The writer names the destination in its errors, but the defect is
+    in the input: ``blame(exc) -> (path, where)`` re-points the error (an input that cannot be
+    read names itself)."""
+    per_row = row_bytes(images) + (0 if dense is None else row_bytes(dense))
+    rows = block_rows(per_row, BATCH)
     with writer:
-        for start in range(0, len(images), BATCH):
-            stop = min(len(images), start + BATCH)
+        for start in range(0, len(images), rows):
+            stop = min(len(images), start + rows)
+            batch = (images[start:stop], None if dense is None else dense[start:stop])
             try:
-                writer.append(images[start:stop], labels[start:stop],
-                              dense=None if dense is None else dense[start:stop],
+                writer.append(batch[0], labels[start:stop], dense=batch[1],
                               soft=None if soft is None else soft[start:stop])
             except LaddError as exc:
                 if blame is None:
                     raise
                 path, where = blame(exc)
                 raise type(exc)(exc.message, path, where) from None
+        if measured is not None:
+            writer.update_report(measured())

@@ -47,7 +47,7 @@ class Folder(Converter):
         return None
 
     def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
-        tree = read_image_folder(source)
+        tree = read_image_folder(source, stream=True)
         count = len(tree.class_names)
         if options.num_classes is not None and options.num_classes != count:
             raise InputError(f"--num-classes {options.num_classes} disagrees with the {count} class folders (the "

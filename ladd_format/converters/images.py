@@ -8,8 +8,10 @@ and the conversion is reported.
 
 Untrusted trees: an entry with an image suffix that is not a regular file (a FIFO, socket or device,
 possibly behind a symbolic link) is refused by name before anything opens it (opening a FIFO
-blocks); Pillow's decompression-bomb limit bounds each image, and the decoded set as a whole must
-fit in this machine's memory (checked from the first image's size before allocating).
+blocks); Pillow's decompression-bomb limit bounds each image. The converters stream (``stream``:
+a first pass hashes each file and reads its header, then the images are decoded block by block as
+the D_LA is written); the labeler's training sources decode the set whole, which must fit in this
+machine's memory (checked from the first image's size before allocating).
 
 Provenance: a folder of thousands of images is recorded as ONE ``inputs`` entry (the folder, its file
 count, total size and one SHA-256 over the sorted ``(relative path, file sha256)`` list), not one
@@ -31,6 +33,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..provenance import FolderInput
+from ..rows import Rows
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -76,26 +79,27 @@ def image_files(folder: Path, natural: bool = False) -> list[Path]:
 
 @dataclass
 class ReadImages:
-    images: np.ndarray                       # (M, 3, H, W) uint8
+    images: np.ndarray | Rows                # (M, 3, H, W) uint8 (Rows when streamed)
     input: FolderInput                        # provenance record of the files read
     notes: list[str] = field(default_factory=list)
     converted_modes: dict = field(default_factory=dict)   # mode -> (count, first file)
     jpeg_files: int = 0
 
 
-def _decode(file: Path, image_size: int | None):
+def _decode(file: Path, image_size: int | None, expected_sha: str | None = None):
     from PIL import Image, UnidentifiedImageError
 
     try:
         data = file.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read image: {exc.strerror}", file) from None
+    sha = hashlib.sha256(data).hexdigest()
+    if expected_sha is not None and sha != expected_sha:
+        raise InputError("changed while it was being converted (its SHA-256 differs from the first read)", file)
     try:
         with Image.open(io.BytesIO(data)) as im:
             mode = im.mode
-            if mode.startswith(("I", "F")):   # Pillow's RGB conversion clips these to 8 bits, unscaled
-                raise InputError(f"{mode} images (16-bit or float) are not read; save them with 8 bits per channel",
-                                 file)
+            _check_mode(mode, file)
             rgb = im.convert("RGB")          # decodes the whole file: truncation shows here
     except UnidentifiedImageError:
         raise InputError("unreadable or corrupt image (not an image file Pillow can identify)", file) from None
@@ -104,44 +108,83 @@ def _decode(file: Path, image_size: int | None):
         raise InputError(f"unreadable or corrupt image ({detail})", file) from None
     if image_size is not None and rgb.size != (image_size, image_size):
         rgb = rgb.resize((image_size, image_size), Image.BILINEAR)
-    return np.asarray(rgb).transpose(2, 0, 1), mode, len(data), hashlib.sha256(data).hexdigest()
+    return np.asarray(rgb).transpose(2, 0, 1), mode, len(data), sha
 
 
-def read_images(files: list[Path], root: Path, image_size: int | None = None, size_hint: str = "") -> ReadImages:
+def _check_mode(mode: str, file: Path) -> None:
+    if mode.startswith(("I", "F")):   # Pillow's RGB conversion clips these to 8 bits, unscaled
+        raise InputError(f"{mode} images (16-bit or float) are not read; save them with 8 bits per channel", file)
+
+
+def _probe(file: Path):
+    """``(shape (3, H, W), mode, bytes, sha256)`` of an image file from its header, not decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read image: {exc.strerror}", file) from None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            mode, (width, height) = im.mode, im.size
+    except UnidentifiedImageError:
+        raise InputError("unreadable or corrupt image (not an image file Pillow can identify)", file) from None
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        detail = (str(exc).splitlines() or [""])[0][:120] or type(exc).__name__
+        raise InputError(f"unreadable or corrupt image ({detail})", file) from None
+    _check_mode(mode, file)
+    return (3, height, width), mode, len(data), hashlib.sha256(data).hexdigest()
+
+
+def read_images(files: list[Path], root: Path, image_size: int | None = None, size_hint: str = "",
+                stream: bool = False) -> ReadImages:
     """Decode ``files`` (all under ``root``) into one ``(M, 3, H, W)`` uint8 array.
 
     Raises :class:`InputError` naming the file that is unreadable, or two files of different sizes
     (``size_hint`` is appended to that message). ``image_size`` resizes every image to a square side
     (bilinear) instead.
+
+    ``stream``: a first pass reads each file's bytes (SHA-256) and header (size, mode) only, and
+    the images are :class:`~ladd_format.rows.Rows` decoded block by block when read (each file's
+    SHA-256 checked against the first pass), so memory does not grow with the set; a file that
+    fails to decode is named then. Not with ``image_size``.
     """
     if not files:
         raise InputError(f"holds no image files (looked for {', '.join(IMAGE_SUFFIXES)})", root)
+    if stream and image_size is not None:
+        raise ValueError("stream does not resize")
     images = None
     records, modes = [], {}
     first_shape = None
     pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="ladd-decode")
     try:
-        for i, (file, (chw, mode, size, sha)) in enumerate(
-                zip(files, pool.map(lambda f: _decode(f, image_size), files))):
-            if images is None:
-                first_shape = chw.shape
-                need = len(files) * int(np.prod(chw.shape, dtype=np.int64))
+        each = pool.map(_probe if stream else (lambda f: _decode(f, image_size)), files)
+        for i, (file, (chw, mode, size, sha)) in enumerate(zip(files, each)):
+            shape = chw if stream else chw.shape
+            if first_shape is None:
+                first_shape = shape
+                need = len(files) * int(np.prod(shape, dtype=np.int64))
                 limit = memory_bytes()
-                if limit is not None and need > limit:
-                    raise InputError(f"{len(files)} images of {chw.shape[2]}x{chw.shape[1]} pixels decode to "
+                if not stream and limit is not None and need > limit:
+                    raise InputError(f"{len(files)} images of {shape[2]}x{shape[1]} pixels decode to "
                                      f"{need:,} bytes, more than this machine's {limit:,} bytes of memory", root)
-                images = np.empty((len(files), *chw.shape), np.uint8)
-            elif chw.shape != first_shape:
+                if not stream:
+                    images = np.empty((len(files), *shape), np.uint8)
+            elif shape != first_shape:
                 raise InputError(f"images differ in size: {files[0].relative_to(root).as_posix()} is "
                                  f"{first_shape[2]}x{first_shape[1]}, {file.relative_to(root).as_posix()} is "
-                                 f"{chw.shape[2]}x{chw.shape[1]} (width x height){size_hint}", root)
-            images[i] = chw
+                                 f"{shape[2]}x{shape[1]} (width x height){size_hint}", root)
+            if not stream:
+                images[i] = chw
             if mode != "RGB":
                 count, example = modes.get(mode, (0, file))
                 modes[mode] = (count + 1, example)
             records.append((file.relative_to(root).as_posix(), size, sha))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)      # on an error: no further decoding
+    if stream:
+        images = Rows((len(files), *first_shape), np.uint8,
+                      lambda a, b: _decode_rows(files[a:b], [r[2] for r in records[a:b]], first_shape))
     out = ReadImages(images=images, input=FolderInput(root, records), converted_modes=modes,
                      jpeg_files=sum(f.suffix.lower() in JPEG_SUFFIXES for f in files))
     for mode, (count, example) in sorted(modes.items()):
@@ -150,9 +193,22 @@ def read_images(files: list[Path], root: Path, image_size: int | None = None, si
     return out
 
 
+def _decode_rows(files: list[Path], shas: list[str], shape: tuple[int, int, int]) -> np.ndarray:
+    """Decode ``files`` (on threads) into ``(B, *shape)`` uint8; each must have the SHA-256 and the
+    size the first pass found."""
+    out = np.empty((len(files), *shape), np.uint8)
+    with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="ladd-decode") as pool:
+        for i, (file, (chw, _, _, _)) in enumerate(zip(files, pool.map(_decode, files, [None] * len(files), shas))):
+            if chw.shape != shape:
+                raise InputError(f"decodes to {chw.shape[2]}x{chw.shape[1]} pixels, its header said "
+                                 f"{shape[2]}x{shape[1]}", file)
+            out[i] = chw
+    return out
+
+
 @dataclass
 class ImageFolder:
-    images: np.ndarray                 # (M, 3, H, W) uint8
+    images: np.ndarray | Rows          # (M, 3, H, W) uint8 (Rows when streamed)
     labels: np.ndarray                 # (M,) int64, index of the class folder in name order
     class_names: list[str]
     input: FolderInput
@@ -168,7 +224,8 @@ def class_folders(root: Path) -> list[Path]:
     return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
 
 
-def read_image_folder(root: Path, image_size: int | None = None, size_hint: str = "") -> ImageFolder:
+def read_image_folder(root: Path, image_size: int | None = None, size_hint: str = "",
+                      stream: bool = False) -> ImageFolder:
     """An ImageFolder tree ``ROOT/<class>/<image>``: classes are the subfolders sorted by name (the
     class index is the position, as torchvision's ImageFolder), images the image files directly in
     each (by suffix; other files, nested folders and hidden folders are ignored)."""
@@ -182,7 +239,7 @@ def read_image_folder(root: Path, image_size: int | None = None, size_hint: str 
             empty.append(folder.name)
         files += found
         labels += [c] * len(found)
-    read = read_images(files, root, image_size, size_hint)
+    read = read_images(files, root, image_size, size_hint, stream)
     names = [p.name for p in folders]
     notes = list(read.notes)
     if empty:
@@ -198,7 +255,7 @@ def read_image_folder(root: Path, image_size: int | None = None, size_hint: str 
 
 @dataclass
 class NumberedFolders:
-    images: np.ndarray                 # (M, 3, H, W) uint8
+    images: np.ndarray | Rows          # (M, 3, H, W) uint8 (Rows when streamed)
     labels: np.ndarray                 # (M,) int64: the number in the class folder's name
     input: FolderInput
     notes: list[str] = field(default_factory=list)
@@ -219,7 +276,7 @@ def numbered_class_folders(root: Path, pattern: str) -> tuple[list[tuple[int, Pa
     return sorted(matched, key=lambda item: item[0]), other
 
 
-def read_numbered_folders(root: Path, pattern: str, example: str) -> NumberedFolders:
+def read_numbered_folders(root: Path, pattern: str, example: str, stream: bool = False) -> NumberedFolders:
     """Images of class folders named by their class number (``new007``, ``00007``): the label is that
     number, not the folder's position, so classes without a folder keep the numbering."""
     folders, other = numbered_class_folders(root, pattern)
@@ -230,7 +287,7 @@ def read_numbered_folders(root: Path, pattern: str, example: str) -> NumberedFol
         found = image_files(folder, natural=True)
         files += found
         labels += [number] * len(found)
-    read = read_images(files, root)
+    read = read_images(files, root, stream=stream)
     notes = list(read.notes)
     if other:
         notes.append(f"ignored {len(other)} folder(s) not named like {example}: "

@@ -45,7 +45,8 @@ from ..codecs import parse_codec
 from ..errors import InputError, LaddError, ShapeError
 from ..pixels import to_nchw
 from . import COMMON, FLOAT_IMAGES, ConversionResult, Converter, ConvertOptions, register
-from .common import RawSet, check_npz, finish
+from ..rows import npy_member_rows
+from .common import RawSet, finish, npz_members
 
 #: the largest ``ladd_metadata`` read (bytes as stored in the npz: 4 per character)
 MAX_METADATA_BYTES = 1 << 20
@@ -71,18 +72,30 @@ FLOAT_DTYPES = ("float16", "float32")
 STORED = "dense_stored_"
 
 
-def _load(path: Path) -> dict[str, np.ndarray]:
-    """Every array of the archive, after :func:`~ladd_format.converters.common.check_npz` has
-    bounded each member by the bytes it holds (nothing is allocated from an unchecked header)."""
+def _streamed(key: str) -> bool:
+    """The keys whose rows are read as they are written (:mod:`ladd_format.rows`), never whole."""
+    return key in ("images", "dense_labels", "subimages") or key.startswith(STORED)
+
+
+def _load(path: Path) -> dict:
+    """Every array of the archive, after :func:`~ladd_format.converters.common.npz_members` has
+    bounded each member by the bytes it holds (nothing is allocated from an unchecked header). The
+    large keys (:func:`_streamed`) come as :class:`~ladd_format.rows.Rows` read block by block
+    while the D_LA is written, unless stored in Fortran order (then read whole); the rest whole."""
     require_regular_file(path)
     if not zipfile.is_zipfile(path):
         raise InputError("not a readable .npz archive (an .npz is a zip of .npy arrays)", path)
-    check_npz(path)
+    members = npz_members(path)
+    arrays = {}
+    for key, member in members.items():
+        if _streamed(key) and not member.fortran_order and len(member.shape) >= 1:
+            arrays[key] = npy_member_rows(path, member.info, member.header, key, member.shape, member.dtype)
     try:
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
                 raise InputError("is a single .npy array, expected an .npz archive of named arrays", path)
-            return {key: data[key] for key in data.files}
+            arrays.update({key: data[key] for key in data.files if key not in arrays})
+            return arrays
     except LaddError:
         raise
     except ValueError as exc:

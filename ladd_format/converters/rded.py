@@ -63,7 +63,7 @@ class Rded(Converter):
 
     def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
         root = syn_data(source)
-        read = read_numbered_folders(root, FOLDER, "00000/")
+        read = read_numbered_folders(root, FOLDER, "00000/", stream=True)
         raw = numbered_rawset(read, options, "rded", root, lambda c: f"{c:05d}", UPSTREAM)
         raw.notes.append("RDED images are mosaics of factor x factor crops (default 2x2), stored whole")
         raw.notes.append("RDED labels with its teacher online: no soft labels on disk, the hard label is the class "

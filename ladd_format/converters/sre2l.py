@@ -73,7 +73,7 @@ class Sre2l(Converter):
         return sniff_layout(path)
 
     def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
-        read = read_numbered_folders(source, FOLDER, "new000/")
+        read = read_numbered_folders(source, FOLDER, "new000/", stream=True)
         raw = numbered_rawset(read, options, "sre2l", source, lambda c: f"new{c:03d}", UPSTREAM)
         found = relabel_folder(source)
         if found is not None:

@@ -242,6 +242,19 @@ def labeler_logits(model: torch.nn.Module, subs: torch.Tensor, precision: str) -
         return model(subs).float()
 
 
+#: on the CPU, a labeler forward sees at most this many input pixels (32 sub-images at 224 px, 98 at
+#: 128 px, the whole forward batch at 32 px): its activations, not the chunk, bound the pass's memory
+CPU_FORWARD_PIXELS = 32 * 224 * 224
+
+
+def forward_limit(forward_batch: int, out_size: tuple[int, int], device: torch.device) -> int:
+    """Sub-images per labeler forward: ``forward_batch``, on the CPU at most
+    :data:`CPU_FORWARD_PIXELS` input pixels (at least 1)."""
+    if device.type == "cuda":
+        return forward_batch
+    return max(1, min(forward_batch, CPU_FORWARD_PIXELS // (out_size[0] * out_size[1])))
+
+
 @torch.inference_mode()
 def label_images(labeler: Labeler, x: torch.Tensor, boxes: np.ndarray, out_size: tuple[int, int],
                  temperature: float, precision: str = "float32", forward_batch: int = 512
@@ -249,17 +262,21 @@ def label_images(labeler: Labeler, x: torch.Tensor, boxes: np.ndarray, out_size:
     """``(B, K, H, W)`` labeler-normalised floats -> ``(B, N*N, C)`` float32 probabilities.
 
     Normalising before sub-sampling equals normalising each sub-image: the resize weights sum to 1.
-    The labeler sees ``forward_batch`` sub-images at a time, so memory does not grow with the chunk;
-    on CUDA out-of-memory the slice is halved and retried. ``precision``: ``bfloat16`` (autocast,
-    channels_last on CUDA) or ``float32`` (TF32 off, so CUDA matches the CPU to float32 rounding).
-    Returns the probabilities and the forward batch that fitted (the caller passes it on).
+    The labeler sees ``forward_batch`` sub-images at a time (the image-major sequence of the
+    B x N*N sub-images, cut in slices), and only the sub-images of the images a slice covers are
+    built for it, so memory does not grow with the chunk; on CUDA out-of-memory the slice is halved
+    and retried. ``precision``: ``bfloat16`` (autocast, channels_last on CUDA) or ``float32`` (TF32
+    off, so CUDA matches the CPU to float32 rounding). Returns the probabilities and the forward
+    batch that fitted (the caller passes it on).
     """
-    b = x.shape[0]
-    subs = subimages(x, boxes, out_size).flatten(0, 1)
+    b, p = x.shape[0], len(boxes)
     logits, start = [], 0
-    while start < len(subs):
+    while start < b * p:
+        stop = min(b * p, start + forward_batch)
+        first, last = start // p, -(-stop // p)
         try:
-            logits.append(labeler_logits(labeler.model, subs[start:start + forward_batch], precision))
+            subs = subimages(x[first:last], boxes, out_size).flatten(0, 1)[start - first * p:stop - first * p]
+            logits.append(labeler_logits(labeler.model, subs, precision))
         except torch.cuda.OutOfMemoryError:
             if forward_batch == 1:
                 raise InputError("the labeler does not fit in GPU memory even one sub-image at a time; "
@@ -270,7 +287,7 @@ def label_images(labeler: Labeler, x: torch.Tensor, boxes: np.ndarray, out_size:
             continue
         start += len(logits[-1])
     probs = torch.softmax(torch.cat(logits) / temperature, dim=-1)
-    return probs.view(b, len(boxes), -1), forward_batch
+    return probs.view(b, p, -1), forward_batch
 
 
 def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progress | None = None) -> int:
@@ -280,7 +297,7 @@ def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progr
         return 0
     lab = plan.labeler
     device = next(lab.model.parameters()).device
-    forward_batch = plan.config.forward_batch
+    forward_batch = forward_limit(plan.config.forward_batch, plan.out_size, device)
     k = int(lab.meta["channels"])
     lab_mean = torch.tensor(lab.meta["mean"], dtype=torch.float32, device=device).view(1, k, 1, 1)
     lab_std = torch.tensor(lab.meta["std"], dtype=torch.float32, device=device).view(1, k, 1, 1)

@@ -35,7 +35,8 @@ class DLADataset(Dataset):
         path: the ``.dla.h5`` file.
         dense: require and return dense labels (a plain set D raises :class:`NoDenseLabelsError`).
         soft_labels: also return the global soft labels.
-        in_memory: read everything once at construction (distilled sets are small).
+        in_memory: read everything once at construction (distilled sets are small): images as
+            stored, dense labels encoded (decoded per item, or per :meth:`batch`).
         transform: optional callable applied to the image tensor after normalisation.
         check_rows: check every item against its row digest (spec 2.2; on by default: a damaged
             item raises a ``LaddError`` instead of reaching your model).
@@ -70,13 +71,37 @@ class DLADataset(Dataset):
         self._pid: int | None = None
 
     # -- reading --------------------------------------------------------------------------
-    def _read_all(self, f: DLAFile) -> dict[str, np.ndarray]:
+    def _read_all(self, f: DLAFile) -> dict:
+        """The set as stored: images in their dtype (uint8: 4x smaller than float32) and the dense
+        labels as the codec stores them (top-k: a few % of the decoded floats); decoded per item
+        or per :meth:`batch`."""
         out = {"images": f.images(), "labels": f.labels()}
         if self.want_dense:
-            out["dense"] = f.dense()
+            out["dense"] = f.dense_stored()
+            self._codec = f.codec
         if self.want_soft:
             out["soft"] = f.soft_labels()
         return out
+
+    def batch(self, indices) -> tuple:
+        """Items ``indices`` of an ``in_memory`` dataset as one batch, not yet on a device:
+        ``(images as stored, labels int64, dense float32 or None, soft float32 or None)``; the
+        images go through :meth:`to_float` on the training device (the uint8 ones cross to it as
+        uint8)."""
+        if self._memory is None:
+            raise ValueError("batch() reads an in_memory dataset")
+        idx = np.asarray(indices, dtype=np.int64)
+        memory = self._memory
+        images = torch.from_numpy(np.ascontiguousarray(memory["images"][idx]))
+        labels = torch.from_numpy(memory["labels"][idx])
+        dense = soft = None
+        if self.want_dense:
+            rows = {key: value[idx] for key, value in memory["dense"].items()}
+            dense = torch.from_numpy(self._codec.decode(rows, self.num_classes).astype(np.float32, copy=False))
+        if self.want_soft:
+            soft = torch.from_numpy(memory["soft"][idx])
+            soft = torch.softmax(soft, -1) if self.soft_kind == "logits" else soft
+        return images, labels, dense, soft
 
     def _handle(self) -> DLAFile:
         pid = os.getpid()
@@ -87,7 +112,11 @@ class DLADataset(Dataset):
 
     def _read(self, i: int) -> dict[str, np.ndarray]:
         if self._memory is not None:
-            return {key: value[i] for key, value in self._memory.items()}
+            item = {key: value[i] for key, value in self._memory.items() if key != "dense"}
+            if self.want_dense:
+                rows = {key: value[i:i + 1] for key, value in self._memory["dense"].items()}
+                item["dense"] = self._codec.decode(rows, self.num_classes)[0]
+            return item
         f = self._handle()
         item = {"images": f.images(i, i + 1)[0], "labels": f.labels(i, i + 1)[0]}
         if self.want_dense:
