@@ -19,17 +19,26 @@ its wall time and peak RSS, from ``os.wait4``, are what the table shows):
    blocks plus noise), not photographs: timings and memory do not depend on content, compressed
    sizes do (random pixels compress less than photographs). The dense labels are softmaxes of random
    logits with the image's class raised (top-1 probability about 0.5): a stand-in for a real labeler's.
+   Also an SRe2L-style tree of the same images as JPEG files (PIL's default quality, as SRe2L saves).
 2. ``ladd convert npz`` of both (``--num-classes`` and ImageNet's mean/std; the dense one with ``--codec``);
+   ``ladd convert sre2l`` and ``ladd convert folder`` of the JPEG tree (the RDED converter reads its
+   tree with the same code);
 3. ``ladd augment`` with a torchvision ResNet-18 labeler (random weights: the timing does not depend
    on them) at 224 px, on the first ``--label-images`` images only where the CPU is too slow for all
-   of them (the table says how many);
+   of them (the table says how many), in chunks of a quarter of them; then the same with
+   ``--shards 2`` (two processes sharing the cores): the shape of the multi-process scaling;
 4. ``ladd verify``, ``ladd size`` (zip and zstd), ``ladd info``, ``ladd export --format npz`` of the
    dense file;
 5. one epoch of :class:`ladd_format.torch.DLADataset` through a ``DataLoader`` (batch 256, 2 workers):
-   images and decoded dense labels, as a training loop receives them.
+   images and decoded dense labels, as a training loop receives them; then the same with
+   ``stored=True`` (uint8 images and the codec's rows cross the processes) and
+   ``decode_batch`` on each batch in the main process (the training device's place);
+6. ``ladd evaluate``: one epoch of a ResNet-18 student in ``ladd`` mode (all 25 sub-images) on the
+   labelled images, in micro-batches of ``--micro-batch`` images, tested on ``--test-images``
+   generated images. Not on all 10,000 images on a CPU: one epoch over 26 views of each is hours on
+   2 cores.
 
-``ladd evaluate`` is not run at this scale on a CPU (a 224 px student over 26 views of 10,000 images is
-hours on 2 cores). No GPU figure is produced unless ``--device cuda`` runs on a machine with one.
+No GPU figure is produced unless ``--device cuda`` runs on a machine with one.
 """
 
 from __future__ import annotations
@@ -116,6 +125,29 @@ def write_inputs(work: Path, m: int, classes: int, side: int, dense: bool) -> Pa
     return path
 
 
+def write_jpeg_tree(work: Path, m: int, classes: int, side: int) -> Path:
+    """An SRe2L-style tree ``new{c:03d}/class{c:03d}_id{i:03d}.jpg`` of the npz's images, saved as SRe2L
+    saves them: PIL's default JPEG quality."""
+    from PIL import Image
+
+    root = work / "sre2l"
+    for c in range(classes):
+        (root / f"new{c:03d}").mkdir(parents=True, exist_ok=True)
+    for a in range(0, m, CHUNK):
+        block = _images(a, min(m, a + CHUNK), side)
+        for j, chw in enumerate(block):
+            i = a + j
+            c = i % classes
+            Image.fromarray(chw.transpose(1, 2, 0)).save(root / f"new{c:03d}" / f"class{c:03d}_id{i // classes:03d}.jpg")
+    return root
+
+
+def write_test_npz(work: Path, m: int, classes: int, side: int) -> Path:
+    path = work / "test.npz"
+    np.savez(path, images=_images(10**6, 10**6 + m, side), labels=np.arange(m, dtype=np.int64) % classes)
+    return path
+
+
 def save_resnet_labeler(path: Path, classes: int, side: int) -> None:
     import torch
 
@@ -167,6 +199,20 @@ print(f"items {items} seconds {time.perf_counter() - start:.3f}")
 """
 
 
+LOADER_STORED = """
+import sys, time, torch
+from torch.utils.data import DataLoader
+from ladd_format.torch import DLADataset
+ds = DLADataset(sys.argv[1], stored=True)
+loader = DataLoader(ds, batch_size=256, num_workers=2)
+start = time.perf_counter(); items = 0
+for image, label, rows in loader:
+    x, dense = ds.decode_batch(image, rows)      # on the training device: here the CPU
+    items += x.shape[0]
+print(f"stored items {items} seconds {time.perf_counter() - start:.3f}")
+"""
+
+
 def run(args) -> dict:
     work = Path(args.work)
     if work.exists():
@@ -179,21 +225,32 @@ def run(args) -> dict:
     t0 = time.perf_counter()
     plain_npz = write_inputs(work, m, args.classes, args.side, dense=False)
     dense_npz = write_inputs(work, m, args.classes, args.side, dense=True)
-    made = time.perf_counter() - t0
     labeled = min(m, args.label_images)
+    tree = write_jpeg_tree(work, m, args.classes, args.side) if not args.no_jpeg else None
+    test_npz = write_test_npz(work, args.test_images, args.classes, args.side)
+    made = time.perf_counter() - t0
     small_npz = work / "small.npz"
     with zipfile.ZipFile(small_npz, "w", zipfile.ZIP_STORED) as zf:
         _write_member(zf, "images", (labeled, 3, args.side, args.side), np.uint8, [_images(0, labeled, args.side)])
         _write_member(zf, "labels", (labeled,), np.int64, [np.arange(labeled, dtype=np.int64) % args.classes])
     save_resnet_labeler(work / "resnet18.safetensors", args.classes, args.side)
     sizes = {p.name: p.stat().st_size for p in (plain_npz, dense_npz)}
-    out = {name: work / f"{name}.dla.h5" for name in ("plain", "dense", "small", "augmented")}
+    if tree is not None:
+        sizes["sre2l/ (JPEG)"] = sum(f.stat().st_size for f in tree.rglob("*.jpg"))
+    out = {name: work / f"{name}.dla.h5" for name in ("plain", "dense", "small", "augmented", "sharded", "jpeg",
+                                                      "folder")}
     common = ["--num-classes", str(args.classes), "--mean", MEAN, "--std", STD]
+    # chunks of 16 images, so that --shards has chunks to share out among its processes
+    augment_chunks = ["--batch-size", str(max(1, labeled // 4))]
     steps = [
         ("convert npz (images, labels)", LADD + ["convert", "npz", str(plain_npz), "-o", str(out["plain"]),
                                                 *common]),
         (f"convert npz (+ dense, {args.codec})", LADD + ["convert", "npz", str(dense_npz), "-o", str(out["dense"]),
                                                          *common, "--codec", args.codec]),
+        *([("convert sre2l (JPEG tree)", LADD + ["convert", "sre2l", str(tree), "-o", str(out["jpeg"]),
+                                                  "--num-classes", str(args.classes)]),
+           ("convert folder (same JPEG tree)", LADD + ["convert", "folder", str(tree), "-o", str(out["folder"]),
+                                                        "--mean", MEAN, "--std", STD])] if tree else []),
         ("verify", LADD + ["verify", str(out["dense"])]),
         ("size --method zip", LADD + ["size", str(out["dense"]), "--json"]),
         ("size --method zstd", LADD + ["size", str(out["dense"]), "--method", "zstd", "--json"]),
@@ -201,21 +258,33 @@ def run(args) -> dict:
         ("export --format npz", LADD + ["export", str(out["dense"]), "--format", "npz", "-o",
                                         str(work / "export.npz")]),
         ("DLADataset epoch (DataLoader, 2 workers)", [sys.executable, "-c", LOADER, str(out["dense"])]),
+        ("DLADataset(stored=True) epoch + decode_batch (2 workers)",
+         [sys.executable, "-c", LOADER_STORED, str(out["dense"])]),
         (f"convert npz ({labeled} images, for augment)", LADD + ["convert", "npz", str(small_npz), "-o",
                                                                str(out["small"]), *common]),
         (f"augment, ResNet-18 at {args.side} px ({labeled} images)",
          LADD + ["augment", str(out["small"]), "--labeler", str(work / "resnet18.safetensors"), "-o",
-                 str(out["augmented"]), "--codec", args.codec, "--device", args.device]),
+                 str(out["augmented"]), "--codec", args.codec, "--device", args.device, *augment_chunks]),
+        *([(f"augment --shards {args.shards} ({labeled} images)",
+            LADD + ["augment", str(out["small"]), "--labeler", str(work / "resnet18.safetensors"), "-o",
+                    str(out["sharded"]), "--codec", args.codec, "--device", args.device, *augment_chunks,
+                    "--shards", str(args.shards)])] if args.shards > 1 else []),
+        (f"evaluate, ResNet-18 student at {args.side} px, ladd mode ({labeled} images, 1 epoch)",
+         LADD + ["evaluate", str(out["augmented"]), "--test", str(test_npz), "--arch", "resnet18", "--mode", "ladd",
+                 "--epochs", "1", "--seeds", "1", "--batch-size", "64", "--micro-batch", str(args.micro_batch),
+                 "--device", args.device, "--json"]),
     ]
     results = []
     for name, argv in steps:
         results.append(run_step(name, argv, log))
     files = {p.name: p.stat().st_size for p in work.iterdir() if p.suffix in (".h5", ".npz")}
     loader_line = [ln for ln in log.read_text().splitlines() if ln.startswith("items ")]
+    stored_line = [ln for ln in log.read_text().splitlines() if ln.startswith("stored items ")]
     return {"images": m, "classes": args.classes, "side": args.side, "ipc": args.ipc, "codec": args.codec,
             "label_images": labeled, "device": args.device, "inputs_seconds": round(made, 1),
             "input_bytes": sizes, "file_bytes": files, "steps": results,
-            "loader": loader_line[-1] if loader_line else None}
+            "loader": loader_line[-1] if loader_line else None,
+            "loader_stored": stored_line[-1].removeprefix("stored ") if stored_line else None}
 
 
 def render(payload: dict) -> str:
@@ -237,6 +306,11 @@ def render(payload: dict) -> str:
     if d.get("loader"):
         items, secs = d["loader"].split()[1], float(d["loader"].split()[3])
         lines.append(f"\nLoader: {int(items):,} items in {secs:.1f} s ({int(items) / secs:,.0f} items/s).")
+    if d.get("loader_stored"):
+        items, secs = d["loader_stored"].split()[1], float(d["loader_stored"].split()[3])
+        lines.append(f"Loader with `stored=True` (uint8 images and top-k rows cross the processes; `decode_batch` "
+                     f"normalises and decodes each batch in the main process): {int(items):,} items in {secs:.1f} s "
+                     f"({int(items) / secs:,.0f} items/s).")
     label = [s for s in d["steps"] if s["step"].startswith("augment") and s["rc"] == 0]
     if label:
         sub = d["label_images"] * N * N
@@ -245,6 +319,11 @@ def render(payload: dict) -> str:
                      + (f": all {d['images'] * N * N:,} sub-images would take about "
                         f"{d['images'] * N * N / (sub / label[0]['seconds']) / 3600:,.1f} h"
                         if d["label_images"] < d["images"] else "") + ".")
+    sharded = [s for s in d["steps"] if s["step"].startswith("augment --shards") and s["rc"] == 0]
+    if label and sharded:
+        lines.append(f"\n`{sharded[0]['step']}`: {sharded[0]['seconds']:.1f} s against {label[0]['seconds']:.1f} s in one "
+                     f"process ({label[0]['seconds'] / sharded[0]['seconds']:.2f}x), each process with its share of "
+                     "the cores' threads.")
     failed = [s for s in d["steps"] if s["rc"] != 0]
     for s in failed:
         lines.append(f"\n`{s['step']}` failed: {s.get('error', '')}")
@@ -260,6 +339,10 @@ def main() -> int:
     parser.add_argument("--label-images", type=int, default=64,
                         help="images labelled by `ladd augment` (all of them on a GPU: pass a large number)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--shards", type=int, default=2, help="processes of the sharded label pass (1: not run)")
+    parser.add_argument("--micro-batch", type=int, default=1, help="evaluate's images per forward/backward")
+    parser.add_argument("--test-images", type=int, default=200, help="evaluate's test set")
+    parser.add_argument("--no-jpeg", action="store_true", help="skip the JPEG tree and its converters")
     parser.add_argument("--work", default=str(WORK))
     parser.add_argument("--quick", action="store_true", help="print only unless --data-dir/--results")
     add_output_args(parser)

@@ -25,6 +25,10 @@ converter ``npz``, the npz as input) and therefore ``root_sha256`` differ.
 a ``metadata.json``; rules in :mod:`ladd_format.converters.ddranking`). Its writer needs torch and
 is imported only in that branch, so importing this module loads no torch.
 
+Every ``.npy`` (in the folder, or as a member of the npz, stored as ``np.savez`` stores them) is
+written block by block (:mod:`ladd_format.rows`), so memory does not grow with the set; only
+DD-Ranking's ``images.pt`` is one tensor that ``torch.save`` writes whole.
+
 Sub-images are rebuilt from the image as float and, for uint8 images, rounded half up to uint8
 (spec 4.1, ``pixels.round_half_up``) for PNG/npz; a trainer that
 wants the exact float sub-images should rebuild them with :func:`ladd_format.torch.subimages`.

@@ -197,10 +197,12 @@ def test_scale_runs_every_command_at_a_small_shape(bench, tmp_path):
     section renders each step with a measured peak memory. Nothing is timed against a bound."""
     scale = bench("scale")
     args = type("Args", (), dict(ipc=2, classes=20, side=32, codec="topk:k=5,values=float16", label_images=4,
-                                 device="cpu", work=str(tmp_path / "work")))()
+                                 device="cpu", work=str(tmp_path / "work"), shards=2, micro_batch=2, test_images=10,
+                                 no_jpeg=False))()
     data = scale.run(args)
-    assert [s["rc"] for s in data["steps"]] == [0] * len(data["steps"]) and len(data["steps"]) == 10
+    assert [s["rc"] for s in data["steps"]] == [0] * len(data["steps"]) and len(data["steps"]) == 15
     assert all(s["peak_rss_mb"] > 0 for s in data["steps"])
-    assert data["loader"].startswith("items 40 ")
+    assert data["loader"].startswith("items 40 ") and data["loader_stored"].startswith("items 40 ")
     text = scale.render({"machine": "m", "date": "d", "command": "c", "data": {**data, "gpu": None}})
-    assert "| verify | " in text and "failed" not in text
+    assert "| verify | " in text and "failed" not in text and "`augment --shards 2 (4 images)`: " in text
+    assert "sre2l/ (JPEG)" in text

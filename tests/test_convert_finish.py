@@ -4,6 +4,7 @@ converters/common.py). The RawSets are built by hand, as a converter would hand 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -331,7 +332,8 @@ def test_the_refusals_and_report_lines_of_a_set_without_its_own_class_count(tmp_
 def test_soft_labels_the_writer_refuses_are_blamed_on_the_labels_file(tmp_path, soft, kind, message):
     from ladd_format.errors import ProbabilityError
     rawset = raw(soft=soft, soft_kind=kind, labels_input=LABELS)
-    with np.errstate(over="ignore"):  # numpy warns when 1e39 becomes inf in float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")    # the one line only: no numpy overflow warning before it
         assert refusal(tmp_path, rawset, kind=ProbabilityError) == f"in/labels.pt: /soft_labels: {message}"
 
 

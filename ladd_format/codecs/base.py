@@ -72,6 +72,18 @@ class Codec:
         """Problems with stored values against the codec's tolerance (spec 6); empty when fine."""
         raise NotImplementedError
 
+    def decode_tensor(self, stored: dict, num_classes: int, dtype=None):
+        """:meth:`decode` of torch tensors ``(B, P, ...)``, on their device, in ``dtype`` (default
+        float32): the training device's decode (``DLADataset.decode_batch``). The codecs that
+        override it compute there and agree with :meth:`decode` within 1e-6; this default decodes
+        with numpy on the CPU and moves the result. torch is imported only when this is called
+        (the format core does not need it)."""
+        import torch
+
+        rows = {key: value.cpu().numpy() for key, value in stored.items()}
+        device = next(iter(stored.values())).device
+        return torch.from_numpy(self.decode(rows, num_classes)).to(device, dtype or torch.float32)
+
     def text(self) -> str:
         """The codec as one short value, e.g. ``uint8`` or ``topk:k=50,values=float16``;
         ``parse_codec(codec.text())`` rebuilds an equal codec (the CLI's ``--codec`` takes it)."""
@@ -190,6 +202,15 @@ def normalize_rows(q: np.ndarray, num_classes: int) -> np.ndarray:
     zero = sums == 0
     out = np.where(zero, 1.0 / num_classes, q / np.where(zero, 1.0, sums))
     return out.astype(np.float32)
+
+
+def normalize_tensor_rows(q, num_classes: int):
+    """:func:`normalize_rows` of a torch tensor, in its dtype and on its device."""
+    import torch
+
+    sums = q.sum(dim=-1, keepdim=True)
+    zero = sums == 0
+    return torch.where(zero, torch.full_like(q, 1.0 / num_classes), q / torch.where(zero, torch.ones_like(sums), sums))
 
 
 def unit_interval_problems(values: np.ndarray) -> tuple[list[str], np.ndarray]:

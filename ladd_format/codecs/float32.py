@@ -24,5 +24,10 @@ class Float32Codec(Codec):
     def decode(self, stored, num_classes):
         return np.asarray(stored["probs"]).astype(np.float32)
 
+    def decode_tensor(self, stored, num_classes, dtype=None):
+        import torch
+
+        return stored["probs"].to(dtype or torch.float32)
+
     def check(self, stored, num_classes):
         return float_row_problems(np.asarray(stored["probs"]), self.tolerance)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CodecError
-from .base import Codec, normalize_rows, quantize_unit, register, unit_interval_problems
+from .base import Codec, normalize_rows, normalize_tensor_rows, quantize_unit, register, unit_interval_problems
 
 VALUE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "uint8": np.dtype("u1")}
 
@@ -96,6 +96,23 @@ class TopKCodec(Codec):
             out = np.zeros(index.shape[:-1] + (num_classes,), dtype=np.float64)
         np.put_along_axis(out, index, v, axis=-1)
         return normalize_rows(out, num_classes)
+
+    def decode_tensor(self, stored, num_classes, dtype=None):
+        import torch
+
+        raw = stored["topk_prob"]
+        v = raw.to(dtype or torch.float32)
+        v = v / 255.0 if raw.dtype == torch.uint8 else v
+        index = stored["topk_index"].long()
+        k = index.shape[-1]
+        shape = (*index.shape[:-1], num_classes)
+        if k < num_classes:
+            rest = (1.0 - v.sum(dim=-1, keepdim=True)).clamp_min(0.0) / (num_classes - k)
+            out = rest.expand(shape).clone()
+        else:
+            out = torch.zeros(shape, dtype=v.dtype, device=v.device)
+        out.scatter_(-1, index, v)
+        return normalize_tensor_rows(out, num_classes)
 
     def check(self, stored, num_classes):
         problems = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Codec, normalize_rows, quantize_unit, register
+from .base import Codec, normalize_rows, normalize_tensor_rows, quantize_unit, register
 
 
 @register
@@ -20,6 +20,11 @@ class Uint8Codec(Codec):
 
     def decode(self, stored, num_classes):
         return normalize_rows(np.asarray(stored["probs"]).astype(np.float64) / 255.0, num_classes)
+
+    def decode_tensor(self, stored, num_classes, dtype=None):
+        import torch
+
+        return normalize_tensor_rows(stored["probs"].to(dtype or torch.float32) / 255.0, num_classes)
 
     def check(self, stored, num_classes):
         s = np.asarray(stored["probs"]).astype(np.int64).sum(axis=-1)

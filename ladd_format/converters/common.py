@@ -552,8 +552,10 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
     measured = None
     if quantizer is not None:
         measured = lambda: {"uint8_conversion": quantizer.report()}  # noqa: E731
-    write_batches(writer, stored, labels, dense=dense,
-                  soft=None if soft is None else soft.astype(np.float32, copy=False), blame=blame, measured=measured)
+    if soft is not None:
+        with np.errstate(over="ignore"):     # a float64 logit beyond float32 becomes inf: the writer refuses it
+            soft = soft.astype(np.float32, copy=False)
+    write_batches(writer, stored, labels, dense=dense, soft=soft, blame=blame, measured=measured)
     if quantizer is not None:
         loss = quantizer.report()
         notes.append(f"uint8 conversion: {loss['clipped_fraction']:.2%} of values clipped, "

@@ -130,16 +130,27 @@ def load_test_source(source: str, image_shape, resize: bool = False) -> Source:
 
 
 def _test_tensors(test: Source, ds: DLADataset, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test set as stored (uint8) on ``device``; :func:`accuracy` normalises it a batch at a time."""
     check_test_fits(test, ds.image_shape, ds.num_classes)
-    x = ds.to_float(torch.from_numpy(test.images))
-    return x.to(device), torch.from_numpy(test.labels).to(device)
+    return torch.from_numpy(np.ascontiguousarray(test.images)).to(device), torch.from_numpy(test.labels).to(device)
+
+
+#: on the CPU, a test forward sees at most this many input pixels (64 images at 224 px, all 512 at 32 px)
+CPU_TEST_PIXELS = 64 * 224 * 224
 
 
 @torch.no_grad()
-def accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+def accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
+             to_float: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+    """Top-1 accuracy of ``model`` on ``x`` (made model-ready a batch at a time by ``to_float``
+    when given), in batches of ``batch_size`` (on the CPU at most :data:`CPU_TEST_PIXELS` pixels)."""
+    if x.device.type == "cpu":
+        batch_size = max(1, min(batch_size, CPU_TEST_PIXELS // max(1, x.shape[-1] * x.shape[-2])))
     model.eval()
-    correct = sum(int((model(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
-                  for i in range(0, len(x), batch_size))
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        batch = x[i:i + batch_size] if to_float is None else to_float(x[i:i + batch_size])
+        correct += int((model(batch).argmax(-1) == y[i:i + batch_size]).sum())
     model.train()
     return correct / len(x)
 
@@ -220,7 +231,7 @@ def train_and_test(path: str | os.PathLike, test: Source, config: EvalConfig, se
         model = train_student(ds, config, seed, device, on_epoch)
     except ValueError as exc:
         raise InputError(str(exc), path) from None
-    return accuracy(model, x_test.to(device), y_test.to(device))
+    return accuracy(model, x_test.to(device), y_test.to(device), to_float=ds.to_float)
 
 
 def evaluate(path: str | os.PathLike, test: Source, config: EvalConfig = EvalConfig(),
@@ -264,7 +275,7 @@ def evaluate(path: str | os.PathLike, test: Source, config: EvalConfig = EvalCon
             model = train_student(ds, config, seed, device, on_epoch)
         except ValueError as exc:
             raise InputError(str(exc), path) from None
-        accs.append(accuracy(model, x_test, y_test))
+        accs.append(accuracy(model, x_test, y_test, to_float=ds.to_float))
         if progress is not None:
             progress(seed + 1, config.seeds, accs[-1])
     return {"file": str(path), "test": test.description, "mode": config.mode, "arch": config.arch,

@@ -8,7 +8,9 @@ Launch with torchrun (one process per GPU)::
 
     torchrun --nproc-per-node 4 -m ladd_format.labeler.distributed IN.dla.h5 --labeler CKPT -o OUT.dla.h5
 
-or from the CLI on one machine: ``ladd augment ... --shards K`` (spawns K local processes).
+or from the CLI on one machine: ``ladd augment ... --shards K`` (spawns K local processes). CPU
+ranks share the machine's cores (:func:`cpu_threads` torch threads each) rather than each taking
+all of them; the test suite holds the sharded file equal to the single-process one on the CPU.
 """
 
 from __future__ import annotations
@@ -33,11 +35,18 @@ def shard(num_chunks: int, rank: int, world: int) -> list[int]:
     return list(range(start, start + per + (1 if rank < extra else 0)))
 
 
+def cpu_threads(world: int) -> int:
+    """Torch threads of one CPU rank: this machine's cores shared among the ``world`` ranks (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // world)
+
+
 def run_rank(rank: int, world: int, source, labeler, output, config: AugmentConfig, resume: bool) -> None:
     """The body of one rank; the process group must be initialised."""
     if config.device in ("auto", "cuda") and torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
         config = replace(config, device=f"cuda:{local}")
+    elif not str(config.device).startswith("cuda"):
+        torch.set_num_threads(cpu_threads(world))     # the ranks share the cores instead of each taking all
     plan = prepare(source, labeler, output, config, resume, create=False)  # the same checks on every rank
     if rank == 0:
         set_up_work(plan, resume)

@@ -31,6 +31,13 @@ class DLADataset(Dataset):
     - dense: ``(N*N, C)`` float32 probabilities, decoded from any codec.
     - soft: ``(C,)`` float32 probabilities (logits go through softmax at temperature 1, spec 4.3).
 
+    With ``stored=True`` an item is what the file stores instead, for loaders whose workers should
+    hand little across processes (a 224 px image is 150 KB as uint8, 602 KB as float32; top-k dense
+    labels are a few hundred bytes, their decoded ``(25, 1000)`` floats 100 KB): the image as stored
+    (uint8 or float tensor, not normalised, no ``transform``) and the dense labels as the codec's
+    stored rows, ``{name: tensor}`` (index rows as int32). :meth:`decode_batch` then turns a
+    collated batch into what the default items hold, on the training device.
+
     Args:
         path: the ``.dla.h5`` file.
         dense: require and return dense labels (a plain set D raises :class:`NoDenseLabelsError`).
@@ -43,13 +50,18 @@ class DLADataset(Dataset):
     """
 
     def __init__(self, path: str | os.PathLike, *, normalize: bool = True, dense: bool = True,
-                 soft_labels: bool = False, in_memory: bool = False, transform=None, check_rows: bool = True):
+                 soft_labels: bool = False, in_memory: bool = False, transform=None, check_rows: bool = True,
+                 stored: bool = False):
         self.path = Path(path)
         self.check_rows = check_rows
         self.normalize = normalize
         self.want_dense = dense
         self.want_soft = soft_labels
         self.transform = transform
+        self.stored = stored
+        if stored and transform is not None:
+            raise ValueError("stored=True items are not normalised, so a transform cannot apply; apply it after "
+                             "decode_batch")
         with open_dla(self.path, check_rows=check_rows) as f:
             if dense and not f.has_dense:
                 raise NoDenseLabelsError("no dense labels (this is a plain distilled set D): run `ladd augment` "
@@ -63,6 +75,7 @@ class DLADataset(Dataset):
             self.class_names = f.class_names
             self.soft_kind = f.soft_kind
             self.boxes = f.boxes if f.has_dense else None
+            self.codec = f.codec if f.has_dense else None
             k = self.image_shape[0]
             self.mean = torch.as_tensor(f.mean, dtype=torch.float32).view(k, 1, 1)
             self.std = torch.as_tensor(f.std, dtype=torch.float32).view(k, 1, 1)
@@ -78,7 +91,6 @@ class DLADataset(Dataset):
         out = {"images": f.images(), "labels": f.labels()}
         if self.want_dense:
             out["dense"] = f.dense_stored()
-            self._codec = f.codec
         if self.want_soft:
             out["soft"] = f.soft_labels()
         return out
@@ -97,7 +109,7 @@ class DLADataset(Dataset):
         dense = soft = None
         if self.want_dense:
             rows = {key: value[idx] for key, value in memory["dense"].items()}
-            dense = torch.from_numpy(self._codec.decode(rows, self.num_classes).astype(np.float32, copy=False))
+            dense = torch.from_numpy(self.codec.decode(rows, self.num_classes).astype(np.float32, copy=False))
         if self.want_soft:
             soft = torch.from_numpy(memory["soft"][idx])
             soft = torch.softmax(soft, -1) if self.soft_kind == "logits" else soft
@@ -115,7 +127,7 @@ class DLADataset(Dataset):
             item = {key: value[i] for key, value in self._memory.items() if key != "dense"}
             if self.want_dense:
                 rows = {key: value[i:i + 1] for key, value in self._memory["dense"].items()}
-                item["dense"] = self._codec.decode(rows, self.num_classes)[0]
+                item["dense"] = self.codec.decode(rows, self.num_classes)[0]
             return item
         f = self._handle()
         item = {"images": f.images(i, i + 1)[0], "labels": f.labels(i, i + 1)[0]}
@@ -134,6 +146,8 @@ class DLADataset(Dataset):
             i += self.num_images
         if not 0 <= i < self.num_images:
             raise IndexError(f"index {index} out of range for {self.num_images} images")
+        if self.stored:
+            return self._stored_item(i)
         item = self._read(i)
         image = self.to_float(torch.from_numpy(np.ascontiguousarray(item["images"])))
         if self.transform is not None:
@@ -145,6 +159,40 @@ class DLADataset(Dataset):
             soft = torch.from_numpy(np.ascontiguousarray(item["soft"], dtype=np.float32))
             out.append(torch.softmax(soft, -1) if self.soft_kind == "logits" else soft)
         return tuple(out)
+
+    def _stored_item(self, i: int) -> tuple:
+        if self._memory is not None:
+            memory = self._memory
+            image, label = memory["images"][i], memory["labels"][i]
+            rows = {key: value[i] for key, value in memory["dense"].items()} if self.want_dense else None
+            soft = memory["soft"][i] if self.want_soft else None
+        else:
+            f = self._handle()
+            image, label = f.images(i, i + 1)[0], f.labels(i, i + 1)[0]
+            rows = {key: value[0] for key, value in f.dense_stored(i, i + 1).items()} if self.want_dense else None
+            soft = f.soft_labels(i, i + 1)[0] if self.want_soft else None
+        out = [torch.from_numpy(np.ascontiguousarray(image)), int(label)]
+        if self.want_dense:
+            out.append({key: torch.from_numpy(np.ascontiguousarray(value, dtype=np.int32 if value.dtype.kind == "u"
+                                                                   and value.dtype.itemsize > 1 else None))
+                        for key, value in rows.items()})
+        if self.want_soft:
+            soft = torch.from_numpy(np.ascontiguousarray(soft, dtype=np.float32))
+            out.append(torch.softmax(soft, -1) if self.soft_kind == "logits" else soft)
+        return tuple(out)
+
+    def decode_batch(self, images: torch.Tensor, dense: dict | None = None, device=None) -> tuple:
+        """A collated ``stored=True`` batch -> ``(images, dense)`` as the default items hold them, on
+        ``device`` (default: where the images are): images to float and normalised
+        (:meth:`to_float`, then ``transform`` if any is set later), the stored dense rows decoded
+        by the codec's ``decode_tensor`` (``None`` stays ``None``)."""
+        device = images.device if device is None else torch.device(device)
+        x = self.to_float(images.to(device, non_blocking=True))
+        probs = None
+        if dense is not None:
+            rows = {key: value.to(device, non_blocking=True) for key, value in dense.items()}
+            probs = self.codec.decode_tensor(rows, self.num_classes)
+        return x, probs
 
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
         """Stored images (one ``(K,H,W)`` or a batch) -> float32 as the dataset returns them."""
