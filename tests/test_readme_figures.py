@@ -307,22 +307,23 @@ def test_the_scale_figures():
     """The ImageNet-1K-shape bullet quotes benchmarks/results/scale.json."""
     data = json.loads((JSON / "scale.json").read_text())["data"]
     steps = {s["step"]: s for s in data["steps"]}
-    peak = {name.split(" (")[0].split(" --")[0]: s["peak_rss_mb"] for name, s in steps.items()}
-    low, high = readme(rf"epoch peak at ({NUMBER})-({NUMBER}) MB of memory")[0]
-    bounded = [peak["verify"], peak["size"], peak["info"], peak["DLADataset epoch"]]
-    assert_rounds_to(min(bounded), low, "lowest bounded peak")
-    assert_rounds_to(max(bounded), high, "highest bounded peak")
+    assert all(s["rc"] == 0 for s in steps.values())
+    evaluate = next(s for name, s in steps.items() if name.startswith("evaluate"))
+    others = [s["peak_rss_mb"] for name, s in steps.items() if not name.startswith("evaluate")]
+    low, high = readme(rf"every other command peaks at ({NUMBER})-({NUMBER}) MB of memory")[0]
+    assert_rounds_to(min(others), low, "lowest peak")
+    assert_rounds_to(max(others), high, "highest peak")
     verify_s = readme(rf"file in ({NUMBER}) s; the DataLoader")[0][0]
     assert_rounds_to(steps["verify"]["seconds"], verify_s, "verify seconds")
-    items, seconds = data["loader"].split()[1], float(data["loader"].split()[3])
-    assert_rounds_to(int(items) / seconds, readme(rf"serves ({NUMBER}) items/s")[0][0], "loader items/s")
-    plain, dense = readme(rf"`convert npz` peaks at ({NUMBER}) GB \(({NUMBER}) GB with dense labels\)")[0]
-    converts = [s["peak_rss_mb"] for name, s in steps.items() if name.startswith("convert npz (")][:2]
-    assert_rounds_to(converts[0] / 1000, plain, "convert peak")
-    assert_rounds_to(converts[1] / 1000, dense, "convert with dense peak")
-    export, augment = readme(rf"`export --format npz` at ({NUMBER}) GB and\s+`augment` at ({NUMBER}) GB")[0]
-    assert_rounds_to(peak["export"] / 1000, export, "export peak")
-    assert_rounds_to(peak["augment, ResNet-18 at 224 px"] / 1000, augment, "augment peak")
+    plain, stored = readme(rf"serves ({NUMBER}) items/s \(({NUMBER}) with `stored=True`")[0]
+    for line, printed in ((data["loader"], plain), (data["loader_stored"], stored)):
+        items, seconds = line.split()[1], float(line.split()[3])
+        assert_rounds_to(int(items) / seconds, printed, "loader items/s")
+    peak = readme(rf"`evaluate` peaks at ({NUMBER}) GB \(a ResNet-18 student")[0][0]
+    assert_rounds_to(evaluate["peak_rss_mb"] / 1000, peak, "evaluate peak")
     rate = readme(rf"The CPU labels ({NUMBER}) ResNet-18 sub-images/s")[0][0]
-    label = next(s for name, s in steps.items() if name.startswith("augment"))
+    label = next(s for name, s in steps.items() if name.startswith("augment, "))
     assert_rounds_to(data["label_images"] * 25 / label["seconds"], rate, "label pass rate")
+    shards = next(s for name, s in steps.items() if name.startswith("augment --shards"))
+    ratio = readme(rf"`--shards 2` on the same 2 cores: ({NUMBER})x")[0][0]
+    assert_rounds_to(label["seconds"] / shards["seconds"], ratio, "shard speed-up")

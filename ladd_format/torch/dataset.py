@@ -20,6 +20,22 @@ from ..reader import DLAFile, open_dla
 from .subsampler import SubSampler
 
 
+class _InPlace:
+    """A tensor whose ``/``, ``-`` (by tensors or numbers) act in place: so :func:`to_model_input`,
+    written with operators for numpy and torch alike, runs without temporaries."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+    def __truediv__(self, other):
+        self.tensor.div_(other)
+        return self
+
+    def __sub__(self, other):
+        self.tensor.sub_(other)
+        return self
+
+
 class DLADataset(Dataset):
     """Items ``(image, label, dense)`` — or ``(image, label, dense, soft)`` with ``soft_labels=True``,
     or ``(image, label)`` with ``dense=False``.
@@ -195,9 +211,13 @@ class DLADataset(Dataset):
         return x, probs
 
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
-        """Stored images (one ``(K,H,W)`` or a batch) -> float32 as the dataset returns them."""
-        return to_model_input(images.float(), self.space, self.mean.to(images.device),
-                              self.std.to(images.device), apply_normalization=self.normalize)
+        """Stored images (one ``(K,H,W)`` or a batch) -> float32 as the dataset returns them:
+        :func:`~ladd_format.pixels.to_model_input`'s arithmetic, in the same order, done in place on
+        one new float32 tensor (a batch of 256 images at 224 px is 154 MB: one allocation, not four)."""
+        x = images.to(torch.float32, copy=True)
+        out = to_model_input(_InPlace(x), self.space, self.mean.to(images.device), self.std.to(images.device),
+                             apply_normalization=self.normalize)
+        return out.tensor
 
     @property
     def sampler(self) -> SubSampler:
