@@ -112,9 +112,10 @@ def blocks(array, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
 class _MemberReader:
     """Sequential reader of one member's data (after its ``.npy`` header)."""
 
-    def __init__(self, path: Path, info: zipfile.ZipInfo, header: int, key: str, row: int, dtype: np.dtype):
+    def __init__(self, path: Path, info: zipfile.ZipInfo, header: int, key: str, row: int, dtype: np.dtype,
+                 rows: int):
         self.path, self.info, self.header, self.key = path, info, header, key
-        self.row, self.dtype = row, dtype
+        self.row, self.dtype, self.rows = row, dtype, rows
         self.zf = self.fp = None
         self.position = 0          # rows already read from self.fp
 
@@ -146,6 +147,8 @@ class _MemberReader:
             detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
             raise InputError(f"key {self.key}: its data cannot be read ({detail})", self.path) from None
         self.position = stop
+        if stop == self.rows:
+            self.close()                # read to the end (its CRC checked): no handle left open
         return np.frombuffer(data, self.dtype).reshape((stop - start, *tail))
 
     def close(self) -> None:
@@ -163,7 +166,7 @@ def npy_member_rows(path: Path, info: zipfile.ZipInfo, header: int, key: str, sh
     ``path`` and ``key``."""
     dtype = np.dtype(dtype)
     tail = tuple(shape[1:])
-    reader = _MemberReader(path, info, header, key, math.prod(tail) * dtype.itemsize, dtype)
+    reader = _MemberReader(path, info, header, key, math.prod(tail) * dtype.itemsize, dtype, shape[0])
     return Rows(shape, dtype, lambda a, b: reader.read(a, b, tail))
 
 
