@@ -29,7 +29,7 @@ from ladd_format.converters import (
     get_converter,
 )
 from ladd_format.errors import CodecError
-from ladd_format.geometry import MAX_GRID_N
+from ladd_format.geometry import MAX_WRITTEN_GRID_N
 from ladd_format.h5io import text
 from ladd_format.presets import preset_names
 from ladd_format.size import METHODS, measure_file, scan_values
@@ -520,7 +520,7 @@ def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batc
 @click.option("--labeler", type=click.Path(path_type=Path), required=True, help="Checkpoint (.safetensors).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 @click.option("-n", type=int, default=5, show_default=True,
-              help=f"Grid size N (N*N sub-images), at most {MAX_GRID_N}.")
+              help=f"Grid size N (N*N sub-images), at most {MAX_WRITTEN_GRID_N}.")
 @click.option("-r", "--ratio", type=float, default=0.625, show_default=True, help="Sub-image ratio R.")
 @click.option("--codec", default="float32", show_default=True, callback=_codec_value, metavar="CODEC",
               help=CODEC_HELP + " (--k and --topk-values are deprecated.)")
@@ -548,7 +548,7 @@ def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temper
     Ctrl-C keeps the chunks already labeled (in the hidden work folder .OUTPUT.work beside OUTPUT);
     the same command with --resume labels only the rest."""
     from ladd_format.labeler import AugmentConfig, augment
-    bounded("-n (grid size N)", n, 1, MAX_GRID_N)
+    bounded("-n (grid size N)", n, 1, MAX_WRITTEN_GRID_N)
     bounded("--shards", shards, 1, MAX_SHARDS)
     codec = _fold_deprecated_codec_flags(codec, k, topk_values)
     config = AugmentConfig(n=n, ratio=ratio, codec=codec, temperature=temperature, device=device,
@@ -557,7 +557,8 @@ def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temper
     try:
         if shards > 1:
             from ladd_format.labeler.distributed import augment_sharded
-            augment_sharded(source, labeler, output, config, shards, resume)
+            with _ChunkProgress(source, batch_size) as bar:
+                augment_sharded(source, labeler, output, config, shards, resume, progress=bar.chunks)
         else:
             with _ChunkProgress(source, batch_size) as bar:
                 augment(source, labeler, output, config, resume=resume, progress=bar.chunks,

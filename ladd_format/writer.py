@@ -203,6 +203,10 @@ class DLAWriter:
         return arr
 
     def _check_dense_spec(self, dense: DenseSpec, height: int, width: int) -> None:
+        if int(dense.n) > geometry.MAX_WRITTEN_GRID_N:
+            raise InputError(f"grid size N = {dense.n}: this writer stores N <= {geometry.MAX_WRITTEN_GRID_N} (the "
+                             "(N*N, 4) int64 boxes attribute must fit one HDF5 attribute message, < 64 KiB)",
+                             self.dest)
         try:
             geometry.boxes(height, width, int(dense.n), float(dense.ratio))
         except ValueError as exc:

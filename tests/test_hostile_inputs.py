@@ -436,11 +436,31 @@ def test_grid_size_is_bounded():
             geometry.boxes(128, 128, n, 0.5)
 
 
+def test_the_writer_stores_grids_up_to_45_and_refuses_larger_in_one_line(tmp_path):
+    """The boxes of N = 45 fit one HDF5 attribute message, those of 46 do not (spec 2.4, note): the
+    writer refuses N = 46 before creating anything, instead of HDF5's 'object header message is too
+    large' at the end."""
+    from ladd_format import DenseSpec, DLAWriter, open_dla
+    from ladd_format.errors import InputError
+
+    assert geometry.MAX_WRITTEN_GRID_N == 45
+    images = np.zeros((1, 3, 64, 64), np.uint8)
+    with DLAWriter(tmp_path / "45.dla.h5", num_classes=2, image_shape=(3, 64, 64), mean=(0.5,) * 3, std=(0.5,) * 3,
+                   dense=DenseSpec(45, 0.5)) as w:
+        w.append(images, [0], dense=np.full((1, 45 * 45, 2), 0.5, np.float32))
+    with open_dla(tmp_path / "45.dla.h5") as f:
+        assert f.boxes.shape == (2025, 4) and f.n == 45
+    with pytest.raises(InputError, match=r"grid size N = 46: this writer stores N <= 45"):
+        DLAWriter(tmp_path / "46.dla.h5", num_classes=2, image_shape=(3, 64, 64), mean=(0.5,) * 3, std=(0.5,) * 3,
+                  dense=DenseSpec(46, 0.5))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["45.dla.h5"]
+
+
 def test_integer_options_that_size_allocations_are_bounded(tmp_path, good, runner):
     out = str(tmp_path / "o.dla.h5")
     lab = str(tmp_path / "l.safetensors")
     cases = [
-        (["augment", str(good), "--labeler", lab, "-o", out, "-n", "65"], "-n (grid size N) must lie in 1..64, got 65"),
+        (["augment", str(good), "--labeler", lab, "-o", out, "-n", "46"], "-n (grid size N) must lie in 1..45, got 46"),
         (["augment", str(good), "--labeler", lab, "-o", out, "-n", "0"], "grid size"),
         (["augment", str(good), "--labeler", lab, "-o", out, "--shards", "100000"], "--shards must lie in 1..256"),
         (["train-labeler", "digits", "-o", str(tmp_path / "ck"), "--image-size", "100000"],

@@ -159,8 +159,13 @@ def test_resume_refuses_a_work_folder_of_other_parameters(tmp_path, plain_set, l
 def test_two_gloo_processes_give_the_single_process_output(tmp_path, plain_set, labeler_ckpt):
     single = augment(plain_set, labeler_ckpt, tmp_path / "one.dla.h5", AugmentConfig(batch_size=8, device="cpu"))
     sharded = tmp_path / "two.dla.h5"
-    augment_sharded(plain_set, labeler_ckpt, sharded, AugmentConfig(batch_size=8, device="cpu"), shards=2)
+    reports = []
+    augment_sharded(plain_set, labeler_ckpt, sharded, AugmentConfig(batch_size=8, device="cpu"), shards=2,
+                    progress=lambda done, total: reports.append((done, total)), poll_seconds=0.01)
     assert verify(sharded) == [] and dense_digest(sharded) == dense_digest(single)
+    # the parent counts the chunk files the ranks write: never backwards, ending at all 5 chunks
+    assert reports[-1] == (5, 5) and all(total == 5 for _, total in reports)
+    assert [done for done, _ in reports] == sorted(done for done, _ in reports)
 
 
 def test_shards_are_disjoint_contiguous_and_cover():
@@ -525,3 +530,20 @@ def test_augment_progress_lines_in_a_log_and_verbose_chunk_lines(tmp_path, plain
     assert "chunk" not in result.stderr
     assert "chunk 1/5 saved: images 0..7 labeled" in verbose.stderr
     assert "chunk 5/5 saved: images 32..39 labeled" in verbose.stderr
+
+
+def test_augment_keeps_the_plain_sets_optional_root_attributes(tmp_path, digits, labeler_ckpt):
+    """learned_lr (DATM) and imagenet_class_ids (ImageNet subsets) survive the labeler pass, with
+    the attributes DLAWriter takes by name."""
+    src = tmp_path / "d.dla.h5"
+    ids = np.arange(100, 110, dtype=np.int64)
+    with DLAWriter(src, num_classes=10, image_shape=(3, 32, 32), mean=(0.3,) * 3, std=(0.3,) * 3,
+                   source_dataset="imagenette", distillation="datm", ipc=2,
+                   root_attrs={"learned_lr": 0.0125, "imagenet_class_ids": ids}) as w:
+        w.append(digits.images[:20], digits.labels[:20])
+    out = augment(src, labeler_ckpt, tmp_path / "la.dla.h5", AugmentConfig(batch_size=16))
+    with open_dla(out) as f:
+        attrs = f.attrs
+        assert float(attrs["learned_lr"]) == 0.0125 and np.array_equal(attrs["imagenet_class_ids"], ids)
+        assert (attrs["source_dataset"], attrs["distillation"], int(attrs["ipc"])) == ("imagenette", "datm", 2)
+    assert verify(out) == []

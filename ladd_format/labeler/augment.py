@@ -18,7 +18,7 @@ The work folder ``.OUT.work`` must be a real folder: a symbolic link or a file t
 one line naming it (it is never removed, followed or written through). Chunk files are written by
 exclusive creation (a planted file or link at a temporary name is replaced, not written through)
 and read back memory-mapped, their shape checked before they are copied. The grid N is bounded by
-:data:`ladd_format.geometry.MAX_GRID_N`.
+:data:`ladd_format.geometry.MAX_WRITTEN_GRID_N` (what the writer can store).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ from ..torch.device import cudnn_settings, resolve_device
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]   # (chunks done, chunks in total)
 PRECISIONS = ("auto", "bfloat16", "float32")
+#: optional root attributes (spec 3) the D_LA keeps from its plain set, besides those DLAWriter takes by name
+KEPT_ROOT_ATTRS = ("imagenet_class_ids", "learned_lr")
 
 
 @dataclass
@@ -119,8 +121,9 @@ def prepare(source: str | os.PathLike, labeler_path: str | os.PathLike, output: 
     if src.resolve() == out.resolve():
         raise InputError("the output must differ from the input", out)
     check_work_folder(work_folder(out))
-    if not 1 <= config.n <= geometry.MAX_GRID_N:
-        raise InputError(f"-n (grid size N) must lie in 1..{geometry.MAX_GRID_N}, got {config.n}")
+    if not 1 <= config.n <= geometry.MAX_WRITTEN_GRID_N:
+        raise InputError(f"-n (grid size N) must lie in 1..{geometry.MAX_WRITTEN_GRID_N}, got {config.n} (the "
+                         "(N*N, 4) boxes attribute of a larger N does not fit one HDF5 attribute message)")
     device = resolve_device(config.device)
     if config.precision not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
@@ -366,6 +369,7 @@ def assemble(plan: Plan) -> Path:
             dense=DenseSpec(c.n, c.ratio, codec, c.temperature, labeler),
             soft_kind=f.soft_kind, class_names=f.class_names, source_dataset=attrs.get("source_dataset"),
             distillation=attrs.get("distillation"), ipc=attrs.get("ipc"), converter="augment",
+            root_attrs={key: attrs[key] for key in KEPT_ROOT_ATTRS if key in attrs},
             inputs=[plan.source, plan.labeler.path],
             report={"labeler_checkpoint": plan.labeler.path.name, "resize": c.resize,
                     "labeler_input_size": list(plan.out_size), "tool": f"ladd-format {__version__}",

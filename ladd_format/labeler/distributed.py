@@ -19,13 +19,15 @@ import argparse
 import os
 import socket
 import sys
+import threading
 from dataclasses import replace
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from .augment import AugmentConfig, assemble, label_chunks, prepare, set_up_work
+from .augment import AugmentConfig, assemble, label_chunks, prepare, set_up_work, work_state
 
 
 def shard(num_chunks: int, rank: int, world: int) -> list[int]:
@@ -67,18 +69,40 @@ def _spawned(rank: int, world: int, port: int, args: tuple) -> None:
         dist.destroy_process_group()
 
 
-def augment_sharded(source, labeler, output, config: AugmentConfig, shards: int, resume: bool = False) -> None:
+def augment_sharded(source, labeler, output, config: AugmentConfig, shards: int, resume: bool = False,
+                    progress: Callable[[int, int], None] | None = None, poll_seconds: float = 0.5) -> None:
     """Run the pass in ``shards`` local processes (one per GPU when CUDA is used).
 
     Every check runs here first, so bad input fails with one clear error before any process starts.
+    ``progress(chunks done, chunks)`` is called from this process, which counts the completed chunk
+    files in the work folder every ``poll_seconds`` while the ranks run (and once at the end).
     """
     if shards < 1:
         raise ValueError(f"shards must be >= 1, got {shards}")
-    prepare(source, labeler, output, replace(config, device="cpu"), resume, create=False)
+    plan = prepare(source, labeler, output, replace(config, device="cpu"), resume, create=False)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_spawned, args=(shards, port, (source, labeler, output, config, resume)), nprocs=shards, join=True)
+    stop = threading.Event()
+
+    def watch() -> None:
+        last = -1
+        while not stop.wait(poll_seconds):
+            state = work_state(output, config.batch_size, plan.num_images)
+            done = 0 if state is None else state["chunks"]     # None: not made yet, or assembled and removed
+            if done > last and progress is not None:
+                progress(done, plan.num_chunks)
+                last = done
+
+    watcher = threading.Thread(target=watch, name="ladd-shard-progress", daemon=True)
+    watcher.start()
+    try:
+        mp.spawn(_spawned, args=(shards, port, (source, labeler, output, config, resume)), nprocs=shards, join=True)
+    finally:
+        stop.set()
+        watcher.join()
+    if progress is not None:
+        progress(plan.num_chunks, plan.num_chunks)
 
 
 def main(argv=None) -> int:
