@@ -36,6 +36,14 @@ class _InPlace:
         return self
 
 
+def _row_tensors(rows: dict) -> dict:
+    """A codec's stored rows of one item as tensors; unsigned index rows (uint16, uint32) as int32,
+    which every torch collate and device handles."""
+    return {key: torch.from_numpy(np.ascontiguousarray(value, dtype=np.int32 if value.dtype.kind == "u"
+                                                       and value.dtype.itemsize > 1 else None))
+            for key, value in rows.items()}
+
+
 class DLADataset(Dataset):
     """Items ``(image, label, dense)`` — or ``(image, label, dense, soft)`` with ``soft_labels=True``,
     or ``(image, label)`` with ``dense=False``.
@@ -138,19 +146,20 @@ class DLADataset(Dataset):
             self._pid = pid
         return self._file
 
-    def _read(self, i: int) -> dict[str, np.ndarray]:
+    def _read(self, i: int) -> dict:
+        """Item ``i`` as numpy arrays; ``dense`` decoded, or (``stored=True``) the codec's rows."""
         if self._memory is not None:
             item = {key: value[i] for key, value in self._memory.items() if key != "dense"}
-            if self.want_dense:
-                rows = {key: value[i:i + 1] for key, value in self._memory["dense"].items()}
-                item["dense"] = self.codec.decode(rows, self.num_classes)[0]
-            return item
-        f = self._handle()
-        item = {"images": f.images(i, i + 1)[0], "labels": f.labels(i, i + 1)[0]}
-        if self.want_dense:
-            item["dense"] = f.dense(i, i + 1)[0]
-        if self.want_soft:
-            item["soft"] = f.soft_labels(i, i + 1)[0]
+            rows = {key: value[i:i + 1] for key, value in self._memory["dense"].items()} if self.want_dense else None
+        else:
+            f = self._handle()
+            item = {"images": f.images(i, i + 1)[0], "labels": f.labels(i, i + 1)[0]}
+            rows = f.dense_stored(i, i + 1) if self.want_dense else None
+            if self.want_soft:
+                item["soft"] = f.soft_labels(i, i + 1)[0]
+        if rows is not None:
+            item["dense"] = ({key: value[0] for key, value in rows.items()} if self.stored
+                             else self.codec.decode(rows, self.num_classes)[0])
         return item
 
     def __len__(self) -> int:
@@ -162,46 +171,26 @@ class DLADataset(Dataset):
             i += self.num_images
         if not 0 <= i < self.num_images:
             raise IndexError(f"index {index} out of range for {self.num_images} images")
-        if self.stored:
-            return self._stored_item(i)
         item = self._read(i)
-        image = self.to_float(torch.from_numpy(np.ascontiguousarray(item["images"])))
-        if self.transform is not None:
-            image = self.transform(image)
+        image = torch.from_numpy(np.ascontiguousarray(item["images"]))
+        if not self.stored:
+            image = self.to_float(image)
+            if self.transform is not None:
+                image = self.transform(image)
         out = [image, int(item["labels"])]
         if self.want_dense:
-            out.append(torch.from_numpy(np.ascontiguousarray(item["dense"], dtype=np.float32)))
+            out.append(_row_tensors(item["dense"]) if self.stored
+                       else torch.from_numpy(np.ascontiguousarray(item["dense"], dtype=np.float32)))
         if self.want_soft:
             soft = torch.from_numpy(np.ascontiguousarray(item["soft"], dtype=np.float32))
-            out.append(torch.softmax(soft, -1) if self.soft_kind == "logits" else soft)
-        return tuple(out)
-
-    def _stored_item(self, i: int) -> tuple:
-        if self._memory is not None:
-            memory = self._memory
-            image, label = memory["images"][i], memory["labels"][i]
-            rows = {key: value[i] for key, value in memory["dense"].items()} if self.want_dense else None
-            soft = memory["soft"][i] if self.want_soft else None
-        else:
-            f = self._handle()
-            image, label = f.images(i, i + 1)[0], f.labels(i, i + 1)[0]
-            rows = {key: value[0] for key, value in f.dense_stored(i, i + 1).items()} if self.want_dense else None
-            soft = f.soft_labels(i, i + 1)[0] if self.want_soft else None
-        out = [torch.from_numpy(np.ascontiguousarray(image)), int(label)]
-        if self.want_dense:
-            out.append({key: torch.from_numpy(np.ascontiguousarray(value, dtype=np.int32 if value.dtype.kind == "u"
-                                                                   and value.dtype.itemsize > 1 else None))
-                        for key, value in rows.items()})
-        if self.want_soft:
-            soft = torch.from_numpy(np.ascontiguousarray(soft, dtype=np.float32))
             out.append(torch.softmax(soft, -1) if self.soft_kind == "logits" else soft)
         return tuple(out)
 
     def decode_batch(self, images: torch.Tensor, dense: dict | None = None, device=None) -> tuple:
         """A collated ``stored=True`` batch -> ``(images, dense)`` as the default items hold them, on
         ``device`` (default: where the images are): images to float and normalised
-        (:meth:`to_float`, then ``transform`` if any is set later), the stored dense rows decoded
-        by the codec's ``decode_tensor`` (``None`` stays ``None``)."""
+        (:meth:`to_float`), the stored dense rows decoded by the codec's ``decode_tensor``
+        (``None`` stays ``None``)."""
         device = images.device if device is None else torch.device(device)
         x = self.to_float(images.to(device, non_blocking=True))
         probs = None
