@@ -377,3 +377,18 @@ def test_a_folder_converts_in_blocks_with_the_same_result(tmp_path, monkeypatch)
     with open_dla(tmp_path / "whole.dla.h5") as a, open_dla(tmp_path / "small.dla.h5") as b:
         assert np.array_equal(a.images(), b.images()) and np.array_equal(a.labels(), b.labels())
         assert np.allclose(a.mean, b.mean, rtol=1e-12, atol=0) and np.allclose(a.std, b.std, rtol=1e-12, atol=0)
+
+
+def test_the_header_pass_submits_a_window_of_files_at_a_time():
+    from ladd_format.converters.images import _windowed
+
+    class Pool:
+        sizes = []
+
+        def map(self, fn, items):
+            self.sizes.append(len(items))
+            return map(fn, items)
+
+    pool = Pool()
+    assert list(_windowed(pool, lambda v: v * 2, list(range(10)), window=4)) == [v * 2 for v in range(10)]
+    assert pool.sizes == [4, 4, 2]

@@ -158,7 +158,7 @@ def read_images(files: list[Path], root: Path, image_size: int | None = None, si
     first_shape = None
     pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="ladd-decode")
     try:
-        each = pool.map(_probe if stream else (lambda f: _decode(f, image_size)), files)
+        each = _windowed(pool, _probe if stream else (lambda f: _decode(f, image_size)), files)
         for i, (file, (chw, mode, size, sha)) in enumerate(zip(files, each)):
             shape = chw if stream else chw.shape
             if first_shape is None:
@@ -191,6 +191,13 @@ def read_images(files: list[Path], root: Path, image_size: int | None = None, si
         out.notes.append(f"converted {count} image(s) of mode {mode} to RGB (e.g. "
                          f"{example.relative_to(root).as_posix()})")
     return out
+
+
+def _windowed(pool: ThreadPoolExecutor, fn, items: list, window: int = 4 * THREADS * 32):
+    """``pool.map(fn, items)`` in order, submitting ``window`` items at a time: the futures (and the
+    results waiting to be taken) do not grow with the number of files."""
+    for start in range(0, len(items), window):
+        yield from pool.map(fn, items[start:start + window])
 
 
 def _decode_rows(files: list[Path], shas: list[str], shape: tuple[int, int, int]) -> np.ndarray:
