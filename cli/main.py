@@ -32,6 +32,7 @@ from ladd_format.errors import CodecError
 from ladd_format.geometry import MAX_WRITTEN_GRID_N
 from ladd_format.h5io import text
 from ladd_format.presets import preset_names
+from ladd_format.progress import Progress
 from ladd_format.size import METHODS, measure_file, scan_values
 from ladd_format.verify import summary
 
@@ -41,6 +42,8 @@ SUBJECT_ARGUMENTS = ("file", "source", "workdir", "output")
 MAX_IMAGE_SIDE = 4096
 MAX_WIDTH = 4096
 MAX_SHARDS = 256
+#: seconds before convert, size and export show progress (a small set's run prints nothing more)
+PROGRESS_DELAY = 2.0
 MAX_CLASS_NAMES_BYTES = 64 << 20
 
 
@@ -343,7 +346,8 @@ def upgrade(src: Path, output: Path, force: bool) -> None:
 @fail_cleanly
 def size(file: Path, method: str, level: int | None, as_json: bool) -> None:
     """Compressed size of FILE's arrays and the dense-label overhead (spec section 7)."""
-    report = measure_file(file, method=method, level=level)
+    with Progress("size", None, "MB read", stream=sys.stderr, delay=PROGRESS_DELAY) as bar:
+        report = measure_file(file, method=method, level=level, progress=bar.set)
     if as_json:
         click.echo(json.dumps({"file": str(file), **report.as_dict()}, indent=2))
         return
@@ -440,7 +444,8 @@ def convert_cmd(ctx, fmt, source, output, codec, k, topk_values, space, layout, 
                              iteration=iteration, experiment=experiment)
     if (options.mean is None) != (options.std is None):
         raise click.UsageError("give --mean and --std together")
-    result = convert(fmt, source, output, options)
+    with Progress("convert", None, "images written", stream=sys.stderr, delay=PROGRESS_DELAY) as bar:
+        result = convert(fmt, source, output, options, progress=bar.set)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {result.output} ({result.num_images} images)")
@@ -733,7 +738,8 @@ def export_cmd(file: Path, fmt: str, output: Path, subimages: bool, force: bool)
     """Export FILE for frameworks that cannot run ladd-format."""
     from ladd_format.export import export
     notes: list[str] = []
-    export(file, output, fmt, with_subimages=subimages, overwrite=force, notes=notes)
+    with Progress("export", None, "rows written", stream=sys.stderr, delay=PROGRESS_DELAY) as bar:
+        export(file, output, fmt, with_subimages=subimages, overwrite=force, notes=notes, progress=bar.set)
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {output}")

@@ -166,7 +166,8 @@ def _save_png(path: Path, chw: np.ndarray) -> None:
     Image.fromarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc).save(path, format="PNG")
 
 
-def export_folder(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray | None = None) -> None:
+def export_folder(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray | None = None,
+                  progress=None) -> None:
     if f.image_shape[0] not in (1, 3, 4):
         raise InputError(f"PNG holds 1, 3 or 4 channels, the images have {f.image_shape[0]}", f.path, "/images")
     names = f.class_names
@@ -178,6 +179,8 @@ def export_folder(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarra
             (out / "subimages" / _class_dir(int(c), names)).mkdir(parents=True, exist_ok=True)
     rows = block_rows((1 + (f.n * f.n if with_subimages else 0)) * row_bytes(f.h5["images"]), BATCH)
     for start, stop in _ranges(f.num_images, rows):
+        if progress is not None:
+            progress(start, f.num_images)
         images = _uint8_images(f, start, stop)
         subs = _subimages_uint8(f, images) if with_subimages else None
         for k in range(stop - start):
@@ -203,6 +206,8 @@ def export_folder(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarra
                   (f.soft_labels(a, b) for a, b in _ranges(m, block_rows(4 * f.num_classes))))
         files["soft_labels"] = "soft_labels.npy"
     (out / "metadata.json").write_text(json.dumps(_metadata(f, files), indent=2))
+    if progress is not None:
+        progress(f.num_images, f.num_images)
 
 
 def npz_metadata(f: DLAFile) -> dict:
@@ -250,15 +255,35 @@ def _small(zf: zipfile.ZipFile, key: str, value) -> None:
     _member(zf, key, value.shape, value.dtype, [value])
 
 
-def export_npz(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray | None = None) -> None:
+class _Counter:
+    """Wraps the block generators of :func:`export_npz`, reporting rows written over all of them."""
+
+    def __init__(self, total: int, progress):
+        self.total, self.progress, self.done = total, progress, 0
+
+    def __call__(self, parts):
+        for part in parts:
+            yield part
+            self.done += len(part)
+            if self.progress is not None:
+                self.progress(self.done, self.total)
+
+
+def export_npz(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray | None = None,
+               progress=None) -> None:
     """The npz of the module docstring, written member by member and each member block by block
-    (:data:`~ladd_format.rows.BLOCK_BYTES` at a time), so memory does not grow with the set."""
+    (:data:`~ladd_format.rows.BLOCK_BYTES` at a time), so memory does not grow with the set;
+    ``progress(rows written, rows)`` over the members that have one row per image."""
     labels = check_exportable(f) if labels is None else labels
     m, image_shape = f.num_images, f.image_shape
+    streamed = 1 + int(f.has_soft_labels)          # the members with one row per image: images, soft labels,
+    if f.has_dense:                                 # dense labels, sub-images, the codec's stored datasets
+        streamed += 1 + int(with_subimages) + (len(dense_datasets(f)) if f.codec.name != "float32" else 0)
+    counted = _Counter(m * streamed, progress)
     image_rows = block_rows(row_bytes(f.h5["images"]), BATCH)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         _member(zf, "images", (m, *image_shape), f.image_dtype,
-                (f.images(a, b) for a, b in _ranges(m, image_rows)))
+                counted((f.images(a, b) for a, b in _ranges(m, image_rows))))
         for key, value in (("labels", labels), ("num_classes", np.int64(f.num_classes)), ("mean", f.mean),
                            ("std", f.std), ("space", np.array(f.space)),
                            ("image_dtype", np.array(str(f.image_dtype)))):   # convert npz keeps float images float
@@ -268,7 +293,7 @@ def export_npz(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray |
         if f.has_dense:
             p, c = f.n * f.n, f.num_classes
             _member(zf, "dense_labels", (m, p, c), np.float32,
-                    (_dense(f, a, b) for a, b in _ranges(m, block_rows(p * c * 4))))
+                    counted((_dense(f, a, b) for a, b in _ranges(m, block_rows(p * c * 4)))))
             for key, value in (("n", np.int64(f.n)), ("ratio", np.float64(f.ratio)),
                                ("temperature", np.float64(f.temperature)), ("boxes", f.boxes),
                                ("labeler_arch", np.array(str(f.labeler.get("arch", "unknown"))))):
@@ -277,25 +302,26 @@ def export_npz(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray |
                 dtype = np.uint8 if f.image_dtype == np.uint8 else np.float32
                 rows = block_rows(p * math.prod(image_shape) * np.dtype(dtype).itemsize, BATCH)
                 _member(zf, "subimages", (m, p, *image_shape), dtype,
-                        (_subimages_uint8(f, f.images(a, b)) for a, b in _ranges(m, rows)))
+                        counted((_subimages_uint8(f, f.images(a, b)) for a, b in _ranges(m, rows))))
         if f.has_soft_labels:
             rows = block_rows(4 * f.num_classes)
             _member(zf, "soft_labels", (m, f.num_classes), np.float32,
-                    (f.soft_labels(a, b) for a, b in _ranges(m, rows)))
+                    counted((f.soft_labels(a, b) for a, b in _ranges(m, rows))))
             _small(zf, "soft_kind", np.array(f.soft_kind))
         if f.has_dense and f.codec.name != "float32":      # float32's stored rows are dense_labels themselves
             datasets = dense_datasets(f)
             for name, ds in datasets.items():
                 rows = block_rows(row_bytes(ds))
                 _member(zf, f"dense_stored_{name}", ds.shape, ds.dtype,
-                        (f.dense_stored(a, b)[name] for a, b in _ranges(m, rows)))
+                        counted((f.dense_stored(a, b)[name] for a, b in _ranges(m, rows))))
         _small(zf, "ladd_metadata", np.array(json.dumps(npz_metadata(f), sort_keys=True)))
 
 
 def export(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "folder", with_subimages: bool = False,
-           overwrite: bool = False, notes: list[str] | None = None) -> Path:
+           overwrite: bool = False, notes: list[str] | None = None, progress=None) -> Path:
     """Export the D_LA at ``path`` to ``out`` as ``folder``, ``npz`` or ``ddranking`` (see module
-    docstring). Notes for the user (what was reordered or left out) are appended to ``notes``."""
+    docstring). Notes for the user (what was reordered or left out) are appended to ``notes``.
+    ``progress(done, total)``: images (folder) or rows of the per-image members (npz) written."""
     if fmt not in FORMATS:
         raise InputError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if with_subimages and fmt == "ddranking":
@@ -319,14 +345,14 @@ def export(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "folder",
         try:
             if fmt == "folder":
                 tmp.mkdir()
-                export_folder(f, tmp, with_subimages, labels)
+                export_folder(f, tmp, with_subimages, labels, progress)
             elif fmt == "ddranking":
                 from .converters.ddranking import write_folder   # needs torch: imported only here
 
                 tmp.mkdir()
                 write_folder(f, tmp, labels, notes)
             else:
-                export_npz(f, tmp, with_subimages, labels)
+                export_npz(f, tmp, with_subimages, labels, progress)
             _replace(tmp, dest)
         except BaseException:
             _remove(tmp)

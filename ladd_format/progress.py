@@ -1,7 +1,8 @@
 """Progress that a terminal and a log can both see.
 
 Every long step of the package (``ladd train-labeler``, ``ladd augment``, ``ladd evaluate``,
-``ladd demo``) reports through :class:`Progress`:
+``ladd demo``; ``ladd convert``, ``size`` and ``export`` after a ``delay`` of 2 s, so that a small
+set's run prints nothing more) reports through :class:`Progress`:
 
 - when the stream is a terminal: a tqdm bar;
 - otherwise (a log file, CI, ``nohup``, ``| tee``), where tqdm with ``disable=None`` prints
@@ -79,7 +80,8 @@ class Progress:
 
     def __init__(self, label: str, total: float | None = None, unit: str = "it", *, initial: float = 0,
                  stream: TextIO | None = None, interval: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, tty: bool | None = None, disable: bool = False):
+                 clock: Callable[[], float] = time.monotonic, tty: bool | None = None, disable: bool = False,
+                 delay: float = 0.0):
         self.label, self.total, self.unit = label, total, unit
         self.initial = self.done = initial
         self.stream = sys.stderr if stream is None else stream
@@ -93,11 +95,12 @@ class Progress:
         self._last_state: tuple | None = None          # the state it showed (done, total, postfix)
         self._bar = None
         self._closed = False
+        self.delay = float(delay)       # nothing is shown before this many seconds (short runs stay quiet)
         if self.tty and not disable:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=label, unit=f" {unit}", initial=initial, file=self.stream,
-                             dynamic_ncols=True, leave=True)
+                             dynamic_ncols=True, leave=True, delay=self.delay)
 
     # -- reporting ---------------------------------------------------------------------------------
     def update(self, n: float = 1, postfix: str | None = None) -> None:
@@ -121,6 +124,8 @@ class Progress:
             self._bar.update(done - previous)
             return
         now = self.clock()
+        if now - self.start < self.delay:
+            return
         finished = self.total is not None and done >= self.total
         if self._last_time is None or finished or now - self._last_time >= self.interval:
             self._emit(now)
@@ -160,7 +165,8 @@ class Progress:
             return
         if self._bar is not None:
             self._bar.close()
-        elif ok and self._state() != self._last_state:
+        elif ok and self._state() != self._last_state and (self._last_time is not None
+                                                            or self.clock() - self.start >= self.delay):
             self._emit(self.clock())
 
     def __enter__(self) -> "Progress":

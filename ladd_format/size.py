@@ -258,8 +258,27 @@ def _measure(base: list[_Member], dense: list[_Member], soft: _Member | None, nu
         soft_labels_bytes=soft_bytes)
 
 
-def measure_file(path: str | os.PathLike, method: str = "zip", level: int | None = None) -> SizeReport:
-    """Size accounting of a D_LA file, streaming its datasets (bounded memory)."""
+def _counted(members: list[_Member], progress: Callable[[int, int], None]) -> None:
+    """Make each member's blocks report ``progress(MB read so far, MB in all)`` as they are read."""
+    total = sum(m.nbytes for m in members)
+    done = [0]
+
+    def wrap(blocks):
+        def counted():
+            for block in blocks():
+                done[0] += block.nbytes
+                progress(done[0] // 10**6, total // 10**6)
+                yield block
+        return counted
+
+    for member in members:
+        member.blocks = wrap(member.blocks)
+
+
+def measure_file(path: str | os.PathLike, method: str = "zip", level: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> SizeReport:
+    """Size accounting of a D_LA file, streaming its datasets (bounded memory); ``progress(MB
+    read, MB in all)`` after each block."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     with open_dla(require_regular_file(path)) as f:
@@ -280,6 +299,8 @@ def measure_file(path: str | os.PathLike, method: str = "zip", level: int | None
             if ds.shape != (f.num_images, f.num_classes):
                 raise ShapeError(f"must have shape ({f.num_images}, {f.num_classes}), got {ds.shape}", f.path, ds.name)
             soft = _dataset_member("soft_labels", ds, f.path, f.soft_labels)
+        if progress is not None:
+            _counted(base + dense + ([soft] if soft is not None else []), progress)
         return _measure(base, dense, soft, f.num_classes, _ipc(f), method, level)
 
 

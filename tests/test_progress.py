@@ -140,3 +140,57 @@ def test_no_estimate_from_the_first_two_percent():
     bar.set(720)                 # 20%: an estimate
     assert lines(log) == ["demo students: 1/3600 epochs (0%), 4.0 s elapsed",
                           "demo students: 720/3600 epochs (20%), 8.0 s elapsed, ~32.0 s left"]
+
+
+def test_a_delay_keeps_short_runs_quiet_and_long_ones_reported():
+    clock, log = FakeClock(), io.StringIO()
+    with Progress("convert", 10, "images", stream=log, interval=5, clock=clock, delay=2) as bar:
+        clock.now += 1.5
+        bar.set(10)                                   # done within the delay: nothing at all
+    assert lines(log) == []
+    clock, log = FakeClock(), io.StringIO()
+    with Progress("convert", 10, "images", stream=log, interval=5, clock=clock, delay=2) as bar:
+        clock.now += 1.0
+        bar.set(2)                                    # before the delay: not shown
+        clock.now += 1.5
+        bar.set(5)                                    # the first update after it
+        clock.now += 0.5
+    assert lines(log) == ["convert: 5/10 images (50%), 2.5 s elapsed, ~2.5 s left"]
+    clock, log = FakeClock(), io.StringIO()
+    with Progress("size", None, "MB", stream=log, clock=clock, delay=2) as bar:
+        bar.set(1)
+        clock.now += 3                                # closed after the delay: the last state
+    assert lines(log) == ["size: 1 MB, 3.0 s elapsed"]
+
+
+def test_convert_size_and_export_report_progress_to_the_end(tmp_path, monkeypatch):
+    """The library calls: monotonic counts ending at the total; the CLI shows them after its delay
+    (0 here), and prints nothing more for a short run with the default delay."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    import ladd_cli.main as cli
+    from ladd_format.converters import ConvertOptions, convert
+    from ladd_format.export import export
+    from ladd_format.size import measure_file
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 3, 32, 32), dtype=np.uint8)
+    dense = np.full((40, 4, 10), 0.1, np.float32)
+    np.savez(tmp_path / "in.npz", images=images, labels=np.arange(40) % 10, dense_labels=dense, n=2, ratio=0.75)
+    monkeypatch.setattr("ladd_format.rows.BLOCK_BYTES", 20 * (3 * 32 * 32 + 4 * 10 * 4))   # 20 images and labels
+    calls = {"convert": [], "size": [], "export": []}
+    convert("npz", tmp_path / "in.npz", tmp_path / "a.dla.h5", ConvertOptions(codec="uint8"),
+            progress=lambda d, t: calls["convert"].append((d, t)))
+    measure_file(tmp_path / "a.dla.h5", progress=lambda d, t: calls["size"].append((d, t)))
+    export(tmp_path / "a.dla.h5", tmp_path / "a.npz", "npz", progress=lambda d, t: calls["export"].append((d, t)))
+    assert calls["convert"] == [(20, 40), (40, 40)]
+    assert calls["export"][-1] == (120, 120) and len(calls["export"]) >= 3       # images, dense, stored
+    assert calls["size"] and all(t == calls["size"][0][1] for _, t in calls["size"])
+    for seen in calls.values():
+        assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    runner = CliRunner()
+    quiet = runner.invoke(cli.main, ["convert", "npz", str(tmp_path / "in.npz"), "-o", str(tmp_path / "b.dla.h5")])
+    assert quiet.exit_code == 0 and "images written" not in quiet.output
+    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)
+    shown = runner.invoke(cli.main, ["convert", "npz", str(tmp_path / "in.npz"), "-o", str(tmp_path / "c.dla.h5")])
+    assert shown.exit_code == 0 and "convert: 40/40 images written (100%)" in shown.output

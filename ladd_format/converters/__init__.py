@@ -140,12 +140,19 @@ def check_options(converter: Converter, options: ConvertOptions) -> None:
 
 
 def convert(fmt: str, source: str | os.PathLike, output: str | os.PathLike,
-            options: ConvertOptions | None = None) -> ConversionResult:
-    """Convert ``source`` in format ``fmt`` to a D_LA file at ``output``."""
+            options: ConvertOptions | None = None, progress=None) -> ConversionResult:
+    """Convert ``source`` in format ``fmt`` to a D_LA file at ``output``; ``progress(images
+    written, images)`` after each batch the writer takes."""
+    from .common import WRITE_PROGRESS
+
     converter = get_converter(fmt)
     options = options or ConvertOptions()
     check_options(converter, options)
-    return converter.convert(Path(source), Path(output), options)
+    token = WRITE_PROGRESS.set(progress)
+    try:
+        return converter.convert(Path(source), Path(output), options)
+    finally:
+        WRITE_PROGRESS.reset(token)
 
 
 # Registration side effect: every module of this package is imported, so a new converter is one

@@ -56,6 +56,7 @@ import os
 import pickle
 import sys
 import zipfile
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,9 @@ from ..writer import DenseSpec, DLAWriter
 from . import ConversionResult, ConvertOptions
 
 BATCH = 256
+#: ``progress(images written, images)`` of the running :func:`~ladd_format.converters.convert`
+#: (set there, so that no converter has to pass it on); None: no report
+WRITE_PROGRESS: ContextVar = ContextVar("ladd_write_progress", default=None)
 #: deflate's largest expansion: a deflated member holds at most this many bytes per compressed byte
 MAX_DEFLATE_RATIO = 1032
 #: the largest ``.npy`` header read (numpy's own default limit)
@@ -618,6 +622,7 @@ def write_batches(writer: DLAWriter, images, labels: np.ndarray, *, dense=None, 
     recorded before the close. The writer names the destination in its errors, but the defect is
     in the input: ``blame(exc) -> (path, where)`` re-points the error (an input that cannot be
     read names itself)."""
+    report = WRITE_PROGRESS.get()
     per_row = row_bytes(images) + (0 if dense is None else row_bytes(dense))
     rows = block_rows(per_row, BATCH)
     with writer:
@@ -632,5 +637,7 @@ def write_batches(writer: DLAWriter, images, labels: np.ndarray, *, dense=None, 
                     raise
                 path, where = blame(exc)
                 raise type(exc)(exc.message, path, where) from None
+            if report is not None:
+                report(stop, len(images))
         if measured is not None:
             writer.update_report(measured())
