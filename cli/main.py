@@ -296,7 +296,8 @@ def _bytes(count) -> str:
 def verify_cmd(file: Path, as_json: bool) -> None:
     """Check FILE against every rule of the spec. Exit 0 and print OK, or exit 1 with one line per
     problem, ending with the number and name of the spec rule it breaks (section 8)."""
-    problems = verify(file)
+    with Progress("verify", None, "MB read", stream=sys.stderr, delay=PROGRESS_DELAY) as bar:
+        problems = verify(file, progress=bar.set)
     seal = None if problems else seal_of(file)
     if as_json:
         click.echo(json.dumps({"file": str(file), **summary(problems), **(seal or {})}, indent=2))

@@ -1,7 +1,7 @@
 """Progress that a terminal and a log can both see.
 
 Every long step of the package (``ladd train-labeler``, ``ladd augment``, ``ladd evaluate``,
-``ladd demo``; ``ladd convert``, ``size`` and ``export`` after a ``delay`` of 2 s, so that a small
+``ladd demo``; ``ladd convert``, ``verify``, ``size`` and ``export`` after a ``delay`` of 2 s, so that a small
 set's run prints nothing more) reports through :class:`Progress`:
 
 - when the stream is a terminal: a tqdm bar;

@@ -62,10 +62,13 @@ class _Verifier:
     decide (every rule but the values and checksums of the datasets' contents): what a reader checks
     when it opens a file."""
 
-    def __init__(self, path: Path, h5: h5py.File, read_data: bool = True):
+    def __init__(self, path: Path, h5: h5py.File, read_data: bool = True,
+                 progress: Callable[[int, int], None] | None = None):
         self.path = path
         self.h5 = h5
         self.read_data = read_data
+        self.progress = progress      # (MB of data read, MB of the file), after each block scanned
+        self.read_bytes = 0
         self.problems: list[LaddError] = []
         self.rule: int = FORMAT  # the rule being run
         self.minor = 0
@@ -105,6 +108,9 @@ class _Verifier:
                 bad_rows.extend(self._rows_off_digest(block, start, column))
             if on_block is not None:
                 on_block(block)
+            if self.progress is not None:
+                self.read_bytes += block.nbytes
+                self.progress(self.read_bytes // 10**6, max(self.read_bytes, self.path.stat().st_size) // 10**6)
         if bad_chunks:
             a, b = bad_chunks[0]
             more = f" (and {len(bad_chunks) - 1} more chunks)" if len(bad_chunks) > 1 else ""
@@ -493,10 +499,10 @@ class _Verifier:
                 self.fail(AttributeValueError, "/provenance", "inputs must be a JSON list")
 
 
-def verify(path: str | os.PathLike) -> list[LaddError]:
+def verify(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None) -> list[LaddError]:
     """Check a file against every rule of the spec. Returns the problems found (empty when valid),
     each carrying the number and name of the rule of spec section 8 it breaks (``rule_number``,
-    ``rule``)."""
+    ``rule``). ``progress(MB read, MB of the file)`` after each block of data scanned."""
     p = Path(path)
     try:
         h5 = open_h5(p)
@@ -504,7 +510,7 @@ def verify(path: str | os.PathLike) -> list[LaddError]:
         return [exc.at_rule(FILE)]
     with h5:
         try:
-            return _Verifier(p, h5).run()
+            return _Verifier(p, h5, progress=progress).run()
         except Exception as exc:  # noqa: BLE001 - h5py raises many kinds on damaged metadata
             # damage below what the rules can name (HDF5 metadata): one problem under rule 1
             return [LaddError(f"HDF5 structure is damaged ({integrity._first_line(exc)})", p, "/").at_rule(FILE)]

@@ -163,7 +163,7 @@ def test_a_delay_keeps_short_runs_quiet_and_long_ones_reported():
     assert lines(log) == ["size: 1 MB, 3.0 s elapsed"]
 
 
-def test_convert_size_and_export_report_progress_to_the_end(tmp_path, monkeypatch):
+def test_convert_verify_size_and_export_report_progress_to_the_end(tmp_path, monkeypatch):
     """The library calls: monotonic counts ending at the total; the CLI shows them after its delay
     (0 here), and prints nothing more for a short run with the default delay."""
     import numpy as np
@@ -178,12 +178,15 @@ def test_convert_size_and_export_report_progress_to_the_end(tmp_path, monkeypatc
     dense = np.full((40, 4, 10), 0.1, np.float32)
     np.savez(tmp_path / "in.npz", images=images, labels=np.arange(40) % 10, dense_labels=dense, n=2, ratio=0.75)
     monkeypatch.setattr("ladd_format.rows.BLOCK_BYTES", 20 * (3 * 32 * 32 + 4 * 10 * 4))   # 20 images and labels
-    calls = {"convert": [], "size": [], "export": []}
+    calls = {"convert": [], "size": [], "export": [], "verify": []}
     convert("npz", tmp_path / "in.npz", tmp_path / "a.dla.h5", ConvertOptions(codec="uint8"),
             progress=lambda d, t: calls["convert"].append((d, t)))
     measure_file(tmp_path / "a.dla.h5", progress=lambda d, t: calls["size"].append((d, t)))
     export(tmp_path / "a.dla.h5", tmp_path / "a.npz", "npz", progress=lambda d, t: calls["export"].append((d, t)))
+    from ladd_format import verify
+    assert verify(tmp_path / "a.dla.h5", progress=lambda d, t: calls["verify"].append((d, t))) == []
     assert calls["convert"] == [(20, 40), (40, 40)]
+    assert calls["verify"] and all(d <= t for d, t in calls["verify"])
     assert calls["export"][-1] == (120, 120) and len(calls["export"]) >= 3       # images, dense, stored
     assert calls["size"] and all(t == calls["size"][0][1] for _, t in calls["size"])
     for seen in calls.values():
