@@ -34,6 +34,8 @@ METHODS = ("zip", "zstd")
 DEFAULT_ZSTD_LEVEL = 3
 MIN_ZSTD_LEVEL = -(1 << 17)
 BLOCK_BYTES = 8 << 20
+#: chunks one read may touch (HDF5 keeps about 3.5 KB per chunk of a selection; see verify)
+MAX_CHUNKS_PER_READ = 1024
 #: deflate's largest compression ratio: a dataset may declare at most this many bytes per byte stored
 MAX_EXPANSION = 1032
 #: bytes a dataset may declare beyond MAX_EXPANSION x its storage (HDF5's own small-data slack)
@@ -133,7 +135,7 @@ def _dataset_member(name: str, ds, path, read: Callable[[int, int], np.ndarray] 
     check_dataset(ds, path)
     rows = ds.shape[0]
     row_bytes = max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)))
-    step = max(1, BLOCK_BYTES // row_bytes)
+    step = max(1, min(BLOCK_BYTES // row_bytes, MAX_CHUNKS_PER_READ * ds.chunks[0] if ds.chunks else BLOCK_BYTES))
     read = read or (lambda start, stop: read_rows(ds, start, stop, path))
 
     def blocks():

@@ -216,3 +216,34 @@ def test_cpu_forward_is_bounded_by_input_pixels():
     assert forward_limit(512, (224, 224), cpu) == 32 == CPU_FORWARD_PIXELS // 224 ** 2
     assert forward_limit(512, (128, 128), cpu) == 98 and forward_limit(512, (32, 32), cpu) == 512
     assert forward_limit(512, (4096, 4096), cpu) == 1 and forward_limit(512, (224, 224), cuda) == 512
+
+
+def test_verify_and_size_reads_touch_a_bounded_number_of_chunks(tmp_path, monkeypatch):
+    """HDF5 holds ~3.5 KB per chunk of a read selection: with tiny one-image chunks, 8 MiB blocks
+    touched 43,000 chunks (150 MB). Reads of /images now touch at most MAX_CHUNKS_PER_READ."""
+    import h5py
+
+    from ladd_format import DLAWriter
+    from ladd_format import size as size_module
+    from ladd_format.size import measure_file
+
+    verify_module = __import__("sys").modules["ladd_format.verify"]
+    monkeypatch.setattr(verify_module, "MAX_CHUNKS_PER_READ", 7)
+    monkeypatch.setattr(size_module, "MAX_CHUNKS_PER_READ", 7)
+    path = tmp_path / "tiny.dla.h5"
+    with DLAWriter(path, num_classes=2, image_shape=(1, 2, 2), mean=(0.5,), std=(0.5,)) as w:
+        w.append(np.zeros((50, 1, 2, 2), np.uint8), np.zeros(50, np.int64))
+    spans = []
+    real = h5py.Dataset.__getitem__
+
+    def spy(self, key):
+        if self.name == "/images" and isinstance(key, slice):
+            spans.append(len(range(*key.indices(self.shape[0]))))
+        return real(self, key)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    assert verify(path) == []
+    verified = list(spans)
+    measure_file(path)
+    assert verified and max(verified) == 7 and sum(verified) == 50
+    assert max(spans[len(verified):]) == 7
