@@ -60,6 +60,8 @@ sys.path.insert(0, str(HERE))
 
 from _common import Output, add_output_args, gpu_line  # noqa: E402
 
+from ladd_format.rows import write_npz_member  # noqa: E402
+
 NAME = KEY = "scale"
 TITLE = "## ImageNet-1K scale: every command at C = 1000, 224 px"
 WORK = HERE / "_work" / "scale"
@@ -99,28 +101,19 @@ def _dense(labels: np.ndarray, classes: int, seed: int) -> np.ndarray:
     return p / p.sum(axis=-1, keepdims=True)
 
 
-def _write_member(zf: zipfile.ZipFile, name: str, shape: tuple, dtype, blocks) -> None:
-    """One .npy member of an npz, streamed block by block (ZIP_STORED, as np.savez writes)."""
-    with zf.open(f"{name}.npy", "w", force_zip64=True) as out:
-        np.lib.format.write_array_header_2_0(out, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                                                   "fortran_order": False, "shape": shape})
-        for block in blocks:
-            out.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
-
-
 def write_inputs(work: Path, m: int, classes: int, side: int, dense: bool) -> Path:
     path = work / ("dense.npz" if dense else "plain.npz")
     labels = np.arange(m, dtype=np.int64) % classes
     tmp = path.with_suffix(".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        _write_member(zf, "images", (m, 3, side, side), np.uint8,
+        write_npz_member(zf, "images", (m, 3, side, side), np.uint8,
                       (_images(a, min(m, a + CHUNK), side) for a in range(0, m, CHUNK)))
-        _write_member(zf, "labels", (m,), np.int64, [labels])
+        write_npz_member(zf, "labels", (m,), np.int64, [labels])
         if dense:
-            _write_member(zf, "dense_labels", (m, N * N, classes), np.float32,
+            write_npz_member(zf, "dense_labels", (m, N * N, classes), np.float32,
                           (_dense(labels[a:a + CHUNK], classes, a) for a in range(0, m, CHUNK)))
-            _write_member(zf, "n", (), np.int64, [np.int64(N)])
-            _write_member(zf, "ratio", (), np.float64, [np.float64(RATIO)])
+            write_npz_member(zf, "n", (), np.int64, [np.int64(N)])
+            write_npz_member(zf, "ratio", (), np.float64, [np.float64(RATIO)])
     tmp.replace(path)
     return path
 
@@ -231,8 +224,8 @@ def run(args) -> dict:
     made = time.perf_counter() - t0
     small_npz = work / "small.npz"
     with zipfile.ZipFile(small_npz, "w", zipfile.ZIP_STORED) as zf:
-        _write_member(zf, "images", (labeled, 3, args.side, args.side), np.uint8, [_images(0, labeled, args.side)])
-        _write_member(zf, "labels", (labeled,), np.int64, [np.arange(labeled, dtype=np.int64) % args.classes])
+        write_npz_member(zf, "images", (labeled, 3, args.side, args.side), np.uint8, [_images(0, labeled, args.side)])
+        write_npz_member(zf, "labels", (labeled,), np.int64, [np.arange(labeled, dtype=np.int64) % args.classes])
     save_resnet_labeler(work / "resnet18.safetensors", args.classes, args.side)
     sizes = {p.name: p.stat().st_size for p in (plain_npz, dense_npz)}
     if tree is not None:

@@ -63,7 +63,7 @@ from .geometry import MAX_GRID_N, boxes_inside
 from .pixels import round_half_up, stored_to_uint8
 from .provenance import file_sha256
 from .reader import DLAFile, open_dla
-from .rows import block_rows, row_bytes, write_npy, write_npy_member
+from .rows import block_rows, row_bytes, write_npy, write_npz_member
 from .size import check_counts, check_dataset, dense_datasets
 
 FORMATS = ("folder", "npz", "ddranking")
@@ -244,15 +244,9 @@ def _ranges(total: int, rows: int):
         yield start, min(total, start + rows)
 
 
-def _member(zf: zipfile.ZipFile, key: str, shape: tuple, dtype, parts) -> None:
-    """One ``.npy`` member of the npz (stored, as ``np.savez`` writes), streamed part by part."""
-    with zf.open(f"{key}.npy", "w", force_zip64=True) as fp:
-        write_npy_member(fp, shape, dtype, parts)
-
-
 def _small(zf: zipfile.ZipFile, key: str, value) -> None:
     value = np.asarray(value)
-    _member(zf, key, value.shape, value.dtype, [value])
+    write_npz_member(zf, key, value.shape, value.dtype, [value])
 
 
 class _Counter:
@@ -282,7 +276,7 @@ def export_npz(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray |
     counted = _Counter(m * streamed, progress)
     image_rows = block_rows(row_bytes(f.h5["images"]), BATCH)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        _member(zf, "images", (m, *image_shape), f.image_dtype,
+        write_npz_member(zf, "images", (m, *image_shape), f.image_dtype,
                 counted((f.images(a, b) for a, b in _ranges(m, image_rows))))
         for key, value in (("labels", labels), ("num_classes", np.int64(f.num_classes)), ("mean", f.mean),
                            ("std", f.std), ("space", np.array(f.space)),
@@ -292,7 +286,7 @@ def export_npz(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray |
             _small(zf, "class_names", np.array(f.class_names))
         if f.has_dense:
             p, c = f.n * f.n, f.num_classes
-            _member(zf, "dense_labels", (m, p, c), np.float32,
+            write_npz_member(zf, "dense_labels", (m, p, c), np.float32,
                     counted((_dense(f, a, b) for a, b in _ranges(m, block_rows(p * c * 4)))))
             for key, value in (("n", np.int64(f.n)), ("ratio", np.float64(f.ratio)),
                                ("temperature", np.float64(f.temperature)), ("boxes", f.boxes),
@@ -301,18 +295,18 @@ def export_npz(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray |
             if with_subimages:
                 dtype = np.uint8 if f.image_dtype == np.uint8 else np.float32
                 rows = block_rows(p * math.prod(image_shape) * np.dtype(dtype).itemsize, BATCH)
-                _member(zf, "subimages", (m, p, *image_shape), dtype,
+                write_npz_member(zf, "subimages", (m, p, *image_shape), dtype,
                         counted((_subimages_uint8(f, f.images(a, b)) for a, b in _ranges(m, rows))))
         if f.has_soft_labels:
             rows = block_rows(4 * f.num_classes)
-            _member(zf, "soft_labels", (m, f.num_classes), np.float32,
+            write_npz_member(zf, "soft_labels", (m, f.num_classes), np.float32,
                     counted((f.soft_labels(a, b) for a, b in _ranges(m, rows))))
             _small(zf, "soft_kind", np.array(f.soft_kind))
         if f.has_dense and f.codec.name != "float32":      # float32's stored rows are dense_labels themselves
             datasets = dense_datasets(f)
             for name, ds in datasets.items():
                 rows = block_rows(row_bytes(ds))
-                _member(zf, f"dense_stored_{name}", ds.shape, ds.dtype,
+                write_npz_member(zf, f"dense_stored_{name}", ds.shape, ds.dtype,
                         counted((f.dense_stored(a, b)[name] for a, b in _ranges(m, rows))))
         _small(zf, "ladd_metadata", np.array(json.dumps(npz_metadata(f), sort_keys=True)))
 

@@ -6,8 +6,8 @@
 applies a per-block transform lazily (a transpose, a dtype). :func:`npy_member_rows` reads one
 ``.npy`` member of an ``.npz`` archive, stored or deflated, sequentially through :mod:`zipfile`
 (so the member's CRC is checked when its end is read); a slice before the last one read starts the
-member again. :func:`write_npy_member` and :func:`write_npy` are the way out: one ``.npy`` written
-block by block.
+member again. :func:`write_npy_member`, :func:`write_npz_member` and :func:`write_npy` are the way out: one
+``.npy`` written block by block.
 
 :func:`block_rows` sizes the blocks: as many rows as fit in :data:`BLOCK_BYTES` (32 MiB), at least
 one and at most ``cap``. Numpy and the standard library only (the format core).
@@ -186,6 +186,13 @@ def write_npy_member(fp, shape: tuple[int, ...], dtype, parts: Iterable[np.ndarr
         fp.write(part.reshape(-1).view(np.uint8))
     if written != expected:
         raise ValueError(f"{written} values written for an array of shape {tuple(shape)}")
+
+
+def write_npz_member(zf: zipfile.ZipFile, key: str, shape: tuple[int, ...], dtype, parts: Iterable[np.ndarray]) -> None:
+    """:func:`write_npy_member` as the member ``key.npy`` of the open zip ``zf`` (stored, as
+    ``np.savez`` writes; zip64 so that members of any size fit)."""
+    with zf.open(f"{key}.npy", "w", force_zip64=True) as fp:
+        write_npy_member(fp, shape, dtype, parts)
 
 
 def write_npy(path: str | os.PathLike, shape: tuple[int, ...], dtype, parts: Iterable[np.ndarray]) -> None:

@@ -72,6 +72,7 @@ class _Verifier:
         self.read_data = read_data
         self.progress = progress      # (MB of data read, MB of the file), after each block scanned
         self.read_bytes = 0
+        self.file_bytes = 0           # the file's size, once rule 15 has read it
         self.problems: list[LaddError] = []
         self.rule: int = FORMAT  # the rule being run
         self.minor = 0
@@ -113,7 +114,7 @@ class _Verifier:
                 on_block(block)
             if self.progress is not None:
                 self.read_bytes += block.nbytes
-                self.progress(self.read_bytes // 10**6, max(self.read_bytes, self.path.stat().st_size) // 10**6)
+                self.progress(self.read_bytes // 10**6, max(self.read_bytes, self.file_bytes) // 10**6)
         if bad_chunks:
             a, b = bad_chunks[0]
             more = f" (and {len(bad_chunks) - 1} more chunks)" if len(bad_chunks) > 1 else ""
@@ -157,7 +158,7 @@ class _Verifier:
         # rules 14 and 15 first, from the object headers and attribute types: nothing is allocated
         # or looped over on the strength of a declared size before the sizes are known to be bounded
         # and backed by bytes, and no attribute value is read before its type is known to be allowed
-        file_bytes = self.path.stat().st_size
+        file_bytes = self.file_bytes = self.path.stat().st_size
         for p in integrity.structure_problems(self.h5, file_bytes):
             self.fail(_PROBLEM_CLASS[p.rule], p.where, p.message, p.rule)
         if self.problems:

@@ -307,6 +307,8 @@ def test_in_memory_sets_stay_encoded_and_batches_decode_them(digits_files):
     with open_dla(digits_files["dla"]) as f:
         assert torch.equal(dense[2], torch.from_numpy(f.dense(29, 30)[0]))
     assert torch.equal(ds.to_float(images[0]), ds[4][0]) and torch.equal(ds[0][2], dense[1])
+    assert ds.batch([4, 0], targets=False)[2:] == (None, None)            # nothing decoded
+    assert torch.equal(ds.targets([29])[0][0], dense[2]) and ds.targets([29])[1] is None
     with pytest.raises(ValueError, match="in_memory"):
         DLADataset(digits_files["dla"]).batch([0])
 

@@ -26,6 +26,7 @@ import os
 import re
 import stat
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,53 +87,51 @@ class ReadImages:
     jpeg_files: int = 0
 
 
-def _decode(file: Path, image_size: int | None, expected_sha: str | None = None):
+def _read_bytes(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read image: {exc.strerror}", file) from None
+
+
+@contextmanager
+def _opened(data: bytes, file: Path):
+    """The Pillow image of ``data``; anything Pillow cannot read becomes one InputError naming ``file``."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read image: {exc.strerror}", file) from None
-    sha = hashlib.sha256(data).hexdigest()
-    if expected_sha is not None and sha != expected_sha:
-        raise InputError("changed while it was being converted (its SHA-256 differs from the first read)", file)
-    try:
         with Image.open(io.BytesIO(data)) as im:
-            mode = im.mode
-            _check_mode(mode, file)
-            rgb = im.convert("RGB")          # decodes the whole file: truncation shows here
+            if im.mode.startswith(("I", "F")):   # Pillow's RGB conversion clips these to 8 bits, unscaled
+                raise InputError(f"{im.mode} images (16-bit or float) are not read; save them with 8 bits per "
+                                 "channel", file)
+            yield im
     except UnidentifiedImageError:
         raise InputError("unreadable or corrupt image (not an image file Pillow can identify)", file) from None
     except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as exc:
         detail = (str(exc).splitlines() or [""])[0][:120] or type(exc).__name__
         raise InputError(f"unreadable or corrupt image ({detail})", file) from None
+
+
+def _decode(file: Path, image_size: int | None, expected_sha: str | None = None):
+    from PIL import Image
+
+    data = _read_bytes(file)
+    sha = hashlib.sha256(data).hexdigest()
+    if expected_sha is not None and sha != expected_sha:
+        raise InputError("changed while it was being converted (its SHA-256 differs from the first read)", file)
+    with _opened(data, file) as im:
+        mode = im.mode
+        rgb = im.convert("RGB")          # decodes the whole file: truncation shows here
     if image_size is not None and rgb.size != (image_size, image_size):
         rgb = rgb.resize((image_size, image_size), Image.BILINEAR)
     return np.asarray(rgb).transpose(2, 0, 1), mode, len(data), sha
 
 
-def _check_mode(mode: str, file: Path) -> None:
-    if mode.startswith(("I", "F")):   # Pillow's RGB conversion clips these to 8 bits, unscaled
-        raise InputError(f"{mode} images (16-bit or float) are not read; save them with 8 bits per channel", file)
-
-
 def _probe(file: Path):
     """``(shape (3, H, W), mode, bytes, sha256)`` of an image file from its header, not decoded."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read image: {exc.strerror}", file) from None
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            mode, (width, height) = im.mode, im.size
-    except UnidentifiedImageError:
-        raise InputError("unreadable or corrupt image (not an image file Pillow can identify)", file) from None
-    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        detail = (str(exc).splitlines() or [""])[0][:120] or type(exc).__name__
-        raise InputError(f"unreadable or corrupt image ({detail})", file) from None
-    _check_mode(mode, file)
+    data = _read_bytes(file)
+    with _opened(data, file) as im:
+        mode, (width, height) = im.mode, im.size
     return (3, height, width), mode, len(data), hashlib.sha256(data).hexdigest()
 
 

@@ -173,7 +173,7 @@ def train_student(ds: DLADataset, config: EvalConfig, seed: int, device,
     micro = config.micro_batch or config.batch_size
     # the set stays as stored (uint8 images, encoded dense labels): each micro-batch is decoded and
     # normalised on the training device
-    images, labels, _, _ = ds.batch(np.arange(n_images))
+    images, labels, _, _ = ds.batch(np.arange(n_images), targets=False)
     images, labels = images.to(device), labels.to(device)
     sampler = ds.sampler if config.mode == "ladd" else None
 
@@ -199,7 +199,7 @@ def train_student(ds: DLADataset, config: EvalConfig, seed: int, device,
                 if config.mode == "hard":
                     loss = F.cross_entropy(model(aug(x)), y)
                 else:
-                    _, _, dense, soft = ds.batch(part.numpy())
+                    dense, soft = ds.targets(part.numpy())
                     if config.mode == "soft":
                         loss = soft_cross_entropy(model(aug(x)), soft.to(device)).mean()
                     else:

@@ -119,25 +119,34 @@ class DLADataset(Dataset):
             out["soft"] = f.soft_labels()
         return out
 
-    def batch(self, indices) -> tuple:
+    def batch(self, indices, *, targets: bool = True) -> tuple:
         """Items ``indices`` of an ``in_memory`` dataset as one batch, not yet on a device:
         ``(images as stored, labels int64, dense float32 or None, soft float32 or None)``; the
         images go through :meth:`to_float` on the training device (the uint8 ones cross to it as
-        uint8)."""
+        uint8). ``targets=False`` leaves out the dense and soft labels (nothing is decoded)."""
         if self._memory is None:
             raise ValueError("batch() reads an in_memory dataset")
         idx = np.asarray(indices, dtype=np.int64)
         memory = self._memory
         images = torch.from_numpy(np.ascontiguousarray(memory["images"][idx]))
         labels = torch.from_numpy(memory["labels"][idx])
+        dense, soft = self.targets(idx) if targets else (None, None)
+        return images, labels, dense, soft
+
+    def targets(self, indices) -> tuple:
+        """The dense and soft labels of items ``indices`` of an ``in_memory`` dataset, decoded:
+        ``(dense float32 or None, soft float32 or None)`` (the images are not gathered)."""
+        if self._memory is None:
+            raise ValueError("targets() reads an in_memory dataset")
+        idx = np.asarray(indices, dtype=np.int64)
         dense = soft = None
         if self.want_dense:
-            rows = {key: value[idx] for key, value in memory["dense"].items()}
+            rows = {key: value[idx] for key, value in self._memory["dense"].items()}
             dense = torch.from_numpy(self.codec.decode(rows, self.num_classes).astype(np.float32, copy=False))
         if self.want_soft:
-            soft = torch.from_numpy(memory["soft"][idx])
+            soft = torch.from_numpy(self._memory["soft"][idx])
             soft = torch.softmax(soft, -1) if self.soft_kind == "logits" else soft
-        return images, labels, dense, soft
+        return dense, soft
 
     def _handle(self) -> DLAFile:
         pid = os.getpid()
