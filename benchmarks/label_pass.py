@@ -46,7 +46,7 @@ from _common import Output, add_output_args, gpu_line  # noqa: E402
 from ladd_format import DLAWriter  # noqa: E402
 from ladd_format.geometry import boxes as make_boxes  # noqa: E402
 from ladd_format.labeler import AugmentConfig, augment  # noqa: E402
-from ladd_format.labeler.augment import assemble, label_chunks, labeler_logits, prepare  # noqa: E402
+from ladd_format.labeler.augment import assemble, forward_limit, label_chunks, labeler_logits, prepare  # noqa: E402
 from ladd_format.labeler.checkpoint import save_checkpoint  # noqa: E402
 from ladd_format.torch.models import build_model  # noqa: E402
 from ladd_format.torch import subimages  # noqa: E402
@@ -120,7 +120,7 @@ def bench(depth: int, side: int, m: int, chunk: int, loop_images: int, repeats: 
     x = (torch.from_numpy(images).float().to(device) / 255 - 0.5) / 0.25
     built = subimages(x, boxes).flatten(0, 1)                                 # (M*25, 3, S, S), in memory
 
-    step = min(chunk * N * N, cfg.forward_batch)
+    step = min(chunk * N * N, forward_limit(cfg.forward_batch, (side, side), torch.device(device)))   # what the pass uses
 
     def bare():
         with torch.inference_mode():
@@ -178,7 +178,8 @@ def render(payload: dict) -> str:
              f"- Date: {payload['date']}; command: "
              f"`{payload['command']}`; medians of 3 runs after a warm-up.",
              "- Random uint8 images and a random-weight labeler (timing does not depend on either); N = 5, "
-             "R = 0.625, codec float32, chunk = images per pass chunk, 512 sub-images per labeler forward; "
+             "R = 0.625, codec float32, chunk = images per pass chunk, at most 512 sub-images per labeler forward "
+             "(on the CPU at most 32 x 224 x 224 input pixels: 98 at 128 px), the same for the bare forward; "
              "precision: the pass's `--precision` (float32 on CUDA turns TF32 off); Algorithm 1 runs in "
              "float32.",
              "",

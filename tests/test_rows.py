@@ -203,8 +203,13 @@ def test_label_images_builds_only_the_sub_images_a_forward_takes(monkeypatch):
     boxes = np.array([[0, 0, 8, 8], [0, 8, 8, 8], [8, 0, 8, 8], [8, 8, 8, 8]])
     x = torch.rand(10, 3, 16, 16)
     model = SimpleNamespace(model=lambda t: t.mean(dim=(2, 3)))
+    small, _ = A.label_images(model, x, boxes, (8, 8), 1.0, "float32", 6)    # 30 KB of sub-images: one rebuild
+    assert built == [10]
+    built.clear()
+    monkeypatch.setattr(A, "SUBIMAGE_BUFFER_BYTES", 0)
     probs, _ = A.label_images(model, x, boxes, (8, 8), 1.0, "float32", 6)   # slices of 6 of the 40 sub-images
     assert built == [2, 2, 2, 2, 2, 2, 1] and max(built) <= math.ceil(6 / 4) + 1
+    assert torch.equal(small, probs)
     whole = torch.softmax(real(x, boxes, (8, 8)).mean(dim=(3, 4)), dim=-1)
     assert torch.allclose(probs, whole, rtol=0, atol=1e-6)
 

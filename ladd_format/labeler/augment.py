@@ -245,6 +245,9 @@ def labeler_logits(model: torch.nn.Module, subs: torch.Tensor, precision: str) -
         return model(subs).float()
 
 
+#: a chunk whose sub-images take at most this many bytes (float32) has them rebuilt in one call; a
+#: larger one (256 images at 224 px: 3.9 GB) rebuilds only those of each forward's slice
+SUBIMAGE_BUFFER_BYTES = 64 << 20
 #: on the CPU, a labeler forward sees at most this many input pixels (32 sub-images at 224 px, 98 at
 #: 128 px, the whole forward batch at 32 px): its activations, not the chunk, bound the pass's memory
 CPU_FORWARD_PIXELS = 32 * 224 * 224
@@ -266,19 +269,23 @@ def label_images(labeler: Labeler, x: torch.Tensor, boxes: np.ndarray, out_size:
 
     Normalising before sub-sampling equals normalising each sub-image: the resize weights sum to 1.
     The labeler sees ``forward_batch`` sub-images at a time (the image-major sequence of the
-    B x N*N sub-images, cut in slices), and only the sub-images of the images a slice covers are
-    built for it, so memory does not grow with the chunk; on CUDA out-of-memory the slice is halved
+    B x N*N sub-images, cut in slices); beyond :data:`SUBIMAGE_BUFFER_BYTES` only the sub-images of
+    the images a slice covers are built for it, so memory does not grow with the chunk; on CUDA out-of-memory the slice is halved
     and retried. ``precision``: ``bfloat16`` (autocast, channels_last on CUDA) or ``float32`` (TF32
     off, so CUDA matches the CPU to float32 rounding). Returns the probabilities and the forward
     batch that fitted (the caller passes it on).
     """
     b, p = x.shape[0], len(boxes)
+    whole = None
+    if b * p * x.shape[1] * out_size[0] * out_size[1] * 4 <= SUBIMAGE_BUFFER_BYTES:
+        whole = subimages(x, boxes, out_size).flatten(0, 1)        # small: one rebuild for the chunk
     logits, start = [], 0
     while start < b * p:
         stop = min(b * p, start + forward_batch)
         first, last = start // p, -(-stop // p)
         try:
-            subs = subimages(x[first:last], boxes, out_size).flatten(0, 1)[start - first * p:stop - first * p]
+            subs = whole[start:stop] if whole is not None else \
+                subimages(x[first:last], boxes, out_size).flatten(0, 1)[start - first * p:stop - first * p]
             logits.append(labeler_logits(labeler.model, subs, precision))
         except torch.cuda.OutOfMemoryError:
             if forward_batch == 1:
