@@ -664,6 +664,10 @@ def _resume_command(ctx: click.Context) -> str:
               help="Images per forward/backward; each batch's gradients are accumulated over its micro-batches "
                    "(the memory of a step then grows with this, not --batch-size: at 224 px a ResNet-18 LADD "
                    "step holds 26 views per image). BatchNorm sees micro-batches. Default: the whole batch.")
+@click.option("--stream", is_flag=True,
+              help="Read each batch from FILE while the previous one trains, instead of holding the whole set in "
+                   "memory (for sets larger than memory; the same students, as each row's digest is checked "
+                   "as it is read). Default: the set is held as stored (uint8 images, encoded dense labels).")
 @click.option("--reduction", type=click.Choice(["sum", "mean"]), default="mean", show_default=True,
               help="ladd mode: average the local term over the sub-images, or sum it as Eq. 5 does literally; "
                    "the sum measured 82.4 vs 91.3% (mean) at IPC 1 on digits, about 9 points worse "
@@ -680,7 +684,7 @@ def _resume_command(ctx: click.Context) -> str:
 @click.option("--json", "as_json", is_flag=True)
 @fail_cleanly
 def evaluate_cmd(file, test_source, resize_test, arch, width, arch_options, mode, epochs, lr, batch_size, seeds, flip,
-                 sub_per_image, micro_batch, reduction, device, workers, threads, as_json):
+                 sub_per_image, micro_batch, stream, reduction, device, workers, threads, as_json):
     """Train fresh students on FILE and report their test accuracy (mean +- std over seeds)."""
     from ladd_format.experiments.evaluate import EvalConfig, evaluate, load_test_source
     from ladd_format.progress import Progress
@@ -707,7 +711,8 @@ def evaluate_cmd(file, test_source, resize_test, arch, width, arch_options, mode
     test = load_test_source(test_source, shape, resize=resize_test)
     config = EvalConfig(arch=arch, arch_kwargs=arch_kwargs or None, mode=mode, epochs=epochs,
                         lr=lr, batch_size=batch_size, seeds=seeds, device=device, flip=flip,
-                        sub_per_image=sub_per_image, reduction=reduction, threads=threads, micro_batch=micro_batch)
+                        sub_per_image=sub_per_image, reduction=reduction, threads=threads, micro_batch=micro_batch,
+                        stream=stream)
     if workers is None:
         from ladd_format.experiments.pool import default_workers
         workers = default_workers(device, seeds)

@@ -309,8 +309,100 @@ def test_in_memory_sets_stay_encoded_and_batches_decode_them(digits_files):
     assert torch.equal(ds.to_float(images[0]), ds[4][0]) and torch.equal(ds[0][2], dense[1])
     assert ds.batch([4, 0], targets=False)[2:] == (None, None)            # nothing decoded
     assert torch.equal(ds.targets([29])[0][0], dense[2]) and ds.targets([29])[1] is None
-    with pytest.raises(ValueError, match="in_memory"):
-        DLADataset(digits_files["dla"]).batch([0])
+
+
+@pytest.mark.parametrize("file,kwargs", [("dla", {}), ("soft", {"dense": False, "soft_labels": True}),
+                                         ("plain", {"dense": False})])
+def test_batches_read_from_the_file_equal_the_in_memory_batches(digits_files, file, kwargs):
+    """batch()/targets() of a file-backed dataset read runs of consecutive rows and put them back in
+    the order asked: repeats, negative indices, reversed and empty selections included."""
+    from ladd_format.torch import DLADataset
+
+    memory = DLADataset(digits_files[file], in_memory=True, **kwargs)
+    disk = DLADataset(digits_files[file], **kwargs)
+    assert memory.in_memory and not disk.in_memory
+    rng = np.random.default_rng(3)
+    for idx in ([], [5], [3, 4, 5, 9, 9, 0, 29, -1], list(range(29, -1, -1)), rng.integers(0, 30, 50)):
+        for a, b in zip(memory.batch(idx), disk.batch(idx)):
+            assert (a is None and b is None) or (a.dtype == b.dtype and torch.equal(a, b)), idx
+        for a, b in zip(memory.targets(idx), disk.targets(idx)):
+            assert (a is None and b is None) or torch.equal(a, b)
+    with pytest.raises(IndexError):
+        disk.batch([30])
+    with pytest.raises(IndexError):
+        memory.batch([-31])
+
+
+@pytest.mark.parametrize("mode,file,micro", [("ladd", "dla", 7), ("soft", "soft", None), ("hard", "plain", 4)])
+def test_a_streamed_student_is_the_in_memory_student(digits_files, mode, file, micro):
+    """--stream reads each batch from the file on a reader thread; the same seed gives the same
+    weights, bit for bit, as the set held in memory (same batches, same decoded values)."""
+    from ladd_format.experiments import evaluate as E
+    from ladd_format.torch import DLADataset
+
+    base = dict(mode=mode, arch="convnet-d3", arch_kwargs={"width": 8}, epochs=2, seeds=1, batch_size=12,
+                device="cpu", sub_per_image=3, micro_batch=micro)
+    kwargs = dict(dense=mode == "ladd", soft_labels=mode == "soft")
+    held = E.train_student(DLADataset(digits_files[file], in_memory=True, **kwargs), EvalConfig(**base), 0,
+                           torch.device("cpu"))
+    streamed = E.train_student(DLADataset(digits_files[file], **kwargs), EvalConfig(**base, stream=True), 0,
+                               torch.device("cpu"))
+    for a, b in zip(held.parameters(), streamed.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_streamed_student_holds_only_its_batches(tmp_path):
+    """In memory the set is held (its numpy arrays, which tracemalloc sees); streamed, the peak is a
+    couple of batches and the file handle, far below the set."""
+    import tracemalloc
+
+    from ladd_format.experiments import evaluate as E
+    from ladd_format.torch import DLADataset
+
+    rng = np.random.default_rng(0)
+    m, shape = 960, (3, 48, 48)
+    path = tmp_path / "big.dla.h5"
+    with DLAWriter(path, num_classes=4, image_shape=shape, mean=(0.5,) * 3, std=(0.25,) * 3,
+                   dense=DenseSpec(3, 0.625)) as w:
+        w.append(rng.integers(0, 256, (m, *shape), dtype=np.uint8), rng.integers(0, 4, m),
+                 dense=softmax(rng.normal(size=(m, 9, 4))).astype(np.float32))
+    set_bytes = m * int(np.prod(shape))
+    config = dict(mode="ladd", arch="convnet-d3", arch_kwargs={"width": 2}, epochs=1, seeds=1, batch_size=16,
+                  device="cpu", sub_per_image=1)
+    peaks = {}
+    for stream in (False, True):
+        tracemalloc.start()
+        E.train_student(DLADataset(path, in_memory=not stream), EvalConfig(**config, stream=stream), 0,
+                        torch.device("cpu"))
+        peaks[stream] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peaks[False] >= set_bytes
+    assert peaks[True] < set_bytes / 4, peaks
+
+
+def test_stream_on_the_command_line_gives_the_same_students_and_reports_damage_in_one_line(
+        digits_files, runner, tmp_path):
+    import shutil
+
+    from conftest import tamper
+
+    args = ["evaluate", str(digits_files["dla"]), "--test", "digits-test", "--width", "8", "--epochs", "2",
+            "--seeds", "2", "--batch-size", "16", "--sub-per-image", "2", "--json", "--workers", "1"]
+    outputs = [runner.invoke(main, args + extra).output for extra in ([], ["--stream"])]
+    held, streamed = (json.loads(out[out.index("{"):]) for out in outputs)
+    assert streamed["accuracies"] == held["accuracies"] and streamed["config"]["stream"] is True
+    damaged = shutil.copy(digits_files["dla"], tmp_path / "damaged.dla.h5")
+
+    def flip_a_pixel(f):
+        row = f["images"][17]
+        row[0, 0, 0] ^= 0xFF
+        f["images"][17] = row
+    tamper(damaged, flip_a_pixel, rows=False)
+    result = runner.invoke(main, ["evaluate", str(damaged), "--test", "digits-test", "--width", "8", "--epochs", "1",
+                                  "--seeds", "1", "--stream"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if str(damaged) in line]
+    assert len(lines) == 1 and "row 17" in lines[0] and "digest" in lines[0], result.output
 
 
 def test_micro_batch_is_bounded_on_the_command_line(digits_files, runner):

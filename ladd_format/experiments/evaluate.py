@@ -17,6 +17,14 @@ The local term is averaged over the sub-images by default (``reduction="mean"``,
 about 9 points worse at IPC 1 on digits: 82.4 +- 4.9% vs 91.3 +- 1.4% (92.6 vs 96.0% at IPC 5;
 benchmarks/RESULTS.md, section ``students_loss``).
 
+The set is held in memory as stored (uint8 images, the codec's encoded dense labels; each batch is
+decoded and normalised on the training device), since a student passes over it hundreds of times.
+``stream=True`` (``--stream``) holds only the batch being trained and the next one instead: each
+batch is read from the file (its rows checked against their digests, as every read is) on a reader
+thread while the previous one trains. A streamed student is the same as an in-memory one with the
+same seed (the same batches, the same decoded values), so ``--stream`` changes memory and time only:
+use it for a set larger than memory (ImageNet-1K IPC 50 at 224 px is 7.5 GB of uint8 images).
+
 Test data (:func:`load_test_source`) must fit the file: the same channels and image size (or
 ``--resize-test``: bilinear, antialiased, to the file's size), the same number of classes when the
 test set declares its classes, and labels in ``0..C-1``. The training split of digits is refused.
@@ -26,6 +34,8 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -65,6 +75,7 @@ class EvalConfig:
     reduction: str = "mean"       # "sum": Eq. 5 literally, measured ~9 points worse at IPC 1 (module docstring)
     threads: int | None = None    # CPU: torch threads per student (None: the cores shared among the workers)
     micro_batch: int | None = None  # images per forward/backward; a batch's gradients are accumulated (None: the batch)
+    stream: bool = False          # read each batch from the file instead of holding the set (module docstring)
 
 
 def random_affine(x: torch.Tensor, generator: torch.Generator, flip: bool) -> torch.Tensor:
@@ -171,48 +182,67 @@ def train_student(ds: DLADataset, config: EvalConfig, seed: int, device,
     if config.micro_batch is not None and config.micro_batch < 1:
         raise ValueError(f"micro_batch must be >= 1, got {config.micro_batch}")
     micro = config.micro_batch or config.batch_size
-    # the set stays as stored (uint8 images, encoded dense labels): each micro-batch is decoded and
-    # normalised on the training device
-    images, labels, _, _ = ds.batch(np.arange(n_images), targets=False)
-    images, labels = images.to(device), labels.to(device)
+    want_targets = config.mode != "hard"
+    streamed = not ds.in_memory
+    if not streamed:
+        # the set stays as stored (uint8 images, encoded dense labels): each micro-batch is decoded
+        # and normalised on the training device
+        images, labels, _, _ = ds.batch(np.arange(n_images), targets=False)
+        images, labels = images.to(device), labels.to(device)
     sampler = ds.sampler if config.mode == "ladd" else None
 
     def aug(x):
         return random_affine(x, gen, config.flip)
 
-    for epoch in range(1, config.epochs + 1):
-        perm = torch.randperm(n_images, generator=gen)
-        loss_sum = torch.zeros((), device=device)
-        for start in range(0, n_images, config.batch_size):
-            batch = perm[start:start + config.batch_size]
-            sub, pick, weight = sampler, None, config.local_weight
-            if config.mode == "ladd" and config.sub_per_image and config.sub_per_image < sampler.num_sub:
-                pick = torch.randperm(sampler.num_sub, generator=gen)[:config.sub_per_image].sort().values
-                sub = SubSampler(sampler.boxes[pick.numpy()], sampler.image_size)
-                if config.reduction == "sum":
-                    weight = weight * sampler.num_sub / config.sub_per_image
-            opt.zero_grad(set_to_none=True)
-            for m0 in range(0, len(batch), micro):
-                part = batch[m0:m0 + micro]
-                idx = part.to(device)
-                x, y = ds.to_float(images[idx]), labels[idx]
-                if config.mode == "hard":
-                    loss = F.cross_entropy(model(aug(x)), y)
-                else:
-                    dense, soft = ds.targets(part.numpy())
-                    if config.mode == "soft":
+    def read(batch: torch.Tensor) -> tuple:
+        # a streamed batch from the file (on the reader thread): the same values the in-memory set
+        # gives, since a codec decodes row by row
+        return ds.batch(batch.numpy(), targets=want_targets)
+
+    # streamed: a reader thread reads batch j + 1 while batch j trains (h5py and torch release the GIL)
+    with ThreadPoolExecutor(1, thread_name_prefix="ladd-evaluate-reader") if streamed else nullcontext() as reader:
+        for epoch in range(1, config.epochs + 1):
+            perm = torch.randperm(n_images, generator=gen)
+            batches = [perm[start:start + config.batch_size] for start in range(0, n_images, config.batch_size)]
+            pending = reader.submit(read, batches[0]) if streamed else None
+            loss_sum = torch.zeros((), device=device)
+            for j, batch in enumerate(batches):
+                if streamed:
+                    b_images, b_labels, b_dense, b_soft = pending.result()
+                    pending = reader.submit(read, batches[j + 1]) if j + 1 < len(batches) else None
+                sub, pick, weight = sampler, None, config.local_weight
+                if config.mode == "ladd" and config.sub_per_image and config.sub_per_image < sampler.num_sub:
+                    pick = torch.randperm(sampler.num_sub, generator=gen)[:config.sub_per_image].sort().values
+                    sub = SubSampler(sampler.boxes[pick.numpy()], sampler.image_size)
+                    if config.reduction == "sum":
+                        weight = weight * sampler.num_sub / config.sub_per_image
+                opt.zero_grad(set_to_none=True)
+                for m0 in range(0, len(batch), micro):
+                    part = batch[m0:m0 + micro]
+                    if streamed:
+                        cut = slice(m0, m0 + micro)
+                        x, y = ds.to_float(b_images[cut].to(device)), b_labels[cut].to(device)
+                        dense = None if b_dense is None else b_dense[cut]
+                        soft = None if b_soft is None else b_soft[cut]
+                    else:
+                        idx = part.to(device)
+                        x, y = ds.to_float(images[idx]), labels[idx]
+                        dense, soft = ds.targets(part.numpy()) if want_targets else (None, None)
+                    if config.mode == "hard":
+                        loss = F.cross_entropy(model(aug(x)), y)
+                    elif config.mode == "soft":
                         loss = soft_cross_entropy(model(aug(x)), soft.to(device)).mean()
                     else:
                         dense = dense.to(device) if pick is None else dense[:, pick].to(device)
                         loss, _ = ladd_loss(model, x, y, dense, sub, reduction=config.reduction,
                                             local_weight=weight, augment=aug)
-                (loss if len(part) == len(batch) else loss * (len(part) / len(batch))).backward()
-                loss_sum += loss.detach() * len(part)
-            opt.step()
-        mean_loss = float(loss_sum) / n_images          # one device sync per epoch
-        log.info("student seed %d, epoch %d/%d: loss %.4f", seed, epoch, config.epochs, mean_loss)
-        if on_epoch is not None:
-            on_epoch(epoch, mean_loss)
+                    (loss if len(part) == len(batch) else loss * (len(part) / len(batch))).backward()
+                    loss_sum += loss.detach() * len(part)
+                opt.step()
+            mean_loss = float(loss_sum) / n_images          # one device sync per epoch
+            log.info("student seed %d, epoch %d/%d: loss %.4f", seed, epoch, config.epochs, mean_loss)
+            if on_epoch is not None:
+                on_epoch(epoch, mean_loss)
     return model
 
 
@@ -221,9 +251,10 @@ def train_and_test(path: str | os.PathLike, test: Source, config: EvalConfig, se
     """One student of ``evaluate``: train with ``seed``, return its test accuracy. ``datasets``
     caches the loaded file and test tensors by (file, mode) across calls (a pool worker's)."""
     datasets = {} if datasets is None else datasets
-    key = (os.fspath(path), config.mode)
+    key = (os.fspath(path), config.mode, config.stream)
     if key not in datasets:
-        ds = DLADataset(path, dense=config.mode == "ladd", soft_labels=config.mode == "soft", in_memory=True)
+        ds = DLADataset(path, dense=config.mode == "ladd", soft_labels=config.mode == "soft",
+                        in_memory=not config.stream)
         datasets[key] = (ds, *_test_tensors(test, ds, torch.device("cpu")))
     ds, x_test, y_test = datasets[key]
     device = resolve_device(config.device)
@@ -255,7 +286,8 @@ def evaluate(path: str | os.PathLike, test: Source, config: EvalConfig = EvalCon
             if not f.has_dense:
                 raise NoDenseLabelsError("no dense labels (this is a plain distilled set D): --mode ladd needs them; "
                                          "run `ladd augment` first, or evaluate with --mode hard", path, "/dense")
-    ds = DLADataset(path, dense=config.mode == "ladd", soft_labels=config.mode == "soft", in_memory=True)
+    ds = DLADataset(path, dense=config.mode == "ladd", soft_labels=config.mode == "soft",
+                        in_memory=not config.stream)
     x_test, y_test = _test_tensors(test, ds, device)
     k, h, _ = ds.image_shape
     try:

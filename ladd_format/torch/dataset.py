@@ -44,6 +44,15 @@ def _row_tensors(rows: dict) -> dict:
             for key, value in rows.items()}
 
 
+def _runs(sorted_idx: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted indices -> the ``[start, stop)`` runs of consecutive distinct values that cover them."""
+    if sorted_idx.size == 0:
+        return []
+    distinct = np.unique(sorted_idx)
+    breaks = np.flatnonzero(np.diff(distinct) != 1) + 1
+    return [(int(run[0]), int(run[-1]) + 1) for run in np.split(distinct, breaks)]
+
+
 class DLADataset(Dataset):
     """Items ``(image, label, dense)`` — or ``(image, label, dense, soft)`` with ``soft_labels=True``,
     or ``(image, label)`` with ``dense=False``.
@@ -107,6 +116,11 @@ class DLADataset(Dataset):
         self._file: DLAFile | None = None
         self._pid: int | None = None
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether the set was read into memory at construction (``in_memory=True``)."""
+        return self._memory is not None
+
     # -- reading --------------------------------------------------------------------------
     def _read_all(self, f: DLAFile) -> dict:
         """The set as stored: images in their dtype (uint8: 4x smaller than float32) and the dense
@@ -120,33 +134,74 @@ class DLADataset(Dataset):
         return out
 
     def batch(self, indices, *, targets: bool = True) -> tuple:
-        """Items ``indices`` of an ``in_memory`` dataset as one batch, not yet on a device:
-        ``(images as stored, labels int64, dense float32 or None, soft float32 or None)``; the
-        images go through :meth:`to_float` on the training device (the uint8 ones cross to it as
-        uint8). ``targets=False`` leaves out the dense and soft labels (nothing is decoded)."""
-        if self._memory is None:
-            raise ValueError("batch() reads an in_memory dataset")
+        """Items ``indices`` as one batch, not yet on a device: ``(images as stored, labels int64,
+        dense float32 or None, soft float32 or None)``; the images go through :meth:`to_float` on the
+        training device (the uint8 ones cross to it as uint8). ``targets=False`` leaves out the
+        dense and soft labels (nothing is decoded). An ``in_memory`` dataset gathers from memory;
+        otherwise the items are read from the file (consecutive indices in one read each, every row
+        checked as :meth:`__getitem__` checks it), so only the batch is held."""
         idx = np.asarray(indices, dtype=np.int64)
-        memory = self._memory
-        images = torch.from_numpy(np.ascontiguousarray(memory["images"][idx]))
-        labels = torch.from_numpy(memory["labels"][idx])
-        dense, soft = self.targets(idx) if targets else (None, None)
+        stored = self._gather(idx, targets)
+        images = torch.from_numpy(np.ascontiguousarray(stored["images"]))
+        labels = torch.from_numpy(stored["labels"])
+        dense, soft = self._decode_targets(stored) if targets else (None, None)
         return images, labels, dense, soft
 
     def targets(self, indices) -> tuple:
-        """The dense and soft labels of items ``indices`` of an ``in_memory`` dataset, decoded:
-        ``(dense float32 or None, soft float32 or None)`` (the images are not gathered)."""
-        if self._memory is None:
-            raise ValueError("targets() reads an in_memory dataset")
+        """The dense and soft labels of items ``indices``, decoded: ``(dense float32 or None, soft
+        float32 or None)`` (the images are not gathered; from memory, or read from the file)."""
         idx = np.asarray(indices, dtype=np.int64)
+        return self._decode_targets(self._gather(idx, True, images=False))
+
+    def _decode_targets(self, stored: dict) -> tuple:
         dense = soft = None
         if self.want_dense:
-            rows = {key: value[idx] for key, value in self._memory["dense"].items()}
-            dense = torch.from_numpy(self.codec.decode(rows, self.num_classes).astype(np.float32, copy=False))
+            dense = torch.from_numpy(self.codec.decode(stored["dense"], self.num_classes).astype(np.float32,
+                                                                                                copy=False))
         if self.want_soft:
-            soft = torch.from_numpy(self._memory["soft"][idx])
+            soft = torch.from_numpy(stored["soft"])
             soft = torch.softmax(soft, -1) if self.soft_kind == "logits" else soft
         return dense, soft
+
+    def _gather(self, idx: np.ndarray, targets: bool, images: bool = True) -> dict:
+        """Items ``idx`` as stored: ``{"images", "labels", "dense": {rows}, "soft"}`` (the targets
+        only when ``targets``, the images only when ``images``)."""
+        if idx.ndim != 1:
+            raise ValueError(f"indices must be one-dimensional, got shape {idx.shape}")
+        if idx.size and (idx.min() < -self.num_images or idx.max() >= self.num_images):
+            raise IndexError(f"indices out of range for {self.num_images} images")
+        idx = np.where(idx < 0, idx + self.num_images, idx)
+        want = {"labels"} | ({"images"} if images else set())
+        if targets:
+            want |= {k for k, on in (("dense", self.want_dense), ("soft", self.want_soft)) if on}
+        if self._memory is not None:
+            return {key: ({k: v[idx] for k, v in value.items()} if key == "dense" else value[idx])
+                    for key, value in self._memory.items() if key in want}
+        f = self._handle()
+        order = np.argsort(idx, kind="stable")
+        runs = _runs(idx[order]) or [(0, 0)]       # no index: one empty read gives the empty shapes
+        parts: dict[str, list] = {key: [] for key in want}
+        for start, stop in runs:
+            if "images" in want:
+                parts["images"].append(f.images(start, stop))
+            parts["labels"].append(f.labels(start, stop))
+            if "dense" in want:
+                parts["dense"].append(f.dense_stored(start, stop))
+            if "soft" in want:
+                parts["soft"].append(f.soft_labels(start, stop))
+        unsorted = np.empty_like(order)
+        unsorted[order] = np.arange(len(order))
+        # rows of each run, in sorted index order, repeated where an index repeats, then put back in
+        # the order asked for
+        sorted_idx = idx[order]
+        starts = np.array([start for start, _ in runs], dtype=np.int64)
+        lengths = np.array([stop - start for start, stop in runs], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        run_of = np.searchsorted(starts, sorted_idx, side="right") - 1
+        rows = (offsets[run_of] + sorted_idx - starts[run_of])[unsorted]
+        return {key: ({n: np.concatenate([v[n] for v in value])[rows] for n in value[0]} if key == "dense"
+                      else np.concatenate(value)[rows])
+                for key, value in parts.items()}
 
     def _handle(self) -> DLAFile:
         pid = os.getpid()
