@@ -327,3 +327,28 @@ def test_the_scale_figures():
     shards = next(s for name, s in steps.items() if name.startswith("augment --shards"))
     ratio = readme(rf"`--shards 2` on the same 2 cores: ({NUMBER})x")[0][0]
     assert_rounds_to(label["seconds"] / shards["seconds"], ratio, "shard speed-up")
+
+
+def test_the_c1000_student_figures():
+    """The C = 1000 students' bullet quotes benchmarks/results/students_c1000*.json."""
+    def accs(name):
+        rows = json.loads((JSON / f"{name}.json").read_text())["data"]["rows"]
+        return {r["codec"]: 100 * sum(r["accuracies"]) / len(r["accuracies"]) for r in rows}, rows
+
+    sharp, sharp_rows = accs("students_c1000_t025")
+    broad, _ = accs("students_c1000")
+    k10, k20, k50, f32 = readme(rf"and 50 score ({NUMBER}), ({NUMBER}) and ({NUMBER})% against ({NUMBER})% for float32")[0]
+    for printed, codec in ((k10, "topk:k=10,values=float16"), (k20, "topk:k=20,values=float16"),
+                           (k50, "topk:k=50,values=float16"), (f32, "float32")):
+        assert_rounds_to(sharp[codec], printed, f"T = 0.25 {codec}")
+    low, high = readme(rf"at ({NUMBER})-({NUMBER})% of a 224 px image")[0]
+    pcts = [r["pct_224"] for r in sharp_rows if r["codec"] and r["codec"].startswith("topk")]
+    assert_rounds_to(min(pcts), low, "lowest top-k overhead")
+    assert_rounds_to(max(pcts), high, "highest top-k overhead")
+    l10, l20, l50, b32 = readme(rf"they lose ({NUMBER}), ({NUMBER}) and ({NUMBER}) points against float32's ({NUMBER})%")[0]
+    for printed, codec in ((l10, "topk:k=10,values=float16"), (l20, "topk:k=20,values=float16"),
+                           (l50, "topk:k=50,values=float16")):
+        assert_rounds_to(broad["float32"] - broad[codec], printed, f"T = 1 loss of {codec}")
+    assert_rounds_to(broad["float32"], b32, "T = 1 float32")
+    assert_rounds_to(broad["float16"], readme(rf"`float16` does not \(({NUMBER})%\)")[0][0], "T = 1 float16")
+    assert_rounds_to(broad[None], readme(rf"Hard labels alone score ({NUMBER})%")[0][0], "hard labels")
