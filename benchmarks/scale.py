@@ -36,7 +36,9 @@ its wall time and peak RSS, from ``os.wait4``, are what the table shows):
 6. ``ladd evaluate``: one epoch of a ResNet-18 student in ``ladd`` mode (all 25 sub-images) on the
    labelled images, in micro-batches of ``--micro-batch`` images, tested on ``--test-images``
    generated images. Not on all 10,000 images on a CPU: one epoch over 26 views of each is hours on
-   2 cores.
+   2 cores. Then the memory of ``evaluate`` on the whole set: one epoch of a small student (ConvNet-D3
+   width 4, one sub-image per step) on all the images of the dense file, with the set held in memory
+   (the default) and with ``--stream``; the two must give the same student (same test accuracy).
 
 No GPU figure is produced unless ``--device cuda`` runs on a machine with one.
 """
@@ -45,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -266,18 +269,29 @@ def run(args) -> dict:
          LADD + ["evaluate", str(out["augmented"]), "--test", str(test_npz), "--arch", "resnet18", "--mode", "ladd",
                  "--epochs", "1", "--seeds", "1", "--batch-size", "64", "--micro-batch", str(args.micro_batch),
                  "--device", args.device, "--json"]),
+        *[(f"evaluate{' --stream' if stream else ''}, all {m:,} images: ConvNet-D3 w4 student, ladd mode with 1 "
+           f"sub-image per step, micro-batch 16, 1 epoch" + ("" if stream else " (set held in memory)"),
+           LADD + ["evaluate", str(out["dense"]), "--test", str(test_npz), "--arch", "convnet-d3", "--width", "4",
+                   "--mode", "ladd", "--sub-per-image", "1", "--epochs", "1", "--seeds", "1", "--batch-size", "256",
+                   "--micro-batch", "16", "--device", args.device, "--json", *(["--stream"] if stream else [])])
+          for stream in (False, True)],
     ]
     results = []
     for name, argv in steps:
         results.append(run_step(name, argv, log))
     files = {p.name: p.stat().st_size for p in work.iterdir() if p.suffix in (".h5", ".npz")}
+    # the accuracies of the two whole-set evaluate runs (held, streamed): the same seed must give the same
+    whole = [part for part in log.read_text().split("\n== ") if part.startswith("evaluate") and "all " in part[:40]]
+    accuracies = [re.findall(r'"accuracies": \[([^\]]*)\]', part) for part in whole]
     loader_line = [ln for ln in log.read_text().splitlines() if ln.startswith("items ")]
     stored_line = [ln for ln in log.read_text().splitlines() if ln.startswith("stored items ")]
     return {"images": m, "classes": args.classes, "side": args.side, "ipc": args.ipc, "codec": args.codec,
             "label_images": labeled, "device": args.device, "inputs_seconds": round(made, 1),
             "input_bytes": sizes, "file_bytes": files, "steps": results,
             "loader": loader_line[-1] if loader_line else None,
-            "loader_stored": stored_line[-1].removeprefix("stored ") if stored_line else None}
+            "loader_stored": stored_line[-1].removeprefix("stored ") if stored_line else None,
+            "whole_set_accuracies": [[float(v) for v in found[-1].split(",")] if found else None
+                                     for found in accuracies]}
 
 
 def render(payload: dict) -> str:
@@ -317,6 +331,10 @@ def render(payload: dict) -> str:
         lines.append(f"\n`{sharded[0]['step']}`: {sharded[0]['seconds']:.1f} s against {label[0]['seconds']:.1f} s in one "
                      f"process ({label[0]['seconds'] / sharded[0]['seconds']:.2f}x), each process with its share of "
                      "the cores' threads.")
+    accs = d.get("whole_set_accuracies") or []
+    if len(accs) == 2 and all(accs):
+        lines.append(f"\nWhole-set `evaluate`: test accuracy {accs[0][0]:.4f} held in memory, {accs[1][0]:.4f} "
+                     f"streamed ({'the same student' if accs[0] == accs[1] else 'DIFFERENT: a bug'}).")
     failed = [s for s in d["steps"] if s["rc"] != 0]
     for s in failed:
         lines.append(f"\n`{s['step']}` failed: {s.get('error', '')}")

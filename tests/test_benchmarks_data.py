@@ -200,9 +200,46 @@ def test_scale_runs_every_command_at_a_small_shape(bench, tmp_path):
                                  device="cpu", work=str(tmp_path / "work"), shards=2, micro_batch=2, test_images=10,
                                  no_jpeg=False))()
     data = scale.run(args)
-    assert [s["rc"] for s in data["steps"]] == [0] * len(data["steps"]) and len(data["steps"]) == 15
+    assert [s["rc"] for s in data["steps"]] == [0] * len(data["steps"]) and len(data["steps"]) == 17
     assert all(s["peak_rss_mb"] > 0 for s in data["steps"])
     assert data["loader"].startswith("items 40 ") and data["loader_stored"].startswith("items 40 ")
     text = scale.render({"machine": "m", "date": "d", "command": "c", "data": {**data, "gpu": None}})
     assert "| verify | " in text and "failed" not in text and "`augment --shards 2 (4 images)`: " in text
     assert "sre2l/ (JPEG)" in text
+    held, streamed = data["whole_set_accuracies"]
+    assert held is not None and held == streamed and "(the same student)" in text
+
+
+@pytest.mark.parametrize("temperature,key", [("1", "students_c1000"), ("0.25", "students_c1000_t025")])
+def test_render_only_students_c1000_reproduces_the_committed_section(bench, tmp_path, temperature, key):
+    """The C = 1000 students' sections are what the committed JSON renders to, and every codec's row
+    reports its difference to float32 from the same seeds (paired)."""
+    students = bench("students_c1000")
+    results = tmp_path / "RESULTS.md"
+    assert students.main(["--render-only", "--results", str(results), "--temperature", temperature]) == 0
+    rendered = results.read_text()
+    block = rendered[rendered.index(f"<!-- {key}:start -->"):rendered.index(f"<!-- {key}:end -->")]
+    assert block in (BENCH / "RESULTS.md").read_text()
+    data = json.loads((BENCH / "results" / f"{key}.json").read_text())["data"]
+    seeds = data["settings"]["seeds"]
+    assert all(len(row["accuracies"]) == seeds for row in data["rows"])
+    assert [row["codec"] for row in data["rows"]] == [None, *data["settings"]["codecs"]]
+
+
+def test_students_c1000_pairs_seeds_and_composes_three_real_digits(bench):
+    students = bench("students_c1000")
+    np = pytest.importorskip("numpy")
+    ref = {"accuracies": [0.40, 0.70]}
+    assert students._delta({"accuracies": [0.50, 0.60]}, ref) == "+0.00 ± 10.00"   # paired: +10 and -10 points
+    d1k = students.Digits1000()
+    images, labels = students.composites(d1k, 1, "test", seed=0)
+    assert images.shape == (1000, 3, 24, 24) and images.dtype == np.uint8 and labels.tolist() == list(range(1000))
+    assert not images[:, :, :8].any() and not images[:, :, 16:].any()       # the digits fill rows 8-15 only
+    # class 123 shows a test-split 1, 2 and 3, left to right: each 8x8 block is one of that digit's images
+    pool = d1k.pools["test"]
+    for position, digit in enumerate((1, 2, 3)):
+        block = images[123, 0, 8:16, 8 * position:8 * position + 8]
+        candidates = (d1k.x[pool[digit]] * 255).round().numpy().astype(np.uint8)
+        assert any(np.array_equal(block, c) for c in candidates)
+        others = (d1k.x[pool[(digit + 1) % 10]] * 255).round().numpy().astype(np.uint8)
+        assert not any(np.array_equal(block, c) for c in others)

@@ -309,6 +309,9 @@ def test_in_memory_sets_stay_encoded_and_batches_decode_them(digits_files):
     assert torch.equal(ds.to_float(images[0]), ds[4][0]) and torch.equal(ds[0][2], dense[1])
     assert ds.batch([4, 0], targets=False)[2:] == (None, None)            # nothing decoded
     assert torch.equal(ds.targets([29])[0][0], dense[2]) and ds.targets([29])[1] is None
+    whole = ds.batch(np.arange(len(ds)), targets=False)[0]            # the held set itself, not a copy
+    assert np.shares_memory(whole.numpy(), ds._memory["images"]) and torch.equal(whole[4], images[0])
+    assert not np.shares_memory(ds.batch(np.arange(len(ds))[::-1], targets=False)[0].numpy(), ds._memory["images"])
 
 
 @pytest.mark.parametrize("file,kwargs", [("dla", {}), ("soft", {"dense": False, "soft_labels": True}),

@@ -137,8 +137,9 @@ class DLADataset(Dataset):
         """Items ``indices`` as one batch, not yet on a device: ``(images as stored, labels int64,
         dense float32 or None, soft float32 or None)``; the images go through :meth:`to_float` on the
         training device (the uint8 ones cross to it as uint8). ``targets=False`` leaves out the
-        dense and soft labels (nothing is decoded). An ``in_memory`` dataset gathers from memory;
-        otherwise the items are read from the file (consecutive indices in one read each, every row
+        dense and soft labels (nothing is decoded). An ``in_memory`` dataset gathers from memory
+        (all its items in order share the held arrays' memory, not copied: treat them as
+        read-only); otherwise the items are read from the file (consecutive indices in one read each, every row
         checked as :meth:`__getitem__` checks it), so only the batch is held."""
         idx = np.asarray(indices, dtype=np.int64)
         stored = self._gather(idx, targets)
@@ -175,6 +176,9 @@ class DLADataset(Dataset):
         if targets:
             want |= {k for k, on in (("dense", self.want_dense), ("soft", self.want_soft)) if on}
         if self._memory is not None:
+            if len(idx) == self.num_images and np.array_equal(idx, np.arange(self.num_images)):
+                # the whole set in order: the held arrays themselves (no second copy of a large set)
+                return {key: value for key, value in self._memory.items() if key in want}
             return {key: ({k: v[idx] for k, v in value.items()} if key == "dense" else value[idx])
                     for key, value in self._memory.items() if key in want}
         f = self._handle()
