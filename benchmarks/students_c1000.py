@@ -47,6 +47,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +173,7 @@ def measure(quick: bool, workers: int, overrides: dict | None = None) -> dict:
             specs.append(("LADD", codec, path, "ladd"))
         config = EvalConfig(arch="convnet-d3", arch_kwargs={"width": st["width"]}, epochs=st["epochs"], seeds=1,
                             lr=st["lr"], batch_size=st["batch"], sub_per_image=4, reduction="mean", device="cpu")
-        jobs = [StudentJob((r, seed), str(path), _with(config, mode), seed)
+        jobs = [StudentJob((r, seed), str(path), replace(config, mode=mode), seed)
                 for r, (_, _, path, mode) in enumerate(specs) for seed in range(st["seeds"])]
         t = time.perf_counter()
         done = [0]
@@ -198,11 +199,6 @@ def measure(quick: bool, workers: int, overrides: dict | None = None) -> dict:
             "workers": workers, "labeler_last_loss": last_loss, "labeler_test_acc": labeler_test_acc,
             "label_stats": stats, "base_bytes": base,
             "image_bytes_224": per_image_224, "rows": rows, "timing": timing, "m": len(x)}
-
-
-def _with(config: EvalConfig, mode: str) -> EvalConfig:
-    from dataclasses import replace
-    return replace(config, mode=mode)
 
 
 def _acc(values) -> str:

@@ -199,7 +199,7 @@ def train_student(ds: DLADataset, config: EvalConfig, seed: int, device,
         # gives, since a codec decodes row by row
         return ds.batch(batch.numpy(), targets=want_targets)
 
-    # streamed: a reader thread reads batch j + 1 while batch j trains (h5py and torch release the GIL)
+    # streamed: a reader thread reads batch j + 1 while batch j trains (torch's kernels release the GIL)
     with ThreadPoolExecutor(1, thread_name_prefix="ladd-evaluate-reader") if streamed else nullcontext() as reader:
         for epoch in range(1, config.epochs + 1):
             perm = torch.randperm(n_images, generator=gen)

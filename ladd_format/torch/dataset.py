@@ -44,13 +44,11 @@ def _row_tensors(rows: dict) -> dict:
             for key, value in rows.items()}
 
 
-def _runs(sorted_idx: np.ndarray) -> list[tuple[int, int]]:
-    """Sorted indices -> the ``[start, stop)`` runs of consecutive distinct values that cover them."""
-    if sorted_idx.size == 0:
-        return []
-    distinct = np.unique(sorted_idx)
+def _runs(distinct: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted distinct indices -> the ``[start, stop)`` runs of consecutive values that cover them
+    exactly, in order (so the runs' rows, concatenated, are the rows of ``distinct``)."""
     breaks = np.flatnonzero(np.diff(distinct) != 1) + 1
-    return [(int(run[0]), int(run[-1]) + 1) for run in np.split(distinct, breaks)]
+    return [(int(run[0]), int(run[-1]) + 1) for run in np.split(distinct, breaks) if run.size]
 
 
 class DLADataset(Dataset):
@@ -139,8 +137,8 @@ class DLADataset(Dataset):
         training device (the uint8 ones cross to it as uint8). ``targets=False`` leaves out the
         dense and soft labels (nothing is decoded). An ``in_memory`` dataset gathers from memory
         (all its items in order share the held arrays' memory, not copied: treat them as
-        read-only); otherwise the items are read from the file (consecutive indices in one read each, every row
-        checked as :meth:`__getitem__` checks it), so only the batch is held."""
+        read-only); otherwise the items are read from the file (consecutive indices in one read
+        each, every row checked as :meth:`__getitem__` checks it), so only the batch is held."""
         idx = np.asarray(indices, dtype=np.int64)
         stored = self._gather(idx, targets)
         images = torch.from_numpy(np.ascontiguousarray(stored["images"]))
@@ -182,8 +180,8 @@ class DLADataset(Dataset):
             return {key: ({k: v[idx] for k, v in value.items()} if key == "dense" else value[idx])
                     for key, value in self._memory.items() if key in want}
         f = self._handle()
-        order = np.argsort(idx, kind="stable")
-        runs = _runs(idx[order]) or [(0, 0)]       # no index: one empty read gives the empty shapes
+        distinct, inverse = np.unique(idx, return_inverse=True)
+        runs = _runs(distinct) or [(0, 0)]       # no index: one empty read gives the empty shapes
         parts: dict[str, list] = {key: [] for key in want}
         for start, stop in runs:
             if "images" in want:
@@ -193,18 +191,9 @@ class DLADataset(Dataset):
                 parts["dense"].append(f.dense_stored(start, stop))
             if "soft" in want:
                 parts["soft"].append(f.soft_labels(start, stop))
-        unsorted = np.empty_like(order)
-        unsorted[order] = np.arange(len(order))
-        # rows of each run, in sorted index order, repeated where an index repeats, then put back in
-        # the order asked for
-        sorted_idx = idx[order]
-        starts = np.array([start for start, _ in runs], dtype=np.int64)
-        lengths = np.array([stop - start for start, stop in runs], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        run_of = np.searchsorted(starts, sorted_idx, side="right") - 1
-        rows = (offsets[run_of] + sorted_idx - starts[run_of])[unsorted]
-        return {key: ({n: np.concatenate([v[n] for v in value])[rows] for n in value[0]} if key == "dense"
-                      else np.concatenate(value)[rows])
+        # the runs' rows are the rows of ``distinct``; ``inverse`` puts them in the order asked for
+        return {key: ({n: np.concatenate([v[n] for v in value])[inverse] for n in value[0]} if key == "dense"
+                      else np.concatenate(value)[inverse])
                 for key, value in parts.items()}
 
     def _handle(self) -> DLAFile:
