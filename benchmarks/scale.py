@@ -3,12 +3,17 @@ timed and its peak memory (RSS) measured as its own process.
 
 Usage::
 
-    .venv/bin/python benchmarks/scale.py                 # CPU profile: IPC 10 (10,000 images), ~5 min on
+    .venv/bin/python benchmarks/scale.py                 # CPU profile: IPC 10 (10,000 images), ~18 min on
                                                          # 2 cores; saves results/scale.json and writes the
-                                                         # "ImageNet-1K scale" section of RESULTS.md; needs ~10 GB of disk
+                                                         # "ImageNet-1K scale" section of RESULTS.md; needs ~9 GB of disk
                                                          # under benchmarks/_work/scale
+    .venv/bin/python benchmarks/scale.py --ipc 50 --skip-label-pass --whole-evaluate stream \
+        --results-key scale_ipc50                        # memory against IPC: 50,000 images, ~1 h, ~30 GB of disk
     .venv/bin/python benchmarks/scale.py --ipc 1 --quick   # 1,000 images, a few minutes, prints only
-    .venv/bin/python benchmarks/scale.py --render-only
+    .venv/bin/python benchmarks/scale.py --render-only [--results-key scale_ipc50]
+
+Each input and output file is deleted as soon as no later step reads it (its size is recorded first),
+so the disk holds at most the inputs and about two converted files at once.
 
 What runs (each step is one `ladd` command, or one `python -c` for the loader, in its own process:
 its wall time and peak RSS, from ``os.wait4``, are what the table shows):
@@ -38,7 +43,12 @@ its wall time and peak RSS, from ``os.wait4``, are what the table shows):
    generated images. Not on all 10,000 images on a CPU: one epoch over 26 views of each is hours on
    2 cores. Then the memory of ``evaluate`` on the whole set: one epoch of a small student (ConvNet-D3
    width 4, one sub-image per step) on all the images of the dense file, with the set held in memory
-   (the default) and with ``--stream``; the two must give the same student (same test accuracy).
+   (``--in-memory``; the default holds only sets up to 1 GiB as stored, and this one is 1.5 GB) and
+   with ``--stream``; the two must give the same student (same test accuracy).
+
+``--skip-label-pass`` leaves out the steps whose size is set by ``--label-images`` rather than by the
+IPC (the small convert, both label passes, the ResNet-18 ``evaluate``); ``--whole-evaluate`` picks the
+whole-set ``evaluate`` runs (``held,stream``, ``stream``, or ``none``).
 
 No GPU figure is produced unless ``--device cuda`` runs on a machine with one.
 """
@@ -67,6 +77,7 @@ from ladd_format.rows import write_npz_member  # noqa: E402
 
 NAME = KEY = "scale"
 TITLE = "## ImageNet-1K scale: every command at C = 1000, 224 px"
+TITLES = {KEY: TITLE, "scale_ipc50": "## ImageNet-1K scale at IPC 50: memory against the number of images"}
 WORK = HERE / "_work" / "scale"
 N, RATIO = 5, 0.625
 CHUNK = 250            # images generated and written per step
@@ -238,6 +249,12 @@ def run(args) -> dict:
     common = ["--num-classes", str(args.classes), "--mean", MEAN, "--std", STD]
     # chunks of 16 images, so that --shards has chunks to share out among its processes
     augment_chunks = ["--batch-size", str(max(1, labeled // 4))]
+    label_pass = not getattr(args, "skip_label_pass", False)
+    whole_runs = [w for w in getattr(args, "whole_evaluate", "held,stream").split(",") if w and w != "none"]
+    # files no later step reads, deleted after the step named (sizes recorded first)
+    drop = {"convert npz (images, labels)": [plain_npz, out["plain"]],
+            "convert sre2l (JPEG tree)": [out["jpeg"]], "convert folder (same JPEG tree)": [out["folder"]],
+            "export --format npz": [work / "export.npz"]}
     steps = [
         ("convert npz (images, labels)", LADD + ["convert", "npz", str(plain_npz), "-o", str(out["plain"]),
                                                 *common]),
@@ -256,7 +273,7 @@ def run(args) -> dict:
         ("DLADataset epoch (DataLoader, 2 workers)", [sys.executable, "-c", LOADER, str(out["dense"])]),
         ("DLADataset(stored=True) epoch + decode_batch (2 workers)",
          [sys.executable, "-c", LOADER_STORED, str(out["dense"])]),
-        (f"convert npz ({labeled} images, for augment)", LADD + ["convert", "npz", str(small_npz), "-o",
+        *([(f"convert npz ({labeled} images, for augment)", LADD + ["convert", "npz", str(small_npz), "-o",
                                                                str(out["small"]), *common]),
         (f"augment, ResNet-18 at {args.side} px ({labeled} images)",
          LADD + ["augment", str(out["small"]), "--labeler", str(work / "resnet18.safetensors"), "-o",
@@ -268,18 +285,27 @@ def run(args) -> dict:
         (f"evaluate, ResNet-18 student at {args.side} px, ladd mode ({labeled} images, 1 epoch)",
          LADD + ["evaluate", str(out["augmented"]), "--test", str(test_npz), "--arch", "resnet18", "--mode", "ladd",
                  "--epochs", "1", "--seeds", "1", "--batch-size", "64", "--micro-batch", str(args.micro_batch),
-                 "--device", args.device, "--json"]),
+                 "--device", args.device, "--json"])] if label_pass else []),
         *[(f"evaluate{' --stream' if stream else ''}, all {m:,} images: ConvNet-D3 w4 student, ladd mode with 1 "
            f"sub-image per step, micro-batch 16, 1 epoch" + ("" if stream else " (set held in memory)"),
            LADD + ["evaluate", str(out["dense"]), "--test", str(test_npz), "--arch", "convnet-d3", "--width", "4",
                    "--mode", "ladd", "--sub-per-image", "1", "--epochs", "1", "--seeds", "1", "--batch-size", "256",
-                   "--micro-batch", "16", "--device", args.device, "--json", *(["--stream"] if stream else [])])
-          for stream in (False, True)],
+                   "--micro-batch", "16", "--device", args.device, "--json", "--stream" if stream else "--in-memory"])
+          for stream in (False, True) if ("stream" if stream else "held") in whole_runs],
     ]
-    results = []
+    drop[f"convert npz (+ dense, {args.codec})"] = [dense_npz]
+    if tree is not None:
+        drop["convert folder (same JPEG tree)"].append(tree)
+    results, files = [], {}
     for name, argv in steps:
         results.append(run_step(name, argv, log))
-    files = {p.name: p.stat().st_size for p in work.iterdir() if p.suffix in (".h5", ".npz")}
+        for path in drop.get(name, []):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                files[path.name] = path.stat().st_size
+                path.unlink()
+    files.update({p.name: p.stat().st_size for p in work.iterdir() if p.suffix in (".h5", ".npz")})
     # the accuracies of the two whole-set evaluate runs (held, streamed): the same seed must give the same
     whole = [part for part in log.read_text().split("\n== ") if part.startswith("evaluate") and "all " in part[:40]]
     accuracies = [re.findall(r'"accuracies": \[([^\]]*)\]', part) for part in whole]
@@ -332,6 +358,8 @@ def render(payload: dict) -> str:
                      f"process ({label[0]['seconds'] / sharded[0]['seconds']:.2f}x), each process with its share of "
                      "the cores' threads.")
     accs = d.get("whole_set_accuracies") or []
+    if len(accs) == 1 and accs[0]:
+        lines.append(f"\nWhole-set `evaluate`: test accuracy {accs[0][0]:.4f}.")
     if len(accs) == 2 and all(accs):
         lines.append(f"\nWhole-set `evaluate`: test accuracy {accs[0][0]:.4f} held in memory, {accs[1][0]:.4f} "
                      f"streamed ({'the same student' if accs[0] == accs[1] else 'DIFFERENT: a bug'}).")
@@ -354,12 +382,19 @@ def main() -> int:
     parser.add_argument("--micro-batch", type=int, default=1, help="evaluate's images per forward/backward")
     parser.add_argument("--test-images", type=int, default=200, help="evaluate's test set")
     parser.add_argument("--no-jpeg", action="store_true", help="skip the JPEG tree and its converters")
+    parser.add_argument("--skip-label-pass", action="store_true",
+                        help="leave out the steps sized by --label-images, not by the IPC (module docstring)")
+    parser.add_argument("--whole-evaluate", default="held,stream",
+                        help="the whole-set evaluate runs: held,stream | held | stream | none")
+    parser.add_argument("--results-key", default=KEY, choices=sorted(TITLES),
+                        help="the JSON and RESULTS.md section this run writes (scale_ipc50: the IPC 50 run)")
     parser.add_argument("--work", default=str(WORK))
     parser.add_argument("--quick", action="store_true", help="print only unless --data-dir/--results")
     add_output_args(parser)
     args = parser.parse_args()
     gpu = gpu_line() if args.device != "cpu" else None
-    return Output.from_args(args).publish(KEY, TITLE, render, lambda: {**run(args), "gpu": gpu})
+    return Output.from_args(args).publish(args.results_key, TITLES[args.results_key], render,
+                                          lambda: {**run(args), "gpu": gpu})
 
 
 if __name__ == "__main__":

@@ -304,6 +304,22 @@ class DLAFile:
         return soft
 
     # -- summary --------------------------------------------------------------------------
+    def held_bytes(self, dense: bool = True, soft_labels: bool = False) -> int:
+        """Bytes the arrays take once read into memory as stored (uncompressed; images, labels, the
+        codec's dense arrays when ``dense``, soft labels as float32 when ``soft_labels``), from the
+        datasets' shapes: nothing is read."""
+        def nbytes(shape, itemsize: int) -> int:
+            return int(np.prod(shape, dtype=np.int64)) * itemsize
+
+        total = nbytes(self._images.shape, self._images.dtype.itemsize) + nbytes(self._labels.shape, 8)
+        if dense and self.has_dense:
+            g = self._dense_group()
+            total += sum(nbytes(g[name].shape, g[name].dtype.itemsize)
+                         for name in self.codec.layout(self.n * self.n, self.num_classes))
+        if soft_labels and self.has_soft_labels:
+            total += nbytes(self.h5[S.SOFT_LABELS].shape, 4)
+        return total
+
     def info(self) -> dict:
         """A JSON-able summary of the file (what ``ladd info`` prints)."""
         k, h, w = self.image_shape

@@ -1,6 +1,7 @@
 """``ladd evaluate``: students trained on a file, tested; every mode; reproducible."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -411,3 +412,172 @@ def test_stream_on_the_command_line_gives_the_same_students_and_reports_damage_i
 def test_micro_batch_is_bounded_on_the_command_line(digits_files, runner):
     result = runner.invoke(main, ["evaluate", str(digits_files["dla"]), "--test", "digits-test", "--micro-batch", "0"])
     assert result.exit_code == 1 and "--micro-batch must be >= 1, got 0" in result.output
+
+
+def _write(path, images, labels, **kwargs):
+    k = images.shape[1]
+    with DLAWriter(path, num_classes=10, image_shape=images.shape[1:], mean=kwargs.pop("mean", (0.3,) * k),
+                   std=kwargs.pop("std", (0.3,) * k), **kwargs) as w:
+        w.append(images, labels)
+    return path
+
+
+def test_a_dla_h5_test_set_is_read_a_batch_at_a_time_and_tests_as_its_npz(digits_files, runner, tmp_path):
+    """--test x.dla.h5: the same students get the same accuracies as on the same images from an
+    .npz (held), in one process and in worker processes; the CLI names it and refuses --resize-test."""
+    from ladd_format.experiments.evaluate import TestBatches, load_test_source
+    from ladd_format.torch import DLADataset
+
+    digits_test = load_source("digits-test")
+    as_npz = _npz_test_set(tmp_path / "test.npz", 32)
+    # its own mean/std differ from the training file's: pixel images are normalised with the training file's
+    as_file = _write(tmp_path / "test.dla.h5", digits_test.images, digits_test.labels, mean=(0.5,) * 3,
+                     std=(0.2,) * 3)
+    test_file = load_test_source(str(as_file), (3, 32, 32))
+    assert test_file.num_images == 360 and "read a batch at a time" in test_file.description
+    batches = TestBatches(test_file, DLADataset(digits_files["plain"], dense=False), "cpu")
+    assert batches._held is None and len(batches) == 360
+    cfg = EvalConfig(mode="hard", **TINY)
+    held = evaluate(digits_files["plain"], load_test_source(str(as_npz), (3, 32, 32)), cfg)["accuracies"]
+    assert evaluate(digits_files["plain"], test_file, cfg)["accuracies"] == held
+    args = ["evaluate", str(digits_files["plain"]), "--mode", "hard", "--width", "8", "--epochs", "2", "--seeds", "2",
+            "--batch-size", "64", "--json", "--workers", "2", "--threads", "1"]
+    outs = [runner.invoke(main, args + ["--test", str(test)]) for test in (as_npz, as_file)]
+    assert all(out.exit_code == 0 for out in outs), [out.output for out in outs]
+    npz_result, file_result = (json.loads(out.stdout) for out in outs)
+    assert file_result["accuracies"] == npz_result["accuracies"] and file_result["test"].startswith("test.dla.h5")
+    line = _one_error_line(runner.invoke(main, args + ["--test", str(as_file), "--resize-test"]))
+    assert "--resize-test applies to" in line and str(as_file) in line
+
+
+def test_a_dla_h5_test_set_must_fit_the_file(digits_files, runner, tmp_path):
+    digits_test = load_source("digits-test", 16)
+    small = _write(tmp_path / "small.dla.h5", digits_test.images, digits_test.labels)
+    line = _one_error_line(runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test", str(small),
+                                                "--mode", "hard"]))
+    assert "test images are 16x16 pixels, the file's images 32x32" in line and "convert it" in line
+    grey = _write(tmp_path / "grey.dla.h5", digits_test.images[:, :1], digits_test.labels)
+    assert "1 channel" in _one_error_line(runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test",
+                                                               str(grey), "--mode", "hard"]))
+    with DLAWriter(tmp_path / "twelve.dla.h5", num_classes=12, image_shape=(3, 32, 32), mean=(0.3,) * 3,
+                   std=(0.3,) * 3) as w:
+        w.append(load_source("digits-test").images, load_source("digits-test").labels)
+    line = _one_error_line(runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test",
+                                                str(tmp_path / "twelve.dla.h5"), "--mode", "hard"]))
+    assert "the test set has 12 classes, the file 10" in line
+
+
+def test_test_images_are_normalised_as_the_training_files_images_whatever_its_space(digits_files, tmp_path):
+    """A float training file (pixel01 or normalized space) and uint8 test images: the student sees
+    the test pixels on the training file's scale, normalised with its mean/std (before, a normalized
+    file's test images reached the student as 0..255). A normalized test file comes back to the same."""
+    from ladd_format.experiments.evaluate import TestBatches, load_test_source
+    from ladd_format.torch import DLADataset
+
+    test = load_source("digits-test")
+    p01 = test.images.astype(np.float32) / 255
+    mean, std = np.array([0.2, 0.3, 0.4]), np.array([0.5, 0.25, 0.2])
+    expected = (p01 - mean.reshape(1, 3, 1, 1)) / std.reshape(1, 3, 1, 1)
+    stats = dict(mean=tuple(mean), std=tuple(std))
+    files = {
+        "pixel255": _write(tmp_path / "u8.dla.h5", test.images, test.labels, **stats),
+        "pixel01": _write(tmp_path / "p01.dla.h5", p01, test.labels, image_dtype="float32", space="pixel01", **stats),
+        "normalized": _write(tmp_path / "norm.dla.h5", expected.astype(np.float32), test.labels,
+                             image_dtype="float32", space="normalized", **stats),
+    }
+    other_stats = dict(mean=(0.5,) * 3, std=(0.1,) * 3)      # a test file's own statistics
+    tests = {"uint8 held": test,
+             "pixel255 file": load_test_source(str(_write(tmp_path / "t8.dla.h5", test.images, test.labels,
+                                                          **other_stats)), (3, 32, 32)),
+             "normalized file": load_test_source(str(_write(
+                 tmp_path / "tn.dla.h5", ((p01 - 0.5) / 0.1).astype(np.float32), test.labels, image_dtype="float32",
+                 space="normalized", **other_stats)), (3, 32, 32))}
+    for space, path in files.items():
+        train = DLADataset(path, dense=False)
+        assert train.space == space
+        for name, source in tests.items():
+            got = torch.cat([x for x, _ in TestBatches(source, train, "cpu").batches(100, "cpu")]).numpy()
+            np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5, err_msg=f"{space} file, {name} test")
+
+
+def test_a_zca_file_is_tested_only_on_zca_images(digits_files, tmp_path):
+    from ladd_format.experiments.evaluate import TestBatches, load_test_source
+    from ladd_format.torch import DLADataset
+
+    test = load_source("digits-test")
+    whitened = np.random.default_rng(0).normal(size=test.images.shape).astype(np.float32)
+    zca = _write(tmp_path / "zca.dla.h5", whitened, test.labels, image_dtype="float32", space="zca")
+    zca_test = load_test_source(str(_write(tmp_path / "zca_test.dla.h5", whitened, test.labels, image_dtype="float32",
+                                           space="zca")), (3, 32, 32))
+    with pytest.raises(InputError, match="the file's images are ZCA-whitened and the test images are not"):
+        TestBatches(test, DLADataset(zca, dense=False), "cpu")
+    with pytest.raises(InputError, match="the test images are ZCA-whitened and the file's images are not"):
+        TestBatches(zca_test, DLADataset(digits_files["plain"], dense=False), "cpu")
+    got = torch.cat([x for x, _ in TestBatches(zca_test, DLADataset(zca, dense=False), "cpu").batches(64, "cpu")])
+    assert torch.equal(got, torch.from_numpy(whitened))          # as stored
+
+
+def test_held_bytes_is_what_an_in_memory_set_holds(digits_files):
+    from ladd_format.reader import open_dla
+    from ladd_format.torch import DLADataset
+
+    for name, kwargs in (("dla", {}), ("soft", {"dense": False, "soft_labels": True}), ("plain", {"dense": False})):
+        held = DLADataset(digits_files[name], in_memory=True, **kwargs)._memory
+        nbytes = sum(sum(v.nbytes for v in value.values()) if key == "dense" else value.nbytes
+                     for key, value in held.items())
+        with open_dla(digits_files[name]) as f:
+            assert f.held_bytes(dense=kwargs.get("dense", True), soft_labels=kwargs.get("soft_labels", False)) \
+                == nbytes, name
+
+
+def test_a_set_above_the_hold_limit_is_streamed_by_default(digits_files, runner, monkeypatch):
+    """stream=None holds a set up to HOLD_LIMIT_BYTES and streams a larger one (the same students);
+    --stream and --in-memory force either; the CLI says when the default streams."""
+    from ladd_format.experiments import evaluate as E
+    from ladd_format.reader import open_dla
+
+    with open_dla(digits_files["dla"]) as f:
+        size = f.held_bytes()
+    config = EvalConfig(mode="ladd", **TINY)
+    assert E.streams(digits_files["dla"], config) is False
+    monkeypatch.setattr(E, "HOLD_LIMIT_BYTES", size - 1)
+    assert E.streams(digits_files["dla"], config) is True
+    assert E.streams(digits_files["dla"], replace(config, stream=False)) is False
+    args = ["evaluate", str(digits_files["dla"]), "--test", "digits-test", "--width", "8", "--epochs", "1",
+            "--seeds", "1", "--batch-size", "16", "--sub-per-image", "2", "--json"]
+    outs = {extra: runner.invoke(main, args + ([extra] if extra else [])) for extra in ("", "--in-memory", "--stream")}
+    assert all(out.exit_code == 0 for out in outs.values()), {k: v.output for k, v in outs.items()}
+    results = {extra: json.loads(out.stdout) for extra, out in outs.items()}
+    assert results[""]["config"]["stream"] is True and results["--in-memory"]["config"]["stream"] is False
+    assert results[""]["accuracies"] == results["--in-memory"]["accuracies"] == results["--stream"]["accuracies"]
+    assert "each batch is read from the file instead (--in-memory holds it)" in outs[""].stderr
+    assert "read from the file" not in outs["--stream"].stderr + outs["--in-memory"].stderr
+    monkeypatch.setattr(E, "HOLD_LIMIT_BYTES", size)
+    assert E.streams(digits_files["dla"], config) is False
+
+
+def test_a_dla_h5_test_set_is_never_held(tmp_path):
+    """Testing on a .dla.h5 holds a batch at a time (tracemalloc sees its numpy arrays); the same
+    images from an .npz are held whole."""
+    import tracemalloc
+
+    from ladd_format.experiments.evaluate import TestBatches, accuracy, load_test_source
+    from ladd_format.torch import DLADataset
+
+    rng = np.random.default_rng(0)
+    m, shape = 960, (3, 48, 48)
+    images, labels = rng.integers(0, 256, (m, *shape), dtype=np.uint8), rng.integers(0, 10, m)
+    train = DLADataset(_write(tmp_path / "train.dla.h5", images[:10], labels[:10]), dense=False)
+    test_file = load_test_source(str(_write(tmp_path / "test.dla.h5", images, labels)), shape)
+    np.savez(tmp_path / "test.npz", images=images, labels=labels)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(shape)), 10))
+    peaks, accs = {}, {}
+    for name, test in (("file", test_file), ("npz", str(tmp_path / "test.npz"))):
+        tracemalloc.start()
+        source = test if name == "file" else load_test_source(test, shape)
+        accs[name] = accuracy(model, TestBatches(source, train, "cpu"), "cpu", batch_size=32)
+        peaks[name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    set_bytes = images.nbytes
+    assert accs["file"] == accs["npz"]
+    assert peaks["npz"] >= set_bytes and peaks["file"] < set_bytes / 4, peaks

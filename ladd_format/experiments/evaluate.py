@@ -17,17 +17,23 @@ The local term is averaged over the sub-images by default (``reduction="mean"``,
 about 9 points worse at IPC 1 on digits: 82.4 +- 4.9% vs 91.3 +- 1.4% (92.6 vs 96.0% at IPC 5;
 benchmarks/RESULTS.md, section ``students_loss``).
 
-The set is held in memory as stored (uint8 images, the codec's encoded dense labels; each batch is
-decoded and normalised on the training device), since a student passes over it hundreds of times.
-``stream=True`` (``--stream``) holds only the batch being trained and the next one instead: each
-batch is read from the file (its rows checked against their digests, as every read is) on a reader
-thread while the previous one trains. A streamed student is the same as an in-memory one with the
-same seed (the same batches, the same decoded values), so ``--stream`` changes memory and time only:
-use it for a set larger than memory (ImageNet-1K IPC 50 at 224 px is 7.5 GB of uint8 images).
+By default (``stream=None``) a set that takes at most :data:`HOLD_LIMIT_BYTES` (1 GiB) as stored is
+held in memory (uint8 images, the codec's encoded dense labels; each batch is decoded and normalised
+on the training device), since a student passes over it hundreds of times; a larger set is
+streamed: only the batch being trained and the next one are held, each batch read from the file
+(its rows checked against their digests, as every read is) on a reader thread while the previous
+one trains. ``stream=True`` (``--stream``) and ``stream=False`` (``--in-memory``) force either. A
+streamed student is the same as an in-memory one with the same seed (the same batches, the same
+decoded values), so the choice changes memory and time only. The limit: on 10,000 images at 224 px
+(1.5 GB as stored) holding peaked at 2.6 GB and streaming at 1.3 GB, in about the same time on a
+2-core CPU (209 vs 203 s, benchmarks/RESULTS.md, scale); the issue's budget is 2 GB per command,
+of which torch's import takes about 0.5 GB.
 
-Test data (:func:`load_test_source`) must fit the file: the same channels and image size (or
+Test data (:mod:`.testset`) must fit the file: the same channels and image size (or
 ``--resize-test``: bilinear, antialiased, to the file's size), the same number of classes when the
 test set declares its classes, and labels in ``0..C-1``. The training split of digits is refused.
+A ``.dla.h5`` test set is read a batch at a time (a test set of any size); test images are
+normalised with the training file's mean/std.
 """
 
 from __future__ import annotations
@@ -37,7 +43,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -46,12 +51,12 @@ import torch.nn.functional as F
 
 from ..torch.augmentation import random_zoom
 from ..errors import InputError, NoDenseLabelsError
-from ..labeler.sources import Source, digits, image_folder, npz, resize_uint8
+from ..labeler.sources import Source
 from ..reader import open_dla
 from ..torch.device import deterministic_kernels, resolve_device
-from ..atomic import require_regular_file
 from ..torch.models import build_model
 from ..torch import DLADataset, SubSampler, ladd_loss, soft_cross_entropy
+from .testset import TestBatches, TestFile, accuracy, check_test_fits, load_test_source  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 MODES = ("hard", "soft", "ladd")
@@ -75,95 +80,27 @@ class EvalConfig:
     reduction: str = "mean"       # "sum": Eq. 5 literally, measured ~9 points worse at IPC 1 (module docstring)
     threads: int | None = None    # CPU: torch threads per student (None: the cores shared among the workers)
     micro_batch: int | None = None  # images per forward/backward; a batch's gradients are accumulated (None: the batch)
-    stream: bool = False          # read each batch from the file instead of holding the set (module docstring)
+    stream: bool | None = None    # read each batch from the file (True), hold the set (False), or hold it when it
+                                  # takes at most HOLD_LIMIT_BYTES (None; module docstring)
+
+
+#: ``stream=None`` holds a set that takes at most this many bytes as stored and streams a larger one
+HOLD_LIMIT_BYTES = 1 << 30
+
+
+def streams(path: str | os.PathLike, config: EvalConfig) -> bool:
+    """Whether ``config`` trains on ``path`` streamed: ``config.stream`` when given; otherwise
+    whether the set, as stored, takes more than :data:`HOLD_LIMIT_BYTES` (read from the file's
+    shapes: no array is read)."""
+    if config.stream is not None:
+        return bool(config.stream)
+    with open_dla(path) as f:
+        return f.held_bytes(dense=config.mode == "ladd", soft_labels=config.mode == "soft") > HOLD_LIMIT_BYTES
 
 
 def random_affine(x: torch.Tensor, generator: torch.Generator, flip: bool) -> torch.Tensor:
     """The students' augmentation: random zoom to 0.8-1 of the view, shift, optional flip."""
     return random_zoom(x, generator, 0.8, 1.0, flip)
-
-
-#: what ``--test`` takes; the training split of digits is refused by name
-TEST_SOURCES = "an .npz (images, labels), an ImageFolder directory, or digits-test"
-TRAINING_SPLITS = ("digits", "digits-train")
-
-
-def _shape(shape) -> str:
-    return "x".join(str(int(v)) for v in shape)
-
-
-def check_test_fits(test: Source, image_shape, num_classes: int) -> None:
-    """Refuse test data that does not fit the file (one line naming both sides): other channels
-    or image size, another number of declared classes, labels outside ``0..C-1``."""
-    k, h, w = (int(v) for v in image_shape)
-    got = tuple(int(v) for v in test.images.shape[1:])
-    if got[0] != k:
-        raise InputError(f"test images have {got[0]} channel(s) ({_shape(got)}), the file's images {k} "
-                         f"({_shape(image_shape)}); channels are not converted")
-    if got[1:] != (h, w):
-        raise InputError(f"test images are {_shape(got[1:])} pixels, the file's images {h}x{w}; pass --resize-test "
-                         f"to resize them to {h}x{w} (bilinear, antialiased)")
-    if test.classes_declared and test.num_classes != num_classes:
-        raise InputError(f"the test set has {test.num_classes} classes, the file {num_classes}")
-    if len(test.labels) == 0:
-        raise InputError("the test set holds no images")
-    low, high = int(test.labels.min()), int(test.labels.max())
-    if low < 0 or high >= num_classes:
-        raise InputError(f"test labels must lie in 0..{num_classes - 1} (the file has {num_classes} classes), "
-                         f"found {low}..{high}")
-
-
-def load_test_source(source: str, image_shape, resize: bool = False) -> Source:
-    """``--test``: ``digits-test`` (rendered at the file's size from the 8x8 originals, like the
-    training split), an .npz or an ImageFolder, read at their own size; ``resize`` resizes them to
-    the file's ``(H, W)`` (bilinear, antialiased), otherwise another size is refused by
-    :func:`check_test_fits`. The training split of digits (``digits``, ``digits-train``) is refused."""
-    k, h, w = (int(v) for v in image_shape)
-    if source in TRAINING_SPLITS:
-        raise InputError(f"--test {source} is the training split of scikit-learn's digits, the images the labeler "
-                         "and the distilled sets are drawn from; test on digits-test, the held-out 20%")
-    if source == "digits-test":
-        test = digits(h, "test")
-    else:
-        path = Path(source)
-        hint = "; pass --resize-test to resize them to the file's size"
-        if path.is_dir():
-            test = image_folder(path, h if resize and h == w else None, size_hint=hint)
-        elif path.suffix == ".npz" and os.path.lexists(path):
-            test = npz(require_regular_file(path, ".npz file"), None, square=False)
-        else:
-            raise InputError(f"--test takes {TEST_SOURCES}; this is none of them", path)
-    got = tuple(test.images.shape[2:])
-    if resize and got != (h, w) and test.images.shape[1] == k:
-        test = replace(test, images=resize_uint8(test.images, (h, w)),
-                       description=f"{test.description}, resized {got[0]}x{got[1]} -> {h}x{w}")
-    return test
-
-
-def _test_tensors(test: Source, ds: DLADataset, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test set as stored (uint8) on ``device``; :func:`accuracy` normalises it a batch at a time."""
-    check_test_fits(test, ds.image_shape, ds.num_classes)
-    return torch.from_numpy(np.ascontiguousarray(test.images)).to(device), torch.from_numpy(test.labels).to(device)
-
-
-#: on the CPU, a test forward sees at most this many input pixels (64 images at 224 px, all 512 at 32 px)
-CPU_TEST_PIXELS = 64 * 224 * 224
-
-
-@torch.no_grad()
-def accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
-             to_float: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
-    """Top-1 accuracy of ``model`` on ``x`` (made model-ready a batch at a time by ``to_float``
-    when given), in batches of ``batch_size`` (on the CPU at most :data:`CPU_TEST_PIXELS` pixels)."""
-    if x.device.type == "cpu":
-        batch_size = max(1, min(batch_size, CPU_TEST_PIXELS // max(1, x.shape[-1] * x.shape[-2])))
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        batch = x[i:i + batch_size] if to_float is None else to_float(x[i:i + batch_size])
-        correct += int((model(batch).argmax(-1) == y[i:i + batch_size]).sum())
-    model.train()
-    return correct / len(x)
 
 
 @deterministic_kernels
@@ -246,26 +183,26 @@ def train_student(ds: DLADataset, config: EvalConfig, seed: int, device,
     return model
 
 
-def train_and_test(path: str | os.PathLike, test: Source, config: EvalConfig, seed: int,
+def train_and_test(path: str | os.PathLike, test: Source | TestFile, config: EvalConfig, seed: int,
                    datasets: dict | None = None, on_epoch: Callable[[int, float], None] | None = None) -> float:
     """One student of ``evaluate``: train with ``seed``, return its test accuracy. ``datasets``
-    caches the loaded file and test tensors by (file, mode) across calls (a pool worker's)."""
+    caches the loaded file and the test set by (file, mode, stream) across calls (a pool worker's)."""
     datasets = {} if datasets is None else datasets
-    key = (os.fspath(path), config.mode, config.stream)
+    stream = streams(path, config)
+    key = (os.fspath(path), config.mode, stream)
     if key not in datasets:
-        ds = DLADataset(path, dense=config.mode == "ladd", soft_labels=config.mode == "soft",
-                        in_memory=not config.stream)
-        datasets[key] = (ds, *_test_tensors(test, ds, torch.device("cpu")))
-    ds, x_test, y_test = datasets[key]
+        ds = DLADataset(path, dense=config.mode == "ladd", soft_labels=config.mode == "soft", in_memory=not stream)
+        datasets[key] = (ds, TestBatches(test, ds, torch.device("cpu")))
+    ds, test_batches = datasets[key]
     device = resolve_device(config.device)
     try:
         model = train_student(ds, config, seed, device, on_epoch)
     except ValueError as exc:
         raise InputError(str(exc), path) from None
-    return accuracy(model, x_test.to(device), y_test.to(device), to_float=ds.to_float)
+    return accuracy(model, test_batches, device)
 
 
-def evaluate(path: str | os.PathLike, test: Source, config: EvalConfig = EvalConfig(),
+def evaluate(path: str | os.PathLike, test: Source | TestFile, config: EvalConfig = EvalConfig(),
              progress: Callable[[int, int, float], None] | None = None,
              epoch_progress: Callable[[int, int, float], None] | None = None, workers: int = 1) -> dict:
     """Train ``config.seeds`` students on the file and report their test accuracy (mean, std).
@@ -286,9 +223,10 @@ def evaluate(path: str | os.PathLike, test: Source, config: EvalConfig = EvalCon
             if not f.has_dense:
                 raise NoDenseLabelsError("no dense labels (this is a plain distilled set D): --mode ladd needs them; "
                                          "run `ladd augment` first, or evaluate with --mode hard", path, "/dense")
+    config = replace(config, stream=streams(path, config))
     ds = DLADataset(path, dense=config.mode == "ladd", soft_labels=config.mode == "soft",
-                        in_memory=not config.stream)
-    x_test, y_test = _test_tensors(test, ds, device)
+                    in_memory=not config.stream)
+    test_batches = TestBatches(test, ds, device)
     k, h, _ = ds.image_shape
     try:
         build_model(config.arch, num_classes=ds.num_classes, channels=k, image_size=h, **(config.arch_kwargs or {}))
@@ -307,7 +245,7 @@ def evaluate(path: str | os.PathLike, test: Source, config: EvalConfig = EvalCon
             model = train_student(ds, config, seed, device, on_epoch)
         except ValueError as exc:
             raise InputError(str(exc), path) from None
-        accs.append(accuracy(model, x_test, y_test, to_float=ds.to_float))
+        accs.append(accuracy(model, test_batches, device))
         if progress is not None:
             progress(seed + 1, config.seeds, accs[-1])
     return {"file": str(path), "test": test.description, "mode": config.mode, "arch": config.arch,
@@ -315,7 +253,7 @@ def evaluate(path: str | os.PathLike, test: Source, config: EvalConfig = EvalCon
             "config": {k: v for k, v in asdict(config).items()}}
 
 
-def _evaluate_in_pool(path, test: Source, config: EvalConfig, workers: int, progress, epoch_progress) -> list[float]:
+def _evaluate_in_pool(path, test: Source | TestFile, config: EvalConfig, workers: int, progress, epoch_progress) -> list[float]:
     from .pool import StudentJob, run_students
     epochs_done: dict[int, int] = {}
     finished: list[float] = []

@@ -27,9 +27,12 @@ import os
 import queue as queue_module
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
-from typing import Callable, Hashable
+from typing import TYPE_CHECKING, Callable, Hashable
 
 from ..labeler.sources import Source
+
+if TYPE_CHECKING:
+    from .testset import TestFile
 
 #: seconds between polls of the progress queue while students train
 POLL = 0.25
@@ -77,13 +80,13 @@ def default_workers(device: str, jobs: int, cores: int | None = None) -> int:
 _STATE: dict = {}
 
 
-def _init_worker(test: Source, progress_queue, threads: int) -> None:
+def _init_worker(test: Source | TestFile, progress_queue, threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
     _STATE.update(test=test, queue=progress_queue, datasets={})
 
 
-def _train_one(job: StudentJob, test: Source | None = None, on_epoch: Callable | None = None) -> float:
+def _train_one(job: StudentJob, test: Source | TestFile | None = None, on_epoch: Callable | None = None) -> float:
     from .evaluate import train_and_test
     test = test if test is not None else _STATE["test"]
     datasets = _STATE.setdefault("datasets", {})
@@ -96,7 +99,7 @@ def _train_one(job: StudentJob, test: Source | None = None, on_epoch: Callable |
 
 
 # -- the caller's side -----------------------------------------------------------------------------
-def run_students(jobs: list[StudentJob], test: Source, workers: int = 1,
+def run_students(jobs: list[StudentJob], test: Source | TestFile, workers: int = 1,
                  on_epoch: Callable[[Hashable, int, float], None] | None = None,
                  on_done: Callable[[Hashable, float], None] | None = None,
                  threads: int | None = None) -> dict[Hashable, float]:
