@@ -9,6 +9,10 @@ Usage::
                                                          # under benchmarks/_work/scale
     .venv/bin/python benchmarks/scale.py --ipc 50 --skip-label-pass --whole-evaluate stream \
         --results-key scale_ipc50                        # memory against IPC: 50,000 images, ~1 h, ~30 GB of disk
+    python3 benchmarks/scale.py --device cuda --no-jpeg --shards 1 --results-key scale_gpu
+                                                         # the GPU profile: every image labelled (250,000
+                                                         # sub-images) and the ResNet-18 student on all of
+                                                         # them; not yet run (no GPU lent since it was written)
     .venv/bin/python benchmarks/scale.py --ipc 1 --quick   # 1,000 images, a few minutes, prints only
     .venv/bin/python benchmarks/scale.py --render-only [--results-key scale_ipc50]
 
@@ -77,7 +81,8 @@ from ladd_format.rows import write_npz_member  # noqa: E402
 
 NAME = KEY = "scale"
 TITLE = "## ImageNet-1K scale: every command at C = 1000, 224 px"
-TITLES = {KEY: TITLE, "scale_ipc50": "## ImageNet-1K scale at IPC 50: memory against the number of images"}
+TITLES = {KEY: TITLE, "scale_ipc50": "## ImageNet-1K scale at IPC 50: memory against the number of images",
+          "scale_gpu": "## ImageNet-1K scale on a GPU: every command at C = 1000, 224 px"}
 WORK = HERE / "_work" / "scale"
 N, RATIO = 5, 0.625
 CHUNK = 250            # images generated and written per step
@@ -220,6 +225,14 @@ print(f"stored items {items} seconds {time.perf_counter() - start:.3f}")
 """
 
 
+def profile(args, m: int) -> tuple[int, int]:
+    """(images labelled by augment, the ResNet-18 evaluate's micro-batch): as given, else the CPU
+    profile's 64 images in micro-batches of 1, or a GPU's all images in whole batches of 64."""
+    gpu = args.device != "cpu"
+    labeled = args.label_images if args.label_images is not None else (m if gpu else 64)
+    return min(m, labeled), args.micro_batch if args.micro_batch is not None else (64 if gpu else 1)
+
+
 def run(args) -> dict:
     work = Path(args.work)
     if work.exists():
@@ -232,7 +245,7 @@ def run(args) -> dict:
     t0 = time.perf_counter()
     plain_npz = write_inputs(work, m, args.classes, args.side, dense=False)
     dense_npz = write_inputs(work, m, args.classes, args.side, dense=True)
-    labeled = min(m, args.label_images)
+    labeled, micro = profile(args, m)
     tree = write_jpeg_tree(work, m, args.classes, args.side) if not args.no_jpeg else None
     test_npz = write_test_npz(work, args.test_images, args.classes, args.side)
     made = time.perf_counter() - t0
@@ -284,7 +297,7 @@ def run(args) -> dict:
                     "--shards", str(args.shards)])] if args.shards > 1 else []),
         (f"evaluate, ResNet-18 student at {args.side} px, ladd mode ({labeled} images, 1 epoch)",
          LADD + ["evaluate", str(out["augmented"]), "--test", str(test_npz), "--arch", "resnet18", "--mode", "ladd",
-                 "--epochs", "1", "--seeds", "1", "--batch-size", "64", "--micro-batch", str(args.micro_batch),
+                 "--epochs", "1", "--seeds", "1", "--batch-size", "64", "--micro-batch", str(micro),
                  "--device", args.device, "--json"])] if label_pass else []),
         *[(f"evaluate{' --stream' if stream else ''}, all {m:,} images: ConvNet-D3 w4 student, ladd mode with 1 "
            f"sub-image per step, micro-batch 16, 1 epoch" + ("" if stream else " (set held in memory)"),
@@ -369,17 +382,43 @@ def render(payload: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def _same_step(name: str) -> str:
+    return re.sub(r"all [\d,]+ images", "all the images", name)
+
+
+def compare(payload: dict, base: dict) -> str:
+    """This run's steps against ``base``'s (another IPC, e.g. the IPC 10 run of ``scale.json``): peak
+    memory and time of each step both ran, and the memory each 10,000 more images added."""
+    d, b = payload["data"], base["data"]
+    before = {_same_step(s["step"]): s for s in b["steps"]}
+    per = 10_000 / (d["images"] - b["images"]) if d["images"] != b["images"] else 0.0
+    lines = [f"Against the IPC {b['ipc']} run ({b['images']:,} images, `scale` section, {base['date']}; a different "
+             "hour of the shared machine, so times compare loosely):", "",
+             f"| step | peak RSS at IPC {b['ipc']} (MB) | at IPC {d['ipc']} (MB) | MB per 10,000 more images | "
+             f"seconds at IPC {b['ipc']} | at IPC {d['ipc']} | time ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for s in d["steps"]:
+        old = before.get(_same_step(s["step"]))
+        if old is None or s["rc"] or old["rc"]:
+            continue
+        lines.append(f"| {s['step']} | {old['peak_rss_mb']:,.0f} | {s['peak_rss_mb']:,.0f} | "
+                     f"{(s['peak_rss_mb'] - old['peak_rss_mb']) * per:+,.0f} | {old['seconds']:.1f} | "
+                     f"{s['seconds']:.1f} | {s['seconds'] / old['seconds']:.1f}x |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--side", type=int, default=224)
     parser.add_argument("--codec", default="topk:k=10,values=float16")
-    parser.add_argument("--label-images", type=int, default=64,
-                        help="images labelled by `ladd augment` (all of them on a GPU: pass a large number)")
+    parser.add_argument("--label-images", type=int, default=None,
+                        help="images labelled by `ladd augment` (default: 64 on the CPU, all of them on a GPU)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--shards", type=int, default=2, help="processes of the sharded label pass (1: not run)")
-    parser.add_argument("--micro-batch", type=int, default=1, help="evaluate's images per forward/backward")
+    parser.add_argument("--micro-batch", type=int, default=None,
+                        help="the ResNet-18 evaluate's images per forward/backward (default: 1 on the CPU, the whole "
+                             "batch of 64 on a GPU)")
     parser.add_argument("--test-images", type=int, default=200, help="evaluate's test set")
     parser.add_argument("--no-jpeg", action="store_true", help="skip the JPEG tree and its converters")
     parser.add_argument("--skip-label-pass", action="store_true",
@@ -391,10 +430,14 @@ def main() -> int:
     parser.add_argument("--work", default=str(WORK))
     parser.add_argument("--quick", action="store_true", help="print only unless --data-dir/--results")
     add_output_args(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     gpu = gpu_line() if args.device != "cpu" else None
-    return Output.from_args(args).publish(args.results_key, TITLES[args.results_key], render,
-                                          lambda: {**run(args), "gpu": gpu})
+    out = Output.from_args(args)
+    show = render
+    if args.results_key == "scale_ipc50" and (out.data_dir / f"{KEY}.json").exists():
+        def show(payload):
+            return render(payload) + "\n\n" + compare(payload, out.load(KEY))
+    return out.publish(args.results_key, TITLES[args.results_key], show, lambda: {**run(args), "gpu": gpu})
 
 
 if __name__ == "__main__":

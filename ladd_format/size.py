@@ -129,12 +129,14 @@ def _array_member(name: str, array: np.ndarray) -> _Member:
     return _Member(name, array.dtype, array.shape, lambda: iter([array]))
 
 
-def _dataset_member(name: str, ds, path, read: Callable[[int, int], np.ndarray] | None = None) -> _Member:
+def _dataset_member(name: str, ds, path, read: Callable[[int, int], np.ndarray] | None = None,
+                    row_bytes: int | None = None) -> _Member:
     """A stored dataset as a member, read ``read(start, stop)`` rows at a time (default: raw rows);
-    a file's datasets are read through its reader, so that its checks apply."""
+    a file's datasets are read through its reader, so that its checks apply. ``row_bytes``: what
+    one row costs the read (default: its stored bytes), which sizes the blocks."""
     check_dataset(ds, path)
     rows = ds.shape[0]
-    row_bytes = max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)))
+    row_bytes = max(1, row_bytes or ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)))
     step = max(1, min(BLOCK_BYTES // row_bytes, MAX_CHUNKS_PER_READ * ds.chunks[0] if ds.chunks else BLOCK_BYTES))
     read = read or (lambda start, stop: read_rows(ds, start, stop, path))
 
@@ -170,8 +172,8 @@ def scan_values(f) -> None:
     check_counts(f.num_images, f.num_classes, f.path)
     check_dataset(f.h5["labels"], f.path)
     row = 8
-    if f.has_dense:
-        row += sum(ds.dtype.itemsize * math.prod(ds.shape[1:]) for ds in dense_datasets(f).values())
+    if f.has_dense:     # the codec's checks work in int64/float64 copies: 8 bytes a value, whatever is stored
+        row += sum(8 * math.prod(ds.shape[1:]) for ds in dense_datasets(f).values())
     step = max(1, BLOCK_BYTES // row)
     for start in range(0, f.num_images, step):
         stop = min(f.num_images, start + step)
@@ -292,9 +294,12 @@ def measure_file(path: str | os.PathLike, method: str = "zip", level: int | None
                 _dataset_member("labels", h5["labels"], f.path, f.labels)]
         dense = []
         if f.has_dense:
-            for name, ds in dense_datasets(f).items():
+            stored = dense_datasets(f)
+            # each block reads every codec dataset and checks it in int64/float64 copies: 8 bytes a value
+            checked = sum(8 * math.prod(ds.shape[1:]) for ds in stored.values())
+            for name, ds in stored.items():
                 dense.append(_dataset_member(f"dense_{name}", ds, f.path,
-                                             lambda a, b, name=name: f.dense_stored(a, b)[name]))
+                                             lambda a, b, name=name: f.dense_stored(a, b)[name], checked))
         soft = None
         if f.has_soft_labels:
             ds = check_dataset(h5["soft_labels"], f.path)

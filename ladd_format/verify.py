@@ -470,9 +470,10 @@ class _Verifier:
     def _check_dense_values(self, codec, datasets: dict[str, h5py.Dataset], num_classes: int) -> None:
         if not self.read_data:
             return
-        first = next(iter(datasets.values()))
-        rows = first.shape[0]
-        step = max(1, BLOCK_BYTES // max(1, first.dtype.itemsize * int(np.prod(first.shape[1:]))))
+        rows = next(iter(datasets.values())).shape[0]
+        # the codec's checks work in int64/float64 copies of every value: a block holds BLOCK_BYTES of
+        # those, not of the stored values (sized by the stored bytes, 8 MiB of top-k rows made ~110 MB)
+        step = max(1, BLOCK_BYTES // (8 * max(1, sum(int(np.prod(ds.shape[1:])) for ds in datasets.values()))))
         issues: dict[str, int] = {}
         for start in range(0, rows, step):
             stop = min(rows, start + step)

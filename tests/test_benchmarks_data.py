@@ -243,3 +243,30 @@ def test_students_c1000_pairs_seeds_and_composes_three_real_digits(bench):
         assert any(np.array_equal(block, c) for c in candidates)
         others = (d1k.x[pool[(digit + 1) % 10]] * 255).round().numpy().astype(np.uint8)
         assert not any(np.array_equal(block, c) for c in others)
+
+
+def test_the_scale_gpu_profile_labels_every_image_in_whole_batches(bench):
+    """scale.py --device cuda labels all the images and trains the ResNet-18 student in whole
+    batches; the CPU profile labels 64 in micro-batches of 1; given values win."""
+    scale = bench("scale")
+
+    def args(**kw):
+        return type("Args", (), {"device": "cpu", "label_images": None, "micro_batch": None, **kw})()
+    assert scale.profile(args(), 10_000) == (64, 1)
+    assert scale.profile(args(device="cuda"), 10_000) == (10_000, 64)
+    assert scale.profile(args(device="cuda", label_images=500, micro_batch=8), 10_000) == (500, 8)
+    assert scale.profile(args(label_images=20_000), 10_000) == (10_000, 1)
+
+
+def test_render_only_scale_ipc50_reproduces_the_committed_section(bench, tmp_path):
+    """The IPC 50 section (its table and its comparison with the IPC 10 run) is what the committed
+    JSON renders to; the comparison names every step both runs measured."""
+    scale = bench("scale")
+    results = tmp_path / "RESULTS.md"
+    assert scale.main(["--render-only", "--results-key", "scale_ipc50", "--results", str(results)]) == 0
+    rendered = results.read_text()
+    block = rendered[rendered.index("<!-- scale_ipc50:start -->"):rendered.index("<!-- scale_ipc50:end -->")]
+    assert block in (BENCH / "RESULTS.md").read_text()
+    data = json.loads((BENCH / "results" / "scale_ipc50.json").read_text())["data"]
+    assert data["images"] == 50_000 and all(s["rc"] == 0 for s in data["steps"])
+    assert all(block.count(f"| {s['step']} |") == 2 for s in data["steps"])     # in both tables
