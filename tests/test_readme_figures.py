@@ -325,8 +325,8 @@ def test_the_scale_figures():
     held = next(s for name, s in steps.items() if name.startswith("evaluate, all"))
     streamed = next(s for name, s in steps.items() if name.startswith("evaluate --stream, all"))
     held_gb, stream_gb, stream_s, held_s = readme(
-        rf"it peaks at ({NUMBER}) GB holding the set and ({NUMBER}) GB with `--stream`, which took ({NUMBER}) s "
-        rf"against ({NUMBER}) s")[0]
+        rf"it peaks at ({NUMBER}) GB holding the set \(`--in-memory`\) and ({NUMBER}) GB streamed \(the default "
+        rf"at this size\), which took ({NUMBER}) s against ({NUMBER}) s")[0]
     assert_rounds_to(held["peak_rss_mb"] / 1000, held_gb, "evaluate held peak")
     assert_rounds_to(streamed["peak_rss_mb"] / 1000, stream_gb, "evaluate streamed peak")
     assert_rounds_to(streamed["seconds"], stream_s, "evaluate streamed seconds")
@@ -342,6 +342,20 @@ def test_the_scale_figures():
     shards = next(s for name, s in steps.items() if name.startswith("augment --shards"))
     ratio = readme(rf"`--shards 2` on the same 2 cores runs at ({NUMBER})x")[0][0]
     assert_rounds_to(label["seconds"] / shards["seconds"], ratio, "shard speed-up")
+
+
+def test_the_scale_ipc50_figures():
+    """The IPC 50 sentence quotes benchmarks/results/scale_ipc50.json."""
+    data = json.loads((JSON / "scale_ipc50.json").read_text())["data"]
+    assert data["images"] == 50_000
+    commands = [s["peak_rss_mb"] for s in data["steps"]
+                if not s["step"].startswith(("evaluate", "DLADataset"))]
+    low, high = readme(rf"every\s+command but `evaluate` peaked at ({NUMBER})-({NUMBER}) MB")[0]
+    assert_rounds_to(min(commands), low, "IPC 50 lowest peak")
+    assert_rounds_to(max(commands), high, "IPC 50 highest peak")
+    streamed = next(s for s in data["steps"] if s["step"].startswith("evaluate --stream"))
+    assert_rounds_to(streamed["peak_rss_mb"] / 1000, readme(rf"the streamed `evaluate` at ({NUMBER}) GB")[0][0],
+                     "IPC 50 evaluate peak")
 
 
 def test_the_c1000_student_figures():
