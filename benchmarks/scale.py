@@ -83,6 +83,9 @@ NAME = KEY = "scale"
 TITLE = "## ImageNet-1K scale: every command at C = 1000, 224 px"
 TITLES = {KEY: TITLE, "scale_ipc50": "## ImageNet-1K scale at IPC 50: memory against the number of images",
           "scale_gpu": "## ImageNet-1K scale on a GPU: every command at C = 1000, 224 px"}
+#: the run a section is compared with: the IPC 50 run's IPC 10 run of the same code (before the
+#: verify/size/info/export block fix; the later ``scale`` run is after it)
+BASES = {"scale_ipc50": "scale_ipc10_pre_fix"}
 WORK = HERE / "_work" / "scale"
 N, RATIO = 5, 0.625
 CHUNK = 250            # images generated and written per step
@@ -392,8 +395,9 @@ def compare(payload: dict, base: dict) -> str:
     d, b = payload["data"], base["data"]
     before = {_same_step(s["step"]): s for s in b["steps"]}
     per = 10_000 / (d["images"] - b["images"]) if d["images"] != b["images"] else 0.0
-    lines = [f"Against the IPC {b['ipc']} run ({b['images']:,} images, `scale` section, {base['date']}; a different "
-             "hour of the shared machine, so times compare loosely):", "",
+    lines = [f"Against the IPC {b['ipc']} run of the same code ({b['images']:,} images, {base['date']}, "
+             f"`results/{BASES['scale_ipc50']}.json`; a different hour of the shared machine, so times compare "
+             "loosely):", "",
              f"| step | peak RSS at IPC {b['ipc']} (MB) | at IPC {d['ipc']} (MB) | MB per 10,000 more images | "
              f"seconds at IPC {b['ipc']} | at IPC {d['ipc']} | time ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
     for s in d["steps"]:
@@ -434,9 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     gpu = gpu_line() if args.device != "cpu" else None
     out = Output.from_args(args)
     show = render
-    if args.results_key == "scale_ipc50" and (out.data_dir / f"{KEY}.json").exists():
+    base = BASES.get(args.results_key)
+    if base and (out.data_dir / f"{base}.json").exists():
         def show(payload):
-            return render(payload) + "\n\n" + compare(payload, out.load(KEY))
+            return render(payload) + "\n\n" + compare(payload, out.load(base))
     return out.publish(args.results_key, TITLES[args.results_key], show, lambda: {**run(args), "gpu": gpu})
 
 

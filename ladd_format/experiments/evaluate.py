@@ -25,9 +25,9 @@ streamed: only the batch being trained and the next one are held, each batch rea
 one trains. ``stream=True`` (``--stream``) and ``stream=False`` (``--in-memory``) force either. A
 streamed student is the same as an in-memory one with the same seed (the same batches, the same
 decoded values), so the choice changes memory and time only. The limit: on 10,000 images at 224 px
-(1.5 GB as stored) holding peaked at 2.6 GB and streaming at 1.3 GB, in about the same time on a
-2-core CPU (209 vs 203 s, benchmarks/RESULTS.md, scale); the issue's budget is 2 GB per command,
-of which torch's import takes about 0.5 GB.
+(1.5 GB as stored) holding peaked at 2.6-2.7 GB and streaming at 1.3 GB on a 2-core CPU, streaming
+taking 0.97x and 1.10x the held time in two runs (benchmarks/RESULTS.md, scale); the issue's budget
+is 2 GB per command, of which torch's import takes about 0.5 GB.
 
 Test data (:mod:`.testset`) must fit the file: the same channels and image size (or
 ``--resize-test``: bilinear, antialiased, to the file's size), the same number of classes when the
