@@ -252,11 +252,14 @@ def run(args) -> dict:
     tree = write_jpeg_tree(work, m, args.classes, args.side) if not args.no_jpeg else None
     test_npz = write_test_npz(work, args.test_images, args.classes, args.side)
     made = time.perf_counter() - t0
+    label_pass = not getattr(args, "skip_label_pass", False)
     small_npz = work / "small.npz"
-    with zipfile.ZipFile(small_npz, "w", zipfile.ZIP_STORED) as zf:
-        write_npz_member(zf, "images", (labeled, 3, args.side, args.side), np.uint8, [_images(0, labeled, args.side)])
-        write_npz_member(zf, "labels", (labeled,), np.int64, [np.arange(labeled, dtype=np.int64) % args.classes])
-    save_resnet_labeler(work / "resnet18.safetensors", args.classes, args.side)
+    if label_pass:
+        with zipfile.ZipFile(small_npz, "w", zipfile.ZIP_STORED) as zf:
+            write_npz_member(zf, "images", (labeled, 3, args.side, args.side), np.uint8,
+                             [_images(0, labeled, args.side)])
+            write_npz_member(zf, "labels", (labeled,), np.int64, [np.arange(labeled, dtype=np.int64) % args.classes])
+        save_resnet_labeler(work / "resnet18.safetensors", args.classes, args.side)
     sizes = {p.name: p.stat().st_size for p in (plain_npz, dense_npz)}
     if tree is not None:
         sizes["sre2l/ (JPEG)"] = sum(f.stat().st_size for f in tree.rglob("*.jpg"))
@@ -265,7 +268,6 @@ def run(args) -> dict:
     common = ["--num-classes", str(args.classes), "--mean", MEAN, "--std", STD]
     # chunks of 16 images, so that --shards has chunks to share out among its processes
     augment_chunks = ["--batch-size", str(max(1, labeled // 4))]
-    label_pass = not getattr(args, "skip_label_pass", False)
     whole_runs = [w for w in getattr(args, "whole_evaluate", "held,stream").split(",") if w and w != "none"]
     # files no later step reads, deleted after the step named (sizes recorded first)
     drop = {"convert npz (images, labels)": [plain_npz, out["plain"]],
@@ -389,14 +391,14 @@ def _same_step(name: str) -> str:
     return re.sub(r"all [\d,]+ images", "all the images", name)
 
 
-def compare(payload: dict, base: dict) -> str:
-    """This run's steps against ``base``'s (another IPC, e.g. the IPC 10 run of ``scale.json``): peak
+def compare(payload: dict, base: dict, base_name: str) -> str:
+    """This run's steps against ``base``'s (another IPC, saved as ``results/{base_name}.json``): peak
     memory and time of each step both ran, and the memory each 10,000 more images added."""
     d, b = payload["data"], base["data"]
     before = {_same_step(s["step"]): s for s in b["steps"]}
     per = 10_000 / (d["images"] - b["images"]) if d["images"] != b["images"] else 0.0
     lines = [f"Against the IPC {b['ipc']} run of the same code ({b['images']:,} images, {base['date']}, "
-             f"`results/{BASES['scale_ipc50']}.json`; a different hour of the shared machine, so times compare "
+             f"`results/{base_name}.json`; a different hour of the shared machine, so times compare "
              "loosely):", "",
              f"| step | peak RSS at IPC {b['ipc']} (MB) | at IPC {d['ipc']} (MB) | MB per 10,000 more images | "
              f"seconds at IPC {b['ipc']} | at IPC {d['ipc']} | time ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
@@ -435,13 +437,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="print only unless --data-dir/--results")
     add_output_args(parser)
     args = parser.parse_args(argv)
+    unknown = set(args.whole_evaluate.split(",")) - {"held", "stream", "none"}
+    if unknown:
+        parser.error(f"--whole-evaluate takes held, stream or none (comma-separated), got {', '.join(sorted(unknown))}")
     gpu = gpu_line() if args.device != "cpu" else None
     out = Output.from_args(args)
     show = render
     base = BASES.get(args.results_key)
     if base and (out.data_dir / f"{base}.json").exists():
         def show(payload):
-            return render(payload) + "\n\n" + compare(payload, out.load(base))
+            return render(payload) + "\n\n" + compare(payload, out.load(base), base)
     return out.publish(args.results_key, TITLES[args.results_key], show, lambda: {**run(args), "gpu": gpu})
 
 

@@ -63,7 +63,7 @@ from .geometry import MAX_GRID_N, boxes_inside
 from .pixels import round_half_up, stored_to_uint8
 from .provenance import file_sha256
 from .reader import DLAFile, open_dla
-from .rows import block_rows, row_bytes, write_npy, write_npz_member
+from .rows import WORKING_BYTES, block_rows, checked_row_bytes, row_bytes, write_npy, write_npz_member
 from .size import check_counts, check_dataset, dense_datasets
 
 FORMATS = ("folder", "npz", "ddranking")
@@ -286,9 +286,9 @@ def export_npz(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray |
             _small(zf, "class_names", np.array(f.class_names))
         if f.has_dense:
             p, c = f.n * f.n, f.num_classes
-            # decoding works in float64 (8 bytes a value), so the blocks are sized by that, not by the float32 written
+            # decoding works in float64, so the blocks are sized by that, not by the float32 written
             write_npz_member(zf, "dense_labels", (m, p, c), np.float32,
-                    counted((_dense(f, a, b) for a, b in _ranges(m, block_rows(p * c * 8)))))
+                    counted((_dense(f, a, b) for a, b in _ranges(m, block_rows(p * c * WORKING_BYTES)))))
             for key, value in (("n", np.int64(f.n)), ("ratio", np.float64(f.ratio)),
                                ("temperature", np.float64(f.temperature)), ("boxes", f.boxes),
                                ("labeler_arch", np.array(str(f.labeler.get("arch", "unknown"))))):
@@ -305,8 +305,7 @@ def export_npz(f: DLAFile, out: Path, with_subimages: bool, labels: np.ndarray |
             _small(zf, "soft_kind", np.array(f.soft_kind))
         if f.has_dense and f.codec.name != "float32":      # float32's stored rows are dense_labels themselves
             datasets = dense_datasets(f)
-            # each read takes every codec dataset and checks it in int64/float64 copies: 8 bytes a value
-            rows = block_rows(sum(8 * math.prod(ds.shape[1:]) for ds in datasets.values()))
+            rows = block_rows(checked_row_bytes(datasets.values()))   # each read takes all of them, checked
             for name, ds in datasets.items():
                 write_npz_member(zf, f"dense_stored_{name}", ds.shape, ds.dtype,
                         counted((f.dense_stored(a, b)[name] for a, b in _ranges(m, rows))))

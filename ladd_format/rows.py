@@ -40,6 +40,18 @@ def row_bytes(array) -> int:
     return math.prod(array.shape[1:]) * np.dtype(array.dtype).itemsize
 
 
+#: the bytes a stored value costs once a codec checks or decodes it (its int64/float64 working copies)
+WORKING_BYTES = 8
+
+
+def checked_row_bytes(arrays) -> int:
+    """Bytes one row of the ``(M, ...)`` arrays (a codec's datasets, read together) costs when read
+    through the codec's checks, which work in int64/float64 copies: :data:`WORKING_BYTES` a value,
+    whatever the stored dtype. Blocks of dense rows are sized by this, not by the stored bytes (by
+    those, a block of top-k rows made 5-9x its bytes in temporaries)."""
+    return WORKING_BYTES * sum(math.prod(a.shape[1:]) for a in arrays)
+
+
 class Rows:
     """An ``(M, ...)`` array read by rows on demand: ``read(start, stop)`` returns rows
     ``start..stop-1`` as a numpy array of ``shape[1:]`` rows and dtype ``dtype``."""

@@ -29,6 +29,7 @@ import zstandard
 from .atomic import require_regular_file
 from .errors import AttributeValueError, DtypeError, InputError, MissingFieldError, ShapeError
 from .reader import open_dla, read_rows
+from .rows import checked_row_bytes
 
 METHODS = ("zip", "zstd")
 DEFAULT_ZSTD_LEVEL = 3
@@ -172,8 +173,8 @@ def scan_values(f) -> None:
     check_counts(f.num_images, f.num_classes, f.path)
     check_dataset(f.h5["labels"], f.path)
     row = 8
-    if f.has_dense:     # the codec's checks work in int64/float64 copies: 8 bytes a value, whatever is stored
-        row += sum(8 * math.prod(ds.shape[1:]) for ds in dense_datasets(f).values())
+    if f.has_dense:
+        row += checked_row_bytes(dense_datasets(f).values())
     step = max(1, BLOCK_BYTES // row)
     for start in range(0, f.num_images, step):
         stop = min(f.num_images, start + step)
@@ -295,8 +296,7 @@ def measure_file(path: str | os.PathLike, method: str = "zip", level: int | None
         dense = []
         if f.has_dense:
             stored = dense_datasets(f)
-            # each block reads every codec dataset and checks it in int64/float64 copies: 8 bytes a value
-            checked = sum(8 * math.prod(ds.shape[1:]) for ds in stored.values())
+            checked = checked_row_bytes(stored.values())       # each block reads all of them, checked
             for name, ds in stored.items():
                 dense.append(_dataset_member(f"dense_{name}", ds, f.path,
                                              lambda a, b, name=name: f.dense_stored(a, b)[name], checked))

@@ -41,6 +41,7 @@ from .errors import (
     ShapeError,
 )
 from .h5io import attr_dict, check_format, open_h5, text
+from .rows import checked_row_bytes
 
 BLOCK_BYTES = 8 << 20
 #: chunks one read may touch: HDF5 keeps about 3.5 KB per chunk of a selection while it reads, so
@@ -471,9 +472,7 @@ class _Verifier:
         if not self.read_data:
             return
         rows = next(iter(datasets.values())).shape[0]
-        # the codec's checks work in int64/float64 copies of every value: a block holds BLOCK_BYTES of
-        # those, not of the stored values (sized by the stored bytes, 8 MiB of top-k rows made ~110 MB)
-        step = max(1, BLOCK_BYTES // (8 * max(1, sum(int(np.prod(ds.shape[1:])) for ds in datasets.values()))))
+        step = max(1, BLOCK_BYTES // max(1, checked_row_bytes(datasets.values())))
         issues: dict[str, int] = {}
         for start in range(0, rows, step):
             stop = min(rows, start + step)

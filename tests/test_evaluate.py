@@ -581,3 +581,18 @@ def test_a_dla_h5_test_set_is_never_held(tmp_path):
     set_bytes = images.nbytes
     assert accs["file"] == accs["npz"]
     assert peaks["npz"] >= set_bytes and peaks["file"] < set_bytes / 4, peaks
+
+
+def test_a_damaged_or_special_dla_h5_test_set_is_one_line(digits_files, runner, tmp_path):
+    import os
+
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    line = _one_error_line(runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test", str(empty),
+                                                "--mode", "hard"]))
+    assert str(empty) in line and "not an HDF5 file" in line
+    fifo = tmp_path / "fifo.h5"
+    os.mkfifo(fifo)
+    line = _one_error_line(runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test", str(fifo),
+                                                "--mode", "hard"]))
+    assert "FIFO" in line and "not opened" in line
