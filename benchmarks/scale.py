@@ -9,10 +9,11 @@ Usage::
                                                          # under benchmarks/_work/scale
     .venv/bin/python benchmarks/scale.py --ipc 50 --skip-label-pass --whole-evaluate stream \
         --results-key scale_ipc50                        # memory against IPC: 50,000 images, ~1 h, ~30 GB of disk
-    python3 benchmarks/scale.py --device cuda --no-jpeg --shards 1 --results-key scale_gpu
-                                                         # the GPU profile: every image labelled (250,000
+    python3 benchmarks/scale.py --device cuda --steps device --whole-evaluate stream --shards 1 \
+        --results-key scale_gpu                          # the GPU profile: every image labelled (250,000
                                                          # sub-images) and the ResNet-18 student on all of
-                                                         # them; not yet run (no GPU lent since it was written)
+                                                         # them; run by benchmarks/gpu_session.sh scale; not
+                                                         # yet run (no GPU lent since it was written)
     .venv/bin/python benchmarks/scale.py --ipc 1 --quick   # 1,000 images, a few minutes, prints only
     .venv/bin/python benchmarks/scale.py --render-only [--results-key scale_ipc50]
 
@@ -50,6 +51,16 @@ its wall time and peak RSS, from ``os.wait4``, are what the table shows):
    (``--in-memory``; the default holds only sets up to 1 GiB as stored, and this one is 1.5 GB) and
    with ``--stream``; the two must give the same student (same test accuracy).
 
+``evaluate --json`` reports how long a streamed run's training waited for its batches (the reader
+thread's reads not hidden behind the steps); the section gives that share for each streamed run (the
+issue's target on a GPU: < 10% with a ResNet-18 student).
+
+``--steps device`` runs only the steps a GPU changes (the dense convert the loaders and evaluate read,
+the loaders, the label pass, evaluate) and skips writing the plain npz and the JPEG tree;
+``--step-timeout S`` kills a step (and what it started) after S seconds and goes on, recording exit
+``timeout``. After every step the steps so far are written to ``<data dir>/<key>.partial.json``
+(deleted when the run ends), so a run stopped from outside keeps what it measured.
+
 ``--skip-label-pass`` leaves out the steps whose size is set by ``--label-images`` rather than by the
 IPC (the small convert, both label passes, the ResNet-18 ``evaluate``); ``--whole-evaluate`` picks the
 whole-set ``evaluate`` runs (``held,stream``, ``stream``, or ``none``).
@@ -60,9 +71,11 @@ No GPU figure is produced unless ``--device cuda`` runs on a machine with one.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -180,24 +193,39 @@ def save_resnet_labeler(path: Path, classes: int, side: int) -> None:
 
 # -- one measured step -------------------------------------------------------------------------------
 
-def run_step(name: str, argv: list[str], log: Path, env: dict | None = None) -> dict:
-    """Run ``argv`` as its own process; its wall time, peak RSS and exit status."""
+def run_step(name: str, argv: list[str], log: Path, env: dict | None = None, timeout: float | None = None) -> dict:
+    """Run ``argv`` as its own process; its wall time, peak RSS and exit status. After ``timeout``
+    seconds the step and everything it started are killed (exit ``"timeout"``, no peak recorded).
+    An ``evaluate --json`` step also reports its ``data_wait`` share (streamed runs)."""
     shown = argv[len(LADD):] if argv[:len(LADD)] == LADD else ["python", "-c", "..."]
     print(f"[scale] {name}: {' '.join(shown)}", file=sys.stderr, flush=True)
     with open(log, "ab") as out:
         out.write(f"\n== {name}: {argv}\n".encode())
         out.flush()
+        offset = out.tell()
         peak = log.with_name("peak_rss_kb")
+        peak.unlink(missing_ok=True)
         start = time.perf_counter()
-        rc = subprocess.run([sys.executable, "-c", MEASURE, str(peak), *argv], stdout=out, stderr=out, cwd=ROOT,
-                            env={**os.environ, **(env or {})}).returncode
+        proc = subprocess.Popen([sys.executable, "-c", MEASURE, str(peak), *argv], stdout=out, stderr=out, cwd=ROOT,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            rc = "timeout"
         wall = time.perf_counter() - start
-    rss_mb = int(peak.read_text()) / 1024
+    rss_mb = int(peak.read_text()) / 1024 if peak.exists() else float("nan")
     result = {"step": name, "seconds": round(wall, 2), "peak_rss_mb": round(rss_mb, 1), "rc": rc}
     print(f"[scale] {name}: {wall:.1f} s, peak RSS {rss_mb:.0f} MB, exit {rc}", file=sys.stderr, flush=True)
+    with open(log, "rb") as f:
+        f.seek(offset)
+        output = f.read().decode(errors="replace")
+    share = re.search(r'"data_wait": \{[^}]*"share": ([0-9.eE+-]+)', output)
+    if share:
+        result["data_wait_share"] = float(share.group(1))
     if rc != 0:
-        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-        result["error"] = " | ".join(tail)
+        result["error"] = " | ".join(output.strip().splitlines()[-3:])
     return result
 
 
@@ -236,7 +264,13 @@ def profile(args, m: int) -> tuple[int, int]:
     return min(m, labeled), args.micro_batch if args.micro_batch is not None else (64 if gpu else 1)
 
 
-def run(args) -> dict:
+#: the steps ``--steps device`` leaves out: they use no device, and the CPU profile measures them
+HOST_ONLY = ("convert npz (images, labels)", "convert sre2l", "convert folder", "verify", "size ", "info",
+             "export ")
+
+
+def run(args, partial: Path | None = None) -> dict:
+    """Every step; ``partial`` (a path) is rewritten after each step with the steps so far."""
     work = Path(args.work)
     if work.exists():
         if any(work.iterdir()) and not (work / "scale.log").exists():
@@ -246,10 +280,11 @@ def run(args) -> dict:
     log = work / "scale.log"
     m = args.ipc * args.classes
     t0 = time.perf_counter()
-    plain_npz = write_inputs(work, m, args.classes, args.side, dense=False)
+    device_only = getattr(args, "steps", "all") == "device"
+    plain_npz = write_inputs(work, m, args.classes, args.side, dense=False) if not device_only else None
     dense_npz = write_inputs(work, m, args.classes, args.side, dense=True)
     labeled, micro = profile(args, m)
-    tree = write_jpeg_tree(work, m, args.classes, args.side) if not args.no_jpeg else None
+    tree = write_jpeg_tree(work, m, args.classes, args.side) if not (args.no_jpeg or device_only) else None
     test_npz = write_test_npz(work, args.test_images, args.classes, args.side)
     made = time.perf_counter() - t0
     label_pass = not getattr(args, "skip_label_pass", False)
@@ -260,7 +295,7 @@ def run(args) -> dict:
                              [_images(0, labeled, args.side)])
             write_npz_member(zf, "labels", (labeled,), np.int64, [np.arange(labeled, dtype=np.int64) % args.classes])
         save_resnet_labeler(work / "resnet18.safetensors", args.classes, args.side)
-    sizes = {p.name: p.stat().st_size for p in (plain_npz, dense_npz)}
+    sizes = {p.name: p.stat().st_size for p in (plain_npz, dense_npz) if p is not None}
     if tree is not None:
         sizes["sre2l/ (JPEG)"] = sum(f.stat().st_size for f in tree.rglob("*.jpg"))
     out = {name: work / f"{name}.dla.h5" for name in ("plain", "dense", "small", "augmented", "sharded", "jpeg",
@@ -270,7 +305,7 @@ def run(args) -> dict:
     augment_chunks = ["--batch-size", str(max(1, labeled // 4))]
     whole_runs = [w for w in getattr(args, "whole_evaluate", "held,stream").split(",") if w and w != "none"]
     # files no later step reads, deleted after the step named (sizes recorded first)
-    drop = {"convert npz (images, labels)": [plain_npz, out["plain"]],
+    drop = {"convert npz (images, labels)": [p for p in (plain_npz, out["plain"]) if p is not None],
             "convert sre2l (JPEG tree)": [out["jpeg"]], "convert folder (same JPEG tree)": [out["folder"]],
             "export --format npz": [work / "export.npz"]}
     steps = [
@@ -314,9 +349,15 @@ def run(args) -> dict:
     drop[f"convert npz (+ dense, {args.codec})"] = [dense_npz]
     if tree is not None:
         drop["convert folder (same JPEG tree)"].append(tree)
+    if device_only:
+        steps = [(name, argv) for name, argv in steps if not name.startswith(HOST_ONLY)]
     results, files = [], {}
+    timeout = getattr(args, "step_timeout", None)
     for name, argv in steps:
-        results.append(run_step(name, argv, log))
+        results.append(run_step(name, argv, log, timeout=timeout))
+        if partial is not None:         # what has run so far, should the run itself be stopped
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps({"steps": results, "device": args.device, "images": m}, indent=1))
         for path in drop.get(name, []):
             if path.is_dir():
                 shutil.rmtree(path)
@@ -381,6 +422,11 @@ def render(payload: dict) -> str:
     if len(accs) == 2 and all(accs):
         lines.append(f"\nWhole-set `evaluate`: test accuracy {accs[0][0]:.4f} held in memory, {accs[1][0]:.4f} "
                      f"streamed ({'the same student' if accs[0] == accs[1] else 'DIFFERENT: a bug'}).")
+    waits = [s for s in d["steps"] if s.get("data_wait_share") is not None]
+    if waits:
+        lines.append("\nData wait of the streamed `evaluate` runs (the share of the training time the loop waited "
+                     "for the reader thread's next batch; target on a GPU: < 10%): "
+                     + "; ".join(f"{s['step'].split(':')[0]}: {100 * s['data_wait_share']:.1f}%" for s in waits) + ".")
     failed = [s for s in d["steps"] if s["rc"] != 0]
     for s in failed:
         lines.append(f"\n`{s['step']}` failed: {s.get('error', '')}")
@@ -433,6 +479,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="the whole-set evaluate runs: held,stream | held | stream | none")
     parser.add_argument("--results-key", default=KEY, choices=sorted(TITLES),
                         help="the JSON and RESULTS.md section this run writes (scale_ipc50: the IPC 50 run)")
+    parser.add_argument("--steps", choices=("all", "device"), default="all",
+                        help="device: only the steps a GPU changes (the dense convert they read, the loaders, the "
+                             "label pass, evaluate); the others are the CPU profile's")
+    parser.add_argument("--step-timeout", type=float, default=None,
+                        help="seconds after which a step is killed (recorded as exit 'timeout'); the run goes on")
     parser.add_argument("--work", default=str(WORK))
     parser.add_argument("--quick", action="store_true", help="print only unless --data-dir/--results")
     add_output_args(parser)
@@ -447,7 +498,14 @@ def main(argv: list[str] | None = None) -> int:
     if base and (out.data_dir / f"{base}.json").exists():
         def show(payload):
             return render(payload) + "\n\n" + compare(payload, out.load(base), base)
-    return out.publish(args.results_key, TITLES[args.results_key], show, lambda: {**run(args), "gpu": gpu})
+    partial = out.data_dir / f"{args.results_key}.partial.json" if out.write and not out.render_only else None
+
+    def measure():
+        data = {**run(args, partial), "gpu": gpu}
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        return data
+    return out.publish(args.results_key, TITLES[args.results_key], show, measure)
 
 
 if __name__ == "__main__":

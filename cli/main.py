@@ -733,6 +733,10 @@ def evaluate_cmd(file, test_source, resize_test, arch, width, arch_options, mode
     else:
         click.echo(f"{file}: {mode} mode, {arch}, {seeds} seed(s): test accuracy "
                    f"{100 * result['mean']:.2f} +- {100 * result['std']:.2f}% ({test.description})")
+        if result["data_wait"] is not None:
+            wait = result["data_wait"]
+            click.echo(f"streamed: training waited {wait['data_wait_seconds']:.1f} s of {wait['train_seconds']:.1f} s "
+                       f"({100 * wait['share']:.1f}%) for batches read from the file")
 
 
 @main.command(name="export")

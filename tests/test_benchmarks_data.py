@@ -210,6 +210,65 @@ def test_scale_runs_every_command_at_a_small_shape(bench, tmp_path):
     assert held is not None and held == streamed and "(the same student)" in text
 
 
+@pytest.mark.mutation_skip
+def test_the_device_steps_of_scale_run_alone_and_report_the_data_wait(bench, tmp_path):
+    """--steps device (the GPU session's profile) leaves out the steps a GPU does not change, keeps
+    what the loaders, the label pass and evaluate read, rewrites a partial JSON after every step, and
+    the streamed evaluate reports the share of its training spent waiting for batches."""
+    scale = bench("scale")
+    args = type("Args", (), dict(ipc=2, classes=20, side=32, codec="topk:k=5,values=float16", label_images=4,
+                                 device="cpu", work=str(tmp_path / "work"), shards=1, micro_batch=2, test_images=10,
+                                 no_jpeg=False, steps="device", whole_evaluate="stream", step_timeout=300))()
+    partial = tmp_path / "data" / "scale_gpu.partial.json"
+    data = scale.run(args, partial)
+    names = [s["step"] for s in data["steps"]]
+    assert [s["rc"] for s in data["steps"]] == [0] * len(names), data["steps"]
+    assert [n.split(" (")[0].split(",")[0] for n in names] == [
+        "convert npz", "DLADataset epoch", "DLADataset(stored=True) epoch + decode_batch", "convert npz", "augment",
+        "evaluate", "evaluate --stream"], names
+    assert "plain.npz" not in data["input_bytes"] and not (tmp_path / "work" / "sre2l").exists()
+    assert json.loads(partial.read_text())["steps"] == data["steps"]
+    streamed = data["steps"][-1]
+    assert 0 <= streamed["data_wait_share"] <= 1
+    assert "data_wait_share" not in data["steps"][-2]          # 4 images: held in memory, no reader
+    text = scale.render({"machine": "m", "date": "d", "command": "c", "data": {**data, "gpu": None}})
+    assert f"evaluate --stream, all 40 images: {100 * streamed['data_wait_share']:.1f}%" in text
+
+
+def test_the_label_pass_gpu_section_checks_the_imagenet_targets(bench):
+    """A GPU run's ResNet-18 row gives the IPC 50 time (1.25 M sub-images, < 60 s) and every row its
+    share of the matmul ceiling measured in the same run; a CPU run (no ceiling) gives neither share."""
+    label_pass = bench("label_pass")
+    rows = [{"name": "ResNet-18 (1000 classes), 224 px, bfloat16", "pass": 25_000.0, "flops": 3.64e9},
+            {"name": "ConvNet-D5 w128, 128 px, bfloat16", "pass": 10_000.0, "flops": 1.72e9}]
+    text = "\n".join(label_pass.resnet_lines(rows, 700.0))
+    assert "labelled and written in about 50 s at this pass rate (target < 60 s: PASS" in text
+    assert "ResNet-18 (1000 classes), 224 px, bfloat16 91.0 TFLOP/s (13.0%)" in text
+    assert "ConvNet-D5 w128, 128 px, bfloat16 17.2 TFLOP/s (2.5%)" in text
+    rows[0]["pass"] = 20_000.0
+    assert "about 62 s at this pass rate (target < 60 s: FAIL" in "\n".join(label_pass.resnet_lines(rows, None))
+    assert "TFLOP/s" not in "\n".join(label_pass.resnet_lines(rows, None))
+
+
+def test_a_scale_step_past_its_timeout_is_killed_and_recorded(bench, tmp_path):
+    """A step that outlives --step-timeout is killed with the processes it started; the run records
+    'timeout' and no peak memory instead of stopping."""
+    import sys
+
+    scale = bench("scale")
+    marker = tmp_path / "grandchild-finished"
+    grandchild = tmp_path / "grandchild.py"
+    grandchild.write_text(f"import time\ntime.sleep(3)\nopen({str(marker)!r}, 'w').close()\n")
+    child = tmp_path / "child.py"
+    child.write_text(f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, {str(grandchild)!r}])\n"
+                     "time.sleep(60)\n")
+    result = scale.run_step("sleeper", [sys.executable, str(child)], tmp_path / "scale.log", timeout=1)
+    assert result["rc"] == "timeout" and result["seconds"] < 30
+    import time
+    time.sleep(4)
+    assert not marker.exists()                 # the grandchild was killed too
+
+
 @pytest.mark.parametrize("temperature,key", [("1", "students_c1000"), ("0.25", "students_c1000_t025")])
 def test_render_only_students_c1000_reproduces_the_committed_section(bench, tmp_path, temperature, key):
     """The C = 1000 students' sections are what the committed JSON renders to, and every codec's row

@@ -1,6 +1,7 @@
 """``ladd evaluate``: students trained on a file, tested; every mode; reproducible."""
 
 import json
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -353,6 +354,36 @@ def test_a_streamed_student_is_the_in_memory_student(digits_files, mode, file, m
                                torch.device("cpu"))
     for a, b in zip(held.parameters(), streamed.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_streamed_run_reports_how_long_training_waited_for_its_batches(digits_files, runner, monkeypatch):
+    """evaluate reports the share of a streamed run's training spent waiting for the reader thread
+    (None for a held set: no reader); a planted slow reader (0.2 s a batch against a tiny student's
+    milliseconds) shows as most of the time; the CLI prints it."""
+    from ladd_format.experiments import evaluate as E
+    from ladd_format.torch import DLADataset
+
+    test = load_source("digits-test")
+    config = EvalConfig(mode="ladd", device="cpu", sub_per_image=1, **{**TINY, "seeds": 1, "epochs": 1,
+                                                                      "batch_size": 32})
+    assert evaluate(digits_files["dla"], test, replace(config, stream=False))["data_wait"] is None
+    wait = evaluate(digits_files["dla"], test, replace(config, stream=True))["data_wait"]
+    assert 0 <= wait["data_wait_seconds"] <= wait["train_seconds"] and 0 <= wait["share"] <= 1
+    batch = DLADataset.batch
+
+    def slow(self, *args, **kwargs):
+        time.sleep(0.2)
+        return batch(self, *args, **kwargs)
+    monkeypatch.setattr(DLADataset, "batch", slow)
+    timing = {}
+    E.train_student(DLADataset(digits_files["dla"]), replace(config, stream=True), 0, torch.device("cpu"),
+                    timing=timing)
+    assert timing["data_wait_seconds"] > 0.5 * timing["train_seconds"], timing
+    monkeypatch.setattr(DLADataset, "batch", batch)
+    out = runner.invoke(main, ["evaluate", str(digits_files["dla"]), "--test", "digits-test", "--width", "8",
+                               "--epochs", "1", "--seeds", "1", "--sub-per-image", "1", "--stream"])
+    assert out.exit_code == 0 and "streamed: training waited " in out.stdout and "for batches read from the file" \
+        in out.stdout, out.output
 
 
 def test_a_streamed_student_holds_only_its_batches(tmp_path):

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -105,9 +106,15 @@ def random_affine(x: torch.Tensor, generator: torch.Generator, flip: bool) -> to
 
 @deterministic_kernels
 def train_student(ds: DLADataset, config: EvalConfig, seed: int, device,
-                  on_epoch: Callable[[int, float], None] | None = None) -> torch.nn.Module:
+                  on_epoch: Callable[[int, float], None] | None = None,
+                  timing: dict | None = None) -> torch.nn.Module:
     """One student; ``on_epoch(epoch, mean training loss)`` after every epoch (also logged at INFO,
-    which ``ladd -v`` shows)."""
+    which ``ladd -v`` shows).
+
+    ``timing`` (a dict), when the set is streamed, receives ``train_seconds`` (the epochs' wall time)
+    and ``data_wait_seconds``: the time the training loop spent waiting for the reader thread's next
+    batch -- the loader's cost that the training did not hide. On a GPU the step's kernels run
+    asynchronously, so the loop waits only where the reader is slower than the device."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     k, h, w = ds.image_shape
@@ -137,6 +144,8 @@ def train_student(ds: DLADataset, config: EvalConfig, seed: int, device,
         return ds.batch(batch.numpy(), targets=want_targets)
 
     # streamed: a reader thread reads batch j + 1 while batch j trains (torch's kernels release the GIL)
+    waited = 0.0
+    started = time.perf_counter()
     with ThreadPoolExecutor(1, thread_name_prefix="ladd-evaluate-reader") if streamed else nullcontext() as reader:
         for epoch in range(1, config.epochs + 1):
             perm = torch.randperm(n_images, generator=gen)
@@ -145,7 +154,9 @@ def train_student(ds: DLADataset, config: EvalConfig, seed: int, device,
             loss_sum = torch.zeros((), device=device)
             for j, batch in enumerate(batches):
                 if streamed:
+                    t0 = time.perf_counter()
                     b_images, b_labels, b_dense, b_soft = pending.result()
+                    waited += time.perf_counter() - t0
                     pending = reader.submit(read, batches[j + 1]) if j + 1 < len(batches) else None
                 sub, pick, weight = sampler, None, config.local_weight
                 if config.mode == "ladd" and config.sub_per_image and config.sub_per_image < sampler.num_sub:
@@ -180,6 +191,9 @@ def train_student(ds: DLADataset, config: EvalConfig, seed: int, device,
             log.info("student seed %d, epoch %d/%d: loss %.4f", seed, epoch, config.epochs, mean_loss)
             if on_epoch is not None:
                 on_epoch(epoch, mean_loss)
+    if timing is not None and streamed:
+        timing["train_seconds"] = timing.get("train_seconds", 0.0) + time.perf_counter() - started
+        timing["data_wait_seconds"] = timing.get("data_wait_seconds", 0.0) + waited
     return model
 
 
@@ -233,6 +247,7 @@ def evaluate(path: str | os.PathLike, test: Source | TestFile, config: EvalConfi
     except (ValueError, TypeError) as exc:
         raise InputError(f"student {config.arch} {config.arch_kwargs or ''}: {exc}".replace(" : ", ": ")) from None
     accs = []
+    timing: dict = {}
     total_epochs = config.seeds * config.epochs
     if device.type == "cpu" and (workers > 1 and config.seeds > 1 or config.threads):
         accs = _evaluate_in_pool(path, test, config, workers, progress, epoch_progress)
@@ -242,7 +257,7 @@ def evaluate(path: str | os.PathLike, test: Source | TestFile, config: EvalConfi
             def on_epoch(epoch, loss, _before=seed * config.epochs):
                 epoch_progress(_before + epoch, total_epochs, loss)
         try:
-            model = train_student(ds, config, seed, device, on_epoch)
+            model = train_student(ds, config, seed, device, on_epoch, timing)
         except ValueError as exc:
             raise InputError(str(exc), path) from None
         accs.append(accuracy(model, test_batches, device))
@@ -250,7 +265,18 @@ def evaluate(path: str | os.PathLike, test: Source | TestFile, config: EvalConfi
             progress(seed + 1, config.seeds, accs[-1])
     return {"file": str(path), "test": test.description, "mode": config.mode, "arch": config.arch,
             "accuracies": accs, "mean": float(np.mean(accs)), "std": float(np.std(accs)),
-            "config": {k: v for k, v in asdict(config).items()}}
+            "data_wait": _data_wait(timing), "config": {k: v for k, v in asdict(config).items()}}
+
+
+def _data_wait(timing: dict) -> dict | None:
+    """``{"train_seconds", "data_wait_seconds", "share"}`` over every student of a streamed run
+    (:func:`train_student`'s ``timing``); None when the set was held (no reader to wait for) or the
+    students trained in worker processes (not measured there)."""
+    if "train_seconds" not in timing:
+        return None
+    train, wait = timing["train_seconds"], timing["data_wait_seconds"]
+    return {"train_seconds": round(train, 3), "data_wait_seconds": round(wait, 3),
+            "share": round(wait / train, 4) if train > 0 else 0.0}
 
 
 def _evaluate_in_pool(path, test: Source | TestFile, config: EvalConfig, workers: int, progress, epoch_progress) -> list[float]:
