@@ -35,7 +35,8 @@ its wall time and peak RSS, from ``os.wait4``, are what the table shows):
    tree with the same code);
 3. ``ladd augment`` with a torchvision ResNet-18 labeler (random weights: the timing does not depend
    on them) at 224 px, on the first ``--label-images`` images only where the CPU is too slow for all
-   of them (the table says how many), in chunks of a quarter of them; then the same with
+   of them (the table says how many), in chunks of a quarter of them on the CPU (augment's default
+   chunk on a GPU); then the same with
    ``--shards 2`` (two processes sharing the cores): the shape of the multi-process scaling;
 4. ``ladd verify``, ``ladd size`` (zip and zstd), ``ladd info``, ``ladd export --format npz`` of the
    dense file;
@@ -96,9 +97,8 @@ NAME = KEY = "scale"
 TITLE = "## ImageNet-1K scale: every command at C = 1000, 224 px"
 TITLES = {KEY: TITLE, "scale_ipc50": "## ImageNet-1K scale at IPC 50: memory against the number of images",
           "scale_gpu": "## ImageNet-1K scale on a GPU: every command at C = 1000, 224 px"}
-#: the run a section is compared with: the IPC 50 run's IPC 10 run of the same code (before the
-#: verify/size/info/export block fix; the later ``scale`` run is after it)
-BASES = {"scale_ipc50": "scale_ipc10_pre_fix"}
+#: the run a section is compared with: the IPC 50 section with the IPC 10 run (``results/scale.json``)
+BASES = {"scale_ipc50": "scale"}
 WORK = HERE / "_work" / "scale"
 N, RATIO = 5, 0.625
 CHUNK = 250            # images generated and written per step
@@ -301,8 +301,9 @@ def run(args, partial: Path | None = None) -> dict:
     out = {name: work / f"{name}.dla.h5" for name in ("plain", "dense", "small", "augmented", "sharded", "jpeg",
                                                       "folder")}
     common = ["--num-classes", str(args.classes), "--mean", MEAN, "--std", STD]
-    # chunks of 16 images, so that --shards has chunks to share out among its processes
-    augment_chunks = ["--batch-size", str(max(1, labeled // 4))]
+    # on the CPU chunks of a quarter of the images (16), so that --shards has chunks to share out among
+    # its processes; on a GPU augment's default chunk (256 images), whose reads overlap the labeler
+    augment_chunks = ["--batch-size", str(max(1, labeled // 4))] if args.device == "cpu" else []
     whole_runs = [w for w in getattr(args, "whole_evaluate", "held,stream").split(",") if w and w != "none"]
     # files no later step reads, deleted after the step named (sizes recorded first)
     drop = {"convert npz (images, labels)": [p for p in (plain_npz, out["plain"]) if p is not None],
@@ -410,7 +411,9 @@ def render(payload: dict) -> str:
                      f"{sub / label[0]['seconds']:,.1f} sub-images/s on {d['device']}"
                      + (f": all {d['images'] * N * N:,} sub-images would take about "
                         f"{d['images'] * N * N / (sub / label[0]['seconds']) / 3600:,.1f} h"
-                        if d["label_images"] < d["images"] else "") + ".")
+                        if d["label_images"] < d["images"] else "") + "."
+                     + (f" ImageNet-1K at IPC 50 (1.25 M sub-images) at this rate: about {1.25e6 * label[0]['seconds'] / sub:,.0f} s "
+                        f"(target < 60 s, end to end: read, label, encode, write)." if d["device"] != "cpu" else ""))
     sharded = [s for s in d["steps"] if s["step"].startswith("augment --shards") and s["rc"] == 0]
     if label and sharded:
         lines.append(f"\n`{sharded[0]['step']}`: {sharded[0]['seconds']:.1f} s against {label[0]['seconds']:.1f} s in one "

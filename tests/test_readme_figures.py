@@ -356,6 +356,8 @@ def test_the_scale_ipc50_figures():
     streamed = next(s for s in data["steps"] if s["step"].startswith("evaluate --stream"))
     assert_rounds_to(streamed["peak_rss_mb"] / 1000, readme(rf"the streamed `evaluate` at ({NUMBER}) GB")[0][0],
                      "IPC 50 evaluate peak")
+    share = readme(rf"its training waiting for the reader\s+({NUMBER})% of the time")[0][0]
+    assert_rounds_to(100 * streamed["data_wait_share"], share, "IPC 50 data wait")
 
 
 def test_the_c1000_student_figures():
