@@ -10,8 +10,9 @@ Usage::
     .venv/bin/python benchmarks/label_pass.py --results-key label_pass_gpu   # a CUDA run, its own section
 
 For each configuration (ConvNet-D5 width 128 at 128 px, the paper's labeler; ConvNet-D3 width 128
-at 32 px; on a GPU also ResNet-18 with 1000 classes at 224 px, ImageNet-1K's labeler) a plain set D of M random uint8 images is written, a labeler with random weights is saved
-(the weights do not change the timing), and three ways of producing the same dense labels are timed:
+at 32 px; on a GPU also ResNet-18 with 1000 classes at 224 px, ImageNet-1K's labeler) a plain set D
+of M random uint8 images is written, a labeler with random weights is saved (the weights do not
+change the timing), and three ways of producing the same dense labels are timed:
 
 - pass: :func:`ladd_format.labeler.augment` — read, normalise, rebuild sub-images, forward, softmax,
   encode (float32) and write the D_LA, assembly included;

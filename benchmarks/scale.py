@@ -215,9 +215,10 @@ def run_step(name: str, argv: list[str], log: Path, env: dict | None = None, tim
             proc.wait()
             rc = "timeout"
         wall = time.perf_counter() - start
-    rss_mb = int(peak.read_text()) / 1024 if peak.exists() else float("nan")
-    result = {"step": name, "seconds": round(wall, 2), "peak_rss_mb": round(rss_mb, 1), "rc": rc}
-    print(f"[scale] {name}: {wall:.1f} s, peak RSS {rss_mb:.0f} MB, exit {rc}", file=sys.stderr, flush=True)
+    rss_mb = round(int(peak.read_text()) / 1024, 1) if peak.exists() else None     # None: killed, not measured
+    result = {"step": name, "seconds": round(wall, 2), "peak_rss_mb": rss_mb, "rc": rc}
+    print(f"[scale] {name}: {wall:.1f} s, peak RSS {rss_mb if rss_mb is None else round(rss_mb)} MB, exit {rc}",
+          file=sys.stderr, flush=True)
     with open(log, "rb") as f:
         f.seek(offset)
         output = f.read().decode(errors="replace")
@@ -393,7 +394,8 @@ def render(payload: dict) -> str:
              "start of Python and the imports (~0.4 s).",
              "", "| step | seconds | peak RSS (MB) | exit |", "|---|---:|---:|---:|"]
     for s in d["steps"]:
-        lines.append(f"| {s['step']} | {s['seconds']:.1f} | {s['peak_rss_mb']:,.0f} | {s['rc']} |")
+        peak = "-" if s["peak_rss_mb"] is None else f"{s['peak_rss_mb']:,.0f}"
+        lines.append(f"| {s['step']} | {s['seconds']:.1f} | {peak} | {s['rc']} |")
     lines.append("")
     lines.append("Files: " + ", ".join(f"`{k}` {v / 2**20:,.0f} MiB" for k, v in sorted(d["file_bytes"].items())))
     if d.get("loader"):

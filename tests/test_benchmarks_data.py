@@ -263,7 +263,11 @@ def test_a_scale_step_past_its_timeout_is_killed_and_recorded(bench, tmp_path):
     child.write_text(f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, {str(grandchild)!r}])\n"
                      "time.sleep(60)\n")
     result = scale.run_step("sleeper", [sys.executable, str(child)], tmp_path / "scale.log", timeout=1)
-    assert result["rc"] == "timeout" and result["seconds"] < 30
+    assert result["rc"] == "timeout" and result["seconds"] < 30 and result["peak_rss_mb"] is None
+    text = scale.render({"machine": "m", "date": "d", "command": "c", "data": {
+        "images": 1, "ipc": 1, "classes": 1, "side": 8, "codec": "c", "input_bytes": {}, "file_bytes": {},
+        "label_images": 0, "device": "cpu", "steps": [result]}})
+    assert "| sleeper | " in text and " | - | timeout |" in text and "`sleeper` failed" in text
     import time
     time.sleep(4)
     assert not marker.exists()                 # the grandchild was killed too
