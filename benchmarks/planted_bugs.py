@@ -69,6 +69,9 @@ BUGS = [
      "ladd_format/codecs/base.py",
      "return np.floor(np.clip(values, 0.0, 1.0).astype(np.float64) * 255.0 + 0.5).astype(np.uint8)",
      "return np.round(np.clip(values, 0.0, 1.0).astype(np.float64) * 255.0).astype(np.uint8)"),
+    ("batched-logits-no-softmax", "DLADataset.batch()/targets() (evaluate --mode soft) skip the softmax of logit "
+     "soft labels", "ladd_format/torch/dataset.py",
+     'soft = torch.softmax(soft, -1) if self.soft_kind == "logits" else soft', "soft = soft"),
 ]
 
 FAILED = re.compile(r"^FAILED (tests/[^:]+)::(\S+)", re.M)
@@ -144,7 +147,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=None, help="one bug by name; prints only")
     ap.add_argument("--update", default=None, metavar="NAME",
-                    help="re-measure one bug and replace its row in the saved results (after a test was added)")
+                    help="re-measure one bug and replace its row in the saved results (after a test was added), "
+                         "or add it when it is new")
     add_output_args(ap)
     args = ap.parse_args(argv)
     args.quick = args.only is not None
@@ -154,6 +158,8 @@ def main(argv=None) -> int:
         (row,) = measure(args.update)["rows"]
         row["remeasured"] = True
         rows = [row if r["name"] == args.update else r for r in payload["data"]["rows"]]
+        if not any(r["name"] == args.update for r in payload["data"]["rows"]):
+            rows.append(row)                       # a bug added to BUGS since the results were saved
         payload = out.save(NAME, {"rows": rows}, command=payload["command"] + f"; then --update {args.update}")
         return out.publish(KEY, TITLE, render, payload=payload)
     return out.publish(KEY, TITLE, render, lambda: measure(args.only))

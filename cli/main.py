@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from ladd_format import LaddError, __version__, open_dla, verify
-from ladd_format.atomic import require_regular_file
+from ladd_format.atomic import check_destination, require_regular_file
 from ladd_format.codecs import codec_usage, parse_codec, parse_codec_config
 from ladd_format.converters import (
     ConvertOptions,
@@ -29,8 +29,7 @@ from ladd_format.converters import (
     get_converter,
 )
 from ladd_format.errors import CodecError
-from ladd_format.geometry import MAX_WRITTEN_GRID_N
-from ladd_format.h5io import text
+from ladd_format.geometry import MAX_GRID_N, MAX_WRITTEN_GRID_N
 from ladd_format.presets import preset_names
 from ladd_format.progress import Progress
 from ladd_format.size import METHODS, measure_file, scan_values
@@ -132,6 +131,14 @@ CODEC_HELP = (f"Dense-label codec, one value: {codec_usage()} (or the JSON of it
               "parameters left out take their defaults.")
 
 
+#: ``--allow-mismatch``, one option for every command that refuses inputs made for other data (README,
+#: *Mismatches*): the command then goes on, with a warning on stderr
+allow_mismatch_option = click.option(
+    "--allow-mismatch", is_flag=True,
+    help="Go on, with a warning, where the inputs disagree about the data instead of refusing: a labeler trained on "
+         "other classes (augment), a test set of other classes or another dataset (evaluate).")
+
+
 def _fold_deprecated_codec_flags(codec: str, k: int | None, values: str | None) -> str:
     """Fold the deprecated ``--k``/``--topk-values`` into the ``--codec`` value (one warning line)."""
     if k is None and values is None:
@@ -214,7 +221,7 @@ def info(file: Path, as_json: bool) -> None:
         names = [str(v) for v in (names if isinstance(names, (list, tuple)) else [names])]
         more = f", ... ({len(names)} in all)" if len(names) > 10 else ""
         _row("names", ", ".join(names[:10]) + more)
-    for key, label in (("source_dataset", "source"), ("distillation", "distilled")):
+    for key, label in (("source_dataset", "source"), ("distillation", "distilled"), ("learned_lr", "learned lr")):
         if key in data:
             _row(label, _value(data[key]))
     if "mean" in data:
@@ -241,6 +248,9 @@ def info(file: Path, as_json: bool) -> None:
         inputs = prov.get("inputs")
         _row("provenance", f"{prov.get('tool')} via {prov.get('converter')}, {prov.get('created')}, "
                            f"{len(inputs) if isinstance(inputs, list) else 0} input file(s)")
+    _row("root digest", data.get("root_sha256") or "none (format 1.0)")
+    if data.get("content_sha256"):
+        _row("content", f"{data['content_sha256']} (content digest: as the root digest, without /provenance)")
 
 
 #: width of the key column of `ladd info` (the longest key, "soft labels")
@@ -306,7 +316,9 @@ def verify_cmd(file: Path, as_json: bool) -> None:
         if seal["root_sha256"]:
             click.echo(f"format {seal['format_version']}, root digest {seal['root_sha256']} (compare it with the "
                        "one the publisher gives)")
-        else:
+        click.echo(f"content digest {seal['content_sha256']} (the same data has the same one, whoever made the "
+                   "file and when)")
+        if not seal["root_sha256"]:
             click.echo(f"note: format {seal['format_version']} has no root or row digests: damage to an attribute "
                        f"is not detected, and readers do not check items one by one; `ladd upgrade {file} -o NEW` "
                        "writes a 1.1 copy", err=True)
@@ -318,11 +330,9 @@ def verify_cmd(file: Path, as_json: bool) -> None:
 
 
 def seal_of(file: Path) -> dict:
-    """The version and root digest of a file verify accepted."""
+    """The version, root digest and content digest (spec 2.1) of a file verify accepted."""
     with open_dla(file) as f:
-        digest = f.h5.attrs.get("root_sha256")
-        return {"format_version": f"{f.version[0]}.{f.version[1]}",
-                "root_sha256": None if digest is None else text(digest)}
+        return {"format_version": f"{f.version[0]}.{f.version[1]}", **f.seal()}
 
 
 @main.command()
@@ -334,6 +344,7 @@ def upgrade(src: Path, output: Path, force: bool) -> None:
     """Rewrite a valid format-1.0 file SRC as 1.1 (adds the root and row digests; contents unchanged)."""
     from ladd_format.upgrade import upgrade as upgrade_file
 
+    check_destination(output, force)                  # before SRC is verified whole
     upgrade_file(src, output, overwrite=force)
     click.echo(f"wrote {output} (format 1.1)")
 
@@ -388,7 +399,9 @@ def size(file: Path, method: str, level: int | None, as_json: bool) -> None:
 @click.option("--dataset", type=click.Choice(preset_names(), case_sensitive=False), default=None,
               help="Preset: classes, names and the normalisation the method used.")
 @click.option("--keep-float", is_flag=True, help="Store float images losslessly (float32, with their space).")
-@click.option("--zca", is_flag=True, help="The images are ZCA-whitened.")
+@click.option("--zca/--no-zca", default=None,
+              help="The images are (not) ZCA-whitened; default: what the input says (a name with a zca token, "
+                   "an export's metadata.json); a mere sign without either flag is refused.")
 @click.option("--zca-stats", type=click.Path(path_type=Path), default=None,
               help=".npz with mean + inverse, or train_images (0..1) to refit the ZCA (eps 0.1).")
 @click.option("--class-names", "class_names_file", type=click.Path(path_type=Path), default=None,
@@ -417,7 +430,8 @@ def convert_cmd(ctx, fmt, source, output, codec, k, topk_values, space, layout, 
     for param in ctx.command.params:
         if isinstance(param, click.Option) and param.name != "output" and ctx.get_parameter_source(param.name) not in (
                 ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None):
-            given[param.name] = max(param.opts, key=len)
+            negative = param.secondary_opts and ctx.params.get(param.name) is False    # --no-zca
+            given[param.name] = param.secondary_opts[0] if negative else max(param.opts, key=len)
     converter, why = get_converter(fmt), ""
     if fmt == "auto" and set(given) - {"force"}:
         detected, reason = detect(source)
@@ -426,6 +440,8 @@ def convert_cmd(ctx, fmt, source, output, codec, k, topk_values, space, layout, 
     if stray:
         raise click.UsageError(f"{', '.join(stray)}: not read by format {converter.name}{why}; "
                                f"{converter.name} reads {converter.flags()}")
+    if zca is False and zca_stats is not None:
+        raise click.UsageError("--no-zca and --zca-stats contradict each other (--zca-stats inverts ZCA whitening)")
     if k is not None or topk_values is not None:
         codec = _fold_deprecated_codec_flags(codec or "float32", k, topk_values)
     class_names = None
@@ -440,11 +456,12 @@ def convert_cmd(ctx, fmt, source, output, codec, k, topk_values, space, layout, 
             raise LaddError(f"cannot read class names: {reason}", class_names_file) from None
     options = ConvertOptions(codec=codec, space=space, layout=layout, mean=_floats(mean), std=_floats(std),
                              num_classes=num_classes, overwrite=force, dataset=dataset, keep_float=keep_float,
-                             zca=zca or zca_stats is not None,
+                             zca=True if zca_stats is not None else zca,
                              zca_stats=None if zca_stats is None else str(zca_stats), class_names=class_names,
                              iteration=iteration, experiment=experiment)
     if (options.mean is None) != (options.std is None):
         raise click.UsageError("give --mean and --std together")
+    check_destination(output, force)                  # before SOURCE is read
     with Progress("convert", None, "images written", stream=sys.stderr, delay=PROGRESS_DELAY) as bar:
         result = convert(fmt, source, output, options, progress=bar.set)
     for note in result.notes:
@@ -471,8 +488,9 @@ def convert_cmd(ctx, fmt, source, output, codec, k, topk_values, space, layout, 
                    "the classes it misses.")
 @click.option("--flip", is_flag=True, help="Random horizontal flips while training.")
 @click.option("--min-crop", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
-              help="Random square crops of MIN_CROP..1 of each side, resized back (1 = off). Set it to the ratio "
-                   "R the labeler pass will use, so the labeler has seen views like the sub-images.")
+              help="Random square crops of MIN_CROP..1 of each side, resized back (1 = off, the default). The "
+                   "labeler then sees views like the sub-images, yet on digits its dense labels gave students about 2 "
+                   "points worse than whole-image training (benchmarks/RESULTS.md); the demo trains on whole images.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace checkpoints already in OUTPUT.")
@@ -505,16 +523,24 @@ def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batc
                          min_crop=min_crop, device=device, seed=seed)
     click.echo(f"training {arch} on {data.description}, {data.num_classes} classes; checkpoints at epoch(s) "
                f"{','.join(map(str, keep))}", err=True)
-    with Progress("train-labeler", epochs, "epochs", stream=sys.stderr) as bar:
-        def on_step(epoch, step, steps):
-            if step < steps:                           # the epoch's end is on_epoch's, with its loss
-                bar.set(epoch - 1 + step / steps)
+    saved: list[int] = []                              # the epochs whose checkpoint this run saved
+    try:
+        with Progress("train-labeler", epochs, "epochs", stream=sys.stderr) as bar:
+            def on_step(epoch, step, steps):
+                if step < steps:                       # the epoch's end is on_epoch's, with its loss
+                    bar.set(epoch - 1 + step / steps)
 
-        def on_epoch(epoch, total, metrics):
-            bar.set(epoch, postfix=f"epoch {epoch} loss {metrics['loss']:.3f}, train acc "
-                                   f"{metrics['train_accuracy']:.3f}")
-        records = train_labeler(data, output, config, overwrite=force, progress=on_epoch, step_progress=on_step,
-                                warn=lambda line: bar.write(f"ladd: warning: {line}"))
+            def on_epoch(epoch, total, metrics):
+                saved.extend([epoch] if epoch in keep else [])
+                bar.set(epoch, postfix=f"epoch {epoch} loss {metrics['loss']:.3f}, train acc "
+                                       f"{metrics['train_accuracy']:.3f}")
+            records = train_labeler(data, output, config, overwrite=force, progress=on_epoch,
+                                    step_progress=on_step, warn=lambda line: bar.write(f"ladd: warning: {line}"))
+    except KeyboardInterrupt:
+        kept = (f"kept the checkpoint(s) of epoch(s) {','.join(map(str, saved))} in {output} (no metrics.json: "
+                "the run did not finish)" if saved else "nothing was written")
+        click.echo(f"ladd: interrupted; {kept}", err=True)
+        sys.exit(130)
     for r in records:
         val = ("no validation set" if r["val_accuracy"] is None else
                f"val acc {r['val_accuracy']:.3f}  val entropy {r['val_entropy']:.3f} nats")
@@ -526,7 +552,9 @@ def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batc
 @click.option("--labeler", type=click.Path(path_type=Path), required=True, help="Checkpoint (.safetensors).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 @click.option("-n", type=int, default=5, show_default=True,
-              help=f"Grid size N (N*N sub-images), at most {MAX_WRITTEN_GRID_N}.")
+              help=f"Grid size N (N*N sub-images), at most {MAX_WRITTEN_GRID_N}: the most this package writes (the "
+                   f"(N*N, 4) boxes attribute must fit one compact HDF5 attribute message); readers accept files "
+                   f"up to N = {MAX_GRID_N} (spec 2.4).")
 @click.option("-r", "--ratio", type=float, default=0.625, show_default=True, help="Sub-image ratio R.")
 @click.option("--codec", default="float32", show_default=True, callback=_codec_value, metavar="CODEC",
               help=CODEC_HELP + " (--k and --topk-values are deprecated.)")
@@ -546,9 +574,13 @@ def train_labeler_cmd(source, output, arch, width, epochs, save_epochs, lr, batc
 @click.option("--shards", type=int, default=1, show_default=True,
               help="Label in this many local processes (one per GPU with CUDA).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--zca-stats", type=click.Path(path_type=Path), default=None,
+              help="ZCA-whitened SOURCE: the .npz of convert --zca-stats (mean + inverse, or train_images), to "
+                   "un-whiten the images for the labeler (the file keeps them whitened).")
+@allow_mismatch_option
 @fail_cleanly
 def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temperature, device, batch_size,
-                forward_batch, precision, resize, resume, shards, force):
+                forward_batch, precision, resize, resume, shards, force, allow_mismatch, zca_stats):
     """Label every sub-image of the distilled set SOURCE with a labeler: D -> D_LA.
 
     Ctrl-C keeps the chunks already labeled (in the hidden work folder .OUTPUT.work beside OUTPUT);
@@ -559,7 +591,8 @@ def augment_cmd(source, labeler, output, n, ratio, codec, k, topk_values, temper
     codec = _fold_deprecated_codec_flags(codec, k, topk_values)
     config = AugmentConfig(n=n, ratio=ratio, codec=codec, temperature=temperature, device=device,
                            batch_size=batch_size, forward_batch=forward_batch, precision=precision,
-                           resize=resize, overwrite=force)
+                           resize=resize, overwrite=force, allow_mismatch=allow_mismatch,
+                           zca_stats=None if zca_stats is None else str(zca_stats))
     try:
         if shards > 1:
             from ladd_format.labeler.distributed import augment_sharded
@@ -665,6 +698,11 @@ def _resume_command(ctx: click.Context) -> str:
               help="Images per forward/backward; each batch's gradients are accumulated over its micro-batches "
                    "(the memory of a step then grows with this, not --batch-size: at 224 px a ResNet-18 LADD "
                    "step holds 26 views per image). BatchNorm sees micro-batches. Default: the whole batch.")
+@click.option("--sub-chunk", type=int, default=None,
+              help="ladd mode: images and sub-images per forward pass of the loss, each pass run again in the "
+                   "backward pass instead of held (same gradients, a second forward pass). Default: as many "
+                   "as fit the loss's memory budget (ladd_format.torch.loss; no chunks for a BatchNorm student); "
+                   "0: all at once.")
 @click.option("--stream/--in-memory", default=None,
               help="--stream: read each batch from FILE while the previous one trains, holding two batches; "
                    "--in-memory: hold the whole set as stored (uint8 images, encoded dense labels). Either way "
@@ -684,11 +722,14 @@ def _resume_command(ctx: click.Context) -> str:
               help="CPU: torch threads per student (default: the cores shared among the workers). A seed gives "
                    "the same accuracy for the same thread count, whatever --workers.")
 @click.option("--json", "as_json", is_flag=True)
+@allow_mismatch_option
 @fail_cleanly
 def evaluate_cmd(file, test_source, resize_test, arch, width, arch_options, mode, epochs, lr, batch_size, seeds, flip,
-                 sub_per_image, micro_batch, stream, reduction, device, workers, threads, as_json):
+                 sub_per_image, micro_batch, sub_chunk, stream, reduction, device, workers, threads, as_json,
+                 allow_mismatch):
     """Train fresh students on FILE and report their test accuracy (mean +- std over seeds)."""
     from ladd_format.experiments.evaluate import HOLD_LIMIT_BYTES, EvalConfig, evaluate, load_test_source, streams
+    from ladd_format.experiments.testset import check_test_fits
     from ladd_format.progress import Progress
     bounded("--width", width, 1, MAX_WIDTH)
     for flag, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--seeds", seeds),
@@ -696,6 +737,7 @@ def evaluate_cmd(file, test_source, resize_test, arch, width, arch_options, mode
         bounded(flag, value, 1)
     bounded("--workers", workers, 1, 256)
     bounded("--threads", threads, 1, 1024)
+    bounded("--sub-chunk", sub_chunk, 0)
     arch_kwargs = {"width": width} if width else {}
     for option in arch_options:
         key, _, value = option.partition("=")
@@ -706,24 +748,38 @@ def evaluate_cmd(file, test_source, resize_test, arch, width, arch_options, mode
         if not 0 <= arch_kwargs[key.strip()] <= MAX_WIDTH:
             raise click.BadParameter(f"values must lie in 0..{MAX_WIDTH}, got {option!r}", param_hint="--arch-option")
     with open_dla(require_regular_file(file)) as f:
-        shape = f.image_shape
+        shape, num_classes, class_names = f.image_shape, f.num_classes, f.class_names
+        dataset = f.attrs.get("source_dataset")
     if max(shape[1:]) > MAX_IMAGE_SIDE and (resize_test or test_source == "digits-test"):
         raise LaddError(f"images are {shape[1]}x{shape[2]}; test images are made that size, at most "
                         f"{MAX_IMAGE_SIDE} a side", file, "/images")
     test = load_test_source(test_source, shape, resize=resize_test)
+    try:                                                     # before any training
+        mismatch = check_test_fits(test, shape, num_classes, class_names=class_names,
+                                   dataset=dataset if isinstance(dataset, str) else None, allow_mismatch=allow_mismatch)
+    except LaddError as exc:
+        raise type(exc)(exc.message, exc.path or file, exc.where) from None
+    if mismatch is not None:
+        click.echo(f"ladd: warning: {file}: {mismatch}; testing anyway (--allow-mismatch)", err=True)
     config = EvalConfig(arch=arch, arch_kwargs=arch_kwargs or None, mode=mode, epochs=epochs,
                         lr=lr, batch_size=batch_size, seeds=seeds, device=device, flip=flip,
                         sub_per_image=sub_per_image, reduction=reduction, threads=threads, micro_batch=micro_batch,
-                        stream=stream)
+                        sub_chunk=sub_chunk, stream=stream)
     if stream is None and streams(file, config):
         click.echo(f"evaluate: {file} takes more than {HOLD_LIMIT_BYTES / 2**30:g} GiB held in memory; each batch "
                    "is read from the file instead (--in-memory holds it)", err=True)
     if workers is None:
         from ladd_format.experiments.pool import default_workers
         workers = default_workers(device, seeds)
+    from ladd_format.experiments.evaluate import RunEstimate
+    from ladd_format.experiments.report import accuracy_text
+    estimate = RunEstimate(seeds * epochs, min(workers, seeds))       # one epoch of each worker, then the note
     with Progress("evaluate", seeds * epochs, "epochs", stream=sys.stderr) as bar:
         def on_epoch(done, total, loss):
             bar.set(done, postfix=f"loss {loss:.3f}")
+            note = estimate.note(done)
+            if note:
+                bar.write(f"note: {note}")
 
         def on_student(done, total, acc):
             bar.write(f"student {done}/{total}: test accuracy {100 * acc:.2f}%")
@@ -731,8 +787,8 @@ def evaluate_cmd(file, test_source, resize_test, arch, width, arch_options, mode
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        click.echo(f"{file}: {mode} mode, {arch}, {seeds} seed(s): test accuracy "
-                   f"{100 * result['mean']:.2f} +- {100 * result['std']:.2f}% ({test.description})")
+        click.echo(f"{file}: {mode} mode, {arch}: test accuracy "
+                   f"{accuracy_text(result['mean'], result['std'], seeds, 2, count=True)} ({test.description})")
         if result["data_wait"] is not None:
             wait = result["data_wait"]
             click.echo(f"streamed: training waited {wait['data_wait_seconds']:.1f} s of {wait['train_seconds']:.1f} s "
@@ -807,19 +863,34 @@ def _ipc_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the labeler and of the image draw.")
 @click.option("--quick", is_flag=True, help="Smoke-test profile: tiny labeler, 20-epoch students, one seed.")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty WORKDIR that an earlier demo did not make (files of the names the demo "
+                   "writes are replaced). A folder of an earlier demo is reused without it.")
 @fail_cleanly
-def demo(workdir: Path, ipcs: tuple[int, ...] | None, seeds: int | None, seed: int, quick: bool, device: str) -> None:
-    """The main job on scikit-learn's digits: labeler -> D -> D_LA -> verify -> size -> students -> report."""
+def demo(workdir: Path, ipcs: tuple[int, ...] | None, seeds: int | None, seed: int, quick: bool, device: str,
+         force: bool) -> None:
+    """The main job on scikit-learn's digits: labeler -> D -> D_LA -> verify -> size -> students -> report.
+
+    WORKDIR is the demo's own folder: a new or empty folder, or one an earlier demo wrote (its files
+    are replaced); any other folder needs --force. Ctrl-C in a folder the run made removes it."""
     from dataclasses import replace
 
-    from ladd_format.experiments.demo import DemoSettings, quick_settings, run_demo
+    from ladd_format.experiments.demo import DemoSettings, check_workdir, quick_settings, run_demo
     bounded("--seeds", seeds, 1)
     settings = quick_settings() if quick else DemoSettings()
     settings = replace(settings, ipcs=ipcs or settings.ipcs, seed=seed, seeds=seeds or settings.seeds,
                        student=replace(settings.student, device=device))
     if settings.seeds < 1:
         raise click.BadParameter("--seeds must be >= 1")
-    run_demo(workdir, settings, echo=click.echo)
+    check_workdir(workdir, force)                         # before any work
+    existed = os.path.lexists(workdir)
+    try:
+        run_demo(workdir, settings, echo=click.echo, force=force)
+    except KeyboardInterrupt:
+        kept = (f"the demo's files written so far are in {workdir}" if existed and os.path.lexists(workdir)
+                else "nothing was written")
+        click.echo(f"ladd: interrupted; {kept}", err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_entry(path: Path) -> None:
+def remove_entry(path: Path) -> None:
     """Remove ``path`` without following a symbolic link; best effort (it is garbage anyway)."""
     try:
         mode = os.lstat(path).st_mode
@@ -116,7 +116,7 @@ def remove_stale_partials(dest: str | os.PathLike) -> list[Path]:
         if hit is None or _pid_alive(int(hit.group(1))):
             continue
         path = dest.parent / entry.name
-        _remove_entry(path)
+        remove_entry(path)
         if not exists_or_link(path):
             removed.append(path)
     return removed

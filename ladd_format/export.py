@@ -6,7 +6,8 @@
     OUT/hard_labels.npy        (M,) int64
     OUT/dense_labels.npy       (M, N*N, C) float32, decoded     (D_LA only)
     OUT/soft_labels.npy        (M, C) float32 as stored         (when present; kind in metadata)
-    OUT/metadata.json          classes, normalisation, geometry, codec, files, source SHA-256
+    OUT/metadata.json          classes, normalisation, geometry, codec, files, source SHA-256, and
+                               ladd_metadata (as the npz's): ``ladd convert auto OUT`` rebuilds the file
     with --subimages (D_LA only):
     OUT/subimages/<cccc>[_<name>]/<index:06d>_<j:02d>.png   the N*N sub-images (spec section 5)
     OUT/subimage_labels.npy    (M*N*N, C) float32, row i*N*N + j is sub-image j of image i
@@ -22,7 +23,15 @@ datasets and equal root and ``/dense`` attributes; only ``/provenance`` (a new c
 converter ``npz``, the npz as input) and therefore ``root_sha256`` differ.
 
 ``ddranking``: the folder DD-Ranking's evaluators load (``images.pt``, ``labels.pt``, ``lr.pt`` and
-a ``metadata.json``; rules in :mod:`ladd_format.converters.ddranking`). Its writer needs torch and
+a ``metadata.json``; rules in :mod:`ladd_format.converters.ddranking`).
+
+Round trips: every format's metadata records what ``ladd convert`` needs (the npz's
+``ladd_metadata``; ``metadata.json`` of the folders holds the same object), so ``ladd convert auto``
+of an export, with no flags, rebuilds a file with the same content digest
+(:func:`ladd_format.integrity.content_digest`) wherever the export holds the data exactly: npz
+always; ddranking for files without dense labels whose images are uint8, normalised or ZCA floats;
+folder for uint8 images with no dense labels or a float32/float16 codec (PNG holds uint8 pixels,
+and ``dense_labels.npy`` the decoded probabilities). Its writer needs torch and
 is imported only in that branch, so importing this module loads no torch.
 
 Every ``.npy`` (in the folder, or as a member of the npz, stored as ``np.savez`` stores them) is
@@ -149,13 +158,17 @@ def _subimages_uint8(f: DLAFile, images: np.ndarray) -> np.ndarray:
 
 
 def _metadata(f: DLAFile, files: dict) -> dict:
+    """The folder export's ``metadata.json``: what a reader needs, and (``ladd_metadata``, as the npz
+    records it) what ``ladd convert`` needs to rebuild the file."""
     info = f.info()
-    meta = {key: info.get(key) for key in ("num_images", "num_classes", "class_names", "image_shape", "space",
+    meta = {"format": "folder"}
+    meta |= {key: info.get(key) for key in ("num_images", "num_classes", "class_names", "image_shape", "space",
                                            "mean", "std", "source_dataset", "distillation", "ipc")}
     meta["dense"] = info["dense"]
     meta["soft_labels_kind"] = f.soft_kind
     meta["files"] = files
     meta["source"] = {"name": f.path.name, "sha256": file_sha256(f.path)}
+    meta["ladd_metadata"] = npz_metadata(f)
     return meta
 
 
@@ -345,7 +358,7 @@ def export(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "folder",
                 from .converters.ddranking import write_folder   # needs torch: imported only here
 
                 tmp.mkdir()
-                write_folder(f, tmp, labels, notes)
+                write_folder(f, tmp, labels, notes, npz_metadata(f))
             else:
                 export_npz(f, tmp, with_subimages, labels, progress)
             _replace(tmp, dest)

@@ -24,12 +24,13 @@ from .errors import (
 
 
 def text(value) -> str:
-    """An HDF5 string attribute as ``str`` (h5py may return bytes or numpy strings)."""
+    """An HDF5 string attribute as ``str`` (h5py may return bytes or numpy strings): its value, the
+    bytes up to the first NUL (spec section 2), as UTF-8."""
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+        return value.split(b"\0", 1)[0].decode("utf-8", "replace")
     if isinstance(value, np.ndarray) and value.shape == ():
         return text(value[()])
-    return str(value)
+    return str(value).split("\0", 1)[0]
 
 
 def attr_dict(attrs) -> dict:

@@ -4,6 +4,8 @@ Everything here needs numpy and h5py only and reads no dataset contents except t
 
 - :func:`root_digest` hashes the canonical form of spec section 2.1 (every object's path, kind,
   type and shape, and every attribute of every object) — cheap, so readers check it on open;
+- :func:`content_digest` is the same hash without ``/provenance`` (derived, never stored): two files
+  with the same data have the same content digest whoever wrote them, and when;
 - :func:`row_digests` gives the SHA-256 of each row of an array (spec 2.2, ``/row_sha256``);
 - :func:`structure_problems` finds what spec 2.3 forbids (links other than hard links, external raw
   storage, virtual datasets, unknown filters) and what breaks the limits of spec 2.4, looking only
@@ -16,12 +18,15 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import h5py
 import numpy as np
 
 from . import spec as S
+from .errors import LaddError
 from .geometry import MAX_GRID_N  # noqa: F401  (N <= 64, spec 2.4)
+from .h5io import open_h5
 
 # -- limits of spec 2.4 -------------------------------------------------------------------------
 MAX_OBJECTS = 1024              # groups and datasets in a file, root included
@@ -75,15 +80,21 @@ def _string_bytes(value) -> bytes:
     return str(value).encode("utf-8")
 
 
+def string_value(value) -> bytes:
+    """A string's value as spec section 2 defines it: its bytes up to the first NUL (a fixed-length
+    string is padded with NULs, and nothing after a NUL belongs to the value)."""
+    return _string_bytes(value).split(b"\0", 1)[0]
+
+
 def attribute_record(name: str, attr_id: h5py.h5a.AttrID, value) -> bytes:
     """The canonical record of one attribute (spec 2.1)."""
     kind = type_name(attr_id.dtype)
     shape = attr_id.shape or ()
     if kind == "string":
         if shape == ():
-            payload = _string_bytes(value.item() if isinstance(value, np.ndarray) else value)
+            payload = string_value(value.item() if isinstance(value, np.ndarray) else value)
         else:
-            payload = b"".join(_field(_string_bytes(v)) for v in np.asarray(value, dtype=object).reshape(-1))
+            payload = b"".join(_field(string_value(v)) for v in np.asarray(value, dtype=object).reshape(-1))
     else:
         arr = np.asarray(value)
         payload = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False)).tobytes()
@@ -116,8 +127,47 @@ def objects(h5: h5py.File) -> list[tuple[str, object]]:
 def root_digest(h5: h5py.File) -> str:
     """SHA-256 (lowercase hex) of the canonical form of spec 2.1: every object and attribute except
     the root's ``root_sha256``."""
+    return _canonical_digest(h5, provenance=True)
+
+
+def content_digest_of(h5: h5py.File) -> str:
+    """The content digest (spec 2.1) of an open file: SHA-256 (lowercase hex) of the canonical form
+    of the root digest without ``/provenance`` (that group, its attributes and anything under it).
+    Derived, never stored: equal for two files that hold the same data whoever made them, whenever.
+
+    Call only after :func:`structure_problems` found nothing (as for :func:`root_digest`)."""
+    return _canonical_digest(h5, provenance=False)
+
+
+def content_digest(path: str | os.PathLike) -> str:
+    """The content digest (spec 2.1) of the file at ``path``: lowercase hex SHA-256.
+
+    The file's object headers are checked first (spec 2.3, 2.4: what :func:`root_digest` needs to
+    walk the file safely); a file that breaks them raises the one-line :class:`LaddError` of the
+    first problem. Nothing else is checked: ``ladd verify`` says whether the file is valid."""
+    p = Path(path)
+    with open_h5(p) as h5:
+        problems = structure_problems(h5, file_size(p))
+        if problems:
+            raise LaddError(problems[0].message, p, problems[0].where).at_rule(problems[0].rule)
+        try:
+            return content_digest_of(h5)
+        except Exception as exc:  # noqa: BLE001 - h5py's errors on damaged headers come in many kinds
+            raise LaddError(f"HDF5 object headers are damaged ({_first_line(exc)})", p, "/").at_rule(1) from None
+
+
+def _in_provenance(path: str) -> bool:
+    """Whether an object path is ``/provenance`` or lies under it."""
+    group = "/" + S.PROVENANCE
+    return path == group or path.startswith(group + "/")
+
+
+def _canonical_digest(h5: h5py.File, provenance: bool) -> str:
+    """SHA-256 of the canonical form of spec 2.1, with or without the objects of ``/provenance``."""
     digest = hashlib.sha256()
     for path, obj in objects(h5):
+        if not provenance and _in_provenance(path):
+            continue
         digest.update(object_record(path, obj))
         names = sorted(obj.attrs.keys(), key=lambda n: n.encode("utf-8"))
         for name in names:

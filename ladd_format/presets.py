@@ -18,6 +18,14 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)        # MTT uses CIFAR-10's numbers for C
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 GLAD_DEFAULT_MEAN = (0.4377, 0.4438, 0.4728)  # GLaD's default, used for imagenet-* subsets and CIFAR-100
 GLAD_DEFAULT_STD = (0.229, 0.224, 0.225)
+# DatasetCondensation's get_dataset (DC/DSA/DM and the code bases that reuse it): 28x28 grey MNIST and
+# FashionMNIST, 32x32 SVHN, each with its own statistics
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+FASHIONMNIST_MEAN, FASHIONMNIST_STD = (0.2861,), (0.3530,)
+SVHN_MEAN, SVHN_STD = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
+DIGIT_NAMES = tuple(str(c) for c in range(10))
+FASHIONMNIST_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot")
 
 CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR100_NAMES = tuple("""apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
@@ -38,7 +46,7 @@ class Preset:
     std: tuple[float, ...]
     class_names: tuple[str, ...] | None = None
     imagenet_ids: tuple[int, ...] | None = None   # saved label i means ImageNet class imagenet_ids[i]
-    family: str = "imagenet-subset"                # cifar | tinyimagenet | imagenet | imagenet-subset
+    family: str = "imagenet-subset"                # cifar | small | tinyimagenet | imagenet | imagenet-subset
 
 
 def _subset(name, ids, names):
@@ -48,6 +56,9 @@ def _subset(name, ids, names):
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("cifar10", 10, 32, CIFAR_MEAN, CIFAR_STD, CIFAR10_NAMES, family="cifar"),
     Preset("cifar100", 100, 32, CIFAR_MEAN, CIFAR_STD, CIFAR100_NAMES, family="cifar"),
+    Preset("mnist", 10, 28, MNIST_MEAN, MNIST_STD, DIGIT_NAMES, family="small"),
+    Preset("fashionmnist", 10, 28, FASHIONMNIST_MEAN, FASHIONMNIST_STD, FASHIONMNIST_NAMES, family="small"),
+    Preset("svhn", 10, 32, SVHN_MEAN, SVHN_STD, DIGIT_NAMES, family="small"),
     Preset("tinyimagenet", 200, 64, IMAGENET_MEAN, IMAGENET_STD, family="tinyimagenet"),
     Preset("imagenet", 1000, 224, IMAGENET_MEAN, IMAGENET_STD, family="imagenet"),
     _subset("imagenette", [0, 217, 482, 491, 497, 566, 569, 571, 574, 701],

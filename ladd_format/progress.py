@@ -13,6 +13,8 @@ set's run prints nothing more) reports through :class:`Progress`:
   one at the first update, then at most one every ``interval`` seconds (default
   :data:`DEFAULT_INTERVAL`, or the environment variable ``LADD_PROGRESS_INTERVAL``), and one for
   the last state (when ``done`` reaches ``total``, or at :meth:`Progress.close`); each is flushed.
+  A run that never reported any progress writes nothing at all (a closing ``0 images written``
+  would only contradict the command's own last line).
 
 No torch here: this module belongs to the format core.
 """
@@ -95,6 +97,7 @@ class Progress:
         self._last_state: tuple | None = None          # the state it showed (done, total, postfix)
         self._bar = None
         self._closed = False
+        self._reported = False                         # has set() or update() been called?
         self.delay = float(delay)       # nothing is shown before this many seconds (short runs stay quiet)
         if self.tty and not disable:
             from tqdm import tqdm
@@ -114,6 +117,7 @@ class Progress:
         if postfix is not None:
             self.postfix = postfix
         previous, self.done = self.done, done
+        self._reported = True
         if self.disable:
             return
         if self._bar is not None:
@@ -157,7 +161,8 @@ class Progress:
 
     def close(self, ok: bool = True) -> None:
         """End the report: the bar is closed; in plain form the last state is written unless it was
-        just written (nothing more after a failure, ``ok=False``: the error says what happened)."""
+        just written (nothing more after a failure, ``ok=False``: the error says what happened, nor
+        when nothing was ever reported)."""
         if self._closed:
             return
         self._closed = True
@@ -165,7 +170,7 @@ class Progress:
             return
         if self._bar is not None:
             self._bar.close()
-        elif ok and self._state() != self._last_state and (self._last_time is not None
+        elif ok and self._reported and self._state() != self._last_state and (self._last_time is not None
                                                             or self.clock() - self.start >= self.delay):
             self._emit(self.clock())
 

@@ -5,17 +5,47 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
+from .errors import InputError
 
 TOOL = f"ladd-format {__version__}"
 
+#: The reproducible-builds variable (https://reproducible-builds.org/specs/source-date-epoch/):
+#: when set, an integer number of seconds since 1970-01-01 00:00:00 UTC that replaces the current
+#: time in ``/provenance`` ``created``, so two conversions of the same input are the same file.
+SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
+CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
 
 def utc_now() -> str:
-    """Current UTC time as ISO 8601 with a ``Z`` suffix, to the second."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The creation time a writer records (spec 4.6): ISO 8601 UTC with a ``Z`` suffix, to the second.
+
+    ``SOURCE_DATE_EPOCH``, when set (and not empty), gives the time instead of the clock; a value
+    that is not a non-negative integer of seconds raises :class:`InputError` naming the variable."""
+    epoch = source_date_epoch()
+    moment = datetime.now(timezone.utc) if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+    return moment.strftime(CREATED_FORMAT)
+
+
+def source_date_epoch() -> int | None:
+    """``SOURCE_DATE_EPOCH`` as seconds since the epoch, or None when unset or empty."""
+    value = os.environ.get(SOURCE_DATE_EPOCH)
+    if value is None or value == "":
+        return None
+    if not re.fullmatch(r"[0-9]+", value):
+        raise InputError(f"environment variable {SOURCE_DATE_EPOCH}={value[:40]!r} is not an integer number of "
+                         "seconds since 1970-01-01 UTC (as `date +%s` prints); unset it or fix it")
+    seconds = int(value)
+    try:
+        datetime.fromtimestamp(seconds, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise InputError(f"environment variable {SOURCE_DATE_EPOCH}={value[:40]!r} is beyond the dates a "
+                         "creation time can hold (year 9999)") from None
+    return seconds
 
 
 def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:

@@ -36,7 +36,7 @@ from .errors import (
     ProbabilityError,
 )
 from .h5io import attr_dict, check_format, open_h5, text
-from .verify import header_problems
+from .verify import NON_FINITE, header_problems, soft_label_issues
 
 #: Exceptions h5py raises on damaged HDF5 structures; a reader turns them into one LaddError line.
 H5_ERRORS = (OSError, RuntimeError, ValueError, TypeError, KeyError, IndexError, SystemError, AttributeError)
@@ -60,8 +60,9 @@ class DLAFile:
     the contents of the datasets), the root digest included, so a file is refused before any value
     is believed; it costs a few milliseconds and reads no dataset. Every read then checks the
     fletcher32 of its chunks, the SHA-256 of each row it returns against ``/row_sha256`` (1.1
-    files; ``check_rows=False`` skips it) and the values the rules bound (labels in [0, C), the
-    codec's tolerances, finite floats). Every failure is a one-line :class:`LaddError`.
+    files; ``check_rows=False`` skips it) and the values the rules bound (labels in [0, C), soft-label
+    probabilities in [0, 1] summing to 1, the codec's tolerances, finite floats). Every failure is a
+    one-line :class:`LaddError`.
     """
 
     def __init__(self, path: str | os.PathLike, check_rows: bool = True):
@@ -91,6 +92,7 @@ class DLAFile:
         self._dense_datasets: dict[str, h5py.Dataset] | None = None
         self._n: int | None = None
         self._codec: Codec | None = None
+        self._soft_kind: str | None = None
         self._row_digests = self.h5[S.ROW_DIGESTS] if check_rows and S.ROW_DIGESTS in self.h5 else None
         self._row_columns: dict[str, int] = {}
         self._digest_rows: np.ndarray | None = None
@@ -290,18 +292,27 @@ class DLAFile:
 
     @property
     def soft_kind(self) -> str | None:
-        return text(self.h5[S.SOFT_LABELS].attrs.get("kind")) if self.has_soft_labels else None
+        """``logits`` or ``probs`` (spec 4.3; checked on open), None without soft labels."""
+        if self._soft_kind is None and self.has_soft_labels:
+            self._soft_kind = text(self.h5[S.SOFT_LABELS].attrs.get("kind"))
+        return self._soft_kind
 
     def soft_labels(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Global soft labels [start, stop) as stored (``soft_kind`` says logits or probs), float32."""
+        """Global soft labels [start, stop) as stored (``soft_kind`` says logits or probs), float32.
+
+        Every row returned holds rule 6 (spec 4.3): finite, and for probabilities in [0, 1] with
+        rows summing to 1; a row that does not raises :class:`ProbabilityError` naming it."""
         if not self.has_soft_labels:
             raise MissingFieldError("no global soft labels in this file", self.path, "/soft_labels")
         stop = self.num_images if stop is None else stop
-        soft = self._rows(self.h5[S.SOFT_LABELS], start, stop, "/" + S.SOFT_LABELS).astype(np.float32)
-        if not np.all(np.isfinite(soft)):
-            raise ProbabilityError(f"soft labels of images from {start} are NaN or infinite", self.path,
-                                   "/soft_labels")
-        return soft
+        stored = self._rows(self.h5[S.SOFT_LABELS], start, stop, "/" + S.SOFT_LABELS)
+        for message, row in soft_label_issues(stored, self.soft_kind):
+            if message == NON_FINITE:
+                raise ProbabilityError(f"soft labels of images from {start} are NaN or infinite", self.path,
+                                       "/soft_labels")
+            first = (start if start >= 0 else start + self.num_images) + row
+            raise ProbabilityError(f"row {first}: {message} (spec 4.3)", self.path, "/soft_labels").at_rule(6)
+        return stored.astype(np.float32)
 
     # -- summary --------------------------------------------------------------------------
     def held_bytes(self, dense: bool = True, soft_labels: bool = False) -> int:
@@ -334,9 +345,10 @@ class DLAFile:
             "space": self.space,
             "file_bytes": self.path.stat().st_size,
         }
-        for key in ("source_dataset", "distillation", "class_names"):
+        for key in ("source_dataset", "distillation", "class_names", "learned_lr"):
             if key in self.h5.attrs:
                 out[key] = self.attrs[key]
+        out.update(self.seal())
         if S.NORMALIZATION in self.h5:
             out["mean"] = self.mean.tolist()
             out["std"] = self.std.tolist()
@@ -349,6 +361,14 @@ class DLAFile:
             out["dense"] = None
         out["provenance"] = self.provenance
         return out
+
+    def seal(self) -> dict:
+        """The file's digests (spec 2.1): ``root_sha256`` as stored (None in a 1.0 file, which has
+        none; checked on open) and ``content_sha256``, the content digest, derived here (equal for
+        two files holding the same data, whatever their ``/provenance``)."""
+        digest = self.h5.attrs.get(S.ROOT_DIGEST)
+        return {"root_sha256": None if digest is None else text(digest),
+                "content_sha256": integrity.content_digest_of(self.h5)}
 
     def close(self) -> None:
         self.h5.close()

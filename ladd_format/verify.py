@@ -57,6 +57,34 @@ _PROBLEM_CLASS = {FILE: LaddError, FILTERS: FilterError, CHECKSUMS: ChecksumErro
                   LIMITS: LimitError}
 
 
+#: the message of a soft-label (or other float) row that holds NaN or an infinity
+NON_FINITE = "values are NaN or infinite"
+
+
+def soft_label_issues(rows: np.ndarray, kind: str) -> list[tuple[str, int]]:
+    """What breaks the value part of rule 6 (spec 4.3) in ``rows`` of ``/soft_labels`` ``(B, C)``:
+    ``(message, first row breaking it)`` per kind of problem (empty when the rows hold). Logits must
+    be finite; probabilities finite, in [0, 1], each row summing to 1 within ``SOFT_PROBS_TOLERANCE``.
+    The verifier and the reader (for every row it returns) both ask this."""
+    v = np.asarray(rows, dtype=np.float64)
+    if v.ndim != 2 or v.shape[0] == 0:
+        return []
+    finite = np.isfinite(v).all(axis=1)
+    if not finite.all():
+        return [(NON_FINITE, int(np.flatnonzero(~finite)[0]))]
+    if kind != "probs":
+        return []
+    found = []
+    outside = ((v < 0) | (v > 1)).any(axis=1)
+    if outside.any():
+        found.append(("probabilities must lie in [0, 1]", int(np.flatnonzero(outside)[0])))
+    off = np.abs(v.sum(axis=1) - 1) > S.SOFT_PROBS_TOLERANCE
+    if off.any():
+        message = f"probability rows must sum to 1 within {S.SOFT_PROBS_TOLERANCE}"
+        found.append((message, int(np.flatnonzero(off)[0])))
+    return found
+
+
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -365,14 +393,7 @@ class _Verifier:
         issues: list[str] = []
 
         def on_block(block):
-            v = block.astype(np.float64)
-            if not np.all(np.isfinite(v)):
-                issues.append("values are NaN or infinite")
-            elif kind == "probs":
-                if v.min() < 0 or v.max() > 1:
-                    issues.append("probabilities must lie in [0, 1]")
-                if np.abs(v.sum(axis=-1) - 1).max() > S.SOFT_PROBS_TOLERANCE:
-                    issues.append(f"probability rows must sum to 1 within {S.SOFT_PROBS_TOLERANCE}")
+            issues.extend(message for message, _ in soft_label_issues(block, kind))
         self.scan(ds, on_block)
         for msg in dict.fromkeys(issues):
             self.fail(ProbabilityError, ds.name, msg)
@@ -534,4 +555,4 @@ def summary(problems: list[LaddError]) -> dict:
                           "error": type(p).__name__} for p in problems]}
 
 
-__all__ = ["attr_dict", "header_problems", "summary", "verify"]
+__all__ = ["attr_dict", "header_problems", "soft_label_issues", "summary", "verify"]

@@ -111,6 +111,8 @@ class DLAWriter:
         soft_kind: ``logits`` or ``probs`` when global soft labels will be appended.
         overwrite: replace an existing destination (otherwise :class:`OutputExistsError`).
         converter, inputs, report: provenance (spec 4.6); ``inputs`` are paths of input files.
+        created: the provenance time, ISO 8601 UTC with ``Z``; by default the time given by the
+            environment variable ``SOURCE_DATE_EPOCH`` when it is set (reproducible files), else now.
         max_chunk_rows: cap on the rows per chunk of the datasets other than ``/images`` (whose
             chunks are always one image). By default chunks hold about 64 KiB (``/labels``: 4096
             rows); small caps keep tiny files small, e.g. the spec's test vectors.
@@ -128,6 +130,7 @@ class DLAWriter:
                  max_chunk_rows: int | None = None):
         self.dest = atomic.check_destination(path, overwrite)
         self.overwrite = overwrite
+        created = created or provenance.utc_now()   # SOURCE_DATE_EPOCH when set (spec 4.6); checked first
         self.num_classes = int(num_classes)
         if self.num_classes < 1:
             raise InputError(f"num_classes must be >= 1, got {num_classes}", self.dest)
@@ -154,6 +157,12 @@ class DLAWriter:
         if class_names is not None and len(class_names) != self.num_classes:
             raise InputError(f"class_names has {len(class_names)} entries, num_classes is {self.num_classes}",
                              self.dest)
+        texts = {f"class name {i}": v for i, v in enumerate(class_names or ())}
+        texts.update(source_dataset=source_dataset or "", distillation=distillation or "")
+        for key, value in texts.items():
+            if "\0" in str(value):
+                raise InputError(f"{key} {str(value)!r} contains a NUL character: a string's value ends at its "
+                                 "first NUL (spec section 2)", self.dest)
         if soft_kind not in (None, *S.SOFT_KINDS):
             raise InputError(f"soft label kind must be one of {S.SOFT_KINDS}, got {soft_kind!r}", self.dest)
         self.soft_kind = soft_kind
@@ -238,7 +247,7 @@ class DLAWriter:
 
     def _write_provenance(self, converter, input_records, report, created) -> None:
         g = self.h5.create_group(S.PROVENANCE)
-        g.attrs["created"] = created or provenance.utc_now()
+        g.attrs["created"] = created
         g.attrs["tool"] = provenance.TOOL
         g.attrs["converter"] = str(converter)
         g.attrs["inputs"] = provenance.dumps(input_records)

@@ -116,6 +116,18 @@ def rehash(ds):
     return ds
 
 
+#: the real upstream files (read only), a sibling of the repository: ``../shared/data``
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data``; the test is skipped, saying so, where the folder is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the real upstream files are not in {SHARED_DATA} (../shared/data is absent here)")
+    return SHARED_DATA
+
+
 @pytest.fixture
 def dla_file(tmp_path) -> Path:
     return write_dla(tmp_path / "set.dla.h5")

@@ -146,3 +146,29 @@ def test_info_shows_the_codec_as_its_one_value(runner, vector, text):
     assert result.exit_code == 0, result.output
     dense_line = next(line for line in result.output.splitlines() if line.strip().startswith("dense"))
     assert dense_line.rstrip().endswith(text)
+
+
+def test_the_grid_limit_is_the_written_one_in_help_and_readme(runner):
+    """`ladd augment -n` stops at 45 (what this package writes); readers go to 64. The help and the
+    README say 45 for -n, and why, and keep the readers' 64 apart."""
+    from ladd_format.geometry import MAX_GRID_N, MAX_WRITTEN_GRID_N
+    assert (MAX_WRITTEN_GRID_N, MAX_GRID_N) == (45, 64)
+    text = " ".join(runner.invoke(main, ["augment", "-h"]).output.split())
+    assert f"at most {MAX_WRITTEN_GRID_N}: the most this package writes" in text
+    assert f"readers accept files up to N = {MAX_GRID_N}" in text
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert f"`-n` is at most {MAX_WRITTEN_GRID_N}:" in readme and "`-n` is at most 64" not in readme
+    assert f"readers and `verify` accept files up to N = {MAX_GRID_N}" in readme
+    result = runner.invoke(main, ["augment", "x.dla.h5", "--labeler", "l", "-o", "y.dla.h5", "-n", "46"])
+    assert result.exit_code == 1 and "-n (grid size N) must lie in 1..45, got 46" in result.output
+
+
+def test_min_crop_help_agrees_with_the_readme(runner):
+    """The README measured crops worse for students and keeps them off by default; the help must not
+    advise setting --min-crop to R."""
+    text = " ".join(runner.invoke(main, ["train-labeler", "-h"]).output.split())
+    help_text = text[text.index("--min-crop"):text.index("--device")]
+    assert "Set it to the ratio" not in help_text
+    assert "1 = off, the default" in help_text and "2 points worse" in help_text
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert "students trained on its dense labels are 2 points *worse*" in readme and "The default is off" in readme

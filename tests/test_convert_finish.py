@@ -66,10 +66,21 @@ def test_zca_refusals(tmp_path):
     uint8 = raw(images=np.zeros((4, 3, 8, 8), np.uint8), space="pixel255")
     assert refusal(tmp_path, uint8, ConvertOptions(zca=True)) == \
         "in/images.pt: images are uint8 pixels, so --zca/--zca-stats do not apply"
-    assert refusal(tmp_path, raw(), ConvertOptions(zca=True, mean=(0.0,) * 3, std=(1.0,) * 3)) == (
-        "in/images.pt: ZCA-whitened images cannot become uint8 pixels without the inverse transform: pass "
-        "--zca-stats FILE (mean + inverse, or the training images), or --keep-float to store them as they are "
-        "(space zca)")
+    # ZCA-whitened images have no uint8 form without --zca-stats: kept as float (space zca), said in a note
+    result = finish(raw(), tmp_path / "z.dla.h5", ConvertOptions(zca=True, mean=(0.0,) * 3, std=(1.0,) * 3), "test")
+    assert "images stored as float32 in space zca (ZCA-whitened: no uint8 form without --zca-stats)" in result.notes
+    with DLAFile(tmp_path / "z.dla.h5") as f:
+        assert f.space == "zca" and f.image_dtype == np.float32
+    assert refusal(tmp_path, raw(zca_hint="a sign"), ConvertOptions(mean=(0.0,) * 3, std=(1.0,) * 3)) == (
+        "in/images.pt: the images may be ZCA-whitened (a sign): say which with --zca (whitened; kept as float in "
+        "space zca, or --zca-stats to invert) or --no-zca (normalised pixels)")
+    assert refusal(tmp_path, raw(space="zca", zca_evidence="the folder name X_ZCA"),
+                   ConvertOptions(zca=False, mean=(0.0,) * 3, std=(1.0,) * 3)) == (
+        "in/images.pt: --no-zca contradicts the folder name X_ZCA, which says the images are ZCA-whitened: leave "
+        "--no-zca out")
+    assert refusal(tmp_path, raw(space_from="metadata.json (images_space normalized)"),
+                   ConvertOptions(zca=True, mean=(0.0,) * 3, std=(1.0,) * 3)) == (
+        "in/images.pt: --zca contradicts metadata.json (images_space normalized): leave --zca out")
     assert refusal(tmp_path, raw(space="weird"), ConvertOptions(mean=(0.0,) * 3, std=(1.0,) * 3)) == (
         "in/images.pt: float images in space weird have no uint8 form: give their space (pixel01, normalized, "
         "zca) or --keep-float")
@@ -266,9 +277,8 @@ def test_what_finish_decides_is_said_in_the_notes_and_the_report(tmp_path):
     soft[[0, 1, 2, 3], [0, 1, 0, 1]] = 0.55
     rawset = raw(labels=None, soft=soft, soft_kind="probs", num_classes=None, zca_hint="values below 0",
                  dataset="imagenette", dataset_from="the folder name", labels_input=LABELS)
-    result = finish(rawset, out, ConvertOptions(), "test")
+    result = finish(rawset, out, ConvertOptions(zca=False), "test")
     assert "hard labels are the argmax of the probs" in result.notes
-    assert "warning: values below 0; if these images are ZCA-whitened, convert with --zca" in result.notes
     assert ("dataset imagenette from the folder name: its preset's classes and normalisation apply (--dataset "
             "imagenette says the same; another --dataset is refused)") in result.notes
     with DLAFile(out) as f:
@@ -277,7 +287,7 @@ def test_what_finish_decides_is_said_in_the_notes_and_the_report(tmp_path):
         assert f.num_classes == 10 and "ipc" not in f.h5.attrs         # 4 images do not divide into 10 classes
         assert f.h5.attrs["imagenet_class_ids"].tolist()[:3] == [0, 217, 482]
     assert r["hard_labels"] == "argmax of the probs"
-    assert r["zca_warning"] == "values below 0"
+    assert r["zca"] == "not ZCA-whitened (--no-zca; sign: values below 0)"
     assert r["dataset"] == "imagenette, named by the folder name"
     assert r["preset"] == "imagenette"
     assert r["normalization"].startswith("preset imagenette as ")
@@ -348,11 +358,9 @@ def test_zca_statistics_of_another_size_name_their_file(tmp_path):
 @pytest.mark.parametrize("exc, detail", [
     (__import__("pickle").UnpicklingError("Weights only load failed.\n  Unsupported global: GLOBAL os.system was "
                                           "not an allowed global\nCheck the documentation"),
-     "refused: the pickle asks for code or objects outside the allow-list, and was not executed (Unsupported "
-     "global: GLOBAL os.system was not an allowed global)"),
+     "refused: the pickle asks for the global os.system, which is not on the allow-list; nothing was executed"),
     (__import__("pickle").UnpicklingError("Weights only load failed.\nsecond line"),
-     "refused: the pickle asks for code or objects outside the allow-list, and was not executed (Weights only "
-     "load failed.)"),
+     "refused: the pickle asks for code or objects outside the allow-list; nothing was executed"),
     (RuntimeError("y" * 300 + "\nsecond line"), "not a readable torch file (truncated or corrupt?): " + "y" * 160),
     (RuntimeError(""), "not a readable torch file (truncated or corrupt?): RuntimeError"),
 ])

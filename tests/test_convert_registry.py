@@ -136,14 +136,20 @@ def test_auto_order_decides_between_layouts(tmp_path):
     assert auto.detect(run_dir)[0] == "glad"
 
 
-def test_auto_refusal_lists_what_each_looks_for(tmp_path, runner):
+def test_auto_refusal_is_one_short_line_pointing_to_the_formats(tmp_path, runner):
+    """Not a 700-character list: one line under 200 characters (besides the path) that says where the
+    formats are listed; `ladd convert --help` does list every format."""
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "notes.txt").write_text("x")
     result = cli(runner, "auto", tmp_path / "stuff", "-o", tmp_path / "o.dla.h5")
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
+    prefix = f"ladd: error: {tmp_path / 'stuff'}: "
+    assert line.startswith(prefix) and len(line) - len(prefix) < 200, line
+    assert "not a known layout" in line and "`ladd convert --help` lists the formats" in line
+    listed = cli(runner, "--help").output
     for name in auto.ORDER:
-        assert f"{name}: {get_converter(name).looks_for}" in line
+        assert f"  {name}  " in listed or f"  {name} " in listed
 
 
 # -- options a format does not read are refused ---------------------------------------------------------

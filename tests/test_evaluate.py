@@ -486,7 +486,7 @@ def test_a_dla_h5_test_set_must_fit_the_file(digits_files, runner, tmp_path):
     small = _write(tmp_path / "small.dla.h5", digits_test.images, digits_test.labels)
     line = _one_error_line(runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test", str(small),
                                                 "--mode", "hard"]))
-    assert "test images are 16x16 pixels, the file's images 32x32" in line and "convert it" in line
+    assert "test images are 16x16 pixels, the file's images 32x32" in line and "--resize-test" in line
     grey = _write(tmp_path / "grey.dla.h5", digits_test.images[:, :1], digits_test.labels)
     assert "1 channel" in _one_error_line(runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test",
                                                                str(grey), "--mode", "hard"]))
@@ -627,3 +627,101 @@ def test_a_damaged_or_special_dla_h5_test_set_is_one_line(digits_files, runner, 
     line = _one_error_line(runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test", str(fifo),
                                                 "--mode", "hard"]))
     assert "FIFO" in line and "not opened" in line
+
+
+# -- one seed, memory, time: what a CPU user is told -----------------------------------------------
+def test_one_seed_reports_no_spread(digits_files, runner):
+    """One student has no spread to show: '(1 seed)', not '+- 0.00%'."""
+    result = runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test", "digits-test", "--mode", "hard",
+                                  "--width", "8", "--epochs", "1", "--seeds", "1"])
+    assert result.exit_code == 0, result.output
+    line = result.stdout.strip().splitlines()[-1]
+    assert "test accuracy " in line and "% (1 seed)" in line and "+-" not in line and "seed(s)" not in line, line
+    from ladd_format.experiments.report import accuracy_table
+    row = {"method": "LADD", "ipc": 1, "bytes": 1000, "extra_pct": 30.0, "mean": 0.9, "std": 0.0, "accuracies": [0.9]}
+    assert accuracy_table([row])[1].endswith("90.0% (1 seed)")
+    assert accuracy_table([dict(row, std=0.012, accuracies=[0.88, 0.9, 0.92])])[1].endswith("90.0 +-  1.2%")
+
+
+#: what torch's CPU allocator raises when an allocation fails
+ALLOC_FAILURE = ("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried "
+                 "to allocate 6300000000 bytes. Error code 12 (Cannot allocate memory)")
+
+
+def test_an_allocation_failure_names_the_options_that_hold_less(digits_files, runner, monkeypatch):
+    import ladd_format.experiments.evaluate as evaluate_module
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError(ALLOC_FAILURE)
+    monkeypatch.setattr(evaluate_module, "ladd_loss", no_memory)
+    result = runner.invoke(main, ["evaluate", str(digits_files["dla"]), "--test", "digits-test", "--width", "8",
+                                  "--epochs", "1", "--seeds", "1"])
+    line = _one_error_line(result)
+    assert "internal error" not in line and "ran out of memory" in line and "an allocation of 6.3 GB failed" in line
+    assert all(flag in line for flag in ("--micro-batch", "--sub-per-image", "--sub-chunk")), line
+    assert str(digits_files["dla"]) in line
+
+
+@pytest.mark.parametrize("exc,expected", [(RuntimeError(ALLOC_FAILURE), True), (MemoryError(), True),
+                                          (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), True),
+                                          (RuntimeError("size mismatch"), False), (ValueError("memory"), False)])
+def test_allocation_failures_are_told_from_other_errors(exc, expected):
+    from ladd_format.experiments.evaluate import is_out_of_memory
+    assert is_out_of_memory(exc) is expected
+
+
+def test_sub_chunk_trains_the_same_student(digits_files):
+    """--sub-chunk only changes how many views a forward pass takes: the epoch losses of a chunked
+    and an unchunked student agree to float rounding (5e-5 relative after 3 epochs)."""
+    test = load_source("digits-test")
+    losses = {}
+    for chunk in (0, 7):
+        seen = []
+        evaluate(digits_files["dla"], test, EvalConfig(mode="ladd", sub_chunk=chunk, **dict(TINY, seeds=1, epochs=3)),
+                 epoch_progress=lambda done, total, loss, seen=seen: seen.append(loss))
+        losses[chunk] = seen
+    assert losses[0] == pytest.approx(losses[7], rel=5e-5)
+
+
+def test_sub_chunk_is_bounded_on_the_command_line(digits_files, runner):
+    line = _one_error_line(runner.invoke(main, ["evaluate", str(digits_files["dla"]), "--test", "digits-test",
+                                                "--sub-chunk", "-1"]))
+    assert "--sub-chunk must be >= 0" in line
+
+
+def test_a_long_run_says_how_long_it_will_take():
+    from ladd_format.experiments.evaluate import ESTIMATE_NOTE_SECONDS, RunEstimate
+    now = [0.0]
+    estimate = RunEstimate(900, clock=lambda: now[0])          # 300 epochs x 3 seeds
+    now[0] = 35.0
+    note = estimate.note(1)
+    assert note.startswith("this run will take about 8 h 45 min (1 of 900 epochs took 35.0 s)")
+    assert "--epochs" in note and "--seeds" in note and "--sub-per-image" in note
+    assert estimate.note(2) is None                           # said once
+    short = RunEstimate(10, clock=lambda: now[0])
+    now[0] += ESTIMATE_NOTE_SECONDS / 20
+    assert short.note(1) is None
+    pooled = RunEstimate(600, parallel=2, clock=lambda: now[0])
+    now[0] += 10.0
+    assert pooled.note(1) is None and "about 50 min 00 s" in pooled.note(2)   # an epoch of each worker
+
+
+def test_the_estimate_is_shown_on_stderr(digits_files, runner, monkeypatch):
+    import ladd_format.experiments.evaluate as evaluate_module
+    monkeypatch.setattr(evaluate_module, "ESTIMATE_NOTE_SECONDS", 0.0)
+    result = runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test", "digits-test", "--mode", "hard",
+                                  "--width", "8", "--epochs", "2", "--seeds", "1"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: this run will take about")]
+    assert len(notes) == 1 and "(1 of 2 epochs took" in notes[0], result.stderr
+
+
+def test_the_hint_for_a_dla_h5_test_set_of_another_size_names_real_options(digits_files, runner, tmp_path):
+    """`ladd convert` has no --image-size: the hint names the route that exists (export the test
+    set as an .npz, then --resize-test), and every option it names is one of the commands'."""
+    digits_test = load_source("digits-test", 16)
+    small = _write(tmp_path / "small.dla.h5", digits_test.images, digits_test.labels)
+    line = _one_error_line(runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test", str(small),
+                                                "--mode", "hard"]))
+    assert "--image-size" not in line
+    assert "ladd export" in line and "--resize-test" in line

@@ -197,3 +197,32 @@ def test_convert_verify_size_and_export_report_progress_to_the_end(tmp_path, mon
     monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)
     shown = runner.invoke(cli.main, ["convert", "npz", str(tmp_path / "in.npz"), "-o", str(tmp_path / "c.dla.h5")])
     assert shown.exit_code == 0 and "convert: 40/40 images written (100%)" in shown.output
+
+
+def test_a_run_that_never_reported_writes_no_closing_line():
+    """A closing "convert: 0 images written" after the work is done would contradict the command's own
+    "wrote ... (100 images)": a run that never reported progress writes nothing."""
+    clock, log = FakeClock(), io.StringIO()
+    with Progress("convert", None, "images written", stream=log, clock=clock, delay=2):
+        clock.now += 3                                # long enough to be shown, but nothing was reported
+    assert lines(log) == []
+    with Progress("convert", None, "images written", stream=log, clock=clock, delay=0) as bar:
+        bar.set(0, 100)                               # reported, even if zero: shown
+    assert lines(log) == ["convert: 0/100 images written (0%), 0.0 s elapsed"]
+
+
+def test_convert_auto_reports_the_images_the_detected_format_writes(tmp_path, monkeypatch):
+    """`convert auto` runs the format it detects through convert() again: that inner call keeps the
+    outer progress, so the last line counts the images written, never "0 images written"."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    import ladd_cli.main as cli
+    np.savez(tmp_path / "in.npz", images=np.zeros((100, 3, 8, 8), np.uint8), labels=np.arange(100) % 10)
+    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)
+    result = CliRunner().invoke(cli.main, ["convert", "auto", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.h5")])
+    assert result.exit_code == 0, result.output
+    shown = [line for line in result.stderr.splitlines() if line.startswith("convert:")]
+    assert shown and shown[-1].startswith("convert: 100/100 images written (100%)"), result.stderr
+    assert not any(" 0 images written" in line for line in shown)
+    assert result.stdout.strip().endswith("(100 images)")

@@ -103,7 +103,8 @@ def test_the_walkthrough_uses_real_commands_and_options(runner):
     for line in lines:
         words = line.split()
         command = cli_group.commands[words[1]]
-        known = {opt for param in command.params for opt in getattr(param, "opts", [])}
+        known = {opt for param in command.params
+                 for opt in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]}   # --no-zca
         for word in words[2:]:
             if word.startswith("-"):
                 assert word in known, f"README walkthrough: {words[1]} has no option {word}"

@@ -29,7 +29,7 @@ SPEC = ROOT / "spec" / "dla-v1.md"
 VECTORS = ROOT / "spec" / "vectors"
 
 CODEC_VECTORS = ["float32", "float16", "uint8", "topk_float16", "topk_uint8"]
-ALL_VECTORS = CODEC_VECTORS + ["plain", "float_images"]
+ALL_VECTORS = CODEC_VECTORS + ["plain", "float_images", "nul_strings"]
 DENSE_VECTORS = CODEC_VECTORS + ["float_images"]
 LEGACY = "legacy_1_0"
 INVALID = VECTORS / "invalid"
@@ -49,12 +49,11 @@ def expected(name: str) -> dict:
 
 
 def text(value) -> str:
-    """A string attribute (h5py may hand back bytes, str or a 0-d array)."""
+    """A string attribute's value (h5py may hand back bytes, str or a 0-d array): section 2, the
+    bytes up to the first NUL."""
     if isinstance(value, np.ndarray) and value.shape == ():
         value = value[()]
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    return str(value)
+    return utf8(value).decode("utf-8")
 
 
 def datasets(h5: h5py.File) -> dict[str, h5py.Dataset]:
@@ -501,12 +500,18 @@ def canonical_shape(shape) -> bytes:
 
 
 def utf8(value) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+    """A string's value as bytes: section 2, up to the first NUL (h5py keeps what follows one)."""
+    raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
+    return raw.split(b"\0")[0]
 
 
-def spec_root_digest(h5: h5py.File) -> str:
+def spec_root_digest(h5: h5py.File, content: bool = False) -> str:
+    """Section 2.1's digest of the canonical form; ``content``: the content digest, the same form
+    without the records of /provenance and of what lies under it."""
     paths = []
     h5.visit(lambda name: paths.append("/" + name))
+    if content:
+        paths = [p for p in paths if p != "/provenance" and not p.startswith("/provenance/")]
     out = hashlib.sha256()
     for path in ["/"] + sorted(paths, key=lambda p: p.encode("utf-8")):
         obj = h5[path]
@@ -557,6 +562,47 @@ def test_row_digests_recomputed_from_the_spec_text(name):
             for i in range(data.shape[0]):
                 row = np.ascontiguousarray(data[i].astype(data.dtype.newbyteorder("<")))
                 assert hashlib.sha256(row.tobytes()).digest() == digests[i, column].tobytes(), (path, i)
+
+
+@pytest.mark.parametrize("name", ALL_VECTORS + [LEGACY])
+def test_content_digest_recomputed_from_the_spec_text(name):
+    with h5py.File(h5_path(name), "r") as h5:
+        content = spec_root_digest(h5, content=True)
+        assert "provenance" in h5 and re.fullmatch(r"[0-9a-f]{64}", content)
+        assert content == expected(name)["content_sha256"]
+        assert content != spec_root_digest(h5)                    # /provenance is left out, nothing else
+
+
+def test_content_digests_of_different_vectors_differ():
+    """The vectors hold different data (outside /provenance they differ), so their content digests
+    differ, although they share their provenance (converter, creation time, no inputs)."""
+    digests = {name: expected(name)["content_sha256"] for name in ALL_VECTORS + [LEGACY]}
+    assert len(set(digests.values())) == len(digests)
+    created = {expected(name)["provenance"]["created"] for name in ALL_VECTORS}
+    assert len(created) == 1
+
+
+def test_string_values_end_at_the_first_nul():
+    """Section 2: a fixed-length string's value is its bytes up to the first NUL. The nul_strings
+    vector stores bytes after a NUL; its values, and the canonical form, stop at the NUL."""
+    exp = expected("nul_strings")
+    with h5py.File(h5_path("nul_strings"), "r") as h5:
+        for case in exp["nul_strings"]:
+            obj = h5[case["object"]]
+            aid = obj.attrs.get_id(case["attribute"])
+            info = h5py.check_string_dtype(aid.dtype)
+            assert info is not None and info.length is not None       # fixed-length, as since 1.1
+            raw = obj.attrs[case["attribute"]]
+            stored = [bytes(v) for v in raw] if np.ndim(raw) else [bytes(raw)]
+            want = case["stored"] if isinstance(case["stored"], list) else [case["stored"]]
+            assert [v.decode("utf-8") for v in stored] == want
+            assert any(b"\0" in v for v in stored)                     # bytes after a NUL are stored
+            values = [text(v) for v in stored]
+            assert values == (case["value"] if isinstance(case["value"], list) else [case["value"]])
+            assert all("\0" not in v for v in values)
+        assert [text(v) for v in h5.attrs["class_names"]] == exp["root"]["class_names"] == ["cat", "dog"]
+        assert text(h5["images"].attrs["space"]) == exp["space"] == "pixel255"
+        assert spec_root_digest(h5) == text(h5.attrs["root_sha256"])
 
 
 def test_root_digest_catches_a_changed_attribute_value():
@@ -626,6 +672,29 @@ def test_package_verify_accepts_every_vector(name):
     import ladd_format
 
     assert [str(p) for p in ladd_format.verify(h5_path(name))] == []
+
+
+@pytest.mark.parametrize("name", ALL_VECTORS + [LEGACY])
+def test_package_content_digest_agrees_with_vectors(name):
+    from ladd_format import integrity, open_dla
+
+    assert integrity.content_digest(h5_path(name)) == expected(name)["content_sha256"]
+    with open_dla(h5_path(name)) as f:
+        assert f.info()["content_sha256"] == expected(name)["content_sha256"]
+        assert f.info()["root_sha256"] == expected(name).get("root_sha256")
+
+
+def test_package_reads_string_values_up_to_the_first_nul():
+    """The reader and the verifier take section 2's value: the nul_strings vector verifies (its
+    /images space is 'pixel255' followed by a NUL and more bytes) and reads as its values."""
+    import ladd_format
+
+    exp = expected("nul_strings")
+    assert ladd_format.verify(h5_path("nul_strings")) == []
+    with ladd_format.open_dla(h5_path("nul_strings")) as f:
+        assert f.class_names == exp["root"]["class_names"] == ["cat", "dog"]
+        assert f.space == "pixel255" and f.attrs["source_dataset"] == "cifar10"
+        assert f.info()["class_names"] == ["cat", "dog"]
 
 
 # Floats that the generator derives in float64 (the source probabilities are a numpy softmax) may

@@ -26,8 +26,8 @@ def codec_from_file(attrs, dense_group) -> Codec:
     if "codec" not in attrs:
         raise CodecError("/dense attribute 'codec' is missing")
     name = attrs["codec"]
-    if isinstance(name, bytes):
-        name = name.decode("utf-8", "replace")
+    if isinstance(name, bytes):  # a fixed-length string: its value ends at the first NUL (spec 2)
+        name = name.split(b"\0", 1)[0].decode("utf-8", "replace")
     if not isinstance(name, str):
         raise CodecError(f"/dense attribute 'codec' must be a string, got {name!r}")
     cls = codec_class(name)

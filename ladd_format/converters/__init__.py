@@ -48,7 +48,8 @@ class ConvertOptions:
     overwrite: bool = False
     dataset: str | None = None         # preset: cifar10, cifar100, tinyimagenet, imagenet, imagenette, ...
     keep_float: bool = False           # store float images losslessly instead of uint8
-    zca: bool = False                  # the images are ZCA-whitened
+    zca: bool | None = None            # True: the images are ZCA-whitened (--zca); False: they are not
+    #                                    (--no-zca); None: the input decides (common._zca_space)
     zca_stats: str | None = None       # .npz with mean + inverse, or train_images to refit (eps 0.1)
     iteration: int | None = None       # run folders: images_<iteration>.pt instead of images_best.pt
     experiment: int | None = None      # dc: experiment N (res_*.pt data[N], DD-Ranking images_..._N.pt);
@@ -73,7 +74,7 @@ class Converter:
 
     name: str = ""
     summary: str = ""                  # one line, listed by ``ladd convert --help``
-    looks_for: str = ""                # what sniff recognises, in a few words (auto's refusal lists it)
+    looks_for: str = ""                # what sniff recognises, in a few words
     options: frozenset[str] = COMMON   # the ConvertOptions fields this converter reads
 
     def sniff(self, path: Path) -> str | None:
@@ -142,13 +143,14 @@ def check_options(converter: Converter, options: ConvertOptions) -> None:
 def convert(fmt: str, source: str | os.PathLike, output: str | os.PathLike,
             options: ConvertOptions | None = None, progress=None) -> ConversionResult:
     """Convert ``source`` in format ``fmt`` to a D_LA file at ``output``; ``progress(images
-    written, images)`` after each batch the writer takes."""
+    written, images)`` after each batch the writer takes (``None`` inside a running conversion,
+    as ``auto`` calls the format it detected: the outer conversion's ``progress``)."""
     from .common import WRITE_PROGRESS
 
     converter = get_converter(fmt)
     options = options or ConvertOptions()
     check_options(converter, options)
-    token = WRITE_PROGRESS.set(progress)
+    token = WRITE_PROGRESS.set(progress if progress is not None else WRITE_PROGRESS.get())
     try:
         return converter.convert(Path(source), Path(output), options)
     finally:

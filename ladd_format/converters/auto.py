@@ -21,7 +21,8 @@
    (``new???/class???_id???.jpg``; ``syn_data/`` or 5-digit folders);
 6. ``folder`` -- any other tree of class folders holding images (the most general, last).
 
-When none answers, one line lists what each looks for.
+When none answers, one short line says so and points to ``ladd convert --help``, which lists the
+formats and what each reads (:data:`UNKNOWN`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from ..errors import InputError, LaddError
 from . import ConversionResult, Converter, ConvertOptions, _REGISTRY, convert as convert_format, register
 
 ORDER = ("npz", "glad", "datm", "tesla", "mtt", "tensors", "dc", "sre2l", "rded", "folder")
+#: auto's refusal when no format recognises INPUT ({what}: input file, layout): one short line
+UNKNOWN = ("auto: not a known {what}, no format recognised it; `ladd convert --help` lists the formats and what "
+           "each reads (or name one: ladd convert FORMAT)")
 
 
 def sniff_order() -> tuple[str, ...]:
@@ -42,13 +46,9 @@ def sniff_order() -> tuple[str, ...]:
     return tuple(name for name in ORDER if name in _REGISTRY) + tuple(rest)
 
 
-def looked_for() -> str:
-    return "; ".join(f"{name}: {_REGISTRY[name].looks_for}" for name in sniff_order())
-
-
 def detect(source: Path) -> tuple[str, str]:
     """``(format, reason)`` of the first converter in :data:`ORDER` whose ``sniff`` recognises
-    ``source``; :class:`InputError` listing what each looks for when none does."""
+    ``source``; :class:`InputError` (:data:`UNKNOWN`) when none does."""
     source = Path(source)
     if not source.exists():
         raise InputError("no such file or folder", source)
@@ -59,7 +59,7 @@ def detect(source: Path) -> tuple[str, str]:
         if reason:
             return name, reason
     what = "input file" if source.is_file() else "layout"
-    raise InputError(f"auto: not a known {what}; looked for {looked_for()}", source)
+    raise InputError(UNKNOWN.format(what=what), source)
 
 
 @register

@@ -27,7 +27,10 @@ the same way for every format (npz included), and written to ``/provenance`` ``r
   ``pixels.Uint8Quantizer``, clipped fraction and PSNR reported and noted) unless ``--keep-float`` or the
   input itself says its images are stored floats (npz key ``image_dtype``, written by ``ladd export
   --format npz``); kept floats are float32 (float16 when the input is float16), with their space.
-  ZCA-whitened images become uint8 only through ``--zca-stats``; else ``--keep-float`` is required.
+  ZCA-whitened images become uint8 only through ``--zca-stats``; else they are kept as float (space
+  ``zca``). Whether images are ZCA-whitened: ``--zca`` / ``--no-zca``, else what the input says (a
+  folder or file name with a ``zca`` token, an export's ``metadata.json``, an npz's space); a mere
+  sign (:func:`_zca_space`) without either flag is refused.
 - Classes: the count is the input's own (npz ``num_classes``, the class folders, the width of soft
   or dense labels), else ``--num-classes``, else the dataset's preset, else max(label) + 1
   (noted); a preset or ``--num-classes`` that disagrees with the input is refused. Names:
@@ -36,7 +39,8 @@ the same way for every format (npz included), and written to ``/provenance`` ``r
 - Labels: hard labels as given; soft labels (logits/probs) go to ``/soft_labels`` and, without hard
   labels, their argmax is the hard label (noted). Dense labels (npz) are written with the ``codec``
   option (one text value, ``codecs.parse_codec``), else the codec the input records (npz
-  ``ladd_metadata``, written by ``ladd export --format npz``), else ``float32``.
+  ``ladd_metadata``, written by ``ladd export --format npz``), else ``float32``. ``codec`` given for
+  an input without dense labels is refused (an option that would be ignored is never accepted).
 - What the input records beyond that (an exported npz's ``ladd_metadata``: ``distillation``,
   ``ipc``, ``learned_lr``, ``imagenet_class_ids``, the labeler's attributes and temperature, the
   soft-label dtype) is written back as it was.
@@ -54,6 +58,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import re
 import sys
 import zipfile
 from contextvars import ContextVar
@@ -191,26 +196,45 @@ def check_torch_zip(path: Path) -> None:
 
 
 # -- safe loading -----------------------------------------------------------------------------
-def _numpy_scalar_globals() -> list:
-    """The exact numpy globals a DC results dict needs (numpy scalars in ``accs_all_exps``)."""
-    import numpy
+#: the global names numpy's scalar reconstructor has in pickles: numpy 1 wrote the first (every DC
+#: results file people hold), numpy 2 writes the second. torch's allow-list matches names, not objects.
+NUMPY_SCALAR_NAMES = ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar")
+#: the dtypes of the numpy scalars allow-listed in DC results dicts (``accs_all_exps``)
+NUMPY_SCALAR_DTYPES = ("float64", "float32", "int64", "int32")
+#: how much of a refused global's name a refusal quotes
+MAX_GLOBAL_NAME = 120
 
-    found = []
-    for module, name in (("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")):
-        try:
-            mod = __import__(module, fromlist=[name])
-            found.append(getattr(mod, name))
-        except (ImportError, AttributeError):
-            pass
-    found.append(numpy.dtype)
-    found += [type(numpy.dtype(t)) for t in ("float64", "float32", "int64", "int32")]
-    return found
+
+def _numpy_scalar_globals() -> list:
+    """The exact numpy globals a DC results dict needs, for ``torch.serialization.safe_globals``:
+    numpy's scalar reconstructor under both of its pickle names (:data:`NUMPY_SCALAR_NAMES`, as
+    ``(object, name)`` pairs), ``numpy.dtype`` (which builds the scalar's dtype), and the dtype
+    classes of :data:`NUMPY_SCALAR_DTYPES` (the unpickler's BUILD step sets their state).
+    ``_codecs.encode`` (the scalar's bytes in protocol 2) is on torch's own allow-list."""
+    scalar = np.float64(0).__reduce__()[0]          # the reconstructor itself, whatever numpy calls it
+    return ([(scalar, name) for name in NUMPY_SCALAR_NAMES] + [np.dtype]
+            + [type(np.dtype(name)) for name in NUMPY_SCALAR_DTYPES])
+
+
+def refused_pickle(text: str) -> str:
+    """One line for a pickle torch's weights-only unpickler refused: which global (or class) it asked
+    for, when torch's message names one, and that nothing was executed; torch's advice (which
+    function to call to allow it) is not passed on."""
+    hit = (re.search(r"GLOBAL ([A-Za-z_][\w.]*)", text) or re.search(r"but got <class '([\w.]+)'>", text)
+           or re.search(r"Unsupported global: ([A-Za-z_][\w.]*)", text))
+    if hit:
+        name = hit.group(1)
+        if len(name) > MAX_GLOBAL_NAME:
+            name = name[:MAX_GLOBAL_NAME] + "..."
+        return f"refused: the pickle asks for the global {name}, which is not on the allow-list; nothing was executed"
+    return "refused: the pickle asks for code or objects outside the allow-list; nothing was executed"
 
 
 def load_pt(path: Path, allow_numpy_scalars: bool = False):
     """``torch.load(weights_only=True)``; a pickle that asks for anything else is refused unread.
 
-    With ``allow_numpy_scalars`` the exact numpy globals of DC results dicts are allow-listed.
+    With ``allow_numpy_scalars`` the exact numpy globals of DC results dicts are allow-listed
+    (:func:`_numpy_scalar_globals`).
     """
     require_regular_file(path)
     check_torch_zip(path)
@@ -222,10 +246,7 @@ def load_pt(path: Path, allow_numpy_scalars: bool = False):
                 return torch.load(path, map_location="cpu", weights_only=True)
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
-        raise InputError(f"refused: the pickle asks for code or objects outside the allow-list, and was not "
-                         f"executed ({detail.strip()[:160]})", path) from None
+        raise InputError(refused_pickle(str(exc)), path) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         lines = str(exc).strip().splitlines()      # an empty file raises EOFError with no message
         detail = lines[0][:160] if lines else ("empty file" if path.stat().st_size == 0 else type(exc).__name__)
@@ -257,7 +278,10 @@ class RawSet:
     root_attrs: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     report: dict = field(default_factory=dict)
-    zca_hint: str | None = None        # why the images may be ZCA-whitened
+    zca_hint: str | None = None        # why the images may be ZCA-whitened (a sign, not a record: see _zca_space)
+    zca_evidence: str | None = None    # what in the input says its images are ZCA-whitened (space zca), a noun
+    #                                    phrase: "the folder name CIFAR10_ZCA", "metadata.json (images_space zca)"
+    space_from: str | None = None      # what in the input records a space other than zca (export metadata)
     labels_input: Path | None = None   # the file holding the labels, when not inputs[0] (errors name it)
     input_keys: dict | None = None     # spec path -> input key, to name keys in errors (npz)
     # what the input itself says (the first choice of finish)
@@ -393,6 +417,45 @@ def _dataset(raw: RawSet, options: ConvertOptions, notes, report, src):
     return preset
 
 
+def _zca_space(raw: RawSet, options: ConvertOptions, images, notes, report, src) -> str:
+    """The space the float images are in, ZCA decided by the one rule (README, converters):
+
+    - ``--zca`` (or ``--zca-stats``): ZCA-whitened; refused when the input records another space
+      (``raw.space_from``);
+    - ``--no-zca`` (``options.zca is False``): as the input reads; refused when the input says ZCA
+      (``raw.zca_evidence``: a folder or file name with a ``zca`` token, export metadata, an npz);
+    - neither: what the input says decides (a note names it); a mere sign (``raw.zca_hint``: an
+      ``images_zca_*.pt`` sibling, DATM's CIFAR configurations) is refused in one line naming the
+      evidence and both flags -- ZCA-whitened values stored as normalised pixels would be
+      read, shown and labeled as pixels without a word.
+    """
+    if images.dtype == np.uint8:
+        if options.zca:
+            raise InputError("images are uint8 pixels, so --zca/--zca-stats do not apply", src)
+        return raw.space
+    said = raw.zca_evidence or ("the input's space" if raw.space == "zca" else None)
+    if options.zca:
+        if raw.space != "zca" and raw.space_from:
+            raise InputError(f"--zca contradicts {raw.space_from}: leave --zca out", src)
+        report["zca"] = "ZCA-whitened (--zca)"
+        return "zca"
+    if options.zca is False:
+        if said:
+            raise InputError(f"--no-zca contradicts {said}, which says the images are ZCA-whitened: leave --no-zca "
+                             "out", src)
+        if raw.zca_hint:
+            report["zca"] = f"not ZCA-whitened (--no-zca; sign: {raw.zca_hint})"
+        return raw.space
+    if said:
+        notes.append(f"images are ZCA-whitened: {said} says so")
+        report["zca"] = f"ZCA-whitened: {said} says so"
+        return "zca"
+    if raw.zca_hint and not raw.space_from:
+        raise InputError(f"the images may be ZCA-whitened ({raw.zca_hint}): say which with --zca (whitened; kept as "
+                         "float in space zca, or --zca-stats to invert) or --no-zca (normalised pixels)", src)
+    return raw.space
+
+
 def _same(a, b) -> bool:
     a, b = np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=0, atol=1e-6))
@@ -469,13 +532,8 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
     if soft is not None and soft.shape[1] != num_classes:
         raise ShapeError(f"soft labels must have shape ({m}, {num_classes}), got {soft.shape}", labels_src)
 
-    # ZCA: inverted with the statistics (then 0..1 pixels, no mean/std step), else kept or refused
-    if options.zca and images.dtype == np.uint8:
-        raise InputError("images are uint8 pixels, so --zca/--zca-stats do not apply", src)
-    space = "zca" if options.zca else raw.space
-    if raw.zca_hint and not options.zca and images.dtype != np.uint8:
-        notes.append(f"warning: {raw.zca_hint}; if these images are ZCA-whitened, convert with --zca")
-        report["zca_warning"] = raw.zca_hint
+    # ZCA: inverted with the statistics (then 0..1 pixels, no mean/std step), else kept as float
+    space = _zca_space(raw, options, images, notes, report, src)
     mean = std = None
     if space == "zca" and options.zca_stats is not None:
         mu, inv = load_zca_stats(Path(options.zca_stats))
@@ -492,18 +550,22 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
         raise ShapeError(f"mean and std must have {k} values (one per channel), got {mean.size} and {std.size}", src)
 
     quantizer = None
-    keep = images.dtype != np.uint8 and (options.keep_float or raw.stored_dtype in ("float16", "float32"))
+    keep = images.dtype != np.uint8 and (options.keep_float or raw.stored_dtype in ("float16", "float32")
+                                         or space == "zca")
     if images.dtype == np.uint8:
         stored, image_dtype, out_space = images, "uint8", None
     elif keep:
         image_dtype = "float16" if images.dtype == np.float16 or raw.stored_dtype == "float16" else "float32"
         stored, out_space = images.astype(image_dtype, copy=False), space
-        why = "--keep-float" if options.keep_float else f"the input's image_dtype {raw.stored_dtype}"
+        if options.keep_float:
+            why = "--keep-float"
+        elif raw.stored_dtype in ("float16", "float32"):
+            why = f"the input's image_dtype {raw.stored_dtype}"
+        else:
+            why = "ZCA-whitened images have no uint8 form without the inverse transform (--zca-stats)"
+            notes.append(f"images stored as {image_dtype} in space zca (ZCA-whitened: no uint8 form without "
+                         "--zca-stats)")
         report["images"] = f"kept as {image_dtype} (space {space}, {why})"
-    elif space == "zca":
-        raise InputError("ZCA-whitened images cannot become uint8 pixels without the inverse transform: pass "
-                         "--zca-stats FILE (mean + inverse, or the training images), or --keep-float to "
-                         "store them as they are (space zca)", src)
     elif space not in ("pixel01", "normalized"):
         raise InputError(f"float images in space {space} have no uint8 form: give their space (pixel01, normalized, "
                          "zca) or --keep-float", src)
@@ -513,6 +575,9 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
         image_dtype, out_space = "uint8", None
 
     dense_spec, dense = None, raw.dense
+    if dense is None and options.codec is not None:
+        raise InputError(f"the input holds no dense labels (key dense_labels), so --codec {options.codec} does not "
+                         "apply: leave it out", src)
     if dense is not None:
         n = int(raw.dense_n)
         if dense.ndim != 3 or dense.shape != (m, n * n, num_classes):

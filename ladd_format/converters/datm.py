@@ -4,7 +4,8 @@
 
 Labels are learned LOGITS (M, C) -> ``/soft_labels`` (kind logits), hard label = their argmax;
 ``lr_<it>.pt`` (the learned learning rate) -> root attribute ``learned_lr``. Images as MTT
-(normalised, or ZCA for the CIFAR configurations: a note warns when ``--zca`` was not given).
+(normalised, or ZCA for the CIFAR configurations: without ``--zca`` or ``--no-zca``, or a name with a
+``zca`` token, a CIFAR run is refused).
 DD-Ranking's published sets (``methods/DATM/distilled/<DATASET>/IPC<k>/images.pt``,
 ``labels.pt``, ``lr.pt``, unsuffixed) are read from their folder or ``images.pt``; the
 ``<DATASET>`` folder name gives the dataset preset. Reader in ``runs.py``; facts in

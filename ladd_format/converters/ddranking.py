@@ -28,8 +28,10 @@ writes that form from a D_LA (the ``ddranking`` branch of :func:`ladd_format.exp
   index in the source file (``source_index``). With soft labels the order is kept as stored.
 - ``lr.pt``: 0-dim float32, only when the file records ``learned_lr``.
 - ``metadata.json``: what a reader needs to use the tensors (space, normalisation, label kind,
-  classes, source file digest). Dense labels have no place in DD-Ranking's layout and are not
-  written (a note says so).
+  classes, source file digest), the hard labels when soft labels are exported and the hard labels
+  are not their argmax (``hard_labels``), and ``ladd_metadata`` (what ``ladd convert`` needs to
+  rebuild the file, as the npz export records it; read back by :mod:`.exported`). Dense labels
+  have no place in DD-Ranking's layout and are not written (a note says so).
 
 Every tensor is a plain ``torch.save`` of a contiguous CPU tensor, loadable with
 ``torch.load(weights_only=True)``. torch is imported inside :func:`write_folder` only: this module
@@ -58,10 +60,26 @@ ALIASES = {"tiny": "tinyimagenet", "tinyimagenet200": "tinyimagenet", "imagenet1
            "in1k": "imagenet"}
 
 
+#: a name's tokens: runs of letters and digits (``CIFAR10_ZCA`` -> cifar10, zca)
+TOKEN = re.compile(r"[a-z0-9]+")
+#: the token that says a set's images are ZCA-whitened (DD-Ranking's ``CIFAR10_ZCA`` folder)
+ZCA_TOKEN = "zca"
+#: tokens before ``zca`` that say the opposite (``no_zca``)
+NOT_ZCA = frozenset({"no", "non", "not", "wo", "without"})
+
+
+def says_zca(name: str) -> bool:
+    """Whether a folder or file name says ZCA: a ``zca`` token (case-insensitive, between non-letters,
+    ``CIFAR10_ZCA``, ``zca-cifar10``), not after ``no`` / ``without`` (``no_zca``)."""
+    tokens = TOKEN.findall(name.lower())
+    return any(t == ZCA_TOKEN and (i == 0 or tokens[i - 1] not in NOT_ZCA) for i, t in enumerate(tokens))
+
+
 def dataset_named(token: str) -> str | None:
     """The preset a code base's dataset name means (``CIFAR10`` -> ``cifar10``, ``Tiny`` ->
-    ``tinyimagenet``), or None when it names no preset."""
-    key = re.sub(r"[^a-z0-9]", "", token.lower())
+    ``tinyimagenet``, ``CIFAR10_ZCA`` -> ``cifar10``: a ``zca`` token says how the images were
+    whitened, not which dataset), or None when it names no preset."""
+    key = "".join(t for t in TOKEN.findall(token.lower()) if t != ZCA_TOKEN)
     key = ALIASES.get(key, key)
     return key if key in PRESETS else None
 
@@ -94,6 +112,19 @@ def sets_in(folder: Path) -> dict[tuple[str, str, int], dict[str, Path]]:
     return found
 
 
+def zca_name(images: Path) -> str | None:
+    """Which name says ZCA (:func:`says_zca`): the images file's, its folder's or (in DD-Ranking's
+    ``<DATASET>/IPC<k>/`` layout) its dataset folder's, as words for a note; None when none does.
+    Folders further up are not read: a project folder's name says nothing about one set."""
+    named = [("file", images.name), ("folder", images.parent.name)]
+    if IPC_FOLDER.fullmatch(images.parent.name):
+        named.append(("folder", images.parent.parent.name))
+    for kind, name in named:
+        if name and says_zca(name.removeprefix("images_zca_")):
+            return f"the {kind} name {name}"
+    return None
+
+
 def dataset_folder(images: Path) -> tuple[str | None, str, int] | None:
     """For an unsuffixed ``.../<DATASET>/IPC<k>/images.pt``: ``(preset or None, the DATASET folder
     name, k)``; None when the folder is not named ``IPC<k>``."""
@@ -124,10 +155,11 @@ def class_major_order(labels: np.ndarray, num_classes: int, path) -> tuple[np.nd
     return np.argsort(labels, kind="stable"), ipc
 
 
-def write_folder(f, out: Path, labels: np.ndarray, notes: list[str]) -> None:
+def write_folder(f, out: Path, labels: np.ndarray, notes: list[str], ladd_metadata: dict | None = None) -> None:
     """Write ``images.pt``, ``labels.pt`` (and ``lr.pt``) and ``metadata.json`` of the open D_LA
     ``f`` into the (new, empty) folder ``out`` (module docstring). ``labels`` are the checked hard
-    labels; notes for the user are appended to ``notes``."""
+    labels; notes for the user are appended to ``notes``; ``ladd_metadata`` (the npz export's, see
+    :func:`ladd_format.export.npz_metadata`) is recorded for ``ladd convert``."""
     import torch
 
     from ..pixels import to_model_input
@@ -163,6 +195,8 @@ def write_folder(f, out: Path, labels: np.ndarray, notes: list[str]) -> None:
         meta["labels"] = f"soft labels ({f.soft_kind}), float32 (M, C), as stored in /soft_labels"
         meta["soft_labels_kind"] = f.soft_kind
         meta["usage"] = "compute_metrics(image_tensor=images, soft_labels=labels, syn_lr=lr)"
+        if not np.array_equal(labels, target.argmax(axis=1)):
+            meta["hard_labels"] = labels.astype(np.int64).tolist()     # labels.pt holds only the soft labels
     else:
         target = labels.astype(np.int64)
         meta["labels"] = "hard labels, int64 (M,), class-major"
@@ -192,4 +226,6 @@ def write_folder(f, out: Path, labels: np.ndarray, notes: list[str]) -> None:
     meta["class_names"] = f.class_names
     meta["files"] = files
     meta["source"] = {"name": f.path.name, "sha256": file_sha256(f.path)}
+    if ladd_metadata is not None:
+        meta["ladd_metadata"] = ladd_metadata
     (out / "metadata.json").write_text(json.dumps(meta, indent=2))

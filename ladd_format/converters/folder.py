@@ -1,4 +1,6 @@
-"""Converter ``folder``: an ImageFolder tree ``ROOT/<class>/<image>``.
+"""Converter ``folder``: an ImageFolder tree ``ROOT/<class>/<image>``, or what ``ladd export --format
+folder`` writes (its root or its ``images/``: the images in index order, the labels and
+normalisation from its ``.npy`` files and ``metadata.json``, :mod:`.exported`).
 
 Classes are the subfolders sorted by name; the class index is the position (torchvision's
 ImageFolder rule) and the folder names are recorded as class names (``--class-names`` or a
@@ -22,6 +24,7 @@ from ..errors import InputError, LaddError
 from ..presets import get_preset
 from . import COMMON, ConversionResult, Converter, ConvertOptions, register
 from .common import RawSet, finish
+from .exported import METADATA, export_root, read_folder_export
 from .images import class_folders, image_files, read_image_folder
 from .rded import sniff_layout as rded_layout
 from .sre2l import sniff_layout as sre2l_layout
@@ -35,9 +38,12 @@ class Folder(Converter):
     options = COMMON
 
     def sniff(self, path: Path) -> str | None:
-        """Class folders holding images, other than the SRe2L and RDED layouts (whose folder names
-        are the class numbers)."""
+        """A ``ladd export --format folder`` (its root or its ``images/``), or class folders holding
+        images, other than the SRe2L and RDED layouts (whose folder names are the class numbers)."""
         try:
+            root = export_root(path) if path.is_dir() else None
+            if root is not None:
+                return f"ladd export --format folder ({root.name}/{METADATA} + images/)"
             if not path.is_dir() or sre2l_layout(path) or rded_layout(path):
                 return None
             if any(image_files(f) for f in class_folders(path)):
@@ -47,6 +53,12 @@ class Folder(Converter):
         return None
 
     def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
+        root = export_root(source) if source.is_dir() else None
+        if root is not None:                     # an export: its metadata.json and .npy labels (exported.py)
+            raw = read_folder_export(root)
+            if root != source:
+                raw.notes.append(f"read the whole export {root} ({METADATA}, labels), not only its images/")
+            return finish(raw, output, options, self.name)
         tree = read_image_folder(source, stream=True)
         count = len(tree.class_names)
         if options.num_classes is not None and options.num_classes != count:

@@ -3,7 +3,8 @@
     logged_files/<dataset>/<run>/images_<it>.pt, labels_<it>.pt, images_best.pt, labels_best.pt
 
 float32 images normalised with the dataset's mean/std (``--dataset`` or ``--mean/--std``), or
-ZCA-whitened (``--zca``, with ``--zca-stats`` to invert, or ``--keep-float``); int64 class indices.
+ZCA-whitened (``--zca`` or a name with a ``zca`` token: kept as float, or ``--zca-stats`` to invert);
+int64 class indices.
 ``--iteration N`` reads ``images_N.pt``; INPUT may be the images file itself, or a folder holding
 DD-Ranking's unsuffixed ``images.pt`` + ``labels.pt``. Reader in ``runs.py``; facts in
 ``docs/upstream-formats.md``.

@@ -181,6 +181,14 @@ def read_metadata(arrays: dict, raw: RawSet, path: Path) -> None:
         meta = json.loads(item.decode("utf-8") if isinstance(item, bytes) else item)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _bad(f"not valid JSON ({str(exc)[:80]})", path) from None
+    apply_metadata(meta, raw, path, arrays)
+
+
+def apply_metadata(meta, raw: RawSet, path: Path, arrays: dict | None = None) -> None:
+    """Apply a parsed ``ladd_metadata`` object (:data:`METADATA_KEYS`) to ``raw``: an npz's key, or
+    the ``ladd_metadata`` object of an export's ``metadata.json`` (``arrays``: the npz's other keys,
+    checked against it where both say the same)."""
+    arrays = {} if arrays is None else arrays
     if not isinstance(meta, dict):
         raise _bad("must be a JSON object", path)
     version = meta.get("version")

@@ -8,7 +8,13 @@ pixels. INPUT is a run folder (``*_best.pt``, or ``--iteration N``; a folder wit
 file itself (the labels file is its sibling with ``images`` replaced by ``labels``; ``lr`` likewise
 for the learned learning rate, recorded as the root attribute ``learned_lr``). An unsuffixed
 ``.../<DATASET>/IPC<k>/images.pt`` (DD-Ranking's published sets) names its dataset: ``finish``
-applies that preset (``ddranking.dataset_folder``).
+applies that preset (``ddranking.dataset_folder``; ``CIFAR10_ZCA`` is cifar10).
+
+ZCA: a ``zca`` token in the images file's, its folder's or the ``<DATASET>`` folder's name says the
+images are whitened (``ddranking.zca_name``; space ``zca``); an ``images_zca_*.pt`` sibling or
+DATM on CIFAR is only a sign (:func:`zca_signs`), which ``finish`` refuses without ``--zca`` or
+``--no-zca``. A ``ladd export --format ddranking`` folder's ``metadata.json`` overrides both and
+gives method, space, order and the rest (:mod:`.exported`).
 
 :func:`family` tells the code bases apart for the converters' ``sniff`` (GLaD pads iterations to 5
 digits; DATM saves ``lr_*.pt`` or 2-D float logits; TESLA 2-D probabilities; MTT class indices). For
@@ -29,7 +35,8 @@ import numpy as np
 from ..errors import InputError, LaddError
 from . import ConvertOptions
 from .common import RawSet, as_array, load_pt
-from .ddranking import dataset_folder
+from .ddranking import dataset_folder, zca_name
+from .exported import METADATA, apply_ddranking, export_format, load_metadata
 
 PADDING = {"mtt": 0, "datm": 0, "tesla": 0, "glad": 5, "tensors": 0}
 ITERATION = re.compile(r"images_(\d+)\.pt")
@@ -37,6 +44,8 @@ ITERATION = re.compile(r"images_(\d+)\.pt")
 RUN_IMAGES = re.compile(r"images_(\d+|best)\.pt")
 RUN_LR = re.compile(r"lr_(\d+|best)\.pt")
 UNSUFFIXED = "images.pt"
+#: the converters that read run files; an export recording another method is read by ``tensors``
+RUN_CONVERTERS = ("datm", "tesla", "mtt", "glad")
 
 
 def run_files(source: Path, method: str, iteration: int | None) -> tuple[Path, Path, Path | None]:
@@ -69,10 +78,9 @@ def run_files(source: Path, method: str, iteration: int | None) -> tuple[Path, P
     return images, labels, lr if lr.exists() else None
 
 
-def zca_signs(images_file: Path, method: str, options: ConvertOptions, dataset: str | None) -> str | None:
-    """Why these images may be ZCA-whitened although --zca was not given, or None."""
-    if options.zca:
-        return None
+def zca_signs(images_file: Path, method: str, dataset: str | None) -> str | None:
+    """Signs that these images may be ZCA-whitened, or None: signs, not a record, so
+    ``common._zca_space`` asks for --zca or --no-zca."""
     siblings = sorted(images_file.parent.glob("images_zca_*.pt"))
     if siblings:
         return f"the run folder holds {siblings[0].name}, which the ZCA runs write"
@@ -87,10 +95,11 @@ def soft_kind_of(labels: np.ndarray) -> str:
 
 
 def read_pair(images_file: Path, labels_file: Path, lr_file: Path | None, method: str | None,
-              indices_only: bool = False) -> RawSet:
+              indices_only: bool = False, soft_kind: str | None = None) -> RawSet:
     """The images, labels (and learned learning rate) tensors of one set. ``method`` decides how
-    2-D float labels are read (``datm`` logits, ``tesla`` probabilities, else by their rows);
-    ``indices_only`` refuses them (methods that save class indices)."""
+    2-D float labels are read (``datm`` logits, ``tesla`` probabilities, else by their rows),
+    unless ``soft_kind`` (what an export's metadata records) says; ``indices_only`` refuses them
+    (methods that save class indices)."""
     images = as_array(load_pt(images_file), images_file, "images")
     if images.dtype != np.uint8:              # uint8 tensors are pixels; float ones the normalised trainer input
         images = images.astype(np.float32, copy=False)
@@ -111,11 +120,11 @@ def read_pair(images_file: Path, labels_file: Path, lr_file: Path | None, method
         if indices_only:
             raise InputError(f"{method} saves int64 class indices, these labels are float {labels.shape}: "
                              "convert with datm (logits) or tesla (probabilities)", labels_file)
-        kind = {"datm": "logits", "tesla": "probs"}.get(method or "") or soft_kind_of(labels)
+        kind = soft_kind or {"datm": "logits", "tesla": "probs"}.get(method or "") or soft_kind_of(labels)
         if kind == "probs" and soft_kind_of(labels) != "probs":
             raise InputError("tesla teacher labels must be probabilities (rows >= 0 summing to 1)", labels_file)
         raw.soft, raw.soft_kind = labels.astype(np.float32), kind
-        if method is None:
+        if method is None and soft_kind is None:
             raw.notes.append(f"2-D float labels read as {kind}")
     else:
         raise InputError(f"labels must be (M,) int or (M, C) float, got {labels.dtype} {labels.shape}", labels_file)
@@ -131,17 +140,37 @@ def read_pair(images_file: Path, labels_file: Path, lr_file: Path | None, method
 def read_run(source: Path, options: ConvertOptions, method: str) -> RawSet:
     images_file, labels_file, lr_file = run_files(source, method, options.iteration)
     known = None if method == "tensors" else method     # tensors: the method is not in the files
-    raw = read_pair(images_file, labels_file, lr_file, known, indices_only=method in ("mtt", "glad"))
-    if method == "tensors":
-        raw.notes.append("distillation not recorded: images.pt + labels.pt do not say which method made them "
-                         "(convert with datm, tesla, mtt, glad or dc to record it)")
+    exported = None
+    if images_file.name == UNSUFFIXED and (images_file.parent / METADATA).exists():
+        meta = load_metadata(images_file.parent)         # a damaged metadata.json is refused, not passed over
+        if meta.get("format") == "ddranking":
+            exported, known = meta, None                 # the export's metadata says how to read the labels
+    kind = exported.get("soft_labels_kind") if exported is not None else None
+    raw = read_pair(images_file, labels_file, lr_file, known, indices_only=method in ("mtt", "glad"),
+                    soft_kind=kind if kind in ("logits", "probs") else None)
     named = dataset_folder(images_file) if images_file.name == UNSUFFIXED else None
     if named is not None:
         preset, token, ipc = named
         raw.report["ddranking_folder"] = {"dataset": token, "ipc": ipc}
         if preset is not None:
             raw.dataset, raw.dataset_from = preset, f"DD-Ranking's folder {token}/{images_file.parent.name}/"
-    raw.zca_hint = zca_signs(images_file, method, options, options.dataset or raw.dataset)
+    if raw.images.dtype != np.uint8:
+        raw.zca_evidence = zca_name(images_file)
+        if raw.zca_evidence:
+            raw.space = "zca"
+        raw.zca_hint = zca_signs(images_file, method, options.dataset or raw.dataset)
+    if exported is not None:
+        apply_ddranking(raw, exported, images_file.parent / METADATA)
+        recorded = raw.method
+        if method != "tensors" and recorded not in (None, method):
+            raise InputError(f"{METADATA} records distillation {recorded}, format {method} would record {method}: "
+                             "convert with auto or tensors", images_file.parent / METADATA)
+        raw.method = recorded if recorded is not None or method == "tensors" else method
+    if raw.method is None and exported is not None:
+        raw.notes.append(f"distillation not recorded: the exported file recorded none ({METADATA})")
+    elif raw.method is None:
+        raw.notes.append("distillation not recorded: images.pt + labels.pt do not say which method made them "
+                         "(convert with datm, tesla, mtt, glad or dc to record it)")
     return raw
 
 
@@ -165,7 +194,17 @@ def _cached_kind(path: str, mtime_ns: int, size: int) -> str | None:
 
 
 def _unsuffixed(folder: Path) -> tuple[str, str]:
-    """The code base of DD-Ranking's unsuffixed ``images.pt`` + ``labels.pt`` (module docstring)."""
+    """The code base of DD-Ranking's unsuffixed ``images.pt`` + ``labels.pt`` (module docstring);
+    for a ``ladd export --format ddranking`` folder, the method its ``metadata.json`` records
+    (``tensors`` for a method that is not a run converter's: ``tensors`` records the metadata's)."""
+    if export_format(folder) == "ddranking":
+        try:
+            recorded = (load_metadata(folder) or {}).get("ladd_metadata", {}).get("distillation")
+        except (LaddError, OSError, AttributeError):
+            recorded = None
+        fmt = recorded if recorded in RUN_CONVERTERS else "tensors"
+        said = f"distillation {recorded}" if recorded else "no distillation"
+        return fmt, f"ladd export --format ddranking folder, {METADATA} records {said}"
     if (folder / "lr.pt").is_file():
         return "datm", "DD-Ranking images.pt + labels.pt + lr.pt: DATM saves the learned learning rate"
     labels = folder / "labels.pt"

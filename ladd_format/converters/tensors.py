@@ -5,7 +5,8 @@
 Images are float (normalised: give ``--dataset`` or ``--mean/--std``, unless the folder is
 DD-Ranking's ``<DATASET>/IPC<k>/`` naming a preset; ``--zca`` as MTT). Labels are (M,) class
 indices, or 2-D float: probabilities when every row is a distribution, else logits (a note says
-which). The method is not in these files, so no ``distillation`` is recorded (a note says so): the
+which). The method is not in these files, so no ``distillation`` is recorded (a note says so;
+a ``ladd export --format ddranking`` folder's ``metadata.json`` records it, and it is kept): the
 ``datm``, ``tesla``, ``mtt`` and ``glad`` converters read the same pair and record theirs, and
 ``auto`` picks them when the files say which (``runs.family``: ``lr.pt`` or logits -> datm,
 probabilities -> tesla); with class-index labels and no ``lr.pt`` auto picks ``tensors``. Reader in

@@ -15,13 +15,25 @@ fixed 80/20 train/test split), upsampled to 32x32 RGB.
    accuracy mean +- std over seeds on the held-out split, with each file's zip size.
 5. ``report.md``, ``report.png`` and ``report.json`` in the work folder.
 
+The work folder (``--workdir``, default ``demo-out``) is the demo's own: a folder that does not
+exist or is empty is taken and marked with a :data:`MARKER` file; a folder with that marker (an
+earlier demo's: a second ``make demo`` simply runs again) has the demo's files in it replaced; any
+other non-empty folder is refused before any work unless ``force`` (``--force``), since the demo
+would replace files of the names it writes. (A folder of a version that wrote no marker is
+recognised by its ``report.json``.) A run interrupted or failing in a folder it created removes
+the files it wrote there and the folder (:func:`remove_demo_files`); in an earlier demo's folder
+the files written so far stay.
+
 The labeler's training and each row's students report their progress on stderr
 (:mod:`ladd_format.progress`: a bar in a terminal, a plain line every few seconds in a log).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,8 +41,11 @@ from typing import Callable
 
 import numpy as np
 
+from .. import __version__, atomic
 from ..codecs import parse_codec
+from ..errors import InputError, OutputExistsError
 from ..labeler import AugmentConfig, Source, TrainConfig, augment, load_source, train_labeler
+from ..labeler.train import missing_folders, remove_if_empty
 from ..progress import Progress
 from ..reader import open_dla
 from ..size import measure_file
@@ -38,7 +53,7 @@ from ..verify import verify
 from ..writer import DLAWriter
 from .evaluate import EvalConfig, evaluate
 from .pool import default_workers
-from .report import accuracy_table
+from .report import accuracy_table, accuracy_text
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +95,52 @@ def quick_settings(**overrides) -> DemoSettings:
     return replace(base, **overrides)
 
 
+#: the file that marks a folder as a demo's work folder (module docstring)
+MARKER = ".ladd-demo"
+#: the names the demo writes in its work folder (shell patterns; hidden ones: a labeler pass's work
+#: folder and the temporary siblings of unfinished files)
+DEMO_NAMES = (MARKER, "labeler", "digits_ipc*.dla.h5", ".digits_ipc*", "report.json", "report.md", "report.png",
+              ".report.*")
+
+
+def is_demo_folder(workdir: Path) -> bool:
+    """True for a folder an earlier ``ladd demo`` wrote: it holds :data:`MARKER`, or (a version
+    that wrote no marker) a ``report.json`` with the demo's ``settings`` and ``rows``."""
+    if os.path.lexists(workdir / MARKER):
+        return True
+    try:
+        report = json.loads((workdir / "report.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"settings", "rows"} <= set(report)
+
+
+def check_workdir(workdir: str | os.PathLike, force: bool = False) -> Path:
+    """Refuse (before any work) a work folder the demo may not write into: a path that is not a
+    folder, or a non-empty folder that is not an earlier demo's (:func:`is_demo_folder`) unless
+    ``force`` (``--force``)."""
+    workdir = Path(workdir)
+    if os.path.lexists(workdir) and not workdir.is_dir():
+        raise InputError("is not a folder; the demo writes its files into a folder", workdir)
+    if workdir.is_dir() and not force and any(workdir.iterdir()) and not is_demo_folder(workdir):
+        raise OutputExistsError(f"holds files `ladd demo` did not write (no {MARKER} marker); pass --force to write "
+                                "the demo's files into it (files of the same names are replaced), or choose another "
+                                "--workdir", workdir)
+    return workdir
+
+
+def remove_demo_files(workdir: Path) -> None:
+    """Remove what a demo wrote in ``workdir`` (the entries matching :data:`DEMO_NAMES`; a symbolic
+    link is removed, never followed); anything else is left."""
+    try:
+        entries = [entry.name for entry in os.scandir(workdir)]
+    except OSError:
+        return
+    for name in entries:
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in DEMO_NAMES):
+            atomic.remove_entry(workdir / name)
+
+
 def random_real(train: Source, ipc: int, seed: int) -> np.ndarray:
     """Indices of ``ipc`` random training images per class; a larger ``ipc`` extends the same draw."""
     rng = np.random.default_rng(seed)
@@ -91,7 +152,7 @@ def write_plain_set(path: Path, train: Source, idx: np.ndarray, ipc: int) -> Pat
     mean = train.images.astype(np.float64).mean(axis=(0, 2, 3)) / 255
     std = train.images.astype(np.float64).std(axis=(0, 2, 3)) / 255
     with DLAWriter(path, num_classes=train.num_classes, image_shape=train.images.shape[1:], mean=mean, std=std,
-                   class_names=train.class_names, source_dataset="sklearn-digits", distillation="random-real",
+                   class_names=train.class_names, source_dataset=train.dataset, distillation="random-real",
                    ipc=ipc, converter="demo", overwrite=True) as w:
         w.append(train.images[idx], train.labels[idx])
     return path
@@ -135,8 +196,8 @@ def student_row(method: str, ipc: int, path: Path, base_bytes: int, test: Source
            "bytes": size.dla_bytes, "extra_pct": 100.0 * (size.dla_bytes - base_bytes) / base_bytes,
            "seconds": time.perf_counter() - start}
     if progress is not None:
-        progress(f"      {method:<11} IPC {ipc:<3} {100 * row['mean']:5.1f} +- {100 * row['std']:4.1f}%  "
-                 f"({row['seconds']:.0f} s)")
+        progress(f"      {method:<11} IPC {ipc:<3} "
+                 f"{accuracy_text(row['mean'], row['std'], len(row['accuracies']), 1, (5, 4))}  ({row['seconds']:.0f} s)")
     return row
 
 
@@ -171,8 +232,9 @@ def student_rows(specs: list[tuple], test: Source, config: EvalConfig, workers: 
                        "seconds": time.perf_counter() - start,
                        "command": evaluate_command(Path(path), "digits-test", replace(config, mode=mode))}
             if progress is not None:
-                progress(f"      {method:<11} IPC {ipc:<3} {100 * rows[r]['mean']:5.1f} +- "
-                         f"{100 * rows[r]['std']:4.1f}%  (done at {rows[r]['seconds']:.0f} s)")
+                progress(f"      {method:<11} IPC {ipc:<3} "
+                         f"{accuracy_text(rows[r]['mean'], rows[r]['std'], config.seeds, 1, (5, 4))}  "
+                         f"(done at {rows[r]['seconds']:.0f} s)")
         run_students(jobs, test, workers, on_epoch, on_done, threads=config.threads)
     return [rows[r] for r in range(len(specs))]
 
@@ -194,10 +256,27 @@ def evaluate_command(path: Path, test: str, config: EvalConfig) -> str:
 
 
 def run_demo(workdir: Path, settings: DemoSettings | None = None, echo: Callable[[str], None] = print,
-             show_progress: bool = True) -> dict:
+             show_progress: bool = True, force: bool = False) -> dict:
+    """Run the demo in ``workdir`` (module docstring: which folders it takes; ``force`` writes into
+    any folder) and return its report."""
     settings = settings or DemoSettings()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = check_workdir(workdir, force)
+    created = missing_folders(workdir)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        with atomic.replace_file(workdir / MARKER, overwrite=True) as tmp:
+            tmp.write_text(f"a work folder of `ladd demo` (ladd-format {__version__}); a new run replaces the demo's "
+                           "files here\n")
+        return _run(workdir, settings, echo, show_progress)
+    except BaseException:
+        if created:                       # a folder this run made: nothing of it is left
+            remove_demo_files(workdir)
+            remove_if_empty(created)
+        raise
+
+
+def _run(workdir: Path, settings: DemoSettings, echo: Callable[[str], None], show_progress: bool) -> dict:
+    """:func:`run_demo`'s work, in a work folder that is checked and marked."""
     started = time.perf_counter()
     train, test = load_source("digits", SIDE), load_source("digits-test", SIDE)
 
@@ -275,4 +354,4 @@ def settings_dict(settings: DemoSettings) -> dict:
     return d
 
 
-__all__ = ["DemoSettings", "quick_settings", "run_demo"]
+__all__ = ["MARKER", "DemoSettings", "check_workdir", "quick_settings", "run_demo"]

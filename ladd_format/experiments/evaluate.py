@@ -29,6 +29,15 @@ decoded values), so the choice changes memory and time only. The limit: on 10,00
 taking 0.97x and 1.10x the held time in two runs (benchmarks/RESULTS.md, scale); the issue's budget
 is 2 GB per command, of which torch's import takes about 0.5 GB.
 
+Memory and time on a CPU. A LADD step forwards every image and its N*N sub-images; ``ladd_loss``
+runs them in checkpointed chunks within its memory budget (``config.sub_chunk``, ``--sub-chunk``;
+:mod:`ladd_format.torch.loss`), so a step's memory does not grow with its number of views. An
+allocation failure (a large model, large images) ends in one line naming ``--micro-batch``,
+``--sub-per-image`` and ``--sub-chunk`` (:data:`MEMORY_HINT`). The defaults are the paper's (300
+epochs, 3 seeds), which can take hours on a CPU: after the first epoch a run that will take at
+least :data:`ESTIMATE_NOTE_SECONDS` says how long (:class:`RunEstimate`, printed by the CLI) and
+which options shorten it.
+
 Test data (:mod:`.testset`) must fit the file: the same channels and image size (or
 ``--resize-test``: bilinear, antialiased, to the file's size), the same number of classes when the
 test set declares its classes, and labels in ``0..C-1``. The training split of digits is refused.
@@ -40,9 +49,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
@@ -50,7 +60,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..torch.augmentation import random_zoom
+from ..torch.augmentation import random_zoom, warp, zoom_thetas
 from ..errors import InputError, NoDenseLabelsError
 from ..labeler.sources import Source
 from ..reader import open_dla
@@ -81,8 +91,40 @@ class EvalConfig:
     reduction: str = "mean"       # "sum": Eq. 5 literally, measured ~9 points worse at IPC 1 (module docstring)
     threads: int | None = None    # CPU: torch threads per student (None: the cores shared among the workers)
     micro_batch: int | None = None  # images per forward/backward; a batch's gradients are accumulated (None: the batch)
+    sub_chunk: int | None = None  # ladd mode: views per checkpointed forward pass in ladd_loss (None: chosen from
+                                  # its memory budget, 0: the whole micro-batch at once; ladd_format.torch.loss)
     stream: bool | None = None    # read each batch from the file (True), hold the set (False), or hold it when it
                                   # takes at most HOLD_LIMIT_BYTES (None; module docstring)
+
+
+#: a run whose first epochs say it will take at least this many seconds in all is told so (RunEstimate)
+ESTIMATE_NOTE_SECONDS = 120.0
+
+
+class RunEstimate:
+    """How long a run of ``total`` epochs will take, from the time its first epochs took.
+
+    ``note(done)`` is called with the epochs done so far (over every student); once ``parallel``
+    epochs are done (one per worker process) it returns, once, a line estimating the whole run
+    (start-up included, so a little high) when that is at least :data:`ESTIMATE_NOTE_SECONDS`,
+    naming the options that shorten it; otherwise None."""
+
+    def __init__(self, total: int, parallel: int = 1, clock: Callable[[], float] = time.monotonic):
+        self.total, self.parallel, self.clock = total, max(1, parallel), clock
+        self.started = clock()
+        self.said = False
+
+    def note(self, done: int) -> str | None:
+        if self.said or done < min(self.parallel, self.total):
+            return None
+        self.said = True
+        elapsed = self.clock() - self.started
+        whole = elapsed * self.total / done
+        if whole < ESTIMATE_NOTE_SECONDS:
+            return None
+        from ..progress import format_seconds
+        return (f"this run will take about {format_seconds(whole)} ({done} of {self.total} epochs took "
+                f"{format_seconds(elapsed)}); --epochs, --seeds or --sub-per-image K (ladd mode) shorten it")
 
 
 #: ``stream=None`` holds a set that takes at most this many bytes as stored and streams a larger one
@@ -99,9 +141,63 @@ def streams(path: str | os.PathLike, config: EvalConfig) -> bool:
         return f.held_bytes(dense=config.mode == "ladd", soft_labels=config.mode == "soft") > HOLD_LIMIT_BYTES
 
 
+#: the students' random zoom: each view shows this fraction (min, max) of the image's side
+STUDENT_ZOOM = (0.8, 1.0)
+
+
 def random_affine(x: torch.Tensor, generator: torch.Generator, flip: bool) -> torch.Tensor:
     """The students' augmentation: random zoom to 0.8-1 of the view, shift, optional flip."""
-    return random_zoom(x, generator, 0.8, 1.0, flip)
+    return random_zoom(x, generator, *STUDENT_ZOOM, flip)
+
+
+class StudentAugment:
+    """:func:`random_affine` as a callable with the ``draw``/``apply`` split that lets
+    :func:`ladd_format.torch.ladd_loss` warp the sub-images a chunk at a time (the same warps, drawn
+    in the same order, as one call on the whole batch)."""
+
+    def __init__(self, generator: torch.Generator, flip: bool):
+        self.generator, self.flip = generator, flip
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return random_affine(x, self.generator, self.flip)
+
+    def draw(self, n: int) -> torch.Tensor:
+        return zoom_thetas(n, self.generator, *STUDENT_ZOOM, self.flip)
+
+    def apply(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return warp(x, theta)
+
+
+#: what an allocation failure becomes: the options that make a step hold less
+MEMORY_HINT = ("ran out of memory while training a student ({reason}); a step holds less with --micro-batch M "
+               "(images per forward/backward pass), --sub-per-image K (sub-images per image, ladd mode) or "
+               "--sub-chunk C (images and sub-images per forward pass, ladd mode)")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure: MemoryError, or torch's RuntimeError from the CPU
+    allocator ("can't allocate memory") or a GPU's ("out of memory")."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        words in text for words in ("can't allocate memory", "cannot allocate memory", "out of memory",
+                                    "not enough memory"))
+
+
+@contextmanager
+def memory_hint(path: str | os.PathLike):
+    """Turn an allocation failure inside the block into one :class:`InputError` naming
+    :data:`MEMORY_HINT`'s options."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        asked = re.search(r"tried to allocate ([0-9]+) bytes", str(exc))
+        reason = (f"an allocation of {int(asked.group(1)) / 1e9:.1f} GB failed" if asked
+                  else " ".join(str(exc).split())[:160] or type(exc).__name__)
+        raise InputError(MEMORY_HINT.format(reason=reason), path) from None
 
 
 @deterministic_kernels
@@ -135,8 +231,7 @@ def train_student(ds: DLADataset, config: EvalConfig, seed: int, device,
         images, labels = images.to(device), labels.to(device)
     sampler = ds.sampler if config.mode == "ladd" else None
 
-    def aug(x):
-        return random_affine(x, gen, config.flip)
+    aug = StudentAugment(gen, config.flip)
 
     def read(batch: torch.Tensor) -> tuple:
         # a streamed batch from the file (on the reader thread): the same values the in-memory set
@@ -183,7 +278,7 @@ def train_student(ds: DLADataset, config: EvalConfig, seed: int, device,
                     else:
                         dense = dense.to(device) if pick is None else dense[:, pick].to(device)
                         loss, _ = ladd_loss(model, x, y, dense, sub, reduction=config.reduction,
-                                            local_weight=weight, augment=aug)
+                                            local_weight=weight, augment=aug, sub_chunk=config.sub_chunk)
                     (loss if len(part) == len(batch) else loss * (len(part) / len(batch))).backward()
                     loss_sum += loss.detach() * len(part)
                 opt.step()
@@ -209,11 +304,12 @@ def train_and_test(path: str | os.PathLike, test: Source | TestFile, config: Eva
         datasets[key] = (ds, TestBatches(test, ds, torch.device("cpu")))
     ds, test_batches = datasets[key]
     device = resolve_device(config.device)
-    try:
-        model = train_student(ds, config, seed, device, on_epoch)
-    except ValueError as exc:
-        raise InputError(str(exc), path) from None
-    return accuracy(model, test_batches, device)
+    with memory_hint(path):
+        try:
+            model = train_student(ds, config, seed, device, on_epoch)
+        except ValueError as exc:
+            raise InputError(str(exc), path) from None
+        return accuracy(model, test_batches, device)
 
 
 def evaluate(path: str | os.PathLike, test: Source | TestFile, config: EvalConfig = EvalConfig(),
@@ -256,11 +352,12 @@ def evaluate(path: str | os.PathLike, test: Source | TestFile, config: EvalConfi
         if epoch_progress is not None:
             def on_epoch(epoch, loss, _before=seed * config.epochs):
                 epoch_progress(_before + epoch, total_epochs, loss)
-        try:
-            model = train_student(ds, config, seed, device, on_epoch, timing)
-        except ValueError as exc:
-            raise InputError(str(exc), path) from None
-        accs.append(accuracy(model, test_batches, device))
+        with memory_hint(path):
+            try:
+                model = train_student(ds, config, seed, device, on_epoch, timing)
+            except ValueError as exc:
+                raise InputError(str(exc), path) from None
+            accs.append(accuracy(model, test_batches, device))
         if progress is not None:
             progress(seed + 1, config.seeds, accs[-1])
     return {"file": str(path), "test": test.description, "mode": config.mode, "arch": config.arch,

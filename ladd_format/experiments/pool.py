@@ -16,6 +16,16 @@ with torch's current thread count (on a GPU, always so).
 
 Workers are started with ``spawn`` (a fork of a process whose OpenMP pool is running can
 deadlock), so each imports torch once (about 2 s); each keeps the datasets it has loaded.
+
+Ctrl-C: a terminal sends SIGINT to the whole process group, workers included. The workers ignore
+it (they are started while this process ignores it, so they ignore it from their first
+instruction, before Python could print a traceback), and this process, on its KeyboardInterrupt,
+terminates them at once and re-raises: one line from the caller, no worker traceback, and no
+waiting for a student to finish. This process ignores SIGINT only while it starts the processes
+(milliseconds: the test set travels with each job, not with the start-up data, whose write to a
+starting worker would otherwise wait for its interpreter to read it); a Ctrl-C in those
+milliseconds is lost, and a second one stops the run.
+
 Progress: ``on_epoch(key, epoch, mean loss)`` after every epoch of every student (sent through a
 queue from the workers), ``on_done(key, accuracy)`` when a student is tested.
 """
@@ -25,6 +35,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue as queue_module
+import signal
+import threading
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Hashable
@@ -80,7 +93,8 @@ def default_workers(device: str, jobs: int, cores: int | None = None) -> int:
 _STATE: dict = {}
 
 
-def _init_worker(test: Source | TestFile, progress_queue, threads: int) -> None:
+def _init_worker(test: Source | TestFile | None, progress_queue, threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)        # started so; kept so (module docstring)
     import torch
     torch.set_num_threads(threads)
     _STATE.update(test=test, queue=progress_queue, datasets={})
@@ -99,6 +113,30 @@ def _train_one(job: StudentJob, test: Source | TestFile | None = None, on_epoch:
 
 
 # -- the caller's side -----------------------------------------------------------------------------
+@contextmanager
+def _children_ignore_sigint():
+    """Ignore SIGINT in this process while the block starts processes, which then ignore it from
+    their start (an ignored signal stays ignored across exec); the old handler is put back after.
+    Only the main thread can change handlers: elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's workers now (an interrupt or an error: their students are not needed)."""
+    processes = getattr(pool, "_processes", None) or {}      # ProcessPoolExecutor's own: no public way
+    for process in list(processes.values()):
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_students(jobs: list[StudentJob], test: Source | TestFile, workers: int = 1,
                  on_epoch: Callable[[Hashable, int, float], None] | None = None,
                  on_done: Callable[[Hashable, float], None] | None = None,
@@ -127,7 +165,6 @@ def run_students(jobs: list[StudentJob], test: Source | TestFile, workers: int =
     workers = min(workers, len(jobs))
     threads = threads or max(1, available_cores() // workers)
     context = multiprocessing.get_context("spawn")
-    progress_queue = context.Queue()
 
     def drain() -> None:
         while True:
@@ -138,22 +175,26 @@ def run_students(jobs: list[StudentJob], test: Source | TestFile, workers: int =
             if on_epoch is not None:
                 on_epoch(key, epoch, loss)
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=_init_worker, initargs=(test, progress_queue, threads)) as pool:
-        pending: dict[Future, StudentJob] = {pool.submit(_train_one, job): job for job in jobs}
-        try:
-            while pending:
-                done, _ = wait(pending, timeout=POLL, return_when=FIRST_COMPLETED)
-                drain()
-                for future in done:
-                    job = pending.pop(future)
-                    results[job.key] = future.result()
-                    if on_done is not None:
-                        on_done(job.key, results[job.key])
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+    pool = None
+    try:
+        with _children_ignore_sigint():         # the queue's helper process and the workers start here
+            progress_queue = context.Queue()
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                       initializer=_init_worker, initargs=(None, progress_queue, threads))
+            pending: dict[Future, StudentJob] = {pool.submit(_train_one, job, test): job for job in jobs}
+        while pending:
+            done, _ = wait(pending, timeout=POLL, return_when=FIRST_COMPLETED)
+            drain()
+            for future in done:
+                job = pending.pop(future)
+                results[job.key] = future.result()
+                if on_done is not None:
+                    on_done(job.key, results[job.key])
+    except BaseException:
+        if pool is not None:
+            _stop(pool)
+        raise
+    pool.shutdown(wait=True)
     drain()
     return results
 

@@ -11,6 +11,13 @@ pixels from their own space (``pixel255``, ``pixel01``, or ``normalized`` with t
 then normalised with the *training* file's mean/std (the inputs the student was trained on). ZCA
 whitening is not stored in a file (spec 4), so a ZCA training file is tested only on a ZCA test
 file (whitened the same way: the user's word), and a ZCA test file only with a ZCA training file.
+
+A test set of other data is refused (:func:`mismatch_of`, unless ``allow_mismatch``): its class
+names differ from the file's (in order, up to case and ``_``/``-``), where both have names; else
+its dataset name differs from the file's ``source_dataset``, where both are known. ``digits-test``
+has the names ``0``..``9`` and the dataset ``sklearn-digits``; an .npz has names when it holds
+``class_names``, an ImageFolder its folder names, a ``.dla.h5`` its ``class_names`` and
+``source_dataset``.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ import torch
 
 from ..atomic import require_regular_file
 from ..errors import InputError
-from ..labeler.sources import Source, digits, image_folder, npz, resize_uint8
+from ..labeler.sources import (Source, digits, image_folder, names_preview, npz, resize_uint8, same_class_names,
+                               same_dataset)
 from ..reader import open_dla
 from ..torch import DLADataset
 
@@ -48,6 +56,13 @@ class TestFile:
     mean: tuple
     std: tuple
     description: str
+    class_names: tuple | None = None
+    dataset: str | None = None
+
+
+#: the route to a .dla.h5 test set of another image size (the evaluate options that exist)
+DLA_TEST_RESIZE_HINT = ("a .dla.h5 test set is read as stored: export it (ladd export TEST --format npz -o test.npz) "
+                        "and pass test.npz with --resize-test")
 
 
 def _shape(shape) -> str:
@@ -64,13 +79,37 @@ def _check_shape(got, image_shape, hint: str) -> None:
         raise InputError(f"test images are {_shape(got[1:])} pixels, the file's images {h}x{w}{hint}")
 
 
-def check_test_fits(test: Source | TestFile, image_shape, num_classes: int) -> None:
+def mismatch_of(test: Source | TestFile, class_names=None, dataset: str | None = None) -> str | None:
+    """Why ``test`` is of other data than a file with ``class_names`` and ``source_dataset``
+    ``dataset`` (module docstring), or ``None``."""
+    ours = test.class_names if isinstance(test, TestFile) or test.classes_declared else None
+    if ours is not None and class_names is not None:
+        if same_class_names(list(ours), list(class_names)):
+            return None
+        return f"the test set's classes ({names_preview(ours)}) are not the file's ({names_preview(class_names)})"
+    if test.dataset and dataset and not same_dataset(test.dataset, dataset):
+        return f"the test set is {test.dataset!r}, the file's images come from {dataset!r}"
+    return None
+
+
+def check_test_fits(test: Source | TestFile, image_shape, num_classes: int, *, class_names=None,
+                    dataset: str | None = None, allow_mismatch: bool = False) -> str | None:
     """Refuse test data that does not fit the file (one line naming both sides): other channels
-    or image size, another number of declared classes, labels outside ``0..C-1``. (A test file's
-    labels lie in ``0..C-1`` by its own rules; each read checks them.)"""
+    or image size, another number of declared classes, labels outside ``0..C-1``; and, where the
+    file's ``class_names`` or ``dataset`` (its ``source_dataset``) are given, test data of another
+    dataset (:func:`mismatch_of`) unless ``allow_mismatch``, which returns the mismatch as a
+    note instead (``None`` when there is none). (A test file's labels lie in ``0..C-1`` by its
+    own rules; each read checks them.)"""
+    _check_fits(test, image_shape, num_classes)
+    mismatch = mismatch_of(test, class_names, dataset)
+    if mismatch is not None and not allow_mismatch:
+        raise InputError(f"{mismatch}: a test of other data says nothing; pass --allow-mismatch to test anyway")
+    return mismatch
+
+
+def _check_fits(test: Source | TestFile, image_shape, num_classes: int) -> None:
     if isinstance(test, TestFile):
-        _check_shape(test.image_shape, image_shape, "; a .dla.h5 test set is not resized: convert it at the "
-                                                    "file's size (ladd convert --image-size)")
+        _check_shape(test.image_shape, image_shape, f"; {DLA_TEST_RESIZE_HINT}")
         if test.num_classes != num_classes:
             raise InputError(f"the test set has {test.num_classes} classes, the file {num_classes}")
         if test.num_images == 0:
@@ -92,9 +131,12 @@ def check_test_fits(test: Source | TestFile, image_shape, num_classes: int) -> N
 def open_test_file(path: Path) -> TestFile:
     """A ``.dla.h5`` test set's description (its header is checked as any file's is)."""
     with open_dla(require_regular_file(path, ".dla.h5 file")) as f:
+        names = f.class_names
+        dataset = f.attrs.get("source_dataset")
         return TestFile(str(path), f.num_images, f.num_classes, tuple(int(v) for v in f.image_shape), f.space,
                         tuple(float(v) for v in f.mean), tuple(float(v) for v in f.std),
-                        f"{path.name} ({f.num_images} images, read a batch at a time)")
+                        f"{path.name} ({f.num_images} images, read a batch at a time)",
+                        None if names is None else tuple(names), dataset if isinstance(dataset, str) else None)
 
 
 def load_test_source(source: str, image_shape, resize: bool = False) -> Source | TestFile:
@@ -118,8 +160,8 @@ def load_test_source(source: str, image_shape, resize: bool = False) -> Source |
             test = npz(require_regular_file(path, ".npz file"), None, square=False)
         elif path.suffix == ".h5" and os.path.lexists(path):
             if resize:
-                raise InputError("--resize-test applies to an .npz, a folder or digits-test; a .dla.h5 test set "
-                                 "is read as stored: convert it at the file's size", path)
+                raise InputError(f"--resize-test applies to an .npz, a folder or digits-test; {DLA_TEST_RESIZE_HINT}",
+                                 path)
             return open_test_file(path)
         else:
             raise InputError(f"--test takes {TEST_SOURCES}; this is none of them", path)

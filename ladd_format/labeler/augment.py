@@ -7,6 +7,12 @@ one file in a work folder next to the output. Reading the next chunk and saving 
 threads while the device computes. When every chunk is done the D_LA is assembled by the streaming
 writer (temporary file, then rename) and the work folder removed.
 
+ZCA-whitened files (space ``zca``): labelers are trained on pixels (``train-labeler`` reads
+images), so each chunk is un-whitened (``x @ inverse + mean``, kornia's convention) with the ZCA
+statistics ``zca_stats`` names -- the ``.npz`` that ``ladd convert --zca-stats`` reads -- before the
+labeler's normalisation; the D_LA keeps the whitened images. Without them the pass is refused in
+one line saying which option and file (:data:`ZCA_NEEDS_STATS`).
+
 Resume: a killed or interrupted pass leaves the work folder with its completed chunks
 (:func:`work_state` counts them); ``resume=True`` (``ladd augment ... --resume``) keeps every
 completed chunk whose manifest matches (same input, labeler and parameters), says so through
@@ -23,8 +29,10 @@ and read back memory-mapped, their shape checked before they are copied. The gri
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +73,9 @@ class AugmentConfig:
     precision: str = "auto"        # auto (bfloat16 on CUDA, float32 on the CPU), bfloat16 or float32
     resize: bool = False           # resize sub-images to the labeler's input size when it differs
     overwrite: bool = False
+    allow_mismatch: bool = False   # label although the labeler's class names differ from the file's (a warning)
+    zca_stats: str | None = None   # ZCA-whitened files: .npz of the ZCA (mean + inverse, or train_images to
+    #                                refit), to un-whiten each chunk for the labeler (zca_inverse)
 
 
 @dataclass
@@ -135,13 +146,16 @@ def prepare(source: str | os.PathLike, labeler_path: str | os.PathLike, output: 
     labeler = load_checkpoint(labeler_path, device)
     with open_dla(src) as f:
         k, h, w = f.image_shape
-        if f.space == "zca":
-            raise InputError("images are ZCA-whitened: a labeler cannot label them without the inverse transform",
-                             src, "/images")
+        check_zca(f, config.zca_stats)
         if labeler.num_classes != f.num_classes:
             raise InputError(f"the labeler has {labeler.num_classes} classes, the file {f.num_classes}", src)
         if int(labeler.meta["channels"]) != k:
             raise InputError(f"the labeler takes {labeler.meta['channels']} channels, the images have {k}", src)
+        mismatch = class_mismatch(labeler, f.class_names)
+        if mismatch is not None and not config.allow_mismatch:
+            raise InputError(f"{mismatch}; pass --allow-mismatch to label anyway", src)
+        if mismatch is not None and create:
+            log.warning("%s: %s; labeling anyway (--allow-mismatch)", src, mismatch)
         size = labeler.image_size
         if (h, w) != (size, size) and not config.resize:
             raise InputError(f"the labeler takes {size}x{size} images, these are {h}x{w}; pass --resize to resize "
@@ -162,11 +176,75 @@ def prepare(source: str | os.PathLike, labeler_path: str | os.PathLike, output: 
     return plan
 
 
+#: why a ZCA-whitened file needs --zca-stats (labelers are trained on pixels: train-labeler reads images)
+ZCA_NEEDS_STATS = ("images are ZCA-whitened and labelers take pixels (train-labeler trains on images): pass "
+                   "--zca-stats FILE, the .npz `ladd convert --zca-stats` reads (the ZCA's mean + inverse, or "
+                   "train_images: the 0..1 training images it was fitted on), to un-whiten each chunk for the "
+                   "labeler; the file keeps its ZCA images")
+
+
+def check_zca(f, zca_stats: str | None) -> None:
+    """A ZCA-whitened file is labeled through the inverse transform, so it needs ``zca_stats``
+    (:data:`ZCA_NEEDS_STATS`), checked here against the image size; other files refuse it."""
+    if f.space != "zca":
+        if zca_stats is not None:
+            raise InputError(f"--zca-stats applies to ZCA-whitened images; these are {f.space or 'pixel255'}",
+                             f.path, "/images")
+        return
+    if zca_stats is None:
+        raise InputError(ZCA_NEEDS_STATS, f.path, "/images")
+    mean, _ = zca_inverse(zca_stats)
+    values = math.prod(f.image_shape)
+    if mean.shape != (values,):
+        raise InputError(f"ZCA statistics are for {mean.shape[0]} values per image, the images have {values}",
+                         Path(zca_stats))
+
+
+def zca_inverse(zca_stats: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean (D,), inverse (D, D))`` of the ZCA whitening, read (or refitted) from ``zca_stats``
+    exactly as the converters read ``--zca-stats`` (:func:`~ladd_format.converters.common.load_zca_stats`);
+    once per file version in a process (``prepare`` checks it, ``label_chunks`` applies it; a refit
+    on a training set takes seconds). Callers must not modify the arrays."""
+    path = Path(zca_stats)
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    if stat is None:
+        from ..converters.common import load_zca_stats
+        return load_zca_stats(path)                 # names the missing file in its one-line error
+    return _zca_inverse(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _zca_inverse(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    from ..converters.common import load_zca_stats
+
+    return load_zca_stats(Path(path))
+
+
+def class_mismatch(labeler: Labeler, file_names: list[str] | None) -> str | None:
+    """What differs between the classes the labeler was trained on and the file's, or ``None``.
+    Compared: the class names, in order, up to case and ``_``/``-`` (:func:`.sources.same_class_names`),
+    when the checkpoint declares them (:func:`.checkpoint.declared_class_names`) and the file has
+    them; the class count and channels are checked apart (they cannot differ at all)."""
+    from .checkpoint import declared_class_names
+    from .sources import names_preview, same_class_names
+    ours = declared_class_names(labeler.meta)
+    if ours is None or file_names is None or same_class_names(ours, file_names):
+        return None
+    return (f"the labeler was trained on other classes ({names_preview(ours)}) than the file's "
+            f"({names_preview(file_names)}): its dense labels would name the wrong classes")
+
+
 def _manifest(plan: Plan) -> dict:
     c = plan.config
-    return {"input_sha256": file_sha256(plan.source), "labeler_sha256": plan.labeler.sha256, "n": c.n,
-            "ratio": c.ratio, "temperature": c.temperature, "batch_size": c.batch_size, "resize": c.resize,
-            "precision": c.precision, "num_images": plan.num_images}
+    manifest = {"input_sha256": file_sha256(plan.source), "labeler_sha256": plan.labeler.sha256, "n": c.n,
+                "ratio": c.ratio, "temperature": c.temperature, "batch_size": c.batch_size, "resize": c.resize,
+                "precision": c.precision, "num_images": plan.num_images}
+    if c.zca_stats is not None:
+        manifest["zca_stats_sha256"] = file_sha256(Path(c.zca_stats))
+    return manifest
 
 
 def chunk_images(num_images: int, batch_size: int, chunks) -> int:
@@ -225,13 +303,20 @@ def set_up_work(plan: Plan, resume: bool, notify: Callable[[str], None] | None =
 
 
 def to_labeler_input(images: torch.Tensor, space: str, file_mean: torch.Tensor, file_std: torch.Tensor,
-                     lab_mean: torch.Tensor, lab_std: torch.Tensor) -> torch.Tensor:
-    """Stored images on the device -> float, normalised as the labeler was trained."""
+                     lab_mean: torch.Tensor, lab_std: torch.Tensor,
+                     zca: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Stored images on the device -> float, normalised as the labeler was trained. ``zca``:
+    ``(mean (D,), inverse (D, D))`` that un-whiten ``zca`` images to 0..1 pixels (kornia's
+    convention, per image flattened: ``x @ inverse + mean``)."""
     x = images.float()
     if images.dtype == torch.uint8:
         x = pixel255_to_pixel01(x)
     elif space == "normalized":
         x = denormalize(x, file_mean, file_std)
+    elif space == "zca":
+        if zca is None:
+            raise InputError(ZCA_NEEDS_STATS)
+        x = (x.flatten(1) @ zca[1] + zca[0]).view(x.shape)
     return normalize(x, lab_mean, lab_std)
 
 
@@ -311,6 +396,9 @@ def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progr
     k = int(lab.meta["channels"])
     lab_mean = torch.tensor(lab.meta["mean"], dtype=torch.float32, device=device).view(1, k, 1, 1)
     lab_std = torch.tensor(lab.meta["std"], dtype=torch.float32, device=device).view(1, k, 1, 1)
+    zca = None
+    if plan.config.zca_stats is not None:
+        zca = tuple(torch.tensor(a, dtype=torch.float32, device=device) for a in zca_inverse(plan.config.zca_stats))
     with open_dla(plan.source) as f:
         space = f.space
         file_mean = torch.tensor(f.mean, dtype=torch.float32, device=device).view(1, k, 1, 1)
@@ -337,7 +425,7 @@ def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progr
                 if pos + 1 < len(todo):
                     upcoming = reader.submit(read, todo[pos + 1])
                 x = to_labeler_input(images.to(device, non_blocking=True), space, file_mean, file_std,
-                                     lab_mean, lab_std)
+                                     lab_mean, lab_std, zca)
                 probs, forward_batch = label_images(lab, x, plan.boxes, plan.out_size, plan.config.temperature,
                                                     plan.config.precision, forward_batch)
                 writes.append((idx, writer.submit(save, idx, probs.cpu().numpy())))
@@ -380,7 +468,8 @@ def assemble(plan: Plan) -> Path:
             inputs=[plan.source, plan.labeler.path],
             report={"labeler_checkpoint": plan.labeler.path.name, "resize": c.resize,
                     "labeler_input_size": list(plan.out_size), "tool": f"ladd-format {__version__}",
-                    "config": {key: value for key, value in asdict(c).items() if key != "overwrite"}},
+                    "config": {key: value for key, value in asdict(c).items()
+                               if key not in ("overwrite", "allow_mismatch")}},
             overwrite=c.overwrite)
         with writer:
             for idx in range(plan.num_chunks):

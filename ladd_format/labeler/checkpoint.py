@@ -2,8 +2,9 @@
 metadata as JSON in the safetensors header.
 
 Metadata keys: ``arch``, ``arch_kwargs``, ``num_classes``, ``channels``, ``image_size``, ``mean``,
-``std``, ``class_names``, ``epoch``, ``training_data``, ``train_accuracy``, ``val_accuracy``,
-``val_entropy`` (mean prediction entropy in nats), ``seed``, ``tool``.
+``std``, ``class_names``, ``class_names_declared`` (false when the training data gave no names and
+they were made from the label numbers), ``epoch``, ``training_data``, ``train_accuracy``,
+``val_accuracy``, ``val_entropy`` (mean prediction entropy in nats), ``seed``, ``tool``.
 
 A checkpoint is untrusted: :func:`validate_meta` checks every key the package uses, with its type and
 range (``arch`` a name; ``arch_kwargs`` an object of integers 0..4096, finite floats or booleans;
@@ -107,11 +108,22 @@ def validate_meta(meta, path) -> dict:
                                   and all(isinstance(v, str) for v in names)):
         raise InputError(f"labeler metadata key 'class_names' must be a list of {num_classes} strings, got "
                          f"{_show(names)}", path)
+    if "class_names_declared" in meta and type(meta["class_names_declared"]) is not bool:
+        raise InputError(f"labeler metadata key 'class_names_declared' must be true or false, got "
+                         f"{_show(meta['class_names_declared'])}", path)
     for key in ("train_accuracy", "val_accuracy", "val_entropy"):
         value = meta.get(key)
         if value is not None and not (type(value) in (int, float) and math.isfinite(value)):
             raise InputError(f"labeler metadata key {key!r} must be a finite number, got {_show(value)}", path)
     return meta
+
+
+def declared_class_names(meta: dict) -> list[str] | None:
+    """The class names the labeler was trained on, when its training data declared them (a
+    checkpoint without ``class_names_declared``, from an earlier version, counts as declared);
+    ``None`` otherwise."""
+    names = meta.get("class_names")
+    return names if names is not None and meta.get("class_names_declared", True) else None
 
 
 def _build(meta: dict):

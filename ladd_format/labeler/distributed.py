@@ -16,6 +16,7 @@ all of them; the test suite holds the sharded file equal to the single-process o
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
@@ -27,7 +28,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from .augment import AugmentConfig, assemble, label_chunks, prepare, set_up_work, work_state
+from ..reader import open_dla
+from .augment import AugmentConfig, assemble, class_mismatch, label_chunks, prepare, set_up_work, work_state
+
+log = logging.getLogger(__name__)
 
 
 def shard(num_chunks: int, rank: int, world: int) -> list[int]:
@@ -80,6 +84,11 @@ def augment_sharded(source, labeler, output, config: AugmentConfig, shards: int,
     if shards < 1:
         raise ValueError(f"shards must be >= 1, got {shards}")
     plan = prepare(source, labeler, output, replace(config, device="cpu"), resume, create=False)
+    if config.allow_mismatch:                   # the ranks' prepare says nothing (create=False): say it once here
+        with open_dla(source) as f:
+            mismatch = class_mismatch(plan.labeler, f.class_names)
+        if mismatch is not None:
+            log.warning("%s: %s; labeling anyway (--allow-mismatch)", source, mismatch)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -120,9 +129,13 @@ def main(argv=None) -> int:
     p.add_argument("--resize", action="store_true")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="label although the labeler's class names differ from the file's")
+    p.add_argument("--zca-stats", default=None, help="ZCA-whitened SOURCE: .npz of the ZCA (mean + inverse)")
     a = p.parse_args(argv)
     config = AugmentConfig(n=a.n, ratio=a.ratio, codec=a.codec, temperature=a.temperature, device=a.device,
-                           batch_size=a.batch_size, resize=a.resize, overwrite=a.force)
+                           batch_size=a.batch_size, resize=a.resize, overwrite=a.force,
+                           allow_mismatch=a.allow_mismatch, zca_stats=a.zca_stats)
     backend = "nccl" if torch.cuda.is_available() and a.device != "cpu" else "gloo"
     dist.init_process_group(backend)
     try:

@@ -29,6 +29,8 @@ MAX_IMAGE_SIDE = 4096
 MAX_CLASSES = 1 << 16
 DIGITS_SPLIT_SEED = 0
 DIGITS_TRAIN_FRACTION = 0.8
+#: the dataset name of scikit-learn's digits (a D_LA's ``source_dataset``; what ``digits-test`` is)
+DIGITS_DATASET = "sklearn-digits"
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Source:
     #: False when the classes were inferred from the largest label (an .npz without class_names),
     #: so the source may simply lack its last classes
     classes_declared: bool = True
+    #: the dataset's name when known (:data:`DIGITS_DATASET` for digits), as a D_LA's ``source_dataset``
+    dataset: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -71,7 +75,32 @@ def digits(image_size: int = 32, split: str = "train") -> Source:
     x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
     images = (x.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1).numpy()
     return Source(images, data.target[idx].astype(np.int64), [str(c) for c in range(10)],
-                  f"sklearn digits ({split} split, {len(idx)} images, {image_size}px RGB)")
+                  f"sklearn digits ({split} split, {len(idx)} images, {image_size}px RGB)", dataset=DIGITS_DATASET)
+
+
+def _name_key(name: str) -> str:
+    return " ".join(str(name).lower().replace("_", " ").replace("-", " ").split())
+
+
+def same_class_names(a: list[str], b: list[str]) -> bool:
+    """True when two class-name lists name the same classes in the same order, up to case and
+    ``_``/``-``/spaces (``English_springer`` is ``English springer``)."""
+    return len(a) == len(b) and all(_name_key(x) == _name_key(y) for x, y in zip(a, b))
+
+
+def names_preview(names, shown: int = 4) -> str:
+    """The first ``shown`` class names, quoted and cut at 20 characters, and how many there are in
+    all: the way a mismatch line shows a list of names."""
+    names = list(names)
+    more = f", ... {len(names)} in all" if len(names) > shown else ""
+    return ", ".join(repr(str(v)[:20]) for v in names[:shown]) + more
+
+
+def same_dataset(a: str, b: str) -> bool:
+    """True when two dataset names are one name up to case and punctuation (``CIFAR-10`` is ``cifar10``)."""
+    def key(name: str) -> str:
+        return "".join(ch for ch in str(name).lower() if ch.isalnum())
+    return key(a) == key(b)
 
 
 def npz(path: Path, image_size: int | None, square: bool = True) -> Source:

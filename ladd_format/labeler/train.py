@@ -112,14 +112,40 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, mean, std, devic
     return correct / n, entropy / n
 
 
+#: the file beside the checkpoints that records the run (config, device, one record per checkpoint)
+METRICS_NAME = "metrics.json"
+
+
 def check_output_folder(out_dir: str | os.PathLike, overwrite: bool) -> Path:
-    """The checkpoint folder: refused when it is not a folder, or holds checkpoints and not ``overwrite``."""
+    """The checkpoint folder: refused when it is not a folder, or holds checkpoints or a
+    :data:`METRICS_NAME` of an earlier run and not ``overwrite``."""
     out = Path(out_dir)
     if os.path.lexists(out) and not out.is_dir():
         raise InputError("is not a folder; the labeler checkpoints are written into a folder", out)
-    if out.exists() and any(out.glob("labeler-e*.safetensors")) and not overwrite:
+    if out.exists() and not overwrite and (any(out.glob("labeler-e*.safetensors"))
+                                           or os.path.lexists(out / METRICS_NAME)):
         raise OutputExistsError("already holds labeler checkpoints; pass --force to replace them", out)
     return out
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """The folders of ``folder``'s path that do not exist yet, deepest first (``mkdir(parents=True)``
+    would create them)."""
+    missing = []
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (ones this run created, deepest first) while they are empty; a folder
+    with anything in it is kept, and so are those above it."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 @deterministic_kernels
@@ -131,11 +157,25 @@ def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfi
 
     Returns one record per checkpoint (path, epoch, train/val accuracy, val entropy; the validation
     figures are ``None`` without a validation set); also written to ``out_dir/metrics.json``.
-    ``progress(epoch, epochs, metrics)`` after each epoch; ``step_progress(epoch, step, steps)``
-    after each optimiser step; ``warn(line)`` for warnings (default: the module's logger).
+    ``progress(epoch, epochs, metrics)`` after each epoch (after that epoch's checkpoint, if any,
+    is saved); ``step_progress(epoch, step, steps)`` after each optimiser step; ``warn(line)`` for
+    warnings (default: the module's logger).
+
+    ``out_dir`` is created when the first checkpoint is saved, so a run interrupted (or failing)
+    before that leaves no folder behind; a run stopped later keeps the checkpoints it completed.
     """
     warn = warn or log.warning
     out = check_output_folder(out_dir, overwrite)
+    created = missing_folders(out)
+    try:
+        return _train(source, out, config, progress, step_progress, warn)
+    except BaseException:
+        remove_if_empty(created)           # made just before a checkpoint that never completed
+        raise
+
+
+def _train(source: Source, out: Path, config: TrainConfig, progress, step_progress, warn) -> list[dict]:
+    """:func:`train_labeler`'s work, once the output folder is checked."""
     if config.batch_size < 1 or config.epochs < 1:
         raise InputError(f"--batch-size and --epochs must be >= 1, got {config.batch_size} and {config.epochs}")
     config = replace(config, save_epochs=resolve_save_epochs(config.save_epochs, config.epochs))
@@ -172,7 +212,6 @@ def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfi
                             **config.arch_kwargs).to(device)
     except (ValueError, TypeError) as exc:
         raise InputError(str(exc)) from None
-    out.mkdir(parents=True, exist_ok=True)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
     use_amp = device.type == "cuda"
@@ -209,10 +248,12 @@ def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfi
                 metrics["val_accuracy"] = metrics["val_entropy"] = None           # no validation set
             meta = {"arch": config.arch, "arch_kwargs": config.arch_kwargs, "num_classes": source.num_classes,
                     "channels": k, "image_size": size, "mean": mean_list, "std": std_list,
-                    "class_names": source.class_names, "epoch": epoch, "training_data": source.description,
+                    "class_names": source.class_names, "class_names_declared": source.classes_declared,
+                    "epoch": epoch, "training_data": source.description,
                     "train_accuracy": metrics["train_accuracy"], "val_accuracy": metrics["val_accuracy"],
                     "val_entropy": metrics["val_entropy"], "seed": config.seed, "tool": f"ladd-format {__version__}",
                     "config": asdict(config)}
+            out.mkdir(parents=True, exist_ok=True)
             path = save_checkpoint(model, meta, out / f"labeler-e{epoch:03d}.safetensors")
             records.append({"path": str(path), **metrics})
             val = metrics["val_accuracy"]
@@ -220,7 +261,7 @@ def train_labeler(source: Source, out_dir: str | os.PathLike, config: TrainConfi
                      "no validation set" if val is None else f"val accuracy {val:.3f}")
         if progress is not None:
             progress(epoch, config.epochs, metrics)
-    with atomic.replace_file(out / "metrics.json", overwrite=True) as tmp:    # a link there is replaced, not followed
+    with atomic.replace_file(out / METRICS_NAME, overwrite=True) as tmp:    # a link there is replaced, not followed
         tmp.write_text(json.dumps({"config": asdict(config), "device": str(device),
                                    "training_data": source.description, "checkpoints": records}, indent=2))
     return records

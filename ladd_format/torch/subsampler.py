@@ -55,5 +55,28 @@ class SubSampler(nn.Module):
             raise ValueError(f"images are {tuple(images.shape[-2:])}, the boxes are for {self.image_size}")
         return subimages(images, self.boxes, self.size)
 
+    def rows(self, images: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of ``self(images).flatten(0, 1)`` (sub-image ``j`` of image ``i`` is row
+        ``i * num_sub + j``), built without the others: ``(stop - start, K, H', W')``. At most three
+        :func:`subimages` calls (a partial first image, whole images, a partial last image)."""
+        if tuple(images.shape[-2:]) != self.image_size:
+            raise ValueError(f"images are {tuple(images.shape[-2:])}, the boxes are for {self.image_size}")
+        p = self.num_sub
+        if not 0 <= start < stop <= images.shape[0] * p:
+            raise ValueError(f"rows {start}:{stop} outside the {images.shape[0] * p} sub-images")
+        parts = []
+        row = start
+        while row < stop:
+            i, j = divmod(row, p)
+            whole = (stop - row) // p if j == 0 else 0
+            if whole:
+                parts.append(subimages(images[i:i + whole], self.boxes, self.size).flatten(0, 1))
+                row += whole * p
+            else:
+                end = min(p, j + stop - row)
+                parts.append(subimages(images[i:i + 1], self.boxes[j:end], self.size).flatten(0, 1))
+                row += end - j
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
     def extra_repr(self) -> str:
         return f"num_sub={self.num_sub}, image_size={self.image_size}, size={self.size}"

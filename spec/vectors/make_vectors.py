@@ -93,10 +93,11 @@ def exact_list(arr: np.ndarray):
 
 
 def text(value) -> str:
-    """A string attribute as str (fixed-length strings come back from h5py as bytes)."""
+    """A string attribute's value as str (fixed-length strings come back from h5py as bytes): the
+    bytes up to the first NUL (spec section 2)."""
     if isinstance(value, np.ndarray) and value.shape == ():
         value = value[()]
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    return value.split(b"\0", 1)[0].decode("utf-8") if isinstance(value, bytes) else str(value).split("\0", 1)[0]
 
 
 def sha256_le(arr: np.ndarray) -> str:
@@ -215,9 +216,9 @@ def root_expected(h5: h5py.File) -> dict:
     out = {}
     for key, value in h5.attrs.items():
         if isinstance(value, np.ndarray):
-            value = [v.decode() if isinstance(v, bytes) else str(v) for v in value.tolist()]
+            value = [text(v) for v in value.tolist()]
         elif isinstance(value, bytes):
-            value = value.decode()
+            value = text(value)
         elif isinstance(value, np.generic):
             value = value.item()
         out[key] = value
@@ -226,7 +227,9 @@ def root_expected(h5: h5py.File) -> dict:
 
 def write_vector(out_dir: Path, name: str, *, images, labels, num_classes, mean, std, space=None,
                  dense_codec=None, n=None, ratio=None, probs=None, temperature=1.0, labeler=None,
-                 soft=None, soft_kind=None, soft_dtype="float32", tie_rows=None, **root) -> dict:
+                 soft=None, soft_kind=None, soft_dtype="float32", tie_rows=None, edit=None, **root) -> dict:
+    """Write vector ``name`` and its expected file; ``edit(h5)``, when given, changes the written file
+    (open for writing) before it is checked, and returns what to add to the expected file."""
     path = out_dir / f"{name}.dla.h5"
     k, height, width = images.shape[1:]
     dense = None
@@ -244,6 +247,10 @@ def write_vector(out_dir: Path, name: str, *, images, labels, num_classes, mean,
             w.append(images[a:b], labels[a:b],
                      dense=None if probs is None else probs[a:b],
                      soft=None if soft is None else soft[a:b])
+    extra = {}
+    if edit is not None:
+        with h5py.File(path, "r+") as h5:
+            extra = edit(h5)
 
     problems = verify(path)
     assert problems == [], [str(p) for p in problems]
@@ -270,7 +277,9 @@ def write_vector(out_dir: Path, name: str, *, images, labels, num_classes, mean,
             "datasets": back["datasets"],
             "root_sha256": text(h5.attrs["root_sha256"]),
             "row_sha256_datasets": [text(v) for v in h5["row_sha256"].attrs["datasets"]],
+            **extra,
         }
+    expected["content_sha256"] = integrity.content_digest(path)
     if soft is not None:
         stored_soft = np.asarray(soft).astype(soft_dtype)
         expected["soft_labels"] = {"kind": soft_kind, "dtype": np.dtype(soft_dtype).newbyteorder("<").str,
@@ -307,6 +316,42 @@ def write_vector(out_dir: Path, name: str, *, images, labels, num_classes, mean,
     return expected
 
 
+# Fixed-length strings whose stored bytes go on after a NUL (spec section 2: the value ends at the
+# first NUL). (object, attribute, stored bytes); the values are what the NUL leaves.
+NUL_STRINGS = [
+    ("/", "class_names", [b"cat\0dog", b"dog"]),
+    ("/", "source_dataset", b"cifar10\0imagenet"),
+    ("/images", "space", b"pixel255\0zca"),
+]
+
+
+def _store_nul_strings(h5) -> dict:
+    """Store :data:`NUL_STRINGS` as fixed-length UTF-8 strings and reseal the root digest (which
+    covers the values only); returns what the expected file says about them."""
+    shown = []
+    for where, name, stored in NUL_STRINGS:
+        width = max(len(v) for v in stored) if isinstance(stored, list) else len(stored)
+        h5[where].attrs.create(name, np.array(stored, dtype=f"S{width}"), dtype=h5py.string_dtype("utf-8", width))
+        raw = h5[where].attrs[name]
+        raw = [bytes(v) for v in raw] if isinstance(raw, np.ndarray) and raw.ndim else bytes(raw)
+        assert raw == stored, (name, raw)   # h5py hands back the bytes after the NUL
+        value = [text(v) for v in stored] if isinstance(stored, list) else text(stored)
+        decode = lambda b: b.decode("utf-8")  # noqa: E731
+        shown.append({"object": where, "attribute": name, "value": value,
+                      "stored": [decode(v) for v in stored] if isinstance(stored, list) else decode(stored)})
+    _reseal(h5)
+    return {"nul_strings": shown}
+
+
+def make_nul_strings(out_dir: Path) -> None:
+    """``nul_strings``: a valid plain set whose string attributes hold bytes after a NUL. Readers see
+    the values (``cat``, ``cifar10``, ``pixel255``); the root digest covers the values only."""
+    images = np.arange(2 * 1 * 4 * 4, dtype=np.uint8).reshape(2, 1, 4, 4) * 7
+    write_vector(out_dir, "nul_strings", images=images, labels=np.array([1, 0], dtype=np.int64), num_classes=2,
+                 mean=(0.5,), std=(0.25,), class_names=["cat", "dog"], source_dataset="cifar10",
+                 edit=_store_nul_strings)
+
+
 def make_legacy(out_dir: Path, rng: np.random.Generator) -> None:
     """``legacy_1_0``: a valid version-1.0 file (no root digest, no row digests), to show readers keep
     reading 1.0 files. Written by the 1.1 writer and then turned back into 1.0."""
@@ -331,7 +376,7 @@ def make_legacy(out_dir: Path, rng: np.random.Generator) -> None:
         h5.attrs["format_version"] = "1.0"
     assert verify(path) == []
     expected = {"file": path.name, "format_version": "1.0", "images_sha256": sha256_le(images),
-                "labels": labels.tolist(), "valid": True}
+                "labels": labels.tolist(), "valid": True, "content_sha256": integrity.content_digest(path)}
     (out_dir / "legacy_1_0.expected.json").write_text(json.dumps(expected, sort_keys=True) + "\n")
 
 
@@ -500,6 +545,7 @@ def main(argv=None) -> None:
                  labeler={"arch": "convnet", "mean": list(MEAN), "std": list(STD)},
                  soft=soft3, soft_kind="probs", soft_dtype="float16", distillation="datm")
 
+    make_nul_strings(out)
     make_legacy(out, rng)
     make_invalid(out, rng)
 
