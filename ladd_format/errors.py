@@ -151,3 +151,7 @@ class OutputExistsError(LaddError):
 
 class NoDenseLabelsError(LaddError):
     """Code that needs dense labels was given a plain distilled set D."""
+
+
+class MissingExtraError(LaddError):
+    """A command or module needs an optional dependency that is not installed (``extras.require``)."""
