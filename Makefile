@@ -3,18 +3,22 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install install-dev bench mutation clean
+.PHONY: demo test core-only install install-dev bench mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# stamp files so a second `make` does not reinstall; pyproject changes trigger a reinstall
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# stamp files so a second `make` does not reinstall; packaging changes trigger a reinstall. Both install
+# everything: the demo the torch extra, the tests the dev extra (which includes the torch extra).
+# The core alone (`pip install .`, no torch) is checked by .ci/core_only.sh (make core-only).
+PACKAGING := pyproject.toml setup.py
+
+$(VENV)/.installed: $(PACKAGING) | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[torch]'
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: $(PACKAGING) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
@@ -27,8 +31,12 @@ demo: install
 test: install-dev
 	$(BIN)/python -m pytest -q
 
+# a fresh venv with the core alone: torch-free commands work, torch ones name the extra (CI runs it)
+core-only:
+	PYTHON=$(PYTHON) .ci/core_only.sh
+
 # benchmarks run one after another (they time the CPU), save their measured data as
-# benchmarks/results/*.json and rewrite their sections of RESULTS.md from it; each script's
+# benchmarks/results/*.json and rewrite their pages in benchmarks/RESULTS/ from it; each script's
 # --render-only re-renders its section(s) from the saved JSON without measuring. The storage parts
 # share labelers through benchmarks/_work/storage, emptied first so that they are retrained.
 bench: install-dev

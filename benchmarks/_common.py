@@ -1,5 +1,6 @@
-"""Shared by the benchmark scripts: the machine line, the RESULTS.md section writer, and the measured
-data saved as JSON (``save_json`` / ``load_json``, ``--render-only``)."""
+"""Shared by the benchmark scripts: the machine line, the results pages' section writer (each section
+on its family's page in benchmarks/RESULTS/, indexed by benchmarks/RESULTS.md), and the measured data
+saved as JSON (``save_json`` / ``load_json``, ``--render-only``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,39 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"          # the index of the results pages
+PAGES_DIR = Path(__file__).resolve().parent / "RESULTS"           # one page per benchmark family
+
+# Which page holds each section (``<!-- key:start -->`` ... ``<!-- key:end -->``) a benchmark writes;
+# a new benchmark adds its keys here and its page to the index, RESULTS.md.
+PAGES = {
+    "storage": "storage.md", "size_mtt": "storage.md",
+    "container_io": "container-io.md", "row_checks": "container-io.md",
+    "convert_speed": "conversion.md",
+    "torch_loader": "loader.md", "torch_loader_gpu": "loader.md",
+    "label_pass": "label-pass.md", "label_pass_gpu": "label-pass.md",
+    "students_summary": "students.md", "students_ipc": "students.md", "students_loss": "students.md",
+    "students_codec": "students.md", "students_arch": "students.md", "students_epochs": "students.md",
+    "students_ipc_gpu": "students.md", "students_archfull_gpu": "students.md",
+    "students_archloss_gpu": "students.md",
+    "students_c1000": "students-c1000.md", "students_c1000_t025": "students-c1000.md",
+    "demo_students": "demo-students.md",
+    "ladd_memory": "memory.md",
+    "scale": "scale.md", "scale_ipc50": "scale.md",
+    "adversarial": "adversarial.md",
+    "planted_bugs": "planted-bugs.md",
+    "mutation": "mutation.md",
+    "cli_startup": "cli-startup.md",
+}
+
+
+def page(key: str) -> Path:
+    """The results page that holds section ``key``: PAGES[key], else the page of the longest key of
+    PAGES that ``key`` extends (``students_ipc_h200`` goes where ``students_ipc`` is)."""
+    known = [k for k in PAGES if key == k or key.startswith(k + "_")]
+    if not known:
+        raise SystemExit(f"benchmarks/_common.py: PAGES names no results page for the section {key!r}")
+    return PAGES_DIR / PAGES[max(known, key=len)]
 
 
 @dataclass
@@ -75,9 +108,11 @@ def gpu_line() -> str | None:
             f"TF32 in convolutions {'on' if torch.backends.cudnn.allow_tf32 else 'off'} (torch's default)")
 
 
-def update_results(key: str, section: str, path: Path = RESULTS) -> None:
-    """Replace (or append) the section delimited by ``<!-- key:start -->`` / ``<!-- key:end -->``;
-    ``section`` is the whole text between them, title included."""
+def update_results(key: str, section: str, path: Path | None = None) -> None:
+    """Replace (or append) the section delimited by ``<!-- key:start -->`` / ``<!-- key:end -->`` in
+    ``path`` (default: the section's results page, :func:`page`); ``section`` is the whole text
+    between the markers, title included."""
+    path = page(key) if path is None else Path(path)
     start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
     block = f"{start}\n{section.rstrip()}\n{end}"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
@@ -92,7 +127,7 @@ def update_results(key: str, section: str, path: Path = RESULTS) -> None:
 # --------------------------------------------------------------------------- measured data as JSON
 #
 # A benchmark measures into plain data (dicts, lists, numbers, strings), saves it with save_json to
-# benchmarks/results/<name>.json and renders its RESULTS.md section(s) from what load_json gives back,
+# benchmarks/results/<name>.json and renders its results page section(s) from what load_json gives back,
 # so `--render-only` re-renders the very same text from the saved file without measuring.
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -165,20 +200,21 @@ def load_json(name: str, folder: Path | None = None) -> dict:
 def add_output_args(parser) -> None:
     """``--render-only``, ``--data-dir`` and ``--results`` (see :class:`Output`)."""
     parser.add_argument("--render-only", action="store_true",
-                        help="measure nothing: re-render the RESULTS.md section(s) from the saved JSON")
+                        help="measure nothing: re-render the results page's section(s) from the saved JSON")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help=f"folder of the measured data as JSON (default {RESULTS_DIR.relative_to(RESULTS_DIR.parent.parent)})")
     parser.add_argument("--results", type=Path, default=None,
-                        help="the RESULTS.md to update (default benchmarks/RESULTS.md)")
+                        help="the Markdown file to update (default: each section's page in benchmarks/RESULTS/)")
 
 
 @dataclass
 class Output:
-    """Where a run saves its JSON and which RESULTS.md it updates. A ``--quick`` run writes nothing
-    unless ``--data-dir`` or ``--results`` is given (then it writes there, e.g. to a temporary folder)."""
+    """Where a run saves its JSON and which Markdown file it updates (``results``; None: each section's
+    page, :data:`PAGES`). A ``--quick`` run writes nothing unless ``--data-dir`` or ``--results`` is
+    given (then it writes there, e.g. to a temporary folder)."""
 
     data_dir: Path
-    results: Path
+    results: Path | None
     write: bool
     render_only: bool
 
@@ -186,7 +222,7 @@ class Output:
     def from_args(cls, args) -> "Output":
         explicit = args.data_dir is not None or args.results is not None
         quick = bool(getattr(args, "quick", False))
-        return cls(data_dir=args.data_dir or RESULTS_DIR, results=args.results or RESULTS,
+        return cls(data_dir=args.data_dir or RESULTS_DIR, results=args.results,
                    write=explicit or not quick, render_only=args.render_only)
 
     def save(self, name: str, data, **kw) -> dict:
@@ -207,8 +243,8 @@ class Output:
 
     def publish(self, name: str, title: str, render, measure=None, payload: dict | None = None) -> int:
         """The end of every benchmark's ``main``: the payload (given; or loaded with ``--render-only``;
-        or ``measure()`` saved), rendered, printed, and written as the section ``name`` of RESULTS.md
-        under ``title``. Returns the exit status 0."""
+        or ``measure()`` saved), rendered, printed, and written as the section ``name``
+        under ``title`` (on its page). Returns the exit status 0."""
         if payload is None:
             payload = self.load(name) if self.render_only else self.save(name, measure())
         section = render(payload)

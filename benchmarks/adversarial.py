@@ -6,7 +6,7 @@ Usage::
     .venv/bin/python benchmarks/adversarial.py            # >= 5,000 flips + every crafted case, kills,
                                                           # pickles (~5-10 minutes on 2 cores); saves
                                                           # results/adversarial.json and writes the
-                                                          # "Hostile and damaged files" section of RESULTS.md
+                                                          # section of RESULTS/adversarial.md
     .venv/bin/python benchmarks/adversarial.py --quick    # a few hundred cases; prints only
     .venv/bin/python benchmarks/adversarial.py --render-only
     .venv/bin/python benchmarks/adversarial.py --replay float32 0x1a2b ff00   # one damaged file, every

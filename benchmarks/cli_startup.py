@@ -6,7 +6,7 @@ Usage::
 
     .venv/bin/python benchmarks/cli_startup.py                # ~1-2 minutes on 2 CPU cores; saves
                                                               # results/cli_startup.json and writes the
-                                                              # "CLI start-up" section of RESULTS.md
+                                                              # section of RESULTS/cli-startup.md
     .venv/bin/python benchmarks/cli_startup.py --render-only  # re-render the section from the saved JSON
     .venv/bin/python benchmarks/cli_startup.py --quick        # 2 runs each; prints only
 

@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/container_io.py                # full run: saves results/container_io.json,
-                                                               # updates benchmarks/RESULTS.md
+                                                               # updates benchmarks/RESULTS/container-io.md
     .venv/bin/python benchmarks/container_io.py --render-only  # re-render the section from the saved JSON
     .venv/bin/python benchmarks/container_io.py --quick        # smoke test (a few seconds), prints only
 
@@ -56,7 +56,6 @@ from ladd_format import DLAWriter, DenseSpec, open_dla  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 
 WORK = HERE / "_work"
-RESULTS = HERE / "RESULTS.md"
 
 READ_TARGET = 0.8   # reading a whole set: at least 0.8x numpy.load's throughput
 WRITE_TARGET = 0.5  # writing with checksums: at least 0.5x numpy.save's throughput
@@ -357,7 +356,7 @@ def render(payload: dict) -> tuple[str, bool]:
         "",
         *[f"- {v}" for v in verdicts],
         "",
-        "Why the targets are missed (profiled on this machine while building the container; the figures above "
+        "Why the targets are missed (profiled on this machine; the figures above "
         "are the evidence): the spec requires a fletcher32 checksum on every chunk, one image per chunk, and a "
         "SHA-256 of every dataset. Reading 500 ImageNette images takes about 25 ms with fletcher32 against "
         "11 ms without it (same chunks), each chunk costs 10-14 us of HDF5 bookkeeping (this dominates the "
@@ -365,7 +364,7 @@ def render(payload: dict) -> tuple[str, bool]:
         "needs for the whole CIFAR-shaped set. Writing adds SHA-256 at about 1 GB/s (25 ms for 25 MB, run on "
         "a worker thread beside the HDF5 write). The plain-HDF5 table shows the floor with none of these: "
         "0.5-0.8x numpy even then. Meeting 0.8x read / 0.5x write would need dropping per-chunk checksums or "
-        "one-image chunks from the spec, which the container issue requires; the integrity guarantees were "
+        "one-image chunks from the spec, which the format requires; the integrity guarantees were "
         "kept and the targets are reported as missed. Since spec 1.1 a reader also checks, on open, every "
         "header rule and the root digest (about 14 ms per open), and on every read the SHA-256 of each row "
         "and the codec's value bounds: the random-access table above shows what an item costs with them "

@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/convert_speed.py                # full run: saves results/convert_speed.json,
-                                                                # updates RESULTS.md
+                                                                # updates RESULTS/conversion.md
     .venv/bin/python benchmarks/convert_speed.py --render-only  # re-render the section from the saved JSON
     .venv/bin/python benchmarks/convert_speed.py --quick        # IPC 10, prints only
 
@@ -52,7 +52,7 @@ sys.path.insert(0, str(HERE))
 from _common import Output, add_output_args  # noqa: E402
 from ladd_format import DLAWriter, open_dla, verify  # noqa: E402
 from ladd_format.converters import ConvertOptions, convert  # noqa: E402
-from ladd_format.converters.common import load_pt  # noqa: E402
+from ladd_format.converters.inputs import load_pt  # noqa: E402
 from ladd_format.pixels import loss_report, quantize, to_pixel01, to_uint8  # noqa: E402
 from ladd_format.provenance import file_sha256  # noqa: E402
 

@@ -5,7 +5,7 @@ Usage::
     make demo                                                   # the files this script trains on
     .venv/bin/python benchmarks/demo_students.py                # ~12 minutes on 2 CPU cores; saves
                                                                 # results/demo_students.json and writes the
-                                                                # "The demo's students" section of RESULTS.md
+                                                                # section of RESULTS/demo-students.md
     .venv/bin/python benchmarks/demo_students.py --render-only  # re-render the section from the saved JSON
     .venv/bin/python benchmarks/demo_students.py --quick        # 20 epochs, one seed; prints only
 
@@ -13,7 +13,7 @@ What is timed is step [5/5] of ``ladd demo`` alone, with the demo's own files (`
 demo-out, written by ``make demo``) and settings (6 rows x 3 seeds, ConvNet-D3 width 32, 200 epochs,
 LADD with 4 sub-images per step), through the demo's own function (``student_rows``) in two ways:
 
-- ``pool``: one process per core, one torch thread each (the demo's default, :mod:`ladd_format.experiments.pool`);
+- ``pool``: one process per core, one torch thread each (the demo's default, :mod:`ladd_format.train.pool`);
 - ``threads``: every student in this process, one after another, with as many torch threads as cores
   (what the demo did before).
 
@@ -45,7 +45,7 @@ TITLE = "## The demo's students: processes of one thread vs torch's threads (CPU
 
 def demo_specs(workdir: Path, ipcs=(1, 5)) -> list[tuple]:
     """The demo's rows (method, ipc, file, mode, base bytes) from the files ``ladd demo`` left in ``workdir``."""
-    from ladd_format.experiments.demo import STUDENT_CODEC, codec_label
+    from ladd_format.demo import STUDENT_CODEC, codec_label
     from ladd_format.size import measure_file
 
     specs = []
@@ -64,7 +64,7 @@ def demo_specs(workdir: Path, ipcs=(1, 5)) -> list[tuple]:
 def run_way(way: str, specs, test, config, cores: int) -> dict:
     import torch
 
-    from ladd_format.experiments.demo import student_rows
+    from ladd_format.demo import student_rows
 
     if way == "pool":
         workers, cfg = cores, replace(config, threads=1)
@@ -83,8 +83,8 @@ def run_way(way: str, specs, test, config, cores: int) -> dict:
 
 
 def measure(workdir: Path, quick: bool) -> dict:
-    from ladd_format.experiments.demo import SIDE, DemoSettings
-    from ladd_format.experiments.pool import available_cores
+    from ladd_format.demo import SIDE, DemoSettings
+    from ladd_format.train.pool import available_cores
     from ladd_format.labeler.sources import load_source
 
     config = DemoSettings().student

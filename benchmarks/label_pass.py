@@ -4,7 +4,7 @@ the literal per-sub-image loop of the paper's Algorithm 1, measured in one run.
 Usage::
 
     .venv/bin/python benchmarks/label_pass.py                # saves results/label_pass.json and updates
-                                                             # the label_pass section of RESULTS.md
+                                                             # the label_pass section of RESULTS/label-pass.md
     .venv/bin/python benchmarks/label_pass.py --render-only  # re-render the section from the saved JSON
     .venv/bin/python benchmarks/label_pass.py --quick        # tiny sizes, prints only
     .venv/bin/python benchmarks/label_pass.py --results-key label_pass_gpu   # a CUDA run, its own section
@@ -14,7 +14,7 @@ at 32 px; on a GPU also ResNet-18 with 1000 classes at 224 px, ImageNet-1K's lab
 of M random uint8 images is written, a labeler with random weights is saved (the weights do not
 change the timing), and three ways of producing the same dense labels are timed:
 
-- pass: :func:`ladd_format.labeler.augment` — read, normalise, rebuild sub-images, forward, softmax,
+- pass: :func:`ladd_format.labeler.label_pass` — read, normalise, rebuild sub-images, forward, softmax,
   encode (float32) and write the D_LA, assembly included;
 - bare forward: the same labeler on the same sub-images already built and normalised in memory, in
   batches of the pass's chunk (the compute floor; target: pass >= 0.9x of it);
@@ -49,7 +49,7 @@ from _common import Output, add_output_args, gpu_line  # noqa: E402
 from ladd_format import DLAWriter  # noqa: E402
 from ladd_format.geometry import boxes as make_boxes  # noqa: E402
 from ladd_format.labeler import AugmentConfig, augment  # noqa: E402
-from ladd_format.labeler.augment import assemble, forward_limit, label_chunks, labeler_logits, prepare  # noqa: E402
+from ladd_format.labeler.label_pass import assemble, forward_limit, label_chunks, labeler_logits, prepare  # noqa: E402
 from ladd_format.labeler.checkpoint import save_checkpoint  # noqa: E402
 from ladd_format.torch.models import build_model  # noqa: E402
 from ladd_format.torch import subimages  # noqa: E402
@@ -192,7 +192,7 @@ def matmul_tflops(n: int = 8192, repeats: int = 10) -> float:
 def title(payload: dict) -> str:
     d = payload["data"]
     return ("Labeler pass throughput" + (f" on {d['gpu_name']}" if d["device"] == "cuda" else "")
-            + " (issue: labeler and the batched labeler pass)")
+            + " (labeler and the batched labeler pass)")
 
 
 def render(payload: dict) -> str:
@@ -257,7 +257,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes; print only unless --data-dir/--results")
     p.add_argument("--results-key", default="label_pass",
-                   help="the RESULTS.md section to write, and the name of its JSON (a GPU run writes its own "
+                   help="the results section (RESULTS/label-pass.md) to write, and the name of its JSON (a GPU run writes its own "
                         "beside the CPU one)")
     add_output_args(p)
     args = p.parse_args(argv)

@@ -142,7 +142,8 @@ def run_case(name: str, argv: list[str], work: Path, timeout: float = 900) -> di
     peak.unlink(missing_ok=True)
     print(f"[{NAME}] {name} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", MEASURE, str(peak), str(CAP_BYTES), *argv], cwd=ROOT,
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-c", MEASURE, str(peak), str(CAP_BYTES), *argv], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - start
     result = {"case": name, "seconds": round(wall, 1), "rc": proc.returncode,
@@ -239,7 +240,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_output_args(parser)
     args = parser.parse_args(argv)
-    os.environ.setdefault("PYTHONPATH", str(ROOT))
     return Output.from_args(args).publish(NAME, TITLE, render, measure)
 
 

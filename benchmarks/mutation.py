@@ -4,7 +4,7 @@ Usage::
 
     make mutation                                   # mutmut run (hours on 2 cores; resumable), then this
     .venv/bin/python benchmarks/mutation.py         # summarise mutants/ into results/mutation.json and the
-                                                    # "Mutation testing" section of RESULTS.md
+                                                    # section of RESULTS/mutation.md
     .venv/bin/python benchmarks/mutation.py --render-only
 
 The modules are ``[tool.mutmut] only_mutate`` of pyproject.toml (the sub-image geometry and kernel,
@@ -43,9 +43,10 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", None: "not checked", 5: "no t
 DETECTED = ("killed", "timeout", "segfault")
 
 # survivors judged equivalent (no behaviour a caller can observe changes), by mutant name, with why
-# Names carry mutmut's numbering of the code the recorded run mutated (RESULTS.md, "Mutation testing"); a
+# Names carry mutmut's numbering of the code the recorded run mutated (RESULTS/mutation.md); a
 # function changed since then is renumbered, so its entries here are dropped rather than carried over, and its
-# survivors of the next run are judged again.
+# survivors of the next run are judged again. Module names too are the recorded run's (results/mutation.json):
+# ``converters.common`` stays ``converters.common`` here although that code now lives in inputs/rawset/writing.
 F64 = "astype(None) / dtype=None is float64 in numpy, the dtype it replaces (integer sums of uint8/uint16 are exact in it)"
 BLOCK = "the block size only splits the loop into batches; each batch gets the same arithmetic, so the output is the same"
 EQUIVALENT: dict[str, str] = {

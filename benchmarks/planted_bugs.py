@@ -5,7 +5,7 @@ Usage::
 
     .venv/bin/python benchmarks/planted_bugs.py                # ~10 minutes on 2 cores; saves
                                                                # results/planted_bugs.json and writes the
-                                                               # "Planted bugs" section of RESULTS.md
+                                                               # section of RESULTS/planted-bugs.md
     .venv/bin/python benchmarks/planted_bugs.py --only NAME    # one bug; prints only
     .venv/bin/python benchmarks/planted_bugs.py --render-only
 

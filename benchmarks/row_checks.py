@@ -5,7 +5,7 @@ Usage::
 
     .venv/bin/python benchmarks/row_checks.py                # ~30 s on 2 CPU cores; saves
                                                              # results/row_checks.json and writes the
-                                                             # "Reader checks" section of RESULTS.md
+                                                             # "Reader checks" section of RESULTS/container-io.md
     .venv/bin/python benchmarks/row_checks.py --render-only  # re-render from the saved JSON
     .venv/bin/python benchmarks/row_checks.py --quick        # fewer repeats; prints only
 

@@ -5,7 +5,7 @@ Usage::
 
     .venv/bin/python benchmarks/scale.py                 # CPU profile: IPC 10 (10,000 images), ~18 min on
                                                          # 2 cores; saves results/scale.json and writes the
-                                                         # "ImageNet-1K scale" section of RESULTS.md; needs ~9 GB of disk
+                                                         # section of RESULTS/scale.md; needs ~9 GB of disk
                                                          # under benchmarks/_work/scale
     .venv/bin/python benchmarks/scale.py --ipc 50 --skip-label-pass --whole-evaluate stream \
         --results-key scale_ipc50                        # memory against IPC: 50,000 images, ~1 h, ~30 GB of disk
@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--whole-evaluate", default="held,stream",
                         help="the whole-set evaluate runs: held,stream | held | stream | none")
     parser.add_argument("--results-key", default=KEY, choices=sorted(TITLES),
-                        help="the JSON and RESULTS.md section this run writes (scale_ipc50: the IPC 50 run)")
+                        help="the JSON and the section of RESULTS/scale.md this run writes (scale_ipc50: the IPC 50 run)")
     parser.add_argument("--steps", choices=("all", "device"), default="all",
                         help="device: only the steps a GPU changes (the dense convert they read, the loaders, the "
                              "label pass, evaluate); the others are the CPU profile's")

@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/size_mtt.py                # saves results/size_mtt.json and updates the
-                                                           # size_mtt section of RESULTS.md
+                                                           # size_mtt section of RESULTS/storage.md
     .venv/bin/python benchmarks/size_mtt.py --render-only  # re-render the section from the saved JSON
     .venv/bin/python benchmarks/size_mtt.py --quick        # fewer labeler steps, prints only
 
@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -46,40 +44,11 @@ from _common import Output, add_output_args  # noqa: E402
 from ladd_format import DenseSpec, DLAWriter, verify  # noqa: E402
 from ladd_format.codecs import make_codec  # noqa: E402
 from ladd_format.geometry import boxes  # noqa: E402
-from ladd_format.torch.models import build_model  # noqa: E402
 from ladd_format.size import measure_arrays  # noqa: E402
 from ladd_format.torch import subimages  # noqa: E402
+from storage_common import DATA, MEAN, STD, normalise, train_labeler  # noqa: E402
 
-DATA = Path(os.environ.get("LADD_SHARED_DATA", ROOT.parent / "shared" / "data")) / "mtt_distilled_128.npz"
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)   # ImageNet statistics, as MTT used
 N, RATIO, PAPER_PCT = 5, 0.625, 2.5
-
-
-def train_labeler(images: np.ndarray, steps: int, seed: int) -> torch.nn.Module:
-    """ConvNet-D5 (width 64) on random resized crops of ``images`` (10 images, one per class)."""
-    torch.manual_seed(seed)
-    model = build_model("convnet-d5", num_classes=10, image_size=128, width=64)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = normalise(torch.from_numpy(images).float() / 255)
-    y = torch.arange(10)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        scale = torch.empty(1).uniform_(0.4, 1.0, generator=g).item()
-        side = max(16, int(128 * scale))
-        top, left = (torch.randint(0, 129 - side, (2,), generator=g)).tolist()
-        crop = F.interpolate(x[:, :, top:top + side, left:left + side], size=(128, 128), mode="bilinear",
-                             align_corners=False, antialias=True)
-        if torch.rand(1, generator=g).item() < 0.5:
-            crop = crop.flip(-1)
-        loss = F.cross_entropy(model(crop), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
-
-
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
 
 
 @torch.inference_mode()
@@ -223,7 +192,7 @@ def main(argv=None) -> int:
         payload = out.save("size_mtt", measure(3 if args.quick else args.steps))
     section = render(payload)
     print(section)
-    out.update("size_mtt", "## `ladd size` on 20 real MTT images (issue: D_LA container v1)\n\n" + section)
+    out.update("size_mtt", "## `ladd size` on 20 real MTT images\n\n" + section)
     return 0
 
 

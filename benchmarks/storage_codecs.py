@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from storage_common import (KL_FLOOR, N0, SUBSETS, base1k_images, c10_labels, check_file, d1k_logits, fmt_kl,
-                            fmt_pct, ipc_set, load_images, log, part_main, settings, softmax_t, write_dla)
+from storage_common import (N0, SUBSETS, base1k_images, c10_labels, check_file, d1k_logits, fidelity, ipc_set,
+                            label_stats, load_images, log, part_main, settings, softmax_t, unpack_codecs, write_dla)
 from ladd_format.codecs import make_codec
 from ladd_format.labeler.sources import resize_uint8
 from ladd_format.size import measure_arrays
@@ -36,32 +36,6 @@ def codec_list(num_classes: int, extra_k: tuple[int, ...] = ()) -> list[tuple[st
             continue        # k = C stores every class plus its index: never smaller than dense
         for values in ("uint8", "float16"):
             out.append((f"topk k={k} {values}", make_codec("topk", k=k, values=values)))
-    return out
-
-
-def fidelity(p32: np.ndarray, q: np.ndarray) -> dict:
-    """Decoded ``q`` against the float32 labels ``p32`` (rows over the last axis)."""
-    p = p32.reshape(-1, p32.shape[-1]).astype(np.float64)
-    q = q.reshape(p.shape).astype(np.float64)
-    qn = q / q.sum(-1, keepdims=True)       # float16 rows decode as cast, summing to 1 only within 4e-3
-    # a decoded 0 where p > 0 would make KL infinite: such q is floored at KL_FLOOR (or at p when p is
-    # smaller still, so that the floor never creates a negative term)
-    q_eff = np.where(qn > 0, qn, np.minimum(p, KL_FLOOR))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - np.log(np.where(p > 0, q_eff, 1.0))), 0.0)
-    return {"max_abs": float(np.abs(q - p).max()), "kl": float(terms.sum(-1).mean()),
-            "tv": float(0.5 * np.abs(q - p).sum(-1).mean()),
-            "top1": float((q.argmax(-1) == p.argmax(-1)).mean())}
-
-
-def label_stats(p: np.ndarray) -> dict:
-    rows = p.reshape(-1, p.shape[-1]).astype(np.float64)
-    h = -(rows * np.log(np.clip(rows, 1e-300, 1))).sum(-1)
-    top = -np.sort(-rows, axis=-1)
-    out = {"entropy": float(h.mean()), "top1_mass": float(top[:, 0].mean())}
-    for k in (5, 10, 20, 50):
-        if k < rows.shape[-1]:
-            out[f"mass{k}"] = float(top[:, :k].sum(-1).mean())
     return out
 
 
@@ -204,93 +178,17 @@ def measure(quick: bool, fresh: bool = False) -> dict:
             "elapsed": time.perf_counter() - t_start, "timing": timing}
 
 
-def unpack(d: dict) -> tuple[dict, dict]:
-    """``rows1k[T]`` and ``stats1k[T]`` keyed by the temperature, from the JSON data."""
-    return {t: rows for t, rows in d["rows1k"]}, {t: s for t, s in d["stats1k"]}
-
-
-def render_part(payload: dict) -> list[str]:
-    d = payload["data"]
-    rows10, real_agree, temps = d["rows10"], d["real_agree"], d["temps"]
-    rows1k, stats1k = unpack(d)
-    d1k_steps, d1k_num, m1k = d["d1k_steps"], d["d1k_num"], d["m1k"]
-    acc1k_full, acc1k_sub = d["acc1k_full"], d["acc1k_sub"]
-    out: list[str] = []
-    A = out.append
-    A("### 3. Codecs")
-    A("")
-    A("Fidelity of the decoded labels q against the float32 labels p (the reference), per sub-image row: max "
-      "|q - p| over all values; mean KL(p || q) in nats, with q's rows renormalised to sum 1 and q floored at 1e-8 (uint8 and float16 decode "
-      "small probabilities to exactly 0, where KL would be infinite); mean total variation 0.5·|q - p|₁ (the "
-      "change in the soft-label gradient of a student); top-1 agreement = argmax q == argmax p (exact: a tie "
-      "created by rounding resolves to the lower class index and counts as a disagreement when p's argmax "
-      "was the higher one). Bytes per image = zip bytes of the dense arrays / images.")
-    A("")
-    A(f"**C = 10** (ImageNette shape, 128 px): labels of the IPC-{d['ipc_max']} set of part 1 "
-      f"({d['rows10_count']:,} sub-image rows; base {d['base10']:,.0f} B per "
-      "image). Top-1 agreement on the 20 real images' 500 rows alone in the last column.")
-    A("")
-    A("| codec | raw B/image | zip B/image | overhead | max abs err | mean KL (nats) | mean TV | top-1 agreement | "
-      "top-1, real images |")
-    A("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows10:
-        A(f"| {r['codec']} | {r['raw_per_image']:,.0f} | {r['bytes_128']:,.0f} | {fmt_pct(r['pct_128'])} | "
-          f"{r['max_abs']:.2e} | {fmt_kl(r['kl'])} | {r['tv']:.2e} | {r['top1']:.2%} | {real_agree[r['codec']]:.2%} |")
-    A("")
-    s1k = stats1k[1.0]
-    A(f"**C = 1000** (ImageNet-1K shape, N = 5): soft labels from the digits-1000 proxy labeler (see the "
-      f"docstring: real handwritten digits, three per image, class = the 3-digit number; ConvNet-D3 width 16 "
-      f"trained {d1k_steps} Adam steps of 256 random composites with random crops, full-image top-1 "
-      f"{acc1k_full:.0%} on held-out composites, {acc1k_sub:.1%} on their sub-images). Labeled: {d1k_num} held-out "
-      f"composites ({d1k_num * 25:,} rows) at T = 1: mean entropy {s1k['entropy']:.2f} nats (uniform: 6.91), "
-      f"mean top-1 probability {s1k['top1_mass']:.3f}, mass in the top 5/10/20/50 "
-      f"{s1k['mass5']:.2f}/{s1k['mass10']:.2f}/{s1k['mass20']:.2f}/{s1k['mass50']:.2f}. These labels are broad "
-      "(a crop often loses a whole digit, and the labeler is weak on crops); an ImageNet labeler's may be "
-      "sharper or broader, which is why the verdict is also given at T = 0.5 and 0.25 below. Bytes: the first "
-      f"{m1k} label sets stored beside {m1k} MTT images (the 20 real ones under variants 0-7) at 128 px "
-      "and, upsampled (bilinear), at 224 px; upsampled images deflate better than native 224 px ones would, "
-      "so the 224 px overheads are upper bounds. k = 50 and 100 are beyond the brief's grid, to show what "
-      "broad labels need.")
-    A("")
-    A("| codec | raw B/image | zip B/image | overhead 128 px | overhead 224 px | max abs err | mean KL (nats) | "
-      "mean TV | top-1 agreement |")
-    A("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows1k[1.0]:
-        A(f"| {r['codec']} | {r['raw_per_image']:,.0f} | {r['bytes_128']:,.0f} | {fmt_pct(r['pct_128'], 1)} | "
-          f"{fmt_pct(r['pct_224'], 1)} | {r['max_abs']:.2e} | {fmt_kl(r['kl'])} | {r['tv']:.3f} | {r['top1']:.2%} |")
-    A("")
-    A("The same labeler pass at lower temperature (softmax(logits / T), the `--temperature` of `ladd augment`): "
-      "sharper labels, as a stronger labeler would give. Fidelity on "
-      f"{max(m1k, d1k_num // 5) * 25:,} rows (the first {max(m1k, d1k_num // 5)} label sets); overhead at 128 px.")
-    A("")
-    head = [r["codec"] for r in rows1k[1.0] if r["codec"].startswith("topk") or r["codec"] == "uint8"]
-    A("| T | entropy (nats) | top-20 mass | " + " | ".join(f"{c}: overhead / KL / top-1" for c in head) + " |")
-    A("|---:|---:|---:|" + "---|" * len(head))
-    for temp in temps:
-        st = stats1k[temp]
-        cells = []
-        for c in head:
-            r = next(x for x in rows1k[temp] if x["codec"] == c)
-            cells.append(f"{r['pct_128']:.2f}% / {fmt_kl(r['kl'])} / {r['top1']:.2%}")
-        A(f"| {temp:g} | {st['entropy']:.2f} | {st['mass20']:.2f} | " + " | ".join(cells) + " |")
-    A("")
-    A("![codec bytes vs fidelity](plots/storage_codecs.png)")
-    A("")
-
-    return out
-
-
 def plot(payload: dict, folder: Path) -> None:
     d = payload["data"]
     if d["quick"]:
         return
     folder.mkdir(parents=True, exist_ok=True)
-    rows1k, _ = unpack(d)
+    rows1k, _ = unpack_codecs(d)
     plot_codecs(d["rows10"], rows1k, d["base10"], d["base1k"], folder / "storage_codecs.png")
 
 
 def main(argv=None) -> int:
-    return part_main(NAME, __doc__, measure, render_part, argv)
+    return part_main(NAME, __doc__, measure, argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Shared by the storage benchmarks (storage_table1.py, storage_s1.py, storage_codecs.py,
 storage_compressors.py; storage.py runs them all): the MTT images and their variants, the C = 10
-labelers and labels, the digits-1000 proxy labeler, the `ladd size` check, number formats, and the
-assembly of the ``storage`` section of RESULTS.md from the parts' saved JSON.
+labelers and labels, the digits-1000 proxy labeler, the `ladd size` check, number formats, the C = 10
+labeler of ``size_mtt.py``, and the assembly of the ``storage`` section (its page:
+``benchmarks/RESULTS/storage.md``) from the parts' saved JSON. Benchmarks import this module and
+``_common.py``, never each other (storage.py alone imports its four parts).
 
 The method and data of every part are described in the docstring of ``benchmarks/storage.py``.
 The C = 10 labels and the digits-1000 logits are cached under ``benchmarks/_work/storage`` (keyed by
@@ -13,7 +15,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,8 +40,9 @@ from ladd_format.geometry import boxes  # noqa: E402
 from ladd_format.size import measure_arrays, measure_file  # noqa: E402
 from ladd_format.torch import subimages  # noqa: E402
 from ladd_format.torch.models import build_model  # noqa: E402
-from size_mtt import DATA, MEAN, STD, normalise, train_labeler  # noqa: E402
 
+DATA = Path(os.environ.get("LADD_SHARED_DATA", ROOT.parent / "shared" / "data")) / "mtt_distilled_128.npz"
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)   # ImageNet statistics, as MTT used
 PLOTS = HERE / "plots"
 CACHE = HERE / "_work" / "storage"
 SUBSETS = ("imagefruit", "imagesquawk")
@@ -54,6 +60,59 @@ PARTS = ("storage-table1", "storage-s1", "storage-codecs", "storage-compressors"
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def train_labeler(images: np.ndarray, steps: int, seed: int) -> torch.nn.Module:
+    """ConvNet-D5 (width 64) on random resized crops of ``images`` (10 images, one per class)."""
+    torch.manual_seed(seed)
+    model = build_model("convnet-d5", num_classes=10, image_size=128, width=64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = normalise(torch.from_numpy(images).float() / 255)
+    y = torch.arange(10)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        scale = torch.empty(1).uniform_(0.4, 1.0, generator=g).item()
+        side = max(16, int(128 * scale))
+        top, left = (torch.randint(0, 129 - side, (2,), generator=g)).tolist()
+        crop = F.interpolate(x[:, :, top:top + side, left:left + side], size=(128, 128), mode="bilinear",
+                             align_corners=False, antialias=True)
+        if torch.rand(1, generator=g).item() < 0.5:
+            crop = crop.flip(-1)
+        loss = F.cross_entropy(model(crop), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def fidelity(p32: np.ndarray, q: np.ndarray) -> dict:
+    """Decoded ``q`` against the float32 labels ``p32`` (rows over the last axis)."""
+    p = p32.reshape(-1, p32.shape[-1]).astype(np.float64)
+    q = q.reshape(p.shape).astype(np.float64)
+    qn = q / q.sum(-1, keepdims=True)       # float16 rows decode as cast, summing to 1 only within 4e-3
+    # a decoded 0 where p > 0 would make KL infinite: such q is floored at KL_FLOOR (or at p when p is
+    # smaller still, so that the floor never creates a negative term)
+    q_eff = np.where(qn > 0, qn, np.minimum(p, KL_FLOOR))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - np.log(np.where(p > 0, q_eff, 1.0))), 0.0)
+    return {"max_abs": float(np.abs(q - p).max()), "kl": float(terms.sum(-1).mean()),
+            "tv": float(0.5 * np.abs(q - p).sum(-1).mean()),
+            "top1": float((q.argmax(-1) == p.argmax(-1)).mean())}
+
+
+def label_stats(p: np.ndarray) -> dict:
+    rows = p.reshape(-1, p.shape[-1]).astype(np.float64)
+    h = -(rows * np.log(np.clip(rows, 1e-300, 1))).sum(-1)
+    top = -np.sort(-rows, axis=-1)
+    out = {"entropy": float(h.mean()), "top1_mass": float(top[:, 0].mean())}
+    for k in (5, 10, 20, 50):
+        if k < rows.shape[-1]:
+            out[f"mass{k}"] = float(top[:, :k].sum(-1).mean())
+    return out
 
 
 # --------------------------------------------------------------------------- labels and images
@@ -307,6 +366,18 @@ def base1k_images(data: dict, m1k: int) -> np.ndarray:
     return np.concatenate([variant(np.concatenate([data[s] for s in SUBSETS]), v) for v in range(DISTINCT)])[:m1k]
 
 
+def unpack_s1(d: dict) -> tuple[dict, list[dict]]:
+    """Part 2 (storage_s1): ``grid[(n, r)]`` and the accountings with ``pct[n]``, from the JSON data."""
+    grid = {(g["n"], g["r"]): g["pct"] for g in d["grid"]}
+    s1rows = [{**r, "pct": {int(n): v for n, v in r["pct"]}} for r in d["s1rows"]]
+    return grid, s1rows
+
+
+def unpack_codecs(d: dict) -> tuple[dict, dict]:
+    """Part 3 (storage_codecs): ``rows1k[T]`` and ``stats1k[T]`` keyed by the temperature, from the JSON data."""
+    return {t: rows for t, rows in d["rows1k"]}, {t: s for t, s in d["stats1k"]}
+
+
 def result_dict(r) -> dict:
     """A measure_arrays result (SizeReport) as plain data: every field (its ``ipc`` is M / C, a float)."""
     return r.as_dict()
@@ -318,16 +389,19 @@ def fmt_timing(timing: dict) -> str:
 
 # --------------------------------------------------------------------------- the parts' command line
 
-def part_main(name: str, doc: str, measure, render_part, argv=None) -> int:
-    """Command line of one storage part: measure (unless ``--render-only``), save ``name``.json,
-    then re-render the whole ``storage`` section from the parts' JSON (or print this part alone
-    while some part has no JSON yet)."""
+def part_main(name: str, doc: str, measure, argv=None) -> int:
+    """Command line of one storage part: measure (unless ``--render-only``), save ``name``.json, print
+    this part as ``storage.py`` renders it, then, when the run writes, re-render the whole ``storage``
+    section from the parts' JSON (``storage.py --render-only``, run as a command: the rendering is
+    storage.py's, and a part never imports another script)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings; print only unless --data-dir/--results")
     parser.add_argument("--fresh", action="store_true", help="retrain the labelers instead of using the cache")
     parser.add_argument("--no-plots", action="store_true", help="do not redraw plots/*.png")
+    parser.add_argument("--no-section", action="store_true",
+                        help="print this part only; do not re-render the storage section (storage.py does it)")
     add_output_args(parser)
     args = parser.parse_args(argv)
     out = Output.from_args(args)
@@ -338,13 +412,28 @@ def part_main(name: str, doc: str, measure, render_part, argv=None) -> int:
             print(f"skipped: {DATA} not found (the real MTT images live in ../shared/data)")
             return 0
         payload = out.save(name, measure(args.quick, args.fresh))
-    print("\n".join(render_part(payload)))
     if out.write and not args.no_plots and can_plot():
         plot = getattr(sys.modules[measure.__module__], "plot", None)
         if plot is not None:
             plot(payload, plots_dir(out))
-    render_storage(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = out.data_dir if out.write else Path(tmp)
+        if not out.write:                   # a print-only run: the payload goes where storage.py reads it
+            (folder / f"{name}.json").write_text(json.dumps(payload))
+        print(run_storage(["--render-only", "--part", name, "--data-dir", str(folder)]), end="")
+    if out.write and not args.no_section:
+        run_storage(["--render-only", "--data-dir", str(out.data_dir)]
+                    + (["--results", str(out.results)] if out.results is not None else []))
     return 0
+
+
+def run_storage(args: list[str]) -> str:
+    """Run ``storage.py`` with ``args``; its standard output (it says on stderr why, should it fail)."""
+    command = [sys.executable, str(HERE / "storage.py"), *args]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:
+        log("`python benchmarks/storage.py " + " ".join(args) + "` failed")
+    return done.stdout
 
 
 def can_plot() -> bool:
@@ -374,13 +463,12 @@ def load_parts(out: Output) -> dict | None:
     return {p: out.load(p) for p in PARTS}
 
 
-def render_storage(out: Output) -> str | None:
-    """Render the ``storage`` section from the parts' JSON and write it (when ``out.write``)."""
+def render_storage(out: Output, render_section) -> str | None:
+    """Render the ``storage`` section from the parts' JSON with ``render_section`` (storage.py's)
+    and write it (when ``out.write``)."""
     parts = load_parts(out)
     if parts is None:
         return None
-    from storage import render_section
-
     section = render_section(parts)
     out.update(RESULTS_KEY, TITLE + "\n\n" + section)
     return section

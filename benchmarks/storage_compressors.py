@@ -20,8 +20,8 @@ import zlib
 
 import zstandard
 
-from storage_common import (_npy, base1k_images, c10_labels, d1k_logits, fmt_pct, ipc_set, load_images,
-                            part_main, settings, softmax_t)
+from storage_common import (_npy, base1k_images, c10_labels, d1k_logits, ipc_set, load_images, part_main, settings,
+                            softmax_t)
 from ladd_format.codecs import make_codec
 from ladd_format.size import measure_arrays
 
@@ -113,53 +113,8 @@ def measure(quick: bool, fresh: bool = False) -> dict:
             "elapsed": time.perf_counter() - t_start, "timing": timing}
 
 
-def render_part(payload: dict) -> list[str]:
-    d = payload["data"]
-    speed = d["speed"]
-    out: list[str] = []
-    A = out.append
-    A("### 4. zip (the paper's measure) vs zstd")
-    A("")
-    A("Sizes are `measure_arrays` (= `ladd size --method zstd --level L`); throughput = raw `.npy` bytes / "
-      "seconds for compressing / decompressing those serialisations in memory, one thread, best of "
-      f"{d['repeats']} (zstd 19 compression: 1 run).")
-    A("")
-    A("| set | method | raw bytes | base bytes | D_LA bytes | dense bytes | overhead | compress MB/s | "
-      "decompress MB/s |")
-    A("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in speed:
-        A(f"| {r['set']} | {r['method']} | {r['raw']:,} | {r['base']:,} | {r['dla']:,} | {r['dense']:,} | "
-          f"{fmt_pct(r['pct'])} | {r['comp']:,.1f} | {r['decomp']:,.0f} |")
-    A("")
-    by_m = {}
-    for r in speed:
-        by_m.setdefault(r["method"], []).append(r)
-    zip_rows = by_m["zip (deflate 6)"]
-    parts = []
-    for m, rows in by_m.items():
-        if m.startswith("zip"):
-            continue
-        size = [b["dla"] / a["dla"] for a, b in zip(zip_rows, rows)]
-        comp = [b["comp"] / a["comp"] for a, b in zip(zip_rows, rows)]
-        dec = [b["decomp"] / a["decomp"] for a, b in zip(zip_rows, rows)]
-        rel = [b["pct"] / a["pct"] for a, b in zip(zip_rows, rows)]
-        parts.append(f"{m}: D_LA {min(size):.3f}-{max(size):.3f}x the zip size, overhead {min(rel):.2f}-"
-                     f"{max(rel):.2f}x zip's, compression {min(comp):.2g}-{max(comp):.2g}x and "
-                     f"decompression {min(dec):.2g}-{max(dec):.2g}x zip's speed")
-    z19 = by_m.get("zstd 19")
-    tail = ""
-    if z19 and min(b["dla"] / a["dla"] for a, b in zip(zip_rows, z19)) > 0.98:
-        tail = "; zstd 19 buys almost nothing on them at a small fraction of the speed"
-    A("Against zip: " + "; ".join(parts) + ". The distilled images are close to incompressible for every method "
-      "and are most of every set, so the dense-label overhead is nearly the same whichever compressor measures "
-      "it; zstd 3 measures it several times faster" + tail + ".")
-    A("")
-
-    return out
-
-
 def main(argv=None) -> int:
-    return part_main(NAME, __doc__, measure, render_part, argv)
+    return part_main(NAME, __doc__, measure, argv)
 
 
 if __name__ == "__main__":

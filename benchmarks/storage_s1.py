@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from storage_common import (GRID_N, GRID_R, N0, PAPER_OVERHEAD, PAPER_S1, R0, _npy, boxes, c10_labels, fmt_pct,
-                            label_pass, load_images, log, part_main, settings, subimages)
+from storage_common import (GRID_N, GRID_R, N0, PAPER_OVERHEAD, PAPER_S1, R0, _npy, boxes, c10_labels, label_pass,
+                            load_images, log, part_main, settings, subimages, unpack_s1)
 from ladd_format.size import measure_arrays
 
 NAME = "storage-s1"
@@ -157,80 +157,17 @@ def measure(quick: bool, fresh: bool = False) -> dict:
             "elapsed": time.perf_counter() - t_start, "timing": timing}
 
 
-def unpack(d: dict) -> tuple[dict, list[dict]]:
-    """``grid[(n, r)]`` and the accountings with ``pct[n]``, from the JSON data."""
-    grid = {(g["n"], g["r"]): g["pct"] for g in d["grid"]}
-    s1rows = [{**r, "pct": {int(n): v for n, v in r["pct"]}} for r in d["s1rows"]]
-    return grid, s1rows
-
-
-def render_part(payload: dict) -> list[str]:
-    d = payload["data"]
-    grid_n, grid_r = d["grid_n"], d["grid_r"]
-    grid, s1rows = unpack(d)
-    out: list[str] = []
-    A = out.append
-    A("### 2. Overhead vs N and R (Table S1 grid; 10 real ImageFruit images, float32, zip)")
-    A("")
-    A("| N \\ R | " + " | ".join(str(r) for r in grid_r) + " | paper S1 |")
-    A("|---:|" + "---:|" * (len(grid_r) + 1))
-    for n in grid_n:
-        A(f"| {n} | " + " | ".join(fmt_pct(grid[(n, r)]) for r in grid_r) + f" | {PAPER_S1[n]}% |")
-    A("")
-    A("The overhead is N² x C float32 values per image against one image; R changes which pixels each sub-image "
-      "sees, hence the label values, but not their count, so it moves the overhead only through how well the "
-      "probabilities deflate (a few hundredths of a point). The paper's S1 figures are about 0.82% x N² "
-      f"(7.5/9 = {7.5 / 9:.3f}, 20.7/25 = {20.7 / 25:.3f}, 40.2/49 = {40.2 / 49:.3f}, 66.3/81 = {66.3 / 81:.3f}) "
-      f"against 2.5/25 = 0.100 in Table 1: the two tables differ by a factor of {20.7 / 2.5:.1f} at N = 5.")
-    A("")
-    A("Accountings tried against S1 (same images and labels, R = 0.625; RMS = root mean square distance to the "
-      "S1 figures, in points):")
-    A("")
-    A("| accounting | what is stored | " + " | ".join(f"N={n}" for n in grid_n) + " | RMS vs S1 |")
-    A("|---|---|" + "---:|" * (len(grid_n) + 1))
-    A("| paper Table S1 | - | " + " | ".join(f"{PAPER_S1[n]}%" for n in grid_n) + " | - |")
-    for r in s1rows:
-        A(f"| {r['name']} | {r['how']} | " + " | ".join(fmt_pct(r["pct"][n], 1) for n in grid_n)
-          + f" | {r['rms']:.1f} |")
-    best = sorted((r for r in s1rows if not r["name"].startswith("spec")), key=lambda r: r["rms"])
-    A("")
-    if best[0]["rms"] <= 1.0:
-        verdict = (f"S1 is reproduced, within {best[0]['rms']:.1f} points RMS, by \"{best[0]['name']}\", which is "
-                   "not the accounting of Table 1's 2.5%: the two tables cannot share one accounting.")
-    else:
-        verdict = (f"Closest: \"{best[0]['name']}\" (RMS {best[0]['rms']:.1f} points), then \"{best[1]['name']}\" "
-                   f"({best[1]['rms']:.1f}); none reproduces S1. S1 cannot be reproduced from what the paper "
-                   "states: its figures are ~8.3x Table 1's at N = 5 for the same setting, so at most one of the two "
-                   "tables follows the paper's described measure, and ours (spec section 7) agrees with Table 1 "
-                   "within the image-compressibility gap of part 1, not with S1. A factor of 8 is what counting "
-                   "label bits against image bytes would give, and per-sub-image label files or JPEG-stored images "
-                   "land in the same range, but the paper gives no evidence for any of them.")
-    pred = {n: 8 * PAPER_OVERHEAD * n * n / 25 for n in PAPER_S1}
-    rms8 = float(np.sqrt(np.mean([(pred[n] - PAPER_S1[n]) ** 2 for n in PAPER_S1])))
-    verdict += (" Read against the paper's own Table 1, S1 is 8 x its 2.5% scaled by N²/25: "
-                + "/".join(f"{pred[n]:.1f}" for n in PAPER_S1) + "% against "
-                + "/".join(str(PAPER_S1[n]) for n in PAPER_S1)
-                + f"% (RMS {rms8:.1f} points), as if S1 counted the labels in bits and Table 1 in bytes; this fits, "
-                "but is arithmetic on the paper's numbers, not evidence of what it did.")
-    A(verdict)
-    A("")
-    A("![overhead vs N](plots/storage_overhead_vs_n.png)")
-    A("")
-
-    return out
-
-
 def plot(payload: dict, folder: Path) -> None:
     d = payload["data"]
     if d["quick"]:
         return
     folder.mkdir(parents=True, exist_ok=True)
-    grid, s1rows = unpack(d)
+    grid, s1rows = unpack_s1(d)
     plot_overhead(grid, s1rows, folder / "storage_overhead_vs_n.png")
 
 
 def main(argv=None) -> int:
-    return part_main(NAME, __doc__, measure, render_part, argv)
+    return part_main(NAME, __doc__, measure, argv)
 
 
 if __name__ == "__main__":

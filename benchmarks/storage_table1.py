@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-from storage_common import (N0, PAPER_OVERHEAD, PAPER_T1, R0, SUBSETS, c10_labels, check_file, fmt_pct,  # noqa: F401
-                            ipc_set, ladd, load_images, log, part_main, result_dict, settings, write_dla)
+from storage_common import (SUBSETS, c10_labels, check_file, ipc_set, ladd, load_images, log, part_main, result_dict,
+                            settings, write_dla)
 from ladd_format.codecs import make_codec
 from ladd_format.size import measure_arrays
 
@@ -72,67 +72,8 @@ def measure(quick: bool, fresh: bool = False) -> dict:
             "elapsed": timing_total, "timing": timing}
 
 
-def derived(d: dict) -> dict:
-    """Figures the text and the targets use: image deflate ratios and what 2.5% would need."""
-    t1 = d["t1"]
-    img_ratio = [r["images_bytes"] / (r["images"] * 3 * 128 * 128) for r in t1]
-    raw_ratio = 100 * 25 * 10 * 4 / (3 * 128 * 128)
-    dense_ratio = float(np.mean([r["dense_bytes"] / (r["images"] * 1000) for r in t1]))
-    return {"img_ratio": img_ratio, "raw_ratio": raw_ratio, "dense_ratio": dense_ratio,
-            "need": raw_ratio * dense_ratio / PAPER_OVERHEAD, "ovs": [r["overhead_pct"] for r in t1]}
-
-
-def render_part(payload: dict) -> list[str]:
-    d = payload["data"]
-    out: list[str] = []
-    A = out.append
-    t1, ipcs = d["t1"], d["ipcs"]
-    A("### 1. Table 1 reproduced (C = 10, 128 px, N = 5, R = 0.625, float32, zip)")
-    A("")
-    A("Images: the 20 real MTT images (ImageFruit, ImageSquawk; one per class). Class c at IPC k holds k images; "
-      "the j-th is variant j // 2 of the real class-c image of ImageFruit (j even) or ImageSquawk (j odd): "
-      "variants 0-3 are the image itself, its horizontal flip, its transpose and its flipped transpose, 4-7 "
-      "their negatives (255 - x), 8-9 (IPC 20 only) vertical flips of 0-1. They are exact rearrangements of "
-      "real pixels (or a byte bijection of them), so each compresses like a real MTT image; variants 0-7 share "
-      "no pixel row (a contiguous byte run), so no compressor can reuse one's bytes for another, and 8-9, whose "
-      "rows are those of 0-1 reordered, lie 7.5 MiB after them, far beyond deflate's 32 KiB window. IPC 1 is "
-      "the 10 ImageFruit images. Dense labels: a labeler pass over every image (variants included) by its "
-      f"subset's labeler (size_mtt.py's: ConvNet-D5 width 64, {d['steps']} SGD steps on random crops of the subset's "
-      f"10 images; top-1 of the real images' sub-images = the image's class: {d['acc_real']:.0%}; mean entropy "
-      f"{d['entropy_real']:.2f} nats on the real images, {d['entropy_max']:.2f} on the IPC-{max(ipcs)} set).")
-    A("")
-    A("| IPC | images | base D bytes | D_LA bytes | dense bytes | overhead | paper | IPC+1 | paper IPC+1 |")
-    A("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    paper = {int(k): v for k, v in PAPER_T1.items()}
-    for r in t1:
-        ipc, m = int(r["ipc"]), r["images"]
-        A(f"| {ipc} | {m} | {r['base_bytes']:,} | {r['dla_bytes']:,} | {r['dense_bytes']:,} | {fmt_pct(r['overhead_pct'])} | "
-          f"{PAPER_OVERHEAD if ipc in paper else '-'}{'%' if ipc in paper else ''} | "
-          f"{fmt_pct(r['ipc_plus_one_pct'], 1)} | {str(paper[ipc]) + '%' if ipc in paper else '-'} |")
-    A("")
-    x = derived(d)
-    img_ratio, raw_ratio, dense_ratio, ovs = x["img_ratio"], x["raw_ratio"], x["dense_ratio"], x["ovs"]
-    A(f"Why the overhead does not depend on IPC: both the dense labels (1,000 raw bytes per image) and the images "
-      f"(49,152 raw bytes) cost a fixed amount per image: deflate compresses each image on its own (its 32 KiB "
-      f"window is smaller than one 48 KiB image) to {min(img_ratio):.1%}-{max(img_ratio):.1%} of raw, and the "
-      f"float32 probabilities to {dense_ratio:.1%}, so overhead = {raw_ratio:.2f}% (raw ratio) x "
-      f"{dense_ratio:.3f} / {np.mean(img_ratio):.3f} = {raw_ratio * dense_ratio / np.mean(img_ratio):.2f}%, at "
-      f"every IPC (measured {min(ovs):.2f}-{max(ovs):.2f}%). IPC+1 is 1/IPC of the base by definition "
-      "(100.0/20.0/10.0/5.0%); the paper's 100.1% at IPC 1 is that plus the labels' bytes. Its 20.7% at IPC 5 "
-      "breaks the 100/IPC pattern of its own row (20.0% expected) and equals its Table S1 figure for N = 5, "
-      "which suggests a copied cell.")
-    A("")
-    A(f"Against the paper's 2.5%: {np.mean(ovs):.2f}% on average ({np.mean(ovs) - PAPER_OVERHEAD:+.2f} points). "
-      f"With labels compressing as here, 2.5% needs images that deflate to {x['need']:.1%} of raw instead of "
-      f"{np.mean(img_ratio):.1%}: the paper's ImageNette distilled images (not available offline) would have to be "
-      "smoother than these MTT ImageFruit/ImageSquawk ones, or its archive held per-label bytes it does not "
-      "describe (part 2 measures such accountings).")
-    A("")
-    return out
-
-
 def main(argv=None) -> int:
-    return part_main(NAME, __doc__, measure, render_part, argv)
+    return part_main(NAME, __doc__, measure, argv)
 
 
 if __name__ == "__main__":

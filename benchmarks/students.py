@@ -2,12 +2,12 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/students.py                       # all sections -> RESULTS.md
+    .venv/bin/python benchmarks/students.py                       # all sections -> RESULTS/students.md
     .venv/bin/python benchmarks/students.py --only ipc,codec      # some sections
     .venv/bin/python benchmarks/students.py --quick               # tiny settings, prints only
     python benchmarks/students.py --device cuda --only ipc,archfull  # on a GPU machine
 
-Sections (each written to its own part of RESULTS.md as soon as it finishes):
+Sections (each written to its own part of RESULTS/students.md as soon as it finishes):
 
 - ``ipc``: the demo's table at IPC 1, 5 and 10 over 3 seeds: hard labels on D, Eq. 5 on the D_LA
   (uint8 codec), hard labels on IPC+1 (baseline++), with each file's zip size.
@@ -25,7 +25,7 @@ Sections (each written to its own part of RESULTS.md as soon as it finishes):
 ``--device cuda`` trains the labeler and the students on the GPU and writes each section under
 ``students_<name>_gpu`` (``--results-suffix``), beside the CPU sections.
 
-Every student uses the demo's settings (:class:`ladd_format.experiments.demo.DemoSettings`) unless a row says
+Every student uses the demo's settings (:class:`ladd_format.demo.DemoSettings`) unless a row says
 otherwise; the same file with ``ladd evaluate`` and the printed options gives the same numbers.
 """
 
@@ -47,7 +47,7 @@ sys.path.insert(0, str(HERE))
 
 from _common import gpu_line, machine, update_results  # noqa: E402
 from ladd_format import geometry  # noqa: E402
-from ladd_format.experiments.demo import (CODECS, N, RATIO, SIDE, DemoSettings, codec_label, label_augment,  # noqa: E402
+from ladd_format.demo import (CODECS, N, RATIO, SIDE, DemoSettings, codec_label, label_augment,  # noqa: E402
                               quick_settings, random_real, student_row, train_demo_labeler, write_plain_set)
 from ladd_format.labeler import TrainConfig, load_checkpoint, load_source, train_labeler  # noqa: E402
 from ladd_format.size import measure_file  # noqa: E402
@@ -103,7 +103,7 @@ class Bench:
     def header(self, title: str, started: float) -> list[str]:
         st = self.s.student
         where = (f"labeler and students on {gpu_line()}" if st.device == "cuda"
-                 else "CPU only (no GPU was lent)")
+                 else "CPU only")
         return [f"## {title}" + (f" — GPU machine ({torch.cuda.get_device_name(0)})" if st.device == "cuda" else ""),
                 "", f"Run {_dt.date.today().isoformat()} on {machine()}, {where}; "
                 f"{time.perf_counter() - started:.0f} s. Data: {self.test.description}, students tested on all of it. "

@@ -59,13 +59,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 from _common import Output, add_output_args  # noqa: E402
-from storage_codecs import fidelity, label_stats  # noqa: E402
-from storage_common import N0, R0, Digits1000, base1k_images, load_images, softmax_t  # noqa: E402
-from size_mtt import DATA  # noqa: E402
+from storage_common import (DATA, N0, R0, Digits1000, base1k_images, fidelity, label_stats,  # noqa: E402
+                            load_images, softmax_t)
 from ladd_format import DenseSpec, DLAWriter, geometry  # noqa: E402
 from ladd_format.codecs import parse_codec  # noqa: E402
-from ladd_format.experiments.evaluate import EvalConfig  # noqa: E402
-from ladd_format.experiments.pool import StudentJob, run_students, available_cores  # noqa: E402
+from ladd_format.train.evaluate import EvalConfig  # noqa: E402
+from ladd_format.train.pool import StudentJob, run_students, available_cores  # noqa: E402
 from ladd_format.labeler.sources import Source, resize_uint8  # noqa: E402
 from ladd_format.size import measure_arrays, measure_file  # noqa: E402
 from ladd_format.torch import subimages  # noqa: E402

@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/torch_loader.py                # full run (~4 min on 2 cores): saves
-                                                               # results/torch_loader.json, updates RESULTS.md
+                                                               # results/torch_loader.json, updates RESULTS/loader.md
     .venv/bin/python benchmarks/torch_loader.py --render-only  # re-render the section from the saved JSON
     .venv/bin/python benchmarks/torch_loader.py --quick        # smoke test (< 20 s), prints only
 
@@ -67,7 +67,6 @@ from ladd_format.torch.models import build_model  # noqa: E402
 from ladd_format.torch import DLADataset, SubSampler, ladd_loss  # noqa: E402
 
 WORK = HERE / "_work"
-RESULTS = HERE / "RESULTS.md"
 
 N_DENSE, RATIO, NUM_CLASSES = 5, 0.625, 10
 SIDE = 128
@@ -502,7 +501,7 @@ def main(argv=None) -> int:
                     help="small smoke-test run (< 20 s); writes nothing unless --data-dir/--results")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--results-key", default="torch_loader",
-                    help="the RESULTS.md section to write, and the name of its JSON (a GPU machine's run writes "
+                    help="the results section (RESULTS/loader.md) to write, and the name of its JSON (a GPU machine's run writes "
                          "its own beside the CPU one)")
     ap.add_argument("--cuda-step-batch", type=int, default=16,
                     help="images per training step on CUDA (each brings 25 sub-images); CPU uses 8 (quick: 1)")

@@ -1,10 +1,9 @@
 """ladd-format: the D_LA container for label-augmented distilled datasets (spec/dla-v1.md)."""
 
-__version__ = "0.1.0"
-
-from .errors import LaddError  # noqa: E402
-from .reader import DLAFile, open_dla  # noqa: E402
-from .verify import verify  # noqa: E402
-from .writer import DenseSpec, DLAWriter  # noqa: E402
+from .errors import LaddError
+from .reader import DLAFile, open_dla
+from .verify import verify
+from .version import __version__
+from .writer import DenseSpec, DLAWriter
 
 __all__ = ["__version__", "DLAFile", "DLAWriter", "DenseSpec", "LaddError", "open_dla", "verify"]

@@ -10,13 +10,9 @@ import math
 
 import numpy as np
 
+from .spec.limits import MAX_GRID_N, MAX_WRITTEN_GRID_N  # noqa: F401  (readers' N <= 64, the writer's N <= 45)
+
 RESIZE = "bilinear-antialias"
-#: The largest grid size N a reader accepts (N*N sub-images per image; spec 2.4 and 5).
-MAX_GRID_N = 64
-#: The largest N this package writes: ``/dense`` ``boxes`` is an (N*N, 4) int64 attribute, and
-#: HDF5's default (compact) attribute storage holds one attribute message below 64 KiB: N = 45
-#: (64,800 bytes) fits, N = 46 (67,712) does not (spec 2.4, note).
-MAX_WRITTEN_GRID_N = 45
 
 
 def crop_length(length: int, ratio: float) -> int:

@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 
 from . import spec as S
+from .spec.rules import Rule
 from .errors import (
     FormatError,
     LaddError,
@@ -53,11 +54,11 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
     try:
         mode = os.stat(p).st_mode
     except FileNotFoundError:
-        raise LaddError("no such file", p) from None
+        raise LaddError("no such file", p, rule=Rule.FILE) from None
     except OSError as exc:
-        raise LaddError(f"cannot be read ({exc.strerror})", p) from None
+        raise LaddError(f"cannot be read ({exc.strerror})", p, rule=Rule.FILE) from None
     if stat.S_ISDIR(mode):
-        raise LaddError("is a directory, expected a .dla.h5 file", p)
+        raise LaddError("is a directory, expected a .dla.h5 file", p, rule=Rule.FILE)
     if not stat.S_ISREG(mode):
         raise NotHDF5Error("is not a regular file (a FIFO, socket or device); refused without reading", p)
     try:
@@ -77,14 +78,14 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
 
 def check_format(h5: h5py.File, path) -> tuple[int, int]:
     """Spec rule 2: ``format`` and a supported ``format_version``; returns (major, minor)."""
-    fmt = h5.attrs.get("format")
+    fmt = h5.attrs.get(S.FORMAT_ATTR)
     if fmt is None:
-        raise FormatError("not a D_LA container: root attribute 'format' is missing", path, "/")
+        raise FormatError(f"not a D_LA container: root attribute {S.FORMAT_ATTR!r} is missing", path, "/")
     if text(fmt) != S.FORMAT:
         raise FormatError(f"not a D_LA container: format is {text(fmt)!r}, expected {S.FORMAT!r}", path, "/")
-    version = h5.attrs.get("format_version")
+    version = h5.attrs.get(S.VERSION_ATTR)
     if version is None:
-        raise MissingFieldError("root attribute 'format_version' is missing", path, "/")
+        raise MissingFieldError(f"root attribute {S.VERSION_ATTR!r} is missing", path, "/", rule=Rule.FORMAT)
     try:
         major, minor = S.parse_version(text(version))
     except ValueError:

@@ -25,19 +25,11 @@ import numpy as np
 
 from . import spec as S
 from .errors import LaddError
-from .geometry import MAX_GRID_N  # noqa: F401  (N <= 64, spec 2.4)
 from .h5io import open_h5
-
-# -- limits of spec 2.4 -------------------------------------------------------------------------
-MAX_OBJECTS = 1024              # groups and datasets in a file, root included
-MAX_ATTRIBUTES = 256            # attributes of one object
-MAX_ATTRIBUTE_BYTES = 1 << 20   # stored bytes of one attribute value
-MAX_ROW_BYTES = 64 << 20        # bytes of one row (index along axis 0) of any dataset
-MAX_CHUNK_BYTES = 64 << 20      # bytes of one chunk, uncompressed
-DEFLATE_MAX_RATIO = 1032        # deflate cannot expand more than this (zlib technical note)
-MAX_RANK = 8
-MAX_CLASSES = 1 << 24           # C
-MAX_DENSE_ROW_VALUES = 1 << 24  # N*N*C: one image's decoded dense labels are at most 64 MiB of float32
+from .spec.rules import Rule
+# the limits of spec 2.4 (one definition each, in spec/limits.py)
+from .spec.limits import (DEFLATE_MAX_RATIO, MAX_ATTRIBUTE_BYTES, MAX_ATTRIBUTES, MAX_CHUNK_BYTES, MAX_OBJECTS,
+                          MAX_RANK, MAX_ROW_BYTES)
 
 ALLOWED_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32"}
 NUMERIC_KINDS = "iuf"
@@ -48,7 +40,7 @@ DIGEST_BYTES = 32
 class Problem:
     """One finding: the spec rule number it breaks, the object, and what was expected."""
 
-    rule: int
+    rule: Rule
     where: str
     message: str
 
@@ -153,12 +145,12 @@ def content_digest(path: str | os.PathLike) -> str:
         try:
             return content_digest_of(h5)
         except Exception as exc:  # noqa: BLE001 - h5py's errors on damaged headers come in many kinds
-            raise LaddError(f"HDF5 object headers are damaged ({_first_line(exc)})", p, "/").at_rule(1) from None
+            raise LaddError(f"HDF5 object headers are damaged ({_first_line(exc)})", p, "/").at_rule(Rule.FILE) from None
 
 
 def _in_provenance(path: str) -> bool:
     """Whether an object path is ``/provenance`` or lies under it."""
-    group = "/" + S.PROVENANCE
+    group = S.PROVENANCE_PATH
     return path == group or path.startswith(group + "/")
 
 
@@ -195,10 +187,10 @@ def row_digests(rows: np.ndarray) -> np.ndarray:
 
 def row_datasets(h5: h5py.File, codec_datasets: list[str]) -> list[str]:
     """The paths that ``/row_sha256`` must cover, in the order of spec 2.2."""
-    names = ["/" + S.IMAGES, "/" + S.LABELS]
+    names = [S.IMAGES_PATH, S.LABELS_PATH]
     if S.SOFT_LABELS in h5:
-        names.append("/" + S.SOFT_LABELS)
-    names.extend(f"/{S.DENSE}/{name}" for name in codec_datasets)
+        names.append(S.SOFT_LABELS_PATH)
+    names.extend(S.dense_path(name) for name in codec_datasets)
     return names
 
 
@@ -217,15 +209,15 @@ def structure_problems(h5: h5py.File, file_bytes: int) -> list[Problem]:
     try:
         return _structure_problems(h5, file_bytes)
     except Exception as exc:  # noqa: BLE001 - h5py's errors on damaged headers come in many kinds
-        return [Problem(1, "/", f"HDF5 object headers are damaged ({_first_line(exc)})")]
+        return [Problem(Rule.FILE, "/", f"HDF5 object headers are damaged ({_first_line(exc)})")]
 
 
 def _writes_fixed_strings(h5: h5py.File) -> bool:
     """True for a file written as 1.1 or later: its ``format_version`` is a fixed-length string
     (1.0 writers used variable-length strings). Decided from the attribute's type, unread."""
-    if "format_version" not in h5.attrs:
+    if S.VERSION_ATTR not in h5.attrs:
         return False
-    info = h5py.check_string_dtype(h5.attrs.get_id("format_version").dtype)
+    info = h5py.check_string_dtype(h5.attrs.get_id(S.VERSION_ATTR).dtype)
     return info is not None and info.length is not None
 
 
@@ -240,15 +232,15 @@ def _structure_problems(h5: h5py.File, file_bytes: int) -> list[Problem]:
     try:
         h5.visititems_links(visit_link)  # walks hard links only; never follows soft or external ones
     except Exception as exc:  # noqa: BLE001 - damaged link tables raise SystemError, UnicodeDecodeError, ...
-        return [Problem(1, "/", f"the object tree cannot be walked ({_first_line(exc)})")]
+        return [Problem(Rule.FILE, "/", f"the object tree cannot be walked ({_first_line(exc)})")]
     if len(links) > MAX_OBJECTS:
-        return [Problem(15, "/", f"more than {MAX_OBJECTS} objects (spec 2.4)")]
+        return [Problem(Rule.LIMITS, "/", f"more than {MAX_OBJECTS} objects (spec 2.4)")]
     for name, link in links:
         if not isinstance(name, str):
-            return [Problem(14, "/", f"link name {name!r} is not UTF-8 text (spec 2)")]
+            return [Problem(Rule.SELF_CONTAINED, "/", f"link name {name!r} is not UTF-8 text (spec 2)")]
         if not isinstance(link, h5py.HardLink):
             kind = "an external link" if isinstance(link, h5py.ExternalLink) else "a soft link"
-            problems.append(Problem(14, "/" + name, f"is {kind}; only hard links are allowed and no link is "
+            problems.append(Problem(Rule.SELF_CONTAINED, "/" + name, f"is {kind}; only hard links are allowed and no link is "
                                     "followed (spec 2.3)"))
     if problems:
         return problems
@@ -257,10 +249,10 @@ def _structure_problems(h5: h5py.File, file_bytes: int) -> list[Problem]:
             obj = h5[name]
             hard_links = h5py.h5o.get_info(obj.id).rc
         except Exception as exc:  # noqa: BLE001
-            problems.append(Problem(1, "/" + name, f"object cannot be opened ({_first_line(exc)})"))
+            problems.append(Problem(Rule.FILE, "/" + name, f"object cannot be opened ({_first_line(exc)})"))
             continue
         if hard_links != 1:
-            problems.append(Problem(14, "/" + name, f"has {hard_links} hard links; every object has exactly one "
+            problems.append(Problem(Rule.SELF_CONTAINED, "/" + name, f"has {hard_links} hard links; every object has exactly one "
                                     "path (spec 2.3)"))
             continue
         problems.extend(_attribute_problems("/" + name, obj, fixed))
@@ -280,72 +272,72 @@ def _attribute_problems(path: str, obj, fixed_strings: bool = False) -> list[Pro
     try:
         names = list(obj.attrs.keys())
     except Exception as exc:  # noqa: BLE001
-        return [Problem(1, path, f"attributes cannot be read ({_first_line(exc)})")]
+        return [Problem(Rule.FILE, path, f"attributes cannot be read ({_first_line(exc)})")]
     if len(names) > MAX_ATTRIBUTES:
-        return [Problem(15, path, f"has {len(names)} attributes, more than {MAX_ATTRIBUTES} (spec 2.4)")]
+        return [Problem(Rule.LIMITS, path, f"has {len(names)} attributes, more than {MAX_ATTRIBUTES} (spec 2.4)")]
     for name in names:
         if not isinstance(name, str):
-            problems.append(Problem(14, path, f"attribute name {name!r} is not UTF-8 text (spec 2)"))
+            problems.append(Problem(Rule.SELF_CONTAINED, path, f"attribute name {name!r} is not UTF-8 text (spec 2)"))
             continue
         try:
             aid = obj.attrs.get_id(name)
         except Exception as exc:  # noqa: BLE001
-            problems.append(Problem(1, path, f"attribute {name!r} cannot be read ({_first_line(exc)})"))
+            problems.append(Problem(Rule.FILE, path, f"attribute {name!r} cannot be read ({_first_line(exc)})"))
             continue
         kind = type_name(aid.dtype)
         shape = aid.shape
         if kind is None or shape is None or len(shape) > 2 or (kind == "string" and len(shape) > 1):
-            problems.append(Problem(14, path, f"attribute {name!r} has type {aid.dtype} and shape {shape}: only "
+            problems.append(Problem(Rule.SELF_CONTAINED, path, f"attribute {name!r} has type {aid.dtype} and shape {shape}: only "
                                     "numbers, strings, 1-D arrays of them and 2-D arrays of numbers are allowed (spec 2.1)"))
             continue
         if kind == "string" and fixed_strings and h5py.check_string_dtype(aid.dtype).length is None:
-            problems.append(Problem(14, path, f"attribute {name!r} is a variable-length string: since 1.1 strings "
+            problems.append(Problem(Rule.SELF_CONTAINED, path, f"attribute {name!r} is a variable-length string: since 1.1 strings "
                                     "are fixed-length (spec 2), so no value lives in HDF5's global heap"))
             continue
         if kind != "string" and int(np.prod(shape, dtype=object)) * aid.dtype.itemsize > MAX_ATTRIBUTE_BYTES:
-            problems.append(Problem(15, path, f"attribute {name!r} declares more than {MAX_ATTRIBUTE_BYTES} bytes"))
+            problems.append(Problem(Rule.LIMITS, path, f"attribute {name!r} declares more than {MAX_ATTRIBUTE_BYTES} bytes"))
         elif kind == "string" and shape and shape[0] > MAX_ATTRIBUTE_BYTES // 8:
-            problems.append(Problem(15, path, f"attribute {name!r} declares {shape[0]} strings (spec 2.4)"))
+            problems.append(Problem(Rule.LIMITS, path, f"attribute {name!r} declares {shape[0]} strings (spec 2.4)"))
     return problems
 
 
 def _dataset_problems(path: str, ds: h5py.Dataset, file_bytes: int) -> list[Problem]:
     problems = []
     if type_name(ds.dtype) in (None, "string"):
-        return [Problem(14, path, f"dtype {ds.dtype} is not a number type (spec 2.1)")]
+        return [Problem(Rule.SELF_CONTAINED, path, f"dtype {ds.dtype} is not a number type (spec 2.1)")]
     if ds.dtype.byteorder == ">":
-        return [Problem(10, path, f"dtype {ds.dtype.str} is big-endian; datasets are little-endian (spec section 2)")]
+        return [Problem(Rule.FILTERS, path, f"dtype {ds.dtype.str} is big-endian; datasets are little-endian (spec section 2)")]
     if ds.ndim == 0:
-        return [Problem(10, path, "is a scalar dataset; every dataset is chunked, so has at least one axis (spec 2)")]
+        return [Problem(Rule.FILTERS, path, "is a scalar dataset; every dataset is chunked, so has at least one axis (spec 2)")]
     if ds.ndim > MAX_RANK:
-        return [Problem(15, path, f"rank {ds.ndim}: datasets have at most {MAX_RANK} axes (spec 2.4)")]
+        return [Problem(Rule.LIMITS, path, f"rank {ds.ndim}: datasets have at most {MAX_RANK} axes (spec 2.4)")]
     try:
         plist = ds.id.get_create_plist()
         layout = plist.get_layout()
         external = plist.get_external_count()
     except Exception as exc:  # noqa: BLE001
-        return [Problem(1, path, f"storage properties cannot be read ({_first_line(exc)})")]
+        return [Problem(Rule.FILE, path, f"storage properties cannot be read ({_first_line(exc)})")]
     if external:
-        return [Problem(14, path, "uses external raw storage (data in another file); refused, never read (spec 2.3)")]
+        return [Problem(Rule.SELF_CONTAINED, path, "uses external raw storage (data in another file); refused, never read (spec 2.3)")]
     if layout == h5py.h5d.VIRTUAL:
-        return [Problem(14, path, "is a virtual dataset (data in other datasets or files); refused (spec 2.3)")]
+        return [Problem(Rule.SELF_CONTAINED, path, "is a virtual dataset (data in other datasets or files); refused (spec 2.3)")]
     if layout != h5py.h5d.CHUNKED:
-        return [Problem(10, path, "must be chunked (spec section 2)")]
+        return [Problem(Rule.FILTERS, path, "must be chunked (spec section 2)")]
     filters = _filters(plist)
     for fid in filters:
         if fid not in ALLOWED_FILTERS:
-            problems.append(Problem(10, path, f"filter id {fid} is not allowed (only fletcher32, shuffle, gzip)"))
+            problems.append(Problem(Rule.FILTERS, path, f"filter id {fid} is not allowed (only fletcher32, shuffle, gzip)"))
     if 3 not in filters:
-        problems.append(Problem(10, path, "must carry the fletcher32 checksum filter"))
+        problems.append(Problem(Rule.FILTERS, path, "must carry the fletcher32 checksum filter"))
     row_bytes = int(np.prod(ds.shape[1:], dtype=object)) * ds.dtype.itemsize
     chunk_bytes = int(np.prod(ds.chunks, dtype=object)) * ds.dtype.itemsize
     if row_bytes > MAX_ROW_BYTES:
-        problems.append(Problem(15, path, f"one row is {row_bytes} bytes, more than {MAX_ROW_BYTES} (spec 2.4)"))
+        problems.append(Problem(Rule.LIMITS, path, f"one row is {row_bytes} bytes, more than {MAX_ROW_BYTES} (spec 2.4)"))
     if chunk_bytes > MAX_CHUNK_BYTES:
-        problems.append(Problem(15, path, f"one chunk is {chunk_bytes} bytes, more than {MAX_CHUNK_BYTES} (spec 2.4)"))
+        problems.append(Problem(Rule.LIMITS, path, f"one chunk is {chunk_bytes} bytes, more than {MAX_CHUNK_BYTES} (spec 2.4)"))
     ratio = DEFLATE_MAX_RATIO if 1 in filters else 1
     if declared_bytes(ds) > ratio * file_bytes:
-        problems.append(Problem(15, path, f"declares {declared_bytes(ds)} bytes of data in a file of {file_bytes} "
+        problems.append(Problem(Rule.LIMITS, path, f"declares {declared_bytes(ds)} bytes of data in a file of {file_bytes} "
                                 "bytes (spec 2.4: declared sizes must fit in the file)"))
     return problems
 
@@ -360,13 +352,13 @@ def chunk_problems(ds: h5py.Dataset, file_bytes: int) -> list[Problem]:
         allocated = ds.id.get_num_chunks()
         stored = ds.id.get_storage_size()
     except Exception as exc:  # noqa: BLE001
-        return [Problem(11, ds.name, f"chunk index cannot be read ({_first_line(exc)})")]
+        return [Problem(Rule.CHECKSUMS, ds.name, f"chunk index cannot be read ({_first_line(exc)})")]
     problems = []
     if allocated != expected:
-        problems.append(Problem(15, ds.name, f"{allocated} of the {expected} chunks the shape needs are stored "
+        problems.append(Problem(Rule.LIMITS, ds.name, f"{allocated} of the {expected} chunks the shape needs are stored "
                                 "(spec 2.4: every chunk is written)"))
     if stored > file_bytes:
-        problems.append(Problem(15, ds.name, f"chunk index claims {stored} bytes, more than the file's {file_bytes}"))
+        problems.append(Problem(Rule.LIMITS, ds.name, f"chunk index claims {stored} bytes, more than the file's {file_bytes}"))
     return problems
 
 
@@ -416,7 +408,7 @@ def reseal(h5: h5py.File, rows: bool = True) -> None:
                     and column < rows.shape[1]:
                 rows[:, column] = row_digests(source[()])
         ds[...] = rows
-        set_string(ds.attrs, "sha256", hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest())
+        set_string(ds.attrs, S.SHA256_ATTR, hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest())
     if S.ROOT_DIGEST in h5.attrs:
         fixed_length_strings(h5)
         set_string(h5.attrs, S.ROOT_DIGEST, root_digest(h5))

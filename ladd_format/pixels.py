@@ -3,7 +3,7 @@
     pixel255 (uint8 0..255)  --/255-->  pixel01 (float, 0..1 scale)  --(x - mean) / std-->  normalized
                              <--quantize (floor(255 p + 0.5), clipped)--      <--x * std + mean--
 
-``zca`` images have no way back without the inverse transform (``converters/common.py`` applies
+``zca`` images have no way back without the inverse transform (``converters/rawset.py`` applies
 it when given the statistics).
 
 The writer, the converters, ``ladd export``, the torch dataset and the labeler pass all go through

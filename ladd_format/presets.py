@@ -1,9 +1,10 @@
-"""Dataset presets: classes, image size and the normalisation each distillation code base used.
+"""Dataset presets: classes, image size, class names and the mean/std each dataset is normalised
+with.
 
 Facts from ``docs/upstream-formats.md`` and the public subset definitions of the MTT code
-base (ImageNet class ids of each 10-class subset). ``normalization(preset, method)`` returns the
-mean/std the *method* normalised its images with — GLaD differs from MTT on the ImageNet subsets
-and CIFAR-100.
+base (ImageNet class ids of each 10-class subset). What a distillation method did differently (GLaD's
+default mean, RDED's ImageNet statistics for every dataset) is the method's converter's
+``normalization`` hook (:meth:`ladd_format.converters.Converter.normalization`), not a preset's.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)        # MTT uses CIFAR-10's numbers for CIFAR-100 too
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
-GLAD_DEFAULT_MEAN = (0.4377, 0.4438, 0.4728)  # GLaD's default, used for imagenet-* subsets and CIFAR-100
-GLAD_DEFAULT_STD = (0.229, 0.224, 0.225)
 # DatasetCondensation's get_dataset (DC/DSA/DM and the code bases that reuse it): 28x28 grey MNIST and
 # FashionMNIST, 32x32 SVHN, each with its own statistics
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -91,18 +90,3 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name.lower()]
     except KeyError:
         raise InputError(f"unknown dataset preset {name!r}; known: {', '.join(preset_names())}") from None
-
-
-def normalization(preset: Preset, method: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The (mean, std) ``method`` normalised images of ``preset`` with.
-
-    GLaD keeps its default statistics for every dataset but CIFAR-10, so its ImageNet subsets and
-    CIFAR-100 images use mean (0.4377, 0.4438, 0.4728), std (0.229, 0.224, 0.225) although the
-    real data is normalised with the ImageNet mean. RDED denormalises its images with the ImageNet
-    mean/std for every dataset. Everything else uses the preset's own numbers.
-    """
-    if method == "rded":
-        return IMAGENET_MEAN, IMAGENET_STD
-    if method == "glad" and preset.name != "cifar10" and preset.family in ("imagenet-subset", "cifar"):
-        return GLAD_DEFAULT_MEAN, GLAD_DEFAULT_STD
-    return preset.mean, preset.std

@@ -9,8 +9,8 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__
 from .errors import InputError
+from .version import __version__
 
 TOOL = f"ladd-format {__version__}"
 

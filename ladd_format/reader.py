@@ -24,6 +24,7 @@ import numpy as np
 
 from . import integrity
 from . import spec as S
+from .spec.rules import Rule
 from .codecs import Codec, codec_from_file
 from .errors import (
     ChecksumError,
@@ -78,7 +79,8 @@ class DLAFile:
             raise
         except Exception as exc:  # h5py raises many kinds (SystemError, UnicodeDecodeError, ...) on damage
             self.h5.close()
-            raise LaddError(f"HDF5 structure is damaged ({integrity._first_line(exc)})", self.path, "/") from None
+            raise LaddError(f"HDF5 structure is damaged ({integrity._first_line(exc)})", self.path, "/",
+                            rule=Rule.FILE) from None
         except BaseException:
             self.h5.close()
             raise
@@ -87,7 +89,7 @@ class DLAFile:
         self._images = self.h5[S.IMAGES]
         self._labels = self.h5[S.LABELS]
         self._num_images = int(self._images.shape[0])
-        self._num_classes = int(self.h5.attrs["num_classes"])
+        self._num_classes = int(self.h5.attrs[S.NUM_CLASSES_ATTR])
         self._dense = self.h5[S.DENSE] if S.DENSE in self.h5 else None
         self._dense_datasets: dict[str, h5py.Dataset] | None = None
         self._n: int | None = None
@@ -106,7 +108,7 @@ class DLAFile:
         if self._digest_rows is None:
             ds = self._row_digests
             table = read_rows(ds, 0, ds.shape[0], self.path)
-            if hashlib.sha256(np.ascontiguousarray(table).tobytes()).hexdigest() != text(ds.attrs.get("sha256", "")):
+            if hashlib.sha256(np.ascontiguousarray(table).tobytes()).hexdigest() != text(ds.attrs.get(S.SHA256_ATTR, "")):
                 raise ChecksumError("SHA-256 differs from its sha256 attribute: the row digests are damaged",
                                     self.path, ds.name)
             self._digest_rows = table
@@ -132,7 +134,7 @@ class DLAFile:
         if actual.tobytes() != stored.tobytes():
             bad = int(np.flatnonzero(np.any(actual != stored, axis=1))[0])
             raise DigestError(f"row {start + bad} does not match its digest in /{S.ROW_DIGESTS}: the "
-                              "data is damaged", self.path, name).at_rule(13)
+                              "data is damaged", self.path, name, rule=Rule.ROW_DIGESTS)
         return rows
 
     # -- metadata -------------------------------------------------------------------------
@@ -161,30 +163,31 @@ class DLAFile:
 
     @property
     def space(self) -> str:
-        return text(self.h5[S.IMAGES].attrs.get("space", S.SPACE_UINT8))
+        return text(self.h5[S.IMAGES].attrs.get(S.SPACE_ATTR, S.SPACE_UINT8))
 
     @property
     def class_names(self) -> list[str] | None:
-        names = self.h5.attrs.get("class_names")
+        names = self.h5.attrs.get(S.CLASS_NAMES_ATTR)
         return None if names is None else [text(v) for v in names]
 
     @property
     def ipc(self) -> float:
-        if "ipc" in self.h5.attrs:
-            return int(self.h5.attrs["ipc"])
+        if S.IPC_ATTR in self.h5.attrs:
+            return int(self.h5.attrs[S.IPC_ATTR])
         return self.num_images / self.num_classes
 
-    def _attr(self, obj, key: str):
-        """Attribute ``key`` of ``obj`` or a one-line :class:`MissingFieldError`."""
+    def _attr(self, obj, key: str, rule: Rule):
+        """Attribute ``key`` of ``obj`` or a one-line :class:`MissingFieldError` under ``rule``."""
         try:
             return obj.attrs[key]
         except KeyError:
-            raise MissingFieldError(f"attribute {key!r} is missing", self.path, obj.name) from None
+            raise MissingFieldError(f"attribute {key!r} is missing", self.path, obj.name, rule=rule) from None
 
     def _normalization(self, key: str) -> np.ndarray:
         if S.NORMALIZATION not in self.h5:
-            raise MissingFieldError("group /normalization is missing", self.path, "/normalization")
-        return np.asarray(self._attr(self.h5[S.NORMALIZATION], key), dtype=np.float64)
+            raise MissingFieldError("group /normalization is missing", self.path, S.NORMALIZATION_PATH,
+                                    rule=Rule.NORMALIZATION)
+        return np.asarray(self._attr(self.h5[S.NORMALIZATION], key, Rule.NORMALIZATION), dtype=np.float64)
 
     @property
     def mean(self) -> np.ndarray:
@@ -199,7 +202,7 @@ class DLAFile:
         if S.PROVENANCE not in self.h5:
             return {}
         out = attr_dict(self.h5[S.PROVENANCE].attrs)
-        for key in ("inputs", "report"):
+        for key in (S.INPUTS_ATTR, S.REPORT_ATTR):
             if key in out:
                 try:
                     out[key] = json.loads(out[key])
@@ -215,27 +218,27 @@ class DLAFile:
     def _dense_group(self) -> h5py.Group:
         if self._dense is None:
             raise NoDenseLabelsError("no dense labels (this is a plain distilled set D): "
-                                     "run `ladd augment` first", self.path, "/dense")
+                                     "run `ladd augment` first", self.path, S.DENSE_PATH)
         return self._dense
 
     @property
     def n(self) -> int:
         if self._n is None:
-            self._n = int(self._attr(self._dense_group(), "n"))
+            self._n = int(self._attr(self._dense_group(), S.N_ATTR, Rule.DENSE))
         return self._n
 
     @property
     def ratio(self) -> float:
-        return float(self._attr(self._dense_group(), "ratio"))
+        return float(self._attr(self._dense_group(), S.RATIO_ATTR, Rule.DENSE))
 
     @property
     def temperature(self) -> float:
-        return float(self._attr(self._dense_group(), "temperature"))
+        return float(self._attr(self._dense_group(), S.TEMPERATURE_ATTR, Rule.DENSE))
 
     @property
     def boxes(self) -> np.ndarray:
         """``(N*N, 4)`` int32 rows [top, left, height, width] (spec 5)."""
-        return np.asarray(self._attr(self._dense_group(), "boxes"), dtype=np.int32)
+        return np.asarray(self._attr(self._dense_group(), S.BOXES_ATTR, Rule.DENSE), dtype=np.int32)
 
     @property
     def codec(self) -> Codec:
@@ -247,7 +250,7 @@ class DLAFile:
     @property
     def labeler(self) -> dict:
         g = self._dense_group()
-        return attr_dict(g["labeler"].attrs) if "labeler" in g else {}
+        return attr_dict(self.h5[S.LABELER].attrs) if S.LABELER in self.h5 else {}
 
     def dense_stored(self, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
         """The stored dense arrays for images [start, stop), as the codec wrote them."""
@@ -256,10 +259,11 @@ class DLAFile:
             # the constructor's header check refused a file that lacks one of these (spec 8)
             self._dense_datasets = {name: g[name] for name in self.codec.layout(self.n * self.n, self.num_classes)}
         stop = self.num_images if stop is None else stop
-        stored = {name: self._rows(ds, start, stop, f"/{S.DENSE}/{name}")
+        stored = {name: self._rows(ds, start, stop, S.dense_path(name))
                   for name, ds in self._dense_datasets.items()}
         for message in self.codec.check(stored, self.num_classes):
-            raise ProbabilityError(f"{message} (images from {start})", self.path, f"/dense/{self.codec.values_dataset}")
+            raise ProbabilityError(f"{message} (images from {start})", self.path, S.dense_path(self.codec.values_dataset),
+                                  rule=Rule.DENSE)
         return stored
 
     def dense(self, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -270,20 +274,22 @@ class DLAFile:
     def images(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Images [start, stop) as stored: ``(B, K, H, W)`` uint8 (or float16/float32)."""
         stop = self.num_images if stop is None else stop
-        images = self._rows(self._images, start, stop, "/" + S.IMAGES)
+        images = self._rows(self._images, start, stop, S.IMAGES_PATH)
         if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
-            raise ProbabilityError(f"pixel values of images from {start} are NaN or infinite", self.path, "/images")
+            raise ProbabilityError(f"pixel values of images from {start} are NaN or infinite", self.path, S.IMAGES_PATH,
+                                  rule=Rule.IMAGES)
         return images
 
     def labels(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Hard labels [start, stop) as ``(B,)`` int64 class indices."""
         stop = self.num_images if stop is None else stop
         if self._labels.dtype.kind not in "iu":
-            raise DtypeError(f"/labels must be integers, found {self._labels.dtype}", self.path, "/labels")
-        labels = self._rows(self._labels, start, stop, "/" + S.LABELS)
+            raise DtypeError(f"/labels must be integers, found {self._labels.dtype}", self.path, S.LABELS_PATH,
+                             rule=Rule.LABELS)
+        labels = self._rows(self._labels, start, stop, S.LABELS_PATH)
         if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise LabelRangeError(f"labels of images from {start} lie outside [0, {self.num_classes})",
-                                  self.path, "/labels")
+                                  self.path, S.LABELS_PATH)
         return labels.astype(np.int64, copy=False)
 
     @property
@@ -294,7 +300,7 @@ class DLAFile:
     def soft_kind(self) -> str | None:
         """``logits`` or ``probs`` (spec 4.3; checked on open), None without soft labels."""
         if self._soft_kind is None and self.has_soft_labels:
-            self._soft_kind = text(self.h5[S.SOFT_LABELS].attrs.get("kind"))
+            self._soft_kind = text(self.h5[S.SOFT_LABELS].attrs.get(S.KIND_ATTR))
         return self._soft_kind
 
     def soft_labels(self, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -303,15 +309,16 @@ class DLAFile:
         Every row returned holds rule 6 (spec 4.3): finite, and for probabilities in [0, 1] with
         rows summing to 1; a row that does not raises :class:`ProbabilityError` naming it."""
         if not self.has_soft_labels:
-            raise MissingFieldError("no global soft labels in this file", self.path, "/soft_labels")
+            raise MissingFieldError("no global soft labels in this file", self.path, S.SOFT_LABELS_PATH)
         stop = self.num_images if stop is None else stop
-        stored = self._rows(self.h5[S.SOFT_LABELS], start, stop, "/" + S.SOFT_LABELS)
+        stored = self._rows(self.h5[S.SOFT_LABELS], start, stop, S.SOFT_LABELS_PATH)
         for message, row in soft_label_issues(stored, self.soft_kind):
             if message == NON_FINITE:
                 raise ProbabilityError(f"soft labels of images from {start} are NaN or infinite", self.path,
-                                       "/soft_labels")
+                                       S.SOFT_LABELS_PATH, rule=Rule.SOFT_LABELS)
             first = (start if start >= 0 else start + self.num_images) + row
-            raise ProbabilityError(f"row {first}: {message} (spec 4.3)", self.path, "/soft_labels").at_rule(6)
+            raise ProbabilityError(f"row {first}: {message} (spec 4.3)", self.path, S.SOFT_LABELS_PATH,
+                                   rule=Rule.SOFT_LABELS)
         return stored.astype(np.float32)
 
     # -- summary --------------------------------------------------------------------------
@@ -336,7 +343,7 @@ class DLAFile:
         k, h, w = self.image_shape
         out = {
             "path": str(self.path),
-            "format_version": text(self.h5.attrs["format_version"]),
+            "format_version": text(self.h5.attrs[S.VERSION_ATTR]),
             "num_images": self.num_images,
             "num_classes": self.num_classes,
             "ipc": self.ipc,

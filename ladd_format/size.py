@@ -5,7 +5,7 @@ Each stored array is serialised as ``.npy`` and streamed, a block at a time, int
 hard labels; ``D_LA`` adds the dense arrays as stored. Works from a file (:func:`measure_file`) or
 from arrays in memory (:func:`measure_arrays`), with identical numbers for identical arrays.
 
-Files are untrusted: before a dataset is read, :func:`check_dataset` bounds it by what the file
+Files are untrusted: before a dataset is read, :func:`~ladd_format.spec.checks.check_dataset` bounds it by what the file
 holds (no external or virtual storage, numeric dtype, declared bytes at most 1032 times the bytes
 stored, deflate's largest ratio), and a file with no images or fewer than one class is refused in
 one line rather than divided by.
@@ -15,65 +15,27 @@ from __future__ import annotations
 
 import io
 import math
-import operator
 import os
 import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
-import h5py
 import numpy as np
 import zstandard
 
 from .atomic import require_regular_file
-from .errors import AttributeValueError, DtypeError, InputError, MissingFieldError, ShapeError
+from . import spec as S
+from .errors import AttributeValueError, InputError, ShapeError
 from .reader import open_dla, read_rows
 from .rows import checked_row_bytes
+from .spec.checks import check_counts, check_dataset, dense_datasets
+from .spec.limits import MAX_CHUNKS_PER_READ, READ_BLOCK_BYTES
+from .spec.rules import Rule
 
 METHODS = ("zip", "zstd")
 DEFAULT_ZSTD_LEVEL = 3
 MIN_ZSTD_LEVEL = -(1 << 17)
-BLOCK_BYTES = 8 << 20
-#: chunks one read may touch (HDF5 keeps about 3.5 KB per chunk of a selection; see verify)
-MAX_CHUNKS_PER_READ = 1024
-#: deflate's largest compression ratio: a dataset may declare at most this many bytes per byte stored
-MAX_EXPANSION = 1032
-#: bytes a dataset may declare beyond MAX_EXPANSION x its storage (HDF5's own small-data slack)
-EXPANSION_SLACK = 4096
-
-
-def check_dataset(ds, path, where: str | None = None) -> h5py.Dataset:
-    """``ds`` when it is a numeric dataset of at least one axis whose declared bytes the file can
-    hold; else a one-line :class:`~ladd_format.errors.LaddError` naming it. Nothing is read."""
-    where = where or getattr(ds, "name", None)
-    if not isinstance(ds, h5py.Dataset):
-        raise MissingFieldError("is not a dataset", path, where)
-    if ds.is_virtual or ds.external:
-        raise InputError("is stored outside this file (virtual or external dataset), which is refused", path, where)
-    dtype = ds.dtype
-    if dtype.kind not in "biuf" or dtype.itemsize == 0:
-        raise DtypeError(f"must hold numbers, found dtype {dtype}", path, where)
-    if ds.ndim < 1:
-        raise ShapeError(f"must have at least one axis, found shape {ds.shape}", path, where)
-    declared = math.prod(int(v) for v in ds.shape) * dtype.itemsize
-    stored = int(ds.id.get_storage_size())
-    if declared > MAX_EXPANSION * stored + EXPANSION_SLACK:
-        raise ShapeError(f"declares {declared:,} bytes ({ds.shape} {dtype}) but the file stores {stored:,} bytes "
-                         "of it (unwritten chunks or a forged shape)", path, where)
-    return ds
-
-
-def check_counts(num_images: int, num_classes: int, path) -> None:
-    """Refuse what sizes and percentages would divide by: no images, fewer than one class."""
-    try:
-        count = operator.index(num_classes)
-    except TypeError:
-        count = 0
-    if isinstance(num_classes, bool) or count < 1:
-        raise AttributeValueError(f"num_classes must be an integer >= 1, got {num_classes!r}", path, "/")
-    if num_images < 1:
-        raise ShapeError("holds no images; a D_LA holds at least one", path, "/images")
 
 
 def _pct(part: float, whole: float) -> float:
@@ -138,7 +100,7 @@ def _dataset_member(name: str, ds, path, read: Callable[[int, int], np.ndarray] 
     check_dataset(ds, path)
     rows = ds.shape[0]
     row_bytes = max(1, row_bytes or ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)))
-    step = max(1, min(BLOCK_BYTES // row_bytes, MAX_CHUNKS_PER_READ * ds.chunks[0] if ds.chunks else BLOCK_BYTES))
+    step = max(1, min(READ_BLOCK_BYTES // row_bytes, MAX_CHUNKS_PER_READ * ds.chunks[0] if ds.chunks else READ_BLOCK_BYTES))
     read = read or (lambda start, stop: read_rows(ds, start, stop, path))
 
     def blocks():
@@ -148,39 +110,6 @@ def _dataset_member(name: str, ds, path, read: Callable[[int, int], np.ndarray] 
                 raise ShapeError(f"rows {start}.. read as {block.shape}, the dataset is {ds.shape}", path, ds.name)
             yield block
     return _Member(name, ds.dtype, ds.shape, blocks)
-
-
-def dense_datasets(f) -> dict:
-    """The codec's datasets under ``/dense`` of an open file ``f``, each present, bounded
-    (:func:`check_dataset`) and shaped ``(M, *per-image shape)``; else a one-line error."""
-    group = f.h5["dense"]
-    found = {}
-    for name, (shape, _) in f.codec.layout(f.n * f.n, f.num_classes).items():
-        if name not in group:
-            raise MissingFieldError(f"dataset required by codec {f.codec.name!r} is missing", f.path, f"/dense/{name}")
-        ds = check_dataset(group[name], f.path)
-        if ds.shape != (f.num_images, *shape):
-            raise ShapeError(f"must have shape {(f.num_images, *shape)}, got {ds.shape}", f.path, ds.name)
-        found[name] = ds
-    return found
-
-
-def scan_values(f) -> None:
-    """Read the labels and the dense arrays of an open file once, in blocks of about
-    :data:`BLOCK_BYTES`, through its reader's checks (row digests, label range, codec values); the
-    images are not read. A defect raises the reader's one-line error (``ladd info`` calls this, so
-    that a file ``verify`` refuses for its labels is not summarised as if it were fine)."""
-    check_counts(f.num_images, f.num_classes, f.path)
-    check_dataset(f.h5["labels"], f.path)
-    row = 8
-    if f.has_dense:
-        row += checked_row_bytes(dense_datasets(f).values())
-    step = max(1, BLOCK_BYTES // row)
-    for start in range(0, f.num_images, step):
-        stop = min(f.num_images, start + step)
-        f.labels(start, stop)
-        if f.has_dense:
-            f.dense_stored(start, stop)
 
 
 def _bytes_of(block: np.ndarray, dtype: np.dtype) -> memoryview:
@@ -291,8 +220,8 @@ def measure_file(path: str | os.PathLike, method: str = "zip", level: int | None
         check_counts(f.num_images, f.num_classes, f.path)
         # every block is read through the reader, so its checks (row digests, label range, codec
         # values) apply: a file verify refuses for its values is not measured as if it were fine
-        base = [_dataset_member("images", h5["images"], f.path, f.images),
-                _dataset_member("labels", h5["labels"], f.path, f.labels)]
+        base = [_dataset_member("images", h5[S.IMAGES], f.path, f.images),
+                _dataset_member("labels", h5[S.LABELS], f.path, f.labels)]
         dense = []
         if f.has_dense:
             stored = dense_datasets(f)
@@ -302,7 +231,7 @@ def measure_file(path: str | os.PathLike, method: str = "zip", level: int | None
                                              lambda a, b, name=name: f.dense_stored(a, b)[name], checked))
         soft = None
         if f.has_soft_labels:
-            ds = check_dataset(h5["soft_labels"], f.path)
+            ds = check_dataset(h5[S.SOFT_LABELS], f.path)
             if ds.shape != (f.num_images, f.num_classes):
                 raise ShapeError(f"must have shape ({f.num_images}, {f.num_classes}), got {ds.shape}", f.path, ds.name)
             soft = _dataset_member("soft_labels", ds, f.path, f.soft_labels)
@@ -317,9 +246,9 @@ def _ipc(f) -> float:
         ipc = float(f.ipc)
     except (TypeError, ValueError, ZeroDivisionError, OverflowError):
         raise AttributeValueError(f"root attribute 'ipc' must be one integer, got {f.h5.attrs.get('ipc')!r}",
-                                  f.path, "/") from None
+                                  f.path, S.ROOT_PATH, rule=Rule.ROOT) from None
     if not math.isfinite(ipc):
-        raise AttributeValueError(f"ipc must be finite, got {ipc}", f.path, "/")
+        raise AttributeValueError(f"ipc must be finite, got {ipc}", f.path, S.ROOT_PATH, rule=Rule.ROOT)
     return ipc
 
 

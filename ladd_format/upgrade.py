@@ -22,6 +22,7 @@ from .codecs import codec_from_file
 from .errors import InputError, LaddError
 from .h5io import check_format
 from .verify import verify
+from .writer import CHUNK_TARGET_BYTES
 
 BLOCK_ROWS = 1024
 
@@ -40,12 +41,12 @@ def upgrade(src: str | os.PathLike, dest: str | os.PathLike, overwrite: bool = F
         shutil.copyfile(src, tmp)
         with h5py.File(tmp, "r+") as h5:
             _add_row_digests(h5)
-            h5.attrs["format_version"] = S.FORMAT_VERSION
+            h5.attrs[S.VERSION_ATTR] = S.FORMAT_VERSION
             integrity.fixed_length_strings(h5)
             integrity.set_string(h5.attrs, S.ROOT_DIGEST, integrity.root_digest(h5))
         problems = verify(tmp)
         if problems:  # never hand out a file that its own verifier rejects
-            raise LaddError(f"upgraded copy fails verification: {problems[0].message}", dest)
+            raise LaddError(f"upgraded copy fails verification: {problems[0].message}", dest, rule=problems[0].rule)
     return Path(dest)
 
 
@@ -53,11 +54,12 @@ def _add_row_digests(h5: h5py.File) -> None:
     codec_sets: list[str] = []
     if S.DENSE in h5:
         g = h5[S.DENSE]
-        codec_sets = list(codec_from_file(g.attrs, g).layout(int(g.attrs["n"]) ** 2, int(h5.attrs["num_classes"])))
+        num_sub = int(g.attrs[S.N_ATTR]) ** 2
+        codec_sets = list(codec_from_file(g.attrs, g).layout(num_sub, int(h5.attrs[S.NUM_CLASSES_ATTR])))
     paths = integrity.row_datasets(h5, codec_sets)
     m = h5[S.IMAGES].shape[0]
     tail = (len(paths), integrity.DIGEST_BYTES)
-    rows = max(1, (1 << 16) // (tail[0] * tail[1]))
+    rows = max(1, CHUNK_TARGET_BYTES // (tail[0] * tail[1]))
     ds = h5.create_dataset(S.ROW_DIGESTS, shape=(m, *tail), dtype=np.uint8, chunks=(min(rows, m), *tail),
                            fletcher32=True)
     ds.attrs[S.ROW_DIGESTS_DATASETS] = np.array(paths, dtype=h5py.string_dtype("utf-8"))
@@ -67,4 +69,4 @@ def _add_row_digests(h5: h5py.File) -> None:
         block = np.stack([integrity.row_digests(h5[path][start:stop]) for path in paths], axis=1)
         ds[start:stop] = block
         digest.update(block.tobytes())
-    ds.attrs["sha256"] = digest.hexdigest()
+    ds.attrs[S.SHA256_ATTR] = digest.hexdigest()

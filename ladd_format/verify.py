@@ -7,6 +7,10 @@ block whose fletcher32 fails is narrowed down to its chunk.
 Every problem carries the number of the rule it breaks (``LaddError.rule_number`` and ``.rule``):
 the rule being run when it was found, except that a failed fletcher32 or SHA-256 (or a missing
 ``sha256`` attribute), found while a dataset is read for another rule, is rule 11 (checksums).
+
+:data:`CHECKS` maps every :class:`~ladd_format.spec.rules.Rule` to the function that decides it.
+:func:`check` returns a :class:`VerifyResult` (the problems, and a valid file's version and digests,
+from one opening); :func:`verify` returns the problems alone.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -42,19 +47,36 @@ from .errors import (
 )
 from .h5io import attr_dict, check_format, open_h5, text
 from .rows import checked_row_bytes
+from .spec import limits
+from .spec.limits import MAX_CHUNKS_PER_READ, READ_BLOCK_BYTES
+from .spec.rules import Rule
 
-BLOCK_BYTES = 8 << 20
-#: chunks one read may touch: HDF5 keeps about 3.5 KB per chunk of a selection while it reads, so
-#: 8 MiB of tiny one-image chunks (43,000 of 8x8 pixels) took 150 MB; 1024 chunks take about 3.5 MB
-MAX_CHUNKS_PER_READ = 1024
 
-# The numbered rules of spec section 8.
-(FILE, FORMAT, ROOT, IMAGES, LABELS, SOFT_LABELS, NORMALIZATION, DENSE, PROVENANCE, FILTERS, CHECKSUMS,
- ROOT_DIGEST, ROW_DIGESTS, SELF_CONTAINED, LIMITS) = range(1, 16)
+#: One check per rule of spec section 8: the function that decides the rule (a method of the
+#: verifier, or the shared function it calls). Registered with :func:`checks`; every Rule has one
+#: (``tests/test_spec_rules.py``).
+CHECKS: dict[Rule, Callable] = {}
+
+
+def checks(*rules: Rule) -> Callable[[Callable], Callable]:
+    """Register the decorated function as the check of ``rules`` (one function may decide several
+    rules that one pass over the object headers finds together)."""
+    def register(fn: Callable) -> Callable:
+        for rule in rules:
+            if rule in CHECKS:
+                raise ValueError(f"rule {rule} has two checks: {CHECKS[rule].__qualname__}, {fn.__qualname__}")
+            CHECKS[rule] = fn
+        return fn
+    return register
+
+
+checks(Rule.FILE)(open_h5)                # the file opens as HDF5 (a readable, complete file)
+checks(Rule.FORMAT)(check_format)         # format and format_version
+
 
 # The error class of each rule that integrity's structure and chunk checks report (all they report).
-_PROBLEM_CLASS = {FILE: LaddError, FILTERS: FilterError, CHECKSUMS: ChecksumError, SELF_CONTAINED: ContainmentError,
-                  LIMITS: LimitError}
+_PROBLEM_CLASS = {Rule.FILE: LaddError, Rule.FILTERS: FilterError, Rule.CHECKSUMS: ChecksumError, Rule.SELF_CONTAINED: ContainmentError,
+                  Rule.LIMITS: LimitError}
 
 
 #: the message of a soft-label (or other float) row that holds NaN or an infinity
@@ -103,16 +125,18 @@ class _Verifier:
         self.read_bytes = 0
         self.file_bytes = 0           # the file's size, once rule 15 has read it
         self.problems: list[LaddError] = []
-        self.rule: int = FORMAT  # the rule being run
+        self.rule: Rule = Rule.FORMAT  # the rule being run
         self.minor = 0
+        self.version: tuple[int, int] | None = None   # (MAJOR, MINOR) once rule 2 holds
         self.row_digests: h5py.Dataset | None = None   # /row_sha256 once its layout is checked
         self.row_columns: dict[str, int] = {}
 
-    def fail(self, cls: type[LaddError], where: str, message: str, rule: int | None = None) -> None:
+    def fail(self, cls: type[LaddError], where: str, message: str, rule: Rule | None = None) -> None:
         """Report a problem under ``rule``, by default the rule being run."""
         self.problems.append(cls(message, self.path, where).at_rule(rule or self.rule))
 
     # -- reading with checksums -----------------------------------------------------------
+    @checks(Rule.CHECKSUMS)
     def scan(self, ds: h5py.Dataset, on_block: Callable[[np.ndarray], None] | None = None) -> None:
         """Read ``ds`` block by block: check fletcher32 (by reading), SHA-256, and values.
 
@@ -124,7 +148,7 @@ class _Verifier:
         rows = ds.shape[0]
         chunk_rows = ds.chunks[0]
         row_bytes = max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)))
-        block_rows = max(chunk_rows, min((BLOCK_BYTES // row_bytes) // chunk_rows, MAX_CHUNKS_PER_READ) * chunk_rows)
+        block_rows = max(chunk_rows, min((READ_BLOCK_BYTES // row_bytes) // chunk_rows, MAX_CHUNKS_PER_READ) * chunk_rows)
         digest = hashlib.sha256()
         bad_chunks: list[tuple[int, int]] = []
         for start in range(0, rows, block_rows):
@@ -149,18 +173,18 @@ class _Verifier:
             more = f" (and {len(bad_chunks) - 1} more chunks)" if len(bad_chunks) > 1 else ""
             self.fail(ChecksumError, ds.name,
                       f"fletcher32 checksum fails in the chunk holding rows {a}..{b - 1}{more}: the data is corrupt",
-                      CHECKSUMS)
+                      Rule.CHECKSUMS)
             return
         if bad_rows:
             self.fail(DigestError, ds.name, f"row {bad_rows[0]} does not match its digest in /{S.ROW_DIGESTS} "
-                      "(spec 2.2): the data is damaged", ROW_DIGESTS)
-        expected = ds.attrs.get("sha256")
+                      "(spec 2.2): the data is damaged", Rule.ROW_DIGESTS)
+        expected = ds.attrs.get(S.SHA256_ATTR)
         if expected is None:
-            self.fail(MissingFieldError, ds.name, "attribute 'sha256' is missing", CHECKSUMS)
+            self.fail(MissingFieldError, ds.name, f"attribute {S.SHA256_ATTR!r} is missing", Rule.CHECKSUMS)
         elif text(expected) != digest.hexdigest():
             self.fail(ChecksumError, ds.name,
                       f"SHA-256 of the data is {digest.hexdigest()[:16]}..., attribute sha256 says "
-                      f"{text(expected)[:16]}...: the data changed after writing", CHECKSUMS)
+                      f"{text(expected)[:16]}...: the data changed after writing", Rule.CHECKSUMS)
 
     def _rows_off_digest(self, block: np.ndarray, start: int, column: int) -> list[int]:
         """Rows of ``block`` (starting at row ``start``) whose SHA-256 differs from /row_sha256."""
@@ -188,47 +212,56 @@ class _Verifier:
         # or looped over on the strength of a declared size before the sizes are known to be bounded
         # and backed by bytes, and no attribute value is read before its type is known to be allowed
         file_bytes = self.file_bytes = self.path.stat().st_size
-        for p in integrity.structure_problems(self.h5, file_bytes):
-            self.fail(_PROBLEM_CLASS[p.rule], p.where, p.message, p.rule)
+        self.check_structure()
         if self.problems:
             if any(p.rule_number == 1 for p in self.problems):
                 return self.problems
             try:  # a file that is not a D_LA at all is named as such (rule 2), not by its layout
                 check_format(self.h5, self.path)
             except LaddError as exc:
-                return [exc.at_rule(FORMAT)]
+                return [exc.at_rule(Rule.FORMAT)]
             return self.problems
         try:
-            self.minor = check_format(self.h5, self.path)[1]
+            self.version = check_format(self.h5, self.path)
+            self.minor = self.version[1]
         except LaddError as exc:
-            return [exc.at_rule(FORMAT)]  # nothing else can be interpreted
+            return [exc.at_rule(Rule.FORMAT)]  # nothing else can be interpreted
         except Exception as exc:  # noqa: BLE001 - damaged metadata
             return [LaddError(f"root attributes cannot be read ({integrity._first_line(exc)})", self.path, "/")
-                    .at_rule(FILE)]
+                    .at_rule(Rule.FILE)]
         if self.read_data:  # every chunk problem names its rule (11 or 15)
             for ds in self._datasets():
                 for p in integrity.chunk_problems(ds, file_bytes):
                     self.fail(_PROBLEM_CLASS[p.rule], p.where, p.message, p.rule)
             if self.problems:
                 return self.problems
-        self.guarded(ROOT_DIGEST, self.check_root_digest, "/")
-        num_classes = self.guarded(ROOT, self.check_root, "/")
-        self.guarded(ROW_DIGESTS, self.check_row_digest_layout, f"/{S.ROW_DIGESTS}")
-        m, k, h, w = self.guarded(IMAGES, self.check_images, "/images") or (None,) * 4
-        self.guarded(LABELS, lambda: self.check_labels(m, num_classes), "/labels")
-        self.guarded(SOFT_LABELS, lambda: self.check_soft_labels(m, num_classes), "/soft_labels")
-        self.guarded(NORMALIZATION, lambda: self.check_normalization(k), "/normalization")
-        self.guarded(DENSE, lambda: self.check_dense(m, num_classes, h, w), "/dense")
-        self.guarded(PROVENANCE, self.check_provenance, "/provenance")
+        self.guarded(Rule.ROOT_DIGEST, self.check_root_digest, "/")
+        num_classes = self.guarded(Rule.ROOT, self.check_root, "/")
+        self.guarded(Rule.ROW_DIGESTS, self.check_row_digest_layout, S.ROW_DIGESTS_PATH)
+        m, k, h, w = self.guarded(Rule.IMAGES, self.check_images, S.IMAGES_PATH) or (None,) * 4
+        self.guarded(Rule.LABELS, lambda: self.check_labels(m, num_classes), S.LABELS_PATH)
+        self.guarded(Rule.SOFT_LABELS, lambda: self.check_soft_labels(m, num_classes), S.SOFT_LABELS_PATH)
+        self.guarded(Rule.NORMALIZATION, lambda: self.check_normalization(k), S.NORMALIZATION_PATH)
+        self.guarded(Rule.DENSE, lambda: self.check_dense(m, num_classes, h, w), S.DENSE_PATH)
+        self.guarded(Rule.PROVENANCE, self.check_provenance, S.PROVENANCE_PATH)
         # rule 10 (filters) ran with rules 14 and 15; rule 11 (checksums) and the row digests of
         # rule 13 run inside rules 4, 5, 6 and 8, as each dataset is read once
         return self.problems
+
+    @checks(Rule.FILTERS, Rule.SELF_CONTAINED, Rule.LIMITS)
+    def check_structure(self) -> None:
+        """Rules 10, 14 and 15 (and rule 1 for damaged headers) from the object headers alone, in
+        one walk of the file; the chunk-index part of rule 15 (:func:`integrity.chunk_problems`) runs
+        next, before any dataset is read."""
+        for p in integrity.structure_problems(self.h5, self.file_bytes):
+            self.fail(_PROBLEM_CLASS[p.rule], p.where, p.message, p.rule)
 
     def _datasets(self) -> list[h5py.Dataset]:
         found = []
         self.h5.visititems(lambda name, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
         return found
 
+    @checks(Rule.ROOT_DIGEST)
     def check_root_digest(self) -> None:
         stored = self.h5.attrs.get(S.ROOT_DIGEST)
         if stored is None:
@@ -241,21 +274,22 @@ class _Verifier:
             self.fail(DigestError, "/", f"root digest is {actual[:16]}..., attribute {S.ROOT_DIGEST} says "
                       f"{text(stored)[:16]}...: an attribute or the layout changed after writing (spec 2.1)")
 
+    @checks(Rule.ROW_DIGESTS)
     def check_row_digest_layout(self) -> None:
         ds = self.h5.get(S.ROW_DIGESTS)
         if ds is None:
             if self.minor >= S.DIGESTS_SINCE_MINOR:
-                self.fail(MissingFieldError, f"/{S.ROW_DIGESTS}", "required dataset is missing (required since "
+                self.fail(MissingFieldError, S.ROW_DIGESTS_PATH, "required dataset is missing (required since "
                           f"format 1.{S.DIGESTS_SINCE_MINOR})")
             return
         if not isinstance(ds, h5py.Dataset):
-            self.fail(MissingFieldError, f"/{S.ROW_DIGESTS}", "must be a dataset, found a group")
+            self.fail(MissingFieldError, S.ROW_DIGESTS_PATH, "must be a dataset, found a group")
             return
         codec_datasets: list[str] = []
         dense = self.h5.get(S.DENSE)
         if isinstance(dense, h5py.Group):
             try:
-                c = int(self.h5.attrs["num_classes"])
+                c = int(self.h5.attrs[S.NUM_CLASSES_ATTR])
                 codec_datasets = list(codec_from_file(dense.attrs, dense).layout(1, c))
             except (LaddError, ValueError, TypeError, KeyError):
                 codec_datasets = []  # rule 8 reports the codec
@@ -277,7 +311,7 @@ class _Verifier:
         self.row_digests = ds
         self.row_columns = {path: i for i, path in enumerate(expected)}
 
-    def guarded(self, rule: int, check, where: str):
+    def guarded(self, rule: Rule, check, where: str):
         """Run one rule; a file too malformed for the rule to even inspect is reported, not raised.
 
         Problems found while it runs are reported under ``rule`` unless they name another one."""
@@ -285,14 +319,15 @@ class _Verifier:
         try:
             return check()
         except LaddError as exc:
-            self.problems.append(exc.at_rule(CHECKSUMS if isinstance(exc, ChecksumError) else rule))
+            self.problems.append(exc.at_rule(Rule.CHECKSUMS if isinstance(exc, ChecksumError) else rule))
         except Exception as exc:  # noqa: BLE001 - a malformed or damaged file, never a traceback
             self.fail(LaddError, where, f"malformed beyond checking ({type(exc).__name__}: {exc})")
         return None
 
+    @checks(Rule.ROOT)
     def check_root(self) -> int | None:
         a = self.h5.attrs
-        c = a.get("num_classes")
+        c = a.get(S.NUM_CLASSES_ATTR)
         if c is None:
             self.fail(MissingFieldError, "/", "root attribute 'num_classes' is missing")
             return None
@@ -300,30 +335,31 @@ class _Verifier:
             self.fail(AttributeValueError, "/", f"num_classes must be an integer >= 1, got {c!r}")
             return None
         c = int(c)
-        if c > integrity.MAX_CLASSES:
-            self.fail(LimitError, "/", f"num_classes {c} is above the limit {integrity.MAX_CLASSES} (spec 2.4)",
-                      LIMITS)
+        if c > limits.MAX_CLASSES:
+            self.fail(LimitError, "/", f"num_classes {c} is above the limit {limits.MAX_CLASSES} (spec 2.4)",
+                      Rule.LIMITS)
             return None
-        if "class_names" in a:
-            names = np.atleast_1d(a["class_names"])
-            if h5py.check_string_dtype(a.get_id("class_names").dtype) is None:
+        if S.CLASS_NAMES_ATTR in a:
+            names = np.atleast_1d(a[S.CLASS_NAMES_ATTR])
+            if h5py.check_string_dtype(a.get_id(S.CLASS_NAMES_ATTR).dtype) is None:
                 self.fail(DtypeError, "/", f"class_names must be strings, got {names.dtype}")
             elif names.shape != (c,):
                 self.fail(ShapeError, "/", f"class_names must have {c} entries, has {names.size}")
-        if "ipc" in a and (not _is_int(a["ipc"]) or int(a["ipc"]) < 1):
+        if S.IPC_ATTR in a and (not _is_int(a[S.IPC_ATTR]) or int(a[S.IPC_ATTR]) < 1):
             self.fail(AttributeValueError, "/", f"ipc must be an integer >= 1, got {a['ipc']!r}")
         return c
 
     def _dataset(self, name: str) -> h5py.Dataset | None:
         obj = self.h5.get(name)
         if obj is None:
-            self.fail(MissingFieldError, f"/{name}", "required dataset is missing")
+            self.fail(MissingFieldError, S.path_of(name), "required dataset is missing")
             return None
         if not isinstance(obj, h5py.Dataset):
-            self.fail(MissingFieldError, f"/{name}", "must be a dataset, found a group")
+            self.fail(MissingFieldError, S.path_of(name), "must be a dataset, found a group")
             return None
         return obj
 
+    @checks(Rule.IMAGES)
     def check_images(self):
         ds = self._dataset(S.IMAGES)
         if ds is None:
@@ -332,7 +368,7 @@ class _Verifier:
             self.fail(ShapeError, ds.name, f"must be (M, K, H, W) with M >= 1 and positive sides, got {ds.shape}")
             return None, None, None, None
         m, k, h, w = ds.shape
-        space = text(ds.attrs.get("space", ""))
+        space = text(ds.attrs.get(S.SPACE_ATTR, ""))
         dtype = ds.dtype
         if dtype == np.uint8:
             if space != S.SPACE_UINT8:
@@ -354,6 +390,7 @@ class _Verifier:
             self.fail(ProbabilityError, ds.name, f"{nonfinite[0]} pixel values are NaN or infinite")
         return m, k, h, w
 
+    @checks(Rule.LABELS)
     def check_labels(self, m, num_classes):
         ds = self._dataset(S.LABELS)
         if ds is None:
@@ -377,11 +414,12 @@ class _Verifier:
             self.fail(LabelRangeError, ds.name, f"{seen['bad']} labels outside [0, {num_classes}): "
                       f"found {seen['lo']}..{seen['hi']}")
 
+    @checks(Rule.SOFT_LABELS)
     def check_soft_labels(self, m, num_classes):
         ds = self.h5.get(S.SOFT_LABELS)
         if ds is None:
             return
-        kind = text(ds.attrs.get("kind", ""))
+        kind = text(ds.attrs.get(S.KIND_ATTR, ""))
         if kind not in S.SOFT_KINDS:
             self.fail(AttributeValueError, ds.name, f"attribute kind must be one of {list(S.SOFT_KINDS)}, got {kind!r}")
         if m is not None and num_classes is not None and ds.shape != (m, num_classes):
@@ -398,55 +436,57 @@ class _Verifier:
         for msg in dict.fromkeys(issues):
             self.fail(ProbabilityError, ds.name, msg)
 
+    @checks(Rule.NORMALIZATION)
     def check_normalization(self, k):
         g = self.h5.get(S.NORMALIZATION)
         if g is None:
-            self.fail(MissingFieldError, "/normalization", "required group is missing")
+            self.fail(MissingFieldError, S.NORMALIZATION_PATH, "required group is missing")
             return
-        for key in ("mean", "std"):
+        for key in (S.MEAN_ATTR, S.STD_ATTR):
             if key not in g.attrs:
-                self.fail(MissingFieldError, "/normalization", f"attribute {key!r} is missing")
+                self.fail(MissingFieldError, S.NORMALIZATION_PATH, f"attribute {key!r} is missing")
                 continue
             v = np.atleast_1d(np.asarray(g.attrs[key], dtype=np.float64))
             if k is not None and v.shape != (k,):
-                self.fail(ShapeError, "/normalization", f"{key} must have {k} values (one per channel), has {v.size}")
+                self.fail(ShapeError, S.NORMALIZATION_PATH, f"{key} must have {k} values (one per channel), has {v.size}")
             if not np.all(np.isfinite(v)):
-                self.fail(AttributeValueError, "/normalization", f"{key} must be finite")
-            if key == "std" and np.any(v <= 0):
-                self.fail(AttributeValueError, "/normalization", f"std must be > 0, got {v.tolist()}")
+                self.fail(AttributeValueError, S.NORMALIZATION_PATH, f"{key} must be finite")
+            if key == S.STD_ATTR and np.any(v <= 0):
+                self.fail(AttributeValueError, S.NORMALIZATION_PATH, f"std must be > 0, got {v.tolist()}")
 
+    @checks(Rule.DENSE)
     def check_dense(self, m, num_classes, h, w):
         g = self.h5.get(S.DENSE)
         if g is None:
             return
         a = g.attrs
-        where = "/dense"
-        for key in ("n", "ratio", "boxes", "resize", "codec", "temperature"):
+        where = S.DENSE_PATH
+        for key in S.DENSE_REQUIRED_ATTRS:
             if key not in a:
                 self.fail(MissingFieldError, where, f"attribute {key!r} is missing")
-        if any(key not in a for key in ("n", "ratio", "codec")):
+        if any(key not in a for key in (S.N_ATTR, S.RATIO_ATTR, S.CODEC_ATTR)):
             return
-        n, ratio = a["n"], a["ratio"]
+        n, ratio = a[S.N_ATTR], a[S.RATIO_ATTR]
         if not _is_int(n) or int(n) < 1:
             self.fail(AttributeValueError, where, f"n must be an integer >= 1, got {n!r}")
             return
         n = int(n)
-        if n > integrity.MAX_GRID_N or n * n * (num_classes or 1) > integrity.MAX_DENSE_ROW_VALUES:
+        if n > limits.MAX_GRID_N or n * n * (num_classes or 1) > limits.MAX_DENSE_ROW_VALUES:
             self.fail(LimitError, where, f"n = {n} with {num_classes} classes is above the limits N <= "
-                      f"{integrity.MAX_GRID_N}, N*N*C <= {integrity.MAX_DENSE_ROW_VALUES} (spec 2.4)", LIMITS)
+                      f"{limits.MAX_GRID_N}, N*N*C <= {limits.MAX_DENSE_ROW_VALUES} (spec 2.4)", Rule.LIMITS)
             return
         ratio = float(ratio)
         if not (math.isfinite(ratio) and 0 < ratio <= 1):
             self.fail(AttributeValueError, where, f"ratio must be in (0, 1], got {ratio}")
             return
-        if "resize" in a and text(a["resize"]) != geometry.RESIZE:
-            self.fail(AttributeValueError, where, f"resize must be {geometry.RESIZE!r}, got {text(a['resize'])!r}")
-        if "temperature" in a:
-            t = float(a["temperature"])
+        if S.RESIZE_ATTR in a and text(a[S.RESIZE_ATTR]) != geometry.RESIZE:
+            self.fail(AttributeValueError, where, f"resize must be {geometry.RESIZE!r}, got {text(a[S.RESIZE_ATTR])!r}")
+        if S.TEMPERATURE_ATTR in a:
+            t = float(a[S.TEMPERATURE_ATTR])
             if not (math.isfinite(t) and t > 0):
                 self.fail(AttributeValueError, where, f"temperature must be > 0, got {t}")
-        if "boxes" in a and h is not None:
-            stored = np.asarray(a["boxes"])
+        if S.BOXES_ATTR in a and h is not None:
+            stored = np.asarray(a[S.BOXES_ATTR])
             if not geometry.boxes_inside(stored, h, w):
                 self.fail(GeometryError, where, f"boxes must be an integer (N*N, 4) array [top, left, height, "
                           f"width] inside the {h}x{w} image")
@@ -460,11 +500,11 @@ class _Verifier:
                         self.fail(GeometryError, where, f"boxes disagree with spec section 5 for {h}x{w}, N={n}, "
                                   f"R={ratio}: expected first box {expected[0].tolist()}")
         for key, owners in dense_attr_owners().items():
-            if key in a and text(a["codec"]) not in owners:
+            if key in a and text(a[S.CODEC_ATTR]) not in owners:
                 self.fail(AttributeValueError, where, f"attribute {key} belongs to codec {' or '.join(owners)} only, "
-                          f"codec is {text(a['codec'])!r}")
-        if "labeler" not in g or "arch" not in g["labeler"].attrs:
-            self.fail(MissingFieldError, "/dense/labeler", "group with attribute 'arch' is required")
+                          f"codec is {text(a[S.CODEC_ATTR])!r}")
+        if "labeler" not in g or S.ARCH_ATTR not in g["labeler"].attrs:
+            self.fail(MissingFieldError, S.LABELER_PATH, "group with attribute 'arch' is required")
         try:
             codec = codec_from_file(a, g)
             layout = codec.layout(n * n, num_classes or 1)
@@ -475,7 +515,7 @@ class _Verifier:
         for name, (tail, dtype) in layout.items():
             ds = g.get(name)
             if ds is None:
-                self.fail(MissingFieldError, f"/dense/{name}", f"dataset required by codec {codec.name!r} is missing")
+                self.fail(MissingFieldError, S.dense_path(name), f"dataset required by codec {codec.name!r} is missing")
                 continue
             if m is not None and ds.shape != (m, *tail):
                 self.fail(ShapeError, ds.name, f"shape must be {(m, *tail)}, got {ds.shape}")
@@ -493,7 +533,7 @@ class _Verifier:
         if not self.read_data:
             return
         rows = next(iter(datasets.values())).shape[0]
-        step = max(1, BLOCK_BYTES // max(1, checked_row_bytes(datasets.values())))
+        step = max(1, READ_BLOCK_BYTES // max(1, checked_row_bytes(datasets.values())))
         issues: dict[str, int] = {}
         for start in range(0, rows, step):
             stop = min(rows, start + step)
@@ -503,42 +543,86 @@ class _Verifier:
                 return  # already reported by the checksum scan
             for msg in codec.check(block, num_classes):
                 issues.setdefault(msg, start)
-        target = f"/dense/{codec.values_dataset}"
+        target = S.dense_path(codec.values_dataset)
         for msg, start in issues.items():
             self.fail(ProbabilityError, target, f"{msg} (first seen in images from {start})")
 
+    @checks(Rule.PROVENANCE)
     def check_provenance(self):
         g = self.h5.get(S.PROVENANCE)
         if g is None:
-            self.fail(MissingFieldError, "/provenance", "required group is missing")
+            self.fail(MissingFieldError, S.PROVENANCE_PATH, "required group is missing")
             return
-        for key in ("created", "tool", "converter", "inputs"):
+        for key in S.PROVENANCE_REQUIRED_ATTRS:
             if key not in g.attrs:
-                self.fail(MissingFieldError, "/provenance", f"attribute {key!r} is missing")
-        if "inputs" in g.attrs:
+                self.fail(MissingFieldError, S.PROVENANCE_PATH, f"attribute {key!r} is missing")
+        if S.INPUTS_ATTR in g.attrs:
             try:
-                inputs = json.loads(text(g.attrs["inputs"]))
+                inputs = json.loads(text(g.attrs[S.INPUTS_ATTR]))
                 if not isinstance(inputs, list):
                     raise ValueError
             except ValueError:
-                self.fail(AttributeValueError, "/provenance", "inputs must be a JSON list")
+                self.fail(AttributeValueError, S.PROVENANCE_PATH, "inputs must be a JSON list")
+
+
+@dataclass
+class VerifyResult:
+    """What ``ladd verify`` reports about one file, read in one opening.
+
+    ``problems``: every rule broken, each a :class:`LaddError` carrying its rule (empty when valid).
+    ``format_version``: ``"MAJOR.MINOR"`` as the file declares it ("" when rule 2 fails).
+    ``root_sha256``: the stored root digest (spec 2.1), None in a 1.0 file or when there are problems.
+    ``content_sha256``: the content digest (2.1, derived), None when there are problems."""
+
+    problems: list[LaddError]
+    format_version: str = ""
+    root_sha256: str | None = None
+    content_sha256: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the file breaks no rule."""
+        return not self.problems
+
+    def seal(self) -> dict:
+        """``{"format_version", "root_sha256", "content_sha256"}``: the JSON fields of a valid file."""
+        return {"format_version": self.format_version, "root_sha256": self.root_sha256,
+                "content_sha256": self.content_sha256}
+
+
+def check(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+    """Check a file against every rule of the spec (section 8), opening it once.
+
+    Returns a :class:`VerifyResult`: the problems found, each carrying the rule of spec section 8 it
+    breaks (``rule_number``, ``rule``), and, for a valid file, its version and digests.
+    ``progress(MB read, MB of the file)`` after each block of data scanned."""
+    p = Path(path)
+    try:
+        h5 = open_h5(p)
+    except LaddError as exc:
+        return VerifyResult([exc.at_rule(Rule.FILE)])
+    with h5:
+        verifier = _Verifier(p, h5, progress=progress)
+        try:
+            problems = verifier.run()
+            version = "" if verifier.version is None else "{}.{}".format(*verifier.version)
+            if problems:
+                return VerifyResult(problems, version)
+            stored = h5.attrs.get(S.ROOT_DIGEST)
+            return VerifyResult([], version, None if stored is None else text(stored),
+                                integrity.content_digest_of(h5))
+        except Exception as exc:  # noqa: BLE001 - h5py raises many kinds on damaged metadata
+            # damage below what the rules can name (HDF5 metadata): one problem under rule 1
+            damaged = LaddError(f"HDF5 structure is damaged ({integrity._first_line(exc)})", p, "/").at_rule(Rule.FILE)
+            return VerifyResult([damaged])
 
 
 def verify(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None) -> list[LaddError]:
     """Check a file against every rule of the spec. Returns the problems found (empty when valid),
     each carrying the number and name of the rule of spec section 8 it breaks (``rule_number``,
-    ``rule``). ``progress(MB read, MB of the file)`` after each block of data scanned."""
-    p = Path(path)
-    try:
-        h5 = open_h5(p)
-    except LaddError as exc:
-        return [exc.at_rule(FILE)]
-    with h5:
-        try:
-            return _Verifier(p, h5, progress=progress).run()
-        except Exception as exc:  # noqa: BLE001 - h5py raises many kinds on damaged metadata
-            # damage below what the rules can name (HDF5 metadata): one problem under rule 1
-            return [LaddError(f"HDF5 structure is damaged ({integrity._first_line(exc)})", p, "/").at_rule(FILE)]
+    ``rule``). ``progress(MB read, MB of the file)`` after each block of data scanned.
+    :func:`check` returns the same problems with the file's version and digests."""
+    return check(path, progress).problems
 
 
 def header_problems(path: Path, h5: h5py.File) -> list[LaddError]:
@@ -551,8 +635,8 @@ def summary(problems: list[LaddError]) -> dict:
     """The verifier's result as JSON-ready data: per problem the rule number and name (spec section
     8), the dataset or group, the message and the error class."""
     return {"ok": not problems,
-            "problems": [{"rule": p.rule_number, "rule_name": p.rule, "where": p.where, "message": p.message,
+            "problems": [{"rule": p.rule_number, "rule_name": p.rule_name, "where": p.where, "message": p.message,
                           "error": type(p).__name__} for p in problems]}
 
 
-__all__ = ["attr_dict", "header_problems", "soft_label_issues", "summary", "verify"]
+__all__ = ["CHECKS", "VerifyResult", "attr_dict", "check", "header_problems", "soft_label_issues", "summary", "verify"]

@@ -85,7 +85,7 @@ class _Stream:
         return integrity.row_digests(block)
 
     def finish(self) -> None:
-        self.ds.attrs["sha256"] = self.digest.hexdigest()
+        self.ds.attrs[S.SHA256_ATTR] = self.digest.hexdigest()
 
 
 def _rows_per_chunk(tail: Sequence[int], itemsize: int) -> int:
@@ -180,14 +180,14 @@ class DLAWriter:
             self._write_header(class_names, source_dataset, distillation, ipc, root_attrs)
             self._write_provenance(converter, input_records, report, created)
             self.images = _Stream(self.h5, S.IMAGES, self.image_shape, self.image_dtype, 1, self.hasher)
-            self.images.ds.attrs["space"] = self.space
+            self.images.ds.attrs[S.SPACE_ATTR] = self.space
             self.labels = _Stream(self.h5, S.LABELS, (), np.int64, self._chunk_rows((), 8, 4096), self.hasher)
             self.soft = None
             if soft_kind is not None:
                 tail = (self.num_classes,)
                 self.soft = _Stream(self.h5, S.SOFT_LABELS, tail, soft_dtype,
                                     self._chunk_rows(tail, np.dtype(soft_dtype).itemsize), self.hasher)
-                self.soft.ds.attrs["kind"] = soft_kind
+                self.soft.ds.attrs[S.KIND_ATTR] = soft_kind
             self.dense_streams: dict[str, _Stream] = {}
             if dense is not None:
                 self._write_dense_group(dense, height, width)
@@ -222,37 +222,37 @@ class DLAWriter:
             raise InputError(f"dense geometry: {exc}", self.dest) from None
         if not (math.isfinite(dense.temperature) and dense.temperature > 0):
             raise InputError(f"temperature must be > 0, got {dense.temperature}", self.dest)
-        if "arch" not in dense.labeler:
+        if S.ARCH_ATTR not in dense.labeler:
             raise InputError("labeler description needs at least 'arch'", self.dest)
         dense.codec.layout(dense.num_sub, self.num_classes)  # raises CodecError when unusable
 
     def _write_header(self, class_names, source_dataset, distillation, ipc, root_attrs) -> None:
         a = self.h5.attrs
-        a["format"] = S.FORMAT
-        a["format_version"] = S.FORMAT_VERSION
-        a["num_classes"] = np.int64(self.num_classes)
+        a[S.FORMAT_ATTR] = S.FORMAT
+        a[S.VERSION_ATTR] = S.FORMAT_VERSION
+        a[S.NUM_CLASSES_ATTR] = np.int64(self.num_classes)
         if class_names is not None:
-            a["class_names"] = _string_array(class_names)
+            a[S.CLASS_NAMES_ATTR] = _string_array(class_names)
         if source_dataset:
-            a["source_dataset"] = str(source_dataset)
+            a[S.SOURCE_DATASET_ATTR] = str(source_dataset)
         if distillation:
-            a["distillation"] = str(distillation)
+            a[S.DISTILLATION_ATTR] = str(distillation)
         if ipc is not None:
-            a["ipc"] = np.int64(ipc)
+            a[S.IPC_ATTR] = np.int64(ipc)
         for key, value in (root_attrs or {}).items():
             a[key] = value
         norm = self.h5.create_group(S.NORMALIZATION)
-        norm.attrs["mean"] = self.mean
-        norm.attrs["std"] = self.std
+        norm.attrs[S.MEAN_ATTR] = self.mean
+        norm.attrs[S.STD_ATTR] = self.std
 
     def _write_provenance(self, converter, input_records, report, created) -> None:
         g = self.h5.create_group(S.PROVENANCE)
-        g.attrs["created"] = created
-        g.attrs["tool"] = provenance.TOOL
-        g.attrs["converter"] = str(converter)
-        g.attrs["inputs"] = provenance.dumps(input_records)
+        g.attrs[S.CREATED_ATTR] = created
+        g.attrs[S.TOOL_ATTR] = provenance.TOOL
+        g.attrs[S.CONVERTER_ATTR] = str(converter)
+        g.attrs[S.INPUTS_ATTR] = provenance.dumps(input_records)
         if report is not None:
-            g.attrs["report"] = provenance.dumps(report)
+            g.attrs[S.REPORT_ATTR] = provenance.dumps(report)
         self.report = None if report is None else dict(report)
 
     def update_report(self, entries: dict) -> None:
@@ -261,23 +261,23 @@ class DLAWriter:
         if self._closed:
             raise InputError("writer is closed", self.dest)
         self.report = {**(self.report or {}), **entries}
-        self.h5[S.PROVENANCE].attrs["report"] = provenance.dumps(self.report)
+        self.h5[S.PROVENANCE].attrs[S.REPORT_ATTR] = provenance.dumps(self.report)
 
     def _write_dense_group(self, dense: DenseSpec, height: int, width: int) -> None:
         g = self.h5.create_group(S.DENSE)
-        g.attrs["n"] = np.int64(dense.n)
-        g.attrs["ratio"] = np.float64(dense.ratio)
-        g.attrs["boxes"] = geometry.boxes(height, width, int(dense.n), float(dense.ratio))
-        g.attrs["resize"] = geometry.RESIZE
-        g.attrs["codec"] = dense.codec.name
-        g.attrs["temperature"] = np.float64(dense.temperature)
+        g.attrs[S.N_ATTR] = np.int64(dense.n)
+        g.attrs[S.RATIO_ATTR] = np.float64(dense.ratio)
+        g.attrs[S.BOXES_ATTR] = geometry.boxes(height, width, int(dense.n), float(dense.ratio))
+        g.attrs[S.RESIZE_ATTR] = geometry.RESIZE
+        g.attrs[S.CODEC_ATTR] = dense.codec.name
+        g.attrs[S.TEMPERATURE_ATTR] = np.float64(dense.temperature)
         for key, value in dense.codec.dense_attrs().items():
             g.attrs[key] = np.int64(value)
-        lab = g.create_group("labeler")
+        lab = self.h5.create_group(S.LABELER)
         for key, value in dense.labeler.items():
             if value is None:
                 continue
-            if key in ("mean", "std"):
+            if key in (S.MEAN_ATTR, S.STD_ATTR):
                 value = np.asarray(value, dtype=np.float64)
             elif isinstance(value, (int, np.integer)):
                 value = np.int64(value)
@@ -313,52 +313,52 @@ class DLAWriter:
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1:] != self.image_shape:
             raise ShapeError(f"images must be (B, {', '.join(map(str, self.image_shape))}), got {images.shape}",
-                             self.dest, "/images")
+                             self.dest, S.IMAGES_PATH)
         b = images.shape[0]
         if self.image_dtype == np.uint8:
             if images.dtype != np.uint8:
-                raise InputError(f"images must be uint8 for space pixel255, got {images.dtype}", self.dest, "/images")
+                raise InputError(f"images must be uint8 for space pixel255, got {images.dtype}", self.dest, S.IMAGES_PATH)
         else:
             if not np.issubdtype(images.dtype, np.floating):
                 raise InputError(f"images must be floating point for space {self.space}, got {images.dtype}",
-                                 self.dest, "/images")
+                                 self.dest, S.IMAGES_PATH)
             if not np.all(np.isfinite(images)):
-                raise InputError("images contain NaN or infinite values", self.dest, "/images")
+                raise InputError("images contain NaN or infinite values", self.dest, S.IMAGES_PATH)
             if self.image_dtype == np.float16 and images.size and np.abs(images).max() > 65504:
                 raise InputError("images exceed the float16 range (65504); store them as float32",
-                                 self.dest, "/images")
+                                 self.dest, S.IMAGES_PATH)
         labels = np.asarray(labels)
         if labels.shape != (b,):
-            raise ShapeError(f"labels must be ({b},) to match the images, got {labels.shape}", self.dest, "/labels")
+            raise ShapeError(f"labels must be ({b},) to match the images, got {labels.shape}", self.dest, S.LABELS_PATH)
         if labels.size and not np.issubdtype(labels.dtype, np.integer):
             if not np.all(np.mod(labels, 1) == 0):
-                raise InputError(f"labels must be integers, got {labels.dtype}", self.dest, "/labels")
+                raise InputError(f"labels must be integers, got {labels.dtype}", self.dest, S.LABELS_PATH)
         labels = labels.astype(np.int64)
         if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise InputError(f"labels must lie in [0, {self.num_classes}), found {labels.min()}..{labels.max()}",
-                             self.dest, "/labels")
+                             self.dest, S.LABELS_PATH)
         encoded = {}
         if self.dense is not None:
             if dense is None:
-                raise InputError("dense probabilities were declared but not given", self.dest, "/dense")
+                raise InputError("dense probabilities were declared but not given", self.dest, S.DENSE_PATH)
             encoded = self.dense.codec.encode(self._check_probs(dense, (b, self.dense.num_sub, self.num_classes),
-                                                                "/dense"))
+                                                                S.DENSE_PATH))
         elif dense is not None:
-            raise InputError("dense probabilities given but no DenseSpec was declared", self.dest, "/dense")
+            raise InputError("dense probabilities given but no DenseSpec was declared", self.dest, S.DENSE_PATH)
         if self.soft is not None:
             if soft is None:
-                raise InputError("soft labels were declared but not given", self.dest, "/soft_labels")
+                raise InputError("soft labels were declared but not given", self.dest, S.SOFT_LABELS_PATH)
             expected = (b, self.num_classes)
             if self.soft_kind == "probs":
-                soft = self._check_probs(soft, expected, "/soft_labels")
+                soft = self._check_probs(soft, expected, S.SOFT_LABELS_PATH)
             else:
                 soft = np.asarray(soft)
                 if soft.shape != expected:
-                    raise ShapeError(f"soft labels must be {expected}, got {soft.shape}", self.dest, "/soft_labels")
+                    raise ShapeError(f"soft labels must be {expected}, got {soft.shape}", self.dest, S.SOFT_LABELS_PATH)
                 if not np.all(np.isfinite(soft)):
-                    raise ProbabilityError("logits contain NaN or infinite values", self.dest, "/soft_labels")
+                    raise ProbabilityError("logits contain NaN or infinite values", self.dest, S.SOFT_LABELS_PATH)
         elif soft is not None:
-            raise InputError("soft labels given but no soft_kind was declared", self.dest, "/soft_labels")
+            raise InputError("soft labels given but no soft_kind was declared", self.dest, S.SOFT_LABELS_PATH)
         return images, labels, encoded, soft
 
     def _check_probs(self, probs, expected, where) -> np.ndarray:

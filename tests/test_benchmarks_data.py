@@ -93,7 +93,7 @@ def test_quick_writes_nothing_by_default(bench, tmp_path):
     assert common.Output.from_args(ns).write is False
     ns.data_dir = tmp_path
     out = common.Output.from_args(ns)
-    assert out.write is True and out.data_dir == tmp_path and out.results == common.RESULTS
+    assert out.write is True and out.data_dir == tmp_path and out.results is None     # each section's page
     ns = type("Args", (), {"quick": False, "data_dir": None, "results": None, "render_only": True})()
     out = common.Output.from_args(ns)
     assert out.write and out.data_dir == common.RESULTS_DIR
@@ -107,7 +107,7 @@ def test_render_only_demo_students_reproduces_the_committed_section(bench, tmp_p
     assert demo_students.main(["--render-only", "--results", str(results)]) == 0
     rendered = results.read_text()
     block = rendered[rendered.index("<!-- demo_students:start -->"):rendered.index("<!-- demo_students:end -->")]
-    committed = (BENCH / "RESULTS.md").read_text()
+    committed = (BENCH / "RESULTS" / "demo-students.md").read_text()
     assert block in committed
 
 
@@ -282,7 +282,7 @@ def test_render_only_students_c1000_reproduces_the_committed_section(bench, tmp_
     assert students.main(["--render-only", "--results", str(results), "--temperature", temperature]) == 0
     rendered = results.read_text()
     block = rendered[rendered.index(f"<!-- {key}:start -->"):rendered.index(f"<!-- {key}:end -->")]
-    assert block in (BENCH / "RESULTS.md").read_text()
+    assert block in (BENCH / "RESULTS" / "students-c1000.md").read_text()
     data = json.loads((BENCH / "results" / f"{key}.json").read_text())["data"]
     seeds = data["settings"]["seeds"]
     assert all(len(row["accuracies"]) == seeds for row in data["rows"])
@@ -329,7 +329,67 @@ def test_render_only_scale_ipc50_reproduces_the_committed_section(bench, tmp_pat
     assert scale.main(["--render-only", "--results-key", "scale_ipc50", "--results", str(results)]) == 0
     rendered = results.read_text()
     block = rendered[rendered.index("<!-- scale_ipc50:start -->"):rendered.index("<!-- scale_ipc50:end -->")]
-    assert block in (BENCH / "RESULTS.md").read_text()
+    assert block in (BENCH / "RESULTS" / "scale.md").read_text()
     data = json.loads((BENCH / "results" / "scale_ipc50.json").read_text())["data"]
     assert data["images"] == 50_000 and all(s["rc"] == 0 for s in data["steps"])
     assert all(block.count(f"| {s['step']} |") == 2 for s in data["steps"])     # in both tables
+
+
+# -- one page per benchmark family ---------------------------------------------------------------------
+MARKER = r"<!-- (\w+):start -->"
+
+
+def test_every_section_is_on_its_page_once_and_every_page_is_indexed(bench):
+    """_common.PAGES puts each section a benchmark writes on one page; that page holds it exactly once and
+    no other page holds it; every page is linked from the index, benchmarks/RESULTS.md."""
+    import re
+    common = bench("_common")
+    pages = {path.name: path.read_text() for path in common.PAGES_DIR.glob("*.md")}
+    assert set(common.PAGES.values()) <= set(pages)
+    for key, name in common.PAGES.items():
+        assert pages[name].count(f"<!-- {key}:start -->") == 1 and pages[name].count(f"<!-- {key}:end -->") == 1, key
+        assert all(f"<!-- {key}:start -->" not in text for other, text in pages.items() if other != name), key
+    hand_written = {"gpu_notes"}          # sections no script writes (gpu.md)
+    on_pages = {key for text in pages.values() for key in re.findall(MARKER, text)}
+    assert on_pages - set(common.PAGES) == hand_written
+    index = common.RESULTS.read_text()
+    assert all(f"](RESULTS/{name})" in index for name in pages), "a results page is missing from the index"
+    assert "<!--" not in index                # the index holds no section: each is on its page
+
+
+def test_update_results_writes_the_sections_page(bench, tmp_path, monkeypatch):
+    common = bench("_common")
+    monkeypatch.setattr(common, "PAGES_DIR", tmp_path)
+    (tmp_path / "loader.md").write_text("# Loader\n\n<!-- torch_loader:start -->\nold\n<!-- torch_loader:end -->\n")
+    common.update_results("torch_loader", "new")
+    assert "new" in (tmp_path / "loader.md").read_text() and "old" not in (tmp_path / "loader.md").read_text()
+    assert common.page("students_ipc_h200") == tmp_path / "students.md"          # a suffixed key: its base's page
+    with pytest.raises(SystemExit, match="PAGES names no results page"):
+        common.page("nothing_known")
+
+
+# (script, arguments, the JSON it renders from): every script whose sections are saved as JSON
+RENDERS = [
+    ("container_io", [], "container_io"), ("row_checks", [], "row_checks"), ("size_mtt", [], "size_mtt"),
+    ("storage", [], "storage-table1"), ("torch_loader", [], "torch_loader"), ("label_pass", [], "label_pass"),
+    ("convert_speed", [], "convert_speed"), ("students_c1000", [], "students_c1000"),
+    ("students_c1000", ["--temperature", "0.25"], "students_c1000_t025"), ("demo_students", [], "demo_students"),
+    ("ladd_memory", [], "ladd_memory"), ("scale", [], "scale"), ("scale", ["--results-key", "scale_ipc50"], "scale_ipc50"),
+    ("adversarial", [], "adversarial"), ("planted_bugs", [], "planted_bugs"), ("mutation", [], "mutation"),
+    ("cli_startup", [], "cli_startup"),
+]
+
+
+@pytest.mark.parametrize("script,args,name", RENDERS, ids=[" ".join([s, *a]) for s, a, _ in RENDERS])
+def test_render_only_re_renders_the_committed_page(bench, tmp_path, script, args, name):
+    """``--render-only`` of each benchmark, run on a copy of its committed page, gives that page back
+    unchanged: every measured section is what its saved JSON renders to."""
+    if not (BENCH / "results" / f"{name}.json").exists():
+        pytest.skip(f"benchmarks/results/{name}.json is not committed: the section is kept as rendered")
+    common = bench("_common")
+    key = args[-1] if "--results-key" in args else name.replace("-", "_").replace("storage_table1", "storage")
+    committed = common.page(key)
+    copy = tmp_path / committed.name
+    copy.write_text(committed.read_text())
+    assert bench(script).main(["--render-only", "--results", str(copy), *args]) == 0
+    assert copy.read_text() == committed.read_text()

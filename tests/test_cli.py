@@ -1,6 +1,7 @@
 """The ``ladd`` command: info, demo, and the one-line error contract."""
 
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -148,27 +149,81 @@ def test_info_shows_the_codec_as_its_one_value(runner, vector, text):
     assert dense_line.rstrip().endswith(text)
 
 
-def test_the_grid_limit_is_the_written_one_in_help_and_readme(runner):
+def test_the_grid_limit_is_the_written_one_in_help_and_docs(runner):
     """`ladd augment -n` stops at 45 (what this package writes); readers go to 64. The help and the
-    README say 45 for -n, and why, and keep the readers' 64 apart."""
+    docs say 45 for -n, and why, and keep the readers' 64 apart."""
     from ladd_format.geometry import MAX_GRID_N, MAX_WRITTEN_GRID_N
     assert (MAX_WRITTEN_GRID_N, MAX_GRID_N) == (45, 64)
     text = " ".join(runner.invoke(main, ["augment", "-h"]).output.split())
     assert f"at most {MAX_WRITTEN_GRID_N}: the most this package writes" in text
     assert f"readers accept files up to N = {MAX_GRID_N}" in text
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    readme = documents()
     assert f"`-n` is at most {MAX_WRITTEN_GRID_N}:" in readme and "`-n` is at most 64" not in readme
     assert f"readers and `verify` accept files up to N = {MAX_GRID_N}" in readme
     result = runner.invoke(main, ["augment", "x.dla.h5", "--labeler", "l", "-o", "y.dla.h5", "-n", "46"])
     assert result.exit_code == 1 and "-n (grid size N) must lie in 1..45, got 46" in result.output
 
 
-def test_min_crop_help_agrees_with_the_readme(runner):
-    """The README measured crops worse for students and keeps them off by default; the help must not
-    advise setting --min-crop to R."""
+def test_min_crop_help_agrees_with_the_docs(runner):
+    """The docs measured crops worse for students and keep them off by default; the help must not
+    advise setting --min-crop to R, and leaves the figures to the docs (they change when measured again)."""
     text = " ".join(runner.invoke(main, ["train-labeler", "-h"]).output.split())
     help_text = text[text.index("--min-crop"):text.index("--device")]
     assert "Set it to the ratio" not in help_text
-    assert "1 = off, the default" in help_text and "2 points worse" in help_text
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
-    assert "students trained on its dense labels are 2 points *worse*" in readme and "The default is off" in readme
+    assert "1 = off, the default" in help_text and "did worse" in help_text and "docs/cli.md" in help_text
+    assert "points worse" not in help_text and "%" not in help_text
+    docs = documents()
+    assert "students trained on its dense labels are 2 points *worse*" in docs and "The default is off" in docs
+
+
+def documents() -> str:
+    """README.md and docs/*.md, their whitespace folded: what the help refers a user to."""
+    root = Path(__file__).resolve().parents[1]
+    paths = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    return " ".join(" ".join(path.read_text().split()) for path in paths)
+
+
+def test_convert_auto_detects_once_and_says_what_it_chose(tmp_path, runner, monkeypatch):
+    """The library picks the format (and refuses options it does not read); the CLI does not detect it
+    a second time, and prints the library's note naming the choice."""
+    import numpy as np
+
+    import ladd_format.converters.auto as auto
+
+    np.savez(tmp_path / "in.npz", images=np.zeros((10, 3, 8, 8), np.uint8), labels=np.arange(10))
+    calls, detect = [], auto.detect
+    monkeypatch.setattr(auto, "detect", lambda source: calls.append(source) or detect(source))
+    result = runner.invoke(main, ["convert", "auto", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.dla.h5"),
+                                  "--num-classes", "10"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1
+    assert any(line.startswith("note: auto: detected npz") for line in result.stderr.splitlines()), result.stderr
+    stray = runner.invoke(main, ["convert", "auto", str(tmp_path / "in.npz"), "-o", str(tmp_path / "p.dla.h5"),
+                                 "--iteration", "3"])
+    assert stray.exit_code == 2 and "--iteration: not read by format npz (auto: detected npz" in stray.output
+    assert len(calls) == 2 and not (tmp_path / "p.dla.h5").exists()
+
+
+def test_verify_opens_the_file_once_and_prints_the_librarys_digests(dla_file, runner, monkeypatch):
+    """`ladd verify` prints what the verifier read (version, root and content digests): it does not
+    open the file again to find them."""
+    import h5py
+
+    from ladd_format import open_dla
+    with open_dla(dla_file) as f:
+        seal = f.seal()
+    opened, init = [], h5py.File.__init__
+
+    def counting(self, name, *args, **kwargs):
+        if isinstance(name, (str, os.PathLike)):          # not ``.file`` of an object, which wraps its open id
+            opened.append(name)
+        init(self, name, *args, **kwargs)
+    monkeypatch.setattr(h5py.File, "__init__", counting)
+    result = runner.invoke(main, ["verify", str(dla_file), "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(opened) == 1, opened
+    data = json.loads(result.stdout)
+    assert data["ok"] and data["format_version"] == "1.1"
+    assert (data["root_sha256"], data["content_sha256"]) == (seal["root_sha256"], seal["content_sha256"])
+    text = runner.invoke(main, ["verify", str(dla_file)])
+    assert f"root digest {seal['root_sha256']}" in text.stdout and f"content digest {seal['content_sha256']}" in text.stdout

@@ -240,7 +240,7 @@ def test_codec_from_file_takes_the_value_type_from_the_stored_dataset():
 ROOT = Path(__file__).resolve().parents[1]
 # (path relative to the repository, string constant): why it cannot be avoided
 ALLOWED_CODEC_STRINGS: dict[tuple[str, str], str] = {
-    ("ladd_format/experiments/demo.py", "topk:k=3,values=uint8"):
+    ("ladd_format/demo.py", "topk:k=3,values=uint8"):
         "the demo's list of codec values to compare is data (the README/RESULTS tables), not a branch on a name",
     ("cli/main.py", "topk_values"):
         "the deprecated --topk-values flag of convert: its parameter name maps to ConvertOptions.codec",

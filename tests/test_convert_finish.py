@@ -1,6 +1,6 @@
-"""converters.common.finish, the one path every converter ends in: each refusal with its exact
+"""converters.rawset.finish, the one path every converter ends in: each refusal with its exact
 message and the file it names, and what the conversion report records (module docstring of
-converters/common.py). The RawSets are built by hand, as a converter would hand them over."""
+converters/rawset.py). The RawSets are built by hand, as a converter would hand them over."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from ladd_format import DLAFile
 from ladd_format.converters import ConvertOptions
-from ladd_format.converters.common import RawSet, finish
+from ladd_format.converters.rawset import RawSet, finish
 from ladd_format.errors import InputError, ShapeError
 
 SRC, LABELS = Path("in/images.pt"), Path("in/labels.pt")
@@ -127,7 +127,7 @@ def test_the_recorded_codec_is_used_and_reported_unless_one_is_given(tmp_path):
 
 def test_preencoded_rows_are_checked_batch_by_batch_and_named_by_batch(tmp_path):
     from ladd_format.codecs import make_codec
-    from ladd_format.converters.common import BATCH, preencoded
+    from ladd_format.converters.writing import BATCH, preencoded
     codec = make_codec("float32")
     m = BATCH + 44
     dense = np.full((m, 1, 2), 0.5, np.float32)
@@ -163,7 +163,7 @@ def test_preencoded_rows_are_checked_batch_by_batch_and_named_by_batch(tmp_path)
 
 def test_preencoded_hands_out_the_stored_rows_in_order():
     from ladd_format.codecs import make_codec
-    from ladd_format.converters.common import Preencoded
+    from ladd_format.converters.writing import Preencoded
     rows = np.arange(10, dtype=np.float32).reshape(5, 1, 2)
     wrapped = Preencoded(make_codec("float32"), {"probs": rows})
     assert wrapped.name == "float32"                                  # everything else is the codec's
@@ -206,7 +206,7 @@ def test_class_count_and_normalisation_decisions_word_for_word(tmp_path):
 def test_as_array_takes_tensors_and_arrays_and_names_anything_else():
     import torch
 
-    from ladd_format.converters.common import as_array
+    from ladd_format.converters.inputs import as_array
     a = np.arange(3)
     assert as_array(a, SRC, "images") is a
     t = torch.arange(3.0, requires_grad=True)
@@ -219,7 +219,7 @@ def test_as_array_takes_tensors_and_arrays_and_names_anything_else():
 def test_a_corrupt_torch_file_is_named_with_torchs_first_line(tmp_path):
     import torch
 
-    from ladd_format.converters.common import load_pt
+    from ladd_format.converters.inputs import load_pt
     whole = tmp_path / "whole.pt"
     torch.save({"a": torch.zeros(100)}, whole)
     cut = tmp_path / "cut.pt"
@@ -367,7 +367,7 @@ def test_zca_statistics_of_another_size_name_their_file(tmp_path):
 def test_a_torch_file_that_fails_to_load_is_one_line_naming_why(tmp_path, monkeypatch, exc, detail):
     import torch
 
-    from ladd_format.converters.common import load_pt
+    from ladd_format.converters.inputs import load_pt
     path = tmp_path / "x.pt"
     torch.save(torch.zeros(2), path)
 

@@ -10,7 +10,7 @@ import torch
 
 from ladd_cli.main import main
 from ladd_format import open_dla, verify
-from ladd_format.converters import (ConvertOptions, Converter, auto, check_options, convert, converter_names,
+from ladd_format.converters import (KINDS, ConvertOptions, Converter, Option, auto, check_options, convert, converter_names,
                                     get_converter)
 from ladd_format.errors import InputError
 
@@ -35,7 +35,10 @@ def test_every_converter_declares_itself():
         conv = get_converter(name)
         assert isinstance(conv, Converter) and conv.name == name
         assert conv.summary and "\n" not in conv.summary and conv.looks_for
-        assert {"overwrite", "dataset", "mean", "std"} <= set(conv.options) <= fields
+        assert {"overwrite", "dataset", "mean", "std"} <= conv.option_names
+        for option in conv.options:          # common options are ConvertOptions fields, the others format options
+            assert isinstance(option, Option) and (option.name in fields) == option.common, option
+            assert option.kind in KINDS and option.flag.startswith("--")
 
 
 def test_convert_help_lists_the_formats_with_their_summaries(runner):
@@ -183,9 +186,9 @@ def test_options_left_at_their_defaults_are_not_given(tmp_path, runner):
 
 def test_the_library_refuses_stray_options_too(tmp_path):
     src = layout(tmp_path, "npz")
-    with pytest.raises(InputError, match="--iteration not read by format npz"):
-        convert("npz", src, tmp_path / "o.dla.h5", ConvertOptions(iteration=2))
-    check_options(get_converter("npz"), ConvertOptions(codec="uint8", layout="nchw"))
+    with pytest.raises(InputError, match="--iteration: not read by format npz"):
+        convert("npz", src, tmp_path / "o.dla.h5", ConvertOptions(format_options={"iteration": 2}))
+    check_options(get_converter("npz"), ConvertOptions(codec="uint8", format_options={"layout": "nchw"}))
 
 
 # -- one finish, one set of defaults -----------------------------------------------------------------

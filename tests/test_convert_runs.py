@@ -17,8 +17,8 @@ import torch
 from ladd_cli.main import main
 from ladd_format import open_dla
 from ladd_format.pixels import loss_report, quantize, to_pixel01, to_uint8
-from ladd_format.presets import (CIFAR10_NAMES, CIFAR_MEAN, CIFAR_STD, GLAD_DEFAULT_MEAN, GLAD_DEFAULT_STD,
-                                 IMAGENET_MEAN, IMAGENET_STD, get_preset)
+from ladd_format.converters.glad import GLAD_DEFAULT_MEAN, GLAD_DEFAULT_STD
+from ladd_format.presets import CIFAR10_NAMES, CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, get_preset
 
 from conftest import softmax
 
@@ -569,7 +569,7 @@ def test_round_half_up_is_one_rule_for_numpy_and_torch():
     ({"inverse": np.zeros((48, 48))}, "needs keys mean + inverse, or train_images"),
 ])
 def test_zca_statistics_files_are_refused_with_what_is_wrong(tmp_path, arrays, message):
-    from ladd_format.converters.common import load_zca_stats
+    from ladd_format.converters.rawset import load_zca_stats
     from ladd_format.errors import InputError
     path = tmp_path / "zca.npz"
     np.savez(path, **arrays)
@@ -581,7 +581,7 @@ def test_zca_statistics_files_are_refused_with_what_is_wrong(tmp_path, arrays, m
 def test_zca_refit_and_inversion_by_hand(tmp_path):
     """Refitting from train_images is kornia's fit (unbiased covariance, SVD, sqrt(s + eps)); the
     inversion is x @ T_inv + mu per flattened image, and statistics of another size are refused."""
-    from ladd_format.converters.common import invert_zca, load_zca_stats
+    from ladd_format.converters.rawset import invert_zca, load_zca_stats
     from ladd_format.errors import InputError
     train = np.random.default_rng(5).uniform(0, 1, size=(50, 3, 2, 2))
     np.savez(tmp_path / "t.npz", train_images=train)
@@ -599,7 +599,7 @@ def test_zca_refit_and_inversion_by_hand(tmp_path):
 def test_dc_results_numpy_scalars_of_each_allowed_dtype_load(tmp_path, scalar):
     """DC results dicts hold numpy scalars: each of the four allow-listed dtypes loads with the
     allow-list, and is refused without it (weights_only)."""
-    from ladd_format.converters.common import load_pt
+    from ladd_format.converters.inputs import load_pt
     from ladd_format.errors import InputError
     src = tmp_path / "res.pt"
     torch.save({"accs_all_exps": {"ConvNet": [scalar]}}, src)
@@ -611,7 +611,7 @@ def test_dc_results_numpy_scalars_of_each_allowed_dtype_load(tmp_path, scalar):
 
 def test_normalisation_values_compare_flattened_within_1e_6_absolute():
     """--mean/--std against an input's own: any shape of the same values is the same, within 1e-6 absolute."""
-    from ladd_format.converters.common import _same
+    from ladd_format.converters.rawset import _same
     assert _same(np.full((1, 3, 1, 1), 0.5), [0.5, 0.5, 0.5])
     assert _same([0.5, 0.5, 0.5], np.full((3, 1, 1), 0.5))
     assert _same([0.5], [0.5000009])                  # inside 1e-6
@@ -622,7 +622,7 @@ def test_normalisation_values_compare_flattened_within_1e_6_absolute():
 def test_zca_statistics_which_keys_decide(tmp_path):
     """mean + inverse win over train_images; train_images alone (or beside only one of them) is refitted,
     after its bounds are checked; train_images may be (N, D) already flat; a (1, D) mean is read as (D,)."""
-    from ladd_format.converters.common import invert_zca, load_zca_stats
+    from ladd_format.converters.rawset import invert_zca, load_zca_stats
     from ladd_format.errors import InputError
     one = np.zeros((1, 3, 2, 2))
     for partial in ({"mean": np.zeros(12)}, {"inverse": np.eye(12)}):
@@ -643,7 +643,7 @@ def test_zca_statistics_which_keys_decide(tmp_path):
 
 
 def test_zca_statistics_of_the_wrong_size_are_refused_whichever_part_is_wrong(tmp_path):
-    from ladd_format.converters.common import invert_zca
+    from ladd_format.converters.rawset import invert_zca
     from ladd_format.errors import InputError
     images, stats = np.zeros((2, 3, 2, 2)), tmp_path / "s.npz"
     for mean, inverse in ((np.zeros(12), np.eye(11)), (np.zeros(11), np.eye(12))):
@@ -653,7 +653,7 @@ def test_zca_statistics_of_the_wrong_size_are_refused_whichever_part_is_wrong(tm
 
 
 def test_zca_refit_size_limit_is_inclusive_and_unreadable_values_are_named(tmp_path, monkeypatch):
-    from ladd_format.converters import common
+    from ladd_format.converters import rawset as common
     from ladd_format.errors import InputError
     monkeypatch.setattr(common, "MAX_ZCA_VALUES", 12)                # the limit, scaled down to a 12 x 12 fit
     np.savez(tmp_path / "at.npz", train_images=np.random.default_rng(0).uniform(size=(5, 3, 2, 2)))
@@ -672,7 +672,7 @@ def test_weights_only_holds_even_when_the_environment_asks_torch_to_drop_it(tmp_
     """TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD turns off torch's default; load_pt asks for weights_only itself."""
     from fractions import Fraction
 
-    from ladd_format.converters.common import load_pt
+    from ladd_format.converters.inputs import load_pt
     from ladd_format.errors import InputError
     src = tmp_path / "images_best.pt"
     torch.save({"x": Fraction(1, 2)}, src)

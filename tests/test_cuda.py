@@ -13,8 +13,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ladd_format import DLAWriter, open_dla, verify
-from ladd_format.torch.augmentation import random_zoom
-from ladd_format.experiments.evaluate import EvalConfig, evaluate
+from ladd_format.torch.random_zoom import random_zoom
+from ladd_format.train.evaluate import EvalConfig, evaluate
 from ladd_format.labeler import AugmentConfig, TrainConfig, augment, load_source, train_labeler
 from ladd_format.torch.models import build_model
 from ladd_format.torch import DLADataset, SubSampler, ladd_loss
@@ -84,9 +84,9 @@ def _loss_and_grads(model, x, y, dense, sampler, device):
 # bounds: the README's measured figures (float32 5e-7, bfloat16 3e-3 and 99.9% agreement on an H100) with a margin
 @pytest.mark.parametrize("precision,tol,agree", [("float32", 2e-6, 1.0), ("bfloat16", 5e-3, 0.99)])
 def test_labeler_pass_on_cuda_writes_the_cpu_labels(tmp_path, plain_set, labeler, precision, tol, agree):
-    cpu = augment(plain_set, labeler, tmp_path / "cpu.dla.h5", AugmentConfig(device="cpu", batch_size=16))
+    cpu = augment(plain_set, labeler, tmp_path / "cpu.dla.h5", AugmentConfig(device="cpu", batch_size=16)).output
     gpu = augment(plain_set, labeler, tmp_path / "gpu.dla.h5",
-                  AugmentConfig(device="cuda", batch_size=16, forward_batch=100, precision=precision))
+                  AugmentConfig(device="cuda", batch_size=16, forward_batch=100, precision=precision)).output
     assert verify(gpu) == []
     with open_dla(cpu) as a, open_dla(gpu) as b:
         p, q = a.dense(), b.dense()
@@ -101,7 +101,7 @@ def test_labeler_pass_on_cuda_writes_the_cpu_labels(tmp_path, plain_set, labeler
 
 
 def test_auto_precision_is_bfloat16_on_cuda(tmp_path, plain_set, labeler):
-    out = augment(plain_set, labeler, tmp_path / "auto.dla.h5", AugmentConfig(device="cuda"))
+    out = augment(plain_set, labeler, tmp_path / "auto.dla.h5", AugmentConfig(device="cuda")).output
     with open_dla(out) as f:
         assert f.provenance["report"]["config"]["precision"] == "bfloat16"
 
@@ -131,7 +131,7 @@ def test_random_zoom_draws_on_the_cpu_generator_and_warps_on_cuda():
 
 
 def test_students_train_on_cuda_with_accuracies_near_the_cpu(tmp_path, plain_set, labeler):
-    dla = augment(plain_set, labeler, tmp_path / "la.dla.h5", AugmentConfig(device="cuda", codec="uint8"))
+    dla = augment(plain_set, labeler, tmp_path / "la.dla.h5", AugmentConfig(device="cuda", codec="uint8")).output
     test = load_source("digits-test")
     cfg = EvalConfig(arch="convnet-d3", arch_kwargs={"width": 16}, mode="ladd", epochs=15, seeds=2,
                      sub_per_image=4, reduction="mean")
@@ -150,7 +150,7 @@ def test_a_seed_gives_the_same_labeler_and_students_on_cuda(tmp_path, digits, pl
     b = train_labeler(digits, tmp_path / "b", cfg)[0]["path"]
     with open(a, "rb") as fa, open(b, "rb") as fb:
         assert fa.read() == fb.read()
-    dla = augment(plain_set, labeler, tmp_path / "la.dla.h5", AugmentConfig(device="cuda", codec="uint8"))
+    dla = augment(plain_set, labeler, tmp_path / "la.dla.h5", AugmentConfig(device="cuda", codec="uint8")).output
     cfg = EvalConfig(arch="convnet-d3", arch_kwargs={"width": 16}, mode="ladd", epochs=10, seeds=2,
                      sub_per_image=4, reduction="mean", device="cuda")
     test = load_source("digits-test")

@@ -11,7 +11,8 @@ import torch
 from ladd_cli.main import main
 from ladd_format import DenseSpec, DLAWriter
 from ladd_format.errors import InputError, NoDenseLabelsError
-from ladd_format.experiments.evaluate import EvalConfig, evaluate, random_affine
+from ladd_format.train.evaluate import EvalConfig, evaluate
+from ladd_format.train.student import random_affine
 from ladd_format.labeler import load_source
 
 from conftest import softmax
@@ -103,13 +104,13 @@ def test_reduction_defaults_to_mean_and_the_sum_is_one_flag_away(digits_files, r
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["config"]["reduction"] == expected
     help_text = " ".join(runner.invoke(main, ["evaluate", "-h"]).output.split())
-    assert "[default: mean]" in help_text and "82.4 vs 91.3%" in help_text
+    assert "[default: mean]" in help_text and "docs/cli.md compares the two" in help_text and "82.4" not in help_text
     result = runner.invoke(main, ["evaluate", str(digits_files["dla"]), "--test", "digits-test", "--reduction", "max"])
     assert result.exit_code == 2 and "max" in result.output
 
 
 def test_report_bars_draw_every_row():
-    from ladd_format.experiments.report import COLOURS, draw_accuracy_bars
+    from ladd_format.viz.demo_figures import COLOURS, draw_accuracy_bars
     rows = [{"method": m, "ipc": ipc, "mean": 0.5 + 0.1 * i, "std": 0.02}
             for ipc in (1, 5) for i, m in enumerate(("hard", "LADD", "baseline++"))]
     img = draw_accuracy_bars(rows)
@@ -168,7 +169,7 @@ def test_a_test_set_of_another_size_is_refused_unless_resized(digits_files, runn
     result = runner.invoke(main, common + ["--resize-test", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["test"].endswith("resized 16x16 -> 32x32")
-    from ladd_format.experiments.evaluate import load_test_source
+    from ladd_format.train.evaluate import load_test_source
     resized = load_test_source(str(small), (3, 32, 32), resize=True)
     assert resized.images.shape == (360, 3, 32, 32) and resized.images.dtype == np.uint8
     # digits-test is rendered at the file's size: no flag needed
@@ -176,7 +177,7 @@ def test_a_test_set_of_another_size_is_refused_unless_resized(digits_files, runn
 
 
 def test_test_classes_and_labels_must_fit_the_file(digits_files, runner, tmp_path):
-    from ladd_format.experiments.evaluate import check_test_fits
+    from ladd_format.train.evaluate import check_test_fits
     digits_test = load_source("digits-test")
     keep = digits_test.labels < 5
     five_names = tmp_path / "five_names.npz"
@@ -249,7 +250,7 @@ def test_verbose_evaluate_logs_each_epoch_loss(digits_files, runner):
     (3, 4, 3),     # one round: one process per job
     (1, 8, 1), (6, 4, 1), (8, 4, 4)])
 def test_default_workers_uses_the_pool_when_it_keeps_the_cores_busy(jobs, cores, expected):
-    from ladd_format.experiments.pool import default_workers
+    from ladd_format.train.pool import default_workers
     assert default_workers("cpu", jobs, cores=cores) == expected
 
 
@@ -283,7 +284,7 @@ def test_micro_batches_accumulate_the_gradient_of_the_whole_batch(digits_files, 
     """With the augmentation an identity (its random draws are the only thing micro-batches order
     differently) and instance normalisation (per image), micro-batches of 7 give the weights of
     whole batches of 30 up to float32 sums; a micro-batch of the batch size gives them exactly."""
-    from ladd_format.experiments import evaluate as E
+    from ladd_format.train import student as E
     from ladd_format.torch import DLADataset
 
     monkeypatch.setattr(E, "random_affine", lambda x, gen, flip: x)
@@ -342,7 +343,7 @@ def test_batches_read_from_the_file_equal_the_in_memory_batches(digits_files, fi
 def test_a_streamed_student_is_the_in_memory_student(digits_files, mode, file, micro):
     """--stream reads each batch from the file on a reader thread; the same seed gives the same
     weights, bit for bit, as the set held in memory (same batches, same decoded values)."""
-    from ladd_format.experiments import evaluate as E
+    from ladd_format.train import student as E
     from ladd_format.torch import DLADataset
 
     base = dict(mode=mode, arch="convnet-d3", arch_kwargs={"width": 8}, epochs=2, seeds=1, batch_size=12,
@@ -358,9 +359,10 @@ def test_a_streamed_student_is_the_in_memory_student(digits_files, mode, file, m
 
 def test_a_streamed_run_reports_how_long_training_waited_for_its_batches(digits_files, runner, monkeypatch):
     """evaluate reports the share of a streamed run's training spent waiting for the reader thread
-    (None for a held set: no reader); a planted slow reader (0.2 s a batch against a tiny student's
-    milliseconds) shows as most of the time; the CLI prints it."""
-    from ladd_format.experiments import evaluate as E
+    (None for a held set: no reader); a planted slow reader (0.2 s a batch) shows in the wait: most
+    of the first batch's 0.2 s, which no training overlaps (the read starts just before the wait
+    does; a bound that holds on a loaded machine); the CLI prints it."""
+    from ladd_format.train import student as E
     from ladd_format.torch import DLADataset
 
     test = load_source("digits-test")
@@ -378,7 +380,7 @@ def test_a_streamed_run_reports_how_long_training_waited_for_its_batches(digits_
     timing = {}
     E.train_student(DLADataset(digits_files["dla"]), replace(config, stream=True), 0, torch.device("cpu"),
                     timing=timing)
-    assert timing["data_wait_seconds"] > 0.5 * timing["train_seconds"], timing
+    assert 0.15 <= timing["data_wait_seconds"] <= timing["train_seconds"], timing
     monkeypatch.setattr(DLADataset, "batch", batch)
     out = runner.invoke(main, ["evaluate", str(digits_files["dla"]), "--test", "digits-test", "--width", "8",
                                "--epochs", "1", "--seeds", "1", "--sub-per-image", "1", "--stream"])
@@ -391,7 +393,7 @@ def test_a_streamed_student_holds_only_its_batches(tmp_path):
     couple of batches and the file handle, far below the set."""
     import tracemalloc
 
-    from ladd_format.experiments import evaluate as E
+    from ladd_format.train import student as E
     from ladd_format.torch import DLADataset
 
     rng = np.random.default_rng(0)
@@ -456,7 +458,7 @@ def _write(path, images, labels, **kwargs):
 def test_a_dla_h5_test_set_is_read_a_batch_at_a_time_and_tests_as_its_npz(digits_files, runner, tmp_path):
     """--test x.dla.h5: the same students get the same accuracies as on the same images from an
     .npz (held), in one process and in worker processes; the CLI names it and refuses --resize-test."""
-    from ladd_format.experiments.evaluate import TestBatches, load_test_source
+    from ladd_format.train.evaluate import TestBatches, load_test_source
     from ladd_format.torch import DLADataset
 
     digits_test = load_source("digits-test")
@@ -502,7 +504,7 @@ def test_test_images_are_normalised_as_the_training_files_images_whatever_its_sp
     """A float training file (pixel01 or normalized space) and uint8 test images: the student sees
     the test pixels on the training file's scale, normalised with its mean/std (before, a normalized
     file's test images reached the student as 0..255). A normalized test file comes back to the same."""
-    from ladd_format.experiments.evaluate import TestBatches, load_test_source
+    from ladd_format.train.evaluate import TestBatches, load_test_source
     from ladd_format.torch import DLADataset
 
     test = load_source("digits-test")
@@ -532,7 +534,7 @@ def test_test_images_are_normalised_as_the_training_files_images_whatever_its_sp
 
 
 def test_a_zca_file_is_tested_only_on_zca_images(digits_files, tmp_path):
-    from ladd_format.experiments.evaluate import TestBatches, load_test_source
+    from ladd_format.train.evaluate import TestBatches, load_test_source
     from ladd_format.torch import DLADataset
 
     test = load_source("digits-test")
@@ -564,7 +566,7 @@ def test_held_bytes_is_what_an_in_memory_set_holds(digits_files):
 def test_a_set_above_the_hold_limit_is_streamed_by_default(digits_files, runner, monkeypatch):
     """stream=None holds a set up to HOLD_LIMIT_BYTES and streams a larger one (the same students);
     --stream and --in-memory force either; the CLI says when the default streams."""
-    from ladd_format.experiments import evaluate as E
+    from ladd_format.train import student as E
     from ladd_format.reader import open_dla
 
     with open_dla(digits_files["dla"]) as f:
@@ -592,7 +594,7 @@ def test_a_dla_h5_test_set_is_never_held(tmp_path):
     images from an .npz are held whole."""
     import tracemalloc
 
-    from ladd_format.experiments.evaluate import TestBatches, accuracy, load_test_source
+    from ladd_format.train.evaluate import TestBatches, accuracy, load_test_source
     from ladd_format.torch import DLADataset
 
     rng = np.random.default_rng(0)
@@ -637,7 +639,7 @@ def test_one_seed_reports_no_spread(digits_files, runner):
     assert result.exit_code == 0, result.output
     line = result.stdout.strip().splitlines()[-1]
     assert "test accuracy " in line and "% (1 seed)" in line and "+-" not in line and "seed(s)" not in line, line
-    from ladd_format.experiments.report import accuracy_table
+    from ladd_format.train.accuracy import accuracy_table
     row = {"method": "LADD", "ipc": 1, "bytes": 1000, "extra_pct": 30.0, "mean": 0.9, "std": 0.0, "accuracies": [0.9]}
     assert accuracy_table([row])[1].endswith("90.0% (1 seed)")
     assert accuracy_table([dict(row, std=0.012, accuracies=[0.88, 0.9, 0.92])])[1].endswith("90.0 +-  1.2%")
@@ -649,11 +651,11 @@ ALLOC_FAILURE = ("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator:
 
 
 def test_an_allocation_failure_names_the_options_that_hold_less(digits_files, runner, monkeypatch):
-    import ladd_format.experiments.evaluate as evaluate_module
+    import ladd_format.train.student as student_module
 
     def no_memory(*args, **kwargs):
         raise RuntimeError(ALLOC_FAILURE)
-    monkeypatch.setattr(evaluate_module, "ladd_loss", no_memory)
+    monkeypatch.setattr(student_module, "ladd_loss", no_memory)
     result = runner.invoke(main, ["evaluate", str(digits_files["dla"]), "--test", "digits-test", "--width", "8",
                                   "--epochs", "1", "--seeds", "1"])
     line = _one_error_line(result)
@@ -666,7 +668,7 @@ def test_an_allocation_failure_names_the_options_that_hold_less(digits_files, ru
                                           (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), True),
                                           (RuntimeError("size mismatch"), False), (ValueError("memory"), False)])
 def test_allocation_failures_are_told_from_other_errors(exc, expected):
-    from ladd_format.experiments.evaluate import is_out_of_memory
+    from ladd_format.train.student import is_out_of_memory
     assert is_out_of_memory(exc) is expected
 
 
@@ -690,7 +692,7 @@ def test_sub_chunk_is_bounded_on_the_command_line(digits_files, runner):
 
 
 def test_a_long_run_says_how_long_it_will_take():
-    from ladd_format.experiments.evaluate import ESTIMATE_NOTE_SECONDS, RunEstimate
+    from ladd_format.train.evaluate import ESTIMATE_NOTE_SECONDS, RunEstimate
     now = [0.0]
     estimate = RunEstimate(900, clock=lambda: now[0])          # 300 epochs x 3 seeds
     now[0] = 35.0
@@ -707,7 +709,7 @@ def test_a_long_run_says_how_long_it_will_take():
 
 
 def test_the_estimate_is_shown_on_stderr(digits_files, runner, monkeypatch):
-    import ladd_format.experiments.evaluate as evaluate_module
+    import ladd_format.train.evaluate as evaluate_module
     monkeypatch.setattr(evaluate_module, "ESTIMATE_NOTE_SECONDS", 0.0)
     result = runner.invoke(main, ["evaluate", str(digits_files["plain"]), "--test", "digits-test", "--mode", "hard",
                                   "--width", "8", "--epochs", "2", "--seeds", "1"])

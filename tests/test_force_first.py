@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-import ladd_cli.main as cli
-import ladd_format.experiments.demo as demo_module
+import ladd_cli.convert as cli_convert
+import ladd_format.demo as demo_module
 from ladd_cli.main import main
 from ladd_format import DLAWriter
 
@@ -43,7 +43,7 @@ def existing(tmp_path):
 def test_convert_refuses_before_reading_its_input(tmp_path, existing, runner, monkeypatch):
     np.savez(tmp_path / "in.npz", images=np.zeros((4, 3, 8, 8), np.uint8), labels=np.arange(4))
     calls = []
-    monkeypatch.setattr(cli, "convert", never("convert", calls))
+    monkeypatch.setattr(cli_convert, "convert", never("convert", calls))
     for fmt in ("npz", "auto"):
         refused(runner.invoke(main, ["convert", fmt, str(tmp_path / "in.npz"), "-o", str(existing)]), existing,
                 b"keep me")
@@ -65,8 +65,7 @@ def test_upgrade_refuses_before_verifying_its_input(tmp_path, existing, runner, 
 
 
 def test_augment_refuses_before_loading_the_labeler(tmp_path, existing, runner, monkeypatch):
-    import importlib
-    augment_module = importlib.import_module("ladd_format.labeler.augment")   # the package's `augment` is the function
+    import ladd_format.labeler.label_pass as augment_module
     calls = []
     monkeypatch.setattr(augment_module, "load_checkpoint", never("load_checkpoint", calls))
     src = write_dla(tmp_path / "d.dla.h5", codec=None)
@@ -90,7 +89,7 @@ def test_export_refuses_before_reading_the_file(tmp_path, runner, monkeypatch, f
 
 
 def test_show_refuses_before_drawing(tmp_path, existing, runner, monkeypatch):
-    import ladd_format.experiments.show as show_module
+    import ladd_format.viz.show as show_module
     calls = []
     monkeypatch.setattr(show_module, "open_dla", never("open_dla", calls))
     src = write_dla(tmp_path / "d.dla.h5")

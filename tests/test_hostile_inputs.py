@@ -25,7 +25,8 @@ import h5py
 import numpy as np
 import pytest
 
-from ladd_cli import main as cli_main
+from ladd_cli import info as cli_info
+from ladd_cli import size as cli_size
 from ladd_cli.main import main
 from ladd_format import LaddError, atomic, geometry
 from ladd_format.errors import (GeometryError, InputError, LabelRangeError, MissingFieldError, OutputExistsError,
@@ -159,7 +160,7 @@ def test_every_command_is_wrapped():
 def test_unexpected_exceptions_become_one_internal_error_line(good, runner, monkeypatch, exc, shown):
     def boom(*args, **kwargs):
         raise exc
-    monkeypatch.setattr(cli_main, "measure_file", boom)
+    monkeypatch.setattr(cli_size, "measure_file", boom)
     monkeypatch.delenv("LADD_DEBUG", raising=False)
     line = one_error_line(runner.invoke(main, ["size", str(good)]), f"ladd: error: {good}: internal error (",
                           shown, "please report it")
@@ -169,7 +170,7 @@ def test_unexpected_exceptions_become_one_internal_error_line(good, runner, monk
 def test_an_os_error_with_an_errno_names_the_file_and_the_reason(good, runner, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", "/data/out.dla.h5")
-    monkeypatch.setattr(cli_main, "measure_file", full)
+    monkeypatch.setattr(cli_size, "measure_file", full)
     line = one_error_line(runner.invoke(main, ["size", str(good)]))
     assert line == "ladd: error: /data/out.dla.h5: No space left on device"
 
@@ -177,7 +178,7 @@ def test_an_os_error_with_an_errno_names_the_file_and_the_reason(good, runner, m
 def test_ladd_debug_re_raises_the_unexpected_exception(good, runner, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
-    monkeypatch.setattr(cli_main, "measure_file", boom)
+    monkeypatch.setattr(cli_size, "measure_file", boom)
     monkeypatch.setenv("LADD_DEBUG", "1")
     result = runner.invoke(main, ["size", str(good)])
     assert isinstance(result.exception, RuntimeError) and "ladd: error" not in result.output
@@ -186,7 +187,7 @@ def test_ladd_debug_re_raises_the_unexpected_exception(good, runner, monkeypatch
 def test_interrupt_and_usage_errors_keep_their_exit_status(good, runner, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(cli_main, "measure_file", interrupted)
+    monkeypatch.setattr(cli_size, "measure_file", interrupted)
     result = runner.invoke(main, ["size", str(good)])
     assert result.exit_code == 130 and "interrupted" in result.stderr
     assert runner.invoke(main, ["size", str(good), "--method", "gzip"]).exit_code == 2
@@ -380,7 +381,8 @@ def test_an_npz_declaring_terabytes_is_refused_before_loading(tmp_path, runner):
     ("stored_claims_more", "claims 1,000,000 bytes but stores"),
 ])
 def test_npz_members_are_bounded_by_what_they_hold(tmp_path, runner, case, message):
-    from ladd_format.converters.common import check_npz, load_zca_stats
+    from ladd_format.converters.inputs import check_npz
+    from ladd_format.converters.rawset import load_zca_stats
 
     path = tmp_path / "x.npz"
     labels = npy_bytes((2,), "<i8", np.arange(2).tobytes())
@@ -408,7 +410,7 @@ def test_npz_members_are_bounded_by_what_they_hold(tmp_path, runner, case, messa
 
 @pytest.mark.parametrize("case,message", [("lzma", "compression method 14"), ("ratio", "more than deflate's 1032x")])
 def test_zip_pt_files_are_bounded_before_torch_reads_them(tmp_path, case, message):
-    from ladd_format.converters.common import load_pt
+    from ladd_format.converters.inputs import load_pt
 
     path = tmp_path / "images_best.pt"
     if case == "lzma":
@@ -424,7 +426,7 @@ def test_zip_pt_files_are_bounded_before_torch_reads_them(tmp_path, case, messag
 def test_a_real_pt_file_still_loads(tmp_path):
     import torch
 
-    from ladd_format.converters.common import load_pt
+    from ladd_format.converters.inputs import load_pt
     torch.save(torch.arange(6), tmp_path / "t.pt")
     assert load_pt(tmp_path / "t.pt").tolist() == list(range(6))
 
@@ -708,7 +710,8 @@ def test_size_and_export_check_what_a_lax_reader_returns(tmp_path, runner, monke
 
 
 def test_size_refuses_what_it_would_divide_by_and_datasets_the_file_cannot_hold(tmp_path):
-    from ladd_format.size import check_dataset, measure_arrays
+    from ladd_format.size import measure_arrays
+    from ladd_format.spec.checks import check_dataset
 
     images, labels = np.zeros((2, 3, 4, 4), np.uint8), np.array([0, 1])
     with pytest.raises(LaddError, match="num_classes must be an integer >= 1"):
@@ -765,8 +768,8 @@ def test_info_prints_odd_values_without_indexing_out_of_range(tmp_path, good, ru
                               "boxes": [], "labeler": "none"},
                     "provenance": {"tool": "t", "inputs": 42}}
 
-    monkeypatch.setattr(cli_main, "open_dla", OddFile)
-    monkeypatch.setattr(cli_main, "scan_values", lambda f: None)
+    monkeypatch.setattr(cli_info, "open_dla", OddFile)
+    monkeypatch.setattr(cli_info, "scan_values", lambda f: None)
     result = runner.invoke(main, ["info", str(good)])
     assert result.exit_code == 0, result.output
     assert "IPC n/a" in result.output and "boxes       malformed" in result.output
@@ -798,8 +801,8 @@ def forge_central_field(path: Path, member: str, offset: int, fmt: str, value: i
 
 
 def test_npz_archive_refusals_word_for_word(tmp_path):
-    """Each archive check of converters.common on its own, with the whole message it gives."""
-    from ladd_format.converters.common import check_npz
+    """Each archive check of converters.inputs on its own, with the whole message it gives."""
+    from ladd_format.converters.inputs import check_npz
 
     def refused(path):
         with pytest.raises(InputError) as info:
@@ -834,7 +837,7 @@ def test_npz_archive_refusals_word_for_word(tmp_path):
 
 
 def test_npz_members_of_every_npy_version_are_read(tmp_path):
-    from ladd_format.converters.common import check_npz
+    from ladd_format.converters.inputs import check_npz
 
     members = {}
     for version in ((1, 0), (2, 0), (3, 0)):

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-import ladd_format.experiments.demo as demo_module
+import ladd_format.demo as demo_module
 import ladd_format.labeler.train as train_module
 from ladd_cli.main import main
 from ladd_format.labeler import TrainConfig, load_source, train_labeler

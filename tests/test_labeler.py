@@ -20,7 +20,7 @@ from ladd_format import DLAWriter, open_dla, verify
 from ladd_format.codecs import make_codec
 from ladd_format.errors import CodecError, InputError, OutputExistsError
 from ladd_format.labeler import AugmentConfig, TrainConfig, augment, load_checkpoint, load_source, train_labeler
-from ladd_format.labeler.augment import to_labeler_input, work_folder
+from ladd_format.labeler.label_pass import to_labeler_input, work_folder
 from ladd_format.labeler.distributed import augment_sharded, shard
 from ladd_format.torch import DLADataset, subimages
 
@@ -74,7 +74,7 @@ def test_training_is_deterministic_with_a_seed(tmp_path, digits):
 
 
 def test_self_consistency_float32(tmp_path, plain_set, labeler_ckpt):
-    out = augment(plain_set, labeler_ckpt, tmp_path / "la.dla.h5", AugmentConfig(batch_size=16))
+    out = augment(plain_set, labeler_ckpt, tmp_path / "la.dla.h5", AugmentConfig(batch_size=16)).output
     assert verify(out) == []
     lab = load_checkpoint(labeler_ckpt)
     ds = DLADataset(out, normalize=False)             # 0..1 pixels, as the labeler's normalisation expects
@@ -94,8 +94,8 @@ def test_uint8_pass_stores_exactly_the_rounded_float32_pass(tmp_path, plain_set,
     """The uint8 pass labels the same sub-images: its stored values are floor(255 p + 0.5) of the
     float32 pass's p exactly (spec 6), and its decoded rows are those values over their row sums."""
     import h5py
-    ref = augment(plain_set, labeler_ckpt, tmp_path / "f32.dla.h5", AugmentConfig(batch_size=16))
-    out = augment(plain_set, labeler_ckpt, tmp_path / "q.dla.h5", AugmentConfig(batch_size=16, codec="uint8"))
+    ref = augment(plain_set, labeler_ckpt, tmp_path / "f32.dla.h5", AugmentConfig(batch_size=16)).output
+    out = augment(plain_set, labeler_ckpt, tmp_path / "q.dla.h5", AugmentConfig(batch_size=16, codec="uint8")).output
     with open_dla(ref) as a, open_dla(out) as b:
         p, q = a.dense().astype(np.float64), b.dense().astype(np.float64)
     with h5py.File(out, "r") as f:
@@ -112,8 +112,8 @@ def test_uint8_pass_stores_exactly_the_rounded_float32_pass(tmp_path, plain_set,
 
 @pytest.mark.parametrize("codec,tol", [("topk:k=5,values=float16", 0.15)])
 def test_self_consistency_other_codecs(tmp_path, plain_set, labeler_ckpt, codec, tol):
-    ref = augment(plain_set, labeler_ckpt, tmp_path / "f32.dla.h5", AugmentConfig(batch_size=16))
-    out = augment(plain_set, labeler_ckpt, tmp_path / "q.dla.h5", AugmentConfig(batch_size=16, codec=codec))
+    ref = augment(plain_set, labeler_ckpt, tmp_path / "f32.dla.h5", AugmentConfig(batch_size=16)).output
+    out = augment(plain_set, labeler_ckpt, tmp_path / "q.dla.h5", AugmentConfig(batch_size=16, codec=codec)).output
     with open_dla(ref) as a, open_dla(out) as b:
         p, q = a.dense(), b.dense()
     assert np.abs(p - q).max() < tol
@@ -122,13 +122,13 @@ def test_self_consistency_other_codecs(tmp_path, plain_set, labeler_ckpt, codec,
 
 @pytest.mark.mutation_skip
 def test_resume_after_kill_equals_uninterrupted_pass(tmp_path, plain_set, labeler_ckpt):
-    whole = augment(plain_set, labeler_ckpt, tmp_path / "whole.dla.h5", AugmentConfig(batch_size=8))
+    whole = augment(plain_set, labeler_ckpt, tmp_path / "whole.dla.h5", AugmentConfig(batch_size=8)).output
     out = tmp_path / "resumed.dla.h5"
     script = textwrap.dedent(f"""
         import os, signal
         from ladd_format.labeler import AugmentConfig, augment
-        def progress(done, total):
-            if done == 2:
+        def progress(done, total):              # in images: 2 chunks of 8
+            if done == 16:
                 os.kill(os.getpid(), signal.SIGKILL)
         augment({str(plain_set)!r}, {labeler_ckpt!r}, {str(out)!r}, AugmentConfig(batch_size=8), progress=progress)
     """)
@@ -140,7 +140,7 @@ def test_resume_after_kill_equals_uninterrupted_pass(tmp_path, plain_set, labele
     labeled = []
     augment(plain_set, labeler_ckpt, out, AugmentConfig(batch_size=8), resume=True,
             progress=lambda done, total: labeled.append(done))
-    assert labeled[0] > 1 and labeled[-1] == 5              # completed chunks were not labeled again
+    assert labeled[0] > 8 and labeled[-1] == 40             # completed chunks (8 images each) were not labeled again
     assert verify(out) == [] and dense_digest(out) == dense_digest(whole)
     assert not work_folder(out).exists()
 
@@ -157,14 +157,14 @@ def test_resume_refuses_a_work_folder_of_other_parameters(tmp_path, plain_set, l
 
 @pytest.mark.mutation_skip
 def test_two_gloo_processes_give_the_single_process_output(tmp_path, plain_set, labeler_ckpt):
-    single = augment(plain_set, labeler_ckpt, tmp_path / "one.dla.h5", AugmentConfig(batch_size=8, device="cpu"))
+    single = augment(plain_set, labeler_ckpt, tmp_path / "one.dla.h5", AugmentConfig(batch_size=8, device="cpu")).output
     sharded = tmp_path / "two.dla.h5"
     reports = []
     augment_sharded(plain_set, labeler_ckpt, sharded, AugmentConfig(batch_size=8, device="cpu"), shards=2,
                     progress=lambda done, total: reports.append((done, total)), poll_seconds=0.01)
     assert verify(sharded) == [] and dense_digest(sharded) == dense_digest(single)
-    # the parent counts the chunk files the ranks write: never backwards, ending at all 5 chunks
-    assert reports[-1] == (5, 5) and all(total == 5 for _, total in reports)
+    # the parent counts the images of the chunk files the ranks write: never backwards, ending at all 40
+    assert reports[-1] == (40, 40) and all(total == 40 for _, total in reports)
     assert [done for done, _ in reports] == sorted(done for done, _ in reports)
 
 
@@ -183,7 +183,7 @@ def test_resize_lets_a_labeler_of_another_size_label(tmp_path, digits, labeler_c
         w.append(big, digits.labels[:8])
     with pytest.raises(InputError, match="--resize"):
         augment(path, labeler_ckpt, tmp_path / "o.dla.h5")
-    out = augment(path, labeler_ckpt, tmp_path / "o.dla.h5", AugmentConfig(resize=True))
+    out = augment(path, labeler_ckpt, tmp_path / "o.dla.h5", AugmentConfig(resize=True)).output
     assert verify(out) == []
     with open_dla(out) as f:
         assert f.boxes[0].tolist() == [0, 0, 30, 30]
@@ -336,8 +336,10 @@ def test_min_crop_out_of_range_is_refused(tmp_path, digits, runner):
 
 
 def test_forward_batch_slices_give_the_same_labels_and_bad_settings_are_refused(tmp_path, plain_set, labeler_ckpt):
-    whole = augment(plain_set, labeler_ckpt, tmp_path / "a.dla.h5", AugmentConfig(batch_size=16, forward_batch=400))
-    sliced = augment(plain_set, labeler_ckpt, tmp_path / "b.dla.h5", AugmentConfig(batch_size=16, forward_batch=7))
+    whole = augment(plain_set, labeler_ckpt, tmp_path / "a.dla.h5",
+                    AugmentConfig(batch_size=16, forward_batch=400)).output
+    sliced = augment(plain_set, labeler_ckpt, tmp_path / "b.dla.h5",
+                     AugmentConfig(batch_size=16, forward_batch=7)).output
     with open_dla(whole) as a, open_dla(sliced) as b:
         assert np.abs(a.dense() - b.dense()).max() < 1e-6
         assert b.provenance["report"]["config"]["precision"] == "float32"      # auto on the CPU
@@ -350,7 +352,7 @@ def test_forward_batch_slices_give_the_same_labels_and_bad_settings_are_refused(
 def test_label_images_halves_the_forward_batch_on_out_of_memory():
     from types import SimpleNamespace
 
-    from ladd_format.labeler.augment import label_images
+    from ladd_format.labeler.label_pass import label_images
 
     seen = []
 
@@ -373,7 +375,7 @@ def test_label_images_halves_the_forward_batch_on_out_of_memory():
 def test_a_labeler_that_never_fits_gives_one_clear_error(tmp_path, plain_set, labeler_ckpt, runner):
     from types import SimpleNamespace
 
-    from ladd_format.labeler.augment import label_images
+    from ladd_format.labeler.label_pass import label_images
 
     def model(x):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
@@ -479,11 +481,10 @@ def test_checkpoints_follow_the_umask(tmp_path, mask, mode):
 
 def test_an_interrupted_augment_says_what_it_kept_and_how_to_resume(tmp_path, plain_set, labeler_ckpt, runner,
                                                                    monkeypatch):
-    import importlib
     import shlex
 
-    A = importlib.import_module("ladd_format.labeler.augment")   # the package's `augment` is the function
-    whole = augment(plain_set, labeler_ckpt, tmp_path / "whole.dla.h5", AugmentConfig(batch_size=8))
+    import ladd_format.labeler.label_pass as A
+    whole = augment(plain_set, labeler_ckpt, tmp_path / "whole.dla.h5", AugmentConfig(batch_size=8)).output
     out = tmp_path / "o.dla.h5"
     real, calls = A.label_images, []
 
@@ -541,9 +542,81 @@ def test_augment_keeps_the_plain_sets_optional_root_attributes(tmp_path, digits,
                    source_dataset="imagenette", distillation="datm", ipc=2,
                    root_attrs={"learned_lr": 0.0125, "imagenet_class_ids": ids}) as w:
         w.append(digits.images[:20], digits.labels[:20])
-    out = augment(src, labeler_ckpt, tmp_path / "la.dla.h5", AugmentConfig(batch_size=16))
+    out = augment(src, labeler_ckpt, tmp_path / "la.dla.h5", AugmentConfig(batch_size=16)).output
     with open_dla(out) as f:
         attrs = f.attrs
         assert float(attrs["learned_lr"]) == 0.0125 and np.array_equal(attrs["imagenet_class_ids"], ids)
         assert (attrs["source_dataset"], attrs["distillation"], int(attrs["ipc"])) == ("imagenette", "datm", 2)
     assert verify(out) == []
+
+
+# -- issue 29: one AugmentConfig, a result object, progress in images, an interrupt that says what it kept --
+def test_the_torchrun_entry_point_builds_its_options_from_augment_config():
+    """The torchrun parser has every AugmentConfig option (it had no --forward-batch and no
+    --precision), with AugmentConfig's defaults: parsing no option gives AugmentConfig()."""
+    from ladd_format.augment_config import augment_options
+    from ladd_format.labeler.distributed import parser
+
+    required = ["in.dla.h5", "--labeler", "l.safetensors", "-o", "out.dla.h5"]
+    assert AugmentConfig.from_values(vars(parser().parse_args(required))) == AugmentConfig()
+    given = parser().parse_args(required + ["--forward-batch", "7", "--precision", "float32", "-n", "3", "--force",
+                                            "--zca-stats", "z.npz"])
+    assert AugmentConfig.from_values(vars(given)) == AugmentConfig(forward_batch=7, precision="float32", n=3,
+                                                                   overwrite=True, zca_stats="z.npz")
+    usage = parser().format_usage()
+    assert all(f"[{option.flags[0]}" in usage for option in augment_options())
+
+
+def test_augment_options_are_the_config_fields_with_their_defaults():
+    import dataclasses
+
+    from ladd_format.augment_config import augment_options
+    options = augment_options()
+    assert [o.name for o in options] == [f.name for f in dataclasses.fields(AugmentConfig)]
+    assert {o.name: o.default for o in options} == dataclasses.asdict(AugmentConfig())
+    assert {o.name: o.type for o in options}["forward_batch"] is int and all(o.help for o in options)
+    assert [o.flags for o in options if o.name == "overwrite"] == [("--force",)]
+
+
+def test_augment_returns_what_it_did_and_reports_progress_in_images(tmp_path, plain_set, labeler_ckpt):
+    seen = []
+    result = augment(plain_set, labeler_ckpt, tmp_path / "o.dla.h5", AugmentConfig(batch_size=16),
+                     progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(0, 40), (16, 40), (32, 40), (40, 40)]          # 40 images in chunks of 16
+    assert (result.output, result.num_images, result.chunks) == (tmp_path / "o.dla.h5", 40, 3)
+    assert (result.resumed_chunks, result.resumed_images, result.labeled) == (0, 0, 40)
+    assert result.seconds > 0 and verify(result.output) == []
+
+
+def test_an_interrupted_pass_says_what_it_kept_and_a_resumed_one_what_it_found(tmp_path, plain_set, labeler_ckpt,
+                                                                              monkeypatch):
+    import ladd_format.labeler.label_pass as A
+    from ladd_format.labeler import AugmentInterrupted
+
+    out = tmp_path / "o.dla.h5"
+    real, calls = A.label_images, []
+
+    def interrupted(*args, **kwargs):          # Ctrl-C while the third chunk is labeled
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(A, "label_images", interrupted)
+    with pytest.raises(AugmentInterrupted) as caught:
+        augment(plain_set, labeler_ckpt, out, AugmentConfig(batch_size=8))
+    kept = caught.value.kept
+    assert (kept.work, kept.chunks, kept.total_chunks, kept.images, kept.num_images) == (work_folder(out), 2, 5, 16, 40)
+    assert isinstance(caught.value, KeyboardInterrupt) and not out.exists()
+    monkeypatch.setattr(A, "label_images", real)
+    result = augment(plain_set, labeler_ckpt, out, AugmentConfig(batch_size=8), resume=True)
+    assert (result.resumed_chunks, result.resumed_images, result.labeled, result.chunks) == (2, 16, 24, 5)
+
+
+def test_an_interrupt_before_any_chunk_keeps_nothing(tmp_path, plain_set, labeler_ckpt, monkeypatch):
+    import ladd_format.labeler.label_pass as A
+    from ladd_format.labeler import AugmentInterrupted
+
+    monkeypatch.setattr(A, "label_images", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(AugmentInterrupted) as caught:
+        augment(plain_set, labeler_ckpt, tmp_path / "o.dla.h5", AugmentConfig(batch_size=8))
+    assert caught.value.kept is None

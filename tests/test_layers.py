@@ -1,10 +1,11 @@
 """The package's layers point one way, and the format core and the read-only commands never load torch.
 
-Layers, lowest first (README "Layout"): the format core (numpy + h5py) -> converters and export ->
-``torch/`` -> ``labeler/`` -> ``experiments/`` -> the CLI (``ladd_cli``). A module may import from its
-own layer and the ones below it; the one documented exception is ``export``'s ``--subimages``,
-which calls the torch kernel inside a function so that the sub-images come from the same code as
-the loader's.
+Layers, lowest first (README "Architecture"): the format core (numpy + h5py; ``spec/``, ``augment_config``
+and the other top-level modules) -> converters and export -> ``torch/`` -> ``labeler/`` -> ``train/``
+(students) and ``viz/`` (pictures, Pillow; ``show`` draws sub-images with Pillow, torch-free) -> ``demo``
+-> the CLI (``ladd_cli``). A module may import from its own layer and the ones below it; the one
+documented exception is ``export``'s ``--subimages``, which calls the torch kernel inside a function
+so that the sub-images come from the same code as the loader's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ladd_format"
 CLI = ROOT / "cli"
 
-LAYERS = {"core": 0, "converters": 1, "torch": 2, "labeler": 3, "experiments": 4, "cli": 5}
+LAYERS = {"core": 0, "converters": 1, "torch": 2, "labeler": 3, "train": 4, "viz": 4, "demo": 5, "cli": 6}
 # function-level imports that reach a higher layer on purpose: (module, imported module)
 ALLOWED_UPWARD = {("ladd_format.export", "ladd_format.torch.subimages")}
 TORCH_MODULES = ("torch", "torchvision", "safetensors.torch")
@@ -35,7 +36,7 @@ def layer_of(module: str) -> int:
         return LAYERS["cli"]
     if len(parts) > 1 and parts[1] in ("converters", "export"):
         return LAYERS["converters"]
-    if len(parts) > 1 and parts[1] in ("torch", "labeler", "experiments"):
+    if len(parts) > 1 and parts[1] in ("torch", "labeler", "train", "viz", "demo"):
         return LAYERS[parts[1]]
     return LAYERS["core"]
 
@@ -79,8 +80,10 @@ def all_modules() -> list[Path]:
 def test_layer_of_names_the_layers():
     assert layer_of("ladd_format.verify") == 0 and layer_of("ladd_format.pixels") == 0
     assert layer_of("ladd_format.converters.npz") == 1 and layer_of("ladd_format.export") == 1
-    assert layer_of("ladd_format.torch.dataset") == 2 and layer_of("ladd_format.labeler.augment") == 3
-    assert layer_of("ladd_format.experiments.demo") == 4 and layer_of("ladd_cli.main") == 5
+    assert layer_of("ladd_format.torch.dataset") == 2 and layer_of("ladd_format.labeler.label_pass") == 3
+    assert layer_of("ladd_format.train.evaluate") == 4 and layer_of("ladd_format.viz.show") == 4
+    assert layer_of("ladd_format.demo") == 5 and layer_of("ladd_cli.main") == 6
+    assert layer_of("ladd_format.augment_config") == 0 and layer_of("ladd_format.spec.limits") == 0
 
 
 @pytest.mark.parametrize("path", all_modules(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -138,3 +141,37 @@ def test_no_top_level_cli_package_is_installed(tmp_path):
     result = subprocess.run([sys.executable, "-c", "import cli"], cwd=tmp_path, capture_output=True)
     assert result.returncode != 0
     subprocess.run([sys.executable, "-c", "import ladd_cli.main"], cwd=tmp_path, check=True)
+
+
+def test_augment_config_is_torch_free(tmp_path):
+    """``ladd augment``'s options are built from AugmentConfig when the CLI is imported (``ladd --help``)."""
+    loaded = run_and_list_modules("from ladd_format.augment_config import AugmentConfig, augment_options\n"
+                                  "augment_options()", tmp_path)
+    assert "torch" not in loaded and "ladd_format.labeler" not in loaded
+
+
+#: code that makes the torch extra's packages unimportable in this interpreter, as on a core install
+HIDE_TORCH = """
+import sys
+HIDDEN = ("torch", "torchvision", "safetensors", "sklearn")
+class Hide:
+    def __init__(self, finder):
+        self.finder = finder
+    def find_spec(self, name, path=None, target=None):
+        return None if name.partition(".")[0] in HIDDEN else self.finder.find_spec(name, path, target)
+    def __getattr__(self, attr):
+        return getattr(self.finder, attr)
+sys.meta_path[:] = [Hide(finder) for finder in sys.meta_path]
+"""
+
+
+@pytest.mark.parametrize("package", ["ladd_format.torch", "ladd_format.labeler", "ladd_format.train",
+                                     "ladd_format.labeler.label_pass", "ladd_format.train.evaluate"])
+def test_a_package_that_needs_torch_names_the_extra(package, tmp_path):
+    """Without torch, importing the torch side is one MissingExtraError naming the extra, raised
+    before anything imports torch (not a ModuleNotFoundError from deep inside)."""
+    code = HIDE_TORCH + (f"try:\n    import {package}\nexcept Exception as exc:\n"
+                         "    print(type(exc).__name__, exc)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("MissingExtraError "), result.stdout + result.stderr
+    assert "pip install 'ladd-format[torch]'" in result.stdout

@@ -6,8 +6,8 @@ import pytest
 
 from ladd_cli.main import main
 from ladd_format import DLAWriter, verify
-from ladd_format.experiments import testset
-from ladd_format.experiments.testset import check_test_fits, load_test_source, open_test_file
+from ladd_format.train import testset
+from ladd_format.train.testset import check_test_fits, load_test_source, open_test_file
 from ladd_format.labeler import TrainConfig, load_checkpoint, train_labeler
 from ladd_format.labeler.sources import load_source
 from ladd_format.presets import get_preset

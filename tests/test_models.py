@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ladd_format.torch.augmentation import random_zoom
+from ladd_format.torch.random_zoom import random_zoom
 from ladd_format.torch.models import build_model, model_names
 
 CIFAR = ["alexnet-cifar", "vgg11-cifar", "resnet18-cifar", "vit-cifar"]

@@ -169,7 +169,8 @@ def test_convert_verify_size_and_export_report_progress_to_the_end(tmp_path, mon
     import numpy as np
     from click.testing import CliRunner
 
-    import ladd_cli.main as cli
+    import ladd_cli.common as common
+    from ladd_cli.main import main
     from ladd_format.converters import ConvertOptions, convert
     from ladd_format.export import export
     from ladd_format.size import measure_file
@@ -192,10 +193,10 @@ def test_convert_verify_size_and_export_report_progress_to_the_end(tmp_path, mon
     for seen in calls.values():
         assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     runner = CliRunner()
-    quiet = runner.invoke(cli.main, ["convert", "npz", str(tmp_path / "in.npz"), "-o", str(tmp_path / "b.dla.h5")])
+    quiet = runner.invoke(main, ["convert", "npz", str(tmp_path / "in.npz"), "-o", str(tmp_path / "b.dla.h5")])
     assert quiet.exit_code == 0 and "images written" not in quiet.output
-    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)
-    shown = runner.invoke(cli.main, ["convert", "npz", str(tmp_path / "in.npz"), "-o", str(tmp_path / "c.dla.h5")])
+    monkeypatch.setattr(common, "PROGRESS_DELAY", 0.0)
+    shown = runner.invoke(main, ["convert", "npz", str(tmp_path / "in.npz"), "-o", str(tmp_path / "c.dla.h5")])
     assert shown.exit_code == 0 and "convert: 40/40 images written (100%)" in shown.output
 
 
@@ -217,10 +218,11 @@ def test_convert_auto_reports_the_images_the_detected_format_writes(tmp_path, mo
     import numpy as np
     from click.testing import CliRunner
 
-    import ladd_cli.main as cli
+    import ladd_cli.common as common
+    from ladd_cli.main import main
     np.savez(tmp_path / "in.npz", images=np.zeros((100, 3, 8, 8), np.uint8), labels=np.arange(100) % 10)
-    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)
-    result = CliRunner().invoke(cli.main, ["convert", "auto", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.h5")])
+    monkeypatch.setattr(common, "PROGRESS_DELAY", 0.0)
+    result = CliRunner().invoke(main, ["convert", "auto", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.h5")])
     assert result.exit_code == 0, result.output
     shown = [line for line in result.stderr.splitlines() if line.startswith("convert:")]
     assert shown and shown[-1].startswith("convert: 100/100 images written (100%)"), result.stderr

@@ -1,6 +1,7 @@
-"""The README's promises a newcomer acts on: its Python snippets run as printed, its command table
-names exactly the commands there are, its set-up is the two make targets, and it points at nothing
-outside the repository."""
+"""The README's and docs/' promises a newcomer acts on: their Python snippets run as printed, the
+command table (docs/cli.md) names exactly the commands there are, the README's set-up is the two make
+targets, its architecture section names the modules there are, every link resolves, and the documents
+point at nothing outside the repository and say nothing of how or when the work was done."""
 
 from __future__ import annotations
 
@@ -17,17 +18,24 @@ from ladd_format import open_dla
 from conftest import write_dla
 from test_ddranking import published
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 TEXT = README.read_text()
+DOCS = {name: ROOT / "docs" / f"{name}.md" for name in ("format", "converters", "cli", "loader", "evidence")}
+# every document a reader is pointed to: README, docs/, the results index and its pages
+DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "RESULTS.md",
+             *sorted((ROOT / "benchmarks" / "RESULTS").glob("*.md"))]
+README_MAX_LINES = 250
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", TEXT, flags=re.S)
+    texts = [TEXT, *(path.read_text() for path in DOCS.values())]
+    return [b for text in texts for b in re.findall(r"```python\n(.*?)```", text, flags=re.S)]
 
 
 def block_with(word: str) -> str:
     found = [b for b in python_blocks() if word in b]
-    assert len(found) == 1, f"expected one README python block with {word!r}, found {len(found)}"
+    assert len(found) == 1, f"expected one python block with {word!r} in README and docs/, found {len(found)}"
     return found[0]
 
 
@@ -87,7 +95,7 @@ def test_the_conversion_snippet_converts_a_ddranking_folder(tmp_path):
 
 
 def table_commands() -> list[str]:
-    section = TEXT.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    section = DOCS["cli"].read_text().split("\n## ", 1)[0]
     return re.findall(r"^\| `ladd ([a-z-]+)", section, flags=re.M)
 
 
@@ -113,7 +121,91 @@ def test_the_walkthrough_uses_real_commands_and_options(runner):
 def test_two_setup_commands_and_nothing_outside_the_repository():
     setup = TEXT.split("## Set up", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
     assert [line.split()[:2] for line in setup.strip().splitlines()] == [["make", "demo"], ["make", "test"]]
-    assert "../shared" not in TEXT and "the issue" not in TEXT
+    for path in [README, *DOCS.values()]:
+        text = path.read_text()
+        assert "../shared" not in text and "the issue" not in text, path.name
+
+
+def test_the_readme_is_a_front_door_to_the_docs():
+    """Within about 250 lines, and it links every topic page of docs/ and the results index."""
+    assert len(TEXT.splitlines()) <= README_MAX_LINES
+    for name, path in DOCS.items():
+        assert path.exists(), f"docs/{name}.md is missing"
+        assert f"](docs/{name}.md" in TEXT, f"the README does not link docs/{name}.md"
+    assert "](benchmarks/RESULTS.md)" in TEXT
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings."""
+    found = set()
+    for heading in re.findall(r"^#+ (.+)$", path.read_text(), flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(slug)
+    return found
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_link_resolves(path):
+    """Relative links point at files of the repository, and #anchors at headings of their file."""
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        assert linked.exists(), f"{path.name}: link to {target} points at nothing"
+        assert linked.is_relative_to(ROOT), f"{path.name}: link to {target} leaves the repository"
+        if anchor and linked.suffix == ".md":
+            assert anchor in anchors(linked), f"{path.name}: {target} names no heading of {linked.name}"
+
+
+WORK_WORDS = r"\bsessions?\b|\bissues? ?#?[0-9]+|\(issue:|\btoday\b|\bthe issue\b|hand-written, [0-9]{4}-"
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_documents_speak_of_the_project_not_of_the_work(path):
+    """No work-period labels ("this session", "issue 15", "hand-written, <date>") in the documents."""
+    found = re.findall(WORK_WORDS, path.read_text(), flags=re.I)
+    assert not found, f"{path.relative_to(ROOT)} speaks of the work: {found}"
+
+
+def architecture() -> str:
+    return TEXT.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+
+
+def modules_named(block: str) -> set[str]:
+    """The single-word names of the architecture block's lists: module or folder names."""
+    names = set()
+    block = re.sub(r"\n +", " ", block)                      # a wrapped line continues the one above it
+    for segment in re.split(r"[,;:+()\[\]\n]|\s[0-9]\.\s", block):
+        segment = segment.strip().rstrip("/")
+        if re.fullmatch(r"[a-z][a-z0-9_]*(\.py)?", segment):
+            names.add(segment.removesuffix(".py"))
+    return names
+
+
+def test_the_architecture_section_matches_the_tree():
+    """Every module or folder the layer diagram names exists, every subpackage of ladd_format is in it,
+    and every path the 'where a new piece goes' list names exists."""
+    section = architecture()
+    block = section.split("```", 2)[1]
+    package = ROOT / "ladd_format"
+    existing = {p.stem for p in package.rglob("*.py")} | {p.name for p in package.rglob("*") if p.is_dir()}
+    existing |= {p.stem for p in (ROOT / "cli").glob("*.py")} | {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
+    existing |= {"ladd_format", "ladd_cli", "cli", "spec", "tests",
+                                                                  "benchmarks", "vectors", "numpy", "h5py", "torch"}
+    missing = sorted(modules_named(block) - existing)
+    assert not missing, f"the README's architecture names modules that do not exist: {missing}"
+    subpackages = sorted(p.parent.name for p in package.glob("*/__init__.py"))
+    assert all(f"{name}/" in block for name in subpackages), (subpackages, block)
+    # every module is named, except the files of the per-format folders (one file per codec or format)
+    listed = [p for p in package.glob("*.py")] + [p for name in subpackages if name not in ("codecs", "converters")
+                                                  for p in (package / name).glob("*.py")]
+    unnamed = sorted(str(p.relative_to(package)) for p in listed
+                     if p.stem != "__init__" and p.stem not in modules_named(block))
+    assert not unnamed, f"modules the README's architecture does not name: {unnamed}"
+    for path in re.findall(r"`((?:ladd_format|cli|spec|benchmarks)/[^`<>*]+)`", section):
+        assert (ROOT / path).exists(), f"the README's architecture names {path}, which does not exist"
 
 
 @pytest.mark.parametrize("name", ["show", "export", "evaluate", "convert"])
@@ -125,3 +217,15 @@ def test_commands_the_readme_explains_have_help_that_matches(runner, name):
     if name == "convert":
         for fmt in ("auto", "datm", "dc", "npz", "folder", "sre2l", "rded", "tensors"):
             assert re.search(rf"^\s+{fmt}\s", result.output, flags=re.M), fmt
+
+
+NOT_LADD_OPTIONS = {"--help", "--render-only", "--nproc-per-node"}     # click's, the benchmarks', torchrun's
+
+
+def test_every_option_the_documents_name_exists():
+    """Every ``--option`` the README and docs/ name is an option of some ``ladd`` command."""
+    known = {opt for command in [cli_group, *cli_group.commands.values()] for param in command.params
+             for opt in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]}
+    for path in [README, *DOCS.values()]:
+        named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", path.read_text()))
+        assert not named - known - NOT_LADD_OPTIONS, f"{path.name} names options no command has: {named - known}"

@@ -18,7 +18,7 @@ import torch
 
 from ladd_cli.main import main
 from ladd_format import open_dla
-from ladd_format.converters.common import load_pt
+from ladd_format.converters.inputs import load_pt
 from ladd_format.errors import InputError
 from ladd_format.integrity import content_digest
 
@@ -119,7 +119,7 @@ def test_a_refused_global_is_one_whole_line_without_torch_advice(tmp_path, runne
 def test_the_allow_list_is_exact(numpy1):
     """numpy's scalar under its two pickle names, numpy.dtype and four dtype classes: nothing else (an
     array pickle, numpy's _reconstruct, stays refused)."""
-    from ladd_format.converters.common import NUMPY_SCALAR_NAMES, _numpy_scalar_globals
+    from ladd_format.converters.inputs import NUMPY_SCALAR_NAMES, _numpy_scalar_globals
 
     found = _numpy_scalar_globals()
     assert [name for item in found if isinstance(item, tuple) for name in item[1:]] == list(NUMPY_SCALAR_NAMES)

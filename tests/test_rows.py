@@ -13,7 +13,7 @@ import torch
 
 from ladd_format import open_dla, verify
 from ladd_format.converters import ConvertOptions, convert
-from ladd_format.converters.common import npz_members
+from ladd_format.converters.inputs import npz_members
 from ladd_format.errors import InputError
 from ladd_format.export import export
 from ladd_format.pixels import channel_stats, to_uint8
@@ -190,7 +190,7 @@ def test_exported_npz_members_are_stored_npy_in_any_order_np_load_reads(tmp_path
 def test_label_images_builds_only_the_sub_images_a_forward_takes(monkeypatch):
     import importlib
 
-    A = importlib.import_module("ladd_format.labeler.augment")
+    A = importlib.import_module("ladd_format.labeler.label_pass")
 
     built = []
     real = A.subimages
@@ -215,7 +215,7 @@ def test_label_images_builds_only_the_sub_images_a_forward_takes(monkeypatch):
 
 
 def test_cpu_forward_is_bounded_by_input_pixels():
-    from ladd_format.labeler.augment import CPU_FORWARD_PIXELS, forward_limit
+    from ladd_format.labeler.label_pass import CPU_FORWARD_PIXELS, forward_limit
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert forward_limit(512, (224, 224), cpu) == 32 == CPU_FORWARD_PIXELS // 224 ** 2

@@ -1,17 +1,19 @@
-"""``ladd show``: the picture's geometry, the exact pixels of its cells, its captions, and its refusals."""
+"""``ladd show``: the picture's geometry, the exact pixels of its cells, its captions, and its refusals.
+
+``ladd show`` needs no torch (it draws the sub-images with Pillow); the tests that compare its pixels
+with the torch kernel or torchvision skip without the torch extra. tests/test_cli_extras.py runs it
+with torch hidden."""
 
 from __future__ import annotations
 
 import h5py
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from torchvision.transforms.v2 import functional as TF
 
 from ladd_cli.main import main
-from ladd_format import open_dla
-from ladd_format.experiments import show as S
+from ladd_format import geometry, open_dla
+from ladd_format.viz import show as S
 from ladd_format.pixels import round_half_up
 
 from conftest import write_dla
@@ -27,6 +29,8 @@ def png(path) -> np.ndarray:
 
 def student_view(image_chw: np.ndarray, box, side: tuple[int, int]) -> np.ndarray:
     """Sub-image ``box`` of a uint8 image as torchvision builds it (spec 5), rounded half up to uint8."""
+    torch = pytest.importorskip("torch")
+    TF = pytest.importorskip("torchvision.transforms.v2.functional")
     top, left, h, w = (int(v) for v in box)
     x = TF.resized_crop(torch.from_numpy(image_chw).float(), top, left, h, w, list(side), antialias=True)
     return round_half_up(x).clamp(0, 255).to(torch.uint8).numpy()
@@ -90,6 +94,89 @@ def test_subimage_cells_hold_the_students_subimages_pixel_for_pixel(named_dla, t
         y = S.MARGIN + S.TITLE_LINE + 2 * S.TITLE_LINE + r * (cell + top * S.LINE + S.PAD)
         border = tuple(int(v) for v in pixels[y + cell // 2, x - 1])
         assert (border == framed[j]) if j in framed else (border == S.BG), j
+
+
+# Pillow (show) against the torch kernel (ladd_format.torch.subimages), measured on the cases below (and
+# on 400 more random images and boxes when these tolerances were set):
+# - float output, 0..255 scale: at most 0.0022 apart (float32 rounding of the kernel's source
+#   coordinates; Pillow computes its weights in double). Exactly equal for N=5, R=0.625 at 32 and 128 px.
+# - rounded to uint8: at most 1 level apart (only where a value sits on a .5 rounding tie), and on
+#   average at most 0.0080 levels over an image's sub-images (0 for N=5, R=0.625 at 32 and 128 px).
+FLOAT_TOLERANCE = 0.005           # measured worst 0.0022
+UINT8_MAX_TOLERANCE = 1           # measured worst 1
+UINT8_MEAN_TOLERANCE = 0.01       # measured worst 0.0080
+KERNEL_CASES = [(32, 32, 5, 0.625), (128, 128, 5, 0.625), (16, 16, 3, 0.5), (48, 64, 4, 0.8), (28, 28, 5, 0.625),
+                (17, 23, 6, 0.37)]
+
+
+def kernel_vs_pillow(image: np.ndarray, boxes: np.ndarray) -> tuple[float, int, float]:
+    """(max float difference, max uint8 difference, mean uint8 difference) between the torch kernel's
+    sub-images of a ``(K, H, W)`` float32 image and show's Pillow ones."""
+    torch = pytest.importorskip("torch")
+    from ladd_format.torch.subimages import subimages
+    kernel = subimages(torch.from_numpy(image)[None], boxes)[0].numpy()
+    drawn = S.subimage_pixels(image, boxes)
+    assert drawn.shape == kernel.shape and drawn.dtype == np.float32
+    rounded = np.abs(S.to_uint8(drawn).astype(int) - S.to_uint8(kernel).astype(int))
+    return float(np.abs(drawn - kernel).max()), int(rounded.max()), float(rounded.mean())
+
+
+@pytest.mark.parametrize("h, w, n, ratio", KERNEL_CASES, ids=lambda v: str(v))
+def test_pillow_subimages_match_the_torch_kernel_on_the_spec_boxes(h, w, n, ratio):
+    rng = np.random.default_rng(h * 1000 + w)
+    boxes = geometry.boxes(h, w, n, ratio)
+    for k in (1, 3):
+        image = rng.integers(0, 256, (k, h, w), dtype=np.uint8).astype(np.float32)
+        far, worst, mean = kernel_vs_pillow(image, boxes)
+        assert far <= FLOAT_TOLERANCE and worst <= UINT8_MAX_TOLERANCE and mean <= UINT8_MEAN_TOLERANCE, \
+            (k, far, worst, mean)
+        if (h, w, n, ratio) in ((32, 32, 5, 0.625), (128, 128, 5, 0.625)):
+            assert far == 0.0                    # exact: 20/32 and 80/128 are exact binary fractions
+
+
+def test_pillow_subimages_match_the_torch_kernel_on_random_boxes():
+    """Any integer box inside any image (squashed, 1-pixel, whole-image), uint8 and float pixels."""
+    rng = np.random.default_rng(2026)
+    for _ in range(12):
+        h, w = (int(v) for v in rng.integers(2, 97, 2))
+        bh, bw = rng.integers(1, h + 1, 16), rng.integers(1, w + 1, 16)
+        boxes = np.stack([rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1), bh, bw], axis=1).astype(np.int32)
+        boxes[0] = (0, 0, h, w)                  # R = 1: the image itself
+        boxes[1] = (h - 1, w - 1, 1, 1)          # one pixel, enlarged to the whole image
+        for image in (rng.integers(0, 256, (3, h, w), dtype=np.uint8).astype(np.float32),
+                      (rng.random((1, h, w)) * 255).astype(np.float32)):
+            far, worst, mean = kernel_vs_pillow(image, boxes)
+            assert far <= FLOAT_TOLERANCE and worst <= UINT8_MAX_TOLERANCE and mean <= UINT8_MEAN_TOLERANCE, \
+                ((h, w), far, worst, mean)
+        assert np.array_equal(S.subimage_pixels(image, boxes)[0], image)
+        assert np.all(S.subimage_pixels(image, boxes)[1] == image[:, -1, -1, None, None])
+
+
+def test_show_never_imports_torch():
+    """Not at module level, not inside a function: the sub-images are drawn with Pillow."""
+    import ast
+    tree = ast.parse(open(S.__file__).read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [("." * node.level) + (node.module or "")]
+        else:
+            continue
+        assert not any({"torch", "torchvision"} & set(name.lstrip(".").split(".")) for name in names), names
+        assert "require" not in [alias.name for alias in node.names], names
+
+
+def test_stored_values_become_0_to_255_without_torch():
+    values = np.random.default_rng(3).normal(size=(2, 3, 4, 5)).astype(np.float32)
+    mean, std = np.array([0.4, 0.5, 0.6]), np.array([0.2, 0.25, 0.3])
+    x = S.Pixels("normalized", mean, std, 3).to_255(values)
+    assert x.dtype == np.float32
+    expected = (values.astype(np.float64) * std.reshape(1, 3, 1, 1) + mean.reshape(1, 3, 1, 1)) * 255.0
+    assert np.allclose(x, expected, atol=1e-3)
+    z = S.Pixels("zca", None, None, 3).to_255(values)
+    assert np.allclose(z.min(axis=(1, 2, 3)), 0) and np.allclose(z.max(axis=(1, 2, 3)), 255)
+    assert np.array_equal(S.to_uint8(np.array([-3.0, 0.5, 1.49, 254.5, 300.0])), [0, 1, 1, 255, 255])
 
 
 def test_captions_are_red_exactly_where_the_top_dense_label_is_not_the_hard_label(named_dla, tmp_path, runner):
@@ -218,7 +305,7 @@ def test_an_existing_picture_is_kept_without_force(named_dla, tmp_path, runner):
 
 
 def test_the_demo_report_panel_is_the_show_picture(named_dla):
-    from ladd_format.experiments.report import draw_subimage_panel
+    from ladd_format.viz.demo_figures import draw_subimage_panel
     with open_dla(named_dla) as f:
         expected = S.draw_dense(f, [2], cell=64)
     panel = draw_subimage_panel(named_dla, index=2, cell=64)

@@ -109,7 +109,7 @@ def test_verify_and_size_check_dense_values_in_blocks_of_their_working_copies(tm
     size_module = importlib.import_module("ladd_format.size")
     block = 64 << 10
     for module in (verify_module, size_module):
-        monkeypatch.setattr(module, "BLOCK_BYTES", block)
+        monkeypatch.setattr(module, "READ_BLOCK_BYTES", block)
     path = write_dla(tmp_path / "topk.dla.h5", m=1200, c=200, side=8, n=5, codec="topk",
                      codec_config={"k": 8, "values": "float16"}, batch=400)
     for name, run, bound in (("verify", lambda: verify_module.verify(path), 4 * block),

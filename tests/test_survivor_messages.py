@@ -132,7 +132,7 @@ def test_dense_value_problems_name_the_first_image_they_are_seen_in(dla_file, mo
     def bad_row(p):
         p[3, 0] = 0.5 / 10          # image 3's first sub-image sums to 0.5
     tamper(dla_file, lambda f: edit_values(f, "dense/probs", bad_row))
-    monkeypatch.setattr(verify_module, "BLOCK_BYTES", 1)  # one image per block
+    monkeypatch.setattr(verify_module, "READ_BLOCK_BYTES", 1)  # one image per block
     (rule, where, kind, message), = answer(dla_file)
     assert (rule, where, kind) == (8, "/dense/probs", "ProbabilityError")
     assert message.endswith("(first seen in images from 3)")

@@ -11,6 +11,7 @@ import pytest
 from ladd_cli.main import main
 from ladd_format import open_dla, verify
 from ladd_format import errors as E
+from ladd_format.spec.rules import Rule
 from ladd_format.verify import summary
 
 from conftest import flip_chunk_byte, rehash, replace_dataset, tamper, write_dla
@@ -52,7 +53,7 @@ def _declared(shape, chunks, written):
 def assert_numbered(problems):
     """Every problem the verifier reports names its numbered rule of spec section 8, never "general"."""
     for p in problems:
-        assert p.rule_number in E.RULES and p.rule == E.RULES[p.rule_number] != "general", (p, p.rule)
+        assert isinstance(p.rule, Rule) and p.rule_name == E.RULES[p.rule_number], (p, p.rule)
 
 
 def problems_of(path):
@@ -80,7 +81,7 @@ def test_rule_file_not_hdf5(tmp_path):
     path.write_bytes(b"this is not an HDF5 file at all" * 10)
     (p,) = verify(path)
     assert isinstance(p, E.NotHDF5Error) and "not an HDF5 file" in str(p)
-    assert (p.rule_number, p.rule) == (1, "file")
+    assert (p.rule_number, p.rule_name) == (1, "file")
 
 
 def test_rule_file_truncated(dla_file):
@@ -176,7 +177,7 @@ def test_rule_checksum_flipped_byte_in_chunk(dla_file):
         f.images(0, 5)  # the intact chunks still read
         with pytest.raises(E.ChecksumError, match="rows 5..5") as info:
             f.images(5, 6)
-    assert (info.value.rule_number, info.value.rule) == (11, "checksums")  # outside verify: from the class
+    assert (info.value.rule_number, info.value.rule_name) == (11, "checksums")  # outside verify: from the class
 
 
 def test_rule_checksum_sha256_mismatch(dla_file):
@@ -488,11 +489,12 @@ def test_malformed_beyond_checking_names_the_rule_being_run(dla_file, runner):
 
 
 def test_errors_outside_verify_keep_a_meaningful_rule():
-    assert (E.ChecksumError("x").rule_number, E.ChecksumError("x").rule) == (11, "checksums")
-    assert E.InputError("x").rule == "general" and E.InputError("x").rule_number is None
-    assert E.InputError("x").rule_label == "general"
+    assert (E.ChecksumError("x").rule_number, E.ChecksumError("x").rule_name) == (11, "checksums")
+    assert E.ChecksumError("x").rule is Rule.CHECKSUMS
+    assert E.InputError("x").rule is None and E.InputError("x").rule_number is None   # no spec rule
+    assert E.InputError("x").rule_label == "none"
     assert E.MissingFieldError("x").at_rule(9).rule_label == "9 provenance"
-    assert E.MissingFieldError.rule == "general"            # at_rule sets the instance, not the class
+    assert E.MissingFieldError.rule is None            # at_rule sets the instance, not the class
 
 
 def test_a_bad_chunk_of_many_rows_is_named_by_its_own_rows(tmp_path):
@@ -615,6 +617,6 @@ def test_too_many_classes_is_a_limit_problem(tmp_path):
     path = write_dla(tmp_path / "l.dla.h5")
     tamper(path, lambda f: f.attrs.__setitem__("num_classes", np.int64((1 << 24) + 1)))
     found = [p for p in problems_of(path) if p.where == "/" and "above the limit" in p.message]
-    assert len(found) == 1 and isinstance(found[0], E.LimitError) and found[0].rule == "limits"
+    assert len(found) == 1 and isinstance(found[0], E.LimitError) and found[0].rule_name == "limits"
     assert found[0].message == f"num_classes {(1 << 24) + 1} is above the limit {1 << 24} (spec 2.4)"
 

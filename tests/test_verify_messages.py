@@ -97,7 +97,7 @@ def test_non_finite_pixels_are_counted_over_every_block(dla_file, monkeypatch):
         x[4, 2, 5, 5] = -np.inf
         _rewrite(f, "images", x, chunks=(1, 3, 16, 16), space="pixel01")
     tamper(dla_file, to_float)
-    monkeypatch.setattr(verify_module, "BLOCK_BYTES", 1)  # one image per block
+    monkeypatch.setattr(verify_module, "READ_BLOCK_BYTES", 1)  # one image per block
     assert answer(dla_file) == [(4, "/images", "ProbabilityError", "3 pixel values are NaN or infinite")]
 
 
@@ -109,7 +109,7 @@ def test_labels_out_of_range_name_the_lowest_and_highest_over_every_block(dla_fi
         y[1], y[6], y[10] = -3, 12, 11
         _rewrite(f, "labels", y, chunks=(1,))
     tamper(dla_file, spread)
-    monkeypatch.setattr(verify_module, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(verify_module, "READ_BLOCK_BYTES", 1)
     assert answer(dla_file) == [(5, "/labels", "LabelRangeError", "3 labels outside [0, 10): found -3..12")]
 
 

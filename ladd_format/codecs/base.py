@@ -14,6 +14,9 @@ import numpy as np
 
 from ..errors import CodecError
 
+#: the one dataset inside /dense of the float32, float16 and uint8 codecs (spec 4.5)
+PROBS = "probs"
+
 _REGISTRY: dict[str, type["Codec"]] = {}
 
 

@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Codec, float_row_problems, register
+from .base import PROBS, Codec, float_row_problems, register
 
 
 @register
 class Float32Codec(Codec):
     name = "float32"
-    values_dataset = "probs"
+    values_dataset = PROBS
     dtype = np.dtype("<f4")
     tolerance = 1e-3
 
     def layout(self, num_sub, num_classes):
-        return {"probs": ((num_sub, num_classes), self.dtype)}
+        return {PROBS: ((num_sub, num_classes), self.dtype)}
 
     def encode(self, probs):
         # spec 6: p is taken as float64 and cast once (float16 directly from float64)
-        return {"probs": np.asarray(probs, dtype=np.float64).astype(self.dtype)}
+        return {PROBS: np.asarray(probs, dtype=np.float64).astype(self.dtype)}
 
     def decode(self, stored, num_classes):
-        return np.asarray(stored["probs"]).astype(np.float32)
+        return np.asarray(stored[PROBS]).astype(np.float32)
 
     def decode_tensor(self, stored, num_classes, dtype=None):
         import torch
 
-        return stored["probs"].to(dtype or torch.float32)
+        return stored[PROBS].to(dtype or torch.float32)
 
     def check(self, stored, num_classes):
-        return float_row_problems(np.asarray(stored["probs"]), self.tolerance)
+        return float_row_problems(np.asarray(stored[PROBS]), self.tolerance)

@@ -6,16 +6,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CodecError
+from ..spec.limits import MAX_TOPK_CLASSES
+from ..spec.names import K_ATTR
 from .base import Codec, normalize_rows, normalize_tensor_rows, quantize_unit, register, unit_interval_problems
 
+#: the codec's two datasets inside /dense (spec 4.5)
+INDEX, VALUES = "topk_index", "topk_prob"
 VALUE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "uint8": np.dtype("u1")}
 
 
 @register
 class TopKCodec(Codec):
     name = "topk"
-    values_dataset = "topk_prob"
-    dense_attr_names = ("k",)
+    values_dataset = VALUES
+    dense_attr_names = (K_ATTR,)
 
     def __init__(self, k: int = 10, values: str = "float16"):
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or int(k) < 1:
@@ -37,13 +41,13 @@ class TopKCodec(Codec):
         default when the dataset is missing or of another dtype, which the verifier reports)."""
         if "k" not in attrs:
             raise CodecError("codec topk needs the /dense attribute k (an integer >= 1)")
-        k = attrs["k"]
+        k = attrs[K_ATTR]
         if isinstance(k, np.ndarray) and k.shape in ((), (1,)):
             k = k.reshape(()).item()
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
             raise CodecError(f"/dense attribute k must be an integer >= 1, got {k!r}")
         values = "float16"
-        stored = datasets.get("topk_prob") if hasattr(datasets, "get") else None
+        stored = datasets.get(VALUES) if hasattr(datasets, "get") else None
         dtype = getattr(stored, "dtype", None)
         for name, value_dtype in VALUE_DTYPES.items():
             if dtype is not None and np.dtype(dtype) == value_dtype:
@@ -60,10 +64,10 @@ class TopKCodec(Codec):
     def layout(self, num_sub, num_classes):
         if self.k > num_classes:
             raise CodecError(f"topk k = {self.k} exceeds the number of classes {num_classes}")
-        if num_classes > 65536:
-            raise CodecError(f"topk stores uint16 indices, so C must be <= 65536, got {num_classes}")
-        return {"topk_index": ((num_sub, self.k), np.dtype("<u2")),
-                "topk_prob": ((num_sub, self.k), VALUE_DTYPES[self.values])}
+        if num_classes > MAX_TOPK_CLASSES:
+            raise CodecError(f"topk stores uint16 indices, so C must be <= {MAX_TOPK_CLASSES}, got {num_classes}")
+        return {INDEX: ((num_sub, self.k), np.dtype("<u2")),
+                VALUES: ((num_sub, self.k), VALUE_DTYPES[self.values])}
 
     def encode(self, probs):
         p = np.asarray(probs, dtype=np.float64)  # spec 6: encoding works on float64
@@ -76,17 +80,17 @@ class TopKCodec(Codec):
             stored = quantize_unit(top)
         else:
             stored = top.astype(VALUE_DTYPES[self.values])
-        return {"topk_index": index.astype("<u2"), "topk_prob": stored}
+        return {INDEX: index.astype("<u2"), VALUES: stored}
 
     @staticmethod
     def stored_values(stored) -> np.ndarray:
         """The stored top-k values as float64 probabilities (uint8: s / 255)."""
-        raw = np.asarray(stored["topk_prob"])
+        raw = np.asarray(stored[VALUES])
         v = raw.astype(np.float64)
         return v / 255.0 if raw.dtype == np.uint8 else v
 
     def decode(self, stored, num_classes):
-        index = np.asarray(stored["topk_index"]).astype(np.int64)
+        index = np.asarray(stored[INDEX]).astype(np.int64)
         v = self.stored_values(stored)
         k = index.shape[-1]
         if k < num_classes:
@@ -100,10 +104,10 @@ class TopKCodec(Codec):
     def decode_tensor(self, stored, num_classes, dtype=None):
         import torch
 
-        raw = stored["topk_prob"]
+        raw = stored[VALUES]
         v = raw.to(dtype or torch.float32)
         v = v / 255.0 if raw.dtype == torch.uint8 else v
-        index = stored["topk_index"].long()
+        index = stored[INDEX].long()
         k = index.shape[-1]
         shape = (*index.shape[:-1], num_classes)
         if k < num_classes:
@@ -116,8 +120,8 @@ class TopKCodec(Codec):
 
     def check(self, stored, num_classes):
         problems = []
-        index = np.asarray(stored["topk_index"]).astype(np.int64)
-        raw = np.asarray(stored["topk_prob"])
+        index = np.asarray(stored[INDEX]).astype(np.int64)
+        raw = np.asarray(stored[VALUES])
         if index.size and index.max() >= num_classes:
             problems.append(f"class indices must be < C = {num_classes}, found {int(index.max())}")
         if index.shape[-1] > 1:

@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Codec, normalize_rows, normalize_tensor_rows, quantize_unit, register
+from .base import PROBS, Codec, normalize_rows, normalize_tensor_rows, quantize_unit, register
 
 
 @register
 class Uint8Codec(Codec):
     name = "uint8"
-    values_dataset = "probs"
+    values_dataset = PROBS
 
     def layout(self, num_sub, num_classes):
-        return {"probs": ((num_sub, num_classes), np.dtype("u1"))}
+        return {PROBS: ((num_sub, num_classes), np.dtype("u1"))}
 
     def encode(self, probs):
-        return {"probs": quantize_unit(np.asarray(probs))}
+        return {PROBS: quantize_unit(np.asarray(probs))}
 
     def decode(self, stored, num_classes):
-        return normalize_rows(np.asarray(stored["probs"]).astype(np.float64) / 255.0, num_classes)
+        return normalize_rows(np.asarray(stored[PROBS]).astype(np.float64) / 255.0, num_classes)
 
     def decode_tensor(self, stored, num_classes, dtype=None):
         import torch
 
-        return normalize_tensor_rows(stored["probs"].to(dtype or torch.float32) / 255.0, num_classes)
+        return normalize_tensor_rows(stored[PROBS].to(dtype or torch.float32) / 255.0, num_classes)
 
     def check(self, stored, num_classes):
-        s = np.asarray(stored["probs"]).astype(np.int64).sum(axis=-1)
+        s = np.asarray(stored[PROBS]).astype(np.int64).sum(axis=-1)
         dev = np.abs(s - 255)
         if dev.size and dev.max() > num_classes / 2:
             return [f"uint8 rows must sum to 255 within C/2 = {num_classes / 2:g}, "

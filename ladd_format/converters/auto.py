@@ -4,7 +4,7 @@
 
 1. ``npz`` -- an ``.npz`` file (a file name decides);
 2. ``glad``, ``datm``, ``tesla``, ``mtt`` -- ``images_<it>.pt`` / ``images_best.pt`` +
-   ``labels_*.pt`` run folders, or one such images file; the four are told apart by ``runs.family``
+   ``labels_*.pt`` run folders, or one such images file; the four are told apart by each one's evidence hook (``runs.RunFolder.evidence``, asked by ``runs.recognise``)
    (5-digit iterations -> GLaD; ``lr_*.pt`` or 2-D float logits -> DATM; 2-D probabilities ->
    TESLA; else MTT), so at most one of them answers; they come before the DC results file (4.)
    because a GLaD run folder also holds GLaD's final ``res_*.pt``. DD-Ranking's published sets
@@ -30,8 +30,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..atomic import require_regular_file
-from ..errors import InputError, LaddError
-from . import ConversionResult, Converter, ConvertOptions, _REGISTRY, convert as convert_format, register
+from ..errors import InputError
+from . import ConversionResult, Converter, ConvertOptions, Option, _REGISTRY, convert as convert_format, register
 
 ORDER = ("npz", "glad", "datm", "tesla", "mtt", "tensors", "dc", "sre2l", "rded", "folder")
 #: auto's refusal when no format recognises INPUT ({what}: input file, layout): one short line
@@ -69,14 +69,16 @@ class Auto(Converter):
     looks_for = "any of the above"
 
     @property
-    def options(self) -> frozenset[str]:          # every option some format reads; that format checks
-        return frozenset().union(*(_REGISTRY[name].options for name in sniff_order()))
+    def options(self) -> tuple[Option, ...]:      # every option some format reads; the chosen format checks
+        seen: dict[str, Option] = {}
+        for name in sniff_order():
+            seen.update((option.name, option) for option in _REGISTRY[name].options)
+        return tuple(seen.values())
+
+    def choose(self, source: Path) -> tuple[Converter, str]:
+        fmt, reason = detect(source)
+        return _REGISTRY[fmt], reason
 
     def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
-        fmt, reason = detect(source)
-        try:
-            result = convert_format(fmt, source, output, options)
-        except LaddError as exc:                 # say what was chosen, on the same single line
-            raise type(exc)(f"{exc.message} [auto: detected {fmt} ({reason})]", exc.path, exc.where) from None
-        result.notes.insert(0, f"auto: detected {fmt} ({reason})")
-        return result
+        """As :func:`ladd_format.converters.convert` with ``auto`` (the running conversion's progress)."""
+        return convert_format(self.name, source, output, options)

@@ -8,28 +8,38 @@ Labels are learned LOGITS (M, C) -> ``/soft_labels`` (kind logits), hard label =
 ``zca`` token, a CIFAR run is refused).
 DD-Ranking's published sets (``methods/DATM/distilled/<DATASET>/IPC<k>/images.pt``,
 ``labels.pt``, ``lr.pt``, unsuffixed) are read from their folder or ``images.pt``; the
-``<DATASET>`` folder name gives the dataset preset. Reader in ``runs.py``; facts in
+``<DATASET>`` folder name gives the dataset preset. Reader in ``runs.py`` (:class:`~.runs.RunFolder`); facts in
 ``docs/upstream-formats.md``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from . import COMMON, FLOAT_IMAGES, ConversionResult, Converter, ConvertOptions, register
-from .common import finish
-from .runs import read_run, sniff_family
+from . import register
+from .runs import Evidence, RunFolder
 
 
 @register
-class Datm(Converter):
+class Datm(RunFolder):
     name = "datm"
     summary = "DATM run folder (images_*.pt, labels_*.pt logits, lr_*.pt) or DD-Ranking images.pt + labels.pt + lr.pt"
     looks_for = "images_*.pt + labels_*.pt (or images.pt + labels.pt) with an lr file or 2-D float logits"
-    options = COMMON | FLOAT_IMAGES | {"iteration"}
+    code_base = "DATM"
+    label_kind = "logits"              # learned logits (M, C)
+    saves_lr = True                    # lr_<it>.pt, DD-Ranking's lr.pt
+    rank = 1
 
-    def sniff(self, path: Path) -> str | None:
-        return sniff_family(path, self.name)
+    def evidence(self, seen: Evidence) -> str | None:
+        """DATM alone saves the learned learning rate (``lr_<it>.pt``, DD-Ranking's ``lr.pt``), and
+        learned logits."""
+        if self.saves_lr and seen.lr_files:
+            if seen.unsuffixed:
+                return "DD-Ranking images.pt + labels.pt + lr.pt: DATM saves the learned learning rate"
+            return f"learned learning rate file {seen.lr_files[0].name}"
+        if seen.labels_kind == "logits":
+            if seen.unsuffixed:
+                return "DD-Ranking images.pt + labels.pt holding 2-D float logits, as DATM saves"
+            return f"{seen.labels_file.name} holds 2-D float logits"
+        return None
 
-    def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
-        return finish(read_run(source, options, self.name), output, options, self.name)
+    def zca_sign(self, dataset: str | None) -> str | None:
+        return "DATM's CIFAR configurations use ZCA" if (dataset or "").startswith("cifar") else None

@@ -27,7 +27,7 @@ a note names it (give that file as INPUT to convert it). Several sets are refuse
 The method and dataset come from the file name: ``DC`` -> ``distillation`` ``dc``, ``DSA`` ->
 ``dsa``, ``DM`` -> ``dm`` (lower case), and a dataset name that is a preset (``CIFAR10`` ->
 ``cifar10``) is applied as if given with ``--dataset`` (its mean/std, class names; a note says so);
-a ``--dataset`` naming another preset is refused in one line (``common.finish``). Images are the
+a ``--dataset`` naming another preset is refused in one line (``rawset.finish``). Images are the
 float tensors the method trained on, normalised with the dataset's mean/std; labels 1-D class
 indices.
 """
@@ -40,11 +40,16 @@ import numpy as np
 
 from ..errors import InputError
 from ..presets import get_preset
-from . import COMMON, ConversionResult, Converter, ConvertOptions, register
-from .common import RawSet, as_array, finish, load_pt
+from . import COMMON, KEEP_FLOAT, ConversionResult, Converter, ConvertOptions, Option, register
+from .inputs import as_array, load_pt
+from .rawset import RawSet, finish
 from .ddranking import dataset_named, parse_name, sets_in, sibling
 from .runs import read_pair
 
+
+#: ``--experiment N``: experiment N of a results file (``data[N]``) or DD-Ranking's ``images_..._<N>.pt``
+EXPERIMENT = Option("experiment", "int", "dc: experiment N (data[N] of a res_*.pt, or DD-Ranking images_..._<N>.pt); "
+                    "default: data[0], or the _best tensors.", common=False)
 
 def method_from_name(path: Path) -> str:
     parts = path.stem.split("_")
@@ -60,7 +65,7 @@ def _name_dataset(raw: RawSet, token: str, path: Path) -> None:
 
 
 def read_results(source: Path, options: ConvertOptions) -> RawSet:
-    experiment = 0 if options.experiment is None else options.experiment
+    experiment = 0 if options.get("experiment") is None else options.get("experiment")
     data = load_pt(source, allow_numpy_scalars=True)
     if not isinstance(data, dict) or "data" not in data:
         raise InputError("not a DC results dict (no 'data' key)", source)
@@ -98,7 +103,7 @@ def read_tensors(images: Path, options: ConvertOptions) -> RawSet:
         raise InputError(f"the labels file {labels.name} is missing beside it", images)
     lr = sibling(images, "lr")
     method = name["method"].lower()
-    raw = read_pair(images, labels, lr if lr.is_file() else None, method, indices_only=True)
+    raw = read_pair(images, labels, lr if lr.is_file() else None, method, label_kind="indices")
     _name_dataset(raw, name["dataset"], images)
     raw.report["ddranking"] = {"method": name["method"], "dataset": name["dataset"], "ipc": name["ipc"],
                                "tag": name["tag"]}
@@ -118,10 +123,11 @@ def _pick(folder: Path, options: ConvertOptions) -> Path:
         raise InputError(f"the folder holds {len(found)} DD-Ranking sets ({listed}{', ...' if len(found) > 8 else ''}): "
                          "give the images_<METHOD>_<DATASET>_<ipc>_<tag>.pt file of one", folder)
     (key, tags), = found.items()
-    tag = "best" if options.experiment is None else str(options.experiment)
+    experiment = options.get("experiment")
+    tag = "best" if experiment is None else str(experiment)
     if tag not in tags:
         have = ", ".join(sorted(tags, key=lambda t: (t != "best", int(t) if t.isdigit() else 0)))
-        want = "_best" if options.experiment is None else f"experiment {options.experiment}"
+        want = "_best" if experiment is None else f"experiment {experiment}"
         raise InputError(f"no {want} for {key[0]}_{key[1]}_{key[2]} in the folder (tags present: {have}; "
                          "--experiment N reads _<N>)", folder)
     return tags[tag]
@@ -175,7 +181,7 @@ class Dc(Converter):
     name = "dc"
     summary = "DC / DSA / DM: res_<M>_<D>_<model>_<ipc>ipc.pt results file, or DD-Ranking images_<M>_<D>_<ipc>_best.pt"
     looks_for = "a res_*.pt results file, or images_<M>_<D>_<ipc>_best.pt + labels_..."
-    options = COMMON | {"keep_float", "experiment"}
+    options = COMMON + (KEEP_FLOAT, EXPERIMENT)
 
     def sniff(self, path: Path) -> str | None:
         try:

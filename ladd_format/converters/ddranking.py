@@ -13,7 +13,7 @@ It publishes distilled sets in two layouts (facts in ``docs/upstream-formats.md`
 
 Its evaluators take the tensors as loaded: ``compute_metrics(image_tensor=images,
 soft_labels=labels, syn_lr=lr)``, or with hard labels ``compute_metrics(image_tensor=images,
-syn_lr=lr)``, which assumes them class-major (``[0]*ipc + [1]*ipc + ...``). :func:`write_folder`
+syn_lr=lr)``, which assumes them class-major (``[0]*ipc + [1]*ipc + ...``). :func:`write_export`
 writes that form from a D_LA (the ``ddranking`` branch of :func:`ladd_format.export.export`):
 
 - ``images.pt``: float32 (M, K, H, W) in the space the method trained in -- ``pixel255`` and
@@ -34,7 +34,7 @@ writes that form from a D_LA (the ``ddranking`` branch of :func:`ladd_format.exp
   have no place in DD-Ranking's layout and are not written (a note says so).
 
 Every tensor is a plain ``torch.save`` of a contiguous CPU tensor, loadable with
-``torch.load(weights_only=True)``. torch is imported inside :func:`write_folder` only: this module
+``torch.load(weights_only=True)``. torch is imported inside :func:`write_export` only: this module
 is imported with the converters, which must not load torch at import.
 """
 
@@ -46,7 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+from ..extras import require
 from ..presets import PRESETS
+from ..spec.names import LABELS_PATH
 
 #: ``images_<METHOD>_<DATASET>_<ipc>_<best|exp>.pt`` (and the same for labels_ / lr_)
 NAME = re.compile(r"(?P<kind>images|labels|lr)_(?P<method>[A-Za-z0-9-]+)_(?P<dataset>[A-Za-z0-9-]+)_"
@@ -140,14 +143,12 @@ def dataset_folder(images: Path) -> tuple[str | None, str, int] | None:
 def class_major_order(labels: np.ndarray, num_classes: int, path) -> tuple[np.ndarray | None, int]:
     """``(order, ipc)``: None when ``labels`` already read ``[0]*ipc + [1]*ipc + ...``, else the
     stable permutation that makes them so. Unequal counts per class are refused (one line)."""
-    from ..errors import InputError
-
     counts = np.bincount(labels, minlength=num_classes)
     if counts.size == 0 or np.any(counts != counts[0]) or counts[0] == 0:
         low, high = int(counts.argmin()), int(counts.argmax())
         raise InputError(f"DD-Ranking's hard-label evaluation assumes the same number of images per class in "
                          f"class-major order; class {low} has {int(counts[low])} images, class {high} "
-                         f"{int(counts[high])}: export --format npz or folder instead", path, "/labels")
+                         f"{int(counts[high])}: export --format npz or folder instead", path, LABELS_PATH)
     ipc = int(counts[0])
     expected = np.repeat(np.arange(num_classes), ipc)
     if np.array_equal(labels, expected):
@@ -155,15 +156,22 @@ def class_major_order(labels: np.ndarray, num_classes: int, path) -> tuple[np.nd
     return np.argsort(labels, kind="stable"), ipc
 
 
-def write_folder(f, out: Path, labels: np.ndarray, notes: list[str], ladd_metadata: dict | None = None) -> None:
+def write_export(f, out: Path, labels: np.ndarray, notes: list[str], subimages=None, progress=None) -> None:
     """Write ``images.pt``, ``labels.pt`` (and ``lr.pt``) and ``metadata.json`` of the open D_LA
     ``f`` into the (new, empty) folder ``out`` (module docstring). ``labels`` are the checked hard
     labels; notes for the user are appended to ``notes``; ``ladd_metadata`` (the npz export's, see
-    :func:`ladd_format.export.npz_metadata`) is recorded for ``ladd convert``."""
+    :func:`~ladd_format.converters.exporting.npz_metadata`) is recorded for ``ladd convert``.
+    DD-Ranking's layout has no place for sub-images (:func:`ladd_format.export.export` refuses
+    ``--subimages`` before opening the file; ``subimages`` is ignored); ``progress`` is not reported
+    (one ``torch.save`` of the whole set)."""
+    require("torch", "export --format ddranking")
     import torch
 
     from ..pixels import to_model_input
     from ..provenance import file_sha256
+    from .exporting import npz_metadata
+
+    ladd_metadata = npz_metadata(f)
 
     k = f.image_shape[0]
     space = f.space
@@ -226,6 +234,5 @@ def write_folder(f, out: Path, labels: np.ndarray, notes: list[str], ladd_metada
     meta["class_names"] = f.class_names
     meta["files"] = files
     meta["source"] = {"name": f.path.name, "sha256": file_sha256(f.path)}
-    if ladd_metadata is not None:
-        meta["ladd_metadata"] = ladd_metadata
+    meta["ladd_metadata"] = ladd_metadata
     (out / "metadata.json").write_text(json.dumps(meta, indent=2))

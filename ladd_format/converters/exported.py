@@ -20,7 +20,7 @@ any flag:
 
 A flag that contradicts the metadata is refused in one line (``--dataset``, ``--mean/--std``,
 ``--num-classes``, ``--zca``/``--no-zca``; the same rules as for any input's own record, in
-``common.finish``); ``--class-names`` and ``--keep-float`` are choices, not contradictions, and
+``rawset.finish``); ``--class-names`` and ``--keep-float`` are choices, not contradictions, and
 apply. The metadata is untrusted: at most :data:`MAX_METADATA_BYTES`, a JSON object, every value
 checked before use (one line naming ``metadata.json`` otherwise).
 """
@@ -234,7 +234,7 @@ def read_folder_export(root: Path):
     """The RawSet of a folder export at ``root`` (module docstring): the PNGs in index order,
     ``hard_labels.npy``, ``soft_labels.npy`` and ``dense_labels.npy`` when listed, and
     ``metadata.json``."""
-    from .common import RawSet
+    from .rawset import RawSet
     from .images import image_files, read_images
 
     path = root / METADATA

@@ -302,13 +302,14 @@ def read_numbered_folders(root: Path, pattern: str, example: str, stream: bool =
                            {mode: count for mode, (count, _) in read.converted_modes.items()})
 
 
-def numbered_rawset(read: NumberedFolders, options, method: str, root: Path, folder_name, upstream: str):
+def numbered_rawset(read: NumberedFolders, options, method: str, root: Path, folder_name, upstream: str,
+                    default_stats: tuple[tuple[float, ...], tuple[float, ...]]):
     """The RawSet of an SRe2L / RDED tree: labels from the folder numbers, the class count from
-    ``--num-classes``, ``--dataset`` or the largest number + 1 (said in a note), the method's ImageNet
-    normalisation as its default (``common.finish`` uses it when neither ``--mean/--std`` nor
-    ``--dataset`` is given), and the JPEG loss recorded in the report."""
-    from ..presets import IMAGENET_MEAN, IMAGENET_STD, get_preset
-    from .common import RawSet
+    ``--num-classes``, ``--dataset`` or the largest number + 1 (said in a note), the method's
+    documented normalisation ``default_stats`` (mean, std) as its default (``rawset.finish`` uses it
+    when neither ``--mean/--std`` nor ``--dataset`` is given), and the JPEG loss recorded in the report."""
+    from ..presets import get_preset
+    from .rawset import RawSet
 
     raw = RawSet(images=read.images, space="pixel255", labels=read.labels, method=method, inputs=[read.input],
                  notes=list(read.notes))
@@ -331,7 +332,7 @@ def numbered_rawset(read: NumberedFolders, options, method: str, root: Path, fol
                          f"{', '.join(folder_name(c) for c in missing[:3])}); the class numbers are kept")
         raw.report["classes_without_images"] = len(missing)
     raw.num_classes = num_classes
-    raw.default_mean, raw.default_std = IMAGENET_MEAN, IMAGENET_STD     # the method's documented default
+    raw.default_mean, raw.default_std = default_stats     # the method's documented default
     if read.jpeg_files:
         raw.report["images"] = (f"{read.jpeg_files} of {len(read.images)} files are JPEG, stored as decoded (uint8); "
                                 f"{upstream}: the float images before that are not on disk")

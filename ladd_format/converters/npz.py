@@ -1,7 +1,7 @@
 """Converter ``npz``: a NumPy ``.npz`` of arrays -> D_LA (the generic way in for your own arrays, and
 the way back from ``ladd export --format npz``).
 
-Keys (spec names in brackets); every decision not listed here is ``common.finish``'s, the same as
+Keys (spec names in brackets); every decision not listed here is ``rawset.finish``'s, the same as
 for the other converters (normalisation, uint8 conversion, class count and names):
   images        uint8 (M, K, H, W) or (M, H, W, K) [/images] (``--layout``); (M, H, W) is read as
                 K = 1. Float images need their ``space`` (pixel01, normalized, zca): the option,
@@ -28,6 +28,9 @@ for the other converters (normalisation, uint8 conversion, class count and names
                 first wrong one); unknown keys are ignored with a note. What it records is written
                 back as it was, and a ``--dataset`` naming another ``source_dataset`` is refused.
                 ``--codec`` overrides its codec.
+
+The export of the same format lives here too: :func:`write_export` (``ladd export --format npz``,
+keys in :mod:`ladd_format.export`), which writes the keys this converter reads back.
 """
 
 from __future__ import annotations
@@ -44,10 +47,21 @@ from ..atomic import require_regular_file
 from ..codecs import parse_codec
 from ..errors import InputError, LaddError, ShapeError
 from ..pixels import to_nchw
-from . import COMMON, FLOAT_IMAGES, ConversionResult, Converter, ConvertOptions, register
-from ..rows import npy_member_rows
-from .common import RawSet, finish, npz_members
+from ..reader import DLAFile
+from ..rows import WORKING_BYTES, block_rows, checked_row_bytes, npy_member_rows, row_bytes, write_npz_member
+from ..spec.checks import dense_datasets
+from ..spec.names import DENSE_PATH, IMAGES, IMAGES_PATH, LABELS_PATH, SOFT_LABELS_PATH
+from . import CODEC, COMMON, FLOAT_IMAGES, ConversionResult, Converter, ConvertOptions, Option, register
+from .exporting import BATCH, decoded_dense, npz_metadata, ranges
+from .inputs import npz_members
+from .rawset import RawSet, finish
 
+#: what float images hold (required for float inputs without a recorded space)
+SPACE = Option("space", "choice", "What float images hold (npz; required for float inputs).",
+               choices=("pixel01", "normalized", "zca"), common=False)
+#: the axis order of the images
+LAYOUT = Option("layout", "choice", "Axis order of the npz images.", default="auto", choices=("auto", "nchw", "nhwc"),
+                common=False)
 #: the largest ``ladd_metadata`` read (bytes as stored in the npz: 4 per character)
 MAX_METADATA_BYTES = 1 << 20
 METADATA_VERSION = 1
@@ -66,7 +80,7 @@ METADATA_KEYS = {
 MAX_TEXT = 4096
 INT64 = 1 << 63
 ATTR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-INPUT_KEYS = {"/images": "images", "/labels": "labels", "/dense": "dense_labels", "/soft_labels": "soft_labels"}
+INPUT_KEYS = {IMAGES_PATH: "images", LABELS_PATH: "labels", DENSE_PATH: "dense_labels", SOFT_LABELS_PATH: "soft_labels"}
 FLOAT_DTYPES = ("float16", "float32")
 #: prefix of the keys holding the codec's stored dense datasets as exported (written as they are)
 STORED = "dense_stored_"
@@ -78,7 +92,7 @@ def _streamed(key: str) -> bool:
 
 
 def _load(path: Path) -> dict:
-    """Every array of the archive, after :func:`~ladd_format.converters.common.npz_members` has
+    """Every array of the archive, after :func:`~ladd_format.converters.inputs.npz_members` has
     bounded each member by the bytes it holds (nothing is allocated from an unchecked header). The
     large keys (:func:`_streamed`) come as :class:`~ladd_format.rows.Rows` read block by block
     while the D_LA is written, unless stored in Fortran order (then read whole); the rest whole."""
@@ -250,7 +264,7 @@ def read_npz(source: Path, options: ConvertOptions) -> RawSet:
     if missing:
         raise InputError(f"missing required key(s) {', '.join(missing)}; found {', '.join(sorted(arrays)) or 'none'}",
                          source)
-    images = to_nchw(arrays["images"], options.layout, source)
+    images = to_nchw(arrays["images"], options.get("layout"), source)
     m = images.shape[0]
     if m < 1:
         raise ShapeError("holds no images", source)
@@ -260,7 +274,7 @@ def read_npz(source: Path, options: ConvertOptions) -> RawSet:
     if not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels must be integers, got {labels.dtype}", source)
 
-    space = options.space
+    space = options.get("space")
     if space is None and "space" in arrays:
         space = _scalar(arrays, "space", source, str)
     if images.dtype == np.uint8:
@@ -319,7 +333,7 @@ class Npz(Converter):
     name = "npz"
     summary = "NumPy .npz of images, labels and optional dense/soft labels (also ladd export --format npz)"
     looks_for = "an .npz file"
-    options = COMMON | FLOAT_IMAGES | {"space", "layout", "codec"}
+    options = COMMON + FLOAT_IMAGES + (SPACE, LAYOUT, CODEC)
 
     def sniff(self, path: Path) -> str | None:
         try:
@@ -329,3 +343,73 @@ class Npz(Converter):
 
     def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
         return finish(read_npz(source, options), output, options, self.name)
+
+
+# -- export (ladd export --format npz) ---------------------------------------------------------------
+def _small(zf: zipfile.ZipFile, key: str, value) -> None:
+    value = np.asarray(value)
+    write_npz_member(zf, key, value.shape, value.dtype, [value])
+
+
+class _Counter:
+    """Wraps the block generators of :func:`write_export`, reporting rows written over all of them."""
+
+    def __init__(self, total: int, progress):
+        self.total, self.progress, self.done = total, progress, 0
+
+    def __call__(self, parts):
+        for part in parts:
+            yield part
+            self.done += len(part)
+            if self.progress is not None:
+                self.progress(self.done, self.total)
+
+
+def write_export(f: DLAFile, out: Path, labels: np.ndarray, notes: list[str], subimages=None, progress=None) -> None:
+    """``ladd export --format npz`` to the file ``out`` (keys in :mod:`ladd_format.export`), written
+    member by member and each member block by block (:data:`~ladd_format.rows.BLOCK_BYTES` at a
+    time), so memory does not grow with the set; ``labels``: the checked hard labels;
+    ``subimages(images) -> (B, P, K, H, W)`` adds the ``subimages`` member (None: not);
+    ``progress(rows written, rows)`` over the members that have one row per image."""
+    with_subimages = subimages is not None
+    m, image_shape = f.num_images, f.image_shape
+    streamed = 1 + int(f.has_soft_labels)          # the members with one row per image: images, soft labels,
+    if f.has_dense:                                 # dense labels, sub-images, the codec's stored datasets
+        streamed += 1 + int(with_subimages) + (len(dense_datasets(f)) if f.codec.name != "float32" else 0)
+    counted = _Counter(m * streamed, progress)
+    image_rows = block_rows(row_bytes(f.h5[IMAGES]), BATCH)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        write_npz_member(zf, "images", (m, *image_shape), f.image_dtype,
+                counted((f.images(a, b) for a, b in ranges(m, image_rows))))
+        for key, value in (("labels", labels), ("num_classes", np.int64(f.num_classes)), ("mean", f.mean),
+                           ("std", f.std), ("space", np.array(f.space)),
+                           ("image_dtype", np.array(str(f.image_dtype)))):   # convert npz keeps float images float
+            _small(zf, key, value)
+        if f.class_names:
+            _small(zf, "class_names", np.array(f.class_names))
+        if f.has_dense:
+            p, c = f.n * f.n, f.num_classes
+            # decoding works in float64, so the blocks are sized by that, not by the float32 written
+            write_npz_member(zf, "dense_labels", (m, p, c), np.float32,
+                    counted((decoded_dense(f, a, b) for a, b in ranges(m, block_rows(p * c * WORKING_BYTES)))))
+            for key, value in (("n", np.int64(f.n)), ("ratio", np.float64(f.ratio)),
+                               ("temperature", np.float64(f.temperature)), ("boxes", f.boxes),
+                               ("labeler_arch", np.array(str(f.labeler.get("arch", "unknown"))))):
+                _small(zf, key, value)
+            if with_subimages:
+                dtype = np.uint8 if f.image_dtype == np.uint8 else np.float32
+                rows = block_rows(p * math.prod(image_shape) * np.dtype(dtype).itemsize, BATCH)
+                write_npz_member(zf, "subimages", (m, p, *image_shape), dtype,
+                        counted((subimages(f.images(a, b)) for a, b in ranges(m, rows))))
+        if f.has_soft_labels:
+            rows = block_rows(4 * f.num_classes)
+            write_npz_member(zf, "soft_labels", (m, f.num_classes), np.float32,
+                    counted((f.soft_labels(a, b) for a, b in ranges(m, rows))))
+            _small(zf, "soft_kind", np.array(f.soft_kind))
+        if f.has_dense and f.codec.name != "float32":      # float32's stored rows are dense_labels themselves
+            datasets = dense_datasets(f)
+            rows = block_rows(checked_row_bytes(datasets.values()))   # each read takes all of them, checked
+            for name, ds in datasets.items():
+                write_npz_member(zf, f"dense_stored_{name}", ds.shape, ds.dtype,
+                        counted((f.dense_stored(a, b)[name] for a, b in ranges(m, rows))))
+        _small(zf, "ladd_metadata", np.array(json.dumps(npz_metadata(f), sort_keys=True)))

@@ -20,11 +20,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError, LaddError
+from ..presets import IMAGENET_MEAN, IMAGENET_STD, Preset
 from . import COMMON, ConversionResult, Converter, ConvertOptions, register
-from .common import finish
 from .images import class_folders, numbered_rawset, read_numbered_folders
+from .rawset import finish
 
 FOLDER = r"(\d{5})"
+#: RDED denormalises with the ImageNet mean/std for every dataset
+RDED_MEAN, RDED_STD = IMAGENET_MEAN, IMAGENET_STD
 UPSTREAM = "RDED truncated uint8(x*255) without clamping and saved JPEG at PIL's default quality"
 
 
@@ -61,10 +64,15 @@ class Rded(Converter):
     def sniff(self, path: Path) -> str | None:
         return sniff_layout(path)
 
+    def normalization(self, preset: Preset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """RDED's ImageNet mean/std, whatever the dataset."""
+        return RDED_MEAN, RDED_STD
+
     def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
         root = syn_data(source)
         read = read_numbered_folders(root, FOLDER, "00000/", stream=True)
-        raw = numbered_rawset(read, options, "rded", root, lambda c: f"{c:05d}", UPSTREAM)
+        raw = numbered_rawset(read, options, "rded", root, lambda c: f"{c:05d}", UPSTREAM,
+                              (RDED_MEAN, RDED_STD))
         raw.notes.append("RDED images are mosaics of factor x factor crops (default 2x2), stored whole")
         raw.notes.append("RDED labels with its teacher online: no soft labels on disk, the hard label is the class "
                          "folder")

@@ -24,11 +24,14 @@ import re
 from pathlib import Path
 
 from ..errors import LaddError
+from ..presets import IMAGENET_MEAN, IMAGENET_STD
 from . import COMMON, ConversionResult, Converter, ConvertOptions, register
-from .common import finish
 from .images import class_folders, numbered_rawset, read_numbered_folders
+from .rawset import finish
 
 FOLDER = r"new(\d{3,})"
+#: SRe2L denormalises with the ImageNet mean/std: the normalisation recorded without --dataset or --mean/--std
+SRE2L_MEAN, SRE2L_STD = IMAGENET_MEAN, IMAGENET_STD
 UPSTREAM = "SRe2L clamped to [0, 1], truncated uint8(x*255) and saved JPEG at PIL's default quality (75)"
 
 
@@ -74,7 +77,8 @@ class Sre2l(Converter):
 
     def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
         read = read_numbered_folders(source, FOLDER, "new000/", stream=True)
-        raw = numbered_rawset(read, options, "sre2l", source, lambda c: f"new{c:03d}", UPSTREAM)
+        raw = numbered_rawset(read, options, "sre2l", source, lambda c: f"new{c:03d}", UPSTREAM,
+                              (SRE2L_MEAN, SRE2L_STD))
         found = relabel_folder(source)
         if found is not None:
             raw.notes.append(f"SRe2L relabel soft labels found in {found} (epoch_*/batch_*.tar) are not converted: "

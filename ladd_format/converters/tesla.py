@@ -4,28 +4,28 @@
 
 Labels are int64 class indices, or with TESLA's ``--teacher_label`` PROBABILITIES (M, C) ->
 ``/soft_labels`` (kind probs), hard label = their argmax. Images as MTT. DD-Ranking's unsuffixed
-``images.pt`` + ``labels.pt`` are read too. Reader in ``runs.py``; facts in
+``images.pt`` + ``labels.pt`` are read too. Reader in ``runs.py`` (:class:`~.runs.RunFolder`); facts in
 ``docs/upstream-formats.md``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from . import COMMON, FLOAT_IMAGES, ConversionResult, Converter, ConvertOptions, register
-from .common import finish
-from .runs import read_run, sniff_family
+from . import register
+from .runs import Evidence, RunFolder
 
 
 @register
-class Tesla(Converter):
+class Tesla(RunFolder):
     name = "tesla"
     summary = "TESLA run folder (images_*.pt + labels_*.pt, class indices or teacher probabilities)"
     looks_for = "images_*.pt + labels_*.pt (or images.pt + labels.pt) with 2-D probabilities"
-    options = COMMON | FLOAT_IMAGES | {"iteration"}
+    code_base = "TESLA"
+    label_kind = "probs"               # 2-D float labels are teacher probabilities; 1-D are class indices
+    rank = 2
 
-    def sniff(self, path: Path) -> str | None:
-        return sniff_family(path, self.name)
-
-    def convert(self, source: Path, output: Path, options: ConvertOptions) -> ConversionResult:
-        return finish(read_run(source, options, self.name), output, options, self.name)
+    def evidence(self, seen: Evidence) -> str | None:
+        if seen.labels_kind != "probs":
+            return None
+        if seen.unsuffixed:
+            return "DD-Ranking images.pt + labels.pt holding 2-D probabilities, as TESLA's teacher labels"
+        return f"{seen.labels_file.name} holds 2-D probabilities"

@@ -21,6 +21,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from dataclasses import replace
 from typing import Callable
 
@@ -28,8 +29,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ..augment_config import AugmentConfig, add_argparse_options
 from ..reader import open_dla
-from .augment import AugmentConfig, assemble, class_mismatch, label_chunks, prepare, set_up_work, work_state
+from .label_pass import (AugmentResult, assemble, class_mismatch, done_images, interrupt_keeps, label_chunks, prepare,
+                         set_up_work, work_state)
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +77,34 @@ def _spawned(rank: int, world: int, port: int, args: tuple) -> None:
 
 
 def augment_sharded(source, labeler, output, config: AugmentConfig, shards: int, resume: bool = False,
-                    progress: Callable[[int, int], None] | None = None, poll_seconds: float = 0.5) -> None:
+                    progress: Callable[[int, int], None] | None = None, poll_seconds: float = 0.5) -> AugmentResult:
     """Run the pass in ``shards`` local processes (one per GPU when CUDA is used).
 
     Every check runs here first, so bad input fails with one clear error before any process starts.
-    ``progress(chunks done, chunks)`` is called from this process, which counts the completed chunk
-    files in the work folder every ``poll_seconds`` while the ranks run (and once at the end).
+    ``progress(images done, images in all)`` is called from this process, which counts the completed
+    chunk files in the work folder every ``poll_seconds`` while the ranks run (and once at the end).
+    A Ctrl-C ends in :class:`~ladd_format.labeler.label_pass.AugmentInterrupted`, as ``augment``'s does.
     """
     if shards < 1:
         raise ValueError(f"shards must be >= 1, got {shards}")
-    plan = prepare(source, labeler, output, replace(config, device="cpu"), resume, create=False)
-    if config.allow_mismatch:                   # the ranks' prepare says nothing (create=False): say it once here
-        with open_dla(source) as f:
-            mismatch = class_mismatch(plan.labeler, f.class_names)
-        if mismatch is not None:
-            log.warning("%s: %s; labeling anyway (--allow-mismatch)", source, mismatch)
+    started = time.perf_counter()
+    with interrupt_keeps(output, config.batch_size) as known:
+        plan = prepare(source, labeler, output, replace(config, device="cpu"), resume, create=False)
+        known["num_images"] = plan.num_images
+        if config.allow_mismatch:               # the ranks' prepare says nothing (create=False): say it once here
+            with open_dla(source) as f:
+                mismatch = class_mismatch(plan.labeler, f.class_names)
+            if mismatch is not None:
+                log.warning("%s: %s; labeling anyway (--allow-mismatch)", source, mismatch)
+        resumed_chunks, resumed_images = done_images(plan) if resume else (0, 0)
+        _spawn_ranks(plan, source, labeler, output, config, shards, resume, progress, poll_seconds)
+    return AugmentResult(plan.output, plan.num_images, plan.num_chunks, resumed_chunks, resumed_images,
+                         time.perf_counter() - started)
+
+
+def _spawn_ranks(plan, source, labeler, output, config: AugmentConfig, shards: int, resume: bool,
+                 progress: Callable[[int, int], None] | None, poll_seconds: float) -> None:
+    """Start the ranks and wait for them, reporting the images of the chunk files they write."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -98,9 +114,9 @@ def augment_sharded(source, labeler, output, config: AugmentConfig, shards: int,
         last = -1
         while not stop.wait(poll_seconds):
             state = work_state(output, config.batch_size, plan.num_images)
-            done = 0 if state is None else state["chunks"]     # None: not made yet, or assembled and removed
+            done = 0 if state is None else state.images     # None: not made yet, or assembled and removed
             if done > last and progress is not None:
-                progress(done, plan.num_chunks)
+                progress(done, plan.num_images)
                 last = done
 
     watcher = threading.Thread(target=watch, name="ladd-shard-progress", daemon=True)
@@ -111,32 +127,26 @@ def augment_sharded(source, labeler, output, config: AugmentConfig, shards: int,
         stop.set()
         watcher.join()
     if progress is not None:
-        progress(plan.num_chunks, plan.num_chunks)
+        progress(plan.num_images, plan.num_images)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The torchrun entry point's options: SOURCE, --labeler, -o, --resume, and every
+    :class:`~ladd_format.augment_config.AugmentConfig` option (the defaults of ``ladd augment``)."""
+    p = argparse.ArgumentParser(prog="python -m ladd_format.labeler.distributed", description=__doc__.split("\n")[0])
+    p.add_argument("source")
+    p.add_argument("--labeler", required=True, help="Checkpoint (.safetensors).")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--resume", action="store_true", help="Continue an interrupted pass from its last completed chunk.")
+    add_argparse_options(p)
+    return p
 
 
 def main(argv=None) -> int:
     """torchrun entry point (reads RANK / WORLD_SIZE / LOCAL_RANK from the environment)."""
-    p = argparse.ArgumentParser(prog="python -m ladd_format.labeler.distributed", description=__doc__.split("\n")[0])
-    p.add_argument("source")
-    p.add_argument("--labeler", required=True)
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("-n", type=int, default=5)
-    p.add_argument("-r", "--ratio", type=float, default=0.625)
-    p.add_argument("--codec", default="float32", help="codec text value, e.g. uint8 or topk:k=50,values=float16")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--resize", action="store_true")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--force", action="store_true")
-    p.add_argument("--allow-mismatch", action="store_true",
-                   help="label although the labeler's class names differ from the file's")
-    p.add_argument("--zca-stats", default=None, help="ZCA-whitened SOURCE: .npz of the ZCA (mean + inverse)")
-    a = p.parse_args(argv)
-    config = AugmentConfig(n=a.n, ratio=a.ratio, codec=a.codec, temperature=a.temperature, device=a.device,
-                           batch_size=a.batch_size, resize=a.resize, overwrite=a.force,
-                           allow_mismatch=a.allow_mismatch, zca_stats=a.zca_stats)
-    backend = "nccl" if torch.cuda.is_available() and a.device != "cpu" else "gloo"
+    a = parser().parse_args(argv)
+    config = AugmentConfig.from_values(vars(a))
+    backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
     dist.init_process_group(backend)
     try:
         run_rank(dist.get_rank(), dist.get_world_size(), a.source, a.labeler, a.output, config, a.resume)

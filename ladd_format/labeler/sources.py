@@ -5,7 +5,7 @@ Every source becomes ``(images uint8 (M, K, S, S), labels int64 (M,), class_name
 upsampled (bilinear, antialias) to 3 channels at the requested size: the offline default.
 
 Sources are untrusted: an ``.npz`` is bounded member by member before loading
-(:func:`ladd_format.converters.common.check_npz`), a FIFO or device is refused unopened, labels must
+(:func:`ladd_format.converters.inputs.check_npz`), a FIFO or device is refused unopened, labels must
 lie in ``0..C-1`` with C at most :data:`MAX_CLASSES`, and images are resized to at most
 :data:`MAX_IMAGE_SIDE` pixels a side.
 """
@@ -22,11 +22,11 @@ import torch.nn.functional as F
 
 from ..atomic import require_regular_file
 from ..errors import InputError
+# MAX_IMAGE_SIDE: the largest side images are resized to (``--image-size``); MAX_CLASSES: the largest
+# class count a source may imply (its largest label + 1, or its class names). Both: spec/limits.py.
+from ..spec.limits import MAX_IMAGE_SIDE
+from ..spec.limits import MAX_LABELER_CLASSES as MAX_CLASSES
 
-#: the largest side images are resized to (``--image-size``; the CLI's bound is the same)
-MAX_IMAGE_SIDE = 4096
-#: the largest class count a source may imply (its largest label + 1, or its class names)
-MAX_CLASSES = 1 << 16
 DIGITS_SPLIT_SEED = 0
 DIGITS_TRAIN_FRACTION = 0.8
 #: the dataset name of scikit-learn's digits (a D_LA's ``source_dataset``; what ``digits-test`` is)
@@ -106,7 +106,7 @@ def same_dataset(a: str, b: str) -> bool:
 def npz(path: Path, image_size: int | None, square: bool = True) -> Source:
     """An .npz of ``images`` and ``labels`` (and optionally ``class_names``); ``square=False`` keeps
     non-square images as they are when no ``image_size`` is given."""
-    from ..converters.common import check_npz
+    from ..converters.inputs import check_npz
     from ..pixels import to_nchw
 
     members = check_npz(path)

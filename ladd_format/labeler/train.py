@@ -27,10 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import __version__, atomic
-from ..torch.augmentation import random_zoom
+from .. import atomic
 from ..errors import InputError, OutputExistsError
 from ..pixels import channel_stats, normalize, pixel255_to_pixel01
+from ..provenance import TOOL
+from ..torch.random_zoom import random_zoom
 from ..torch.models import build_model
 from ..torch.device import deterministic_kernels, resolve_device
 from .checkpoint import save_checkpoint
@@ -251,7 +252,7 @@ def _train(source: Source, out: Path, config: TrainConfig, progress, step_progre
                     "class_names": source.class_names, "class_names_declared": source.classes_declared,
                     "epoch": epoch, "training_data": source.description,
                     "train_accuracy": metrics["train_accuracy"], "val_accuracy": metrics["val_accuracy"],
-                    "val_entropy": metrics["val_entropy"], "seed": config.seed, "tool": f"ladd-format {__version__}",
+                    "val_entropy": metrics["val_entropy"], "seed": config.seed, "tool": TOOL,
                     "config": asdict(config)}
             out.mkdir(parents=True, exist_ok=True)
             path = save_checkpoint(model, meta, out / f"labeler-e{epoch:03d}.safetensors")

@@ -6,17 +6,10 @@ SUPPORTED_MAJOR = 1
 #: From this minor version on, a file MUST carry the root digest and the per-row digests (spec 2.1, 2.2).
 DIGESTS_SINCE_MINOR = 1
 
-ROOT_DIGEST = "root_sha256"
-ROW_DIGESTS = "row_sha256"
-ROW_DIGESTS_DATASETS = "datasets"
-
-IMAGES = "images"
-LABELS = "labels"
-SOFT_LABELS = "soft_labels"
-NORMALIZATION = "normalization"
-DENSE = "dense"
-LABELER = "dense/labeler"
-PROVENANCE = "provenance"
+# Every dataset, group and attribute name: spec/names.py (re-exported here for ``S.IMAGES`` etc.).
+from .names import *  # noqa: E402,F401,F403
+from .names import (DENSE, IMAGES, LABELER, LABELS, NORMALIZATION, PROVENANCE, ROOT_DIGEST,  # noqa: E402,F401
+                    ROW_DIGESTS, ROW_DIGESTS_DATASETS, SOFT_LABELS)
 
 SPACES_FLOAT = ("pixel01", "normalized", "zca")
 SPACE_UINT8 = "pixel255"

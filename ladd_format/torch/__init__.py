@@ -7,9 +7,14 @@ Three lines into a training loop::
         loss, parts = ladd_loss(model, images, labels, dense, ds.sampler)
 """
 
-from .dataset import DLADataset
-from .loss import ladd_loss, soft_cross_entropy
-from .subimages import subimages
-from .subsampler import SubSampler
+from ..extras import require
+
+# before anything imports torch: without the extra, one line naming it (not an ImportError from deep inside)
+require("torch", "the torch loader and sub-image kernel (ladd_format.torch)")
+
+from .dataset import DLADataset  # noqa: E402
+from .loss import ladd_loss, soft_cross_entropy  # noqa: E402
+from .subimages import subimages  # noqa: E402
+from .subsampler import SubSampler  # noqa: E402
 
 __all__ = ["DLADataset", "SubSampler", "ladd_loss", "soft_cross_entropy", "subimages"]

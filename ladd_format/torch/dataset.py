@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from ..errors import MissingFieldError, NoDenseLabelsError
 from ..pixels import to_model_input
 from ..reader import DLAFile, open_dla
+from ..spec.names import DENSE_PATH, SOFT_LABELS_PATH
 from .subsampler import SubSampler
 
 
@@ -96,9 +97,9 @@ class DLADataset(Dataset):
         with open_dla(self.path, check_rows=check_rows) as f:
             if dense and not f.has_dense:
                 raise NoDenseLabelsError("no dense labels (this is a plain distilled set D): run `ladd augment` "
-                                         "first, or pass dense=False", self.path, "/dense")
+                                         "first, or pass dense=False", self.path, DENSE_PATH)
             if soft_labels and not f.has_soft_labels:
-                raise MissingFieldError("no global soft labels in this file", self.path, "/soft_labels")
+                raise MissingFieldError("no global soft labels in this file", self.path, SOFT_LABELS_PATH)
             self.num_images = f.num_images
             self.num_classes = f.num_classes
             self.image_shape = f.image_shape
@@ -270,7 +271,7 @@ class DLADataset(Dataset):
         """The file's sub-sampler S (its boxes), for :func:`ladd_loss` or your own loop."""
         if self.boxes is None:
             raise NoDenseLabelsError("no dense labels, hence no sub-image boxes: run `ladd augment` first",
-                                     self.path, "/dense")
+                                     self.path, DENSE_PATH)
         return SubSampler(self.boxes, self.image_shape[1:])
 
     # -- pickling (spawned DataLoader workers) ---------------------------------------------

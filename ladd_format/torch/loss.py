@@ -30,9 +30,10 @@ What differs when chunking, and how it is handled:
 - ``augment``: a plain callable is applied to the whole batch of sub-images at once, as before, so
   its random draws are unchanged; the augmented sub-images (``B*N*N*K*H'*W'`` floats) are then held.
   An augmentation that has ``draw(n)`` (the random parameters of ``n`` views, a tensor with one
-  row per view) and ``apply(x, params)`` methods (:class:`ladd_format.experiments.evaluate`'s
-  students use one) draws the whole batch's parameters once, in the same order, and is applied
-  inside each chunk, so nothing is held and the second run gives the same views.
+  row per view) and ``apply(x, params)`` methods (the students'
+  :class:`ladd_format.train.student.StudentAugment` is one) draws the whole batch's parameters
+  once, in the same order, and is applied inside each chunk, so nothing is held and the second
+  run gives the same views.
 - Random layers (dropout) draw again in the second run from the saved RNG state, as
   :func:`~torch.utils.checkpoint.checkpoint` does by default.
 """

@@ -11,6 +11,7 @@ from torch import nn
 from .. import geometry
 from ..errors import GeometryError
 from ..reader import open_dla
+from ..spec.names import DENSE_PATH
 from .subimages import subimages
 
 
@@ -40,7 +41,7 @@ class SubSampler(nn.Module):
         try:
             return cls(boxes, (height, width), size)
         except GeometryError as exc:
-            raise GeometryError(exc.message, path, "/dense") from None
+            raise GeometryError(exc.message, path, DENSE_PATH) from None
 
     @classmethod
     def from_geometry(cls, height: int, width: int, n: int, ratio: float) -> "SubSampler":

@@ -41,23 +41,26 @@ from typing import Callable
 
 import numpy as np
 
-from .. import __version__, atomic
-from ..codecs import parse_codec
-from ..errors import InputError, OutputExistsError
-from ..labeler import AugmentConfig, Source, TrainConfig, augment, load_source, train_labeler
-from ..labeler.train import missing_folders, remove_if_empty
-from ..progress import Progress
-from ..reader import open_dla
-from ..size import measure_file
-from ..verify import verify
-from ..writer import DLAWriter
-from .evaluate import EvalConfig, evaluate
-from .pool import default_workers
-from .report import accuracy_table, accuracy_text
+from . import atomic
+from .codecs import parse_codec
+from .errors import InputError, OutputExistsError
+from .labeler import AugmentConfig, Source, TrainConfig, augment, load_source, train_labeler
+from .labeler.train import missing_folders, remove_if_empty
+from .progress import Progress
+from .reader import open_dla
+from .size import measure_file
+from .train.accuracy import accuracy_table, accuracy_text
+from .train.evaluate import EvalConfig, evaluate
+from .train.pool import StudentJob, available_cores, default_workers, run_students
+from .verify import verify
+from .version import __version__
+from .writer import DLAWriter
 
 log = logging.getLogger(__name__)
 
-N, RATIO, SIDE = 5, 0.625, 32
+#: the labeler pass's grid N and ratio R: ``ladd augment``'s defaults (the paper's 5 and 62.5%)
+N, RATIO = AugmentConfig().n, AugmentConfig().ratio
+SIDE = 32                    #: image side of the demo's digits, pixels
 # codec text values (ladd augment --codec); the last keeps the top 3 classes with uint8 values
 CODECS = ("float32", "float16", "uint8", "topk:k=3,values=uint8")
 STUDENT_CODEC = "uint8"      # the spec's recommended codec for C = 10 (section 6)
@@ -205,8 +208,7 @@ def student_rows(specs: list[tuple], test: Source, config: EvalConfig, workers: 
                  progress: Callable[[str], None] | None = None, show_progress: bool = True) -> list[dict]:
     """The rows of the demo table: ``specs`` of (method, ipc, file, mode, base bytes), each trained
     with ``config.seeds`` students; all the students run in ``workers`` processes
-    (:mod:`.pool`), and a row's line goes to ``progress`` when its last student is tested."""
-    from .pool import StudentJob, run_students
+    (:mod:`ladd_format.train.pool`), and a row's line goes to ``progress`` when its last student is tested."""
     jobs = [StudentJob((r, seed), str(path), replace(config, mode=mode, seeds=1), seed)
             for r, (_, _, path, mode, _) in enumerate(specs) for seed in range(config.seeds)]
     start = time.perf_counter()
@@ -327,7 +329,6 @@ def _run(workdir: Path, settings: DemoSettings, echo: Callable[[str], None], sho
                   ("baseline++", ipc, plain[ipc + 1], "hard", base)]
     workers = default_workers(config.device, len(specs) * config.seeds)
     if workers == 1 and config.threads == 1:          # no pool (few students, or a GPU): use every core
-        from .pool import available_cores
         config = replace(config, threads=available_cores())
     echo(f"[5/5] students: {config.arch} (width {(config.arch_kwargs or {}).get('width', 128)}), {config.epochs} "
          f"epochs, {config.seeds} seed(s), tested on {test.description}; {len(specs) * config.seeds} students in "
@@ -342,8 +343,8 @@ def _run(workdir: Path, settings: DemoSettings, echo: Callable[[str], None], sho
               "files": {str(ipc): {k: str(v) for k, v in d.items()} for ipc, d in files.items()},
               "sizes": sizes, "rows": rows, "centre_top1": centre,
               "seconds": time.perf_counter() - started}
-    from .report import write_report  # PIL drawing: only when a report is written
-    written = write_report(workdir, result, files[first][STUDENT_CODEC])
+    from .viz.demo_figures import write_results  # PIL drawing: only when the results page is written
+    written = write_results(workdir, result, files[first][STUDENT_CODEC])
     echo(f"\nwrote {', '.join(str(p) for p in written)} ({result['seconds']:.0f} s in all)")
     return result
 

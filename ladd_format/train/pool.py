@@ -39,26 +39,17 @@ import signal
 import threading
 from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Hashable
 
 from ..labeler.sources import Source
+from .student import StudentJob, train_and_test
 
 if TYPE_CHECKING:
     from .testset import TestFile
 
 #: seconds between polls of the progress queue while students train
 POLL = 0.25
-
-
-@dataclass(frozen=True)
-class StudentJob:
-    """One student: train on ``path`` with ``config`` (its ``seeds`` ignored) and ``seed``."""
-
-    key: Hashable
-    path: str
-    config: object            # an EvalConfig
-    seed: int
 
 
 def available_cores() -> int:
@@ -101,7 +92,6 @@ def _init_worker(test: Source | TestFile | None, progress_queue, threads: int) -
 
 
 def _train_one(job: StudentJob, test: Source | TestFile | None = None, on_epoch: Callable | None = None) -> float:
-    from .evaluate import train_and_test
     test = test if test is not None else _STATE["test"]
     datasets = _STATE.setdefault("datasets", {})
     if on_epoch is None and _STATE.get("queue") is not None:

@@ -20,11 +20,15 @@ completed chunk whose manifest matches (same input, labeler and parameters), say
 never a half-valid file. Sharding (several processes or GPUs) labels disjoint contiguous ranges of
 chunks into the same work folder; one process assembles (:mod:`ladd_format.labeler.distributed`).
 
+Settings: :class:`~ladd_format.augment_config.AugmentConfig` (its defaults are ``ladd augment``'s).
+What the pass returns is an :class:`AugmentResult`; it reports progress in images; a Ctrl-C ends in
+:class:`AugmentInterrupted`, which says what the work folder keeps (:class:`WorkState`).
+
 The work folder ``.OUT.work`` must be a real folder: a symbolic link or a file there is refused in
 one line naming it (it is never removed, followed or written through). Chunk files are written by
 exclusive creation (a planted file or link at a temporary name is replaced, not written through)
 and read back memory-mapped, their shape checked before they are copied. The grid N is bounded by
-:data:`ladd_format.geometry.MAX_WRITTEN_GRID_N` (what the writer can store).
+:data:`ladd_format.spec.limits.MAX_WRITTEN_GRID_N` (what the writer can store).
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ import logging
 import math
 import os
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -43,39 +49,23 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import __version__, atomic, geometry
+from .. import atomic, geometry
+from ..augment_config import CPU_FORWARD_PIXELS, PRECISIONS, AugmentConfig  # noqa: F401 (AugmentConfig re-exported)
 from ..codecs import parse_codec
 from ..errors import InputError
 from ..pixels import denormalize, normalize, pixel255_to_pixel01
-from ..provenance import file_sha256
+from ..provenance import TOOL, file_sha256
 from ..reader import open_dla
+from ..spec.names import IMAGES_PATH
 from ..torch.subimages import subimages
 from ..writer import DenseSpec, DLAWriter
 from .checkpoint import Labeler, load_checkpoint
 from ..torch.device import cudnn_settings, resolve_device
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int], None]   # (chunks done, chunks in total)
-PRECISIONS = ("auto", "bfloat16", "float32")
+Progress = Callable[[int, int], None]   # (images done, images in all)
 #: optional root attributes (spec 3) the D_LA keeps from its plain set, besides those DLAWriter takes by name
 KEPT_ROOT_ATTRS = ("imagenet_class_ids", "learned_lr")
-
-
-@dataclass
-class AugmentConfig:
-    n: int = 5
-    ratio: float = 0.625
-    codec: str = "float32"         # codec text value, e.g. uint8 or topk:k=50,values=float16 (parse_codec)
-    temperature: float = 1.0
-    device: str = "auto"
-    batch_size: int = 256          # images per chunk; each chunk is N*N times as many sub-images
-    forward_batch: int = 512       # sub-images per labeler forward (halved on CUDA out-of-memory)
-    precision: str = "auto"        # auto (bfloat16 on CUDA, float32 on the CPU), bfloat16 or float32
-    resize: bool = False           # resize sub-images to the labeler's input size when it differs
-    overwrite: bool = False
-    allow_mismatch: bool = False   # label although the labeler's class names differ from the file's (a warning)
-    zca_stats: str | None = None   # ZCA-whitened files: .npz of the ZCA (mean + inverse, or train_images to
-    #                                refit), to un-whiten each chunk for the labeler (zca_inverse)
 
 
 @dataclass
@@ -189,10 +179,10 @@ def check_zca(f, zca_stats: str | None) -> None:
     if f.space != "zca":
         if zca_stats is not None:
             raise InputError(f"--zca-stats applies to ZCA-whitened images; these are {f.space or 'pixel255'}",
-                             f.path, "/images")
+                             f.path, IMAGES_PATH)
         return
     if zca_stats is None:
-        raise InputError(ZCA_NEEDS_STATS, f.path, "/images")
+        raise InputError(ZCA_NEEDS_STATS, f.path, IMAGES_PATH)
     mean, _ = zca_inverse(zca_stats)
     values = math.prod(f.image_shape)
     if mean.shape != (values,):
@@ -202,7 +192,7 @@ def check_zca(f, zca_stats: str | None) -> None:
 
 def zca_inverse(zca_stats: str) -> tuple[np.ndarray, np.ndarray]:
     """``(mean (D,), inverse (D, D))`` of the ZCA whitening, read (or refitted) from ``zca_stats``
-    exactly as the converters read ``--zca-stats`` (:func:`~ladd_format.converters.common.load_zca_stats`);
+    exactly as the converters read ``--zca-stats`` (:func:`~ladd_format.converters.rawset.load_zca_stats`);
     once per file version in a process (``prepare`` checks it, ``label_chunks`` applies it; a refit
     on a training set takes seconds). Callers must not modify the arrays."""
     path = Path(zca_stats)
@@ -211,14 +201,14 @@ def zca_inverse(zca_stats: str) -> tuple[np.ndarray, np.ndarray]:
     except OSError:
         stat = None
     if stat is None:
-        from ..converters.common import load_zca_stats
+        from ..converters.rawset import load_zca_stats
         return load_zca_stats(path)                 # names the missing file in its one-line error
     return _zca_inverse(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=2)
 def _zca_inverse(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    from ..converters.common import load_zca_stats
+    from ..converters.rawset import load_zca_stats
 
     return load_zca_stats(Path(path))
 
@@ -252,10 +242,20 @@ def chunk_images(num_images: int, batch_size: int, chunks) -> int:
     return sum(max(0, min(num_images, (i + 1) * batch_size) - i * batch_size) for i in chunks)
 
 
-def work_state(output: str | os.PathLike, batch_size: int, num_images: int | None = None) -> dict | None:
-    """What an interrupted pass toward ``output`` left in its work folder: ``{"work", "chunks",
-    "total_chunks", "images", "num_images"}`` (the totals ``None`` when ``num_images`` is not
-    given), or ``None`` when there is no work folder or it holds no completed chunk."""
+@dataclass(frozen=True)
+class WorkState:
+    """What a pass toward an output has left in its work folder (the totals None when unknown)."""
+
+    work: Path                      #: the work folder
+    chunks: int                     #: completed chunks kept
+    total_chunks: int | None        #: chunks in all
+    images: int | None              #: images in the completed chunks
+    num_images: int | None          #: images in the file
+
+
+def work_state(output: str | os.PathLike, batch_size: int, num_images: int | None = None) -> WorkState | None:
+    """What an interrupted pass toward ``output`` left in its work folder (the totals ``None`` when
+    ``num_images`` is not given), or ``None`` when there is no work folder or it holds no completed chunk."""
     work = work_folder(Path(output))
     if not atomic.is_real_dir(work):
         return None
@@ -263,9 +263,34 @@ def work_state(output: str | os.PathLike, batch_size: int, num_images: int | Non
     if not done:
         return None
     if num_images is None:
-        return {"work": work, "chunks": len(done), "total_chunks": None, "images": None, "num_images": None}
-    return {"work": work, "chunks": len(done), "total_chunks": -(-num_images // batch_size),
-            "images": chunk_images(num_images, batch_size, done), "num_images": num_images}
+        return WorkState(work, len(done), None, None, None)
+    return WorkState(work, len(done), -(-num_images // batch_size), chunk_images(num_images, batch_size, done),
+                     num_images)
+
+
+class AugmentInterrupted(KeyboardInterrupt):
+    """A Ctrl-C during the pass: ``kept`` is what the work folder holds for ``resume`` (None: nothing)."""
+
+    def __init__(self, kept: WorkState | None):
+        super().__init__()
+        self.kept = kept
+
+
+@dataclass(frozen=True)
+class AugmentResult:
+    """What a finished pass did (the CLI prints it; nothing needs reopening)."""
+
+    output: Path                    #: the D_LA written
+    num_images: int                 #: images in the file (all of them labeled)
+    chunks: int                     #: chunks in all (``config.batch_size`` images each, the last one fewer)
+    resumed_chunks: int             #: chunks an earlier, interrupted pass had labeled (``resume``)
+    resumed_images: int             #: the images of those chunks
+    seconds: float                  #: wall time of the call
+
+    @property
+    def labeled(self) -> int:
+        """Images this call labeled."""
+        return self.num_images - self.resumed_images
 
 
 def set_up_work(plan: Plan, resume: bool, notify: Callable[[str], None] | None = None) -> int:
@@ -333,9 +358,6 @@ def labeler_logits(model: torch.nn.Module, subs: torch.Tensor, precision: str) -
 #: a chunk whose sub-images take at most this many bytes (float32) has them rebuilt in one call; a
 #: larger one (256 images at 224 px: 3.9 GB) rebuilds only those of each forward's slice
 SUBIMAGE_BUFFER_BYTES = 64 << 20
-#: on the CPU, a labeler forward sees at most this many input pixels (32 sub-images at 224 px, 98 at
-#: 128 px, the whole forward batch at 32 px): its activations, not the chunk, bound the pass's memory
-CPU_FORWARD_PIXELS = 32 * 224 * 224
 
 
 def forward_limit(forward_batch: int, out_size: tuple[int, int], device: torch.device) -> int:
@@ -355,8 +377,8 @@ def label_images(labeler: Labeler, x: torch.Tensor, boxes: np.ndarray, out_size:
     Normalising before sub-sampling equals normalising each sub-image: the resize weights sum to 1.
     The labeler sees ``forward_batch`` sub-images at a time (the image-major sequence of the
     B x N*N sub-images, cut in slices); beyond :data:`SUBIMAGE_BUFFER_BYTES` only the sub-images of
-    the images a slice covers are built for it, so memory does not grow with the chunk; on CUDA out-of-memory the slice is halved
-    and retried. ``precision``: ``bfloat16`` (autocast, channels_last on CUDA) or ``float32`` (TF32
+    the images a slice covers are built for it, so memory does not grow with the chunk; on CUDA
+    out-of-memory the slice is halved and retried. ``precision``: ``bfloat16`` (autocast, channels_last on CUDA) or ``float32`` (TF32
     off, so CUDA matches the CPU to float32 rounding). Returns the probabilities and the forward
     batch that fitted (the caller passes it on).
     """
@@ -386,7 +408,9 @@ def label_images(labeler: Labeler, x: torch.Tensor, boxes: np.ndarray, out_size:
 
 
 def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progress | None = None) -> int:
-    """Label the given chunks (default: every chunk not done yet); returns how many were labeled."""
+    """Label the given chunks (default: every chunk not done yet); returns how many were labeled.
+    ``progress(images done, images in the file)`` after each chunk is saved (the images of every
+    chunk done, these and others)."""
     todo = [i for i in (range(plan.num_chunks) if chunk_ids is None else chunk_ids) if not plan.done(i)]
     if not todo:
         return 0
@@ -415,7 +439,9 @@ def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progr
             _write_new(tmp, lambda fh: np.save(fh, probs))
             os.replace(tmp, dest)       # a chunk file exists only when complete
 
-        done = plan.num_chunks - len(todo)
+        waiting = set(todo)
+        done = chunk_images(plan.num_images, plan.config.batch_size,
+                            (i for i in range(plan.num_chunks) if i not in waiting))
         with ThreadPoolExecutor(1, thread_name_prefix="ladd-read") as reader, \
                 ThreadPoolExecutor(1, thread_name_prefix="ladd-write") as writer:
             upcoming = reader.submit(read, todo[0])
@@ -437,14 +463,14 @@ def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progr
 
 
 def _finished(plan: Plan, pending, done: int, progress: Progress | None) -> int:
-    """Wait for one chunk's save; count it, log it (INFO: ``ladd -v``), report it."""
+    """Wait for one chunk's save; count its images into ``done``, log it (INFO: ``ladd -v``), report it."""
     idx, future = pending
     future.result()
-    done += 1
     a, b = plan.chunk_range(idx)
+    done += b - a
     log.info("chunk %d/%d saved: images %d..%d labeled", idx + 1, plan.num_chunks, a, b - 1)
     if progress is not None:
-        progress(done, plan.num_chunks)
+        progress(done, plan.num_images)
     return done
 
 
@@ -467,7 +493,7 @@ def assemble(plan: Plan) -> Path:
             root_attrs={key: attrs[key] for key in KEPT_ROOT_ATTRS if key in attrs},
             inputs=[plan.source, plan.labeler.path],
             report={"labeler_checkpoint": plan.labeler.path.name, "resize": c.resize,
-                    "labeler_input_size": list(plan.out_size), "tool": f"ladd-format {__version__}",
+                    "labeler_input_size": list(plan.out_size), "tool": TOOL,
                     "config": {key: value for key, value in asdict(c).items()
                                if key not in ("overwrite", "allow_mismatch")}},
             overwrite=c.overwrite)
@@ -494,17 +520,47 @@ def _load_chunk(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     return np.array(mapped)
 
 
+def done_images(plan: Plan) -> tuple[int, int]:
+    """``(chunks, images)`` already labeled in the work folder of ``plan``."""
+    done = [i for i in range(plan.num_chunks) if plan.done(i)]
+    return len(done), chunk_images(plan.num_images, plan.config.batch_size, done)
+
+
 def augment(source: str | os.PathLike, labeler_path: str | os.PathLike, output: str | os.PathLike,
             config: AugmentConfig = AugmentConfig(), resume: bool = False,
-            progress: Progress | None = None, notify: Callable[[str], None] | None = None) -> Path:
+            progress: Progress | None = None, notify: Callable[[str], None] | None = None) -> AugmentResult:
     """Label every sub-image of the plain set at ``source`` and write the D_LA at ``output``.
 
-    ``progress(chunks done, chunks)``: once before labeling (the chunks a resumed pass already
-    has), then after each chunk; ``notify(line)``: what ``resume`` found (default: logged).
-    An interruption (Ctrl-C) keeps the completed chunks in the work folder for ``resume``.
+    ``progress(images done, images in all)``: once before labeling (the images a resumed pass
+    already has), then after each chunk; ``notify(line)``: what ``resume`` found (default: logged).
+    An interruption (Ctrl-C) keeps the completed chunks in the work folder for ``resume`` and raises
+    :class:`AugmentInterrupted` saying what was kept.
     """
-    plan = prepare(source, labeler_path, output, config, resume, notify=notify)
-    if progress is not None:
-        progress(sum(map(plan.done, range(plan.num_chunks))), plan.num_chunks)
-    label_chunks(plan, progress=progress)
-    return assemble(plan)
+    started = time.perf_counter()
+    with interrupt_keeps(output, config.batch_size) as known:
+        plan = prepare(source, labeler_path, output, config, resume, notify=notify)
+        known["num_images"] = plan.num_images
+        resumed_chunks, resumed_images = done_images(plan)
+        if progress is not None:
+            progress(resumed_images, plan.num_images)
+        label_chunks(plan, progress=progress)
+        assemble(plan)
+    return AugmentResult(plan.output, plan.num_images, plan.num_chunks, resumed_chunks, resumed_images,
+                         time.perf_counter() - started)
+
+
+@contextmanager
+def interrupt_keeps(output: str | os.PathLike, batch_size: int):
+    """Turn a KeyboardInterrupt inside the block into :class:`AugmentInterrupted` with the
+    :func:`work_state` toward ``output``; the block sets ``known["num_images"]`` once it knows it."""
+    known: dict = {}
+    try:
+        yield known
+    except AugmentInterrupted:
+        raise
+    except KeyboardInterrupt:
+        try:
+            kept = work_state(output, batch_size, known.get("num_images"))
+        except OSError:
+            kept = None
+        raise AugmentInterrupted(kept) from None

@@ -1,5 +1,5 @@
-"""What every converter shares: safe loading of ``.pt`` files, ZCA inversion, and the ONE
-:func:`finish` that turns any converter's :class:`RawSet` into a D_LA file.
+"""The raw set a converter reads, and the ONE :func:`finish` that turns any converter's
+:class:`RawSet` into a D_LA file.
 
 A converter only finds its files and reads them into a RawSet; every decision below is taken here,
 the same way for every format (npz included), and written to ``/provenance`` ``report``:
@@ -16,8 +16,8 @@ the same way for every format (npz included), and written to ``/provenance`` ``r
   of an npz; a run's files never hold them) -- ``--mean/--std`` that disagree with it are refused
   (the images were normalised with one of them), a dataset preset whose statistics differ is noted
   and not applied; (2) ``--mean/--std``; (3) the dataset's preset (given or named by the input),
-  as the method used it (``presets.normalization``: GLaD's default mean, RDED's ImageNet); (4) the
-  method's documented default (SRe2L, RDED: ImageNet); (5) for uint8 or 0..1 (``pixel01``)
+  as the method used it (its converter's ``normalization`` hook: GLaD's default mean, RDED's
+  ImageNet); (4) the method's documented default (SRe2L, RDED: ImageNet); (5) for uint8 or 0..1 (``pixel01``)
   images, computed from the images themselves on the 0..1 scale (``pixels.channel_stats``; a note
   says so) -- such images hold their pixels, so the record is only what a trainer should apply.
   Normalised float images with none of (1)-(4) are refused: their pixels cannot be recovered.
@@ -45,222 +45,27 @@ the same way for every format (npz included), and written to ``/provenance`` ``r
   ``ipc``, ``learned_lr``, ``imagenet_class_ids``, the labeler's attributes and temperature, the
   soft-label dtype) is written back as it was.
 
-Inputs are untrusted and bounded before they are loaded: an input must be a regular file (a FIFO,
-device or folder is refused unopened); an ``.npz`` (:func:`check_npz`) and a zip ``.pt``
-(:func:`check_torch_zip`) are refused when a member is compressed with anything but deflate,
-expands more than deflate can (1032x), or, for ``.npz``, declares in its ``.npy`` header more bytes
-than it holds, or holds objects (pickles). A legacy (non-zip) ``.pt`` allocates the storage sizes
-its pickle declares only virtually before torch checks them against the bytes present.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import pickle
-import re
-import sys
-import zipfile
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import require_regular_file
 from ..codecs import parse_codec
-from ..errors import InputError, LaddError, ShapeError
+from ..errors import InputError, ShapeError
 from ..pixels import Uint8Quantizer, channel_stats
-from ..rows import as_rows, block_rows, blocks, row_bytes
-from ..presets import get_preset, normalization
+from ..presets import get_preset
+from ..rows import as_rows, blocks
+from ..spec.limits import MAX_CLASSES
+from ..spec.names import LABELS_PATH, SOFT_LABELS_PATH
 from ..writer import DenseSpec, DLAWriter
-from . import ConversionResult, ConvertOptions
-
-BATCH = 256
-#: ``progress(images written, images)`` of the running :func:`~ladd_format.converters.convert`
-#: (set there, so that no converter has to pass it on); None: no report
-WRITE_PROGRESS: ContextVar = ContextVar("ladd_write_progress", default=None)
-#: deflate's largest expansion: a deflated member holds at most this many bytes per compressed byte
-MAX_DEFLATE_RATIO = 1032
-#: the largest ``.npy`` header read (numpy's own default limit)
-MAX_NPY_HEADER = 10000
-#: the most classes a D_LA may have (spec 2.4: C <= 2^24)
-MAX_CLASSES = 1 << 24
-
-
-# -- bounded archives -------------------------------------------------------------------------------
-def _zip_members(path: Path, what: str) -> list[zipfile.ZipInfo]:
-    """The members of the zip at ``path``, each refused unless stored or deflated within deflate's
-    largest ratio; the archive as a whole may not expand past 1032 x the file's size."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise InputError(f"not a readable {what} (a zip archive): {str(exc)[:160] or type(exc).__name__}",
-                         path) from None
-    total = 0
-    for info in infos:
-        name = info.filename[:80]
-        if info.flag_bits & 0x1:
-            raise InputError(f"member {name!r} is encrypted, which is refused", path)
-        if info.compress_type == zipfile.ZIP_STORED:
-            if info.file_size > info.compress_size:
-                raise InputError(f"member {name!r} claims {info.file_size:,} bytes but stores {info.compress_size:,}",
-                                 path)
-        elif info.compress_type == zipfile.ZIP_DEFLATED:
-            if info.file_size > MAX_DEFLATE_RATIO * info.compress_size:
-                raise InputError(f"member {name!r} claims {info.file_size:,} bytes from {info.compress_size:,} "
-                                 f"compressed, more than deflate's {MAX_DEFLATE_RATIO}x: refused as a zip bomb", path)
-        else:
-            raise InputError(f"member {name!r} uses zip compression method {info.compress_type}; only stored and "
-                             "deflate members are read", path)
-        total += info.file_size
-    size = os.stat(path).st_size
-    if total > MAX_DEFLATE_RATIO * size:
-        raise InputError(f"members claim {total:,} bytes in all, more than {MAX_DEFLATE_RATIO}x the file's {size:,}",
-                         path)
-    return infos
-
-
-@dataclass(frozen=True)
-class NpyMember:
-    """One ``.npy`` member of an ``.npz``, its header parsed and bounded by :func:`npz_members`."""
-
-    info: zipfile.ZipInfo
-    header: int                        # bytes of the .npy header (the data follows)
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    fortran_order: bool
-
-
-def npz_members(path: Path) -> dict[str, NpyMember]:
-    """Bound an ``.npz`` before anything loads it: every member must be a ``.npy`` array whose header
-    declares no more bytes than the member holds and no objects (see :func:`_zip_members` for the
-    compression bounds). Reads only the zip directory and each header. A one-line
-    :class:`InputError` names the file and the member."""
-    path = require_regular_file(path)
-    found = {}
-    infos = _zip_members(path, ".npz archive")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for info in infos:
-                key = info.filename.removesuffix(".npy")
-                found[key] = _npy_header(zf, info, path)
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
-        raise InputError(f"not a readable .npz archive: {str(exc)[:160] or type(exc).__name__}", path) from None
-    return found
-
-
-def check_npz(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """:func:`npz_members` as ``{key: (shape, dtype)}``."""
-    return {key: (member.shape, member.dtype) for key, member in npz_members(path).items()}
-
-
-def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> NpyMember:
-    name = info.filename[:80]
-    fmt = np.lib.format
-    with zf.open(info) as fp:
-        try:
-            version = fmt.read_magic(fp)
-            if version == (1, 0):
-                shape, fortran, dtype = fmt.read_array_header_1_0(fp, max_header_size=MAX_NPY_HEADER)
-            elif version in ((2, 0), (3, 0)):
-                shape, fortran, dtype = fmt.read_array_header_2_0(fp, max_header_size=MAX_NPY_HEADER)
-            else:
-                raise ValueError(f"unknown .npy version {version}")
-        except (ValueError, SyntaxError, TypeError, EOFError) as exc:
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-            raise InputError(f"member {name!r} is not a .npy array ({detail})", path) from None
-        header = fp.tell()
-    if dtype.hasobject:
-        raise InputError(f"member {name!r} holds object arrays (pickles), which are refused; store strings as a "
-                         "unicode array", path)
-    if any(int(v) < 0 for v in shape):
-        raise InputError(f"member {name!r} declares a negative shape {shape}", path)
-    count = math.prod(int(v) for v in shape)
-    if dtype.itemsize == 0 and count > 0:
-        raise InputError(f"member {name!r} declares {count:,} elements of the empty dtype {dtype}", path)
-    declared = count * dtype.itemsize
-    if declared > info.file_size - header:
-        raise InputError(f"member {name!r} declares {declared:,} bytes ({shape} {dtype}) but holds "
-                         f"{max(0, info.file_size - header):,}: refused before loading", path)
-    return NpyMember(info, header, tuple(int(v) for v in shape), dtype, bool(fortran))
-
-
-def check_torch_zip(path: Path) -> None:
-    """Bound a zip ``.pt`` (torch's format since 1.6) before ``torch.load``: stored or deflated
-    members within deflate's ratio, 1032 x the file size in all. torch itself checks each tensor
-    record's size against the shape its pickle declares. Legacy (non-zip) files are left to torch."""
-    if zipfile.is_zipfile(path):
-        _zip_members(path, "torch file")
-
-
-# -- safe loading -----------------------------------------------------------------------------
-#: the global names numpy's scalar reconstructor has in pickles: numpy 1 wrote the first (every DC
-#: results file people hold), numpy 2 writes the second. torch's allow-list matches names, not objects.
-NUMPY_SCALAR_NAMES = ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar")
-#: the dtypes of the numpy scalars allow-listed in DC results dicts (``accs_all_exps``)
-NUMPY_SCALAR_DTYPES = ("float64", "float32", "int64", "int32")
-#: how much of a refused global's name a refusal quotes
-MAX_GLOBAL_NAME = 120
-
-
-def _numpy_scalar_globals() -> list:
-    """The exact numpy globals a DC results dict needs, for ``torch.serialization.safe_globals``:
-    numpy's scalar reconstructor under both of its pickle names (:data:`NUMPY_SCALAR_NAMES`, as
-    ``(object, name)`` pairs), ``numpy.dtype`` (which builds the scalar's dtype), and the dtype
-    classes of :data:`NUMPY_SCALAR_DTYPES` (the unpickler's BUILD step sets their state).
-    ``_codecs.encode`` (the scalar's bytes in protocol 2) is on torch's own allow-list."""
-    scalar = np.float64(0).__reduce__()[0]          # the reconstructor itself, whatever numpy calls it
-    return ([(scalar, name) for name in NUMPY_SCALAR_NAMES] + [np.dtype]
-            + [type(np.dtype(name)) for name in NUMPY_SCALAR_DTYPES])
-
-
-def refused_pickle(text: str) -> str:
-    """One line for a pickle torch's weights-only unpickler refused: which global (or class) it asked
-    for, when torch's message names one, and that nothing was executed; torch's advice (which
-    function to call to allow it) is not passed on."""
-    hit = (re.search(r"GLOBAL ([A-Za-z_][\w.]*)", text) or re.search(r"but got <class '([\w.]+)'>", text)
-           or re.search(r"Unsupported global: ([A-Za-z_][\w.]*)", text))
-    if hit:
-        name = hit.group(1)
-        if len(name) > MAX_GLOBAL_NAME:
-            name = name[:MAX_GLOBAL_NAME] + "..."
-        return f"refused: the pickle asks for the global {name}, which is not on the allow-list; nothing was executed"
-    return "refused: the pickle asks for code or objects outside the allow-list; nothing was executed"
-
-
-def load_pt(path: Path, allow_numpy_scalars: bool = False):
-    """``torch.load(weights_only=True)``; a pickle that asks for anything else is refused unread.
-
-    With ``allow_numpy_scalars`` the exact numpy globals of DC results dicts are allow-listed
-    (:func:`_numpy_scalar_globals`).
-    """
-    require_regular_file(path)
-    check_torch_zip(path)
-    import torch  # only the .pt readers need torch; everything else in the converters is numpy
-
-    try:
-        if allow_numpy_scalars:
-            with torch.serialization.safe_globals(_numpy_scalar_globals()):
-                return torch.load(path, map_location="cpu", weights_only=True)
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise InputError(refused_pickle(str(exc)), path) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        lines = str(exc).strip().splitlines()      # an empty file raises EOFError with no message
-        detail = lines[0][:160] if lines else ("empty file" if path.stat().st_size == 0 else type(exc).__name__)
-        raise InputError(f"not a readable torch file (truncated or corrupt?): {detail}", path) from None
-
-
-def as_array(value, path: Path, what: str) -> np.ndarray:
-    """A tensor (possibly with requires_grad) or array as a detached numpy array."""
-    torch = sys.modules.get("torch")       # a tensor can only exist once torch is imported
-    if torch is not None and isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        return value
-    raise InputError(f"{what} must be a tensor, found {type(value).__name__}", path)
+from . import ConversionResult, ConvertOptions, method_normalization
+from .inputs import check_npz
+from .writing import preencoded, write_batches
 
 
 # -- the raw set a converter reads ----------------------------------------------------------------
@@ -470,7 +275,7 @@ def _normalisation(raw: RawSet, options: ConvertOptions, preset, images: np.ndar
                              f"{np.round(np.asarray(raw.std, np.float64), 4).tolist()}); the images were "
                              "normalised with one of them: leave --mean/--std out", src)
         if preset is not None:
-            p_mean, p_std = normalization(preset, raw.method or "")
+            p_mean, p_std = method_normalization(preset, raw.method)
             if not (_same(p_mean, raw.mean) and _same(p_std, raw.std)):
                 notes.append(f"the input records its own mean/std, which differ from preset {preset.name}'s: the "
                              "input's are kept")
@@ -481,7 +286,7 @@ def _normalisation(raw: RawSet, options: ConvertOptions, preset, images: np.ndar
         return options.mean, options.std
     if preset is not None:
         report["normalization"] = f"preset {preset.name} as {raw.method or 'the method'} used it"
-        return normalization(preset, raw.method or "")
+        return method_normalization(preset, raw.method)
     if raw.default_mean is not None:
         report["normalization"] = f"{raw.method}'s ImageNet mean/std (no --dataset or --mean/--std given)"
         notes.append(f"normalisation: {raw.method}'s ImageNet mean/std (give --dataset or --mean/--std otherwise)")
@@ -617,7 +422,7 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
         keys = raw.input_keys
         blame = lambda exc: (src, f"key {keys.get(exc.where, exc.where)}")  # noqa: E731
     else:
-        blame = lambda exc: (labels_src if exc.where in ("/labels", "/soft_labels") else src, exc.where)  # noqa: E731
+        blame = lambda exc: (labels_src if exc.where in (LABELS_PATH, SOFT_LABELS_PATH) else src, exc.where)  # noqa: E731
     measured = None
     if quantizer is not None:
         measured = lambda: {"uint8_conversion": quantizer.report()}  # noqa: E731
@@ -629,80 +434,5 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
         loss = quantizer.report()
         notes.append(f"uint8 conversion: {loss['clipped_fraction']:.2%} of values clipped, "
                      f"PSNR {loss['psnr_db']:.1f} dB against the float images")
-    return ConversionResult(output=output, num_images=m, notes=notes)
+    return ConversionResult(output=output, num_images=m, notes=notes, converter=converter, report=report)
 
-
-class Preencoded:
-    """A codec whose rows are already encoded (an exported npz's ``dense_stored_*`` arrays), so
-    they are written as they are: decode -> encode is not the identity for the ``uint8`` and
-    ``topk`` codecs (rounding, ties), and an exported file must convert back to the same datasets.
-    Everything but ``encode`` is the wrapped codec's; ``encode`` ignores the probabilities it is
-    given (the checked decode of these rows, see :func:`preencoded`) and hands out the next rows,
-    in the order :func:`write_batches` appends them."""
-
-    def __init__(self, codec, stored: dict[str, np.ndarray]):
-        self.codec = codec
-        self.stored = stored
-        self.cursor = 0
-
-    def __getattr__(self, name):
-        return getattr(self.codec, name)
-
-    def encode(self, probs: np.ndarray) -> dict[str, np.ndarray]:
-        stop = self.cursor + len(probs)
-        rows = {name: array[self.cursor:stop] for name, array in self.stored.items()}
-        self.cursor = stop
-        return rows
-
-
-def preencoded(codec, stored: dict[str, np.ndarray], dense: np.ndarray, num_classes: int, src) -> Preencoded:
-    """Check untrusted stored rows against ``codec`` (its datasets, shapes, dtypes and value rules)
-    and against ``dense`` (they must decode to it within 1e-6), then wrap them (:class:`Preencoded`)."""
-    m, p = dense.shape[:2]
-    layout = codec.layout(p, num_classes)
-    if set(stored) != set(layout):
-        raise InputError(f"keys {', '.join('dense_stored_' + k for k in sorted(stored))} are not codec "
-                         f"{codec.text()}'s datasets ({', '.join(sorted(layout))})", src)
-    for name, (tail, dtype) in layout.items():
-        array = stored[name]
-        if array.shape != (m, *tail) or array.dtype != np.dtype(dtype):
-            raise ShapeError(f"key dense_stored_{name} must be {(m, *tail)} {np.dtype(dtype)}, got {array.shape} "
-                             f"{array.dtype}", src)
-    for start in range(0, m, BATCH):
-        rows = {name: array[start:start + BATCH] for name, array in stored.items()}
-        for problem in codec.check(rows, num_classes):
-            raise InputError(f"dense_stored_*: {problem} (images from {start})", src)
-        decoded = codec.decode(rows, num_classes)
-        if not np.allclose(decoded, dense[start:start + BATCH], rtol=0, atol=1e-6):
-            raise InputError(f"dense_stored_* do not decode to dense_labels (images from {start}); remove the "
-                             "dense_stored_* keys to encode dense_labels afresh", src)
-    return Preencoded(codec, stored)
-
-
-def write_batches(writer: DLAWriter, images, labels: np.ndarray, *, dense=None, soft: np.ndarray | None = None,
-                  blame=None, measured=None) -> None:
-    """Append the arrays (numpy arrays or :class:`~ladd_format.rows.Rows`) in batches of at most
-    :data:`BATCH` images and :data:`~ladd_format.rows.BLOCK_BYTES` of images and dense labels, and
-    close the writer; ``measured()`` (when given) returns report entries measured while writing,
-    recorded before the close. The writer names the destination in its errors, but the defect is
-    in the input: ``blame(exc) -> (path, where)`` re-points the error (an input that cannot be
-    read names itself)."""
-    report = WRITE_PROGRESS.get()
-    per_row = row_bytes(images) + (0 if dense is None else row_bytes(dense))
-    rows = block_rows(per_row, BATCH)
-    with writer:
-        for start in range(0, len(images), rows):
-            stop = min(len(images), start + rows)
-            batch = (images[start:stop], None if dense is None else dense[start:stop])
-            try:
-                writer.append(batch[0], labels[start:stop], dense=batch[1],
-                              soft=None if soft is None else soft[start:stop])
-            except LaddError as exc:
-                if blame is None:
-                    raise
-                path, where = blame(exc)
-                raise type(exc)(exc.message, path, where) from None
-            if report is not None:
-                report(stop, len(images))
-        if measured is not None:
-            writer.update_report(measured())

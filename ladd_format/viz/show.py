@@ -5,8 +5,15 @@ Two kinds of picture:
 - **sub-images** (a file with dense labels): for each chosen image, a title with its index, hard
   label and global soft label (when the file has one), the whole image with coloured frames on the
   boxes of its corner and centre sub-images, and the N x N grid of its sub-images as the student
-  sees them (spec section 5: :func:`ladd_format.torch.subimages`, bilinear with antialias, at the
-  image's own H x W, rounded half up to uint8 as ``ladd export --subimages`` does). Each cell is
+  sees them (spec section 5), drawn with Pillow (no torch): each of the file's boxes (``f.boxes``,
+  integer [top, left, height, width]) is cropped and enlarged to the image's own H x W by Pillow's
+  bilinear resize on float (mode ``F``) pixels, then rounded half up to uint8 as ``ladd export
+  --subimages`` does. That is the function of the training kernel (:func:`ladd_format.torch.subimages`:
+  crop, then bilinear with ``align_corners=False`` and the crop's edge pixel repeated; its antialias
+  acts only where an axis shrinks, and R <= 1 never shrinks one), so the drawn sub-images equal the
+  kernel's within the tolerance tests/test_show.py holds them to (measured: at most 1 level of 255,
+  only on a .5 rounding tie, and under 0.01 of a level on average; identical for N=5, R=0.625 at
+  32 and 128 px). Each cell is
   captioned with the sub-image's top dense labels, one per line, as ``CLASS: NAME PP%`` (``class
   CLASS: PP%`` when the file has no class names); a red caption marks a sub-image whose top dense
   label is not the image's hard label. A cell whose sub-image is framed in the image on the left
@@ -45,14 +52,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .. import atomic
 from ..errors import InputError, NoDenseLabelsError
 from ..pixels import denormalize, round_half_up
 from ..reader import DLAFile, open_dla
-from ..torch.subimages import subimages
 
 CELL = 96                      #: default cell side, pixels
 MIN_CELL, MAX_CELL = 16, 512
@@ -149,19 +154,20 @@ class Pixels:
             mean, std = f.mean, f.std
         return cls(space, mean, std, f.image_shape[0])
 
-    def to_255(self, stored: np.ndarray) -> torch.Tensor:
+    def to_255(self, stored: np.ndarray) -> np.ndarray:
         """``(B, K, H, W)`` stored values -> float32 on the 0..255 scale (zca: stretched)."""
-        x = torch.from_numpy(np.ascontiguousarray(stored)).to(torch.float64)
+        x = np.asarray(stored).astype(np.float64)
         if self.space == "pixel255" or stored.dtype == np.uint8:
-            return x.float()
+            return x.astype(np.float32)
         if self.space == "normalized":
             shape = (1, -1, 1, 1)
-            x = denormalize(x, torch.as_tensor(self.mean).view(shape), torch.as_tensor(self.std).view(shape))
+            x = denormalize(x, np.asarray(self.mean, np.float64).reshape(shape),
+                            np.asarray(self.std, np.float64).reshape(shape))
         elif self.space == "zca":
-            low = x.amin(dim=(1, 2, 3), keepdim=True)
-            span = (x.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(1e-12)
+            low = x.min(axis=(1, 2, 3), keepdims=True)
+            span = np.maximum(x.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
             x = (x - low) / span
-        return (x * 255.0).float()
+        return (x * 255.0).astype(np.float32)
 
     def note(self) -> str:
         what = {"pixel255": "uint8 pixels as stored",
@@ -174,9 +180,31 @@ class Pixels:
         return text
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
+def to_uint8(x: np.ndarray) -> np.ndarray:
     """0..255 floats -> uint8, rounded half up and clipped (spec 4.1)."""
-    return round_half_up(x).clamp(0, 255).to(torch.uint8).numpy()
+    return np.clip(round_half_up(np.asarray(x)), 0, 255).astype(np.uint8)
+
+
+def subimage_pixels(image: np.ndarray, boxes: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The sub-images of one ``(K, H, W)`` image of 0..255 floats, ``(P, K, height, width)`` float32, by
+    Pillow: each box ``[top, left, h, w]`` cropped, then resized to ``size`` (default ``(H, W)``) with
+    Pillow's bilinear filter, channel by channel on float (mode ``F``) pixels.
+
+    For the enlargements of spec 5 (R <= 1) this is :func:`ladd_format.torch.subimages`: Pillow's
+    bilinear filter on a crop is ``align_corners=False`` bilinear with the crop's edge pixel repeated,
+    and the kernel's antialias acts only where an axis shrinks. Cropping first matters: with
+    ``resize(box=...)`` Pillow reads the pixels just outside the box at its edges (up to 80 levels
+    off the kernel on random images). Float pixels keep Pillow from rounding to uint8 between its
+    horizontal and vertical passes (uint8 RGB: up to 1 level off, 0.2 on average)."""
+    k, height, width = image.shape
+    out_h, out_w = (height, width) if size is None else (int(size[0]), int(size[1]))
+    box_array = np.asarray(boxes)
+    out = np.empty((len(box_array), k, out_h, out_w), np.float32)
+    for j, (t, left, h, w) in enumerate(box_array.tolist()):
+        for c in range(k):
+            crop = np.ascontiguousarray(image[c, t:t + h, left:left + w], dtype=np.float32)   # mode "F"
+            out[j, c] = np.asarray(Image.fromarray(crop).resize((out_w, out_h), Image.BILINEAR))
+    return out
 
 
 def to_pil(chw: np.ndarray) -> Image.Image:
@@ -290,7 +318,7 @@ class ImageView:
 
 def read_view(f: DLAFile, index: int, pixels: Pixels, boxes: np.ndarray) -> ImageView:
     x = pixels.to_255(f.images(index, index + 1))
-    subs = to_uint8(subimages(x, boxes))[0]
+    subs = to_uint8(subimage_pixels(x[0], boxes))
     soft = None
     if f.has_soft_labels:
         soft = f.soft_labels(index, index + 1)[0].astype(np.float64)

@@ -1,4 +1,4 @@
-"""The demo's report: ``report.md``, ``report.png`` and ``report.json`` in the work folder.
+"""The demo's results page: ``report.md``, ``report.png`` and ``report.json`` in the work folder.
 
 The picture is drawn with Pillow (no plotting library needed): on the left what ``ladd show`` draws
 for the first image of the student's D_LA (the image with frames on its corner and centre
@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from .. import atomic
 from ..reader import open_dla
+from ..train.accuracy import accuracy_table
 from .show import BG, INK, draw_dense, load_font
 
 COLOURS = {"hard": (120, 120, 120), "LADD": (31, 119, 180), "baseline++": (255, 127, 14)}
@@ -24,7 +25,7 @@ COLOURS = {"hard": (120, 120, 120), "LADD": (31, 119, 180), "baseline++": (255, 
 
 def draw_subimage_panel(path: Path, index: int = 0, cell: int = 64) -> Image.Image:
     """Image ``index`` of a D_LA with its N x N sub-images captioned by their top dense labels and a
-    legend: the picture ``ladd show`` draws (:func:`ladd_format.experiments.show.draw_dense`)."""
+    legend: the picture ``ladd show`` draws (:func:`ladd_format.viz.show.draw_dense`)."""
     with open_dla(path) as f:
         return draw_dense(f, [index], cell=cell)
 
@@ -68,7 +69,8 @@ def draw_accuracy_bars(rows: list[dict], width: int = 420, height: int = 360) ->
     return canvas
 
 
-def report_image(dla_path: Path, rows: list[dict]) -> Image.Image:
+def results_figure(dla_path: Path, rows: list[dict]) -> Image.Image:
+    """``report.png``: the sub-image panel of the D_LA's first image beside the accuracy bars."""
     left = draw_subimage_panel(dla_path)
     right = draw_accuracy_bars(rows, height=max(360, left.height))
     out = Image.new("RGB", (left.width + 24 + right.width, max(left.height, right.height)), BG)
@@ -77,29 +79,8 @@ def report_image(dla_path: Path, rows: list[dict]) -> Image.Image:
     return out
 
 
-def accuracy_text(mean: float, std: float, seeds: int, decimals: int = 1, widths: tuple[int, int] = (0, 0),
-                  count: bool = False) -> str:
-    """A test accuracy over ``seeds`` students, in percent: ``"91.3 +- 1.4%"`` (with ``count``:
-    ``"91.3 +- 1.4% (3 seeds)"``), or ``"91.3% (1 seed)"``, where one student gives no spread to
-    show (``mean`` and ``std`` are fractions; ``widths``: the mean's and the std's field widths)."""
-    text = f"{100 * mean:>{widths[0]}.{decimals}f}"
-    if seeds == 1:
-        return f"{text}% (1 seed)"
-    return f"{text} +- {100 * std:>{widths[1]}.{decimals}f}%" + (f" ({seeds} seeds)" if count else "")
-
-
-def accuracy_table(rows: list[dict], n: int = 5) -> list[str]:
-    """The demo's table as aligned text lines (also the markdown table's content)."""
-    lines = [f"{'method':<11} {'IPC':>4} {'labels':<22} {'zip bytes':>10} {'extra':>7} {'accuracy':>15}"]
-    what = {"hard": "hard", "LADD": f"hard + {n}x{n} dense", "baseline++": "hard (IPC+1 images)"}
-    for r in rows:
-        accuracy = accuracy_text(r["mean"], r["std"], len(r.get("accuracies") or [0, 0]), widths=(7, 4))
-        lines.append(f"{r['method']:<11} {r['ipc']:>4} {what[r['method']]:<22} {r['bytes']:>10,} "
-                     f"{r['extra_pct']:>+6.1f}% {accuracy:>15}")
-    return lines
-
-
-def report_markdown(result: dict) -> str:
+def results_markdown(result: dict) -> str:
+    """``report.md``: the data, the accuracy and storage table, the settings chosen, and a command per row."""
     s = result["settings"]
     st = s["student"]
     lab = result["labeler"]
@@ -132,13 +113,14 @@ def report_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(workdir: Path, result: dict, dla_path: Path) -> list[Path]:
+def write_results(workdir: Path, result: dict, dla_path: Path) -> list[Path]:
+    """Write ``report.json``, ``report.md`` and ``report.png`` into ``workdir`` (each atomically); their paths."""
     workdir = Path(workdir)
     paths = [workdir / "report.json", workdir / "report.md", workdir / "report.png"]
     with atomic.replace_file(paths[0], overwrite=True) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=2, default=str))
     with atomic.replace_file(paths[1], overwrite=True) as tmp:
-        Path(tmp).write_text(report_markdown(result))
+        Path(tmp).write_text(results_markdown(result))
     with atomic.replace_file(paths[2], overwrite=True) as tmp:
-        report_image(dla_path, result["rows"]).save(tmp, format="PNG")
+        results_figure(dla_path, result["rows"]).save(tmp, format="PNG")
     return paths

@@ -1,0 +1,104 @@
+"""Every dataset, group and attribute name of the D_LA container (``spec/dla-v1.md`` sections 2-4).
+
+Two spellings of each object, one definition each:
+
+- ``IMAGES = "images"``: the name relative to the root, for ``h5file[IMAGES]`` and ``IMAGES in h5file``;
+- ``IMAGES_PATH = "/images"``: the absolute path, as errors name it (``FILE: /images: ...``) and as
+  the canonical form (2.1) and ``/row_sha256``'s ``datasets`` attribute (2.2) list it.
+
+Attribute names end in ``_ATTR`` (``SPACE_ATTR = "space"``), except the two digests, whose names
+are the facts of sections 2.1-2.2 (``ROOT_DIGEST = "root_sha256"``, ``ROW_DIGESTS = "row_sha256"``).
+Literal values of attributes (the format name, spaces, kinds) live in :mod:`ladd_format.spec`.
+"""
+
+def path_of(name: str) -> str:
+    """The absolute path of an object named relative to the root: ``"dense/probs"`` -> ``"/dense/probs"``."""
+    return name if name.startswith("/") else "/" + name
+
+
+# --- groups and datasets (relative to the root) -------------------------------------------------
+IMAGES = "images"                  #: 4.1, (M, K, H, W)
+LABELS = "labels"                  #: 4.2, (M,)
+SOFT_LABELS = "soft_labels"        #: 4.3, (M, C), optional
+NORMALIZATION = "normalization"    #: 4.4, group
+DENSE = "dense"                    #: 4.5, group, present in a D_LA
+LABELER = "dense/labeler"          #: 4.5, group inside /dense
+PROVENANCE = "provenance"          #: 4.6, group
+ROW_DIGESTS = "row_sha256"         #: 2.2, (M, D, 32) uint8
+
+# The datasets inside /dense are named by each codec (section 6; ladd_format/codecs/): dense_path(name).
+
+# --- absolute paths ------------------------------------------------------------------------------
+ROOT_PATH = "/"
+IMAGES_PATH = "/images"
+LABELS_PATH = "/labels"
+SOFT_LABELS_PATH = "/soft_labels"
+NORMALIZATION_PATH = "/normalization"
+DENSE_PATH = "/dense"
+LABELER_PATH = "/dense/labeler"
+PROVENANCE_PATH = "/provenance"
+ROW_DIGESTS_PATH = "/row_sha256"
+
+
+assert all(path == path_of(name) for path, name in (
+    (IMAGES_PATH, IMAGES), (LABELS_PATH, LABELS), (SOFT_LABELS_PATH, SOFT_LABELS), (NORMALIZATION_PATH, NORMALIZATION),
+    (DENSE_PATH, DENSE), (LABELER_PATH, LABELER), (PROVENANCE_PATH, PROVENANCE), (ROW_DIGESTS_PATH, ROW_DIGESTS)))
+
+
+def dense_path(name: str) -> str:
+    """``"probs"`` -> ``"/dense/probs"``: the absolute path of a dataset of the dense codec."""
+    return f"{DENSE_PATH}/{name}"
+
+
+# --- attributes -----------------------------------------------------------------------------------
+# Root (section 3).
+FORMAT_ATTR = "format"
+VERSION_ATTR = "format_version"
+NUM_CLASSES_ATTR = "num_classes"
+CLASS_NAMES_ATTR = "class_names"
+SOURCE_DATASET_ATTR = "source_dataset"
+DISTILLATION_ATTR = "distillation"
+IPC_ATTR = "ipc"
+IMAGENET_CLASS_IDS_ATTR = "imagenet_class_ids"
+LEARNED_LR_ATTR = "learned_lr"
+ROOT_DIGEST = "root_sha256"        #: 2.1, string, required since 1.1
+
+# Every dataset (section 2).
+SHA256_ATTR = "sha256"
+# /row_sha256 (2.2): the paths of the row datasets, in the order of axis 1.
+ROW_DIGESTS_DATASETS = "datasets"
+
+# /images (4.1) and /soft_labels (4.3).
+SPACE_ATTR = "space"
+KIND_ATTR = "kind"
+
+# /normalization (4.4) and /dense/labeler (4.5).
+MEAN_ATTR = "mean"
+STD_ATTR = "std"
+
+# /dense (4.5).
+N_ATTR = "n"
+RATIO_ATTR = "ratio"
+BOXES_ATTR = "boxes"
+RESIZE_ATTR = "resize"
+CODEC_ATTR = "codec"
+TEMPERATURE_ATTR = "temperature"
+K_ATTR = "k"
+
+# /dense/labeler (4.5).
+ARCH_ATTR = "arch"
+EPOCHS_ATTR = "epochs"
+TRAINING_DATA_ATTR = "training_data"
+WEIGHTS_SHA256_ATTR = "weights_sha256"
+
+# /provenance (4.6).
+CREATED_ATTR = "created"
+TOOL_ATTR = "tool"
+CONVERTER_ATTR = "converter"
+INPUTS_ATTR = "inputs"
+REPORT_ATTR = "report"
+
+#: Attributes /dense must carry (4.5); ``k`` is required with, and only with, codec ``topk``.
+DENSE_REQUIRED_ATTRS = (N_ATTR, RATIO_ATTR, BOXES_ATTR, RESIZE_ATTR, CODEC_ATTR, TEMPERATURE_ATTR)
+#: Attributes /provenance must carry (4.6).
+PROVENANCE_REQUIRED_ATTRS = (CREATED_ATTR, TOOL_ATTR, CONVERTER_ATTR, INPUTS_ATTR)
