@@ -50,6 +50,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/storage_s1.py
 	$(BIN)/python benchmarks/storage_codecs.py
 	$(BIN)/python benchmarks/storage_compressors.py
+	$(BIN)/python benchmarks/stream_codecs.py
 	$(BIN)/python benchmarks/convert_speed.py
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/scale.py

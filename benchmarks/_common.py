@@ -32,6 +32,7 @@ PAGES = {
     "students_ipc_gpu": "students.md", "students_archfull_gpu": "students.md",
     "students_archloss_gpu": "students.md",
     "students_c1000": "students-c1000.md", "students_c1000_t025": "students-c1000.md",
+    "stream_codecs": "stream-codecs.md",
     "demo_students": "demo-students.md",
     "ladd_memory": "memory.md",
     "scale": "scale.md", "scale_ipc50": "scale.md",
