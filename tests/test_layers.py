@@ -1,9 +1,9 @@
 """The package's layers point one way, and the format core and the read-only commands never load torch.
 
 Layers, lowest first (README "Architecture"): the format core (numpy + h5py; ``spec/``, ``augment_config``
-and the other top-level modules) -> converters and export -> ``torch/`` -> ``labeler/`` -> ``train/``
-(students) and ``viz/`` (pictures, Pillow; ``show`` draws sub-images with Pillow, torch-free) -> ``demo``
--> the CLI (``ladd_cli``). A module may import from its own layer and the ones below it; the one
+and the other top-level modules) -> converters and export -> ``torch/`` and ``relabel/`` -> ``labeler/``
+-> ``train/`` (students) and ``viz/`` (pictures, Pillow; ``show`` draws sub-images with Pillow, torch-free)
+-> ``demo`` -> the CLI (``ladd_cli``). A module may import from its own layer and the ones below it; the one
 documented exception is ``export``'s ``--subimages``, which calls the torch kernel inside a function
 so that the sub-images come from the same code as the loader's.
 """
@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ladd_format"
 CLI = ROOT / "cli"
 
-LAYERS = {"core": 0, "converters": 1, "torch": 2, "labeler": 3, "train": 4, "viz": 4, "demo": 5, "cli": 6}
+LAYERS = {"core": 0, "converters": 1, "torch": 2, "relabel": 2, "labeler": 3, "train": 4, "viz": 4, "demo": 5,
+          "cli": 6}
 # function-level imports that reach a higher layer on purpose: (module, imported module)
 ALLOWED_UPWARD = {("ladd_format.export", "ladd_format.torch.subimages")}
 TORCH_MODULES = ("torch", "torchvision", "safetensors.torch")
@@ -36,7 +37,7 @@ def layer_of(module: str) -> int:
         return LAYERS["cli"]
     if len(parts) > 1 and parts[1] in ("converters", "export"):
         return LAYERS["converters"]
-    if len(parts) > 1 and parts[1] in ("torch", "labeler", "train", "viz", "demo"):
+    if len(parts) > 1 and parts[1] in ("torch", "relabel", "labeler", "train", "viz", "demo"):
         return LAYERS[parts[1]]
     return LAYERS["core"]
 
@@ -81,6 +82,7 @@ def test_layer_of_names_the_layers():
     assert layer_of("ladd_format.verify") == 0 and layer_of("ladd_format.pixels") == 0
     assert layer_of("ladd_format.converters.npz") == 1 and layer_of("ladd_format.export") == 1
     assert layer_of("ladd_format.torch.dataset") == 2 and layer_of("ladd_format.labeler.label_pass") == 3
+    assert layer_of("ladd_format.relabel.sre2l") == 2
     assert layer_of("ladd_format.train.evaluate") == 4 and layer_of("ladd_format.viz.show") == 4
     assert layer_of("ladd_format.demo") == 5 and layer_of("ladd_cli.main") == 6
     assert layer_of("ladd_format.augment_config") == 0 and layer_of("ladd_format.spec.limits") == 0
@@ -165,7 +167,8 @@ sys.meta_path[:] = [Hide(finder) for finder in sys.meta_path]
 """
 
 
-@pytest.mark.parametrize("package", ["ladd_format.torch", "ladd_format.labeler", "ladd_format.train",
+@pytest.mark.parametrize("package", ["ladd_format.torch", "ladd_format.relabel", "ladd_format.labeler",
+                                     "ladd_format.train",
                                      "ladd_format.labeler.label_pass", "ladd_format.train.evaluate"])
 def test_a_package_that_needs_torch_names_the_extra(package, tmp_path):
     """Without torch, importing the torch side is one MissingExtraError naming the extra, raised

@@ -9,7 +9,6 @@ tested without the shared folder too.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,13 @@ from ladd_format.converters.inputs import load_pt
 from ladd_format.errors import InputError
 from ladd_format.integrity import content_digest
 
+from _upstream import NUMPY1_SCALAR, as_numpy1, pickle_bytes
+
 DC_RESULTS = Path("dc-results") / "res_DC_MNIST_ConvNet_1ipc.pt"
 DC_RESULTS_SHA256_START = "b6ef2795"
 DDRANKING_DC = Path("ddranking") / "DC-DSA-DM"
 #: DC's MNIST normalisation (its utils.get_dataset), which the mnist preset holds
 MNIST = ["--mean", "0.1307", "--std", "0.3081"]
-NUMPY1_SCALAR = b"cnumpy.core.multiarray\nscalar\n"
-NUMPY2_SCALAR = b"cnumpy._core.multiarray\nscalar\n"
 
 
 def cli(runner, *args):
@@ -41,12 +40,6 @@ def ok(runner, *args):
     result = cli(runner, *args)
     assert result.exit_code == 0, result.output
     return result
-
-
-def pickle_bytes(path: Path) -> bytes:
-    with zipfile.ZipFile(path) as zf:
-        (name,) = [n for n in zf.namelist() if n.endswith("data.pkl")]
-        return zf.read(name)
 
 
 def independent_load(path: Path) -> dict:
@@ -65,13 +58,7 @@ def numpy1_results(path: Path, experiments: int = 2) -> Path:
     data = [[torch.randn(20, 3, 8, 8, generator=gen), torch.arange(20) % 10] for _ in range(experiments)]
     modern = path.with_suffix(".numpy2")
     torch.save({"data": data, "accs_all_exps": {"ConvNet": [np.float64(0.5), np.float64(0.25)]}}, modern)
-    with zipfile.ZipFile(modern) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as dst:
-        for info in src.infolist():
-            member = src.read(info.filename)
-            if info.filename.endswith("data.pkl"):
-                assert member.count(NUMPY2_SCALAR) == 1
-                member = member.replace(NUMPY2_SCALAR, NUMPY1_SCALAR)
-            dst.writestr(info.filename, member)
+    as_numpy1(modern, path)
     modern.unlink()
     return path
 

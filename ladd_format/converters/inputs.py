@@ -153,15 +153,16 @@ NUMPY_SCALAR_DTYPES = ("float64", "float32", "int64", "int32")
 MAX_GLOBAL_NAME = 120
 
 
-def _numpy_scalar_globals() -> list:
-    """The exact numpy globals a DC results dict needs, for ``torch.serialization.safe_globals``:
+def _numpy_scalar_globals(dtypes: tuple[str, ...] = NUMPY_SCALAR_DTYPES) -> list:
+    """The exact numpy globals a pickle of numpy scalars needs, for ``torch.serialization.safe_globals``:
     numpy's scalar reconstructor under both of its pickle names (:data:`NUMPY_SCALAR_NAMES`, as
     ``(object, name)`` pairs), ``numpy.dtype`` (which builds the scalar's dtype), and the dtype
-    classes of :data:`NUMPY_SCALAR_DTYPES` (the unpickler's BUILD step sets their state).
-    ``_codecs.encode`` (the scalar's bytes in protocol 2) is on torch's own allow-list."""
+    classes of ``dtypes`` (the unpickler's BUILD step sets their state): by default those of DC
+    results dicts (:data:`NUMPY_SCALAR_DTYPES`). ``_codecs.encode`` (the scalar's bytes in protocol 2)
+    is on torch's own allow-list."""
     scalar = np.float64(0).__reduce__()[0]          # the reconstructor itself, whatever numpy calls it
     return ([(scalar, name) for name in NUMPY_SCALAR_NAMES] + [np.dtype]
-            + [type(np.dtype(name)) for name in NUMPY_SCALAR_DTYPES])
+            + [type(np.dtype(name)) for name in dtypes])
 
 
 def refused_pickle(text: str) -> str:
@@ -178,11 +179,12 @@ def refused_pickle(text: str) -> str:
     return "refused: the pickle asks for code or objects outside the allow-list; nothing was executed"
 
 
-def load_pt(path: Path, allow_numpy_scalars: bool = False):
+def load_pt(path: Path, allow_numpy_scalars: bool = False,
+            scalar_dtypes: tuple[str, ...] = NUMPY_SCALAR_DTYPES):
     """``torch.load(weights_only=True)``; a pickle that asks for anything else is refused unread.
 
-    With ``allow_numpy_scalars`` the exact numpy globals of DC results dicts are allow-listed
-    (:func:`_numpy_scalar_globals`).
+    With ``allow_numpy_scalars`` the exact numpy globals of numpy scalars of ``scalar_dtypes`` are
+    allow-listed (:func:`_numpy_scalar_globals`; by default the dtypes of DC results dicts).
     """
     require_regular_file(path)
     check_torch_zip(path)
@@ -191,7 +193,7 @@ def load_pt(path: Path, allow_numpy_scalars: bool = False):
 
     try:
         if allow_numpy_scalars:
-            with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            with torch.serialization.safe_globals(_numpy_scalar_globals(scalar_dtypes)):
                 return torch.load(path, map_location="cpu", weights_only=True)
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
