@@ -137,6 +137,29 @@ def dla_file(tmp_path) -> Path:
 def runner() -> CliRunner:
     return CliRunner()
 
+def cli(runner, *args):
+    """``ladd ARGS`` through click's runner (arguments made text); never a traceback."""
+    from ladd_cli.main import main
+
+    result = runner.invoke(main, [*map(str, args)])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def ok(runner, *args):
+    """``ladd ARGS`` that must succeed."""
+    result = cli(runner, *args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def one_line(result) -> str:
+    """The one ``ladd: error:`` line of a run that failed with exit 1."""
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("ladd: error: ")
+    return line
+
 
 def hand_boxes(height: int, width: int, n: int, ratio: float) -> list[tuple[int, int, int, int]]:
     """Spec section 5 written out independently of ladd_format.geometry: crop side floor(R*S + 0.5),

@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from ladd_cli.main import main
 from ladd_format import DLAWriter, DenseSpec, open_dla
 from ladd_format.codecs import make_codec
 from ladd_format.presets import CIFAR10_NAMES, CIFAR_MEAN, CIFAR_STD
 
-from conftest import softmax
+from conftest import cli, ok, softmax
 from test_convert_runs import assert_pixels, grouped_labels, normalise, pixels, zca_fit, zca_white
 
 SHARED_DC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ddranking" / "DC-DSA-DM"
@@ -30,18 +29,6 @@ REAL_IMAGES = "images_DC_CIFAR10_1_best.pt"
 REAL_LABELS = "labels_DC_CIFAR10_1_best.pt"
 #: one uint8 step in normalised units is 1/255/std; rounding moves a value at most half of it
 HALF_STEP = 0.5 / 255 / np.asarray(CIFAR_STD).reshape(1, 3, 1, 1)
-
-
-def cli(runner, *args):
-    result = runner.invoke(main, [*map(str, args)])
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
-def ok(runner, *args):
-    result = cli(runner, *args)
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def load(path: Path):

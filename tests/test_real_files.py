@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from ladd_cli.main import main
+from conftest import cli, ok
 from ladd_format import open_dla
 from ladd_format.converters.inputs import load_pt
 from ladd_format.errors import InputError
@@ -28,18 +28,6 @@ DC_RESULTS_SHA256_START = "b6ef2795"
 DDRANKING_DC = Path("ddranking") / "DC-DSA-DM"
 #: DC's MNIST normalisation (its utils.get_dataset), which the mnist preset holds
 MNIST = ["--mean", "0.1307", "--std", "0.3081"]
-
-
-def cli(runner, *args):
-    result = runner.invoke(main, [*map(str, args)])
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
-def ok(runner, *args):
-    result = cli(runner, *args)
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def independent_load(path: Path) -> dict:

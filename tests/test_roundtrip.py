@@ -15,34 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ladd_cli.main import main
 from ladd_format import DenseSpec, DLAWriter, open_dla
 from ladd_format.codecs import parse_codec
 from ladd_format.integrity import content_digest
 
-from conftest import softmax
+from conftest import cli, ok, one_line, softmax
 
 NAMES = ["cat", "dog", "owl"]
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-
-
-def cli(runner, *args):
-    result = runner.invoke(main, [*map(str, args)])
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
-def ok(runner, *args):
-    result = cli(runner, *args)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def one_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    (line,) = result.output.strip().splitlines()
-    assert line.startswith("ladd: error: ")
-    return line
 
 
 def write(path: Path, labels, *, dtype="uint8", space=None, soft_kind=None, soft_dtype="float32", codec=None,

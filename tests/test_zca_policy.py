@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from ladd_cli.main import main
+from conftest import cli, ok, one_line
 from ladd_format import DLAWriter, open_dla, verify
 from ladd_format.integrity import content_digest
 from ladd_format.presets import CIFAR10_NAMES
@@ -25,25 +25,6 @@ from ladd_format.presets import CIFAR10_NAMES
 from test_ddranking import published
 
 ZCA_FOLDER = "CIFAR10_ZCA"
-
-
-def cli(runner, *args):
-    result = runner.invoke(main, [*map(str, args)])
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
-def ok(runner, *args):
-    result = cli(runner, *args)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def one_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    (line,) = result.output.strip().splitlines()
-    assert line.startswith("ladd: error: ")
-    return line
 
 
 @pytest.mark.parametrize("name,zca", [
