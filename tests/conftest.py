@@ -192,3 +192,45 @@ def flip_chunk_byte(path: Path, name: str, chunk: int, offset: int = 20) -> None
     data = bytearray(path.read_bytes())
     data[info.byte_offset + offset] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+#: generous: an interrupted command must end well within this after SIGINT, and start within three times it
+INTERRUPT_TIMEOUT = 60
+
+
+def interrupt_ladd(args: list[str], started: str | None = None, ready=None) -> tuple[int, str]:
+    """Run ``ladd ARGS`` in its own process group and send the group SIGINT, as a terminal does:
+    once a stderr line starts with ``started`` (its progress: the work has begun), or when
+    ``ready(proc, lines)`` returns (it waits for its own moment; ``lines`` fills as stderr is read).
+    Returns (exit status, stderr)."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    env = dict(os.environ, LADD_PROGRESS_INTERVAL="0", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "ladd_cli.main", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    lines: list[str] = []
+    reached = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if started is not None and line.startswith(started):
+                reached.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        if ready is None:
+            assert reached.wait(INTERRUPT_TIMEOUT * 3), "".join(lines)
+        else:
+            ready(proc, lines)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=INTERRUPT_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    reader.join(timeout=10)
+    return proc.returncode, "".join(lines)

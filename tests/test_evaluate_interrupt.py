@@ -2,11 +2,6 @@
 line, exit status 130, no traceback from any process (a terminal sends SIGINT to the whole process
 group, workers included), and the command ends without waiting for a student to finish."""
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,11 +11,7 @@ import pytest
 from ladd_format import DenseSpec, DLAWriter
 from ladd_format.labeler import load_source
 
-from conftest import softmax
-
-#: generous: the command must end well within this after SIGINT (it takes about a second)
-EXIT_TIMEOUT = 60
-
+from conftest import INTERRUPT_TIMEOUT, interrupt_ladd, softmax
 
 @pytest.fixture(scope="module")
 def digits_dla(tmp_path_factory) -> Path:
@@ -57,39 +48,18 @@ def interrupt(path: Path, when: str) -> tuple[int, str]:
     ``"workers starting"`` (0.3 s after both spawned workers exist: their interpreters still start
     up, where an interrupt used to print their tracebacks; this process ignores SIGINT for the
     milliseconds it takes to start them, pool.py). Returns (exit status, stderr)."""
-    env = dict(os.environ, LADD_PROGRESS_INTERVAL="0", PYTHONUNBUFFERED="1")
-    args = [sys.executable, "-m", "ladd_cli.main", "evaluate", str(path), "--test", "digits-test", "--width", "8",
-            "--epochs", "10000", "--seeds", "2", "--workers", "2", "--threads", "1", "--sub-per-image", "2"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    lines: list[str] = []
-    reached = threading.Event()
-    target = None if when == "workers starting" else f"evaluate: {int(when.split()[1])}/"
+    args = ["evaluate", str(path), "--test", "digits-test", "--width", "8", "--epochs", "10000", "--seeds", "2",
+            "--workers", "2", "--threads", "1", "--sub-per-image", "2"]
+    if when != "workers starting":
+        return interrupt_ladd(args, started=f"evaluate: {int(when.split()[1])}/")
 
-    def read() -> None:
-        for line in proc.stderr:
-            lines.append(line)
-            if target is not None and line.startswith(target):
-                reached.set()
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        if target is None:
-            deadline = time.monotonic() + EXIT_TIMEOUT * 3
-            while len(spawned_workers(proc.pid)) < 2:
-                assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
-                time.sleep(0.01)
-            time.sleep(0.3)
-        else:
-            assert reached.wait(EXIT_TIMEOUT * 3), "".join(lines)
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=EXIT_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    reader.join(timeout=10)
-    return proc.returncode, "".join(lines)
+    def workers_starting(proc, lines) -> None:
+        deadline = time.monotonic() + INTERRUPT_TIMEOUT * 3
+        while len(spawned_workers(proc.pid)) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
+            time.sleep(0.01)
+        time.sleep(0.3)
+    return interrupt_ladd(args, ready=workers_starting)
 
 
 @pytest.mark.mutation_skip

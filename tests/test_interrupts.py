@@ -2,11 +2,6 @@
 output folder left behind where there was none (a run that says "nothing was written" wrote nothing);
 what an interrupted run did keep is said."""
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 
 import pytest
 
@@ -15,37 +10,11 @@ import ladd_format.labeler.train as train_module
 from ladd_cli.main import main
 from ladd_format.labeler import TrainConfig, load_source, train_labeler
 
-#: generous: the command must end well within this after SIGINT, and start working within three times it
-EXIT_TIMEOUT = 60
-
+from conftest import interrupt_ladd
 
 def interrupt_when(args: list[str], started: str) -> tuple[int, str]:
-    """Run ``ladd ARGS`` in its own process group; once a stderr line starts with ``started`` (its
-    progress: the work has begun), send the group SIGINT as a terminal does. Returns (exit status,
-    stderr)."""
-    env = dict(os.environ, LADD_PROGRESS_INTERVAL="0", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "ladd_cli.main", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-    lines: list[str] = []
-    reached = threading.Event()
-
-    def read() -> None:
-        for line in proc.stderr:
-            lines.append(line)
-            if line.startswith(started):
-                reached.set()
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert reached.wait(EXIT_TIMEOUT * 3), "".join(lines)
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=EXIT_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    reader.join(timeout=10)
-    return proc.returncode, "".join(lines)
+    """``ladd ARGS`` interrupted once a stderr line starts with ``started``: (exit status, stderr)."""
+    return interrupt_ladd(args, started)
 
 
 def ladd_lines(stderr: str) -> list[str]:
