@@ -22,8 +22,9 @@ global heap, attribute values, chunk data of each dataset, the rest). For each d
 reader runs in a worker process (``--worker``; batched, with a 10 s alarm per call, an address-space
 limit of 2 GiB above the worker's own, peak RSS per case from /proc VmHWM, and a watchdog that kills
 and restarts the worker on a hang or crash): ``open_dla`` -> ``info()``, ``images()``, ``labels()``,
-``dense()``, ``soft_labels()`` whole and per item, ``DLADataset[i]`` per item, ``export(npz)`` and
-``verify``. The outcome of each call is compared with the undamaged file's (the oracle):
+``dense()``, ``soft_labels()`` whole and per item, for a file with a relabel stream ``stream.info()``
+and its first 16 batches (``read_batch``), ``DLADataset[i]`` per item, ``export(npz)`` and ``verify``.
+The outcome of each call is compared with the undamaged file's (the oracle):
 
 - unchanged: every reader returns exactly what it returned for the original (verify may say anything);
 - refused: verify reports problems and every reader whose result differs raised a ``LaddError``;
@@ -42,7 +43,11 @@ Crafted hostile files (``CRAFTED``, one function each) are checked the same way,
 may return data as long as verify refuses the file, no output holds bytes of a file outside it (a
 marker), and every CLI command (``verify``, ``info``, ``size``, ``export``) exits non-zero with one
 line on stderr. Crafted files get their digests recomputed (``restamp``: per-dataset ``sha256``,
-``/row_sha256``, ``root_sha256``) as a hostile writer would, so only the defect itself remains.
+``/row_sha256``, ``/stream/batch_sha256``, ``root_sha256``, stored as fixed-length strings as the
+writer stores them) as a hostile writer would, so only the defect itself remains. The ``stream_*``
+cases damage a small file with a cutmix stream (``write_stream_base``): declared sizes beyond spec 2.4
+(10^9 epochs, a batch of 2^20 records, crop_size 0 or 2^20, topk k > C) and values beyond 4.7
+(batch_start past the records, an image index >= M, a box outside the image).
 Kills: ``ladd convert npz``, ``ladd export`` and ``ladd augment`` are SIGKILLed at random points; the
 destination must then be absent, the old file (byte-identical) or complete and valid. Pickles: .pt
 files whose unpickling would run ``os.system`` go to every converter that reads .pt files (and an
@@ -174,9 +179,41 @@ def make_base_files(folder: str | os.PathLike, seed: int = 0, names=None) -> dic
     return {name: write_base(folder / f"{name}.dla.h5", name, seed) for name in (names or BASES)}
 
 
+#: the stream of the crafted stream cases' base file: batch lengths per epoch, B, crop size
+STREAM_BATCHES = ([4, 4, 3], [4, 4])
+STREAM_B, STREAM_CROP = 4, (8, 8)
+#: crafted cases whose file holds a stream (the readers also read every batch of it)
+STREAM_PREFIX = "stream_"
+
+
+def write_stream_base(path: Path, seed: int = 0) -> Path:
+    """The ``plain`` set with a cutmix relabel stream (topk k = 3, uint8 values), written with
+    ``DLAWriter(stream=...)``: the base of the crafted stream cases."""
+    from ladd_format import DLAWriter
+    from ladd_format.stream import StreamSpec, parse_stream_codec
+
+    images, labels, _, _ = base_arrays(seed, 0, False)
+    rng = np.random.default_rng(seed + 99)
+    spec = StreamSpec(epochs=len(STREAM_BATCHES), batch_size=STREAM_B, crop_size=STREAM_CROP, mix="cutmix",
+                      codec=parse_stream_codec("topk:k=3,values=uint8"), temperature=2.0,
+                      teacher={"arch": "convnet-d3", "epochs": 7})
+    with DLAWriter(path, num_classes=C, image_shape=(3, SIDE, SIDE), mean=MEAN, std=STD, converter="adversarial",
+                   created=CREATED, overwrite=True, max_chunk_rows=2, stream=spec) as w:
+        w.append(images, labels)
+        for epoch, lengths in enumerate(STREAM_BATCHES):
+            for n in lengths:
+                h, wd = rng.integers(1, SIDE + 1, n), rng.integers(1, SIDE + 1, n)
+                box = np.stack([rng.integers(0, SIDE - h + 1), rng.integers(0, SIDE - wd + 1), h, wd], axis=1)
+                w.append_stream(epoch, rng.integers(0, M, n), box, rng.integers(0, 2, n).astype(bool),
+                                mix_partner=rng.permutation(n), mix_box=np.array([1, 2, 3, 4]),
+                                logits=rng.normal(size=(n, C)) * 3)
+    return path
+
+
 def plan_of(path: str | os.PathLike, marker: bool = False) -> dict:
     """What the readers are asked for a file (from raw h5py, not the library under test)."""
-    plan = {"has_dense": True, "has_soft": False, "m": M, "items": list(range(M)), "marker": marker}
+    plan = {"has_dense": True, "has_soft": False, "has_stream": False, "m": M, "items": list(range(M)),
+            "marker": marker}
     try:
         import h5py
         p = Path(path)
@@ -185,6 +222,7 @@ def plan_of(path: str | os.PathLike, marker: bool = False) -> dict:
         with h5py.File(p, "r") as f:
             plan["has_dense"] = "dense" in f
             plan["has_soft"] = "soft_labels" in f
+            plan["has_stream"] = "stream" in f
             try:
                 m = int(f["images"].shape[0])
             except Exception:  # noqa: BLE001 - a crafted file may have no usable /images
@@ -519,6 +557,13 @@ def fletcher32_chunk(payload: bytes) -> bytes:
     return payload + struct.pack("<I", fletcher32(payload))
 
 
+def _set_text(attrs, name: str, value: str) -> None:
+    """A digest attribute stored as the writer stores it (a fixed-length string, spec 2 since 1.1), so
+    that restamping adds no defect of its own."""
+    from ladd_format import integrity
+    integrity.set_string(attrs, name, value)
+
+
 def restamp(path: str | os.PathLike) -> None:
     """Recompute every digest a hostile writer could recompute (per-dataset ``sha256``, ``/row_sha256``,
     ``root_sha256``), so a crafted file carries only its defect. Best effort: datasets over 64 MiB, or
@@ -540,7 +585,7 @@ def restamp(path: str | os.PathLike) -> None:
             try:
                 arr = ds[()]
                 le = arr.astype(arr.dtype.newbyteorder("<"), copy=False) if arr.dtype.itemsize > 1 else arr
-                ds.attrs["sha256"] = hashlib.sha256(np.ascontiguousarray(le).tobytes()).hexdigest()
+                _set_text(ds.attrs, "sha256", hashlib.sha256(np.ascontiguousarray(le).tobytes()).hexdigest())
             except Exception:  # noqa: BLE001
                 pass
         rows = f.get("row_sha256")
@@ -555,15 +600,48 @@ def restamp(path: str | os.PathLike) -> None:
                         table[:, col] = integrity.row_digests(ds[()])
                 rows[...] = table
                 le = table
-                rows.attrs["sha256"] = hashlib.sha256(np.ascontiguousarray(le).tobytes()).hexdigest()
+                _set_text(rows.attrs, "sha256", hashlib.sha256(np.ascontiguousarray(le).tobytes()).hexdigest())
             except Exception:  # noqa: BLE001
                 pass
+        _restamp_stream(f, small)
         if "root_sha256" in f.attrs:
             try:
                 from ladd_format import integrity
-                f.attrs["root_sha256"] = integrity.root_digest(f)
+                _set_text(f.attrs, "root_sha256", integrity.root_digest(f))
             except Exception:  # noqa: BLE001
                 pass
+
+
+def _restamp_stream(f, small) -> None:
+    """Recompute ``/stream/batch_sha256`` (spec 4.7) and its sha256 from the stream as it now is, as a
+    hostile writer could; left as it is when batch_start makes no batches or a dataset is large."""
+    import h5py
+
+    table, starts = f.get("stream/batch_sha256"), f.get("stream/batch_start")
+    if not (isinstance(table, h5py.Dataset) and isinstance(starts, h5py.Dataset) and table.ndim == 3
+            and small(table) and small(starts)):
+        return
+    try:
+        start = starts[()].astype(np.int64)
+        digests = table[()]
+        names = [v.decode() if isinstance(v, bytes) else str(v) for v in table.attrs["datasets"]]
+        if start.ndim != 1 or digests.shape[0] != start.shape[0] or start[0] != 0 or np.any(np.diff(start) <= 0):
+            return
+        for col, name in enumerate(names[:digests.shape[1]]):
+            ds = f.get(name)
+            if not (isinstance(ds, h5py.Dataset) and small(ds) and ds.ndim):
+                continue
+            data = ds[()]
+            per_batch = name.endswith(("/mix_box", "/mix_lambda"))
+            ends = np.append(start[1:], data.shape[0])
+            for b in range(start.shape[0]):
+                part = data[b:b + 1] if per_batch else data[start[b]:ends[b]]
+                le = part.astype(part.dtype.newbyteorder("<"), copy=False) if part.dtype.itemsize > 1 else part
+                digests[b, col] = np.frombuffer(hashlib.sha256(np.ascontiguousarray(le).tobytes()).digest(), np.uint8)
+        table[...] = digests
+        _set_text(table.attrs, "sha256", hashlib.sha256(np.ascontiguousarray(digests).tobytes()).hexdigest())
+    except Exception:  # noqa: BLE001 - best effort, as restamp
+        pass
 
 
 def _copy_attrs(src, dst, skip=("sha256",)):
@@ -817,6 +895,89 @@ class Crafter:
                 g.create_group(f"g{i}")
         return self._from(folder, "many_objects", "plain", edit)
 
+    # -- relabel streams (spec 4.7, 2.4) ------------------------------------------------------
+    def _stream_base(self, folder: Path) -> Path:
+        """A small valid file with a cutmix stream (topk k = 3 uint8, 2 epochs of 3 and 2 batches, B = 4,
+        crops 8 x 8) over a plain set of M images: what the stream cases damage."""
+        path = folder / "stream_base.dla.h5"
+        if "stream" not in self.bases:
+            self.bases["stream"] = write_stream_base(path)
+        return self.bases["stream"]
+
+    def _from_stream(self, folder: Path, name: str, edit) -> Path:
+        self._stream_base(folder)
+        return self._from(folder, name, "stream", edit)
+
+    def case_stream_epoch_start_1e9(self, folder):
+        """epochs and /stream/epoch_start declare 10^9 epochs (8 GB of int64) the file does not hold."""
+        def edit(f):
+            f["stream"].attrs["epochs"] = np.int64(10 ** 9)
+            _replace(f, "stream/epoch_start", shape=(10 ** 9,), dtype=np.int64, chunks=(4096,), fletcher32=True)
+        return self._from_stream(folder, "stream_epoch_start_1e9", edit)
+
+    def case_stream_batch_start_billions(self, folder):
+        """/stream/batch_start claims its last batch starts at record 4 * 10^9 (the stream holds 22)."""
+        def edit(f):
+            v = f["stream/batch_start"][()]
+            v[-1] = 4 * 10 ** 9
+            f["stream/batch_start"][...] = v
+        return self._from_stream(folder, "stream_batch_start_billions", edit)
+
+    def case_stream_batch_2_20(self, folder):
+        """One batch of 2^20 records (batch_size 2^20, every record dataset 2^20 rows, unwritten): over
+        the 2^16 records a batch may hold, and 40 MB of declared rows in a file of 60 KB."""
+        q = 1 << 20
+
+        def edit(f):
+            g = f["stream"]
+            g.attrs["batch_size"] = np.int64(q)
+            g.attrs["epochs"] = np.int64(1)
+            for name in ("epoch_start", "batch_start"):
+                _replace(f, f"stream/{name}", data=np.zeros(1, np.int64), chunks=(1,), fletcher32=True)
+            for name in ("image", "box", "flip", "mix_partner", "topk_index", "topk_prob"):
+                old = g[name]
+                _replace(f, f"stream/{name}", shape=(q, *old.shape[1:]), dtype=old.dtype,
+                         chunks=(4096, *old.shape[1:]), fletcher32=True)
+            _replace(f, "stream/mix_box", data=np.zeros((1, 4), np.int64), chunks=(1, 4), fletcher32=True)
+            _replace(f, "stream/batch_sha256", data=np.zeros((1, 7, 32), np.uint8), chunks=(1, 7, 32),
+                     fletcher32=True)
+        return self._from_stream(folder, "stream_batch_2_20", edit)
+
+    def case_stream_topk_k_gt_c(self, folder):
+        """k = 1000 with C = 5 classes (topk datasets of 1000 columns)."""
+        def edit(f):
+            g = f["stream"]
+            g.attrs["k"] = np.int64(1000)
+            q = g["image"].shape[0]
+            _replace(f, "stream/topk_index", data=np.tile(np.arange(1000, dtype=np.uint16), (q, 1)),
+                     chunks=(8, 1000), fletcher32=True)
+            _replace(f, "stream/topk_prob", data=np.zeros((q, 1000), np.uint8), chunks=(8, 1000), fletcher32=True)
+        return self._from_stream(folder, "stream_topk_k_gt_c", edit)
+
+    def case_stream_crop_size_0(self, folder):
+        return self._from_stream(folder, "stream_crop_size_0",
+                                 lambda f: f["stream"].attrs.__setitem__("crop_size", np.array([0, 8], np.int64)))
+
+    def case_stream_crop_size_2_20(self, folder):
+        """crop_size 2^20 x 2^20: one crop would be 2^40 pixels."""
+        return self._from_stream(folder, "stream_crop_size_2_20", lambda f: f["stream"].attrs.__setitem__(
+            "crop_size", np.array([1 << 20, 1 << 20], np.int64)))
+
+    def case_stream_image_ge_m(self, folder):
+        """A record's image index is M + 5 (the issue's "a stream whose image index >= M")."""
+        def edit(f):
+            v = f["stream/image"][()]
+            v[3] = M + 5
+            f["stream/image"][...] = v
+        return self._from_stream(folder, "stream_image_ge_m", edit)
+
+    def case_stream_box_outside(self, folder):
+        """A crop box reaching past the image's bottom edge (top 10 + height 10 > 16)."""
+        def edit(f):
+            v = f["stream/box"][()]
+            v[2] = (10, 0, 10, 4)
+            f["stream/box"][...] = v
+        return self._from_stream(folder, "stream_box_outside", edit)
 
 CRAFTED = sorted(n[len("case_"):] for n in dir(Crafter) if n.startswith("case_"))
 #: crafted cases whose outside file holds the marker (no reader output may contain it)
@@ -967,7 +1128,8 @@ def probe(path: str | os.PathLike, plan: dict, workdir: str | os.PathLike) -> di
             (["soft"] if plan["has_soft"] else [])
         per_item = ["images", "labels"] + (["dense"] if plan["has_dense"] else []) + \
             (["soft"] if plan["has_soft"] else [])
-        all_file_keys = file_keys + [f"{k}[{i}]" for k in per_item for i in items]
+        all_file_keys = file_keys + [f"{k}[{i}]" for k in per_item for i in items] + \
+            (["stream", "stream.batches"] if plan.get("has_stream") else [])
         res = call("open", lambda: holder.__setitem__("f", open_dla(path)))
         if res[0] != "ok":
             for key in all_file_keys:
@@ -986,6 +1148,15 @@ def probe(path: str | os.PathLike, plan: dict, workdir: str | os.PathLike) -> di
                     call("dense", lambda: f.dense())
                 if plan["has_soft"]:
                     call("soft", lambda: f.soft_labels())
+                if plan.get("has_stream"):
+                    # the stream's declaration, then its batches (a hostile file may declare millions:
+                    # the reader must refuse it before the first, or return each bounded)
+                    call("stream", lambda: f.stream.info())
+
+                    def batches():
+                        s = f.stream
+                        return [dict(vars(s.read_batch(b))) for b in range(min(s.num_batches, 16))]
+                    call("stream.batches", batches)
                 for i in items:
                     call(f"images[{i}]", lambda i=i: f.images(i, i + 1))
                     call(f"labels[{i}]", lambda i=i: f.labels(i, i + 1))

@@ -174,6 +174,18 @@ class NoDenseLabelsError(LaddError):
     rule = None  # no spec rule: a valid plain set D handed to code that needs dense labels
 
 
+class NoStreamError(LaddError):
+    """Code that needs a relabel stream (``DLAFile.stream``) was given a file without ``/stream``."""
+
+    rule = None  # no spec rule: a valid file without a stream handed to code that needs one
+
+
+class StreamError(LaddError):
+    """A relabel stream that breaks rule 16 (spec 4.7): its declaration, layout, starts or values."""
+
+    rule = Rule.STREAM
+
+
 class MissingExtraError(LaddError):
     """A command or module needs an optional dependency that is not installed (``extras.require``)."""
 

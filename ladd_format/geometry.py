@@ -10,9 +10,11 @@ import math
 
 import numpy as np
 
+from .spec import RESIZE_ANTIALIAS
 from .spec.limits import MAX_GRID_N, MAX_WRITTEN_GRID_N  # noqa: F401  (readers' N <= 64, the writer's N <= 45)
 
-RESIZE = "bilinear-antialias"
+#: the resize of section 5 (``/dense`` ``resize``; a stream's default, 5.1)
+RESIZE = RESIZE_ANTIALIAS
 
 
 def crop_length(length: int, ratio: float) -> int:

@@ -393,10 +393,44 @@ def set_string(attrs, name: str, value) -> None:
     attrs.create(name, np.array(items, dtype=f"S{width}"), dtype=h5py.string_dtype("utf-8", width))
 
 
+def _reseal_stream_digests(h5: h5py.File) -> None:
+    """Recompute ``/stream/batch_sha256`` (4.7) from the stream's datasets and ``batch_start`` as
+    they now are, when they still make sense together (else leave it as it is): a dataset of NB rows
+    is digested row by row, any other batch by batch of ``batch_start``."""
+    ds = h5.get(S.stream_path(S.STREAM_BATCH_DIGESTS))
+    starts = h5.get(S.stream_path(S.STREAM_BATCH_START))
+    if not (isinstance(ds, h5py.Dataset) and ds.ndim == 3 and isinstance(starts, h5py.Dataset) and starts.ndim == 1):
+        return
+    names = [v.decode() if isinstance(v, bytes) else str(v)
+             for v in np.atleast_1d(ds.attrs.get(S.ROW_DIGESTS_DATASETS, []))]
+    start = starts[()].astype(np.int64)
+    nb = start.shape[0]
+    table = ds[()]
+    if table.shape[0] != nb or nb == 0 or np.any(np.diff(start) <= 0) or start[0] != 0:
+        return
+    for column, name in enumerate(names[:table.shape[1]]):
+        source = h5.get(name)
+        if not isinstance(source, h5py.Dataset) or source.ndim < 1:
+            continue
+        data = source[()]
+        if data.shape[0] == nb and name.endswith(("/" + S.STREAM_MIX_BOX, "/" + S.STREAM_MIX_LAMBDA)):
+            table[:, column] = row_digests(data)
+            continue
+        if start[-1] >= data.shape[0]:
+            continue
+        ends = np.append(start[1:], data.shape[0])
+        for b in range(nb):
+            piece = np.ascontiguousarray(data[start[b]:ends[b]])
+            table[b, column] = np.frombuffer(hashlib.sha256(piece.tobytes()).digest(), np.uint8)
+    ds[...] = table
+    set_string(ds.attrs, S.SHA256_ATTR, hashlib.sha256(np.ascontiguousarray(table).tobytes()).hexdigest())
+
+
 def reseal(h5: h5py.File, rows: bool = True) -> None:
-    """Recompute ``/row_sha256`` from the rows as they now are and then the root digest, in a file
-    open for writing. For building test files that break exactly one other rule (a damaged file
+    """Recompute ``/row_sha256`` (and ``/stream/batch_sha256``) from the rows as they now are and
+    then the root digest, in a file open for writing. For building test files that break exactly one other rule (a damaged file
     stays damaged only if it is not resealed); the digests detect damage, not forgery (spec 2.1)."""
+    stream_rows = rows
     ds = h5.get(S.ROW_DIGESTS)
     if rows and isinstance(ds, h5py.Dataset) and ds.ndim == 3:
         names = [v.decode() if isinstance(v, bytes) else str(v)
@@ -409,6 +443,8 @@ def reseal(h5: h5py.File, rows: bool = True) -> None:
                 rows[:, column] = row_digests(source[()])
         ds[...] = rows
         set_string(ds.attrs, S.SHA256_ATTR, hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest())
+    if stream_rows:
+        _reseal_stream_digests(h5)
     if S.ROOT_DIGEST in h5.attrs:
         fixed_length_strings(h5)
         set_string(h5.attrs, S.ROOT_DIGEST, root_digest(h5))

@@ -34,9 +34,11 @@ from .errors import (
     LaddError,
     MissingFieldError,
     NoDenseLabelsError,
+    NoStreamError,
     ProbabilityError,
 )
 from .h5io import attr_dict, check_format, open_h5, text
+from .stream.reader import StreamReader
 from .verify import NON_FINITE, header_problems, soft_label_issues
 
 #: Exceptions h5py raises on damaged HDF5 structures; a reader turns them into one LaddError line.
@@ -95,6 +97,7 @@ class DLAFile:
         self._n: int | None = None
         self._codec: Codec | None = None
         self._soft_kind: str | None = None
+        self._stream = None
         self._row_digests = self.h5[S.ROW_DIGESTS] if check_rows and S.ROW_DIGESTS in self.h5 else None
         self._row_columns: dict[str, int] = {}
         self._digest_rows: np.ndarray | None = None
@@ -270,6 +273,26 @@ class DLAFile:
         """Decoded dense labels of images [start, stop): ``(B, N*N, C)`` float32 probabilities."""
         return self.codec.decode(self.dense_stored(start, stop), self.num_classes)
 
+    # -- relabel stream (spec 4.7) -------------------------------------------------------
+    @property
+    def has_stream(self) -> bool:
+        """True when the file holds a relabel stream: a ``/stream`` group in a file of format 1.2 or
+        later (earlier versions have none; a reader ignores what it does not know, section 2)."""
+        return self.version[1] >= S.STREAM_SINCE_MINOR and isinstance(self.h5.get(S.STREAM), h5py.Group)
+
+    @property
+    def stream(self) -> StreamReader:
+        """The relabel stream (:class:`~ladd_format.stream.reader.StreamReader`); on first access its
+        attributes, layout and ``epoch_start``/``batch_start`` are checked (rule 16). Raises
+        :class:`NoStreamError` for a file without one."""
+        if self._stream is None:
+            if not self.has_stream:
+                raise NoStreamError("no relabel stream in this file (spec 4.7): run `ladd relabel` or convert one",
+                                    self.path, S.STREAM_PATH)
+            self._stream = StreamReader(self.h5, self.path, self.num_images, self.num_classes, self.image_shape,
+                                        self.space)
+        return self._stream
+
     # -- arrays ---------------------------------------------------------------------------
     def images(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Images [start, stop) as stored: ``(B, K, H, W)`` uint8 (or float16/float32)."""
@@ -366,6 +389,8 @@ class DLAFile:
                             "labeler": self.labeler}
         else:
             out["dense"] = None
+        if self.has_stream:
+            out["stream"] = self.stream.info()
         out["provenance"] = self.provenance
         return out
 

@@ -1,9 +1,15 @@
-"""``ladd upgrade``: rewrite a valid version-1.0 file as 1.1 (spec section 9).
+"""``ladd upgrade``: rewrite a valid file of an earlier minor version (1.0 or 1.1) as the current
+version, :data:`ladd_format.spec.FORMAT_VERSION` (1.2; spec section 9).
 
-The contents do not change: every dataset and attribute is copied as it is; the copy gains
-``/row_sha256`` (spec 2.2), ``format_version`` 1.1 and the root digest (spec 2.1). The source is
-verified in full first, so the digests seal data known to be intact; the destination appears only
-when complete (temporary file, then rename).
+The contents do not change: every dataset and attribute is copied as it is, and no stream is added
+(a 1.2 file without ``/stream`` means what a 1.1 file means). The copy gains ``format_version`` 1.2
+and a new root digest (spec 2.1, which covers ``format_version``); a 1.0 file also gains
+``/row_sha256`` (spec 2.2) and fixed-length strings. The source is verified in full first, so the
+digests seal data known to be intact; the destination appears only when complete (temporary file,
+then rename), and is verified before it is renamed into place. A file already at the current version
+(or newer) is refused: there is nothing to upgrade. So is a file of an earlier version that holds an
+object named ``/stream``: that name means nothing before 1.2, and upgrading would give it 1.2's
+meaning without the checks of rules 16 and 17 having been made when it was written.
 """
 
 from __future__ import annotations
@@ -27,21 +33,34 @@ from .writer import CHUNK_TARGET_BYTES
 BLOCK_ROWS = 1024
 
 
+#: (major, minor) of the version ``upgrade`` writes: the package's, spec/__init__.py's FORMAT_VERSION
+CURRENT = S.parse_version(S.FORMAT_VERSION)
+
+
 def upgrade(src: str | os.PathLike, dest: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Copy the 1.0 file ``src`` to ``dest`` as a 1.1 file; returns ``dest``."""
+    """Copy the valid 1.0 or 1.1 file ``src`` to ``dest`` as a :data:`~ladd_format.spec.FORMAT_VERSION`
+    file with the same contents; returns ``dest``. Raises a :class:`LaddError` (one line) for an
+    invalid source, an :class:`InputError` for a source that is already current (or newer) or holds
+    ``/stream`` before 1.2; nothing is written then."""
     src = Path(src)
     problems = verify(src)
     if problems:
         raise problems[0]
     with h5py.File(src, "r", locking=False) as h5:
         major, minor = check_format(h5, src)
-        if minor >= S.DIGESTS_SINCE_MINOR:
-            raise InputError(f"is already format {major}.{minor}; nothing to upgrade", src)
+        if (major, minor) >= CURRENT:
+            newer = "" if (major, minor) == CURRENT else f", newer than {S.FORMAT_VERSION}"
+            raise InputError(f"is already format {major}.{minor}{newer}; nothing to upgrade", src)
+        if minor < S.STREAM_SINCE_MINOR and S.STREAM in h5:
+            raise InputError(f"format {major}.{minor} holds {S.STREAM_PATH}, a name that means nothing before "
+                             f"format {major}.{S.STREAM_SINCE_MINOR}; refusing to give it a stream's meaning", src)
+        has_row_digests = minor >= S.DIGESTS_SINCE_MINOR
     with atomic.replace_file(dest, overwrite=overwrite) as tmp:
         shutil.copyfile(src, tmp)
         with h5py.File(tmp, "r+") as h5:
-            _add_row_digests(h5)
-            h5.attrs[S.VERSION_ATTR] = S.FORMAT_VERSION
+            if not has_row_digests:
+                _add_row_digests(h5)
+            integrity.set_string(h5.attrs, S.VERSION_ATTR, S.FORMAT_VERSION)
             integrity.fixed_length_strings(h5)
             integrity.set_string(h5.attrs, S.ROOT_DIGEST, integrity.root_digest(h5))
         problems = verify(tmp)

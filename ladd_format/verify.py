@@ -44,12 +44,15 @@ from .errors import (
     MissingFieldError,
     ProbabilityError,
     ShapeError,
+    StreamError,
 )
 from .h5io import attr_dict, check_format, open_h5, text
 from .rows import checked_row_bytes
 from .spec import limits
 from .spec.limits import MAX_CHUNKS_PER_READ, READ_BLOCK_BYTES
 from .spec.rules import Rule
+from .stream import checks as stream_checks
+from .stream.declaration import StreamSpec
 
 
 #: One check per rule of spec section 8: the function that decides the rule (a method of the
@@ -130,6 +133,9 @@ class _Verifier:
         self.version: tuple[int, int] | None = None   # (MAJOR, MINOR) once rule 2 holds
         self.row_digests: h5py.Dataset | None = None   # /row_sha256 once its layout is checked
         self.row_columns: dict[str, int] = {}
+        self.stream_digests: h5py.Dataset | None = None   # /stream/batch_sha256 once its layout is checked
+        self.scanned: set[str] = set()                     # paths of the datasets read for rule 11
+        self.image_space: str | None = None
 
     def fail(self, cls: type[LaddError], where: str, message: str, rule: Rule | None = None) -> None:
         """Report a problem under ``rule``, by default the rule being run."""
@@ -143,6 +149,7 @@ class _Verifier:
         Rule 10 ran first: every dataset is chunked, little-endian and has at least one axis."""
         if not self.read_data:
             return
+        self.scanned.add(ds.name)
         column = self.row_columns.get(ds.name)
         bad_rows: list[int] = []
         rows = ds.shape[0]
@@ -169,15 +176,22 @@ class _Verifier:
                 self.read_bytes += block.nbytes
                 self.progress(self.read_bytes // 10**6, max(self.read_bytes, self.file_bytes) // 10**6)
         if bad_chunks:
-            a, b = bad_chunks[0]
-            more = f" (and {len(bad_chunks) - 1} more chunks)" if len(bad_chunks) > 1 else ""
-            self.fail(ChecksumError, ds.name,
-                      f"fletcher32 checksum fails in the chunk holding rows {a}..{b - 1}{more}: the data is corrupt",
-                      Rule.CHECKSUMS)
+            self._report_bad_chunks(ds, bad_chunks)
             return
         if bad_rows:
             self.fail(DigestError, ds.name, f"row {bad_rows[0]} does not match its digest in /{S.ROW_DIGESTS} "
                       "(spec 2.2): the data is damaged", Rule.ROW_DIGESTS)
+        self._check_sha256(ds, digest)
+
+    def _report_bad_chunks(self, ds: h5py.Dataset, bad_chunks: list[tuple[int, int]]) -> None:
+        a, b = bad_chunks[0]
+        more = f" (and {len(bad_chunks) - 1} more chunks)" if len(bad_chunks) > 1 else ""
+        self.fail(ChecksumError, ds.name,
+                  f"fletcher32 checksum fails in the chunk holding rows {a}..{b - 1}{more}: the data is corrupt",
+                  Rule.CHECKSUMS)
+
+    def _check_sha256(self, ds: h5py.Dataset, digest) -> None:
+        """Rule 11: the running SHA-256 of all of ``ds``'s data equals its ``sha256`` attribute."""
         expected = ds.attrs.get(S.SHA256_ATTR)
         if expected is None:
             self.fail(MissingFieldError, ds.name, f"attribute {S.SHA256_ATTR!r} is missing", Rule.CHECKSUMS)
@@ -244,6 +258,9 @@ class _Verifier:
         self.guarded(Rule.NORMALIZATION, lambda: self.check_normalization(k), S.NORMALIZATION_PATH)
         self.guarded(Rule.DENSE, lambda: self.check_dense(m, num_classes, h, w), S.DENSE_PATH)
         self.guarded(Rule.PROVENANCE, self.check_provenance, S.PROVENANCE_PATH)
+        self.guarded(Rule.STREAM_DIGESTS, lambda: self.check_stream_digest_layout(num_classes),
+                     S.stream_path(S.STREAM_BATCH_DIGESTS))
+        self.guarded(Rule.STREAM, lambda: self.check_stream(m, num_classes, k, h, w), S.STREAM_PATH)
         # rule 10 (filters) ran with rules 14 and 15; rule 11 (checksums) and the row digests of
         # rule 13 run inside rules 4, 5, 6 and 8, as each dataset is read once
         return self.problems
@@ -369,6 +386,7 @@ class _Verifier:
             return None, None, None, None
         m, k, h, w = ds.shape
         space = text(ds.attrs.get(S.SPACE_ATTR, ""))
+        self.image_space = space
         dtype = ds.dtype
         if dtype == np.uint8:
             if space != S.SPACE_UINT8:
@@ -547,6 +565,196 @@ class _Verifier:
         for msg, start in issues.items():
             self.fail(ProbabilityError, target, f"{msg} (first seen in images from {start})")
 
+    # -- the relabel stream (rules 16, 17) -------------------------------------------------------
+    def _stream_group(self, report: bool = True) -> h5py.Group | None:
+        """``/stream`` of a file of format 1.2 or later (earlier files have none: a group of that name
+        there is unknown to them, and ignored as section 2 says); a dataset of that name is reported
+        (rule 16) when ``report``."""
+        g = self.h5.get(S.STREAM)
+        if g is None or self.minor < S.STREAM_SINCE_MINOR:
+            return None
+        if not isinstance(g, h5py.Group):
+            if report:
+                self.fail(StreamError, S.STREAM_PATH, "must be a group, found a dataset", Rule.STREAM)
+            return None
+        return g
+
+    def _stream_spec(self, g: h5py.Group, num_classes: int | None) -> StreamSpec | None:
+        """The stream's declaration when its attributes hold (rule 16 reports them otherwise)."""
+        if stream_checks.attribute_problems(g, num_classes, None, None):
+            return None
+        return stream_checks.spec_from_group(g)
+
+    @checks(Rule.STREAM_DIGESTS)
+    def check_stream_digest_layout(self, num_classes: int | None) -> None:
+        """Rule 17's layout: ``/stream/batch_sha256`` present, uint8 (NB, D, 32), its ``datasets``
+        listing exactly the stream's datasets in 4.7's order; its own data read (rule 11). The
+        digests of every batch are compared while rule 16 reads the stream (:meth:`check_stream`)."""
+        g = self._stream_group(report=False)
+        if g is None or num_classes is None:
+            return
+        spec = self._stream_spec(g, num_classes)
+        if spec is None:
+            return  # rule 16 reports the declaration; the digested datasets cannot be told
+        where = S.stream_path(S.STREAM_BATCH_DIGESTS)
+        ds = g.get(S.STREAM_BATCH_DIGESTS)
+        if not isinstance(ds, h5py.Dataset):
+            self.fail(MissingFieldError, where, "required dataset is missing" if ds is None else
+                      "must be a dataset, found a group")
+            return
+        expected = [S.stream_path(name) for name in spec.digested(num_classes)]
+        names = ds.attrs.get(S.ROW_DIGESTS_DATASETS)
+        listed = None if names is None else [text(v) for v in np.atleast_1d(names)]
+        if listed != expected:
+            self.fail(AttributeValueError, where, f"attribute {S.ROW_DIGESTS_DATASETS!r} must list {expected}, "
+                      f"got {listed}")
+            return
+        starts = g.get(S.STREAM_BATCH_START)
+        if not isinstance(starts, h5py.Dataset) or starts.ndim != 1:
+            return  # rule 16 reports it; the batches cannot be counted
+        shape = (starts.shape[0], len(expected), integrity.DIGEST_BYTES)
+        if ds.dtype != np.uint8 or ds.shape != shape:
+            self.fail(ShapeError, where, f"must be uint8 of shape {shape}, got {ds.dtype} {ds.shape}")
+            return
+        self.scan(ds)
+        self.stream_digests = ds
+
+    @checks(Rule.STREAM)
+    def check_stream(self, m, num_classes, k, h, w) -> None:
+        """Rule 16 (4.7, 5.1; the stream's limits of 2.4 are rule 15): the attributes and
+        ``/stream/teacher``, the datasets of the declared mix and codec with their shapes and dtypes
+        and no other, ``epoch_start``/``batch_start`` as 4.7 says, and every value within its bounds.
+        The datasets are read once, in blocks of whole batches of about ``READ_BLOCK_BYTES`` of
+        working copies: each block feeds the dataset's SHA-256 (rule 11), the batch digests (rule
+        17, when its layout held) and the value checks."""
+        g = self._stream_group()
+        if g is None:
+            return
+        try:
+            self._check_stream(g, m, num_classes, k, h, w)
+        finally:
+            # a stream too broken to be read batch by batch still has every dataset's sha256 checked (rule 11)
+            for ds in g.values():
+                if isinstance(ds, h5py.Dataset) and ds.name not in self.scanned and ds.ndim >= 1:
+                    self.scan(ds)
+
+    def _check_stream(self, g: h5py.Group, m, num_classes, k, h, w) -> None:
+        problems = stream_checks.attribute_problems(g, num_classes, k, self.image_space)
+        for p in problems:
+            self.fail(LimitError if p.rule == Rule.LIMITS else StreamError, p.where, p.message, p.rule)
+        if problems or num_classes is None:
+            return
+        spec = stream_checks.spec_from_group(g)
+        layout, q, nb = stream_checks.layout_problems(g, spec, num_classes)
+        layout = [p for p in layout if p.rule != Rule.STREAM_DIGESTS]   # rule 17's own check reports those
+        for p in layout:
+            self.fail(LimitError if p.rule == Rule.LIMITS else StreamError, p.where, p.message, p.rule)
+        if layout or not self.read_data:
+            return
+        starts = {}
+        for name in (S.STREAM_EPOCH_START, S.STREAM_BATCH_START):
+            blocks: list[np.ndarray] = []
+            before = len(self.problems)
+            self.scan(g[name], blocks.append)
+            if len(self.problems) != before:
+                return  # unreadable or damaged (rule 11): the batches cannot be told
+            starts[name] = np.concatenate(blocks).astype(np.int64) if blocks else np.zeros(0, np.int64)
+        found = stream_checks.starts_problems(starts[S.STREAM_EPOCH_START], starts[S.STREAM_BATCH_START], q,
+                                              int(spec.batch_size))
+        for name, message in found:
+            self.fail(StreamError, S.stream_path(name), f"{message} (spec 4.7)")
+        if found:
+            return
+        self._scan_stream(g, spec, num_classes, starts[S.STREAM_BATCH_START], q, m, h, w)
+
+    def _scan_stream(self, g: h5py.Group, spec: StreamSpec, num_classes: int, batch_start: np.ndarray, q: int,
+                     m, h, w) -> None:
+        """Read every digested stream dataset once, in blocks of whole batches, for rules 11, 16, 17."""
+        names = spec.digested(num_classes)
+        datasets = {name: g[name] for name in names}
+        nb = int(batch_start.shape[0])
+        ends = np.append(batch_start[1:], q)
+        lengths = ends - batch_start
+        record_bytes = max(1, checked_row_bytes(ds for name, ds in datasets.items() if not spec.per_batch(name)))
+        block_records = max(1, READ_BLOCK_BYTES // record_bytes)
+        running = {name: hashlib.sha256() for name in names}
+        self.scanned.update(ds.name for ds in datasets.values())
+        broken: set[str] = set()          # datasets with an unreadable chunk (reported under rule 11)
+        values: dict[str, str] = {}       # dataset -> the first value problem found
+        mismatch: dict[str, int] = {}     # dataset -> the first batch off its digest
+        labels = list(spec.codec.layout(num_classes))
+        b0 = 0
+        while b0 < nb:
+            # whole batches, at least one, about block_records records
+            b1 = max(b0 + 1, int(np.searchsorted(batch_start, batch_start[b0] + block_records, side="left")))
+            r0, r1 = int(batch_start[b0]), int(ends[b1 - 1])
+            rows: dict[str, np.ndarray] = {}
+            for name, ds in datasets.items():
+                if name in broken:
+                    continue
+                a, z = (b0, b1) if spec.per_batch(name) else (r0, r1)
+                try:
+                    rows[name] = ds[a:z]
+                except OSError:
+                    broken.add(name)
+                    self._report_bad_chunks(ds, self._bad_chunks(ds, a, z, ds.chunks[0]))
+                    continue
+                block = rows[name]
+                running[name].update(np.ascontiguousarray(block.astype(block.dtype.newbyteorder("<"), copy=False)))
+                if self.progress is not None:
+                    self.read_bytes += block.nbytes
+                    self.progress(self.read_bytes // 10**6, max(self.read_bytes, self.file_bytes) // 10**6)
+            self._compare_batch_digests(names, rows, batch_start, b0, b1, mismatch)
+            if all(name in rows for name in (S.STREAM_IMAGE, S.STREAM_BOX, S.STREAM_FLIP, *spec.mix_datasets(),
+                                              *labels)):
+                found = stream_checks.batch_problems(
+                    spec, num_classes, m, h, w, rows[S.STREAM_IMAGE], rows[S.STREAM_BOX], rows[S.STREAM_FLIP],
+                    rows.get(S.STREAM_MIX_PARTNER), rows.get(S.STREAM_MIX_BOX), rows.get(S.STREAM_MIX_LAMBDA),
+                    {name: rows[name] for name in labels}, lengths=np.repeat(lengths[b0:b1], lengths[b0:b1]),
+                    record_offset=r0, batch_offset=b0)
+                for name, message in found:
+                    values.setdefault(name, message)
+            b0 = b1
+        for name, ds in datasets.items():
+            if name in broken:
+                continue
+            self._check_sha256(ds, running[name])
+            if name in mismatch:
+                self.fail(DigestError, ds.name, f"batch {mismatch[name]} does not match its digest in "
+                          f"{S.stream_path(S.STREAM_BATCH_DIGESTS)} (spec 4.7): the data is damaged",
+                          Rule.STREAM_DIGESTS)
+        for name, message in values.items():
+            self.fail(StreamError, S.stream_path(name), f"{message} (spec 4.7)")
+
+    def _compare_batch_digests(self, names: list[str], rows: dict[str, np.ndarray], batch_start: np.ndarray,
+                               b0: int, b1: int, mismatch: dict[str, int]) -> None:
+        """Rule 17's comparison for batches [b0, b1): each dataset's rows of each batch against its
+        entry in ``/stream/batch_sha256`` (when that held its layout); the first batch off is
+        recorded per dataset in ``mismatch``."""
+        table_ds = self.stream_digests
+        if table_ds is None:
+            return
+        try:
+            table = table_ds[b0:b1]
+        except OSError:
+            return  # the checksum scan of /stream/batch_sha256 reported it
+        r0 = int(batch_start[b0])
+        for column, name in enumerate(names):
+            if name not in rows or name in mismatch:
+                continue
+            data = rows[name]
+            for b in range(b0, b1):
+                if StreamSpec.per_batch(name):
+                    piece = data[b - b0:b - b0 + 1]
+                else:
+                    a = int(batch_start[b]) - r0
+                    z = (int(batch_start[b + 1]) if b + 1 < len(batch_start) else r0 + data.shape[0]) - r0
+                    piece = data[a:z]
+                piece = np.ascontiguousarray(piece.astype(piece.dtype.newbyteorder("<"), copy=False))
+                if hashlib.sha256(memoryview(piece.reshape(-1).view(np.uint8))).digest() != table[b - b0, column].tobytes():
+                    mismatch[name] = b
+                    break
+
     @checks(Rule.PROVENANCE)
     def check_provenance(self):
         g = self.h5.get(S.PROVENANCE)
@@ -572,12 +780,15 @@ class VerifyResult:
     ``problems``: every rule broken, each a :class:`LaddError` carrying its rule (empty when valid).
     ``format_version``: ``"MAJOR.MINOR"`` as the file declares it ("" when rule 2 fails).
     ``root_sha256``: the stored root digest (spec 2.1), None in a 1.0 file or when there are problems.
-    ``content_sha256``: the content digest (2.1, derived), None when there are problems."""
+    ``content_sha256``: the content digest (2.1, derived), None when there are problems.
+    ``stream``: for a valid file with a relabel stream, what rules 16 and 17 checked,
+    ``{"epochs": E, "batches": NB, "records": Q}``; None otherwise."""
 
     problems: list[LaddError]
     format_version: str = ""
     root_sha256: str | None = None
     content_sha256: str | None = None
+    stream: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -610,11 +821,20 @@ def check(path: str | os.PathLike, progress: Callable[[int, int], None] | None =
                 return VerifyResult(problems, version)
             stored = h5.attrs.get(S.ROOT_DIGEST)
             return VerifyResult([], version, None if stored is None else text(stored),
-                                integrity.content_digest_of(h5))
+                                integrity.content_digest_of(h5), _stream_counts(h5))
         except Exception as exc:  # noqa: BLE001 - h5py raises many kinds on damaged metadata
             # damage below what the rules can name (HDF5 metadata): one problem under rule 1
             damaged = LaddError(f"HDF5 structure is damaged ({integrity._first_line(exc)})", p, "/").at_rule(Rule.FILE)
             return VerifyResult([damaged])
+
+
+def _stream_counts(h5: h5py.File) -> dict | None:
+    """E, NB and Q of a verified file's stream (its shapes, already checked), or None without one."""
+    if S.STREAM not in h5:
+        return None
+    group = h5[S.STREAM]
+    return {"epochs": int(group[S.STREAM_EPOCH_START].shape[0]), "batches": int(group[S.STREAM_BATCH_START].shape[0]),
+            "records": int(group[S.STREAM_IMAGE].shape[0])}
 
 
 def verify(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None) -> list[LaddError]:

@@ -60,8 +60,30 @@ def make_arrays(m=12, c=10, side=16, n=3, seed=0, sharp=3.0):
     return images, labels, dense
 
 
+def append_small_stream(writer, mix: str, num_images: int, num_classes: int, side: int, seed: int = 0) -> None:
+    """Two epochs of a small relabel stream (batch lengths 4, 2 | 3; crops 8 x 8) for
+    ``write_dla(stream_mix=...)``."""
+    rng = np.random.default_rng(seed + 7)
+    for epoch, lengths in enumerate(([4, 2], [3])):
+        for n in lengths:
+            h, w = rng.integers(1, side + 1, n), rng.integers(1, side + 1, n)
+            box = np.stack([rng.integers(0, side - h + 1), rng.integers(0, side - w + 1), h, w], axis=1)
+            kw = {"mix_partner": rng.permutation(n)} if mix != "none" else {}
+            kw.update({"cutmix": {"mix_box": np.array([1, 2, 3, 4])}, "mixup": {"mix_lambda": 0.25}}.get(mix, {}))
+            writer.append_stream(epoch, rng.integers(0, num_images, n), box, rng.integers(0, 2, n).astype(bool),
+                                 logits=rng.normal(size=(n, num_classes)) * 3, **kw)
+
+
 def write_dla(path: Path, m=12, c=10, side=16, n=3, ratio=0.625, codec="float32", codec_config=None,
-              batch=5, soft_kind=None, seed=0, **kwargs) -> Path:
+              batch=5, soft_kind=None, seed=0, stream_mix=None, stream_codec="topk:k=3,values=uint8",
+              **kwargs) -> Path:
+    """A small D_LA; with ``stream_mix`` (``none``, ``cutmix``, ``mixup``) also a relabel stream of 2
+    epochs and 3 batches (B = 4) stored with ``stream_codec``."""
+    if stream_mix is not None:
+        from ladd_format.stream import StreamSpec, parse_stream_codec
+
+        kwargs["stream"] = StreamSpec(epochs=2, batch_size=4, crop_size=(8, 8), mix=stream_mix,
+                                      codec=parse_stream_codec(stream_codec), teacher={"arch": "test"})
     images, labels, dense = make_arrays(m, c, side, n, seed)
     spec = None
     if codec is not None:
@@ -77,6 +99,8 @@ def write_dla(path: Path, m=12, c=10, side=16, n=3, ratio=0.625, codec="float32"
             w.append(images[start:stop], labels[start:stop],
                      dense=dense[start:stop] if spec else None,
                      soft=soft[start:stop] if soft is not None else None)
+        if stream_mix is not None:
+            append_small_stream(w, stream_mix, m, c, side, seed)
     return path
 
 

@@ -96,6 +96,13 @@ def test_damage_is_never_silent_nor_a_traceback(flips, base):
     assert not failing, f"{len(failing)} of {PER_BASE} damages of {base}:\n" + "\n".join(map(_describe, failing))
 
 
+#: the hostile stream files of issue 30 (spec 2.4 and 4.7 bounds)
+STREAM_CASES = ("stream_epoch_start_1e9", "stream_batch_start_billions", "stream_batch_2_20", "stream_topk_k_gt_c",
+                "stream_crop_size_0", "stream_crop_size_2_20", "stream_image_ge_m", "stream_box_outside")
+#: what a hostile stream may add to a worker's resident memory (the worker holds torch, ~0.5 GiB)
+STREAM_EXTRA_RSS = 256 << 20
+
+
 @pytest.mark.parametrize("name", A.CRAFTED)
 def test_crafted_file_is_refused_cleanly(crafted, name):
     r = crafted[name]
@@ -112,7 +119,24 @@ def test_crafted_file_is_refused_cleanly(crafted, name):
 
 def test_crafted_cases_are_the_documented_set():
     assert {"huge_rows_1e9", "external_raw", "external_link", "virtual_dataset", "fifo", "zip_bomb",
-            "big_endian_labels", "topk_index_ge_c"} <= set(A.CRAFTED)
+            "big_endian_labels", "topk_index_ge_c", *STREAM_CASES} <= set(A.CRAFTED)
+
+
+@pytest.mark.parametrize("name", STREAM_CASES)
+def test_hostile_stream_is_refused_in_one_line_without_a_large_allocation(crafted, pool, name):
+    """Huge declared epoch_start, batch_start claiming billions of records, a batch of 2^20 records,
+    topk k > C, crop_size 0 or 2^20, an image index >= M, a box outside the image: verify refuses the
+    file, the stream reader refuses before returning a record of the defect (a LaddError, one line),
+    ``ladd verify/size/export`` exit 1 with one line, and no reader allocates more than STREAM_EXTRA_RSS."""
+    r = crafted[name]
+    assert r["verify"][0] == "invalid", r["verify"]
+    assert r["readers"]["stream.batches"] == "ladd", r["readers"]
+    assert all(v in ("ok", "ladd", "invalid") for v in r["readers"].values()), r["readers"]
+    assert r["class"] in A.PASSING, (r["class"], r["detail"])
+    assert r["peak_rss"] < pool.baseline_rss + STREAM_EXTRA_RSS, (r["peak_rss"] >> 20, pool.baseline_rss >> 20)
+    for cmd in ("verify", "size", "export"):
+        v = r["cli"][cmd]
+        assert v["rc"] == 1 and v["error"] is None and len(v["stderr"].strip().splitlines()) == 1, (cmd, v)
 
 
 @pytest.fixture(scope="module")

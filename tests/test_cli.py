@@ -10,6 +10,7 @@ from PIL import Image
 
 from ladd_cli.main import main
 from ladd_format import verify
+from ladd_format.spec import FORMAT_VERSION
 
 from conftest import write_dla
 
@@ -50,7 +51,7 @@ def test_info_text_is_aligned_and_rounded_and_json_keeps_exact_values(tmp_path, 
         assert line[:2] == "  " and line[2] != " " and line[13] == " " and line[14] != " ", line
     rows = {line[2:13].rstrip(): line[14:] for line in lines[1:]}
     size = path.stat().st_size
-    assert rows["format"] == "D_LA 1.1" and rows["file size"] == f"{size / 1024:.1f} KiB ({size:,} bytes)"
+    assert rows["format"] == f"D_LA {FORMAT_VERSION}" and rows["file size"] == f"{size / 1024:.1f} KiB ({size:,} bytes)"
     assert rows["source"] == "cifar10" and rows["distilled"] == "mtt" and rows["classes"] == "3, IPC 2"
     assert rows["normalise"] == "mean (0.4851, 0.456, 0.406), std (0.229, 0.2245, 0.225)"   # 4 significant digits
     assert rows["dense"] == "N=2 (4 sub-images), R=0.625, T=1, codec topk:k=2,values=float16"
@@ -223,7 +224,7 @@ def test_verify_opens_the_file_once_and_prints_the_librarys_digests(dla_file, ru
     assert result.exit_code == 0, result.output
     assert len(opened) == 1, opened
     data = json.loads(result.stdout)
-    assert data["ok"] and data["format_version"] == "1.1"
+    assert data["ok"] and data["format_version"] == FORMAT_VERSION
     assert (data["root_sha256"], data["content_sha256"]) == (seal["root_sha256"], seal["content_sha256"])
     text = runner.invoke(main, ["verify", str(dla_file)])
     assert f"root digest {seal['root_sha256']}" in text.stdout and f"content digest {seal['content_sha256']}" in text.stdout

@@ -751,6 +751,8 @@ def test_export_checks_raise_the_documented_errors(tmp_path):
 
 def test_info_prints_odd_values_without_indexing_out_of_range(tmp_path, good, runner, monkeypatch):
     class OddFile:
+        has_stream = False
+
         def __init__(self, path):
             pass
 

@@ -12,6 +12,7 @@ import pytest
 from conftest import write_dla
 
 from ladd_format import DLAWriter, LaddError, integrity, open_dla, verify
+from ladd_format import spec as S
 from ladd_format.errors import DigestError
 from ladd_format.upgrade import upgrade
 
@@ -105,7 +106,7 @@ def test_upgrade_1_0_to_1_1_keeps_contents(tmp_path):
     out = upgrade(src, tmp_path / "up.dla.h5")
     assert verify(out) == []
     with open_dla(src) as a, open_dla(out) as b:
-        assert a.version == (1, 0) and b.version == (1, 1)
+        assert a.version == (1, 0) and b.version == S.parse_version(S.FORMAT_VERSION)
         assert np.array_equal(a.images(), b.images()) and np.array_equal(a.dense(), b.dense())
         assert a.info()["dense"] == b.info()["dense"]
     with pytest.raises(LaddError, match="already"):

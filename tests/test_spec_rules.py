@@ -19,6 +19,7 @@ import pytest
 
 from ladd_format import errors as E
 from ladd_format import open_dla
+from ladd_format.spec import FORMAT_VERSION
 from ladd_format.spec.rules import Rule
 from ladd_format.verify import CHECKS, check, verify
 
@@ -83,7 +84,18 @@ def _declared_beyond_file(path: Path) -> None:
     tamper(path, fn)
 
 
-#: A damage to a valid file (12 images, 10 classes, float32 dense labels) that breaks exactly this rule.
+def _stream_box_outside(path: Path) -> None:
+    """Record 0's box 1 pixel taller than the 16-pixel image (its sha256 and batch digest resealed)."""
+    tamper(path, lambda f: edit_values(f, "stream/box", lambda a: a.__setitem__((0, slice(None)), (0, 0, 17, 4))))
+
+
+def _stream_batch_changed(path: Path) -> None:
+    """Record 0's flip turned over, its dataset's sha256 updated, its batch digest not."""
+    tamper(path, lambda f: edit_values(f, "stream/flip", lambda a: a.__setitem__(0, 1 - a[0])), rows=False)
+
+
+#: A damage to a valid file (12 images, 10 classes, float32 dense labels; for the stream rules also a
+#: cutmix stream, 2 epochs, 3 batches) that breaks exactly this rule.
 DAMAGE = {
     Rule.FILE: _truncate,
     Rule.FORMAT: _set_root("format", "not-ladd"),
@@ -97,11 +109,15 @@ DAMAGE = {
     Rule.ROW_DIGESTS: _row_changed,
     Rule.SELF_CONTAINED: _soft_link,
     Rule.LIMITS: _declared_beyond_file,
+    Rule.STREAM: _stream_box_outside,
+    Rule.STREAM_DIGESTS: _stream_batch_changed,
 }
+#: the rules whose damage needs a file with a stream
+STREAM_RULES = (Rule.STREAM, Rule.STREAM_DIGESTS)
 
 
 def damaged(tmp_path: Path, rule: Rule) -> Path:
-    path = write_dla(tmp_path / f"rule{rule.number:02d}.dla.h5")
+    path = write_dla(tmp_path / f"rule{rule.number:02d}.dla.h5", stream_mix="cutmix" if rule in STREAM_RULES else None)
     DAMAGE[rule](path)
     return path
 
@@ -162,8 +178,8 @@ def test_every_rule_has_a_test_named_after_it():
     assert not missing, f"rules without a test named after them: {missing}"
 
 
-def test_rules_are_the_fifteen_of_section_8_with_their_names():
-    assert [rule.number for rule in Rule] == list(range(1, 16))
+def test_rules_are_the_seventeen_of_section_8_with_their_names():
+    assert [rule.number for rule in Rule] == list(range(1, 18))
     assert E.RULES == {rule.number: rule.label for rule in Rule}
     assert (Rule.ROW_DIGESTS.label, Rule.ROW_DIGESTS.section, str(Rule.ROW_DIGESTS)) == ("row_digests", "2.2",
                                                                                          "13 row_digests")
@@ -289,6 +305,41 @@ def test_rule_15_limits(tmp_path):
     assert_reader_refuses(path, Rule.LIMITS)
 
 
+def _read_every_batch(path: Path) -> None:
+    with open_dla(path) as f:
+        stream = f.stream
+        for b in range(stream.num_batches):
+            stream.read_batch(b)
+
+
+def test_rule_16_stream(tmp_path):
+    """A box outside the image: verify names rule 16; the file opens (its images are intact) and the
+    stream reader refuses the batch that holds the box, under rule 16."""
+    path = a_file_breaking(tmp_path, Rule.STREAM)
+    assert_verify_reports(path, Rule.STREAM)
+    with open_dla(path) as f:
+        assert f.labels().shape == (12,)
+    with pytest.raises(E.LaddError) as info:
+        _read_every_batch(path)
+    assert info.value.rule is Rule.STREAM, f"{info.value} [rule {info.value.rule_label}]"
+
+
+def test_rule_17_stream_digests(tmp_path):
+    path = a_file_breaking(tmp_path, Rule.STREAM_DIGESTS)
+    assert_verify_reports(path, Rule.STREAM_DIGESTS)
+    with pytest.raises(E.LaddError) as info:
+        _read_every_batch(path)
+    assert info.value.rule is Rule.STREAM_DIGESTS, f"{info.value} [rule {info.value.rule_label}]"
+    with open_dla(path) as f:                                      # the other batches still read
+        assert len(f.stream.read_batch(f.stream.num_batches - 1)) >= 1
+
+
+def test_stream_rules_have_invalid_vectors_and_damage_cases():
+    vectors = invalid_vectors()
+    for rule in STREAM_RULES:
+        assert rule in DAMAGE and len(vectors.get(rule, [])) >= 2, rule
+
+
 # -- errors carry their rule; verify's result object ------------------------------------------------
 def test_every_kind_of_error_states_its_rule_and_none_defaults_to_general():
     kinds = [cls for cls in vars(E).values() if isinstance(cls, type) and issubclass(cls, E.LaddError)
@@ -307,14 +358,15 @@ def test_check_returns_problems_version_and_digests_in_one_opening(tmp_path):
     vector = TESTS.parent / "spec" / "vectors" / "uint8.dla.h5"
     expected = json.loads(vector.with_name("uint8.expected.json").read_text())
     result = check(vector)
-    assert result.ok and result.problems == [] and result.format_version == "1.1"
+    assert result.ok and result.problems == [] and result.format_version == "1.1"        # a 1.1 vector stays 1.1
     assert result.content_sha256 == expected["content_sha256"]
     with h5py.File(vector, "r") as f:
         assert result.root_sha256 == f.attrs["root_sha256"].decode()
     legacy = check(TESTS.parent / "spec" / "vectors" / "legacy_1_0.dla.h5")
     assert legacy.ok and legacy.format_version == "1.0" and legacy.root_sha256 is None and legacy.content_sha256
     bad = check(damaged(tmp_path, Rule.NORMALIZATION))
-    assert not bad.ok and bad.root_sha256 is None and bad.content_sha256 is None and bad.format_version == "1.1"
+    assert not bad.ok and bad.root_sha256 is None and bad.content_sha256 is None
+    assert bad.format_version == FORMAT_VERSION
     assert [str(p) for p in bad.problems] == [str(p) for p in verify(tmp_path / "rule07.dla.h5")]
 
 

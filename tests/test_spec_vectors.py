@@ -29,7 +29,10 @@ SPEC = ROOT / "spec" / "dla-v1.md"
 VECTORS = ROOT / "spec" / "vectors"
 
 CODEC_VECTORS = ["float32", "float16", "uint8", "topk_float16", "topk_uint8"]
-ALL_VECTORS = CODEC_VECTORS + ["plain", "float_images", "nul_strings"]
+#: the vectors of format 1.1 (kept as they are in 1.2, spec section 9) and the stream vectors of 1.2 (4.7)
+VECTORS_1_1 = CODEC_VECTORS + ["plain", "float_images", "nul_strings"]
+STREAM_VECTORS = ["stream_cutmix_topk_uint8", "stream_mixup_logits_float16", "stream_pool_none_uint8"]
+ALL_VECTORS = VECTORS_1_1 + STREAM_VECTORS
 DENSE_VECTORS = CODEC_VECTORS + ["float_images"]
 LEGACY = "legacy_1_0"
 INVALID = VECTORS / "invalid"
@@ -153,7 +156,7 @@ def test_vector_set_is_complete_and_small():
         assert (VECTORS / f"{name}.expected.json").is_file()
         assert h5_path(name).stat().st_size < 100_000
     assert sorted(p.name for p in INVALID.glob("*.dla.h5")) == sorted(v["file"] for v in invalid_manifest())
-    assert sum(p.stat().st_size for p in VECTORS.rglob("*") if p.is_file()) < 700_000
+    assert sum(p.stat().st_size for p in VECTORS.rglob("*") if p.is_file()) < 1_400_000
 
 
 @pytest.mark.mutation_skip
@@ -543,7 +546,8 @@ def test_root_digest_recomputed_from_the_spec_text(name):
         stored = text(h5.attrs["root_sha256"])
         assert re.fullmatch(r"[0-9a-f]{64}", stored)
         assert spec_root_digest(h5) == stored == expected(name)["root_sha256"]
-        assert text(h5.attrs["format_version"]) == "1.1"
+        version = text(h5.attrs["format_version"])
+        assert version == expected(name)["root"]["format_version"] == ("1.2" if name in STREAM_VECTORS else "1.1")
 
 
 @pytest.mark.parametrize("name", ALL_VECTORS)
@@ -624,6 +628,305 @@ def test_legacy_1_0_vector_has_no_digests():
 
 
 # ---------------------------------------------------------------------------------------------
+# Spec 4.7 (the relabel stream), 5.1 (its records), 6 (its labels) and 2.4 (its limits), implemented
+# from the text: an independent reader of /stream.
+STREAM_REQUIRED = ("epochs", "batch_size", "mode", "crop_size", "resize", "mix", "kind", "codec", "temperature")
+STREAM_LIMITS = {"E": 10_000, "NB": 2 ** 22, "batch": 2 ** 16, "batch_values": 2 ** 26, "Q": 2 ** 31,
+                 "crop": 2 ** 16}
+PER_BATCH_DATASETS = ("mix_box", "mix_lambda")
+
+
+def stream_label_names(kind: str, codec: str) -> list[str]:
+    """The label datasets of 4.7's table for ``kind``/``codec``, in the table's order."""
+    if kind == "logits":
+        return ["logits"]
+    return ["topk_index", "topk_prob"] if codec == "topk" else ["probs"]
+
+
+def stream_mix_names(mix: str) -> list[str]:
+    return {"none": [], "cutmix": ["mix_partner", "mix_box"], "mixup": ["mix_partner", "mix_lambda"]}[mix]
+
+
+class StreamBreak(Exception):
+    """A /stream that breaks rule ``rule`` (16 or 17) of section 8."""
+
+    def __init__(self, rule: int, why: str):
+        super().__init__(f"rule {rule}: {why}")
+        self.rule = rule
+
+
+def spec_read_stream(h5: h5py.File) -> dict:
+    """Read and check /stream following 4.7, 2.4 and 6 alone; returns the declaration, the arrays,
+    the batch bounds and the decoded float32 labels. Raises :class:`StreamBreak` naming rule 16 or
+    17 at the first problem."""
+    def need(ok, rule: int, why: str):
+        if not ok:
+            raise StreamBreak(rule, why)
+
+    g = h5["stream"]
+    m, _, height, width = h5["images"].shape
+    c = int(h5.attrs["num_classes"])
+    a = g.attrs
+    for key in STREAM_REQUIRED:
+        need(key in a, 16, f"attribute {key} missing")
+    d = {}
+    for key in ("epochs", "batch_size"):
+        need(is_integer(a[key]) and int(a[key]) >= 1, 16, f"{key} {a[key]!r}")
+        d[key] = int(a[key])
+    for key, allowed in (("mode", ("epochs", "pool")), ("resize", ("bilinear-antialias", "pil-bilinear")),
+                         ("mix", ("none", "cutmix", "mixup")), ("kind", ("probs", "logits"))):
+        d[key] = text(a[key])
+        need(d[key] in allowed, 16, f"{key} {d[key]!r}")
+    d["codec"] = text(a["codec"])
+    codecs = ("float16", "float32") if d["kind"] == "logits" else ("float32", "float16", "uint8", "topk")
+    need(d["codec"] in codecs, 16, f"codec {d['codec']!r} with kind {d['kind']}")
+    need(("k" in a) == (d["codec"] == "topk"), 16, "k with, and only with, codec topk")
+    if d["codec"] == "topk":
+        need(is_integer(a["k"]) and 1 <= int(a["k"]) <= c, 16, f"k {a['k']!r}")
+        d["k"] = int(a["k"])
+    crop = np.asarray(a["crop_size"])
+    need(crop.shape == (2,) and crop.dtype.kind in "iu", 16, "crop_size is not 2 integers")
+    need(all(1 <= int(v) <= STREAM_LIMITS["crop"] for v in crop), 16, f"crop_size {crop.tolist()}")
+    d["crop_size"] = [int(v) for v in crop]
+    temperature = np.asarray(a["temperature"])
+    need(temperature.dtype == np.float64 and temperature.shape == () and float(temperature) > 0
+         and math.isfinite(float(temperature)), 16, "temperature")
+    d["temperature"] = float(temperature)
+    for key in ("sampler", "augmentation"):
+        if key in a:
+            d[key] = json.loads(text(a[key]))
+    need("teacher" in g and isinstance(g["teacher"], h5py.Group) and "arch" in g["teacher"].attrs, 16,
+         "/stream/teacher with arch")
+    labels = stream_label_names(d["kind"], d["codec"])
+    names = ["epoch_start", "batch_start", "image", "box", "flip"] + stream_mix_names(d["mix"]) + labels
+    present = {key for key in g if isinstance(g[key], h5py.Dataset)}
+    need(present == set(names) | {"batch_sha256"}, 16, f"datasets {sorted(present)}")
+    x = {key: g[key][()] for key in names}
+    e, nb, q = x["epoch_start"], x["batch_start"], x["image"]
+    need(e.dtype == np.int64 and e.shape == (d["epochs"],), 16, "epoch_start shape or dtype")
+    need(x["batch_start"].dtype == np.int64 and nb.ndim == 1 and nb.shape[0] >= 1, 16, "batch_start")
+    num_batches, num_records = nb.shape[0], q.shape[0]
+    need(d["epochs"] <= STREAM_LIMITS["E"] and num_batches <= STREAM_LIMITS["NB"]
+         and num_records <= STREAM_LIMITS["Q"], 16, "2.4 limits")          # (rule 15 in a verifier)
+    need(e[0] == 0 and np.all(np.diff(e) > 0) and e[-1] < num_batches, 16, f"epoch_start {e.tolist()}")
+    need(nb[0] == 0 and np.all(np.diff(nb) > 0) and nb[-1] < num_records, 16, f"batch_start {nb.tolist()}")
+    bounds = np.append(nb, num_records)
+    lengths = np.diff(bounds)
+    need(lengths.min() >= 1 and lengths.max() <= d["batch_size"], 16, f"batch lengths {lengths.tolist()}")
+    need(lengths.max() <= STREAM_LIMITS["batch"] and lengths.max() * c <= STREAM_LIMITS["batch_values"], 16, "2.4")
+    for key in ("image", "box", "mix_partner", "mix_box"):
+        if key in x:
+            need(x[key].dtype.kind in "iu", 16, f"{key} dtype {x[key].dtype}")
+    need(q.shape == (num_records,) and q.min() >= 0 and q.max() < m, 16, f"image index outside [0, {m})")
+    box = x["box"].astype(np.int64)
+    need(box.shape == (num_records, 4), 16, "box shape")
+    top, left, bh, bw = box.T
+    need(np.all((top >= 0) & (left >= 0) & (bh >= 1) & (bw >= 1) & (top + bh <= height) & (left + bw <= width)),
+         16, "box outside the image")
+    need(x["flip"].dtype == np.uint8 and x["flip"].shape == (num_records,) and set(x["flip"].tolist()) <= {0, 1},
+         16, "flip")
+    batch_of = np.repeat(np.arange(num_batches), lengths)
+    if "mix_partner" in x:
+        partner = x["mix_partner"].astype(np.int64)
+        need(partner.shape == (num_records,) and partner.min() >= 0 and np.all(partner < lengths[batch_of]), 16,
+             "mix_partner outside its batch")
+    if "mix_box" in x:
+        mbox = x["mix_box"].astype(np.int64)
+        need(mbox.shape == (num_batches, 4), 16, "mix_box shape")
+        t, l_, mh, mw = mbox.T
+        need(np.all((t >= 0) & (l_ >= 0) & (mh >= 0) & (mw >= 0) & (t + mh <= d["crop_size"][0])
+                    & (l_ + mw <= d["crop_size"][1])), 16, "mix_box outside the crop")
+    if "mix_lambda" in x:
+        lam = x["mix_lambda"]
+        need(lam.dtype == np.float32 and lam.shape == (num_batches,) and np.all(np.isfinite(lam))
+             and lam.min() >= 0 and lam.max() <= 1, 16, "mix_lambda")
+    if d["kind"] == "logits":
+        z = x["logits"]
+        need(z.shape == (num_records, c) and z.dtype == np.dtype(d["codec"]) and np.all(np.isfinite(z)), 16, "logits")
+        v = z.astype(np.float64) / d["temperature"]
+        v = np.exp(v - v.max(axis=-1, keepdims=True))
+        decoded = (v / v.sum(axis=-1, keepdims=True)).astype(np.float32)
+    else:
+        width_ = d.get("k", c)
+        for key in labels:
+            need(x[key].shape == (num_records, width_), 16, f"{key} shape")
+        if d["codec"] == "topk":
+            need(x["topk_index"].dtype == np.uint16 and x["topk_prob"].dtype in (np.float32, np.float16, np.uint8),
+                 16, "topk dtypes")
+        else:
+            need(x["probs"].dtype == np.dtype(d["codec"]), 16, "probs dtype")
+        decoded = spec_decode(g, c)                      # section 6 (it reads codec, k and the datasets)
+    # 4.7 batch digests (rule 17)
+    table = g["batch_sha256"]
+    listed = [text(v) for v in np.atleast_1d(table.attrs.get("datasets", []))]
+    order = ["image", "box", "flip"] + stream_mix_names(d["mix"]) + labels
+    need(listed == [f"/stream/{key}" for key in order], 17, f"batch_sha256 datasets {listed}")
+    digests = table[()]
+    need(digests.dtype == np.uint8 and digests.shape == (num_batches, len(order), 32), 17, "batch_sha256 shape")
+    for col, key in enumerate(order):
+        data = x[key]
+        for b in range(num_batches):
+            part = data[b:b + 1] if key in PER_BATCH_DATASETS else data[bounds[b]:bounds[b + 1]]
+            raw = np.ascontiguousarray(part.astype(part.dtype.newbyteorder("<"))).tobytes()
+            need(hashlib.sha256(raw).digest() == digests[b, col].tobytes(), 17, f"batch {b} of /stream/{key}")
+    return {"declared": d, "x": x, "bounds": bounds, "batch_of": batch_of, "decoded": decoded,
+            "digests": [[digests[b, col].tobytes().hex() for col in range(len(order))] for b in range(num_batches)],
+            "listed": listed}
+
+
+@pytest.mark.parametrize("name", STREAM_VECTORS)
+def test_stream_declaration_follows_4_7(name):
+    exp = expected(name)["stream"]
+    with h5py.File(h5_path(name), "r") as h5:
+        got = spec_read_stream(h5)
+        teacher = {key: (text(v) if h5py.check_string_dtype(h5["stream/teacher"].attrs.get_id(key).dtype)
+                         else np.asarray(v).tolist()) for key, v in h5["stream/teacher"].attrs.items()}
+    d = got["declared"]
+    for key in STREAM_REQUIRED:
+        assert d[key] == exp["declared"][key], key
+    for key in ("sampler", "augmentation"):
+        assert d.get(key) == (json.loads(exp["declared"][key]) if key in exp["declared"] else None)
+    assert d.get("k") == exp["declared"].get("k")
+    assert teacher == exp["teacher"] and teacher["arch"]
+    assert exp["num_epochs"] == d["epochs"] and exp["declared"]["mode"] in ("epochs", "pool")
+
+
+@pytest.mark.parametrize("name", STREAM_VECTORS)
+def test_stream_records_decode_per_4_7_and_5_1(name):
+    """Record r of batch b: its image, box, flip, partner p = batch_start[b] + mix_partner[r], the
+    batch's mix box or lambda, and hard label labels[image[r]] (5.1 step 4)."""
+    exp = expected(name)
+    s = exp["stream"]
+    with h5py.File(h5_path(name), "r") as h5:
+        got = spec_read_stream(h5)
+        labels = h5["labels"][()]
+    x, bounds, batch_of = got["x"], got["bounds"], got["batch_of"]
+    assert x["epoch_start"].tolist() == s["epoch_start"] and x["batch_start"].tolist() == s["batch_start"]
+    assert len(x["image"]) == s["num_records"] and len(bounds) - 1 == s["num_batches"]
+    epochs = np.append(x["epoch_start"], len(bounds) - 1)
+    assert np.diff(epochs).tolist() == s["epoch_batches"]
+    assert x["image"].tolist() == s["image"] and x["box"].tolist() == s["box"] and x["flip"].tolist() == s["flip"]
+    assert labels[x["image"]].tolist() == s["hard_label"]
+    if "mix_partner" in x:
+        partner = bounds[batch_of] + x["mix_partner"].astype(np.int64)
+        assert x["mix_partner"].tolist() == s["mix_partner"] and partner.tolist() == s["partner"]
+        assert np.all(batch_of[partner] == batch_of)                     # mixing stays inside the batch
+    else:
+        assert s["mix_partner"] is None and s["partner"] is None
+    assert (x["mix_box"].tolist() if "mix_box" in x else None) == s["mix_box"]
+    if "mix_lambda" in x:
+        assert np.array_equal(x["mix_lambda"], np.asarray(s["mix_lambda"]).astype(np.float32))
+    else:
+        assert s["mix_lambda"] is None
+    for key, values in s["stored_labels"].items():
+        want = np.asarray(values).astype(x[key].dtype)
+        assert np.array_equal(x[key], want), key
+    assert {key: v.dtype.str for key, v in x.items()} == {k: v for k, v in s["dtypes"].items() if k != "batch_sha256"}
+
+
+@pytest.mark.parametrize("name", STREAM_VECTORS)
+def test_stream_labels_decode_per_section_6(name):
+    s = expected(name)["stream"]
+    with h5py.File(h5_path(name), "r") as h5:
+        got = spec_read_stream(h5)
+        c = int(h5.attrs["num_classes"])
+    q = got["decoded"]
+    want = np.asarray(s["decoded"], dtype=np.float64)
+    assert q.dtype == np.float32 and q.shape == (s["num_records"], c) == want.shape
+    assert np.max(np.abs(q.astype(np.float64) - want)) <= TOL
+    assert np.max(np.abs(q.astype(np.float64).sum(axis=-1) - 1.0)) <= 1e-6
+
+
+@pytest.mark.parametrize("name", [n for n in STREAM_VECTORS if "logits" not in n])
+def test_stream_encode_rules_reproduce_stored_labels(name):
+    """Section 6's encode column applied to the source probabilities gives the stored label rows."""
+    s = expected(name)["stream"]
+    p = np.asarray(s["source_probs"], dtype=np.float64)
+    with h5py.File(h5_path(name), "r") as h5:
+        g = h5["stream"]
+        codec = text(g.attrs["codec"])
+        stored = {key: g[key][()] for key in ("probs", "topk_index", "topk_prob") if key in g}
+    if codec == "topk":
+        index = np.asarray([topk_select(row, int(s["declared"]["k"])) for row in p.tolist()])
+        assert np.array_equal(stored["topk_index"], index)
+        top = np.take_along_axis(p, index, axis=-1)
+        values = stored["topk_prob"]
+        want = np.floor(255.0 * top + 0.5) if values.dtype == np.uint8 else top
+        assert np.array_equal(values, want.astype(values.dtype))
+    elif codec == "uint8":
+        assert np.array_equal(stored["probs"], np.floor(255.0 * p + 0.5).astype(np.uint8))
+    else:
+        assert np.array_equal(stored["probs"], p.astype(codec))
+
+
+@pytest.mark.parametrize("name", STREAM_VECTORS)
+def test_stream_batch_digests_recomputed_from_the_spec_text(name):
+    s = expected(name)["stream"]
+    with h5py.File(h5_path(name), "r") as h5:
+        got = spec_read_stream(h5)
+        assert "/stream/image" not in [text(v) for v in h5["row_sha256"].attrs["datasets"]]  # 4.7: not a row dataset
+    assert got["listed"] == s["batch_sha256_datasets"] and got["digests"] == s["batch_sha256"]
+
+
+def spec_1_1_read(h5: h5py.File) -> dict:
+    """A reader that knows only the 1.1 rules (spec section 9): it accepts a higher MINOR of MAJOR 1,
+    checks the root digest (2.1: every object, /stream included), every dataset's sha256 and the row
+    digests of 2.2, and reads images and labels; it ignores /stream otherwise."""
+    major, minor = (int(v) for v in text(h5.attrs["format_version"]).split("."))
+    assert major == 1 and minor >= 1
+    assert spec_root_digest(h5) == text(h5.attrs["root_sha256"])
+    for path, ds in datasets(h5).items():
+        data = ds[()]
+        raw = np.ascontiguousarray(data.astype(data.dtype.newbyteorder("<"))).tobytes()
+        assert hashlib.sha256(raw).hexdigest() == text(ds.attrs["sha256"]), path
+    listed = [text(v) for v in h5["row_sha256"].attrs["datasets"]]
+    assert listed[:2] == ["/images", "/labels"] and not any(p.startswith("/stream") for p in listed)
+    images, labels = h5["images"][()], h5["labels"][()]
+    for column, path in enumerate(listed):
+        data = h5[path][()]
+        for i in range(data.shape[0]):
+            digest = hashlib.sha256(np.ascontiguousarray(data[i].astype(data.dtype.newbyteorder("<"))).tobytes())
+            assert digest.digest() == h5["row_sha256"][i, column].tobytes(), (path, i)
+    return {"images": images, "labels": labels, "version": (major, minor)}
+
+
+@pytest.mark.parametrize("name", STREAM_VECTORS)
+def test_a_1_1_reader_reads_the_1_2_stream_vectors(name):
+    """Section 9: a 1.1 reader given a 1.2 file reads its images and labels as before, verifies the
+    root digest (which covers the stream) and each stream dataset's sha256, and ignores /stream."""
+    exp = expected(name)
+    with h5py.File(h5_path(name), "r") as h5:
+        got = spec_1_1_read(h5)
+        assert "stream" in h5 and got["version"] == (1, 2)
+    assert np.array_equal(got["images"], np.asarray(exp["images"]).astype(got["images"].dtype))
+    assert got["labels"].tolist() == exp["labels"]
+
+
+@pytest.mark.parametrize("name", VECTORS_1_1)
+def test_the_1_1_vectors_read_with_the_1_1_rules(name):
+    with h5py.File(h5_path(name), "r") as h5:
+        assert spec_1_1_read(h5)["version"] == (1, 1) and "stream" not in h5
+
+
+def stream_invalid_cases() -> list[dict]:
+    return [c for c in invalid_manifest() if c["rule"] in (16, 17)]
+
+
+def test_every_stream_rule_has_invalid_vectors():
+    rules = [c["rule"] for c in stream_invalid_cases()]
+    assert rules.count(16) >= 6 and rules.count(17) >= 2
+
+
+@pytest.mark.parametrize("case", stream_invalid_cases(), ids=lambda c: c["file"])
+def test_the_spec_reader_finds_the_rule_each_invalid_stream_vector_breaks(case):
+    with h5py.File(INVALID / case["file"], "r") as h5:
+        assert spec_root_digest(h5) == text(h5.attrs["root_sha256"])      # only the stream's rule is broken
+        with pytest.raises(StreamBreak) as info:
+            spec_read_stream(h5)
+    assert info.value.rule == case["rule"], info.value
+
+
+# ---------------------------------------------------------------------------------------------
 # The package against the same vectors (these tests may import ladd_format).
 @pytest.mark.parametrize("case", invalid_manifest(), ids=lambda c: c["file"])
 def test_package_verify_names_the_one_rule_each_invalid_vector_breaks(case):
@@ -634,6 +937,15 @@ def test_package_verify_names_the_one_rule_each_invalid_vector_breaks(case):
     assert {p.rule_number for p in ladd_format.verify(path)} == {case["rule"]}
     if case["file"] == "15-chunk-not-written.dla.h5":
         return  # spec 8: the chunk-index part of rule 15 is the verifier's (the row digests guard reads)
+    if case["rule"] in (16, 17):
+        # spec 8: the reader checks the stream before it returns any record, and each batch it returns
+        with pytest.raises(ladd_format.LaddError) as info:
+            with ladd_format.open_dla(path) as f:
+                stream = f.stream
+                for b in range(stream.num_batches):
+                    stream.read_batch(b)
+        assert info.value.rule_number == case["rule"], info.value
+        return
     with pytest.raises(ladd_format.LaddError):
         with ladd_format.open_dla(path) as f:
             f.labels()
@@ -665,6 +977,35 @@ def test_package_reader_agrees_with_vectors(name):
         assert np.max(np.abs(q.astype(np.float64) - np.asarray(exp["dense"]["decoded"]))) <= TOL
         # reading a slice decodes the same rows
         assert np.array_equal(f.dense(1, 3), q[1:3])
+
+
+@pytest.mark.parametrize("name", STREAM_VECTORS)
+def test_package_stream_reader_agrees_with_vectors(name):
+    import ladd_format
+
+    exp = expected(name)
+    s = exp["stream"]
+    with ladd_format.open_dla(h5_path(name)) as f:
+        assert f.has_stream
+        stream = f.stream
+        assert (stream.num_records, stream.num_batches, stream.epochs) == (s["num_records"], s["num_batches"],
+                                                                          s["num_epochs"])
+        assert [len(stream.epoch_batches(e)) for e in range(stream.epochs)] == s["epoch_batches"]
+        assert stream.spec.mix == s["declared"]["mix"] and list(stream.spec.crop_size) == s["declared"]["crop_size"]
+        decoded = np.asarray(s["decoded"])
+        for b in range(stream.num_batches):
+            lo, hi = s["batch_start"][b], (s["batch_start"] + [s["num_records"]])[b + 1]
+            batch = stream.read_batch(b)
+            assert batch.image.tolist() == s["image"][lo:hi] and batch.box.tolist() == s["box"][lo:hi]
+            assert batch.flip.tolist() == [bool(v) for v in s["flip"][lo:hi]]
+            if s["mix_partner"] is not None:
+                assert batch.mix_partner.tolist() == s["mix_partner"][lo:hi]
+            if s["mix_box"] is not None:
+                assert batch.mix_box.tolist() == s["mix_box"][b]
+            if s["mix_lambda"] is not None:
+                assert batch.mix_lambda == s["mix_lambda"][b]
+            q = batch.probs(stream.spec.codec, f.num_classes, stored_temperature=stream.spec.temperature)
+            assert q.dtype == np.float32 and np.max(np.abs(q.astype(np.float64) - decoded[lo:hi])) <= TOL
 
 
 @pytest.mark.parametrize("name", ALL_VECTORS)

@@ -398,6 +398,14 @@ DAMAGE = [
     (11, "checksums-dense-sha256", {}, _set("dense/probs", "sha256", "0" * 64)),
     (11, "checksums-images-fletcher32", {}, ("path", lambda p: flip_chunk_byte(p, "images", 5))),
     (11, "checksums-dense-fletcher32", {}, ("path", lambda p: flip_chunk_byte(p, "dense/probs", 0))),
+    (11, "checksums-stream-sha256", {"stream_mix": "cutmix"}, _set("stream/box", "sha256", "0" * 64)),
+    (16, "stream-mix-unknown", {"stream_mix": "cutmix"}, _set("stream", "mix", "blend")),
+    (16, "stream-image-beyond-m", {"stream_mix": "cutmix"}, _set_value("stream/image", 1, 12)),
+    (16, "stream-teacher-missing", {"stream_mix": "none"}, lambda f: f.__delitem__("stream/teacher")),
+    (17, "stream-batch-digest", {"stream_mix": "mixup"},
+     _unsealed(_set_value("stream/mix_lambda", 1, 0.75), rows_only=True)),
+    (17, "stream-batch-digests-list", {"stream_mix": "none"},
+     _set("stream/batch_sha256", "datasets", ["/stream/image", "/stream/box"])),
 ]
 
 
@@ -427,7 +435,7 @@ def json_problems(runner, path):
 
 
 def test_damage_table_covers_every_numbered_rule():
-    assert {rule for rule, *_ in DAMAGE} == set(E.RULES) == set(range(1, 16))
+    assert {rule for rule, *_ in DAMAGE} == set(E.RULES) == set(range(1, 18))
 
 
 @pytest.mark.parametrize("rule,kwargs,damage", [pytest.param(r, k, d, id=f"rule{r:02d}-{i}")

@@ -27,11 +27,14 @@ _DATASET_RULES = {N.IMAGES_PATH: Rule.IMAGES, N.LABELS_PATH: Rule.LABELS, N.SOFT
 
 
 def rule_of(where: str | None) -> Rule | None:
-    """The rule of section 8 that covers the dataset at path ``where`` (``/dense/...``: rule 8)."""
+    """The rule of section 8 that covers the dataset at path ``where`` (``/dense/...``: rule 8;
+    ``/stream/...``: rule 16, ``/stream/batch_sha256`` rule 17)."""
     if where is None:
         return None
     if where == N.DENSE_PATH or where.startswith(N.DENSE_PATH + "/"):
         return Rule.DENSE
+    if where == N.STREAM_PATH or where.startswith(N.STREAM_PATH + "/"):
+        return Rule.STREAM_DIGESTS if where == N.stream_path(N.STREAM_BATCH_DIGESTS) else Rule.STREAM
     return _DATASET_RULES.get(where)
 
 
@@ -89,7 +92,7 @@ def dense_datasets(f) -> dict:
 
 
 def scan_values(f) -> None:
-    """Read the labels and the dense arrays of an open file once, in blocks of about
+    """Read the labels, the dense arrays and the stream's batches of an open file once, in blocks of about
     :data:`~ladd_format.spec.limits.READ_BLOCK_BYTES`, through its reader's checks (row digests,
     label range, codec values); the images are not read. A defect raises the reader's one-line error
     (``ladd info`` calls this, so that a file ``verify`` refuses for its labels is not summarised as
@@ -105,3 +108,7 @@ def scan_values(f) -> None:
         f.labels(start, stop)
         if f.has_dense:
             f.dense_stored(start, stop)
+    if f.has_stream:                 # every batch through the stream reader's checks (rules 16, 17)
+        stream = f.stream
+        for batch in range(stream.num_batches):
+            stream.read_batch(batch)

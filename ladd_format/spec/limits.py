@@ -19,6 +19,13 @@ MAX_DENSE_ROW_VALUES = 1 << 24  #: N*N*C: one image's decoded dense labels are a
 #: deflate's largest expansion (zlib technical note): a dataset carrying ``gzip``, or a deflated zip
 #: member, may declare at most this many bytes per byte stored (2.4; the converters' archive bounds)
 DEFLATE_MAX_RATIO = 1032
+#: relabel streams (4.7, since 1.2)
+MAX_STREAM_EPOCHS = 10_000          #: E
+MAX_STREAM_BATCHES = 1 << 22        #: NB, batches over all epochs
+MAX_STREAM_BATCH = 1 << 16          #: records of one batch
+MAX_STREAM_BATCH_VALUES = 1 << 26   #: records of one batch x C: one batch's decoded labels <= 256 MiB of float32
+MAX_STREAM_RECORDS = 1 << 31        #: Q
+MAX_CROP_SIDE = 1 << 16             #: each side of crop_size
 #: topk stores uint16 indices (4.5), so a file with the ``topk`` codec has C <= 65536
 MAX_TOPK_CLASSES = 1 << 16
 

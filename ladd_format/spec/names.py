@@ -25,6 +25,8 @@ DENSE = "dense"                    #: 4.5, group, present in a D_LA
 LABELER = "dense/labeler"          #: 4.5, group inside /dense
 PROVENANCE = "provenance"          #: 4.6, group
 ROW_DIGESTS = "row_sha256"         #: 2.2, (M, D, 32) uint8
+STREAM = "stream"                  #: 4.7, group, optional (since 1.2): a relabel stream
+TEACHER = "stream/teacher"         #: 4.7, group inside /stream
 
 # The datasets inside /dense are named by each codec (section 6; ladd_format/codecs/): dense_path(name).
 
@@ -38,16 +40,38 @@ DENSE_PATH = "/dense"
 LABELER_PATH = "/dense/labeler"
 PROVENANCE_PATH = "/provenance"
 ROW_DIGESTS_PATH = "/row_sha256"
+STREAM_PATH = "/stream"
+TEACHER_PATH = "/stream/teacher"
 
 
 assert all(path == path_of(name) for path, name in (
     (IMAGES_PATH, IMAGES), (LABELS_PATH, LABELS), (SOFT_LABELS_PATH, SOFT_LABELS), (NORMALIZATION_PATH, NORMALIZATION),
-    (DENSE_PATH, DENSE), (LABELER_PATH, LABELER), (PROVENANCE_PATH, PROVENANCE), (ROW_DIGESTS_PATH, ROW_DIGESTS)))
+    (DENSE_PATH, DENSE), (LABELER_PATH, LABELER), (PROVENANCE_PATH, PROVENANCE), (ROW_DIGESTS_PATH, ROW_DIGESTS),
+    (STREAM_PATH, STREAM), (TEACHER_PATH, TEACHER)))
 
 
 def dense_path(name: str) -> str:
     """``"probs"`` -> ``"/dense/probs"``: the absolute path of a dataset of the dense codec."""
     return f"{DENSE_PATH}/{name}"
+
+
+# The datasets inside /stream (4.7), named relative to the group; stream_path(name) gives the absolute path.
+STREAM_EPOCH_START = "epoch_start"      #: (E,) int64, first batch of each epoch
+STREAM_BATCH_START = "batch_start"      #: (NB,) int64, first record of each batch
+STREAM_IMAGE = "image"                  #: (Q,) integer, image index in [0, M)
+STREAM_BOX = "box"                      #: (Q, 4) integer, [top, left, height, width] in image pixels
+STREAM_FLIP = "flip"                    #: (Q,) uint8, 0 or 1
+STREAM_MIX_PARTNER = "mix_partner"      #: (Q,) integer, partner's position in its batch (cutmix, mixup)
+STREAM_MIX_BOX = "mix_box"              #: (NB, 4) integer, [top, left, height, width] in crop pixels (cutmix)
+STREAM_MIX_LAMBDA = "mix_lambda"        #: (NB,) float32 (mixup)
+STREAM_LOGITS = "logits"                #: (Q, C) float16/float32 (kind logits)
+STREAM_BATCH_DIGESTS = "batch_sha256"   #: (NB, D, 32) uint8, the batch digests (4.7)
+# The probability datasets of a stream are the codec's (section 6): probs, or topk_index + topk_prob.
+
+
+def stream_path(name: str) -> str:
+    """``"image"`` -> ``"/stream/image"``: the absolute path of a dataset inside /stream."""
+    return f"{STREAM_PATH}/{name}"
 
 
 # --- attributes -----------------------------------------------------------------------------------
@@ -98,7 +122,20 @@ CONVERTER_ATTR = "converter"
 INPUTS_ATTR = "inputs"
 REPORT_ATTR = "report"
 
+# /stream (4.7); codec, k, temperature, kind and resize are spelled as for /dense and /soft_labels.
+STREAM_EPOCHS_ATTR = "epochs"
+BATCH_SIZE_ATTR = "batch_size"
+MODE_ATTR = "mode"
+CROP_SIZE_ATTR = "crop_size"
+MIX_ATTR = "mix"
+SAMPLER_ATTR = "sampler"
+AUGMENTATION_ATTR = "augmentation"
+# /stream/batch_sha256 (4.7): the paths of the digested datasets, as /row_sha256's (ROW_DIGESTS_DATASETS).
+
 #: Attributes /dense must carry (4.5); ``k`` is required with, and only with, codec ``topk``.
 DENSE_REQUIRED_ATTRS = (N_ATTR, RATIO_ATTR, BOXES_ATTR, RESIZE_ATTR, CODEC_ATTR, TEMPERATURE_ATTR)
 #: Attributes /provenance must carry (4.6).
 PROVENANCE_REQUIRED_ATTRS = (CREATED_ATTR, TOOL_ATTR, CONVERTER_ATTR, INPUTS_ATTR)
+#: Attributes /stream must carry (4.7); ``k`` is required with, and only with, codec ``topk``.
+STREAM_REQUIRED_ATTRS = (STREAM_EPOCHS_ATTR, BATCH_SIZE_ATTR, MODE_ATTR, CROP_SIZE_ATTR, RESIZE_ATTR, MIX_ATTR,
+                         KIND_ATTR, CODEC_ATTR, TEMPERATURE_ATTR)

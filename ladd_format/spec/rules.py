@@ -34,6 +34,8 @@ class Rule(IntEnum):
     ROW_DIGESTS = 13, "2.2", "/row_sha256 lists the row datasets, has shape (M, D, 32), every row matches"
     SELF_CONTAINED = 14, "2.3", "hard links only, one path per object, no external or virtual storage"
     LIMITS = 15, "2.4", "every declared size within the limits and backed by the file's bytes"
+    STREAM = 16, "4.7, 5.1", "/stream, when present: attributes, teacher, datasets, starts, bounded values, codec"
+    STREAM_DIGESTS = 17, "4.7", "/stream/batch_sha256 lists the stream's datasets, (NB, D, 32), every batch matches"
 
     @property
     def number(self) -> int:

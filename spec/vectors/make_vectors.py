@@ -13,6 +13,10 @@ the same float16 whether cast directly or through float32, and no two random val
 float64 or in float32. Ties are only the deliberate dyadic rows (``tie_rows``), which exercise the
 top-k tie rule and an exact half (255 * 0.5 = 127.5 -> 128).
 
+Vectors of earlier format versions (1.0, 1.1) are written as such (``pin_version``) and, when the
+folder already holds them with an unchanged expected file, left byte for byte as they are (spec
+section 9); the 1.2 stream vectors and the invalid vectors of rules 16 and 17 are the writer's.
+
 Usage: make_vectors.py [--out DIR]   (default: the folder holding this script)
 """
 
@@ -22,7 +26,9 @@ import argparse
 import hashlib
 import json
 import math
+import shutil
 import sys
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -44,6 +50,10 @@ from ladd_format import integrity  # noqa: E402
 # so readers are exercised on multi-chunk reads.
 MAX_CHUNK_ROWS = 3
 
+#: The vectors of spec 1.1 (the codec, plain, float_images and nul_strings vectors and the invalid vectors of
+#: rules 3-15) keep format_version 1.1 when regenerated (spec section 9: vectors of earlier versions remain
+#: valid); the stream vectors are 1.2 (the writer's version).
+VERSION_1_1 = "1.1"
 
 
 SEED = 20260101
@@ -225,11 +235,25 @@ def root_expected(h5: h5py.File) -> dict:
     return out
 
 
+def pin_version(h5: h5py.File, version: str) -> None:
+    """Give a file the writer just wrote (open for writing) the earlier ``format_version`` of the
+    vector it reproduces and reseal its root digest: spec section 9 keeps the vectors of earlier
+    versions as they are, and a 1.1 file is a 1.2 file without ``/stream`` but for this attribute."""
+    integrity.set_string(h5.attrs, "format_version", version)
+    _reseal(h5)
+
+
 def write_vector(out_dir: Path, name: str, *, images, labels, num_classes, mean, std, space=None,
                  dense_codec=None, n=None, ratio=None, probs=None, temperature=1.0, labeler=None,
-                 soft=None, soft_kind=None, soft_dtype="float32", tie_rows=None, edit=None, **root) -> dict:
+                 soft=None, soft_kind=None, soft_dtype="float32", tie_rows=None, edit=None,
+                 version: str | None = VERSION_1_1, stream=None, stream_batches=None, stream_source=None,
+                 **root) -> dict:
     """Write vector ``name`` and its expected file; ``edit(h5)``, when given, changes the written file
-    (open for writing) before it is checked, and returns what to add to the expected file."""
+    (open for writing) before it is checked, and returns what to add to the expected file.
+    ``version``: the ``format_version`` the vector keeps (:func:`pin_version`); None: the writer's.
+    ``stream``: a StreamSpec, whose batches (``stream_batches``: the keyword arguments of each
+    ``append_stream`` call) are appended after the images; ``stream_source``: the float64
+    probabilities (kind probs) the stored labels were encoded from, for the expected file."""
     path = out_dir / f"{name}.dla.h5"
     k, height, width = images.shape[1:]
     dense = None
@@ -239,7 +263,7 @@ def write_vector(out_dir: Path, name: str, *, images, labels, num_classes, mean,
     with DLAWriter(path, num_classes=num_classes, image_shape=(k, height, width), mean=mean, std=std,
                    image_dtype=str(images.dtype), space=space, dense=dense, soft_kind=soft_kind,
                    soft_dtype=soft_dtype, converter=CONVERTER, created=CREATED, overwrite=True,
-                   max_chunk_rows=MAX_CHUNK_ROWS,
+                   max_chunk_rows=MAX_CHUNK_ROWS, stream=stream,
                    **root) as w:
         # two batches, so the streaming path (resize + append) is what wrote the file
         half = max(1, images.shape[0] // 2)
@@ -247,9 +271,13 @@ def write_vector(out_dir: Path, name: str, *, images, labels, num_classes, mean,
             w.append(images[a:b], labels[a:b],
                      dense=None if probs is None else probs[a:b],
                      soft=None if soft is None else soft[a:b])
+        for batch in stream_batches or ():
+            w.append_stream(**batch)
     extra = {}
-    if edit is not None:
-        with h5py.File(path, "r+") as h5:
+    with h5py.File(path, "r+") as h5:
+        if version is not None:
+            pin_version(h5, version)
+        if edit is not None:
             extra = edit(h5)
 
     problems = verify(path)
@@ -312,6 +340,8 @@ def write_vector(out_dir: Path, name: str, *, images, labels, num_classes, mean,
             got = f.dense()
         assert got.dtype == np.float32 and np.max(np.abs(got - decoded)) <= 1e-6, name
 
+    if stream is not None:
+        expected["stream"] = stream_expected(path, stream_batches, labels, stream_source)
     (out_dir / f"{name}.expected.json").write_text(json.dumps(expected, indent=None, sort_keys=True) + "\n")
     return expected
 
@@ -380,6 +410,302 @@ def make_legacy(out_dir: Path, rng: np.random.Generator) -> None:
     (out_dir / "legacy_1_0.expected.json").write_text(json.dumps(expected, sort_keys=True) + "\n")
 
 
+# ---------------------------------------------------------------------------------------------
+# Relabel streams (spec 4.7, 5.1; since 1.2). Their own generator, so that the draws of the 1.1
+# vectors above stay what they were.
+STREAM_SEED = SEED + 12
+STREAM_DATASET_ORDER = ("image", "box", "flip", "mix_partner", "mix_box", "mix_lambda", "probs", "topk_index",
+                        "topk_prob", "logits")   # 4.7: the order of /stream/batch_sha256's ``datasets``
+PER_BATCH = ("mix_box", "mix_lambda")           # one row per batch; the others one row per record
+
+
+def stream_record_batches(rng: np.random.Generator, lengths: list[list[int]], m: int, height: int, width: int,
+                          crop: tuple[int, int], mix: str) -> list[dict]:
+    """The records of a stream, one ``append_stream`` keyword dict per batch (labels added later):
+    ``lengths[e]`` are the batch lengths of epoch e. The first batch starts with the whole image and
+    a 1 x 1 box at the bottom-right corner; cutmix's first box is empty and its second the whole crop;
+    mixup's first two lambdas are 0 and 1 (the bounds 4.7 allows)."""
+    batches = []
+    for epoch, sizes in enumerate(lengths):
+        for n in sizes:
+            h = rng.integers(1, height + 1, size=n)
+            w = rng.integers(1, width + 1, size=n)
+            top = rng.integers(0, height - h + 1)
+            left = rng.integers(0, width - w + 1)
+            box = np.stack([top, left, h, w], axis=1)
+            if not batches:
+                box[0] = (0, 0, height, width)
+                box[1] = (height - 1, width - 1, 1, 1)
+            batch = {"epoch": epoch, "image": rng.integers(0, m, size=n), "box": box,
+                     "flip": rng.integers(0, 2, size=n).astype(bool)}
+            if mix != "none":
+                batch["mix_partner"] = rng.permutation(n)
+            if mix == "cutmix":
+                bh, bw = int(rng.integers(0, crop[0] + 1)), int(rng.integers(0, crop[1] + 1))
+                mbox = [int(rng.integers(0, crop[0] - bh + 1)), int(rng.integers(0, crop[1] - bw + 1)), bh, bw]
+                if len(batches) == 0:
+                    mbox = [2, 1, 0, 3]                     # empty: mixes nothing
+                elif len(batches) == 1:
+                    mbox = [0, 0, crop[0], crop[1]]         # the whole crop
+                batch["mix_box"] = np.asarray(mbox, dtype=np.int64)
+            if mix == "mixup":
+                lam = [0.0, 1.0][len(batches)] if len(batches) < 2 else int(rng.integers(0, 257)) / 256
+                batch["mix_lambda"] = float(np.float32(lam))
+            batches.append(batch)
+    return batches
+
+
+def encode_stream_probs(codec: str, probs: np.ndarray, k: int | None = None, values: str | None = None) -> dict:
+    """Section 6's encode column applied to (n, C) float64 probabilities, exactly (the rows come from
+    :func:`make_probs`, so every evaluation gives the same codes)."""
+    def quantise(p):
+        return np.asarray([[math.floor(Fraction(float(v)) * 255 + Fraction(1, 2)) for v in row] for row in p],
+                          dtype=np.uint8).reshape(p.shape)
+    if codec == "uint8":
+        return {"probs": quantise(probs)}
+    if codec in ("float16", "float32"):
+        return {"probs": probs.astype(codec)}
+    index = np.asarray([select_topk(row, k) for row in probs.tolist()], dtype=np.uint16)
+    top = np.take_along_axis(probs, index.astype(np.int64), axis=-1)
+    return {"topk_index": index, "topk_prob": quantise(top) if values == "uint8" else top.astype(values)}
+
+
+def exact_softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(z / T) of stored logits, in double precision (math.fsum), rounded once to float32."""
+    out = []
+    for row in np.asarray(logits, dtype=np.float64).tolist():
+        top = max(row)
+        e = [math.exp((v - top) / temperature) for v in row]
+        total = math.fsum(e)
+        out.append([f32(v / total) for v in e])
+    return np.asarray(out, dtype=np.float64)
+
+
+def stream_expected(path: Path, batches: list[dict], labels: np.ndarray, source) -> dict:
+    """What a reader following 4.7, 5.1 and 6 must get from the stream of ``path``: the declaration,
+    the records (partner as a record number, hard label ``labels[image]``), the decoded labels and
+    every batch digest; read with h5py and cross-checked against the batches given to the writer."""
+    with h5py.File(path, "r") as h5:
+        g = h5["stream"]
+        a = g.attrs
+        kind, codec = text(a["kind"]), text(a["codec"])
+        c = int(h5.attrs["num_classes"])
+        stored = {key: g[key][()] for key in g if isinstance(g[key], h5py.Dataset)}
+        listed = [text(v) for v in g["batch_sha256"].attrs["datasets"]]
+        teacher = {key: (text(v) if isinstance(v, bytes) else np.asarray(v).tolist())
+                   for key, v in g["teacher"].attrs.items()}
+        declared = {key: (text(v) if isinstance(v, bytes) else np.asarray(v).tolist()) for key, v in a.items()}
+    batch_start, epoch_start = stored["batch_start"].tolist(), stored["epoch_start"].tolist()
+    q, nb = int(stored["image"].shape[0]), len(batch_start)
+    bounds = [(start, batch_start[b + 1] if b + 1 < nb else q) for b, start in enumerate(batch_start)]
+    epoch_of = [max(e for e, first in enumerate(epoch_start) if first <= b) for b in range(nb)]
+    assert len(batches) == nb and [hi - lo for lo, hi in bounds] == [len(x["image"]) for x in batches]
+    assert epoch_of == [x["epoch"] for x in batches]
+    for name in ("image", "box", "flip", "mix_partner"):
+        if name in stored:
+            assert np.array_equal(stored[name], np.concatenate([np.asarray(x[name]) for x in batches])), name
+    if "mix_box" in stored:
+        assert np.array_equal(stored["mix_box"], np.stack([x["mix_box"] for x in batches]))
+    if "mix_lambda" in stored:
+        assert stored["mix_lambda"].tolist() == [x["mix_lambda"] for x in batches]
+    assert listed == [f"/stream/{n}" for n in STREAM_DATASET_ORDER if n in stored]
+    digests = []
+    for b, (lo, hi) in enumerate(bounds):
+        row = []
+        for path_name in listed:
+            data = stored[path_name.rsplit("/", 1)[1]]
+            part = data[b:b + 1] if path_name.rsplit("/", 1)[1] in PER_BATCH else data[lo:hi]
+            row.append(sha256_le(part))
+        digests.append(row)
+    if kind == "logits":
+        decoded = exact_softmax(stored["logits"], float(declared["temperature"]))
+    else:
+        decoded = exact_decode(codec, {key: stored[key] for key in ("probs", "topk_index", "topk_prob")
+                                       if key in stored}, c)
+    partner = None
+    if "mix_partner" in stored:
+        partner = [lo + int(p) for lo, hi in bounds for p in stored["mix_partner"][lo:hi]]
+    out = {
+        "declared": declared,            # every /stream attribute, as stored
+        "teacher": teacher,
+        "num_records": q, "num_batches": nb, "num_epochs": len(epoch_start),
+        "epoch_start": epoch_start, "batch_start": batch_start,
+        "epoch_batches": [sum(1 for e in epoch_of if e == epoch) for epoch in range(len(epoch_start))],
+        "dtypes": {key: value.dtype.str for key, value in stored.items()},
+        "image": stored["image"].tolist(), "box": stored["box"].tolist(),
+        "flip": stored["flip"].tolist(),
+        "mix_partner": None if partner is None else stored["mix_partner"].tolist(),
+        "partner": partner,
+        "mix_box": stored["mix_box"].tolist() if "mix_box" in stored else None,
+        "mix_lambda": exact_list(stored["mix_lambda"]) if "mix_lambda" in stored else None,
+        "hard_label": [int(labels[i]) for i in stored["image"].tolist()],
+        "stored_labels": {key: (value.tolist() if value.dtype.kind in "iu" else exact_list(value))
+                          for key, value in stored.items() if key in ("probs", "topk_index", "topk_prob", "logits")},
+        "decoded": decoded.tolist(),
+        "source_probs": None if source is None else np.asarray(source).tolist(),
+        "batch_sha256_datasets": listed,
+        "batch_sha256": digests,
+    }
+    # the package's stream reader must agree
+    with open_dla(path) as f:
+        s = f.stream
+        assert (s.num_records, s.num_batches, s.epochs) == (q, nb, len(epoch_start))
+        for b in range(nb):
+            got = s.read_batch(b)
+            lo, hi = bounds[b]
+            assert got.epoch == epoch_of[b] and np.array_equal(got.image, stored["image"][lo:hi])
+            q32 = got.probs(s.spec.codec, c, stored_temperature=s.spec.temperature)
+            assert q32.dtype == np.float32 and np.max(np.abs(q32 - decoded[lo:hi])) <= 1e-6, (path.name, b)
+    return out
+
+
+#: (name, mix, kind/codec text, epochs' batch lengths, B, crop, mode, resize, T); the integer dtypes
+#: of the records are the writer's choice (4.7: any integer)
+STREAM_VECTORS = [
+    ("stream_cutmix_topk_uint8", "cutmix", "topk:k=3,values=uint8", [[4, 4, 2], [4, 3]], 4, (6, 5), "epochs",
+     "bilinear-antialias", 4.0),
+    ("stream_mixup_logits_float16", "mixup", "logits:float16", [[3, 3], [3, 1], [2, 3]], 3, (4, 4), "epochs",
+     "bilinear-antialias", 2.0),
+    ("stream_pool_none_uint8", "none", "uint8", [[5, 5, 3]], 5, (7, 7), "pool", "pil-bilinear", 1.0),
+]
+
+
+def make_streams(out_dir: Path) -> None:
+    """The stream vectors of 1.2: one small set (M = 6 images of 3 x 10 x 12 uint8, C = 5) and, per
+    entry of :data:`STREAM_VECTORS`, a stream over it written by the package's writer."""
+    from ladd_format.stream import StreamSpec, parse_stream_codec
+
+    rng = np.random.default_rng(STREAM_SEED)
+    m, c, height, width = 6, 5, 10, 12
+    images = rng.integers(0, 256, size=(m, 3, height, width), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 3, 4, 0], dtype=np.int64)
+    teacher = {"arch": "resnet18", "epochs": 90, "training_data": "imagenette train",
+               "weights_sha256": hashlib.sha256(b"teacher weights").hexdigest(),
+               "mean": list(MEAN), "std": list(STD)}
+    for name, mix, codec_text, lengths, batch_size, crop, mode, resize, temperature in STREAM_VECTORS:
+        codec = parse_stream_codec(codec_text)
+        batches = stream_record_batches(rng, lengths, m, height, width, crop, mix)
+        q = sum(len(x["image"]) for x in batches)
+        source = None
+        if codec.kind == "logits":
+            logits = rng.normal(0.0, 3.0, size=(q, c)).astype(codec.logits_dtype)
+            parts = {"logits": logits}
+        else:
+            source = make_probs(rng, 1, q, c, {})[0]
+            source[0] = [0.25, 0.25, 0.25, 0.125, 0.125]     # a tie (k = 3 keeps classes 0, 1, 2)
+            config = codec.codec
+            parts = encode_stream_probs(config.name, source, getattr(config, "k", None),
+                                        getattr(config, "values", None))
+        start = 0
+        for batch in batches:
+            n = len(batch["image"])
+            batch["stored"] = {key: value[start:start + n] for key, value in parts.items()}
+            start += n
+        spec = StreamSpec(epochs=len(lengths), batch_size=batch_size, crop_size=crop, mode=mode, resize=resize,
+                          mix=mix, codec=codec, temperature=temperature, teacher=teacher,
+                          sampler={"stored": True, "note": "spec vector"} if mode == "pool" else None,
+                          augmentation={"scale": [0.08, 1.0], "flip": 0.5, "mix": mix} if mix != "none" else None)
+        write_vector(out_dir, name, images=images, labels=labels, num_classes=c, mean=MEAN, std=STD,
+                     class_names=["tench", "springer", "cassette", "chainsaw", "church"],
+                     source_dataset="imagenette", distillation="sre2l", version=None, stream=spec,
+                     stream_batches=batches, stream_source=source)
+
+
+# Invalid stream vectors (rules 16 and 17): a small valid stream, then one defect; every digest the
+# defect does not concern is recomputed (``_reseal_stream``), so only the rule meant breaks.
+def _base_stream_invalid(path: Path) -> None:
+    """3 images of 1x4x4, C = 3; a cutmix stream of 2 epochs (batches of 3, 2 | 3 records), B = 3,
+    crop 4 x 4, codec uint8."""
+    from ladd_format.stream import StreamSpec, parse_stream_codec
+
+    images = np.random.default_rng(SEED).integers(0, 256, size=(3, 1, 4, 4), dtype=np.uint8)
+    spec = StreamSpec(epochs=2, batch_size=3, crop_size=(4, 4), mix="cutmix", codec=parse_stream_codec("uint8"),
+                      teacher={"arch": "vector"})
+    probs = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 127, 0], [85, 85, 85]], np.uint8)
+    batches = [
+        (0, [0, 1, 2], [[0, 0, 4, 4], [1, 1, 2, 3], [0, 2, 4, 2]], [0, 1, 0], [2, 0, 1], [1, 1, 2, 2], [0, 1, 2]),
+        (0, [2, 0], [[3, 3, 1, 1], [0, 0, 2, 2]], [1, 1], [1, 0], [0, 0, 0, 0], [3, 4]),
+        (1, [1, 1, 0], [[0, 0, 1, 4], [2, 0, 2, 4], [1, 1, 3, 3]], [0, 0, 1], [0, 2, 1], [0, 0, 4, 4], [4, 3, 0]),
+    ]
+    with DLAWriter(path, num_classes=3, image_shape=(1, 4, 4), mean=(0.5,), std=(0.25,), converter=CONVERTER,
+                   created=CREATED, overwrite=True, max_chunk_rows=2, stream=spec) as w:
+        w.append(images, np.array([0, 1, 2], dtype=np.int64))
+        for epoch, image, box, flip, partner, mbox, rows in batches:
+            w.append_stream(epoch, np.array(image), np.array(box), np.array(flip, bool), mix_partner=np.array(partner),
+                            mix_box=np.array(mbox), stored={"probs": probs[rows]})
+    assert verify(path) == []
+
+
+def _reseal_stream(h5, digests: bool = True) -> None:
+    """Recompute every /stream dataset's sha256 and (``digests``) the batch digests from the data as
+    it now is (4.7's definition, with the stored batch_start), then the root digest."""
+    g = h5["stream"]
+    for key in g:
+        if isinstance(g[key], h5py.Dataset) and key != "batch_sha256":
+            g[key].attrs["sha256"] = sha256_le(g[key][()])
+    if digests:
+        table = g["batch_sha256"]
+        starts = g["batch_start"][()].tolist()
+        q = g["image"].shape[0]
+        values = table[()]
+        for b, lo in enumerate(starts):
+            hi = starts[b + 1] if b + 1 < len(starts) else q
+            for d, name in enumerate(text(v) for v in table.attrs["datasets"]):
+                data = h5[name][()]
+                part = data[b:b + 1] if name.rsplit("/", 1)[1] in PER_BATCH else data[lo:hi]
+                values[b, d] = np.frombuffer(bytes.fromhex(sha256_le(part)), np.uint8)
+        table[...] = values
+    g["batch_sha256"].attrs["sha256"] = sha256_le(g["batch_sha256"][()])
+    _reseal(h5)
+
+
+def _set_stream_value(name: str, index, value, digests: bool = True):
+    def edit(h5):
+        data = h5["stream"][name][()]
+        data[index] = value
+        h5["stream"][name][...] = data
+        _reseal_stream(h5, digests)
+    return edit
+
+
+def _stream_attr(name: str, value=None):
+    def edit(h5):
+        if value is None:
+            del h5["stream"].attrs[name]
+        else:
+            h5["stream"].attrs[name] = value
+        _reseal(h5)
+    return edit
+
+
+def _swap_digest_datasets(h5) -> None:
+    table = h5["stream"]["batch_sha256"]
+    listed = [text(v) for v in table.attrs["datasets"]]
+    listed[0], listed[1] = listed[1], listed[0]
+    integrity.set_string(table.attrs, "datasets", np.array(listed, dtype=object))
+    _reseal(h5)
+
+
+INVALID_STREAM = [
+    ("16-stream-box-outside-image", 16, "/stream/box record 1 is [1, 1, 4, 3]: top + height = 5 > H = 4",
+     _set_stream_value("box", (1, 2), 4)),
+    ("16-stream-image-index-ge-m", 16, "/stream/image record 4 is 3, with M = 3 images",
+     _set_stream_value("image", 4, 3)),
+    ("16-stream-batch-start-not-increasing", 16, "/stream/batch_start is [0, 3, 3] (batch 1 empty, batch 2 of "
+     "5 records > B = 3); batch digests recomputed for those starts", _set_stream_value("batch_start", 2, 3)),
+    ("16-stream-batch-longer-than-batch-size", 16, "/stream batch_size 2, but batches 0 and 2 hold 3 records",
+     _stream_attr("batch_size", np.int64(2))),
+    ("16-stream-mix-partner-outside-batch", 16, "/stream/mix_partner record 3 is 2, batch 1 holds 2 records",
+     _set_stream_value("mix_partner", 3, 2)),
+    ("16-stream-missing-temperature", 16, "/stream has no temperature attribute (required)",
+     _stream_attr("temperature")),
+    ("17-stream-batch-digest-differs", 17, "/stream/flip record 0 changed 0 -> 1, its sha256 updated, the batch "
+     "digest not", _set_stream_value("flip", 0, 1, digests=False)),
+    ("17-stream-digests-list-wrong-datasets", 17, "/stream/batch_sha256 datasets lists /stream/box before "
+     "/stream/image", _swap_digest_datasets),
+]
+
+
 # Invalid vectors: each breaks exactly one rule of spec section 8 (the file name starts with it).
 def _base_invalid(path: Path, rng: np.random.Generator, extras: bool = False) -> None:
     """3 images of 1x4x4, C = 2; with ``extras`` also probability soft labels and N = 2 float32
@@ -397,6 +723,8 @@ def _base_invalid(path: Path, rng: np.random.Generator, extras: bool = False) ->
             w.append(images, np.array([0, 1, 0], dtype=np.int64), dense=dense, soft=soft)
         else:
             w.append(images, np.array([0, 1, 0], dtype=np.int64))
+    with h5py.File(path, "r+") as h5:
+        pin_version(h5, VERSION_1_1)
 
 
 def _reseal(h5):
@@ -484,6 +812,14 @@ def make_invalid(out_dir: Path, rng: np.random.Generator) -> None:
         rules = sorted({p.rule_number for p in verify(path)})
         assert rules == [rule], (stem, rules, [str(p) for p in verify(path)])
         manifest.append({"file": path.name, "rule": rule, "breaks": what})
+    for stem, rule, what, edit in INVALID_STREAM:
+        path = folder / f"{stem}.dla.h5"
+        _base_stream_invalid(path)
+        with h5py.File(path, "r+") as h5:
+            edit(h5)
+        rules = sorted({p.rule_number for p in verify(path)})
+        assert rules == [rule], (stem, rules, [str(p) for p in verify(path)])
+        manifest.append({"file": path.name, "rule": rule, "breaks": what})
     (folder / "expected.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
@@ -496,12 +832,51 @@ def make_geometry(out_dir: Path) -> None:
     (out_dir / "geometry.json").write_text(text.replace('},{', '},\n{') + "\n")
 
 
+def _file_version(path: Path) -> str | None:
+    with h5py.File(path, "r") as h5:
+        return text(h5.attrs["format_version"]) if "format_version" in h5.attrs else None
+
+
+def install(staging: Path, out: Path) -> list[str]:
+    """Copy what :func:`generate` wrote into ``out``. A ``.dla.h5`` of an earlier format version than
+    the writer's that ``out`` already holds is left as it is (spec section 9: the vectors of earlier
+    versions stay as they are; the HDF5 library may lay the same contents out in other bytes), as long
+    as its expected file is unchanged; returns the files kept."""
+    from ladd_format.spec import FORMAT_VERSION
+
+    kept = []
+    for src in sorted(p for p in staging.rglob("*") if p.is_file()):
+        rel = src.relative_to(staging)
+        dest = out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists() and src.name.endswith(".dla.h5") and _file_version(src) not in (None, FORMAT_VERSION) \
+                and _file_version(dest) == _file_version(src):
+            name = src.name.replace(".dla.h5", ".expected.json")   # the invalid vectors have none
+            new, old = src.with_name(name), dest.with_name(name)
+            same = (not new.exists() and not old.exists()) or (
+                new.exists() and old.exists() and new.read_bytes() == old.read_bytes())
+            if same:
+                kept.append(str(rel))
+                continue
+        shutil.copyfile(src, dest)
+    return kept
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=HERE)
     args = ap.parse_args(argv)
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ladd-vectors-") as tmp:
+        generate(Path(tmp))
+        kept = install(Path(tmp), args.out)
+    total = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file() and p.suffix in (".h5", ".json"))
+    print(f"wrote {len(list(args.out.glob('*.dla.h5')))} vectors and geometry.json to {args.out} ({total} bytes; "
+          f"{len(kept)} files of earlier versions kept as they were)")
+
+
+def generate(out: Path) -> None:
+    """Write every vector, expected file and geometry.json into the empty folder ``out``."""
     rng = np.random.default_rng(SEED)
 
     make_geometry(out)
@@ -547,10 +922,8 @@ def main(argv=None) -> None:
 
     make_nul_strings(out)
     make_legacy(out, rng)
+    make_streams(out)
     make_invalid(out, rng)
-
-    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"wrote {len(list(out.glob('*.dla.h5')))} vectors and geometry.json to {out} ({total} bytes)")
 
 
 if __name__ == "__main__":
