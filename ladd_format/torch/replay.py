@@ -1,0 +1,343 @@
+"""The replay loader of a relabel stream (spec 4.7, 5.1): each training epoch's batches, rebuilt.
+
+For every stored batch it hands the trainer ``(inputs, probs, labels)`` on the training device:
+
+- inputs: the records' crops rebuilt from the stored boxes with the stream's kernel
+  (:func:`~ladd_format.torch.stream_crops.crop_batch` on the device, or Pillow's path for a
+  ``pil-bilinear`` stream), flipped and mixed as stored, then normalised with ``/normalization``;
+- probs: the stored soft labels decoded on the device, float32 ``(n, C)``, optionally re-tempered;
+- labels: the hard labels ``labels[image[r]]``, int64 ``(n,)``.
+
+Which stored batches make training epoch e (``docs/relabel.md``, "Loading a stream: the replay
+loader"): mode ``epochs``, stored epoch e (e >= E refused unless ``wrap=True``: then e mod E); mode
+``pool``, P batches drawn with replacement from all NB stored batches by the counter-based generator
+of :mod:`ladd_format.stream.counter_rng`: ``b_j = below(word(seed, e, j, 0), NB)``, j = 0..P-1.
+Under DDP, rank r of W takes positions ``r, r + W, r + 2W, ...`` of that list (whole batches: a
+record's mix partner is always in its own batch), every rank the same count (the list padded from its
+start, as ``DistributedSampler`` pads; ``drop_last=True`` drops the tail instead).
+
+Memory: one batch of labels at a time; the images are held in memory as stored (uint8) when they take
+at most :data:`IMAGES_IN_MEMORY_BYTES`, else each batch's images are read from the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .. import spec as S
+from ..errors import InputError
+from ..reader import DLAFile, open_dla
+from ..spec.limits import MAX_STREAM_BATCHES
+from ..stream.counter_rng import CounterRNG
+from .dataset import DLADataset
+from .stream_crops import mix_crops, pil_crop_batch, records_per_chunk, resize_crops, source_floats
+
+log = logging.getLogger(__name__)
+
+#: images that take at most this many bytes as stored are read once and held; larger sets are read per
+#: batch (the loader's peak memory then stays one batch of images and labels, whatever M and E)
+IMAGES_IN_MEMORY_BYTES = 256 << 20
+#: the default generator seed of mode ``pool``
+POOL_SEED = 0
+#: the draw counter of the pool generator: word(seed, epoch, position, POOL_DRAW)
+POOL_DRAW = 0
+#: glibc's malloc: blocks of at least this many bytes are mapped and returned to the system when freed
+#: (:func:`bound_heap_growth`)
+MMAP_THRESHOLD_BYTES = 4 << 20
+#: mallopt's parameter number of M_MMAP_THRESHOLD (glibc malloc.h)
+_M_MMAP_THRESHOLD = -3
+#: the kernels :class:`ReplayLoader` accepts (``kernel=None``: the stream's own ``resize``)
+KERNELS = S.STREAM_RESIZES
+
+
+class ReplayBatch(NamedTuple):
+    """One stored batch, rebuilt, on the training device."""
+
+    inputs: torch.Tensor     #: (n, K, h_out, w_out) float32, normalised for the student
+    probs: torch.Tensor      #: (n, C) float32 soft labels
+    labels: torch.Tensor     #: (n,) int64 hard labels of the records' images
+
+
+def _rows_to_tensors(rows: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """A codec's stored arrays as tensors on ``device``; unsigned index rows wider than a byte
+    (uint16, uint32) as int32, which every device handles."""
+    out = {}
+    for key, value in rows.items():
+        array = np.ascontiguousarray(value, dtype=np.int32 if value.dtype.kind == "u" and value.dtype.itemsize > 1
+                                     else None)
+        out[key] = torch.from_numpy(array).to(device, non_blocking=True)
+    return out
+
+
+def decode_on_device(codec, stored: dict[str, np.ndarray], num_classes: int, device: torch.device | str,
+                     temperature: float | None = None, stored_temperature: float = 1.0) -> torch.Tensor:
+    """:meth:`StreamCodec.decode <ladd_format.stream.StreamCodec.decode>` computed on ``device`` in
+    float32: kind ``logits`` softmax(z / t) (t = ``temperature``, else the stored T); kind ``probs``
+    the codec's ``decode_tensor``, raised to the power T_stored / t and renormalised when a
+    ``temperature`` t is given (a row of zeros becomes 1/C). Agrees with the numpy decode within 1e-6."""
+    from ..codecs.base import normalize_tensor_rows
+
+    device = torch.device(device)
+    rows = _rows_to_tensors(stored, device)
+    if codec.kind == "logits":
+        t = float(stored_temperature if temperature is None else temperature)
+        return torch.softmax(rows[S.STREAM_LOGITS].to(torch.float32) / t, dim=-1)
+    q = codec.codec.decode_tensor(rows, int(num_classes)).to(torch.float32)
+    if temperature is None or float(temperature) == float(stored_temperature):
+        return q
+    return normalize_tensor_rows(q.pow(float(stored_temperature) / float(temperature)), int(num_classes))
+
+
+def bound_heap_growth() -> bool:
+    """On Linux with glibc, fix malloc's mmap threshold at :data:`MMAP_THRESHOLD_BYTES` for this
+    process. glibc otherwise raises the threshold (up to 32 MiB) each time a large mapped block is
+    freed, after which the batch-sized temporaries of every batch come from the heap and fragment it:
+    the resident memory of a replay then creeps up (measured at 224 px, B = 100, images held: peak
+    990-1,029 MiB; with the threshold fixed, 926-928 MiB, flat over 12 epochs). Returns True when set;
+    elsewhere (other C libraries, other systems) does nothing and returns False."""
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
+
+
+def _world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """(rank, world size): as given, else torch.distributed's when it is initialised, else (0, 1)."""
+    if rank is None or world_size is None:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            rank = dist.get_rank() if rank is None else rank
+            world_size = dist.get_world_size() if world_size is None else world_size
+    rank, world_size = (0 if rank is None else int(rank)), (1 if world_size is None else int(world_size))
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must lie in 0..world_size-1, got rank {rank} of {world_size}")
+    return rank, world_size
+
+
+def pool_batches(num_batches: int, epoch: int, count: int, seed: int = POOL_SEED) -> np.ndarray:
+    """Mode ``pool``: the stored batches of training epoch ``epoch``, int64 (count,):
+    ``b_j = below(word(seed, epoch, j, POOL_DRAW), num_batches)`` for j = 0..count-1 (with
+    replacement; :mod:`ladd_format.stream.counter_rng`), the same on any machine and release."""
+    if count < 0:
+        raise ValueError(f"the pool draw count must be >= 0, got {count}")
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    return CounterRNG(seed).below(int(epoch), np.arange(count, dtype=np.uint64), POOL_DRAW, int(num_batches))
+
+
+def rank_share(batches: np.ndarray, rank: int, world_size: int, drop_last: bool = False) -> np.ndarray:
+    """Rank ``rank``'s share of an epoch's batch list: positions ``rank, rank + W, ...``. Every rank
+    gets the same count: ``ceil(len / W)``, the list padded with its own first entries (as
+    ``DistributedSampler`` pads), or ``floor(len / W)`` with ``drop_last`` (the tail unused)."""
+    n = len(batches)
+    if world_size == 1:
+        return np.asarray(batches, dtype=np.int64)
+    per_rank = n // world_size if drop_last else -(-n // world_size)
+    if n == 0 or per_rank == 0:
+        return np.zeros(0, dtype=np.int64)
+    positions = (rank + world_size * np.arange(per_rank)) % n
+    return np.asarray(batches, dtype=np.int64)[positions]
+
+
+class ReplayLoader:
+    """Training epochs of a relabel stream, batch by batch, rebuilt on the training device.
+
+    ::
+
+        loader = ReplayLoader("set.dla.h5", device="cuda")
+        for epoch in range(epochs):
+            loader.set_epoch(epoch)
+            for inputs, probs, labels in loader:
+                loss = soft_cross_entropy(model(inputs), probs).mean()   # or KL at a temperature
+
+    Args:
+        source: the ``.dla.h5`` file (or an open :class:`~ladd_format.reader.DLAFile`, used as is).
+        device: where the crops are made and the labels decoded.
+        kernel: ``None`` (default): the stream's ``resize`` (what the teacher saw, bit for bit);
+            ``"bilinear-antialias"``: the device kernel for any stream; ``"pil-bilinear"``: Pillow on
+            the CPU (uint8 ``pixel255`` images only).
+        normalize: normalise ``pixel255``/``pixel01`` crops with the file's mean/std (``normalized`` and
+            ``zca`` images are used as stored).
+        temperature: re-temper the soft labels (see :func:`decode_on_device`); None: as stored.
+        rank, world_size: this process's share (default: torch.distributed's when initialised).
+        drop_last: under DDP, drop an epoch's last ``len % W`` batches instead of padding.
+        wrap: mode ``epochs``: training epoch e >= E uses stored epoch e mod E (refused otherwise).
+        pool_batches: mode ``pool``: batches per training epoch (default: the batches of stored epoch 0).
+        seed: mode ``pool``: the generator seed of the draw.
+        images: ``"auto"`` (held when at most :data:`IMAGES_IN_MEMORY_BYTES`), ``"memory"`` or ``"file"``.
+        check_rows: check images and labels against their row digests (spec 2.2).
+        bound_memory: call :func:`bound_heap_growth` (process-wide, glibc only) so that the resident
+            memory stays flat over any number of epochs; False leaves malloc as it is.
+    """
+
+    def __init__(self, source: str | os.PathLike | DLAFile, *, device: torch.device | str = "cpu",
+                 kernel: str | None = None, normalize: bool = True, temperature: float | None = None,
+                 rank: int | None = None, world_size: int | None = None, drop_last: bool = False,
+                 wrap: bool = False, pool_batches: int | None = None, seed: int = POOL_SEED,
+                 images: str = "auto", check_rows: bool = True, bound_memory: bool = True):
+        if bound_memory:
+            bound_heap_growth()
+        self._owned = not isinstance(source, DLAFile)
+        self.file = open_dla(source, check_rows=check_rows) if self._owned else source
+        self._images: DLADataset | None = None
+        try:
+            self._setup(device, kernel, normalize, temperature, rank, world_size, drop_last, wrap, pool_batches,
+                        seed, images, check_rows)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, device, kernel, normalize, temperature, rank, world_size, drop_last, wrap, pool_batches,
+               seed, images, check_rows) -> None:
+        self.path = Path(self.file.path)
+        self.stream = self.file.stream
+        self.spec = self.stream.spec
+        self.device = torch.device(device)
+        self.kernel = self.spec.resize if kernel is None else kernel
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be None or one of {', '.join(KERNELS)}, got {kernel!r}")
+        self.space = self.file.space
+        if self.kernel == S.RESIZE_PIL and self.space != S.SPACE_UINT8:
+            raise InputError(f"the {S.RESIZE_PIL} kernel needs uint8 ({S.SPACE_UINT8}) images, these are "
+                             f"{self.space}: use kernel={S.RESIZE_ANTIALIAS!r}", self.path, S.IMAGES_PATH)
+        if temperature is not None and not (np.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        self.temperature = temperature
+        self.normalize = normalize and self.space in (S.SPACE_UINT8, "pixel01")
+        k = self.file.image_shape[0]
+        self.mean = torch.as_tensor(self.file.mean, dtype=torch.float32).view(1, k, 1, 1).to(self.device)
+        self.std = torch.as_tensor(self.file.std, dtype=torch.float32).view(1, k, 1, 1).to(self.device)
+        self.rank, self.world_size = _world(rank, world_size)
+        self.drop_last = drop_last
+        self.wrap = wrap
+        CounterRNG(seed)                       # refuses a seed outside [0, 2**64) now, not at the first draw
+        self.seed = int(seed)
+        self.pool_count = len(self.stream.epoch_batches(0)) if pool_batches is None else int(pool_batches)
+        if not 1 <= self.pool_count <= MAX_STREAM_BATCHES:
+            raise ValueError(f"pool_batches must lie in 1..{MAX_STREAM_BATCHES}, got {pool_batches}")
+        if images not in ("auto", "memory", "file"):
+            raise ValueError(f"images must be 'auto', 'memory' or 'file', got {images!r}")
+        held = int(np.prod(self.file.image_shape)) * self.file.image_dtype.itemsize * self.file.num_images
+        in_memory = images == "memory" or (images == "auto" and held <= IMAGES_IN_MEMORY_BYTES)
+        self._images = DLADataset(self.path, dense=False, normalize=False, in_memory=in_memory,
+                                  check_rows=check_rows)
+        self.current_epoch = 0
+        self._workspace: dict = {}     # the crop kernel's temporaries, kept from batch to batch
+
+    # -- which batches ------------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return self.spec.mode
+
+    def epoch_batches(self, epoch: int) -> np.ndarray:
+        """All stored batches (global numbers) training epoch ``epoch`` uses, in order, before the
+        rank split."""
+        e = int(epoch)
+        if e < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        if self.mode == "pool":
+            return pool_batches(self.stream.num_batches, e, self.pool_count, self.seed)
+        epochs = self.stream.epochs
+        if e >= epochs:
+            if not self.wrap:
+                raise InputError(f"epoch {e} is beyond the stream's {epochs} epochs (0..{epochs - 1}); pass "
+                                 f"wrap=True to reuse stored epoch e mod {epochs}", self.path, S.STREAM_PATH)
+            e %= epochs
+        r = self.stream.epoch_batches(e)
+        return np.arange(r.start, r.stop, dtype=np.int64)
+
+    def batches(self, epoch: int | None = None) -> np.ndarray:
+        """This rank's stored batches of training epoch ``epoch`` (default: the current one)."""
+        e = self.current_epoch if epoch is None else epoch
+        return rank_share(self.epoch_batches(e), self.rank, self.world_size, self.drop_last)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make training epoch ``epoch`` the one iteration yields (checked now: a stream of E epochs
+        refuses e >= E in one line unless ``wrap=True``)."""
+        self.epoch_batches(epoch)
+        self.current_epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+    def __iter__(self) -> Iterator[ReplayBatch]:
+        for b in self.batches():
+            yield self.batch(int(b))
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """SRe2L-style: ``for images, targets in loader.epoch(e)`` yields the mixed, normalised
+        crops and their soft labels (probabilities) of training epoch ``e`` (this rank's share)."""
+        self.set_epoch(epoch)
+        for inputs, probs, _ in self:
+            yield inputs, probs
+
+    # -- one batch ---------------------------------------------------------------------------------
+    def crops(self, batch: int) -> torch.Tensor:
+        """Stored batch ``batch``'s mixed crops before normalisation (0..1 pixels for uint8 images),
+        ``(n, K, h_out, w_out)`` float32 on the device: what the teacher labelled (5.1 steps 1-3)."""
+        return self._crops(self.stream.read_batch(int(batch)))[0]
+
+    def _crops(self, record) -> tuple[torch.Tensor, torch.Tensor]:
+        """A stored batch's mixed crops (float32, on the device) and hard labels. The batch's distinct
+        images are gathered once as stored; the device kernel converts and resizes them a chunk of
+        records at a time (the same bits as one :func:`crop_batch` call, less memory)."""
+        distinct, inverse = np.unique(record.image, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        stored, labels, _, _ = self._images.batch(distinct, targets=False)
+        mix = dict(mix=self.spec.mix, mix_partner=record.mix_partner, mix_box=record.mix_box,
+                   mix_lambda=record.mix_lambda)
+        crop_size = tuple(int(v) for v in self.spec.crop_size)
+        hard = labels[torch.from_numpy(inverse)].to(self.device, non_blocking=True)
+        if self.kernel == S.RESIZE_PIL:
+            crops = pil_crop_batch(stored.numpy()[inverse], record.box, record.flip, crop_size, device=self.device,
+                                   **mix)
+            return crops, hard
+        stored = stored.to(self.device, non_blocking=True)
+        crops = torch.empty((len(inverse), *stored.shape[1:2], *crop_size), dtype=torch.float32, device=self.device)
+        step = records_per_chunk(stored.shape[1:], self.device)
+        for start in range(0, len(inverse), step):
+            part = slice(start, start + step)
+            sources = source_floats(stored[torch.from_numpy(inverse[part]).to(self.device)], self.space)
+            resize_crops(sources, record.box[part], record.flip[part], crop_size, out=crops[part],
+                         workspace=self._workspace)
+        return mix_crops(crops, **mix), hard
+
+    def batch(self, batch: int) -> ReplayBatch:
+        """Stored batch ``batch`` (a global batch number, 0..NB-1) rebuilt: inputs, soft labels, hard labels."""
+        record = self.stream.read_batch(int(batch))
+        crops, labels = self._crops(record)
+        inputs = crops.sub_(self.mean).div_(self.std) if self.normalize else crops   # (x - mean) / std, in place
+        probs = decode_on_device(self.spec.codec, record.labels, self.stream.num_classes, self.device,
+                                 self.temperature, self.spec.temperature)
+        return ReplayBatch(inputs, probs, labels)
+
+    # -- closing -----------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._images is not None:
+            self._images.close()
+        if self._owned:
+            self.file.close()
+
+    def __enter__(self) -> ReplayLoader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+__all__ = ["IMAGES_IN_MEMORY_BYTES", "KERNELS", "ReplayBatch", "ReplayLoader", "bound_heap_growth", "decode_on_device",
+           "pool_batches", "rank_share"]
