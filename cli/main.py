@@ -13,11 +13,11 @@ import click
 
 from ladd_format import __version__
 
-from . import augment, convert, demo, evaluate, export, info, show, size, train_labeler, upgrade, verify
+from . import augment, convert, demo, evaluate, export, info, relabel, show, size, train_labeler, upgrade, verify
 from .common import set_up_logging
 
 #: the modules of the commands, in the order ``ladd --help`` lists them (click sorts them by name)
-COMMAND_MODULES = (augment, convert, demo, evaluate, export, info, show, size, train_labeler, upgrade, verify)
+COMMAND_MODULES = (augment, convert, demo, evaluate, export, info, relabel, show, size, train_labeler, upgrade, verify)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

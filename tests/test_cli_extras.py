@@ -120,6 +120,7 @@ def test_evaluate_without_torch_names_the_extra_in_one_line(no_torch_env):
 
 @pytest.mark.parametrize("args", [
     ("augment", VECTOR, "--labeler", "labeler.safetensors", "-o", "out.dla.h5"),
+    ("relabel", VECTOR, "--teacher", "t.safetensors", "-o", "out.dla.h5"),
     ("train-labeler", "digits", "-o", "labeler"),
     ("demo", "--workdir", "demo-out", "--quick"),
     ("export", VECTOR, "--format", "ddranking", "-o", "dd"),

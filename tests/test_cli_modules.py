@@ -15,8 +15,8 @@ CLI = Path(__file__).resolve().parents[1] / "cli"
 MAX_LINES = 220
 #: the modules of cli/ that are not a command
 SHARED = {"__init__", "main", "common"}
-COMMANDS = {"augment", "convert", "demo", "evaluate", "export", "info", "show", "size", "train-labeler", "upgrade",
-            "verify"}
+COMMANDS = {"augment", "convert", "demo", "evaluate", "export", "info", "relabel", "show", "size", "train-labeler",
+            "upgrade", "verify"}
 
 
 def test_each_command_is_registered_from_its_own_module():

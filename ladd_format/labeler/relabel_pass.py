@@ -1,0 +1,632 @@
+"""The relabel pass (``ladd relabel``): generate a relabel stream (spec 4.7) for a distilled set.
+
+For each epoch e < E the pass draws the records of the epoch from the counter-based generator
+(:class:`~ladd_format.stream.draws.StreamDraws`: every image once, in batches of B, each with a
+RandomResizedCrop box, a flip and the batch's CutMix/MixUp), builds each batch's crops with THE
+kernel of spec 5.1 (:func:`ladd_format.torch.stream_crops.crop_batch` on the device, or
+``pil_crop_batch`` for ``resize`` = ``pil-bilinear``), labels them with the teacher
+(:func:`~ladd_format.labeler.teacher.teacher_logits`) and encodes the labels with the stream codec.
+The crops the teacher sees are exactly those a reader rebuilds from the stored records: the
+sources are :func:`~ladd_format.torch.stream_crops.source_floats` of the stored images (for
+``normalized`` images the crops are brought back to 0..1 pixels, ``x * std + mean``, before the
+teacher's own normalisation).
+
+Work folder and resume (as ``ladd augment``): each finished epoch's encoded labels are saved
+atomically as ``epoch_NNNNNN.npz`` in the hidden folder ``.OUT.work`` beside the output, with a
+manifest of everything that decides the stream (input and teacher digests, every setting that
+changes a record or a label). ``resume=True`` keeps the finished epochs when the manifest matches
+and refuses (one line) a work folder made with other settings; without it an old work folder is
+discarded, saying so. Only the labels are saved: the records are recomputed from the generator when
+the file is assembled, which is what makes an interrupted and resumed pass give the same bytes as
+an uninterrupted one (with ``SOURCE_DATE_EPOCH`` set: the provenance time is the only other
+difference). A Ctrl-C ends in :class:`RelabelInterrupted`, saying what the work folder keeps.
+
+Codec: the default (:data:`~ladd_format.stream.DEFAULT_STREAM_CODEC`, top-20 in uint8) needs at least
+20 classes; for a set of fewer it becomes :data:`SMALL_C_CODEC` (``uint8``: C bytes a record, fewer
+than top-k's 3k). Any codec given explicitly is used as given.
+
+When every epoch is done the output is written by :class:`~ladd_format.writer.DLAWriter` (temporary
+file, then rename): the input's images, labels, soft labels and dense labels (their stored bytes,
+unchanged), its class names and root attributes, and the stream, batch by batch.
+
+Shards (:func:`relabel_sharded`, ``ladd relabel --shards K``, or ``torchrun ... -m
+ladd_format.labeler.relabel_pass``): each rank labels a contiguous range of epochs into the shared
+work folder; rank 0 assembles the one file, the single-process pass's.
+
+Not built: ZCA-whitened inputs (crops of whitened images cannot be un-whitened), RDED's patch
+shuffle (spec 1.2 cannot record it), MixUp/CutMix with Beta parameters other than 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import atomic
+from .. import spec as S
+from ..errors import CodecError, InputError
+from ..pixels import denormalize
+from ..provenance import TOOL, file_sha256
+from ..reader import open_dla
+from ..relabel_config import RelabelConfig
+from ..spec import limits
+from ..stream import DEFAULT_STREAM_CODEC, SMALL_C_CODEC, StreamSpec, parse_stream_codec
+from ..stream.counter_rng import COUNTER_LIMIT
+from ..stream.draws import AugmentParams, BatchDraws, StreamDraws
+from ..torch.device import resolve_device
+from ..torch.stream_crops import crop_batch, pil_crop_batch, source_floats
+from ..writer import DenseSpec, DLAWriter
+from .label_pass import KEPT_ROOT_ATTRS, check_work_folder, work_folder
+from .sources import names_preview, same_class_names
+from .teacher import Teacher, check_crops, load_teacher, resolve_precision, teacher_logits
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]    # (records done, records in all)
+#: a set whose stored images take at most this many bytes is read into memory once (and moved to a
+#: CUDA device once); a larger one is read batch by batch, image by image
+IMAGE_CACHE_BYTES = 2 << 30
+#: images copied into the output per writer call: about this many bytes
+COPY_BLOCK_BYTES = 64 << 20
+#: the codec the default becomes for sets of fewer classes than its k: C bytes a record, fewer than top-k's
+EPOCH_FILE = "epoch_{:06d}.npz"
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class RelabelPlan:
+    """Everything the pass needs, checked (:func:`prepare`)."""
+
+    source: Path
+    output: Path
+    work: Path
+    config: RelabelConfig
+    teacher: Teacher
+    num_images: int
+    num_classes: int
+    image_shape: tuple[int, int, int]        #: (K, H, W)
+    space: str
+    crop_size: tuple[int, int]
+    draws: StreamDraws
+    spec: StreamSpec
+    device: torch.device
+    precision: str
+
+    @property
+    def epochs(self) -> int:
+        return self.config.epochs
+
+    @property
+    def total_records(self) -> int:
+        return self.epochs * self.num_images
+
+    def epoch_path(self, epoch: int) -> Path:
+        return self.work / EPOCH_FILE.format(epoch)
+
+    def done(self, epoch: int) -> bool:
+        return self.epoch_path(epoch).exists()
+
+    def done_epochs(self) -> list[int]:
+        return [e for e in range(self.epochs) if self.done(e)]
+
+
+@dataclass(frozen=True)
+class RelabelState:
+    """What an interrupted pass left in its work folder."""
+
+    work: Path
+    epochs: int                     #: finished epochs kept
+    total_epochs: int | None
+
+
+class RelabelInterrupted(KeyboardInterrupt):
+    """A Ctrl-C during the pass: ``kept`` says what the work folder holds for ``resume`` (None: nothing)."""
+
+    def __init__(self, kept: RelabelState | None):
+        super().__init__()
+        self.kept = kept
+
+
+@dataclass(frozen=True)
+class RelabelResult:
+    """What a finished pass did."""
+
+    output: Path
+    epochs: int
+    batches: int                    #: NB, batches over all epochs
+    records: int                    #: Q
+    resumed_epochs: int             #: epochs an earlier, interrupted pass had finished
+    seconds: float                  #: wall time of the call
+
+
+
+# -- checks -----------------------------------------------------------------------------------------
+def _bounded(flag: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= int(value) <= high:
+        raise InputError(f"{flag} must be an integer in {low}..{high}, got {value}")
+    return int(value)
+
+
+def check_config(config: RelabelConfig) -> None:
+    """One-line refusals of settings no stream can be generated with."""
+    _bounded("--epochs", config.epochs, 1, limits.MAX_STREAM_EPOCHS)
+    _bounded("--batch-size", config.batch_size, 1, limits.MAX_STREAM_BATCH)
+    if config.crop_size is not None:
+        _bounded("--crop-size", config.crop_size, 1, limits.MAX_CROP_SIDE)
+    _bounded("--seed", config.seed, 0, COUNTER_LIMIT - 1)
+    _bounded("--forward-batch", config.forward_batch, 1, 1 << 20)
+    if not (math.isfinite(config.temperature) and config.temperature > 0):
+        raise InputError(f"--temperature must be a finite number > 0, got {config.temperature}")
+    try:
+        augment_params(config).check()
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if config.resize not in S.STREAM_RESIZES:
+        raise InputError(f"--resize must be one of {', '.join(S.STREAM_RESIZES)}, got {config.resize!r}")
+    parse_stream_codec(config.codec)             # CodecError: one line
+
+
+def augment_params(config: RelabelConfig) -> AugmentParams:
+    return AugmentParams(scale=tuple(config.scale), ratio=tuple(config.ratio), mix=config.mix)
+
+
+def prepare(source: str | os.PathLike, teacher_path: str | os.PathLike, output: str | os.PathLike,
+            config: RelabelConfig = RelabelConfig(), resume: bool = False, create: bool = True,
+            notify: Callable[[str], None] | None = None) -> RelabelPlan:
+    """Check everything before any work; set up (or, with ``resume``, reuse) the work folder."""
+    src, out = Path(source), Path(output)
+    check_config(config)
+    atomic.check_destination(out, config.overwrite)
+    atomic.require_regular_file(src, "input file")
+    if src.resolve() == out.resolve():
+        raise InputError("the output must differ from the input", out)
+    check_work_folder(work_folder(out))
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    codec = parse_stream_codec(config.codec)
+    with open_dla(src) as f:
+        if f.has_stream:
+            raise InputError("already holds a relabel stream; a file holds one: relabel a file without one",
+                             src, S.STREAM_PATH)
+        k, height, width = f.image_shape
+        space, num_images, num_classes, class_names = f.space, f.num_images, f.num_classes, f.class_names
+    if space == "zca":
+        raise InputError("images are ZCA-whitened: ladd relabel crops pixels (pixel255, pixel01 or normalized "
+                         "images); whitened crops cannot be brought back to pixels for the teacher", src, S.IMAGES_PATH)
+    if config.resize == S.RESIZE_PIL and space != S.SPACE_UINT8:
+        raise InputError(f"--resize {S.RESIZE_PIL} crops uint8 images with Pillow; these are {space}", src,
+                         S.IMAGES_PATH)
+    crop = (config.crop_size, config.crop_size) if config.crop_size is not None else (height, width)
+    if max(crop) > limits.MAX_CROP_SIDE:
+        raise InputError(f"the images are {height}x{width}, more than a crop side may be ({limits.MAX_CROP_SIDE}); "
+                         "give --crop-size", src)
+    per_batch = min(config.batch_size, num_images)
+    if per_batch * num_classes > limits.MAX_STREAM_BATCH_VALUES:
+        raise InputError(f"a batch of {per_batch} records x {num_classes} classes exceeds the stream's "
+                         f"{limits.MAX_STREAM_BATCH_VALUES} label values per batch (spec 2.4); lower --batch-size", src)
+    batches = config.epochs * -(-num_images // config.batch_size)
+    if batches > limits.MAX_STREAM_BATCHES or config.epochs * num_images > limits.MAX_STREAM_RECORDS:
+        raise InputError(f"{config.epochs} epochs of {num_images} images make {batches} batches and "
+                         f"{config.epochs * num_images} records, beyond the stream's {limits.MAX_STREAM_BATCHES} "
+                         f"batches or {limits.MAX_STREAM_RECORDS} records (spec 2.4)", src)
+    if config.codec == DEFAULT_STREAM_CODEC and codec.codec is not None and codec.codec.dense_attrs().get("k", 0) > \
+            num_classes:
+        codec = parse_stream_codec(SMALL_C_CODEC)      # fewer classes than the default's k (module docstring)
+    try:
+        codec.layout(num_classes)
+    except CodecError as exc:
+        raise InputError(f"--codec {config.codec}: {exc.message}", src) from None
+    teacher = load_teacher(teacher_path, config.arch, num_classes, device, config.teacher_mean, config.teacher_std)
+    check_crops(teacher, k, crop)
+    if teacher.class_names is not None and class_names is not None \
+            and not same_class_names(teacher.class_names, class_names):
+        mismatch = (f"the teacher was trained on other classes ({names_preview(teacher.class_names)}) than the "
+                    f"file's ({names_preview(class_names)}): its soft labels would name the wrong classes")
+        if not config.allow_mismatch:
+            raise InputError(f"{mismatch}; pass --allow-mismatch to label anyway", src)
+        if create:
+            log.warning("%s: %s; labeling anyway (--allow-mismatch)", src, mismatch)
+    draws = StreamDraws(config.seed, num_images, (height, width), config.batch_size, crop, augment_params(config))
+    sampler, augmentation = draws.describe()
+    spec = StreamSpec(epochs=config.epochs, batch_size=config.batch_size, crop_size=crop, mode="epochs",
+                      resize=config.resize, mix=config.mix, codec=codec, temperature=float(config.temperature),
+                      teacher=teacher.describe(), sampler=sampler, augmentation=augmentation)
+    config = replace(config, codec=codec.label, precision=precision)
+    plan = RelabelPlan(src, out, work_folder(out), config, teacher, num_images, num_classes, (k, height, width),
+                       space, crop, draws, spec, device, precision)
+    if create:
+        set_up_work(plan, resume, notify)
+    return plan
+
+
+# -- the work folder --------------------------------------------------------------------------------
+def _manifest(plan: RelabelPlan) -> dict:
+    return {"input_sha256": file_sha256(plan.source), "teacher_sha256": plan.teacher.weights_sha256,
+            "num_images": plan.num_images, "crop_size": list(plan.crop_size), **plan.config.manifest()}
+
+
+def _write_new(path: Path, write) -> None:
+    """Create ``path`` afresh (a file or link already there is removed first, never written through)."""
+    path.unlink(missing_ok=True)
+    with open(path, "xb") as fh:
+        write(fh)
+
+
+def set_up_work(plan: RelabelPlan, resume: bool, notify: Callable[[str], None] | None = None) -> int:
+    """Create the work folder, or reuse it with ``resume``; returns the epochs already finished."""
+    notify = notify or log.info
+    manifest = _manifest(plan)
+    path = plan.work / MANIFEST
+    check_work_folder(plan.work)
+    if plan.work.exists():
+        if resume:
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, ValueError):
+                old = None
+            if old == manifest:
+                done = len(plan.done_epochs())
+                notify(f"resumed: {done} of {plan.epochs} epochs were already labeled in {plan.work}; labeling the "
+                       f"other {plan.epochs - done}")
+                return done
+            changed = sorted(key for key in manifest if not isinstance(old, dict) or old.get(key) != manifest[key])
+            raise InputError("the work folder of an earlier pass was made with a different input, teacher or "
+                             f"settings ({', '.join(changed[:4]) or 'unreadable manifest'}); run without --resume "
+                             "to start over", plan.work)
+        kept = len(plan.done_epochs())
+        notify(f"discarded the unfinished pass in {plan.work} ({kept} labeled epoch(s)); --resume would have "
+               "continued it")
+        shutil.rmtree(plan.work)
+    elif resume:
+        notify(f"nothing to resume ({plan.work} does not exist): starting from the beginning")
+    plan.work.mkdir()
+    tmp = path.with_suffix(".tmp")
+    _write_new(tmp, lambda fh: fh.write(json.dumps(manifest, indent=2).encode()))
+    os.replace(tmp, path)
+    return 0
+
+
+def work_state(output: str | os.PathLike, epochs: int | None = None) -> RelabelState | None:
+    """The finished epochs an interrupted pass toward ``output`` left, or None when there are none."""
+    work = work_folder(Path(output))
+    if not atomic.is_real_dir(work):
+        return None
+    done = [p for p in work.glob("epoch_[0-9]*.npz") if p.stem.split("_")[1].isdigit()]
+    return RelabelState(work, len(done), epochs) if done else None
+
+
+# -- generating -------------------------------------------------------------------------------------
+class _Images:
+    """The stored images of the input, gathered by index: held in memory (on a CUDA device when
+    there is one) up to :data:`IMAGE_CACHE_BYTES`, else read image by image."""
+
+    def __init__(self, f, device: torch.device):
+        self.f = f
+        self.device = device
+        nbytes = f.num_images * math.prod(f.image_shape) * np.dtype(f.image_dtype).itemsize
+        self.held = None
+        if nbytes <= IMAGE_CACHE_BYTES:
+            step = max(1, COPY_BLOCK_BYTES // max(1, nbytes // f.num_images))
+            held = np.concatenate([f.images(a, min(f.num_images, a + step)) for a in range(0, f.num_images, step)])
+            self.held = torch.from_numpy(held).to(device if device.type == "cuda" else "cpu")
+
+    def gather(self, index: np.ndarray) -> torch.Tensor:
+        """Stored images ``index`` (n,) as a tensor (stored dtype) on the pass's device."""
+        if self.held is not None:
+            return self.held[torch.from_numpy(index).to(self.held.device)].to(self.device)
+        rows = np.stack([self.f.images(int(i), int(i) + 1)[0] for i in index])
+        return torch.from_numpy(rows).to(self.device)
+
+
+def label_batch(plan: RelabelPlan, draw: BatchDraws, stored_images: torch.Tensor, mean: torch.Tensor,
+                std: torch.Tensor) -> torch.Tensor:
+    """The teacher's float32 logits ``(n, C)`` of one batch's mixed crops (module docstring)."""
+    mix = dict(mix=plan.spec.mix, mix_partner=draw.mix_partner, mix_box=draw.mix_box, mix_lambda=draw.mix_lambda)
+    if plan.spec.resize == S.RESIZE_PIL:
+        crops = pil_crop_batch(stored_images.cpu().numpy(), draw.box, draw.flip, plan.crop_size, device=plan.device,
+                               **mix)
+    else:
+        crops = crop_batch(source_floats(stored_images, plan.space), draw.box, draw.flip, plan.crop_size, **mix)
+    if plan.space == "normalized":
+        crops = denormalize(crops, mean, std)
+    return teacher_logits(plan.teacher, crops, plan.precision, plan.config.forward_batch)
+
+
+def generate(plan: RelabelPlan, epochs: list[int] | None = None, progress: Progress | None = None) -> int:
+    """Label the given epochs (default: every epoch not done yet) into the work folder; returns how
+    many. ``progress(records done, records in all)`` after each batch's labels are encoded."""
+    todo = [e for e in (range(plan.epochs) if epochs is None else epochs) if not plan.done(e)]
+    if not todo:
+        return 0
+    done = len(plan.done_epochs()) * plan.num_images
+    k = plan.image_shape[0]
+    codec, temperature = plan.spec.codec, plan.spec.temperature
+    with open_dla(plan.source) as f:
+        mean = torch.tensor(f.mean, dtype=torch.float32, device=plan.device).view(1, k, 1, 1)
+        std = torch.tensor(f.std, dtype=torch.float32, device=plan.device).view(1, k, 1, 1)
+        images = _Images(f, plan.device)
+
+        def encode(logits: torch.Tensor) -> dict[str, np.ndarray]:
+            return codec.encode_logits(logits.cpu().numpy(), temperature)
+
+        # the labels are copied back and encoded on a thread while the device labels the next batch
+        with ThreadPoolExecutor(1, thread_name_prefix="ladd-encode") as encoder:
+            for epoch in todo:
+                parts = []
+                for draw in plan.draws.epoch(epoch):
+                    parts.append(encoder.submit(encode, label_batch(plan, draw, images.gather(draw.image), mean, std)))
+                    done += len(draw)
+                    if len(parts) > 1:                       # one batch in flight at most
+                        parts[-2].result()
+                        if progress is not None:
+                            progress(done - len(draw), plan.total_records)
+                labels = [part.result() for part in parts]
+                stored = {name: np.concatenate([p[name] for p in labels]) for name in labels[0]}
+                _save_epoch(plan.epoch_path(epoch), stored)
+                if progress is not None:
+                    progress(done, plan.total_records)
+                log.info("epoch %d/%d labeled (%d records)", epoch + 1, plan.epochs, plan.num_images)
+    return len(todo)
+
+
+def _save_epoch(dest: Path, stored: dict[str, np.ndarray]) -> None:
+    tmp = dest.with_name(dest.name + ".tmp")
+    _write_new(tmp, lambda fh: np.savez(fh, **stored))
+    os.replace(tmp, dest)                 # an epoch file exists only when complete
+
+
+def _load_epoch(plan: RelabelPlan, epoch: int) -> dict[str, np.ndarray]:
+    """A finished epoch's stored labels, checked against the codec's layout."""
+    path = atomic.require_regular_file(plan.epoch_path(epoch), "epoch file")
+    layout = plan.spec.codec.layout(plan.num_classes)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            stored = {name: z[name] for name in z.files}
+    except (ValueError, OSError, EOFError, KeyError) as exc:
+        raise InputError(f"epoch file is unreadable ({(str(exc).splitlines() or [''])[0][:120]}); run without "
+                         "--resume to start over", path) from None
+    for name, (tail, dtype) in layout.items():
+        array = stored.get(name)
+        if array is None or array.shape != (plan.num_images, *tail) or array.dtype != dtype:
+            got = "missing" if array is None else f"{array.dtype} {array.shape}"
+            raise InputError(f"epoch file holds {name} {got}, expected {np.dtype(dtype)} {(plan.num_images, *tail)}; "
+                             "run without --resume to start over", path)
+    return {name: stored[name] for name in layout}
+
+
+# -- assembling -------------------------------------------------------------------------------------
+class _StoredDense:
+    """The input's dense codec, whose ``encode`` hands out the input's stored rows (set in ``rows``
+    before each append), so that the dense labels are copied byte for byte (decode -> encode is not
+    the identity for uint8 and topk)."""
+
+    def __init__(self, codec):
+        self.codec = codec
+        self.rows: dict[str, np.ndarray] = {}
+
+    def __getattr__(self, name):
+        return getattr(self.codec, name)
+
+    def encode(self, probs: np.ndarray) -> dict[str, np.ndarray]:
+        return self.rows
+
+
+def assemble(plan: RelabelPlan) -> Path:
+    """Write the output from the input and the finished epochs, then remove the work folder."""
+    missing = [e for e in range(plan.epochs) if not plan.done(e)]
+    if missing:
+        raise InputError(f"{len(missing)} epochs are not labeled yet (first: {missing[0]})", plan.work)
+    c = plan.config
+    with open_dla(plan.source) as f:
+        attrs = f.attrs
+        dense = None
+        if f.has_dense:
+            dense = DenseSpec(f.n, f.ratio, _StoredDense(f.codec), f.temperature, f.labeler or {"arch": "unknown"})
+        soft_dtype = str(f.h5[S.SOFT_LABELS].dtype) if f.has_soft_labels else "float32"
+        writer = DLAWriter(
+            plan.output, num_classes=f.num_classes, image_shape=f.image_shape, mean=f.mean, std=f.std,
+            image_dtype=str(f.image_dtype), space=f.space, dense=dense, soft_kind=f.soft_kind, soft_dtype=soft_dtype,
+            class_names=f.class_names, source_dataset=attrs.get("source_dataset"),
+            distillation=attrs.get("distillation"), ipc=attrs.get("ipc"), converter="relabel",
+            root_attrs={key: attrs[key] for key in KEPT_ROOT_ATTRS if key in attrs},
+            inputs=[plan.source, plan.teacher.path],
+            report={"teacher": plan.teacher.path.name if plan.teacher.path else None, "tool": TOOL,
+                    "crop_size": list(plan.crop_size), "config": plan.config.manifest()},
+            overwrite=c.overwrite, stream=plan.spec)
+        with writer:
+            row = max(1, math.prod(f.image_shape) * np.dtype(f.image_dtype).itemsize)
+            step = max(1, COPY_BLOCK_BYTES // row)
+            for a in range(0, f.num_images, step):
+                b = min(f.num_images, a + step)
+                probs = None
+                if dense is not None:
+                    dense.codec.rows = f.dense_stored(a, b)
+                    probs = f.codec.decode(dense.codec.rows, f.num_classes)
+                writer.append(f.images(a, b), f.labels(a, b), dense=probs,
+                              soft=f.soft_labels(a, b) if f.has_soft_labels else None)
+            for epoch in range(plan.epochs):
+                stored = _load_epoch(plan, epoch)
+                for draw in plan.draws.epoch(epoch):
+                    a, b = draw.positions
+                    writer.append_stream(epoch, draw.image, draw.box, draw.flip, draw.mix_partner, draw.mix_box,
+                                         draw.mix_lambda, stored={name: v[a:b] for name, v in stored.items()})
+    check_work_folder(plan.work)
+    shutil.rmtree(plan.work)
+    return plan.output
+
+
+def relabel(source: str | os.PathLike, teacher: str | os.PathLike, output: str | os.PathLike,
+            config: RelabelConfig = RelabelConfig(), resume: bool = False, progress: Progress | None = None,
+            notify: Callable[[str], None] | None = None) -> RelabelResult:
+    """Generate a relabel stream for the set at ``source`` with ``teacher`` and write ``output``
+    (module docstring). ``progress(records done, records in all)``: once before labeling (what a
+    resumed pass already has), then after each batch. A Ctrl-C keeps the finished epochs and raises
+    :class:`RelabelInterrupted`."""
+    started = time.perf_counter()
+    with interrupt_keeps(output) as known:
+        plan = prepare(source, teacher, output, config, resume, notify=notify)
+        known["epochs"] = plan.epochs
+        resumed = len(plan.done_epochs())
+        if progress is not None:
+            progress(resumed * plan.num_images, plan.total_records)
+        generate(plan, progress=progress)
+        assemble(plan)
+    batches = plan.epochs * plan.draws.batches_per_epoch
+    return RelabelResult(plan.output, plan.epochs, batches, plan.total_records, resumed, time.perf_counter() - started)
+
+
+@contextmanager
+def interrupt_keeps(output: str | os.PathLike):
+    """Turn a KeyboardInterrupt inside the block into :class:`RelabelInterrupted` with the
+    :func:`work_state` toward ``output``; the block sets ``known["epochs"]`` once it knows it."""
+    known: dict = {}
+    try:
+        yield known
+    except RelabelInterrupted:
+        raise
+    except KeyboardInterrupt:
+        try:
+            kept = work_state(output, known.get("epochs"))
+        except OSError:
+            kept = None
+        raise RelabelInterrupted(kept) from None
+
+
+# -- shards: several processes (GPUs, or CPU processes with gloo) into one file -----------------------
+def run_rank(rank: int, world: int, source, teacher, output, config: RelabelConfig, resume: bool) -> None:
+    """The body of one rank (the process group initialised): the rank labels a contiguous range of
+    epochs into the shared work folder; rank 0 sets the folder up and assembles the one file. The
+    output is the single-process pass's: the same epochs, each computed as it would be there."""
+    import torch.distributed as dist
+
+    from .distributed import cpu_threads, shard
+    if config.device in ("auto", "cuda") and torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
+        config = replace(config, device=f"cuda:{local}")
+    elif not str(config.device).startswith("cuda"):
+        torch.set_num_threads(cpu_threads(world))     # the ranks share the cores instead of each taking all
+    plan = prepare(source, teacher, output, config, resume, create=False)   # the same checks on every rank
+    if rank == 0:
+        set_up_work(plan, resume)
+    dist.barrier()
+    generate(plan, shard(plan.epochs, rank, world))
+    dist.barrier()
+    if rank == 0:
+        assemble(plan)
+    dist.barrier()
+
+
+def _spawned(rank: int, world: int, port: int, args: tuple) -> None:
+    import torch.distributed as dist
+    backend = "nccl" if torch.cuda.is_available() and args[3].device != "cpu" else "gloo"
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        run_rank(rank, world, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def relabel_sharded(source, teacher, output, config: RelabelConfig, shards: int, resume: bool = False,
+                    progress: Progress | None = None, notify: Callable[[str], None] | None = None,
+                    poll_seconds: float = 0.5) -> RelabelResult:
+    """:func:`relabel` in ``shards`` local processes (one per GPU with CUDA, else CPU processes with
+    gloo). Every check runs here first, so bad input fails in one line before any process starts;
+    ``progress(records done, records in all)`` counts the finished epoch files every
+    ``poll_seconds``. A Ctrl-C ends in :class:`RelabelInterrupted`."""
+    import socket
+    import threading
+
+    import torch.multiprocessing as mp
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    started = time.perf_counter()
+    with interrupt_keeps(output) as known:
+        on_cuda = torch.cuda.is_available() and (config.device == "auto" or str(config.device).startswith("cuda"))
+        precision = resolve_precision(config.precision, torch.device("cuda" if on_cuda else "cpu"))
+        # the checks, with the teacher on the CPU and the ranks' precision (what their manifest records)
+        plan = prepare(source, teacher, output, replace(config, device="cpu", precision=precision), resume,
+                       create=False)
+        known["epochs"] = plan.epochs
+        if resume and atomic.is_real_dir(plan.work):
+            set_up_work(plan, resume, notify)        # refuses a changed setting here, in one line
+        resumed = len(plan.done_epochs()) if resume else 0
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        stop = threading.Event()
+
+        def watch() -> None:
+            last = -1
+            while not stop.wait(poll_seconds):
+                state = work_state(output, plan.epochs)
+                done = 0 if state is None else state.epochs * plan.num_images
+                if done > last and progress is not None:
+                    progress(done, plan.total_records)
+                    last = done
+        watcher = threading.Thread(target=watch, name="ladd-shard-progress", daemon=True)
+        watcher.start()
+        try:
+            mp.spawn(_spawned, args=(shards, port, (source, teacher, output, config, resume)), nprocs=shards,
+                     join=True)
+        finally:
+            stop.set()
+            watcher.join()
+        if progress is not None:
+            progress(plan.total_records, plan.total_records)
+    return RelabelResult(plan.output, plan.epochs, plan.epochs * plan.draws.batches_per_epoch, plan.total_records,
+                         resumed, time.perf_counter() - started)
+
+
+def parser():
+    """The torchrun entry point's options: SOURCE, --teacher, -o, --resume and every
+    :class:`~ladd_format.relabel_config.RelabelConfig` option (``ladd relabel``'s defaults)."""
+    import argparse
+
+    from ..relabel_config import relabel_options
+    p = argparse.ArgumentParser(prog="python -m ladd_format.labeler.relabel_pass",
+                                description="ladd relabel on the ranks of a torchrun job, into one file.")
+    p.add_argument("source")
+    p.add_argument("--teacher", required=True)
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--resume", action="store_true")
+    for option in relabel_options():
+        if option.is_flag:
+            p.add_argument(*option.flags, dest=option.name, action="store_true", help=option.help)
+        else:
+            p.add_argument(*option.flags, dest=option.name, type=option.type, default=option.default,
+                           nargs=None if option.nargs == 1 else option.nargs, choices=option.choices,
+                           help=option.help)
+    return p
+
+
+def main(argv=None) -> int:
+    """torchrun entry point (RANK / WORLD_SIZE / LOCAL_RANK from the environment)::
+
+        torchrun --nproc-per-node 4 -m ladd_format.labeler.relabel_pass IN.dla.h5 --teacher CKPT -o OUT.dla.h5
+    """
+    import torch.distributed as dist
+    a = parser().parse_args(argv)
+    config = RelabelConfig.from_values(vars(a))
+    backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
+    dist.init_process_group(backend)
+    try:
+        run_rank(dist.get_rank(), dist.get_world_size(), a.source, a.teacher, a.output, config, a.resume)
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())
