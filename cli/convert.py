@@ -52,6 +52,8 @@ KIND_ARGS = {
     "flag": {"is_flag": True, "default": False},
     "switch": {"default": None},
     "int": {"type": int},
+    "float": {"type": float},
+    "text": {},
     "path": {"type": click.Path(path_type=Path)},
     "names_file": {"type": click.Path(path_type=Path)},
     "floats": {"callback": _floats},

@@ -3,9 +3,11 @@
 Layers, lowest first (README "Architecture"): the format core (numpy + h5py; ``spec/``, ``augment_config``
 and the other top-level modules) -> converters and export -> ``torch/`` and ``relabel/`` -> ``labeler/``
 -> ``train/`` (students) and ``viz/`` (pictures, Pillow; ``show`` draws sub-images with Pillow, torch-free)
--> ``demo`` -> the CLI (``ladd_cli``). A module may import from its own layer and the ones below it; the one
-documented exception is ``export``'s ``--subimages``, which calls the torch kernel inside a function
-so that the sub-images come from the same code as the loader's.
+-> ``demo`` -> the CLI (``ladd_cli``). A module may import from its own layer and the ones below it; the
+documented exceptions (ALLOWED_UPWARD, each an import inside a function) are ``export``'s
+``--subimages``, which calls the torch kernel so that the sub-images come from the same code as the
+loader's, and ``convert sre2l --relabel``, whose converter reads the relabel folder with torch and
+whose ``--check-teacher`` loads the teacher as ``ladd relabel`` does.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ CLI = ROOT / "cli"
 LAYERS = {"core": 0, "converters": 1, "torch": 2, "relabel": 2, "labeler": 3, "train": 4, "viz": 4, "demo": 5,
           "cli": 6}
 # function-level imports that reach a higher layer on purpose: (module, imported module)
-ALLOWED_UPWARD = {("ladd_format.export", "ladd_format.torch.subimages")}
+ALLOWED_UPWARD = {("ladd_format.export", "ladd_format.torch.subimages"),
+                  # `convert sre2l --relabel`: the converter reads the relabel folder with torch (relabel/), and
+                  # its --check-teacher loads the teacher as `ladd relabel` does (labeler/teacher)
+                  ("ladd_format.converters.sre2l", "ladd_format.relabel.convert"),
+                  ("ladd_format.relabel.convert", "ladd_format.labeler.teacher")}
 TORCH_MODULES = ("torch", "torchvision", "safetensors.torch")
 # source scans and fresh interpreters (see conftest.py on mutation_skip)
 pytestmark = pytest.mark.mutation_skip

@@ -41,9 +41,10 @@ from ..errors import InputError
 from ..presets import Preset, preset_names
 
 #: the kinds of option, for a front end to build its flags: flag (on/off), switch (--x/--no-x, default
-#: None), int, path, floats (one per channel), choice (among ``choices``), codec (``codecs.parse_codec``
-#: text), names_file (a text file of class names, one a line, which the front end reads)
-KINDS = ("flag", "switch", "int", "path", "floats", "choice", "codec", "names_file")
+#: None), int, float (one number), text (a string the converter checks), path, floats (one per channel),
+#: choice (among ``choices``), codec (``codecs.parse_codec`` text), names_file (a text file of class
+#: names, one a line, which the front end reads)
+KINDS = ("flag", "switch", "int", "float", "text", "path", "floats", "choice", "codec", "names_file")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,10 @@ class Option:
             return
         if self.kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
             raise InputError(f"{self.flag} takes an integer, got {value!r}")
+        if self.kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InputError(f"{self.flag} takes a number, got {value!r}")
+        if self.kind == "text" and not isinstance(value, str):
+            raise InputError(f"{self.flag} takes text, got {value!r}")
         if self.kind == "choice" and value not in self.choices:
             raise InputError(f"{self.flag} takes one of {', '.join(self.choices)}, got {value!r}")
 

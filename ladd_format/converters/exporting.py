@@ -1,6 +1,7 @@
 """What the three exports (``ladd export --format folder | npz | ddranking``) share: the checks
-before anything is written (:func:`check_exportable`), decoded dense rows, the images as pixels,
-and ``ladd_metadata`` (:func:`npz_metadata`: what ``ladd convert`` needs to rebuild the file).
+before anything is written (:func:`check_exportable`, :func:`check_stream_exportable`), decoded dense
+rows, the images as pixels, and ``ladd_metadata`` (:func:`npz_metadata`: what ``ladd convert`` needs to
+rebuild the file; :func:`stream_metadata`: a relabel stream's attributes).
 Each format's writer lives next to its importer (:mod:`.npz`, :mod:`.folder`, :mod:`.ddranking`);
 :func:`ladd_format.export.export` dispatches to them.
 
@@ -21,10 +22,12 @@ from ..errors import GeometryError, InputError, LabelRangeError, ShapeError
 from ..geometry import boxes_inside
 from ..pixels import stored_to_uint8
 from ..reader import DLAFile
+from ..size import check_stream_batches
 from ..spec.checks import check_counts, check_dataset, dense_datasets
 from ..spec.limits import MAX_GRID_N
-from ..spec.names import (BOXES_ATTR, DENSE, DENSE_PATH, IMAGES, IMAGES_PATH, LABELS, LABELS_PATH, ROOT_PATH,
-                          SOFT_LABELS, SOFT_LABELS_PATH)
+from ..spec.names import (AUGMENTATION_ATTR, BATCH_SIZE_ATTR, BOXES_ATTR, CROP_SIZE_ATTR, DENSE, DENSE_PATH, IMAGES,
+                          IMAGES_PATH, LABELS, LABELS_PATH, MIX_ATTR, MODE_ATTR, RESIZE_ATTR, ROOT_PATH, SAMPLER_ATTR,
+                          SOFT_LABELS, SOFT_LABELS_PATH, STREAM_EPOCHS_ATTR, STREAM_PATH, TEMPERATURE_ATTR)
 
 #: images per block of an export (a block is also bounded by ``rows.BLOCK_BYTES``)
 BATCH = 64
@@ -63,6 +66,26 @@ def check_exportable(f: DLAFile) -> np.ndarray:
     return labels
 
 
+def check_stream_exportable(f: DLAFile, fmt: str, drop_stream: bool, notes: list[str]) -> bool:
+    """Whether the export of ``f`` as ``fmt`` carries its relabel stream. ``npz`` does (its arrays as
+    ``stream_<name>`` members, after every batch has been read through the stream's reader, so that its
+    checks apply: :func:`ladd_format.size.check_stream_batches`); ``folder`` and ``ddranking`` cannot hold
+    one: without ``drop_stream`` they are refused in one line (a stream is most of such a set's bytes, so
+    an export without it is never made silently), with it a note says what is left out."""
+    if not f.has_stream:
+        return False
+    s = f.stream
+    what = f"a relabel stream ({s.epochs} epoch(s), {s.num_records:,} records)"
+    if drop_stream:
+        notes.append(f"{what} is not exported (--drop-stream)")
+        return False
+    if fmt != "npz":
+        raise InputError(f"holds {what}, which --format {fmt} cannot hold: export with --format npz to keep it, "
+                         "or pass --drop-stream to export the rest without it", f.path, STREAM_PATH)
+    check_stream_batches(f)
+    return True
+
+
 def decoded_dense(f: DLAFile, start: int = 0, stop: int | None = None) -> np.ndarray:
     """Decoded dense labels, or a one-line error when the stored values cannot be decoded."""
     stop = f.num_images if stop is None else stop
@@ -85,8 +108,9 @@ def uint8_images(f: DLAFile, start: int, stop: int) -> np.ndarray:
     return pixels
 
 
-def npz_metadata(f: DLAFile) -> dict:
-    """What ``ladd_metadata`` records (module docstring; read back by ``converters.npz``)."""
+def npz_metadata(f: DLAFile, stream: bool = False) -> dict:
+    """What ``ladd_metadata`` records (module docstring; read back by ``converters.npz``); ``stream``:
+    also the relabel stream's attributes (:func:`stream_metadata`), for an export that holds its arrays."""
     attrs = f.attrs
     meta: dict = {"version": 1, "ipc": int(attrs["ipc"]) if "ipc" in attrs else None}
     for key in ("source_dataset", "distillation"):
@@ -101,6 +125,28 @@ def npz_metadata(f: DLAFile) -> dict:
     if f.has_dense:
         labeler = {key: value for key, value in f.labeler.items() if _jsonable(value)}
         meta["dense"] = {"codec": f.codec.text(), "temperature": float(f.temperature), "labeler": labeler}
+    if stream and f.has_stream:
+        meta["stream"] = stream_metadata(f)
+    return meta
+
+
+def stream_metadata(f: DLAFile) -> dict:
+    """The relabel stream's attributes (spec 4.7) as JSON: ``/stream``'s under their attribute names
+    (``epochs``, ``batch_size``, ``mode``, ``crop_size``, ``resize``, ``mix``, ``kind``, ``codec``, ``k``
+    for topk, ``temperature``, ``sampler`` and ``augmentation`` when recorded), ``codec_text`` (the codec
+    as ``parse_stream_codec`` reads it) and ``teacher`` (``/stream/teacher``'s attributes; values JSON
+    cannot hold are left out). The arrays travel as the ``stream_<name>`` members."""
+    spec = f.stream.spec
+    meta: dict = {STREAM_EPOCHS_ATTR: int(spec.epochs), BATCH_SIZE_ATTR: int(spec.batch_size), MODE_ATTR: spec.mode,
+                  CROP_SIZE_ATTR: [int(v) for v in spec.crop_size], RESIZE_ATTR: spec.resize, MIX_ATTR: spec.mix,
+                  **{key: (int(v) if isinstance(v, (int, np.integer)) else str(v))
+                     for key, v in spec.codec.attrs().items()},
+                  "codec_text": spec.codec.label, TEMPERATURE_ATTR: float(spec.temperature)}
+    for key, value in ((SAMPLER_ATTR, spec.sampler), (AUGMENTATION_ATTR, spec.augmentation)):
+        if value is not None:
+            meta[key] = value
+    teacher = {key: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for key, v in spec.teacher.items()}
+    meta["teacher"] = {key: v for key, v in teacher.items() if _jsonable(v)}
     return meta
 
 

@@ -47,8 +47,9 @@ from ..atomic import require_regular_file
 from ..codecs import parse_codec
 from ..errors import InputError, LaddError, ShapeError
 from ..pixels import to_nchw
-from ..reader import DLAFile
+from ..reader import DLAFile, read_rows
 from ..rows import WORKING_BYTES, block_rows, checked_row_bytes, npy_member_rows, row_bytes, write_npz_member
+from ..size import stream_datasets
 from ..spec.checks import dense_datasets
 from ..spec.names import DENSE_PATH, IMAGES, IMAGES_PATH, LABELS_PATH, SOFT_LABELS_PATH
 from . import CODEC, COMMON, FLOAT_IMAGES, ConversionResult, Converter, ConvertOptions, Option, register
@@ -365,11 +366,14 @@ class _Counter:
                 self.progress(self.done, self.total)
 
 
-def write_export(f: DLAFile, out: Path, labels: np.ndarray, notes: list[str], subimages=None, progress=None) -> None:
+def write_export(f: DLAFile, out: Path, labels: np.ndarray, notes: list[str], subimages=None, progress=None,
+                 with_stream: bool = False) -> None:
     """``ladd export --format npz`` to the file ``out`` (keys in :mod:`ladd_format.export`), written
     member by member and each member block by block (:data:`~ladd_format.rows.BLOCK_BYTES` at a
     time), so memory does not grow with the set; ``labels``: the checked hard labels;
     ``subimages(images) -> (B, P, K, H, W)`` adds the ``subimages`` member (None: not);
+    ``with_stream``: the relabel stream's datasets as ``stream_<name>`` members, as stored (checked by
+    :func:`~ladd_format.converters.exporting.check_stream_exportable` first), its attributes in ``ladd_metadata``;
     ``progress(rows written, rows)`` over the members that have one row per image."""
     with_subimages = subimages is not None
     m, image_shape = f.num_images, f.image_shape
@@ -412,4 +416,15 @@ def write_export(f: DLAFile, out: Path, labels: np.ndarray, notes: list[str], su
             for name, ds in datasets.items():
                 write_npz_member(zf, f"dense_stored_{name}", ds.shape, ds.dtype,
                         counted((f.dense_stored(a, b)[name] for a, b in ranges(m, rows))))
-        _small(zf, "ladd_metadata", np.array(json.dumps(npz_metadata(f), sort_keys=True)))
+        if with_stream:
+            _stream_members(zf, f)
+        _small(zf, "ladd_metadata", np.array(json.dumps(npz_metadata(f, stream=with_stream), sort_keys=True)))
+
+
+def _stream_members(zf: zipfile.ZipFile, f: DLAFile) -> None:
+    """Each dataset :func:`ladd_format.size.stream_datasets` names, as member ``stream_<name>`` in its stored
+    dtype and shape, read block by block."""
+    for name, ds in stream_datasets(f).items():
+        rows = block_rows(row_bytes(ds))
+        write_npz_member(zf, f"stream_{name}", ds.shape, ds.dtype,
+                         (read_rows(ds, a, b, f.path) for a, b in ranges(ds.shape[0], rows)))

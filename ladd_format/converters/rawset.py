@@ -114,6 +114,9 @@ class RawSet:
     codec: str | None = None           # the dense codec, as parse_codec text or JSON
     dense_stored: dict | None = None   # the codec's stored rows as exported (npz dense_stored_*), name -> array
     soft_dtype: str = "float32"
+    # a relabel stream (``ladd_format.relabel.convert.RelabelStream``, sre2l --relabel): ``spec`` (a
+    # StreamSpec) is declared to the writer and ``write(writer)`` appends its batches after the images
+    stream: object | None = None
 
 
 #: the largest image (values per image) whose ZCA is refitted: a D x D covariance (12288: 64x64 RGB)
@@ -417,7 +420,7 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
                        source_dataset=preset.name if preset else raw.source_dataset, distillation=raw.method,
                        ipc=ipc,
                        converter=converter, inputs=raw.inputs, report=report, root_attrs=root,
-                       overwrite=options.overwrite)
+                       overwrite=options.overwrite, stream=None if raw.stream is None else raw.stream.spec)
     if raw.input_keys is not None:
         keys = raw.input_keys
         blame = lambda exc: (src, f"key {keys.get(exc.where, exc.where)}")  # noqa: E731
@@ -429,7 +432,8 @@ def finish(raw: RawSet, output: Path, options: ConvertOptions, converter: str) -
     if soft is not None:
         with np.errstate(over="ignore"):     # a float64 logit beyond float32 becomes inf: the writer refuses it
             soft = soft.astype(np.float32, copy=False)
-    write_batches(writer, stored, labels, dense=dense, soft=soft, blame=blame, measured=measured)
+    write_batches(writer, stored, labels, dense=dense, soft=soft, blame=blame, measured=measured,
+                  after=None if raw.stream is None else raw.stream.write)
     if quantizer is not None:
         loss = quantizer.report()
         notes.append(f"uint8 conversion: {loss['clipped_fraction']:.2%} of values clipped, "

@@ -67,11 +67,12 @@ def preencoded(codec, stored: dict[str, np.ndarray], dense: np.ndarray, num_clas
 
 
 def write_batches(writer: DLAWriter, images, labels: np.ndarray, *, dense=None, soft: np.ndarray | None = None,
-                  blame=None, measured=None) -> None:
+                  blame=None, measured=None, after=None) -> None:
     """Append the arrays (numpy arrays or :class:`~ladd_format.rows.Rows`) in batches of at most
     :data:`BATCH` images and :data:`~ladd_format.rows.BLOCK_BYTES` of images and dense labels, and
-    close the writer; ``measured()`` (when given) returns report entries measured while writing,
-    recorded before the close. The writer names the destination in its errors, but the defect is
+    close the writer; ``after(writer)`` (when given) appends what follows the images (a relabel
+    stream) and ``measured()`` (when given) returns report entries measured while writing, both
+    before the close. The writer names the destination in its errors, but the defect is
     in the input: ``blame(exc) -> (path, where)`` re-points the error (an input that cannot be
     read names itself)."""
     report = WRITE_PROGRESS.get()
@@ -91,5 +92,7 @@ def write_batches(writer: DLAWriter, images, labels: np.ndarray, *, dense=None, 
                 raise type(exc)(exc.message, path, where) from None
             if report is not None:
                 report(stop, len(images))
+        if after is not None:
+            after(writer)
         if measured is not None:
             writer.update_report(measured())

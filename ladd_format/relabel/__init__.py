@@ -1,15 +1,17 @@
 """Relabel streams read from upstream folders: the per-epoch crop soft labels of SRe2L-style distillation.
 
-This package holds the READING half of the SRe2L relabel converter, as a library with no command:
+The SRe2L relabel converter (``ladd convert sre2l EXP --relabel DIR``, and ``auto``) is built on this
+package:
 
 - :mod:`.sre2l` reads and checks an SRe2L/CDA/G-VBSM-layout folder (``epoch_{e}/batch_{b}.tar``)
   and LPLD's variant of it (the same files plus ``sampler_indices_epoch.json``) into numpy arrays;
 - :mod:`.replay` rebuilds, once and explicitly, which image each slot holds (SRe2L stores no image
   index: its training replays a seeded ``RandomSampler``);
-- :mod:`.boxes` turns the stored crop fractions into integer source pixels (numpy only).
-
-Nothing here writes a D_LA file (the container holds no relabel stream), and no ``ladd`` command
-calls this package.
+- :mod:`.boxes` turns the stored crop fractions into integer source pixels (numpy only);
+- :mod:`.convert` decides the stream (image order, association, mode, boxes, mix, codec,
+  provenance), writes it batch by batch beside the converted images, and ``--check-teacher``
+  recomputes a few records with a teacher. It is imported by the converter when ``--relabel`` is
+  given (it needs the labeler), not here.
 """
 
 from ..extras import require

@@ -15,8 +15,9 @@ change the order. The permutations come from the installed torch's CPU ``randper
 holds for a folder written by a torch release whose ``randperm`` draws the same numbers (checked in
 the tests against ``RandomSampler`` + ``BatchSampler`` and ``DataLoader`` of the installed torch).
 
-LPLD folders store the order (``sampler_indices_epoch.json``); :func:`sre2l_association` returns it
-as stored and replays nothing.
+LPLD folders store the order (``sampler_indices_epoch.json``), G-VBSM and EDC folders the image of
+every slot (element 6 of each batch file); :func:`sre2l_association` returns those as stored and
+replays nothing.
 """
 
 from __future__ import annotations
@@ -26,18 +27,18 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from ..stream.defaults import SRE2L_SEED  # SRe2L's --fkd-seed default
 from ..errors import InputError
-from .sre2l import MAX_EPOCHS, MAX_IMAGES, RelabelFolder
+from ..spec.limits import MAX_STREAM_EPOCHS
+from .sre2l import LAYOUT_LPLD, MAX_IMAGES, RelabelFolder
 
-#: SRe2L's ``--fkd-seed`` default
-SRE2L_SEED = 42
 #: the most (epoch, slot) pairs :func:`sre2l_indices` holds at once (1 GiB of int64)
 MAX_SLOTS = 1 << 27
 
 
 def _check(num_images: int, batch_size: int, epochs: int, seed: int) -> None:
     for name, value, top in (("image count", num_images, MAX_IMAGES), ("batch size", batch_size, MAX_IMAGES),
-                             ("epoch count", epochs, MAX_EPOCHS)):
+                             ("epoch count", epochs, MAX_STREAM_EPOCHS)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
             raise InputError(f"the {name} must be an integer in 1..{top:,}, found {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 64:
@@ -74,14 +75,15 @@ def sre2l_indices(num_images: int, batch_size: int, epochs: int, seed: int = SRE
 def sre2l_association(folder: RelabelFolder, num_images: int | None = None, batch_size: int | None = None,
                       seed: int = SRE2L_SEED) -> np.ndarray | tuple[np.ndarray, ...]:
     """The image of every slot of ``folder``: for an SRe2L folder the replayed (E, N) order, for LPLD
-    the stored per-epoch orders. ``num_images`` (the image folder's count) and ``batch_size`` (the
-    batch size the run used), when given, must fit the folder's batches; a folder they cannot fit is
-    refused in one line rather than associated wrongly."""
+    the stored per-epoch orders, for G-VBSM and EDC the (E, N) indices the batch files store (every
+    file read, each epoch checked to be a permutation of the N images). ``num_images`` (the image
+    folder's count) and ``batch_size`` (the batch size the run used), when given, must fit the
+    folder's batches; a folder they cannot fit is refused in one line rather than associated wrongly."""
     b, nb, last = folder.batch_size, folder.batches_per_epoch, folder.last_batch_size
     if batch_size is not None and batch_size != b:
         raise InputError(f"the batch files hold batches of {b} (len(flip) of epoch_0/batch_0), not {batch_size}: "
                          "the sampler's batches cannot be associated with them", folder.root)
-    if folder.layout == "lpld":
+    if folder.layout == LAYOUT_LPLD:
         if num_images is not None and folder.num_images is not None and num_images != folder.num_images:
             raise InputError(f"the folder was scanned for {folder.num_images:,} images, not {num_images:,}",
                              folder.root)
@@ -95,4 +97,13 @@ def sre2l_association(folder: RelabelFolder, num_images: int | None = None, batc
     if num_images is not None and num_images != n:
         raise InputError(f"the batches hold {n:,} images ({nb} batches of {b}, the last {last}) but the image folder "
                          f"has {num_images:,}: the sampler replay cannot associate them", folder.root)
+    if folder.indexed:
+        if folder.epochs * n > MAX_SLOTS:
+            raise InputError(f"{folder.epochs:,} epochs of {n:,} images are more than the {MAX_SLOTS:,} slots held at "
+                             "once; read them batch by batch (RelabelFolder.batches)", folder.root)
+        out = np.empty((folder.epochs, n), dtype=np.int64)
+        for batch in folder.batches():
+            start = batch.batch * b
+            out[batch.epoch, start:start + len(batch.flip)] = batch.indices
+        return out
     return sre2l_indices(n, b, folder.epochs, seed)

@@ -1,7 +1,7 @@
-"""Read an SRe2L/CDA/G-VBSM-layout relabel folder, or LPLD's variant of it, into checked numpy arrays.
+"""Read an SRe2L/CDA, G-VBSM or EDC relabel folder, or LPLD's variant of SRe2L's, into checked numpy arrays.
 
-This is the reading half of the SRe2L relabel converter; nothing here writes a D_LA file or backs a
-command. The layout (``docs/upstream-formats.md`` has the upstream facts)::
+This is the reading half of the SRe2L relabel converter (:mod:`.convert` writes the stream). The
+layout (``docs/upstream-formats.md`` has the upstream facts)::
 
     <root>/epoch_{e}/batch_{b}.tar        e = 0..E-1, b = 0..ceil(N/B)-1, one torch.save each
     <root>/sampler_indices_epoch.json     LPLD only: {"<e>": [dataset indices in generation order]}
@@ -12,6 +12,26 @@ over batch slots (int64 (B,)) or None, the mix weight (a float) or None, the Cut
 int64 upstream names ``bbx1, bby1, bbx2, bby2`` but which index ``row1, col1, row2, col2``: rows
 first, half-open, in pixels of the crop after the flip) or None, and the teacher's logits of the
 mixed crops ((B, C) float16 or float32).
+
+G-VBSM and EDC write the same six and append the image index of every slot; the layout is told by
+the list's length (upstream: ``relabel/generate_soft_label_with_db.py`` of
+shaoshitong/G_VBSM_Dataset_Condensation and shaoshitong/EDC, ``batch_config = [...]`` before
+``torch.save``)::
+
+    "gvbsm"  7: the six, then (6) the image index: int64 (B,), ImageFolder sample numbers (the
+                DataLoader's collated ``index``); G-VBSM (every branch), EDC's CIFAR and Tiny branches
+    "edc"    8: the seven, then (7) EDC's patch order: (B, 2, k) integers, written by its ImageNet
+                branches; their relabel script runs ``ShufflePatchesWithIndex`` with
+                ``ap_shuffle=False``, so no patch is shuffled and every value is 0 (int32 (B, 2, 2))
+
+Each epoch of an indexed folder is one pass of ``RandomSampler`` (without replacement,
+``drop_last=False``) over the N images, so its indices are a permutation of 0..N-1; every index is
+checked to lie in 0..N-1 and :meth:`RelabelFolder.batches` refuses an index seen twice in an epoch.
+A non-zero patch order means the teacher saw patch-shuffled crops, which a spec 1.2 stream cannot
+record: such a file is refused. One layout per folder: every file holds a list of the first file's
+length. EDC's ImageNet branches also cut their crops from a float tensor (``ToTensor`` first, then
+``resized_crop(..., antialias=True)``) and divide the box by the sides swapped (``top/W, left/H,
+height/W, width/H``); :mod:`.convert` turns that into pixels.
 
 Nothing in the folder is trusted. :func:`scan_relabel_folder` reads the folder's names and two
 files and states its shape, as SRe2L's own reader infers it: E from the epoch folders (0..E-1, no
@@ -44,20 +64,22 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from ..converters.inputs import load_pt
 from ..errors import InputError
-from ..spec.limits import MAX_CLASSES
+from ..provenance import file_sha256
+from ..spec.limits import MAX_CLASSES, MAX_CROP_SIDE, MAX_STREAM_BATCH, MAX_STREAM_EPOCHS
+from .boxes import MAX_SOURCE_SIDE
 
-#: epoch folders a relabel folder may hold (SRe2L trains 300 epochs; upstream runs go up to 1,000)
-MAX_EPOCHS = 10_000
+# The bounds that are facts of the format are the spec's (2.4): epoch folders <= MAX_STREAM_EPOCHS (E),
+# slots of one batch <= MAX_STREAM_BATCH, mix boxes inside crops of sides <= MAX_CROP_SIDE. The ones
+# below bound the upstream input only.
 #: batch files one epoch folder may hold
 MAX_BATCHES_PER_EPOCH = 1 << 16
-#: slots in one batch
-MAX_BATCH_SIZE = 1 << 16
 #: images a relabel folder may cover (the association's M)
 MAX_IMAGES = 1 << 26
 #: bytes of one batch file (a 1,024-slot batch of 21,841 float32 logits is 90 MB)
@@ -68,12 +90,23 @@ MAX_SAMPLER_JSON_BYTES = 256 << 20
 MAX_OTHER_ENTRIES = 64
 #: bytes of batch files :func:`read_relabel_folder` holds in memory at once
 MAX_READ_BYTES = 2 << 30
-#: the largest crop side a mix box may index
-MAX_CROP_SIDE = 1 << 16
 #: float32 rounding allowed when two fractions add up to the image's edge (two ulps at 1.0)
 EDGE_SLACK = 2.0 ** -22
 
+#: the sides ``k`` of EDC's patch order (element 7, (B, 2, k)) accepted
+MAX_PATCH_FACTOR = 64
+#: EDC's fractions are of the other side (``top/W``...): at most one side over the other (sides <= MAX_SOURCE_SIDE)
+MAX_SWAPPED_FRACTION = float(MAX_SOURCE_SIDE)
+
 SAMPLER_JSON = "sampler_indices_epoch.json"
+#: a folder's layouts: SRe2L/CDA (no index), LPLD (SRe2L's files + SAMPLER_JSON), G-VBSM and EDC (an index per slot)
+LAYOUT_SRE2L, LAYOUT_LPLD, LAYOUT_GVBSM, LAYOUT_EDC = "sre2l", "lpld", "gvbsm", "edc"
+#: the layout a batch file's list length tells
+LIST_LAYOUTS = {6: LAYOUT_SRE2L, 7: LAYOUT_GVBSM, 8: LAYOUT_EDC}
+#: the layouts whose files store the image index of every slot (element 6)
+INDEXED_LAYOUTS = (LAYOUT_GVBSM, LAYOUT_EDC)
+LIST_NAMES = {LAYOUT_SRE2L: "SRe2L's list of six", LAYOUT_GVBSM: "G-VBSM's list of seven (+ the image index)",
+              LAYOUT_EDC: "EDC's list of eight (+ the image index and a patch order)"}
 EPOCH_NAME = re.compile(r"epoch_(\d{1,9})")
 BATCH_NAME = re.compile(r"batch_(\d{1,9})\.tar")
 MIX_KINDS = ("cutmix", "mixup", "none")
@@ -92,7 +125,21 @@ class RelabelBatch:
     mix_lam: float | None           # the Beta draw (never used by SRe2L's training for CutMix)
     mix_box: tuple[int, int, int, int] | None   # (row1, col1, row2, col2), half-open, crop pixels after the flip
     logits: np.ndarray              # (b, C) float16 or float32: the teacher's raw logits of the mixed crops
-    indices: np.ndarray | None      # int64 (b,): LPLD's stored dataset indices of the slots, else None
+    indices: np.ndarray | None      # int64 (b,): the slots' ImageFolder indices as stored (LPLD's JSON, G-VBSM's
+                                    # and EDC's element 6), else None (SRe2L: replayed by .replay)
+
+
+class _Loaded(NamedTuple):
+    """One batch file's elements, each checked on its own (:func:`_load_batch`)."""
+
+    coords: np.ndarray
+    flip: np.ndarray
+    mix_index: np.ndarray | None
+    mix_lam: float | None
+    mix_box: tuple[int, int, int, int] | None
+    logits: np.ndarray
+    indices: np.ndarray | None      # element 6 ("gvbsm", "edc")
+    layout: str                     # LIST_LAYOUTS of the list's length
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,17 +147,22 @@ class RelabelFolder:
     """The checked shape of a relabel folder (:func:`scan_relabel_folder`); its batches are read on demand."""
 
     root: Path
-    layout: str                     # "sre2l" (no index stored) or "lpld" (sampler_indices_epoch.json)
+    layout: str                     # "sre2l" (no index), "lpld" (SAMPLER_JSON), "gvbsm" or "edc" (element 6)
     epochs: int                     # E
     batch_size: int                 # B: len(flip) of epoch_0/batch_0
     batch_counts: tuple[int, ...]   # batch files per epoch (all nb for "sre2l")
     last_batch_size: int            # length of the last batch of a full epoch (1..B)
-    num_images: int | None          # N: (nb-1)*B + last for "sre2l"; for "lpld" the M given, else None
+    num_images: int | None          # N: (nb-1)*B + last ("sre2l", "gvbsm", "edc"); "lpld": the M given, else None
     num_classes: int                # C
     logits_dtype: np.dtype          # float16 or float32, the same in every file
     mix: str                        # "cutmix", "mixup" or "none", the same in every file
     crop_size: tuple[int, int] | None   # the crop's (H, W) when given: bounds the mix boxes
     stored_indices: tuple[np.ndarray, ...] | None   # "lpld": per epoch, int64, generation order
+
+    @property
+    def indexed(self) -> bool:
+        """Whether every batch file stores its slots' image index (G-VBSM, EDC)."""
+        return self.layout in INDEXED_LAYOUTS
 
     @property
     def batches_per_epoch(self) -> int:
@@ -128,24 +180,41 @@ class RelabelFolder:
     def epoch_slots(self, epoch: int) -> int:
         return sum(self.batch_length(epoch, b) for b in range(self.batch_counts[epoch]))
 
-    def read_batch(self, epoch: int, batch: int) -> RelabelBatch:
-        """Batch ``batch`` of ``epoch``, loaded and checked against the folder's shape."""
+    def read_batch(self, epoch: int, batch: int, sha256: str | None = None) -> RelabelBatch:
+        """Batch ``batch`` of ``epoch``, loaded and checked against the folder's shape; with ``sha256``
+        (the digest a first pass recorded for provenance) the file must still have it."""
         if not (0 <= epoch < self.epochs and 0 <= batch < self.batch_counts[epoch]):
             raise InputError(f"no batch {batch} in epoch {epoch}", self.root)
         path = self.path(epoch, batch)
-        found = _load_batch(path, self.crop_size)
-        _agree(found, path, self.batch_length(epoch, batch), self.num_classes, self.logits_dtype, self.mix)
-        indices = None
-        if self.stored_indices is not None:
+        found = _load_batch(path, self.crop_size, sha256)
+        _agree(found, path, self.batch_length(epoch, batch), self.num_classes, self.logits_dtype, self.mix,
+               self.layout)
+        indices = found.indices
+        if self.indexed:
+            _check_indices(indices, path, self.num_images)
+        elif self.stored_indices is not None:
             start = batch * self.batch_size
             indices = self.stored_indices[epoch][start:start + self.batch_length(epoch, batch)]
-        return RelabelBatch(epoch, batch, *found, indices=indices)
+        return RelabelBatch(epoch, batch, *found[:6], indices=indices)
 
-    def batches(self, epochs: range | None = None) -> Iterator[RelabelBatch]:
-        """Every batch of ``epochs`` (default all), in order, one file in memory at a time."""
+    def batches(self, epochs: range | None = None, sha256: dict[str, str] | None = None) -> Iterator[RelabelBatch]:
+        """Every batch of ``epochs`` (default all), in order, one file in memory at a time; ``sha256``
+        (relative path -> digest, :meth:`relative`) the digests each file must still have. For an
+        indexed folder (G-VBSM, EDC) an image index seen twice in one epoch is refused at the batch
+        that repeats it: with every index in 0..N-1 and N slots, each epoch is then a permutation."""
         for epoch in epochs if epochs is not None else range(self.epochs):
+            seen = np.zeros(self.num_images, dtype=bool) if self.indexed else None
             for batch in range(self.batch_counts[epoch]):
-                yield self.read_batch(epoch, batch)
+                digest = None if sha256 is None else sha256[self.relative(epoch, batch)]
+                found = self.read_batch(epoch, batch, digest)
+                if seen is not None:
+                    _check_unseen(found.indices, seen, self.path(epoch, batch), epoch)
+                yield found
+
+    @staticmethod
+    def relative(epoch: int, batch: int) -> str:
+        """The batch file's path relative to the folder, POSIX separators (``epoch_0/batch_0.tar``)."""
+        return f"epoch_{epoch}/batch_{batch}.tar"
 
     def file_bytes(self) -> int:
         return sum(os.stat(self.path(e, b)).st_size for e in range(self.epochs) for b in range(self.batch_counts[e]))
@@ -239,29 +308,38 @@ def _tensor(value, dtype: torch.dtype, what: str, path: Path) -> np.ndarray:
     return value.detach().cpu().numpy()
 
 
-def _load_batch(path: Path, crop_size: tuple[int, int] | None):
-    """The six elements of one batch file, each checked on its own: (coords, flip, mix_index, mix_lam,
-    mix_box, logits)."""
+def _load_batch(path: Path, crop_size: tuple[int, int] | None, sha256: str | None = None) -> _Loaded:
+    """The elements of one batch file, each checked on its own (:class:`_Loaded`): SRe2L's six, and
+    G-VBSM's image index (element 6) and EDC's patch order (element 7) when the list holds them. With
+    ``sha256``, the file must still have that digest (read just before it is loaded)."""
     try:
         size = os.stat(path).st_size
     except OSError as exc:
         raise InputError(f"cannot read the batch file: {exc.strerror or type(exc).__name__}", path) from None
     if size > MAX_BATCH_FILE_BYTES:
         raise InputError(f"holds {size:,} bytes, more than the {MAX_BATCH_FILE_BYTES:,} a batch file may", path)
+    if sha256 is not None:
+        try:
+            found = file_sha256(path)
+        except OSError as exc:
+            raise InputError(f"cannot read the batch file: {exc.strerror or type(exc).__name__}", path) from None
+        if found != sha256:
+            raise InputError("changed while it was being converted (its SHA-256 differs from the first read)", path)
     obj = load_pt(path, allow_numpy_scalars=True, scalar_dtypes=("int64",))
-    if not isinstance(obj, (list, tuple)) or len(obj) != 6:
+    if not isinstance(obj, (list, tuple)) or len(obj) not in LIST_LAYOUTS:
         found = f"a {type(obj).__name__} of {len(obj)}" if isinstance(obj, (list, tuple)) else type(obj).__name__
         raise InputError(f"an SRe2L batch file holds a list of six (coords, flip, mix index, mix lambda, mix box, "
-                         f"logits), found {found}", path)
-    coords_t, flip_t, index_t, lam, box, logits_t = obj
+                         f"logits), G-VBSM's seven (+ the image index), EDC's eight (+ a patch order), found {found}",
+                         path)
+    coords_t, flip_t, index_t, lam, box, logits_t = obj[:6]
     flip = _tensor(flip_t, torch.bool, "flip (element 1)", path)
-    if flip.ndim != 1 or not 1 <= flip.shape[0] <= MAX_BATCH_SIZE:
-        raise InputError(f"flip (element 1) must be (B,) with 1 <= B <= {MAX_BATCH_SIZE:,}, found {flip.shape}", path)
+    if flip.ndim != 1 or not 1 <= flip.shape[0] <= MAX_STREAM_BATCH:
+        raise InputError(f"flip (element 1) must be (B,) with 1 <= B <= {MAX_STREAM_BATCH:,}, found {flip.shape}", path)
     b = flip.shape[0]
     coords = _tensor(coords_t, torch.float32, "coords (element 0)", path)
     if coords.shape != (b, 4):
         raise InputError(f"coords (element 0) must be ({b}, 4) as flip is {b} long, found {coords.shape}", path)
-    _check_coords(coords, path)
+    _check_coords(coords, path, swapped=len(obj) == 8)
     mix_index = None
     if index_t is not None:
         mix_index = _tensor(index_t, torch.int64, "mix index (element 2)", path)
@@ -285,13 +363,74 @@ def _load_batch(path: Path, crop_size: tuple[int, int] | None):
                          f"{logits.shape}", path)
     if not np.isfinite(logits).all():
         raise InputError("logits (element 5) hold NaN or infinity", path)
-    return coords, flip, mix_index, lam, mix_box, logits
+    indices = None
+    if len(obj) >= 7:
+        indices = _tensor(obj[6], torch.int64, "image index (element 6)", path)
+        if indices.shape != (b,):
+            raise InputError(f"image index (element 6) must be ({b},) as flip is {b} long, found {indices.shape}",
+                             path)
+        _check_indices(indices, path, None)
+    if len(obj) == 8:
+        _check_patch_order(obj[7], b, path)
+    return _Loaded(coords, flip, mix_index, lam, mix_box, logits, indices, LIST_LAYOUTS[len(obj)])
 
 
-def _check_coords(coords: np.ndarray, path: Path) -> None:
+def _check_indices(indices: np.ndarray, path: Path, num_images: int | None) -> None:
+    """Element 6: every index in 0..num_images-1 (without a count, 0..MAX_IMAGES-1)."""
+    top = MAX_IMAGES if num_images is None else num_images
+    bad = (indices < 0) | (indices >= top)
+    if bad.any():
+        s = int(np.flatnonzero(bad)[0])
+        within = (f"the {num_images:,} images of the folder's batches" if num_images is not None
+                  else f"the {MAX_IMAGES:,} images accepted")
+        raise InputError(f"image index (element 6) of slot {s} is {int(indices[s])}, outside 0..{top - 1:,} "
+                         f"({within})", path)
+
+
+def _check_unseen(indices: np.ndarray, seen: np.ndarray, path: Path, epoch: int) -> None:
+    """An indexed epoch draws each image once: ``indices`` (in range) must not be in ``seen``, then are."""
+    if seen[indices].any() or np.unique(indices).size != indices.size:
+        here: set[int] = set()
+        for twice in indices.tolist():          # the first slot whose image this epoch already holds
+            if seen[twice] or twice in here:
+                break
+            here.add(twice)
+        raise InputError(f"image index (element 6) {twice} appears twice in epoch {epoch}: each epoch is one pass "
+                         "of RandomSampler over the images (each once), so the slots cannot be associated", path)
+    seen[indices] = True
+
+
+def _check_patch_order(value, b: int, path: Path) -> None:
+    """Element 7 (EDC): (b, 2, k) integers, all 0 (no patch shuffled); any other value is a recorded shuffle."""
+    if not isinstance(value, torch.Tensor) or value.layout != torch.strided:
+        raise InputError(f"patch order (element 7) must be a dense tensor, found {type(value).__name__}", path)
+    if value.dtype not in (torch.int32, torch.int64):
+        raise InputError(f"patch order (element 7) must be int32 or int64, found "
+                         f"{str(value.dtype).removeprefix('torch.')}", path)
+    if value.ndim != 3 or value.shape[0] != b or value.shape[1] != 2 or not 1 <= value.shape[2] <= MAX_PATCH_FACTOR:
+        raise InputError(f"patch order (element 7) must be ({b}, 2, k) with 1 <= k <= {MAX_PATCH_FACTOR}, found "
+                         f"{tuple(value.shape)}", path)
+    if bool(value.any()):
+        raise InputError("patch order (element 7) is not all 0: the teacher saw patch-shuffled crops (EDC's "
+                         "ShufflePatchesWithIndex), which a relabel stream cannot record (spec 1.2 has no "
+                         "patch-shuffle field)", path)
+
+
+def _check_coords(coords: np.ndarray, path: Path, swapped: bool = False) -> None:
+    """Element 0: fractions of a box inside the image. ``swapped`` (EDC's ImageNet layout): fractions of
+    (W, H, W, H), which exceed 1 on a non-square image; only their sign and a ratio bound are checked
+    here, the box against the image where its size is known (:func:`.convert.edc_fractions_to_pixels`)."""
     if not np.isfinite(coords).all():
         raise InputError("coords (element 0) hold NaN or infinity", path)
     c = coords.astype(np.float64)
+    if swapped:
+        bad = (c < 0).any(axis=1) | (c > MAX_SWAPPED_FRACTION).any(axis=1) | (c[:, 2] <= 0) | (c[:, 3] <= 0)
+        if bad.any():
+            s = int(np.flatnonzero(bad)[0])
+            raise InputError(f"coords (element 0) of slot {s} ({', '.join(f'{v:.6g}' for v in coords[s])}) are not "
+                             f"EDC's fractions of (W, H, W, H): in [0, {MAX_SWAPPED_FRACTION:g}], height and width "
+                             "> 0", path)
+        return
     bad = ((c < 0) | (c > 1)).any(axis=1) | (c[:, 2] <= 0) | (c[:, 3] <= 0)
     bad |= (c[:, 0] + c[:, 2] > 1 + EDGE_SLACK) | (c[:, 1] + c[:, 3] > 1 + EDGE_SLACK)
     if bad.any():
@@ -318,8 +457,12 @@ def _mix_kind(found) -> str:
     return "none" if found[2] is None else "cutmix" if found[4] is not None else "mixup"
 
 
-def _agree(found, path: Path, length: int, classes: int, dtype: np.dtype, mix: str) -> None:
+def _agree(found: _Loaded, path: Path, length: int, classes: int, dtype: np.dtype, mix: str, layout: str) -> None:
     """A batch's elements against the folder's shape (what the first file set)."""
+    expected = LAYOUT_SRE2L if layout == LAYOUT_LPLD else layout     # LPLD's files are SRe2L's
+    if found.layout != expected:
+        raise InputError(f"holds {LIST_NAMES[found.layout]} where epoch_0/batch_0 holds {LIST_NAMES[expected]}: one "
+                         "layout per folder", path)
     b = found[1].shape[0]
     if b != length:
         raise InputError(f"holds {b} slots where the folder's batches hold {length} (B from epoch_0/batch_0, "
@@ -388,13 +531,15 @@ def _sampler_indices(path: Path, counts: list[int], lengths: list[int], bound: i
 # -- the folder -------------------------------------------------------------------------------------
 def scan_relabel_folder(root: str | os.PathLike, num_images: int | None = None,
                         crop_size: int | tuple[int, int] | None = None,
-                        max_epochs: int = MAX_EPOCHS) -> RelabelFolder:
+                        max_epochs: int = MAX_STREAM_EPOCHS) -> RelabelFolder:
     """The checked shape of the relabel folder at ``root`` (see the module docstring); reads the names,
     epoch_0/batch_0, the last batch of a full epoch and, for LPLD, ``sampler_indices_epoch.json``.
 
-    ``num_images`` (M, the image folder's count) is checked against the batches when given: SRe2L's
-    N must equal it; LPLD's stored indices must lie in 0..M-1 (without it, in 0..the most images the
-    batches allow). ``crop_size`` (the teacher's input side, or (H, W)) bounds the mix boxes;
+    ``num_images`` (M, the image folder's count) is checked against the batches when given: SRe2L's,
+    G-VBSM's and EDC's N must equal it; LPLD's stored indices must lie in 0..M-1 (without it, in
+    0..the most images the batches allow). The layout is the first file's (the list's length), or
+    "lpld" beside the JSON; G-VBSM's and EDC's indices in the two files read must lie in 0..N-1.
+    ``crop_size`` (the teacher's input side, or (H, W)) bounds the mix boxes;
     without it they are bounded by 0..65,536. The batches themselves are read by
     :meth:`RelabelFolder.batches`."""
     root = Path(root)
@@ -415,13 +560,16 @@ def scan_relabel_folder(root: str | os.PathLike, num_images: int | None = None,
     epochs, has_json = _epoch_numbers(root, max_epochs)
     counts = [_batch_count(root / f"epoch_{e}") for e in epochs]
     nb = max(counts)
-    layout = "lpld" if has_json else "sre2l"
-    if layout == "sre2l" and any(c != nb for c in counts):
+    if not has_json and any(c != nb for c in counts):
         e = next(e for e, c in enumerate(counts) if c != counts[0])
         raise InputError(f"epoch_{e} holds {counts[e]} batch files where epoch_0 holds {counts[0]}: every epoch "
                          "of an SRe2L folder holds the same batches (no sampler_indices_epoch.json: not LPLD)", root)
     first_path = root / "epoch_0" / "batch_0.tar"
     first = _load_batch(first_path, crop_size)
+    if has_json and first.layout != LAYOUT_SRE2L:
+        raise InputError(f"holds {LIST_NAMES[first.layout]} beside {SAMPLER_JSON}: an image index in the batch files "
+                         "and LPLD's stored order are two associations; remove one", first_path)
+    layout = LAYOUT_LPLD if has_json else first.layout
     batch_size, classes, dtype, mix = first[1].shape[0], first[5].shape[1], first[5].dtype, _mix_kind(first)
     full = counts.index(nb)
     last = batch_size
@@ -432,14 +580,18 @@ def scan_relabel_folder(root: str | os.PathLike, num_images: int | None = None,
         if last > batch_size:
             raise InputError(f"the last batch holds {last} slots, more than the batch size {batch_size} "
                              "(len(flip) of epoch_0/batch_0)", last_path)
-        _agree(found, last_path, last, classes, dtype, mix)
+        _agree(found, last_path, last, classes, dtype, mix, layout)
     stored = None
     n_batches = (nb - 1) * batch_size + last
-    if layout == "sre2l":
+    if layout != LAYOUT_LPLD:
         if num_images is not None and num_images != n_batches:
             raise InputError(f"the batches hold {n_batches:,} images ({nb} batches of {batch_size}, the last "
                              f"{last}) but {num_images:,} were given", root)
         images = n_batches
+        if first.indices is not None:
+            _check_indices(first.indices, first_path, images)
+            if nb > 1:
+                _check_indices(found.indices, last_path, images)
     else:
         # LPLD drops each epoch's partial batch (drop_last) unless it prunes nothing: N < (nb + 1) * B
         bound = n_batches + batch_size - 1 if last == batch_size else n_batches
@@ -456,7 +608,7 @@ def scan_relabel_folder(root: str | os.PathLike, num_images: int | None = None,
 
 
 def read_relabel_folder(root: str | os.PathLike, num_images: int | None = None,
-                        crop_size: int | tuple[int, int] | None = None, max_epochs: int = MAX_EPOCHS,
+                        crop_size: int | tuple[int, int] | None = None, max_epochs: int = MAX_STREAM_EPOCHS,
                         max_bytes: int = MAX_READ_BYTES) -> tuple[RelabelFolder, list[RelabelBatch]]:
     """The folder's shape and every batch, all checked; nothing is returned unless every file is good.
     A folder whose batch files add up to more than ``max_bytes`` is refused before any is loaded (use
