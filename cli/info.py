@@ -1,4 +1,5 @@
-"""``ladd info``: a summary of a D_LA file (shapes, classes, normalisation, dense labels, provenance)."""
+"""``ladd info``: a summary of a D_LA file (shapes, classes, normalisation, dense labels, relabel stream,
+provenance)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,14 @@ INFO_KEY_WIDTH = 11
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @fail_cleanly
 def command(file: Path, as_json: bool) -> None:
-    """Summarise a D_LA file: shapes, classes, normalisation, dense labels, provenance."""
+    """Summarise a D_LA file: shapes, classes, normalisation, dense labels, relabel stream, provenance."""
     with open_dla(require_regular_file(file)) as f:
         data = f.info()
         scan_values(f)            # labels and dense labels through the reader's checks (not the images)
+        stream = f.stream if f.has_stream else None   # its attributes and starts checked here (4.7)
+        if "stream" not in data:
+            data["stream"] = None if stream is None else stream.info()
+        stream_rows = [] if stream is None else _stream_rows(stream)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
@@ -49,6 +54,11 @@ def command(file: Path, as_json: bool) -> None:
         _row("normalise", f"mean {_fmt(data['mean'])}, std {_fmt(data['std'])}")
     _row("soft labels", data["soft_labels"] or "none")
     _dense_rows(data["dense"])
+    if stream_rows:
+        for key, value in stream_rows:
+            _row(key, value)
+    else:
+        _row("stream", "none (no relabel stream)")
     prov = data["provenance"]
     if isinstance(prov, dict) and prov:
         inputs = prov.get("inputs")
@@ -76,6 +86,22 @@ def _dense_rows(dense: dict | None) -> None:
                       "expected N*N): run `ladd verify`")
     labeler = dense["labeler"] if isinstance(dense["labeler"], dict) else {}
     _row("labeler", ", ".join(f"{k}={_value(v)}" for k, v in labeler.items()))
+
+
+def _stream_rows(s) -> list[tuple[str, str]]:
+    """The rows of a relabel stream (spec 4.7), from its reader ``s``: the schedule, the crops, the labels,
+    the teacher and, when recorded, the sampler and the augmentation."""
+    spec = s.spec
+    h_out, w_out = spec.crop_size
+    rows = [("stream", f"{s.epochs} epoch(s), {s.num_batches} batch(es) of <= {spec.batch_size}, "
+                       f"{s.num_records:,} records; mode {spec.mode}"),
+            ("crops", f"{h_out}x{w_out} ({spec.resize}), mix {spec.mix}"),
+            ("labels", f"codec {spec.codec.label} (kind {spec.codec.kind}), T={_num(spec.temperature)}"),
+            ("teacher", ", ".join(f"{k}={_value(v)}" for k, v in spec.teacher.items()) or "none")]
+    for key, value in (("sampler", spec.sampler), ("augment", spec.augmentation)):
+        if value:
+            rows.append((key, json.dumps(value, sort_keys=True, default=str)))
+    return rows
 
 
 def _row(key: str, value: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ladd_format.size import METHODS, measure_file
+from ladd_format.size import METHODS, SRE2L_LAYOUT, StreamSize, measure_file
 
 from . import common
 from .common import fail_cleanly
@@ -41,3 +41,22 @@ def command(file: Path, method: str, level: int | None, as_json: bool) -> None:
         click.echo(f"  {name:<28} {value:>14,} B  {note}")
     if report.raw_dense_bytes == 0:
         click.echo("  (no dense labels: this is a plain distilled set D)")
+    if report.stream is not None:
+        _stream_rows(report.stream)
+
+
+def _stream_rows(st: StreamSize) -> None:
+    """The relabel stream's lines: its archive (apart from base and D_LA), bytes per record, its bytes in the
+    file, and the estimate of the same batches in SRe2L's layout with the ratio."""
+    click.echo(f"  relabel stream: {st.epochs} epoch(s), {st.batches} batch(es), {st.records:,} records "
+               "(one record = one image in one epoch), measured apart from base and D_LA")
+    rows = [
+        ("stream (stream_*.npy)", st.bytes, f"{st.bytes_per_record:,.1f} B per record (image and epoch)"),
+        ("stream in this file (HDF5)", st.stored_bytes, "storage of the /stream datasets, digests included"),
+        ("same stream, SRe2L layout", st.sre2l_bytes,
+         f"estimate; the stream is 1/{st.sre2l_ratio:,.1f} of it" if st.sre2l_ratio else "estimate"),
+    ]
+    for name, value, note in rows:
+        click.echo(f"  {name:<28} {value:>14,} B  {note}")
+    click.echo(f"  (SRe2L layout, {st.sre2l_bytes / max(1, st.records):,.1f} B per record: {SRE2L_LAYOUT}; "
+               "docs/relabel.md)")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ladd_format.spec.rules import Rule
 from ladd_format.verify import check, summary
 
 from . import common
@@ -23,11 +24,18 @@ def command(file: Path, as_json: bool) -> None:
     problem, ending with the number and name of the spec rule it breaks (section 8)."""
     with common.progress("verify", "MB read") as bar:
         result = check(file, progress=bar.set)
+    # what the verifier checked of a valid file's relabel stream, {"epochs", "batches", "records"} (None: no
+    # stream); read from the result, as the digests are: the file is opened once (tests/test_cli.py)
+    stream = result.stream if result.ok else None
     if as_json:
-        click.echo(json.dumps({"file": str(file), **summary(result.problems), **(result.seal() if result.ok else {})},
-                              indent=2))
+        click.echo(json.dumps({"file": str(file), **summary(result.problems),
+                               **({**result.seal(), "stream": stream} if result.ok else {})}, indent=2))
     elif result.ok:
         click.echo(f"OK {file}")
+        if stream is not None:
+            click.echo(f"relabel stream: {stream['epochs']} epoch(s), {stream['batches']:,} batch(es), "
+                       f"{stream['records']:,} records checked (rules {int(Rule.STREAM)} and "
+                       f"{int(Rule.STREAM_DIGESTS)}: bounds, codec, every batch digest)")
         if result.root_sha256:
             click.echo(f"format {result.format_version}, root digest {result.root_sha256} (compare it with the one "
                        "the publisher gives)")

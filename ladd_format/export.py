@@ -22,6 +22,12 @@ every ``/dense/labeler`` attribute, ``source_dataset``, ``distillation``, ``ipc`
 datasets and equal root and ``/dense`` attributes; only ``/provenance`` (a new creation time,
 converter ``npz``, the npz as input) and therefore ``root_sha256`` differ.
 
+A relabel stream (spec 4.7) goes into the npz as ``stream_<name>`` members, spec 7's names (every
+``/stream`` dataset but ``batch_sha256``, in its stored dtype), with its attributes and teacher in
+``ladd_metadata["stream"]`` (:func:`~ladd_format.converters.exporting.stream_metadata`); ``ladd convert
+npz`` does not read it back. ``folder`` and ``ddranking`` have no place for one: they refuse such a file
+in one line unless ``drop_stream`` (``--drop-stream``), and then a note says the stream is left out.
+
 ``ddranking``: the folder DD-Ranking's evaluators load (``images.pt``, ``labels.pt``, ``lr.pt`` and
 a ``metadata.json``; rules in :mod:`ladd_format.converters.ddranking`).
 
@@ -66,7 +72,7 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
-from .converters.exporting import check_exportable, decoded_dense as _dense  # noqa: F401 (_dense: tests)
+from .converters.exporting import check_exportable, check_stream_exportable, decoded_dense as _dense  # noqa: F401
 from .errors import InputError, NoDenseLabelsError, OutputExistsError
 from .extras import require
 from .pixels import round_half_up
@@ -101,9 +107,11 @@ def _subimages_uint8(f: DLAFile, images: np.ndarray) -> np.ndarray:
 
 
 def export(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "folder", with_subimages: bool = False,
-           overwrite: bool = False, notes: list[str] | None = None, progress=None) -> Path:
+           overwrite: bool = False, notes: list[str] | None = None, progress=None, drop_stream: bool = False) -> Path:
     """Export the D_LA at ``path`` to ``out`` as ``folder``, ``npz`` or ``ddranking`` (see module
     docstring). Notes for the user (what was reordered or left out) are appended to ``notes``.
+    A relabel stream goes into an npz; ``folder`` and ``ddranking`` refuse a file with one unless
+    ``drop_stream`` (then a note says it is left out; :func:`check_stream_exportable`).
     ``progress(done, total)``: images (folder) or rows of the per-image members (npz) written."""
     if fmt not in FORMATS:
         raise InputError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -124,13 +132,15 @@ def export(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "folder",
         if with_subimages and not f.has_dense:
             raise NoDenseLabelsError("no dense labels, hence no sub-images: run `ladd augment` first", f.path, DENSE_PATH)
         labels = check_exportable(f)
+        stream = check_stream_exportable(f, fmt, drop_stream, notes)
         write = _writer(fmt)
         tmp = atomic.temporary_sibling(dest)
         try:
             if fmt != "npz":                    # folder and ddranking write a folder
                 tmp.mkdir()
+            extra = {"with_stream": stream} if fmt == "npz" else {}
             write(f, tmp, labels, notes, subimages=(lambda images: _subimages_uint8(f, images)) if with_subimages
-                  else None, progress=progress)
+                  else None, progress=progress, **extra)
             _replace(tmp, dest)
         except BaseException:
             _remove(tmp)

@@ -21,6 +21,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
+import h5py
 import numpy as np
 import zstandard
 
@@ -61,9 +62,27 @@ class SizeReport:
     ipc_plus_one_bytes: float
     ipc_plus_one_pct: float
     soft_labels_bytes: int | None  # global soft labels compressed alone, reported separately
+    stream: StreamSize | None = None  # the relabel stream, reported apart (spec 7; None: the file has none)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class StreamSize:
+    """A relabel stream's bytes (spec 7, since 1.2), apart from base and D_LA. Bytes per record are
+    per (image, epoch) slot: one record is one image in one epoch."""
+
+    epochs: int                # E
+    batches: int               # NB
+    records: int               # Q
+    num_classes: int           # C
+    raw_bytes: int             # uncompressed bytes of the stream_<name>.npy arrays as stored
+    bytes: int                 # the archive of stream_<name>.npy members (zip), or the sum of their zstd frames
+    bytes_per_record: float    # bytes / records
+    stored_bytes: int          # HDF5 storage of every /stream dataset in the file (digests and starts included)
+    sre2l_bytes: int           # the same batches in SRe2L's layout (sre2l_stream_bytes), an estimate
+    sre2l_ratio: float         # sre2l_bytes / bytes: the stream is 1/ratio of SRe2L's layout
 
 
 class _Member:
@@ -235,9 +254,13 @@ def measure_file(path: str | os.PathLike, method: str = "zip", level: int | None
             if ds.shape != (f.num_images, f.num_classes):
                 raise ShapeError(f"must have shape ({f.num_images}, {f.num_classes}), got {ds.shape}", f.path, ds.name)
             soft = _dataset_member("soft_labels", ds, f.path, f.soft_labels)
+        stream = stream_members(f) if f.has_stream else []
         if progress is not None:
-            _counted(base + dense + ([soft] if soft is not None else []), progress)
-        return _measure(base, dense, soft, f.num_classes, _ipc(f), method, level)
+            _counted(base + dense + ([soft] if soft is not None else []) + stream, progress)
+        report = _measure(base, dense, soft, f.num_classes, _ipc(f), method, level)
+        if stream:
+            report.stream = _measure_stream(f, stream, report.method, report.level)
+        return report
 
 
 def _ipc(f) -> float:
@@ -267,3 +290,134 @@ def measure_arrays(images: np.ndarray, labels: np.ndarray, dense: dict[str, np.n
     check_counts(len(images), num_classes, None)
     ipc = len(images) / num_classes if ipc is None else ipc
     return _measure(base, dense_members, None, num_classes, ipc, method, level)
+
+
+# -- relabel streams (spec 7, since 1.2) -----------------------------------------------------------
+#: SRe2L's batch files as measured (benchmarks/stream_codecs.py, ``benchmarks/results/stream_codecs.json``
+#: ``sre2l.file_bytes``): bytes of one ``torch.save`` of its six-element list at C = 1000, by batch size
+SRE2L_MEASURED_FILE_BYTES = {100: 205_021, 256: 520_861, 1024: 2_076_061}
+SRE2L_MEASURED_CLASSES = 1000
+#: the model's largest difference from ``torch.save`` (bytes per file), over the three measurements and
+#: over random B in 1..5000, C in 2..21843, batch numbers 0..999 checked against torch 2.14 (docs/relabel.md)
+SRE2L_MODEL_ERROR_BYTES = 0
+#: the estimate's one-line description (``ladd size`` prints it)
+SRE2L_LAYOUT = "one torch.save per batch: float32 boxes, flips, int64 CutMix partners, float16 logits"
+
+# torch.save's zip (torch >= 2.x, as SRe2L's files are written by current torch): records in this order,
+# each a local header (30 B + name + a 4 B padding field, padded so that the data starts on a multiple
+# of 64), the data, and a 16 B data descriptor; then a central directory entry per record (46 B +
+# name), the zip64 end record and locator (56 + 20 B) and the end record (22 B). ``data.pkl`` is 645 B
+# for B = 100, C = 1000 and grows with the pickle's integers (1, 2 or 4 bytes each by magnitude).
+_TORCH_ALIGN = 64
+_LOCAL_HEADER, _PAD_FIELD, _DESCRIPTOR, _CENTRAL, _END = 30, 4, 16, 46, 22 + 56 + 20
+_SRE2L_PICKLE_REF = 645
+
+
+def _pickle_int_bytes(value: int) -> int:
+    """Bytes of one non-negative int in a protocol-2 pickle: BININT1 / BININT2 / BININT (opcode included)."""
+    return 2 if value < 256 else 3 if value < 65536 else 5
+
+
+def _sre2l_pickle_ints(b: int, c: int) -> list[int]:
+    """The integers SRe2L's pickle holds that depend on B and C: each storage's numel, each tensor's
+    size and stride (coords (B, 4), flip (B,), mix_index (B,), logits (B, C))."""
+    return [4 * b, b, b, b * c, b, 4, b, b, b, c, 4, 1, 1, 1, c, 1]
+
+
+def sre2l_file_bytes(records: int, num_classes: int, batch_number: int = 0) -> int:
+    """Bytes of SRe2L's ``epoch_e/batch_{batch_number}.tar`` holding ``records`` slots of ``num_classes``
+    classes, as ``torch.save`` writes it with ``--use-fp16`` and CutMix (its ``relabel.sh``): the zip
+    layout above, derived record by record, equal to the files :data:`SRE2L_MEASURED_FILE_BYTES`
+    gives (error :data:`SRE2L_MODEL_ERROR_BYTES`). Torch-free: nothing is written."""
+    b, c = int(records), int(num_classes)
+    if b < 1 or c < 1:
+        raise ValueError(f"records and num_classes must be >= 1, got {b} and {c}")
+    widths = sum(map(_pickle_int_bytes, _sre2l_pickle_ints(b, c)))
+    pickle = _SRE2L_PICKLE_REF + widths - sum(map(_pickle_int_bytes, _sre2l_pickle_ints(100, 1000)))
+    prefix = f"batch_{int(batch_number)}/"
+    records_ = (("data.pkl", pickle), (".format_version", 1), (".storage_alignment", 2), ("byteorder", 6),
+                ("data/0", 16 * b), ("data/1", b), ("data/2", 8 * b), ("data/3", 2 * b * c), ("version", 2),
+                (".data/serialization_id", 40))
+    cursor = central = 0
+    for name, size in records_:
+        start = cursor + _LOCAL_HEADER + len(prefix + name) + _PAD_FIELD
+        cursor = start + (-start) % _TORCH_ALIGN + size + _DESCRIPTOR
+        central += _CENTRAL + len(prefix + name)
+    return cursor + central + _END
+
+
+def sre2l_stream_bytes(batch_lengths: np.ndarray, batch_numbers: np.ndarray, num_classes: int) -> int:
+    """SRe2L's bytes for a stream: the sum of :func:`sre2l_file_bytes` over its batches, batch b of
+    ``batch_lengths[b]`` records numbered ``batch_numbers[b]`` inside its epoch (file ``batch_{n}.tar``);
+    computed once per distinct (length, digits of n), so a stream of 2^22 batches costs little."""
+    lengths = np.asarray(batch_lengths, dtype=np.int64).reshape(-1)
+    numbers = np.asarray(batch_numbers, dtype=np.int64).reshape(-1)
+    if lengths.size == 0:
+        return 0
+    digits = 1 + sum((numbers >= 10 ** k).astype(np.int64) for k in range(1, 19))
+    total = 0
+    for (n, d), count in zip(*np.unique(np.stack([lengths, digits], axis=1), axis=0, return_counts=True)):
+        total += int(count) * sre2l_file_bytes(int(n), num_classes, 10 ** (int(d) - 1) if d > 1 else 0)
+    return total
+
+
+def stream_datasets(f) -> dict[str, object]:
+    """The stream's datasets spec 7 measures, name (inside ``/stream``) -> h5py dataset, in the order of
+    4.7's table: ``epoch_start``, ``batch_start``, ``image``, ``box``, ``flip``, the mix datasets, the
+    label datasets; ``batch_sha256`` left out, as the other digests are. Each is bounded by
+    :func:`~ladd_format.spec.checks.check_dataset` (nothing read); ``f.stream`` has checked the
+    attributes and the starts (4.7)."""
+    s = f.stream
+    group = f.h5[S.STREAM]
+    names = [S.STREAM_EPOCH_START, S.STREAM_BATCH_START, *s.spec.digested(s.num_classes)]
+    return {name: check_dataset(group[name], f.path) for name in names}
+
+
+def check_stream_batches(f) -> None:
+    """Read every batch of ``f``'s stream through its reader, so that its checks apply (rule 17's batch
+    digests, rule 16's bounds, the codec's tolerances): a stream ``ladd verify`` refuses for its values
+    is neither measured nor exported as if it were fine. One batch in memory at a time."""
+    s = f.stream
+    for b in range(s.num_batches):
+        s.read_batch(b)
+
+
+def stream_members(f) -> list[_Member]:
+    """The members ``stream_<name>`` of :func:`stream_datasets` (read raw, block by block), after
+    :func:`check_stream_batches` has read the stream once through its reader."""
+    check_stream_batches(f)
+    return [_dataset_member(f"stream_{name}", ds, f.path) for name, ds in stream_datasets(f).items()]
+
+
+def stream_stored_bytes(f) -> int:
+    """Bytes the file spends on ``/stream``'s datasets: the sum of their HDF5 storage sizes
+    (``H5Dget_storage_size``: chunks as stored, compressed or not; attributes and object headers not counted)."""
+    group = f.h5[S.STREAM]
+    return sum(int(group[name].id.get_storage_size()) for name in group
+               if group.get(name, getclass=True) is h5py.Dataset)
+
+
+def sre2l_estimate(f) -> int:
+    """SRe2L's bytes for ``f``'s stream (:func:`sre2l_stream_bytes`): one file per stored batch, numbered
+    inside its epoch, with the stream's batch lengths and class count."""
+    s = f.stream
+    batch_start, epoch_start = s.batch_start, s.epoch_start          # checked by the reader (4.7)
+    lengths = np.diff(np.append(batch_start, s.num_records))
+    batches = np.arange(s.num_batches, dtype=np.int64)
+    numbers = batches - epoch_start[np.searchsorted(epoch_start, batches, side="right") - 1]
+    return sre2l_stream_bytes(lengths, numbers, s.num_classes)
+
+
+def _measure_stream(f, members: list[_Member], method: str, level: int | None) -> StreamSize:
+    """The stream's figures (:class:`StreamSize`) by ``method``: the zip archive of ``members`` alone, or
+    the sum of their zstd frames at ``level``."""
+    s = f.stream
+    if method == "zip":
+        nbytes = _zip_sizes(members, [])[0]
+    else:
+        nbytes = sum(_zstd_size(m, level) for m in members)
+    sre2l = sre2l_estimate(f)
+    return StreamSize(epochs=s.epochs, batches=s.num_batches, records=s.num_records, num_classes=s.num_classes,
+                      raw_bytes=sum(m.nbytes for m in members), bytes=nbytes,
+                      bytes_per_record=nbytes / max(1, s.num_records), stored_bytes=stream_stored_bytes(f),
+                      sre2l_bytes=sre2l, sre2l_ratio=sre2l / nbytes if nbytes else 0.0)

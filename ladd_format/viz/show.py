@@ -1,6 +1,6 @@
 """``ladd show``: a picture of what a D_LA file holds (Pillow only; no plotting library).
 
-Two kinds of picture:
+Three kinds of picture:
 
 - **sub-images** (a file with dense labels): for each chosen image, a title with its index, hard
   label and global soft label (when the file has one), the whole image with coloured frames on the
@@ -22,6 +22,12 @@ Two kinds of picture:
   index and name on the left), the first K images of the class in file order, each captioned with
   its index in the file (what ``--index`` takes).
 
+- **a batch of a relabel stream** (``--epoch E [--batch B]``, spec 4.7): the first records of the batch,
+  each the crop the teacher saw, rebuilt as spec 5.1 says by Pillow (:func:`stream_crops`: box, resize
+  to ``crop_size``, flip, mix), captioned with its image index and hard label, its flip and mix
+  partner, and its top soft labels (decoded as stored, at the stream's temperature); a red caption
+  marks a record whose top soft label is not its image's hard label.
+
 Every image (and sub-image) is drawn into a square cell of ``cell`` pixels: scaled, keeping its
 aspect ratio, so that its longer side is ``cell``, and centred. Scaling up uses nearest-neighbour
 (every stored pixel becomes a visible block); scaling down uses Pillow's box filter (the mean of
@@ -39,6 +45,11 @@ Layout, in pixels (the tests recompute it from these constants)::
                  height = MARGIN + TITLE_LINE + rows*(cell + LINE + PAD) + CLASS_LEGEND_LINES*LINE + MARGIN
                  cell k of row r: x = MARGIN + LABEL_W + k*(cell + PAD),
                                   y = MARGIN + TITLE_LINE + r*(cell + LINE + PAD)
+    stream:      n = min(records of the batch, SHOWN_STREAM_RECORDS), columns = min(n, STREAM_COLUMNS),
+                 rows = ceil(n / columns), row = cell + (1 + top)*LINE + PAD
+                 width  = max(MIN_WIDTH, 2*MARGIN + columns*cell + (columns-1)*PAD)
+                 height = MARGIN + 2*TITLE_LINE + rows*row + STREAM_LEGEND_LINES*LINE + MARGIN
+                 cell i: x = MARGIN + (i % columns)*(cell + PAD), y = MARGIN + 2*TITLE_LINE + (i // columns)*row
 
 Pixels other than ``pixel255``: ``pixel01`` is scaled by 255, ``normalized`` is denormalised with
 ``/normalization`` first (both then rounded as spec 4.1 says), and ``zca`` images, which have no
@@ -58,6 +69,7 @@ from .. import atomic
 from ..errors import InputError, NoDenseLabelsError
 from ..pixels import denormalize, round_half_up
 from ..reader import DLAFile, open_dla
+from ..spec import RESIZE_PIL
 
 CELL = 96                      #: default cell side, pixels
 MIN_CELL, MAX_CELL = 16, 512
@@ -75,6 +87,9 @@ MIN_WIDTH = 640                #: wide enough for the legend lines
 FRAME = 2                      #: frame width; frames are drawn outside a cell, inside PAD
 DENSE_LEGEND_LINES = 6
 CLASS_LEGEND_LINES = 3
+STREAM_LEGEND_LINES = 4
+STREAM_COLUMNS = 8             #: records per row of the stream picture
+SHOWN_STREAM_RECORDS = 64        #: records of a batch the stream picture shows at most (the first ones)
 
 BG, INK, MUTED = (255, 255, 255), (20, 20, 20), (110, 110, 110)
 MISMATCH = (214, 39, 40)       #: caption colour: top dense label != hard label
@@ -482,29 +497,196 @@ def draw_per_class(f: DLAFile, per_class: int = PER_CLASS, cell: int = CELL) -> 
     return canvas, notes
 
 
+# -- a batch of a relabel stream -------------------------------------------------------------------
+@dataclass
+class StreamGeometry:
+    """The layout of the stream picture (module docstring): ``count`` records in rows of ``columns``."""
+
+    count: int
+    cell: int
+    top: int
+
+    @property
+    def columns(self) -> int:
+        return max(1, min(self.count, STREAM_COLUMNS))
+
+    @property
+    def rows(self) -> int:
+        return -(-self.count // self.columns)
+
+    @property
+    def row(self) -> int:
+        return self.cell + (1 + self.top) * LINE + PAD
+
+    @property
+    def width(self) -> int:
+        return max(MIN_WIDTH, 2 * MARGIN + self.columns * self.cell + (self.columns - 1) * PAD)
+
+    @property
+    def height(self) -> int:
+        return MARGIN + 2 * TITLE_LINE + self.rows * self.row + STREAM_LEGEND_LINES * LINE + MARGIN
+
+    def cell_xy(self, i: int) -> tuple[int, int]:
+        r, c = divmod(i, self.columns)
+        return MARGIN + c * (self.cell + PAD), MARGIN + 2 * TITLE_LINE + r * self.row
+
+
+def stream_crops(images: dict[int, np.ndarray], batch, positions: list[int], crop_size: tuple[int, int],
+                 resize: str, mix: str) -> dict[int, np.ndarray]:
+    """The inputs the teacher saw for the records at ``positions`` of ``batch`` (a
+    :class:`~ladd_format.stream.StreamBatch`), rebuilt as spec 5.1 says, by Pillow: position -> ``(K,
+    h_out, w_out)`` float32 on the 0..255 scale. ``images``: image index -> ``(K, H, W)`` 0..255 floats
+    (every image of the records and of their mix partners).
+
+    1. crop ``box`` and resize to ``crop_size``: ``pil-bilinear`` with Pillow's BILINEAR on the uint8
+       channels (spec 5.1 exactly, before its division by 255); ``bilinear-antialias`` with Pillow's
+       BILINEAR on float (mode ``F``) pixels, which antialiases where an axis shrinks as section 5's
+       kernel does (:func:`subimage_pixels`; equal to the kernel within display rounding, not bit for bit);
+    2. mirror along W where ``flip``; 3. mix inside the batch: ``cutmix`` pastes ``mix_box`` of the
+       partner's flipped crop, ``mixup`` blends ``λ c_r + (1 - λ) c_p``."""
+    h_out, w_out = int(crop_size[0]), int(crop_size[1])
+    needed = set(positions)
+    if mix != "none" and batch.mix_partner is not None:
+        needed |= {int(batch.mix_partner[r]) for r in positions}
+    flipped: dict[int, np.ndarray] = {}
+    for r in sorted(needed):
+        src = images[int(batch.image[r])]
+        t, left, h, w = (int(v) for v in batch.box[r])
+        if resize == RESIZE_PIL:
+            crop = np.stack([np.asarray(Image.fromarray(to_uint8(ch)[t:t + h, left:left + w], "L")
+                                        .resize((w_out, h_out), Image.BILINEAR)) for ch in src]).astype(np.float32)
+        else:
+            crop = subimage_pixels(src, np.array([[t, left, h, w]]), (h_out, w_out))[0]
+        flipped[r] = crop[:, :, ::-1].copy() if bool(batch.flip[r]) else crop
+    out = {}
+    for r in positions:
+        c = flipped[r].copy()
+        if mix == "cutmix" and batch.mix_box is not None:
+            p = int(batch.mix_partner[r])
+            t, left, h, w = (int(v) for v in batch.mix_box)
+            c[:, t:t + h, left:left + w] = flipped[p][:, t:t + h, left:left + w]
+        elif mix == "mixup" and batch.mix_lambda is not None:
+            lam = float(batch.mix_lambda)
+            c = lam * c + (1.0 - lam) * flipped[int(batch.mix_partner[r])]
+        out[r] = c
+    return out
+
+
+def _stream_batch_number(s, epoch: int, batch: int, path) -> int:
+    """The global batch number of batch ``batch`` of epoch ``epoch``, or a one-line error."""
+    if not 0 <= epoch < s.epochs:
+        raise InputError(f"--epoch {epoch} is out of range: the stream holds {s.epochs} epoch(s), "
+                         f"0..{s.epochs - 1}", path)
+    numbers = s.epoch_batches(epoch)
+    if not 0 <= batch < len(numbers):
+        raise InputError(f"--batch {batch} is out of range: epoch {epoch} holds {len(numbers)} batch(es), "
+                         f"0..{len(numbers) - 1}", path)
+    return int(numbers[batch])
+
+
+def draw_stream(f: DLAFile, epoch: int, batch: int = 0, cell: int = CELL, top: int = TOP
+                ) -> tuple[Image.Image, list[str]]:
+    """The picture of batch ``batch`` (counted inside the epoch) of epoch ``epoch`` of ``f``'s relabel
+    stream: the first :data:`SHOWN_STREAM_RECORDS` records' crops (:func:`stream_crops`), each captioned
+    with its image, hard label, flip, mix partner and top soft labels. Returns the picture and notes."""
+    _bounded("--cell", cell, MIN_CELL, MAX_CELL)
+    _bounded("--top", top, 1, MAX_TOP)
+    s = f.stream                                  # NoStreamError (one line) when the file has none
+    spec = s.spec
+    b = _stream_batch_number(s, epoch, batch, f.path)
+    data = s.read_batch(b)                        # checked: the batch digests, the bounds, the codec
+    n = len(data)
+    shown = list(range(min(n, SHOWN_STREAM_RECORDS)))
+    notes = [] if n <= len(shown) else [f"batch {batch} of epoch {epoch} holds {n} records; the picture shows "
+                                        f"the first {len(shown)}"]
+    top = min(top, f.num_classes)
+    geo = StreamGeometry(count=len(shown), cell=cell, top=top)
+    check_size(geo.width, geo.height)
+    pixels = Pixels.of(f)
+    needed = {int(data.image[r]) for r in shown}
+    if spec.mix != "none" and data.mix_partner is not None:
+        needed |= {int(data.image[int(data.mix_partner[r])]) for r in shown}
+    images = {i: pixels.to_255(f.images(i, i + 1))[0] for i in sorted(needed)}
+    crops = stream_crops(images, data, shown, spec.crop_size, spec.resize, spec.mix)
+    stored = {name: np.asarray(v)[:len(shown)] for name, v in data.labels.items()}
+    probs = spec.codec.decode(stored, f.num_classes, None, spec.temperature)
+    hard = f.labels()
+    names = shown_names(f.class_names)
+    h_out, w_out = spec.crop_size
+
+    font, small = load_font(13), load_font(11)
+    canvas = Image.new("RGB", (geo.width, geo.height), BG)
+    draw = ImageDraw.Draw(canvas)
+    text_w = geo.width - 2 * MARGIN
+    mix_text = {"cutmix": f"cutmix box {[int(v) for v in data.mix_box]}" if data.mix_box is not None else "cutmix",
+                "mixup": f"mixup lambda {float(data.mix_lambda):.3g}" if data.mix_lambda is not None else "mixup"}
+    header = (f"{f.path.name}: relabel stream, epoch {epoch} of 0..{s.epochs - 1}, batch {batch} of "
+              f"0..{len(s.epoch_batches(epoch)) - 1} (stored batch {b}), {n} records")
+    draw.text((MARGIN, MARGIN), fit(font, header, text_w), fill=INK, font=font)
+    second = (f"crops {h_out}x{w_out} ({spec.resize}), {mix_text.get(spec.mix, 'no mix')}; labels {spec.codec.label}, "
+              f"T={spec.temperature:g}, teacher {spec.teacher.get('arch', 'unknown')}")
+    draw.text((MARGIN, MARGIN + TITLE_LINE), fit(font, second, text_w), fill=MUTED, font=font)
+    for i, r in enumerate(shown):
+        x, y = geo.cell_xy(i)
+        paste_cell(canvas, to_uint8(crops[r]), x, y, cell)
+        image = int(data.image[r])
+        label = int(hard[image])
+        bits = [f"#{image} ({label})"] + (["flip"] if bool(data.flip[r]) else [])
+        if spec.mix != "none" and data.mix_partner is not None:
+            bits.append(f"<-{int(data.mix_partner[r])}")
+        draw.text((x, y + cell + 1), fit(small, " ".join(bits), cell + PAD - 2), fill=MUTED, font=small)
+        order = np.argsort(-probs[i], kind="stable")[:top]
+        colour = INK if int(order[0]) == label else MISMATCH
+        for line, c in enumerate(order):
+            text = label_text(small, int(c), probs[i, c], names, cell + PAD - 2)
+            draw.text((x, y + cell + 1 + (1 + line) * LINE), text, fill=colour if line == 0 else MUTED, font=small)
+
+    y = geo.height - MARGIN - STREAM_LEGEND_LINES * LINE
+    how = "nearest" if resample_for(h_out, w_out, cell) == Image.NEAREST else "box filter"
+    draw.text((MARGIN, y), fit(small, f"each cell: a record's input to the teacher (spec 5.1: crop, resize to "
+                               f"{h_out}x{w_out}, flip, mix), drawn at {cell} px, {how}",
+                               text_w), fill=INK, font=small)
+    draw.text((MARGIN, y + LINE), fit(small, "captions: #image (its hard label), 'flip' when mirrored, '<-p' its mix "
+                                      f"partner's slot in the batch; then its top {top} soft label(s)", text_w),
+              fill=INK, font=small)
+    _swatch(draw, MARGIN, y + 2 * LINE, MISMATCH, small,
+            "red caption: the record's top soft label is not its image's hard label", frame=False)
+    draw.text((MARGIN, y + 3 * LINE), fit(small, pixels.note(), text_w), fill=INK, font=small)
+    return canvas, notes
+
+
 # -- the command ----------------------------------------------------------------------------------
 @dataclass
 class ShowResult:
     output: Path
     width: int
     height: int
-    kind: str                                 # "sub-images" or "per-class"
+    kind: str                                 # "sub-images", "per-class" or "stream"
     notes: list[str] = field(default_factory=list)
 
 
 def show(path: str | os.PathLike, output: str | os.PathLike, indices=None, per_class: int | None = None,
-         cell: int = CELL, top: int = TOP, overwrite: bool = False) -> ShowResult:
+         cell: int = CELL, top: int = TOP, overwrite: bool = False, epoch: int | None = None,
+         batch: int | None = None) -> ShowResult:
     """Draw FILE (``path``) into the PNG ``output``, written atomically (nothing on failure).
 
     A D_LA with dense labels gives the sub-image picture of ``indices`` (default [0]); a plain
-    distilled set D, or ``per_class`` given, gives the per-class grid. ``indices`` together with
-    ``per_class`` is refused, as is ``indices`` for a plain set."""
+    distilled set D, or ``per_class`` given, gives the per-class grid; ``epoch`` given, the crops of
+    batch ``batch`` (default 0, counted inside the epoch) of that epoch of the relabel stream. ``indices``
+    together with ``per_class`` is refused, as is ``indices`` for a plain set, and ``epoch`` with either."""
     atomic.check_destination(output, overwrite)          # refuse early, before any drawing
     if indices and per_class is not None:
         raise InputError("give --index (the sub-images of chosen images) or --per-class (a grid of images "
                          "per class), not both")
+    if epoch is not None and (indices or per_class is not None):
+        raise InputError("--epoch draws a batch of the relabel stream; it does not combine with --index or --per-class")
+    if batch is not None and epoch is None:
+        raise InputError("--batch needs --epoch (the batch is counted inside its epoch)")
     with open_dla(atomic.require_regular_file(path)) as f:
-        if per_class is not None or (not f.has_dense and not indices):
+        if epoch is not None:
+            picture, notes = draw_stream(f, epoch, 0 if batch is None else batch, cell, top)
+            kind = "stream"
+        elif per_class is not None or (not f.has_dense and not indices):
             picture, notes = draw_per_class(f, PER_CLASS if per_class is None else per_class, cell)
             kind = "per-class"
         else:
