@@ -821,16 +821,17 @@ def check(path: str | os.PathLike, progress: Callable[[int, int], None] | None =
                 return VerifyResult(problems, version)
             stored = h5.attrs.get(S.ROOT_DIGEST)
             return VerifyResult([], version, None if stored is None else text(stored),
-                                integrity.content_digest_of(h5), _stream_counts(h5))
+                                integrity.content_digest_of(h5), _stream_counts(h5, verifier.version))
         except Exception as exc:  # noqa: BLE001 - h5py raises many kinds on damaged metadata
             # damage below what the rules can name (HDF5 metadata): one problem under rule 1
             damaged = LaddError(f"HDF5 structure is damaged ({integrity._first_line(exc)})", p, "/").at_rule(Rule.FILE)
             return VerifyResult([damaged])
 
 
-def _stream_counts(h5: h5py.File) -> dict | None:
-    """E, NB and Q of a verified file's stream (its shapes, already checked), or None without one."""
-    if S.STREAM not in h5:
+def _stream_counts(h5: h5py.File, version: tuple[int, int] | None) -> dict | None:
+    """E, NB and Q of a verified file's stream (its shapes, already checked), or None without one (below
+    1.2 a group named /stream is not a stream: spec 4.7)."""
+    if S.STREAM not in h5 or version is None or version < (S.SUPPORTED_MAJOR, S.STREAM_SINCE_MINOR):
         return None
     group = h5[S.STREAM]
     return {"epochs": int(group[S.STREAM_EPOCH_START].shape[0]), "batches": int(group[S.STREAM_BATCH_START].shape[0]),
