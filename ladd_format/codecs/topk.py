@@ -15,6 +15,32 @@ INDEX, VALUES = "topk_index", "topk_prob"
 VALUE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "uint8": np.dtype("u1")}
 
 
+#: below this many classes a full sort of each row is as fast as selecting the k largest first
+FULL_SORT_CLASSES = 64
+
+
+def top_indices(p: np.ndarray, k: int) -> np.ndarray:
+    """The indices of the k largest values of each row of ``p`` (float64 (..., C)), in descending
+    order, ties broken by the lower class index (spec 6): exactly what a stable sort of ``-p`` gives,
+    its first k. The k largest are selected first (``argpartition``) and only they are sorted, by
+    value then class index; a row whose k-th value ties with a value outside the selection, or that
+    holds a NaN, takes the full stable sort (which alone decides which of the tied classes are kept).
+    int64 (..., k)."""
+    c = p.shape[-1]
+    if k >= c or c <= FULL_SORT_CLASSES or p.size == 0:
+        return np.argsort(-p, axis=-1, kind="stable")[..., :k]
+    neg = -p.reshape(-1, c)
+    picked = np.argpartition(neg, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(neg, picked, axis=1)
+    kth = values.max(axis=1, keepdims=True)
+    order = np.lexsort((picked, values), axis=1)            # by value, then by class index
+    index = np.take_along_axis(picked, order, axis=1)
+    full = ((neg == kth).sum(axis=1) != (values == kth).sum(axis=1)) | np.isnan(kth[:, 0])
+    if full.any():
+        index[full] = np.argsort(neg[full], axis=1, kind="stable")[:, :k]
+    return index.reshape(p.shape[:-1] + (k,))
+
+
 @register
 class TopKCodec(Codec):
     name = "topk"
@@ -73,8 +99,7 @@ class TopKCodec(Codec):
         p = np.asarray(probs, dtype=np.float64)  # spec 6: encoding works on float64
         if self.k > p.shape[-1]:
             raise CodecError(f"topk k = {self.k} exceeds the number of classes {p.shape[-1]}")
-        # stable sort of -p: descending probability, ties broken by the lower class index
-        index = np.argsort(-p, axis=-1, kind="stable")[..., : self.k]
+        index = top_indices(p, self.k)
         top = np.take_along_axis(p, index, axis=-1)
         if self.values == "uint8":
             stored = quantize_unit(top)
