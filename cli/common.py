@@ -1,5 +1,6 @@
 """What every ``ladd`` command shares: the one-line failure, the bounds on sizing options, the codec
-and mismatch options, progress on stderr and the package's log.
+and mismatch options, options built from a settings dataclass, progress on stderr and the
+package's log.
 
 Every command turns a :class:`ladd_format.LaddError` into one line on stderr and exit status 1;
 usage errors exit 2 (click's convention). Any other exception is a bug or an environment failure:
@@ -14,12 +15,13 @@ import functools
 import logging
 import os
 import sys
-from typing import NoReturn
+from typing import Any, Callable, Iterable, NoReturn
 
 import click
 
 from ladd_format import LaddError
 from ladd_format.codecs import codec_help, codec_usage, parse_codec, parse_codec_config
+from ladd_format.config_options import ConfigOption
 from ladd_format.errors import CodecError
 from ladd_format.progress import Progress
 
@@ -106,6 +108,11 @@ def notes(lines) -> None:
         click.echo(f"note: {line}", err=True)
 
 
+def note(line: str) -> None:
+    """One of the library's notes as ``note: <line>`` on stderr."""
+    notes([line])
+
+
 def codec_value(ctx, param, value: str | None) -> str | None:
     """click callback of ``--codec``: the codec text value, checked by ``parse_codec``."""
     if value is None:
@@ -157,6 +164,25 @@ allow_mismatch_option = click.option(
     "--allow-mismatch", is_flag=True,
     help="Go on, with a warning, where the inputs disagree about the data instead of refusing: a labeler trained on "
          "other classes (augment), a test set of other classes or another dataset (evaluate).")
+
+
+def config_click_options(options: Iterable[ConfigOption],
+                         adjust: Callable[[ConfigOption], dict[str, Any]] | None = None):
+    """A decorator adding ``options`` (a settings dataclass's fields,
+    :func:`ladd_format.config_options.config_options`) as click options, in their order; ``adjust(option)``
+    gives keyword arguments that replace or add to a valued option's (a callback, a longer help)."""
+    def decorate(fn):
+        for option in reversed(tuple(options)):
+            if option.is_flag:
+                fn = click.option(*option.flags, option.name, is_flag=True, help=option.help)(fn)
+                continue
+            kwargs = dict(default=option.default, show_default=option.default is not None,
+                          type=click.Choice(option.choices) if option.choices else option.type, nargs=option.nargs,
+                          metavar=option.metavar, help=option.help)
+            kwargs.update(adjust(option) if adjust is not None else {})
+            fn = click.option(*option.flags, option.name, **kwargs)(fn)
+        return fn
+    return decorate
 
 
 class StderrLog(logging.Handler):

@@ -3,8 +3,9 @@
 Every setting of the pass is a field of :class:`AugmentConfig`; the field's default is the pass's
 default, and its metadata names the command-line flag and the help text. Both command lines build
 their options from :func:`augment_options` -- ``ladd augment`` (click) and the torchrun entry point
-``python -m ladd_format.labeler.distributed`` (argparse, :func:`add_argparse_options`) -- so a new
-setting or a changed default is one edit here.
+``python -m ladd_format.labeler.distributed`` (argparse,
+:func:`ladd_format.config_options.add_argparse_options`) -- so a new setting or a changed default is
+one edit here.
 
 This module needs neither torch nor the labeler: the CLI builds ``ladd augment``'s options from it
 while ``ladd --help`` stays torch-free. The pass itself is :mod:`ladd_format.labeler.label_pass`,
@@ -13,14 +14,14 @@ which also defines what it returns (:class:`AugmentResult`) and reports.
 
 from __future__ import annotations
 
-import argparse
 import os
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from .codecs import codec_help
+from .config_options import ConfigOption, config_options
+from .config_options import option_field as _option
 from .spec.limits import MAX_GRID_N, MAX_WRITTEN_GRID_N
 
 #: the labeler's arithmetic: auto = bfloat16 on CUDA, float32 on the CPU
@@ -28,11 +29,6 @@ PRECISIONS = ("auto", "bfloat16", "float32")
 #: on the CPU, a labeler forward sees at most this many input pixels (32 sub-images at 224 px, 98 at
 #: 128 px, the whole forward batch at 32 px): its activations, not the chunk, bound the pass's memory
 CPU_FORWARD_PIXELS = 32 * 224 * 224
-
-
-def _option(default, *flags: str, help: str, choices: tuple[str, ...] | None = None, metavar: str | None = None):
-    """A field of :class:`AugmentConfig` with its command-line flags and help (the field's metadata)."""
-    return field(default=default, metadata={"flags": flags, "help": help, "choices": choices, "metavar": metavar})
 
 
 @dataclass
@@ -74,42 +70,6 @@ class AugmentConfig:
         return cls(**kwargs)
 
 
-@dataclass(frozen=True)
-class AugmentOption:
-    """One :class:`AugmentConfig` field as a command-line option."""
-
-    name: str                          #: the field (and the option's destination name)
-    flags: tuple[str, ...]             #: e.g. ("-r", "--ratio"); ("--force",) for ``overwrite``
-    type: type                         #: int, float or str; bool: an on/off flag (default False)
-    default: Any                       #: the field's default
-    help: str
-    choices: tuple[str, ...] | None = None
-    metavar: str | None = None
-
-    @property
-    def is_flag(self) -> bool:
-        return self.type is bool
-
-
-def _plain_type(annotation) -> type:
-    """``int``, ``float``, ``str`` or ``bool`` of a field's annotation (``str | None`` -> ``str``)."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return args[0] if args else annotation
-
-
-def augment_options() -> tuple[AugmentOption, ...]:
+def augment_options() -> tuple[ConfigOption, ...]:
     """Every field of :class:`AugmentConfig` as an option, in field order."""
-    hints = typing.get_type_hints(AugmentConfig)
-    return tuple(AugmentOption(f.name, f.metadata["flags"], _plain_type(hints[f.name]), f.default, f.metadata["help"],
-                               f.metadata["choices"], f.metadata["metavar"]) for f in fields(AugmentConfig))
-
-
-def add_argparse_options(parser: argparse.ArgumentParser) -> None:
-    """Add every :class:`AugmentConfig` option to an argparse ``parser`` (destinations: the field
-    names, so ``AugmentConfig.from_values(vars(parser.parse_args()))`` is the config)."""
-    for option in augment_options():
-        if option.is_flag:
-            parser.add_argument(*option.flags, dest=option.name, action="store_true", help=option.help)
-        else:
-            parser.add_argument(*option.flags, dest=option.name, type=option.type, default=option.default,
-                                choices=option.choices, metavar=option.metavar, help=option.help)
+    return config_options(AugmentConfig)

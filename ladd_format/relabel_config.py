@@ -11,22 +11,17 @@ builds the options while ``ladd --help`` stays torch-free. The pass is
 from __future__ import annotations
 
 import os
-import types
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 from .augment_config import PRECISIONS
+from .config_options import ConfigOption, config_options
+from .config_options import option_field as _option
 from .spec import RESIZE_ANTIALIAS, STREAM_MIXES, STREAM_RESIZES
 from .spec.limits import MAX_CROP_SIDE, MAX_STREAM_BATCH, MAX_STREAM_EPOCHS
 from .stream.codec import DEFAULT_STREAM_CODEC
 from .stream.defaults import SRE2L_BATCH_SIZE, SRE2L_EPOCHS, SRE2L_SCALE, SRE2L_SEED
-
-
-def _option(default, *flags: str, help: str, choices: tuple[str, ...] | None = None, metavar: str | None = None):
-    """A field of :class:`RelabelConfig` with its command-line flags and help (the field's metadata)."""
-    return field(default=default, metadata={"flags": flags, "help": help, "choices": choices, "metavar": metavar})
 
 
 @dataclass(frozen=True)
@@ -94,41 +89,6 @@ class RelabelConfig:
                 for f in fields(self) if f.name not in skip}
 
 
-@dataclass(frozen=True)
-class RelabelOption:
-    """One :class:`RelabelConfig` field as a command-line option."""
-
-    name: str
-    flags: tuple[str, ...]
-    type: type                  #: int, float, str; bool: an on/off flag
-    nargs: int                  #: 1, or the length of a tuple field
-    default: Any
-    help: str
-    choices: tuple[str, ...] | None = None
-    metavar: str | None = None
-
-    @property
-    def is_flag(self) -> bool:
-        return self.type is bool
-
-
-def _plain(annotation) -> tuple[type, int]:
-    """``(type, nargs)`` of a field's annotation: ``int | None`` -> (int, 1), ``tuple[float, float]`` -> (float, 2)."""
-    inner = annotation
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        inner = next(a for a in typing.get_args(annotation) if a is not type(None))
-    if typing.get_origin(inner) is tuple:
-        items = typing.get_args(inner)
-        return items[0], len(items)
-    return inner, 1
-
-
-def relabel_options() -> tuple[RelabelOption, ...]:
+def relabel_options() -> tuple[ConfigOption, ...]:
     """Every field of :class:`RelabelConfig` as an option, in field order."""
-    hints = typing.get_type_hints(RelabelConfig)
-    out = []
-    for f in fields(RelabelConfig):
-        kind, nargs = _plain(hints[f.name])
-        out.append(RelabelOption(f.name, f.metadata["flags"], kind, nargs, f.default, f.metadata["help"],
-                                 f.metadata["choices"], f.metadata["metavar"]))
-    return tuple(out)
+    return config_options(RelabelConfig)

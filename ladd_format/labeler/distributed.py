@@ -11,6 +11,10 @@ Launch with torchrun (one process per GPU)::
 or from the CLI on one machine: ``ladd augment ... --shards K`` (spawns K local processes). CPU
 ranks share the machine's cores (:func:`cpu_threads` torch threads each) rather than each taking
 all of them; the test suite holds the sharded file equal to the single-process one on the CPU.
+
+The process plumbing here (:func:`rank_config`, :func:`run_rank_steps`, :func:`spawn_ranks`,
+:func:`torchrun_main`) is also ``ladd relabel``'s (:mod:`ladd_format.labeler.relabel_pass`), whose
+ranks label ranges of epochs the same way.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ..augment_config import AugmentConfig, add_argparse_options
+from ..augment_config import AugmentConfig, augment_options
+from ..config_options import add_argparse_options
 from ..reader import open_dla
 from .label_pass import (AugmentResult, assemble, class_mismatch, done_images, interrupt_keeps, label_chunks, prepare,
                          set_up_work, work_state)
@@ -49,31 +54,90 @@ def cpu_threads(world: int) -> int:
     return max(1, (os.cpu_count() or 1) // world)
 
 
-def run_rank(rank: int, world: int, source, labeler, output, config: AugmentConfig, resume: bool) -> None:
-    """The body of one rank; the process group must be initialised."""
+def rank_config(config, rank: int, world: int):
+    """``config`` (an Augment- or RelabelConfig) for one rank: with CUDA the rank's GPU (LOCAL_RANK);
+    on the CPU the same config, torch's threads set to the rank's share of the cores."""
     if config.device in ("auto", "cuda") and torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
-        config = replace(config, device=f"cuda:{local}")
-    elif not str(config.device).startswith("cuda"):
+        return replace(config, device=f"cuda:{local}")
+    if not str(config.device).startswith("cuda"):
         torch.set_num_threads(cpu_threads(world))     # the ranks share the cores instead of each taking all
+    return config
+
+
+def run_rank_steps(rank: int, set_up: Callable[[], Any], label: Callable[[], Any], assemble: Callable[[], Any]) -> None:
+    """The steps of one rank, between barriers: rank 0 sets the work folder up, every rank labels its
+    range, rank 0 assembles the one file."""
+    if rank == 0:
+        set_up()
+    dist.barrier()
+    label()
+    dist.barrier()
+    if rank == 0:
+        assemble()
+    dist.barrier()
+
+
+def backend(device: str) -> str:
+    """The process group's backend for ranks on ``device``: nccl with CUDA, else gloo."""
+    return "nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"
+
+
+def run_rank(rank: int, world: int, source, labeler, output, config: AugmentConfig, resume: bool) -> None:
+    """The body of one rank; the process group must be initialised."""
+    config = rank_config(config, rank, world)
     plan = prepare(source, labeler, output, config, resume, create=False)  # the same checks on every rank
-    if rank == 0:
-        set_up_work(plan, resume)
-    dist.barrier()
-    label_chunks(plan, shard(plan.num_chunks, rank, world))
-    dist.barrier()
-    if rank == 0:
-        assemble(plan)
-    dist.barrier()
+    run_rank_steps(rank, lambda: set_up_work(plan, resume),
+                   lambda: label_chunks(plan, shard(plan.num_chunks, rank, world)), lambda: assemble(plan))
 
 
-def _spawned(rank: int, world: int, port: int, args: tuple) -> None:
-    backend = "nccl" if torch.cuda.is_available() and args[3].device != "cpu" else "gloo"
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+def _spawned(rank: int, world: int, port: int, body: Callable[..., None], args: tuple) -> None:
+    """One spawned rank: ``body(rank, world, *args)`` in a process group on this machine (``args[3]``: the config)."""
+    dist.init_process_group(backend(args[3].device), init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
     try:
-        run_rank(rank, world, *args)
+        body(rank, world, *args)
     finally:
         dist.destroy_process_group()
+
+
+def spawn_ranks(body: Callable[..., None], args: tuple, shards: int, done: Callable[[], int], total: int,
+                progress: Callable[[int, int], None] | None, poll_seconds: float) -> None:
+    """Start ``shards`` local ranks running ``body(rank, world, *args)`` and wait for them; every
+    ``poll_seconds`` ``progress(done(), total)`` where ``done()`` grew (and once at the end)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    stop = threading.Event()
+
+    def watch() -> None:
+        last = -1
+        while not stop.wait(poll_seconds):
+            count = done()
+            if count > last and progress is not None:
+                progress(count, total)
+                last = count
+
+    watcher = threading.Thread(target=watch, name="ladd-shard-progress", daemon=True)
+    watcher.start()
+    try:
+        mp.spawn(_spawned, args=(shards, port, body, args), nprocs=shards, join=True)
+    finally:
+        stop.set()
+        watcher.join()
+    if progress is not None:
+        progress(total, total)
+
+
+def torchrun_main(body: Callable[..., None], args: tuple) -> int:
+    """A torchrun rank (RANK / WORLD_SIZE / LOCAL_RANK from the environment): ``body(rank, world,
+    *args)`` in the job's process group (``args[3]``: the config)."""
+    dist.init_process_group(backend(args[3].device))
+    try:
+        body(dist.get_rank(), dist.get_world_size(), *args)
+    finally:
+        dist.destroy_process_group()
+    return 0
 
 
 def augment_sharded(source, labeler, output, config: AugmentConfig, shards: int, resume: bool = False,
@@ -105,29 +169,12 @@ def augment_sharded(source, labeler, output, config: AugmentConfig, shards: int,
 def _spawn_ranks(plan, source, labeler, output, config: AugmentConfig, shards: int, resume: bool,
                  progress: Callable[[int, int], None] | None, poll_seconds: float) -> None:
     """Start the ranks and wait for them, reporting the images of the chunk files they write."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    stop = threading.Event()
+    def done() -> int:
+        state = work_state(output, config.batch_size, plan.num_images)
+        return 0 if state is None else state.images     # None: not made yet, or assembled and removed
 
-    def watch() -> None:
-        last = -1
-        while not stop.wait(poll_seconds):
-            state = work_state(output, config.batch_size, plan.num_images)
-            done = 0 if state is None else state.images     # None: not made yet, or assembled and removed
-            if done > last and progress is not None:
-                progress(done, plan.num_images)
-                last = done
-
-    watcher = threading.Thread(target=watch, name="ladd-shard-progress", daemon=True)
-    watcher.start()
-    try:
-        mp.spawn(_spawned, args=(shards, port, (source, labeler, output, config, resume)), nprocs=shards, join=True)
-    finally:
-        stop.set()
-        watcher.join()
-    if progress is not None:
-        progress(plan.num_images, plan.num_images)
+    spawn_ranks(run_rank, (source, labeler, output, config, resume), shards, done, plan.num_images, progress,
+                poll_seconds)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -138,21 +185,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--labeler", required=True, help="Checkpoint (.safetensors).")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--resume", action="store_true", help="Continue an interrupted pass from its last completed chunk.")
-    add_argparse_options(p)
+    add_argparse_options(p, augment_options())
     return p
 
 
 def main(argv=None) -> int:
     """torchrun entry point (reads RANK / WORLD_SIZE / LOCAL_RANK from the environment)."""
     a = parser().parse_args(argv)
-    config = AugmentConfig.from_values(vars(a))
-    backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
-    dist.init_process_group(backend)
-    try:
-        run_rank(dist.get_rank(), dist.get_world_size(), a.source, a.labeler, a.output, config, a.resume)
-    finally:
-        dist.destroy_process_group()
-    return 0
+    return torchrun_main(run_rank, (a.source, a.labeler, a.output, AugmentConfig.from_values(vars(a)), a.resume))
 
 
 if __name__ == "__main__":

@@ -34,14 +34,12 @@ and read back memory-mapped, their shape checked before they are copied. The gri
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -61,6 +59,8 @@ from ..torch.subimages import subimages
 from ..writer import DenseSpec, DLAWriter
 from .checkpoint import Labeler, load_checkpoint
 from ..torch.device import cudnn_settings, resolve_device
+from . import resumable
+from .resumable import PassInterrupted, check_work_folder, finished_indices, save_whole, work_folder
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]   # (images done, images in all)
@@ -92,25 +92,6 @@ class Plan:
 
     def done(self, idx: int) -> bool:
         return self.chunk_path(idx).exists()
-
-
-def work_folder(output: Path) -> Path:
-    return output.with_name(f".{output.name}.work")
-
-
-def check_work_folder(work: Path) -> None:
-    """Refuse a work folder path that holds anything but a real folder (a symbolic link, a file)."""
-    if os.path.lexists(work) and not atomic.is_real_dir(work):
-        kind = "a symbolic link" if work.is_symlink() else "not a folder"
-        raise InputError(f"the labeler pass's work folder is {kind}; it is left as it is: remove it or choose "
-                         "another output", work)
-
-
-def _write_new(path: Path, write) -> None:
-    """Create ``path`` afresh (a file or link already there is removed first, never written through)."""
-    path.unlink(missing_ok=True)
-    with open(path, "xb") as fh:
-        write(fh)
 
 
 def prepare(source: str | os.PathLike, labeler_path: str | os.PathLike, output: str | os.PathLike,
@@ -256,24 +237,21 @@ class WorkState:
 def work_state(output: str | os.PathLike, batch_size: int, num_images: int | None = None) -> WorkState | None:
     """What an interrupted pass toward ``output`` left in its work folder (the totals ``None`` when
     ``num_images`` is not given), or ``None`` when there is no work folder or it holds no completed chunk."""
-    work = work_folder(Path(output))
-    if not atomic.is_real_dir(work):
+    found = finished_indices(output, "chunk_[0-9]*.npy")
+    if found is None or not found[1]:
         return None
-    done = sorted(int(p.stem.split("_")[1]) for p in work.glob("chunk_[0-9]*.npy") if p.stem.split("_")[1].isdigit())
-    if not done:
-        return None
+    work, done = found
     if num_images is None:
         return WorkState(work, len(done), None, None, None)
     return WorkState(work, len(done), -(-num_images // batch_size), chunk_images(num_images, batch_size, done),
                      num_images)
 
 
-class AugmentInterrupted(KeyboardInterrupt):
-    """A Ctrl-C during the pass: ``kept`` is what the work folder holds for ``resume`` (None: nothing)."""
+class AugmentInterrupted(PassInterrupted):
+    """A Ctrl-C during the pass: ``kept`` is what the work folder holds for ``resume`` (a
+    :class:`WorkState`; None: nothing)."""
 
-    def __init__(self, kept: WorkState | None):
-        super().__init__()
-        self.kept = kept
+    kept: WorkState | None
 
 
 @dataclass(frozen=True)
@@ -296,35 +274,15 @@ class AugmentResult:
 def set_up_work(plan: Plan, resume: bool, notify: Callable[[str], None] | None = None) -> int:
     """Create the work folder, or reuse it with ``resume``; returns the number of chunks already
     labeled. ``notify(line)`` says what was resumed or discarded (default: logged at INFO)."""
-    notify = notify or log.info
-    manifest = _manifest(plan)
-    path = plan.work / "manifest.json"
-    check_work_folder(plan.work)
-    if plan.work.exists():
-        if resume:
-            try:
-                old = json.loads(path.read_text())
-            except (OSError, ValueError):
-                old = None
-            if old == manifest:
-                done = [i for i in range(plan.num_chunks) if plan.done(i)]
-                images = chunk_images(plan.num_images, plan.config.batch_size, done)
-                notify(f"resumed: {len(done)} of {plan.num_chunks} chunks ({images} of {plan.num_images} images) were "
-                       f"already labeled in {plan.work}; labeling the other {plan.num_chunks - len(done)}")
-                return len(done)
-            raise InputError("the work folder of an earlier pass was made with a different input, labeler or "
-                             "parameters; run without --resume to start over", plan.work)
-        kept = sum(map(plan.done, range(plan.num_chunks)))
-        notify(f"discarded the unfinished pass in {plan.work} ({kept} labeled chunk(s)); --resume would have "
-               "continued it")
-        shutil.rmtree(plan.work)
-    elif resume:
-        notify(f"nothing to resume ({plan.work} does not exist): starting from the beginning")
-    plan.work.mkdir()
-    tmp = path.with_suffix(".tmp")
-    _write_new(tmp, lambda fh: fh.write(json.dumps(manifest, indent=2).encode()))
-    os.replace(tmp, path)
-    return 0
+    def resumed(done: int) -> str:
+        images = done_images(plan)[1]
+        return (f"resumed: {done} of {plan.num_chunks} chunks ({images} of {plan.num_images} images) were "
+                f"already labeled in {plan.work}; labeling the other {plan.num_chunks - done}")
+
+    return resumable.set_up_work(
+        plan.work, _manifest(plan), resume, notify or log.info, unit="chunk", finished=lambda: done_images(plan)[0],
+        resumed=resumed, refusal=lambda old: "the work folder of an earlier pass was made with a different input, "
+                                             "labeler or parameters; run without --resume to start over")
 
 
 def to_labeler_input(images: torch.Tensor, space: str, file_mean: torch.Tensor, file_std: torch.Tensor,
@@ -434,10 +392,8 @@ def label_chunks(plan: Plan, chunk_ids: list[int] | None = None, progress: Progr
             return t.pin_memory() if device.type == "cuda" else t
 
         def save(idx: int, probs: np.ndarray) -> None:
-            dest = plan.chunk_path(idx)
-            tmp = dest.with_suffix(".tmp")
-            _write_new(tmp, lambda fh: np.save(fh, probs))
-            os.replace(tmp, dest)       # a chunk file exists only when complete
+            dest = plan.chunk_path(idx)         # a chunk file exists only when complete
+            save_whole(dest, lambda fh: np.save(fh, probs), tmp=dest.with_suffix(".tmp"))
 
         waiting = set(todo)
         done = chunk_images(plan.num_images, plan.config.batch_size,
@@ -549,18 +505,8 @@ def augment(source: str | os.PathLike, labeler_path: str | os.PathLike, output: 
                          time.perf_counter() - started)
 
 
-@contextmanager
 def interrupt_keeps(output: str | os.PathLike, batch_size: int):
     """Turn a KeyboardInterrupt inside the block into :class:`AugmentInterrupted` with the
     :func:`work_state` toward ``output``; the block sets ``known["num_images"]`` once it knows it."""
-    known: dict = {}
-    try:
-        yield known
-    except AugmentInterrupted:
-        raise
-    except KeyboardInterrupt:
-        try:
-            kept = work_state(output, batch_size, known.get("num_images"))
-        except OSError:
-            kept = None
-        raise AugmentInterrupted(kept) from None
+    return resumable.interrupt_keeps(AugmentInterrupted,
+                                     lambda known: work_state(output, batch_size, known.get("num_images")))

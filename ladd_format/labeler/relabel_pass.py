@@ -39,14 +39,12 @@ shuffle (spec 1.2 cannot record it), MixUp/CutMix with Beta parameters other tha
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -68,7 +66,9 @@ from ..stream.draws import AugmentParams, BatchDraws, StreamDraws
 from ..torch.device import resolve_device
 from ..torch.stream_crops import crop_batch, pil_crop_batch, source_floats
 from ..writer import DenseSpec, DLAWriter
-from .label_pass import KEPT_ROOT_ATTRS, check_work_folder, work_folder
+from . import resumable
+from .label_pass import KEPT_ROOT_ATTRS
+from .resumable import PassInterrupted, check_work_folder, finished_indices, save_whole, work_folder
 from .sources import names_preview, same_class_names
 from .teacher import Teacher, check_crops, load_teacher, resolve_precision, teacher_logits
 
@@ -81,7 +81,6 @@ IMAGE_CACHE_BYTES = 2 << 30
 COPY_BLOCK_BYTES = 64 << 20
 #: the codec the default becomes for sets of fewer classes than its k: C bytes a record, fewer than top-k's
 EPOCH_FILE = "epoch_{:06d}.npz"
-MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -130,12 +129,11 @@ class RelabelState:
     total_epochs: int | None
 
 
-class RelabelInterrupted(KeyboardInterrupt):
-    """A Ctrl-C during the pass: ``kept`` says what the work folder holds for ``resume`` (None: nothing)."""
+class RelabelInterrupted(PassInterrupted):
+    """A Ctrl-C during the pass: ``kept`` says what the work folder holds for ``resume`` (a
+    :class:`RelabelState`; None: nothing)."""
 
-    def __init__(self, kept: RelabelState | None):
-        super().__init__()
-        self.kept = kept
+    kept: RelabelState | None
 
 
 @dataclass(frozen=True)
@@ -256,54 +254,27 @@ def _manifest(plan: RelabelPlan) -> dict:
             "num_images": plan.num_images, "crop_size": list(plan.crop_size), **plan.config.manifest()}
 
 
-def _write_new(path: Path, write) -> None:
-    """Create ``path`` afresh (a file or link already there is removed first, never written through)."""
-    path.unlink(missing_ok=True)
-    with open(path, "xb") as fh:
-        write(fh)
-
-
 def set_up_work(plan: RelabelPlan, resume: bool, notify: Callable[[str], None] | None = None) -> int:
     """Create the work folder, or reuse it with ``resume``; returns the epochs already finished."""
-    notify = notify or log.info
     manifest = _manifest(plan)
-    path = plan.work / MANIFEST
-    check_work_folder(plan.work)
-    if plan.work.exists():
-        if resume:
-            try:
-                old = json.loads(path.read_text())
-            except (OSError, ValueError):
-                old = None
-            if old == manifest:
-                done = len(plan.done_epochs())
-                notify(f"resumed: {done} of {plan.epochs} epochs were already labeled in {plan.work}; labeling the "
-                       f"other {plan.epochs - done}")
-                return done
-            changed = sorted(key for key in manifest if not isinstance(old, dict) or old.get(key) != manifest[key])
-            raise InputError("the work folder of an earlier pass was made with a different input, teacher or "
-                             f"settings ({', '.join(changed[:4]) or 'unreadable manifest'}); run without --resume "
-                             "to start over", plan.work)
-        kept = len(plan.done_epochs())
-        notify(f"discarded the unfinished pass in {plan.work} ({kept} labeled epoch(s)); --resume would have "
-               "continued it")
-        shutil.rmtree(plan.work)
-    elif resume:
-        notify(f"nothing to resume ({plan.work} does not exist): starting from the beginning")
-    plan.work.mkdir()
-    tmp = path.with_suffix(".tmp")
-    _write_new(tmp, lambda fh: fh.write(json.dumps(manifest, indent=2).encode()))
-    os.replace(tmp, path)
-    return 0
+
+    def resumed(done: int) -> str:
+        return (f"resumed: {done} of {plan.epochs} epochs were already labeled in {plan.work}; labeling the "
+                f"other {plan.epochs - done}")
+
+    def refusal(old) -> str:
+        changed = sorted(key for key in manifest if not isinstance(old, dict) or old.get(key) != manifest[key])
+        return ("the work folder of an earlier pass was made with a different input, teacher or "
+                f"settings ({', '.join(changed[:4]) or 'unreadable manifest'}); run without --resume to start over")
+
+    return resumable.set_up_work(plan.work, manifest, resume, notify or log.info, unit="epoch",
+                                 finished=lambda: len(plan.done_epochs()), resumed=resumed, refusal=refusal)
 
 
 def work_state(output: str | os.PathLike, epochs: int | None = None) -> RelabelState | None:
     """The finished epochs an interrupted pass toward ``output`` left, or None when there are none."""
-    work = work_folder(Path(output))
-    if not atomic.is_real_dir(work):
-        return None
-    done = [p for p in work.glob("epoch_[0-9]*.npz") if p.stem.split("_")[1].isdigit()]
-    return RelabelState(work, len(done), epochs) if done else None
+    found = finished_indices(output, "epoch_[0-9]*.npz")
+    return RelabelState(found[0], len(found[1]), epochs) if found is not None and found[1] else None
 
 
 # -- generating -------------------------------------------------------------------------------------
@@ -381,9 +352,7 @@ def generate(plan: RelabelPlan, epochs: list[int] | None = None, progress: Progr
 
 
 def _save_epoch(dest: Path, stored: dict[str, np.ndarray]) -> None:
-    tmp = dest.with_name(dest.name + ".tmp")
-    _write_new(tmp, lambda fh: np.savez(fh, **stored))
-    os.replace(tmp, dest)                 # an epoch file exists only when complete
+    save_whole(dest, lambda fh: np.savez(fh, **stored))      # an epoch file exists only when complete
 
 
 def _load_epoch(plan: RelabelPlan, epoch: int) -> dict[str, np.ndarray]:
@@ -486,21 +455,10 @@ def relabel(source: str | os.PathLike, teacher: str | os.PathLike, output: str |
     return RelabelResult(plan.output, plan.epochs, batches, plan.total_records, resumed, time.perf_counter() - started)
 
 
-@contextmanager
 def interrupt_keeps(output: str | os.PathLike):
     """Turn a KeyboardInterrupt inside the block into :class:`RelabelInterrupted` with the
     :func:`work_state` toward ``output``; the block sets ``known["epochs"]`` once it knows it."""
-    known: dict = {}
-    try:
-        yield known
-    except RelabelInterrupted:
-        raise
-    except KeyboardInterrupt:
-        try:
-            kept = work_state(output, known.get("epochs"))
-        except OSError:
-            kept = None
-        raise RelabelInterrupted(kept) from None
+    return resumable.interrupt_keeps(RelabelInterrupted, lambda known: work_state(output, known.get("epochs")))
 
 
 # -- shards: several processes (GPUs, or CPU processes with gloo) into one file -----------------------
@@ -508,33 +466,11 @@ def run_rank(rank: int, world: int, source, teacher, output, config: RelabelConf
     """The body of one rank (the process group initialised): the rank labels a contiguous range of
     epochs into the shared work folder; rank 0 sets the folder up and assembles the one file. The
     output is the single-process pass's: the same epochs, each computed as it would be there."""
-    import torch.distributed as dist
-
-    from .distributed import cpu_threads, shard
-    if config.device in ("auto", "cuda") and torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
-        config = replace(config, device=f"cuda:{local}")
-    elif not str(config.device).startswith("cuda"):
-        torch.set_num_threads(cpu_threads(world))     # the ranks share the cores instead of each taking all
+    from .distributed import rank_config, run_rank_steps, shard
+    config = rank_config(config, rank, world)
     plan = prepare(source, teacher, output, config, resume, create=False)   # the same checks on every rank
-    if rank == 0:
-        set_up_work(plan, resume)
-    dist.barrier()
-    generate(plan, shard(plan.epochs, rank, world))
-    dist.barrier()
-    if rank == 0:
-        assemble(plan)
-    dist.barrier()
-
-
-def _spawned(rank: int, world: int, port: int, args: tuple) -> None:
-    import torch.distributed as dist
-    backend = "nccl" if torch.cuda.is_available() and args[3].device != "cpu" else "gloo"
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        run_rank(rank, world, *args)
-    finally:
-        dist.destroy_process_group()
+    run_rank_steps(rank, lambda: set_up_work(plan, resume), lambda: generate(plan, shard(plan.epochs, rank, world)),
+                   lambda: assemble(plan))
 
 
 def relabel_sharded(source, teacher, output, config: RelabelConfig, shards: int, resume: bool = False,
@@ -544,10 +480,7 @@ def relabel_sharded(source, teacher, output, config: RelabelConfig, shards: int,
     gloo). Every check runs here first, so bad input fails in one line before any process starts;
     ``progress(records done, records in all)`` counts the finished epoch files every
     ``poll_seconds``. A Ctrl-C ends in :class:`RelabelInterrupted`."""
-    import socket
-    import threading
-
-    import torch.multiprocessing as mp
+    from .distributed import spawn_ranks
     if shards < 1:
         raise ValueError(f"shards must be >= 1, got {shards}")
     started = time.perf_counter()
@@ -561,29 +494,13 @@ def relabel_sharded(source, teacher, output, config: RelabelConfig, shards: int,
         if resume and atomic.is_real_dir(plan.work):
             set_up_work(plan, resume, notify)        # refuses a changed setting here, in one line
         resumed = len(plan.done_epochs()) if resume else 0
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        stop = threading.Event()
 
-        def watch() -> None:
-            last = -1
-            while not stop.wait(poll_seconds):
-                state = work_state(output, plan.epochs)
-                done = 0 if state is None else state.epochs * plan.num_images
-                if done > last and progress is not None:
-                    progress(done, plan.total_records)
-                    last = done
-        watcher = threading.Thread(target=watch, name="ladd-shard-progress", daemon=True)
-        watcher.start()
-        try:
-            mp.spawn(_spawned, args=(shards, port, (source, teacher, output, config, resume)), nprocs=shards,
-                     join=True)
-        finally:
-            stop.set()
-            watcher.join()
-        if progress is not None:
-            progress(plan.total_records, plan.total_records)
+        def done() -> int:
+            state = work_state(output, plan.epochs)
+            return 0 if state is None else state.epochs * plan.num_images
+
+        spawn_ranks(run_rank, (source, teacher, output, config, resume), shards, done, plan.total_records, progress,
+                    poll_seconds)
     return RelabelResult(plan.output, plan.epochs, plan.epochs * plan.draws.batches_per_epoch, plan.total_records,
                          resumed, time.perf_counter() - started)
 
@@ -593,6 +510,7 @@ def parser():
     :class:`~ladd_format.relabel_config.RelabelConfig` option (``ladd relabel``'s defaults)."""
     import argparse
 
+    from ..config_options import add_argparse_options
     from ..relabel_config import relabel_options
     p = argparse.ArgumentParser(prog="python -m ladd_format.labeler.relabel_pass",
                                 description="ladd relabel on the ranks of a torchrun job, into one file.")
@@ -600,13 +518,7 @@ def parser():
     p.add_argument("--teacher", required=True)
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--resume", action="store_true")
-    for option in relabel_options():
-        if option.is_flag:
-            p.add_argument(*option.flags, dest=option.name, action="store_true", help=option.help)
-        else:
-            p.add_argument(*option.flags, dest=option.name, type=option.type, default=option.default,
-                           nargs=None if option.nargs == 1 else option.nargs, choices=option.choices,
-                           help=option.help)
+    add_argparse_options(p, relabel_options())
     return p
 
 
@@ -615,16 +527,9 @@ def main(argv=None) -> int:
 
         torchrun --nproc-per-node 4 -m ladd_format.labeler.relabel_pass IN.dla.h5 --teacher CKPT -o OUT.dla.h5
     """
-    import torch.distributed as dist
+    from .distributed import torchrun_main
     a = parser().parse_args(argv)
-    config = RelabelConfig.from_values(vars(a))
-    backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
-    dist.init_process_group(backend)
-    try:
-        run_rank(dist.get_rank(), dist.get_world_size(), a.source, a.teacher, a.output, config, a.resume)
-    finally:
-        dist.destroy_process_group()
-    return 0
+    return torchrun_main(run_rank, (a.source, a.teacher, a.output, RelabelConfig.from_values(vars(a)), a.resume))
 
 
 if __name__ == "__main__":
