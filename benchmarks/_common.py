@@ -33,6 +33,7 @@ PAGES = {
     "students_archloss_gpu": "students.md",
     "students_c1000": "students-c1000.md", "students_c1000_t025": "students-c1000.md",
     "stream_codecs": "stream-codecs.md",
+    "relabel_speed": "relabel-speed.md", "relabel_speed_gpu": "relabel-speed.md",
     "demo_students": "demo-students.md",
     "ladd_memory": "memory.md",
     "scale": "scale.md", "scale_ipc50": "scale.md",

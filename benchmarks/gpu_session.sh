@@ -4,20 +4,23 @@
 #
 #   bash benchmarks/gpu_session.sh prepare     # HERE, once per checkout: the wheel the device image lacks
 #                                              # (zstandard for its Python 3.12) into .whl/ (git ignores it)
-#   bash benchmarks/gpu_session.sh rehearse    # HERE, on the CPU: both stages at tiny sizes, through the same
+#   bash benchmarks/gpu_session.sh rehearse    # HERE, on the CPU: every stage at tiny sizes, through the same
 #                                              # paths (the ladd_cli mapping, $OUT, the timeouts); a few minutes
-#   device run: command "bash benchmarks/gpu_session.sh label", carry [".whl"], timeout_s 560
+#   device run: command "bash benchmarks/gpu_session.sh label", carry [".whl"], timeout_s 590 (its steps: 550 s at most)
 #       label_pass.py (ConvNet-D5 128 px, ResNet-18 224 px with 1000 classes, ConvNet-D3 32 px; bfloat16
-#       and float32; the bf16 matmul ceiling) then torch_loader.py: about 4-5 minutes
+#       and float32; the bf16 matmul ceiling), torch_loader.py, then relabel_speed.py (`ladd relabel`
+#       against the bare teacher forward: ConvNet-D3 32 px, ConvNet-D5 128 px, ResNet-18 224 px; bfloat16,
+#       batches of up to 1,024; about 1 minute): about 5-6 minutes in all
+#       (the relabel step alone: command "bash benchmarks/gpu_session.sh relabel", timeout_s 200)
 #   device run: command "bash benchmarks/gpu_session.sh scale", carry [".whl"], timeout_s 560
 #       scale.py --device cuda --steps device at IPC 10: every one of the 250,000 sub-images labelled,
 #       the ResNet-18 student on all of them (streamed: its data wait), the loaders; about 5-7 minutes
 #   give the machine back after the second call.
 #
 # What comes back under $OUT: RESULTS.md with the new sections, each benchmark's JSON (a
-# *.partial.json where scale.py was stopped), session.log and gpu.txt. Here: copy the JSON into
+# *.partial.json where scale.py or relabel_speed.py was stopped), session.log and gpu.txt. Here: copy the JSON into
 # benchmarks/results/, then `python benchmarks/<name>.py --render-only --results-key <key>` writes
-# the sections into benchmarks/RESULTS.md (the GPU keys: label_pass_gpu, torch_loader_gpu, scale_gpu).
+# the sections into their pages (the GPU keys: label_pass_gpu, torch_loader_gpu, relabel_speed_gpu, scale_gpu).
 #
 # Every benchmark runs under `timeout`, so a slow one cannot take the call: what ran is kept.
 set -u
@@ -51,6 +54,11 @@ step() {    # $1: seconds allowed; the rest: the command. Output to the terminal
     echo "== exit ${PIPESTATUS[0]}" | tee -a "$OUT/session.log"
 }
 
+relabel_step() {   # $1: the python; the rest: extra options (--quick in the rehearsal). The GPU configurations
+    local py=$1; shift    # (bfloat16) run where CUDA is; the section relabel_speed_gpu of RESULTS/relabel-speed.md
+    step 110 "$py" benchmarks/relabel_speed.py --results-key relabel_speed_gpu "$@" "${RESULTS_ARGS[@]}"
+}
+
 case "$stage" in
 prepare)
     grep -qx '/.whl/' .gitignore || { echo "gpu_session: .gitignore must list /.whl/" >&2; exit 1; }
@@ -63,6 +71,12 @@ label)
     setup python3
     step 200 python3 benchmarks/label_pass.py --results-key label_pass_gpu "${RESULTS_ARGS[@]}"
     step 240 python3 benchmarks/torch_loader.py --results-key torch_loader_gpu "${RESULTS_ARGS[@]}"
+    relabel_step python3
+    ;;
+relabel)
+    : "${OUT:?run this on the device machine, where OUT is set (or use: rehearse)}"
+    setup python3
+    relabel_step python3
     ;;
 scale)
     : "${OUT:?run this on the device machine, where OUT is set (or use: rehearse)}"
@@ -75,16 +89,17 @@ rehearse)
     WHEELS=0 setup .venv/bin/python      # the venv has every package; the wheels are the device's Python's
     step 120 .venv/bin/python benchmarks/label_pass.py --quick "${RESULTS_ARGS[@]}"
     step 120 .venv/bin/python benchmarks/torch_loader.py --quick "${RESULTS_ARGS[@]}"
+    relabel_step .venv/bin/python --quick
     step 300 .venv/bin/python benchmarks/scale.py --ipc 1 --classes 40 --side 64 --label-images 8 --steps device \
         --whole-evaluate stream --shards 1 --step-timeout 120 --results-key scale_gpu --quick \
         --work "$OUT/work" "${RESULTS_ARGS[@]}"
     rm -rf "$OUT/work"
-    echo "rehearsal: $(grep -c '^== exit 0' "$OUT/session.log") of 3 benchmarks exited 0; files in $OUT:"
+    echo "rehearsal: $(grep -c '^== exit 0' "$OUT/session.log") of 4 benchmarks exited 0; files in $OUT:"
     ls "$OUT"
-    [ "$(grep -c '^== exit 0' "$OUT/session.log")" = 3 ]
+    [ "$(grep -c '^== exit 0' "$OUT/session.log")" = 4 ]
     ;;
 *)
-    echo "usage: bash benchmarks/gpu_session.sh prepare | rehearse | label | scale  (see the comment at its top)" >&2
+    echo "usage: bash benchmarks/gpu_session.sh prepare | rehearse | label | relabel | scale  (see the comment at its top)" >&2
     exit 2
     ;;
 esac
