@@ -34,6 +34,8 @@ PAGES = {
     "students_c1000": "students-c1000.md", "students_c1000_t025": "students-c1000.md",
     "stream_codecs": "stream-codecs.md",
     "relabel_speed": "relabel-speed.md", "relabel_speed_gpu": "relabel-speed.md",
+    "stream_storage": "stream-storage.md", "stream_students": "stream-students.md",
+    "stream_students_t1": "stream-students.md", "stream_replay": "stream-replay.md",
     "demo_students": "demo-students.md",
     "ladd_memory": "memory.md",
     "scale": "scale.md", "scale_ipc50": "scale.md",
