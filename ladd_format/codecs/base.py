@@ -213,7 +213,8 @@ def normalize_tensor_rows(q, num_classes: int):
 
     sums = q.sum(dim=-1, keepdim=True)
     zero = sums == 0
-    return torch.where(zero, torch.full_like(q, 1.0 / num_classes), q / torch.where(zero, torch.ones_like(sums), sums))
+    uniform = torch.tensor(1.0 / num_classes, dtype=q.dtype, device=q.device)   # broadcast, not an (n, C) fill
+    return torch.where(zero, uniform, q / torch.where(zero, torch.ones_like(sums), sums))
 
 
 def unit_interval_problems(values: np.ndarray) -> tuple[list[str], np.ndarray]:
