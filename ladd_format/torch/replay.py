@@ -17,7 +17,11 @@ record's mix partner is always in its own batch), every rank the same count (the
 start, as ``DistributedSampler`` pads; ``drop_last=True`` drops the tail instead).
 
 Memory: one batch of labels at a time; the images are held in memory as stored (uint8) when they take
-at most :data:`IMAGES_IN_MEMORY_BYTES`, else each batch's images are read from the file.
+at most :data:`IMAGES_IN_MEMORY_BYTES`, else read from the file as a batch needs them. A batch's crops
+are its one batch-sized buffer: its images are gathered about :data:`GATHER_BYTES` at a time, converted
+to float32 and resized a kernel chunk at a time, mixed one channel at a time and normalised in place.
+The batch a caller still holds while the next one is made is a second batch-sized buffer, unless
+``reuse_inputs=True`` builds every batch in the same one.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ log = logging.getLogger(__name__)
 #: images that take at most this many bytes as stored are read once and held; larger sets are read per
 #: batch (the loader's peak memory then stays one batch of images and labels, whatever M and E)
 IMAGES_IN_MEMORY_BYTES = 256 << 20
+#: the stored images a batch's crops are made from are read (or gathered) about this many bytes at a time,
+#: then converted and resized a kernel chunk at a time (fewer reads are faster; the bits do not depend on it)
+GATHER_BYTES = 16 << 20
 #: the default generator seed of mode ``pool``
 POOL_SEED = 0
 #: the draw counter of the pool generator: word(seed, epoch, position, POOL_DRAW)
@@ -182,18 +189,25 @@ class ReplayLoader:
         check_rows: check images and labels against their row digests (spec 2.2).
         bound_memory: call :func:`bound_heap_growth` (process-wide, glibc only) so that the resident
             memory stays flat over any number of epochs; False leaves malloc as it is.
+        reuse_inputs: build every batch's inputs in one buffer the loader keeps (``bilinear-antialias``
+            kernel): a batch's ``inputs`` are then valid until the next batch is made, and the loader
+            holds one batch of float32 inputs instead of two (the one the caller still holds and the
+            one being made). False (default): each batch gets its own tensor, which the caller may keep.
     """
 
     def __init__(self, source: str | os.PathLike | DLAFile, *, device: torch.device | str = "cpu",
                  kernel: str | None = None, normalize: bool = True, temperature: float | None = None,
                  rank: int | None = None, world_size: int | None = None, drop_last: bool = False,
                  wrap: bool = False, pool_batches: int | None = None, seed: int = POOL_SEED,
-                 images: str = "auto", check_rows: bool = True, bound_memory: bool = True):
+                 images: str = "auto", check_rows: bool = True, bound_memory: bool = True,
+                 reuse_inputs: bool = False):
         if bound_memory:
             bound_heap_growth()
         self._owned = not isinstance(source, DLAFile)
         self.file = open_dla(source, check_rows=check_rows) if self._owned else source
         self._images: DLADataset | None = None
+        self.reuse_inputs = bool(reuse_inputs)
+        self._inputs: torch.Tensor | None = None     # the inputs buffer of reuse_inputs, kept from batch to batch
         try:
             self._setup(device, kernel, normalize, temperature, rank, world_size, drop_last, wrap, pool_batches,
                         seed, images, check_rows)
@@ -292,29 +306,56 @@ class ReplayLoader:
         return self._crops(self.stream.read_batch(int(batch)))[0]
 
     def _crops(self, record) -> tuple[torch.Tensor, torch.Tensor]:
-        """A stored batch's mixed crops (float32, on the device) and hard labels. The batch's distinct
-        images are gathered once as stored; the device kernel converts and resizes them a chunk of
-        records at a time (the same bits as one :func:`crop_batch` call, less memory)."""
-        distinct, inverse = np.unique(record.image, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        stored, labels, _, _ = self._images.batch(distinct, targets=False)
+        """A stored batch's mixed crops (float32, on the device) and hard labels. The device kernel
+        gathers, converts and resizes a chunk of records at a time (each chunk's images read as stored,
+        from memory or the file, then freed), so that besides the crops only chunk-sized buffers are
+        held: the same bits as one :func:`crop_batch` call of the whole batch."""
         mix = dict(mix=self.spec.mix, mix_partner=record.mix_partner, mix_box=record.mix_box,
                    mix_lambda=record.mix_lambda)
         crop_size = tuple(int(v) for v in self.spec.crop_size)
-        hard = labels[torch.from_numpy(inverse)].to(self.device, non_blocking=True)
+        image = np.asarray(record.image, dtype=np.int64).reshape(-1)
         if self.kernel == S.RESIZE_PIL:
+            distinct, inverse = np.unique(image, return_inverse=True)
+            inverse = inverse.reshape(-1)
+            stored, labels, _, _ = self._images.batch(distinct, targets=False)
+            hard = labels[torch.from_numpy(inverse)].to(self.device, non_blocking=True)
             crops = pil_crop_batch(stored.numpy()[inverse], record.box, record.flip, crop_size, device=self.device,
                                    **mix)
             return crops, hard
-        stored = stored.to(self.device, non_blocking=True)
-        crops = torch.empty((len(inverse), *stored.shape[1:2], *crop_size), dtype=torch.float32, device=self.device)
-        step = records_per_chunk(stored.shape[1:], self.device)
-        for start in range(0, len(inverse), step):
-            part = slice(start, start + step)
-            sources = source_floats(stored[torch.from_numpy(inverse[part]).to(self.device)], self.space)
-            resize_crops(sources, record.box[part], record.flip[part], crop_size, out=crops[part],
-                         workspace=self._workspace)
-        return mix_crops(crops, **mix), hard
+        n = len(image)
+        k = int(self.file.image_shape[0])
+        crops = self._inputs_buffer((n, k, *crop_size))
+        hard = torch.empty(n, dtype=torch.int64)
+        step = records_per_chunk(self.file.image_shape, self.device)
+        image_bytes = max(1, int(np.prod(self.file.image_shape)) * self.file.image_dtype.itemsize)
+        read = max(step, GATHER_BYTES // image_bytes // step * step)     # records gathered per read
+        for first in range(0, n, read):
+            records = slice(first, min(n, first + read))
+            distinct, inverse = np.unique(image[records], return_inverse=True)
+            stored, labels, _, _ = self._images.batch(distinct, targets=False)
+            inverse = torch.from_numpy(inverse.reshape(-1))
+            hard[records] = labels[inverse]
+            stored = stored.to(self.device, non_blocking=True)
+            inverse = inverse.to(self.device)
+            for start in range(records.start, records.stop, step):
+                part = slice(start, min(records.stop, start + step))
+                sources = source_floats(stored[inverse[start - first:part.stop - first]], self.space)
+                resize_crops(sources, record.box[part], record.flip[part], crop_size, out=crops[part],
+                             workspace=self._workspace)
+                del sources
+            del stored
+        return mix_crops(crops, **mix), hard.to(self.device, non_blocking=True)
+
+    def _inputs_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """A float32 ``shape`` tensor on the device for a batch's crops: a new one, or with
+        ``reuse_inputs`` a view of the buffer kept from batch to batch (grown when too small)."""
+        if not self.reuse_inputs:
+            return torch.empty(shape, dtype=torch.float32, device=self.device)
+        numel = int(np.prod(shape))
+        if self._inputs is None or self._inputs.numel() < numel:
+            self._inputs = None                      # the old buffer goes before the larger one is made
+            self._inputs = torch.empty(max(numel, 1), dtype=torch.float32, device=self.device)
+        return self._inputs[:numel].view(shape)
 
     def batch(self, batch: int) -> ReplayBatch:
         """Stored batch ``batch`` (a global batch number, 0..NB-1) rebuilt: inputs, soft labels, hard labels."""

@@ -205,12 +205,20 @@ def _mix(crops: torch.Tensor, partner, box, lam) -> torch.Tensor:
     if partner is None:
         return crops
     index = torch.from_numpy(partner).to(crops.device)
+    # one channel at a time: each channel's result depends on that channel only, and the copies read
+    # before writing take a third (RGB) of the batch's box or crops
     if box is not None:
         t, l, h, w = (int(v) for v in box)
-        crops[:, :, t:t + h, l:l + w] = crops[:, :, t:t + h, l:l + w][index]     # the gather copies first
+        for c in range(crops.shape[1]):
+            region = crops[:, c, t:t + h, l:l + w]
+            region.copy_(region[index])                      # the gather copies first
         return crops
-    other = crops[index].mul_(float(np.float32(1.0) - lam))     # 1 - lam in float32 (exact as a Python float)
-    return crops.mul_(float(lam)).add_(other)
+    for c in range(crops.shape[1]):
+        channel = crops[:, c]
+        other = channel[index].mul_(float(np.float32(1.0) - lam))   # 1 - lam in float32 (exact as a Python float)
+        channel.mul_(float(lam)).add_(other)
+        del other
+    return crops
 
 
 def mix_crops(crops: torch.Tensor, mix: str = "none", mix_partner=None, mix_box=None, mix_lambda=None
