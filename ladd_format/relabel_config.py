@@ -20,7 +20,7 @@ from .config_options import ConfigOption, config_options
 from .config_options import option_field as _option
 from .spec import RESIZE_ANTIALIAS, STREAM_MIXES, STREAM_RESIZES
 from .spec.limits import MAX_CROP_SIDE, MAX_STREAM_BATCH, MAX_STREAM_EPOCHS
-from .stream.codec import DEFAULT_STREAM_CODEC
+from .stream.codec import DEFAULT_STREAM_CODEC, SMALL_C_CODEC
 from .stream.defaults import SRE2L_BATCH_SIZE, SRE2L_EPOCHS, SRE2L_SCALE, SRE2L_SEED
 
 
@@ -50,9 +50,10 @@ class RelabelConfig:
         "RandomResizedCrop's range of the crop's area as a fraction of the image's."))
     ratio: tuple[float, float] = _option((3 / 4, 4 / 3), "--ratio", metavar="MIN MAX", help=(
         "RandomResizedCrop's range of the crop's aspect ratio (width / height)."))
-    codec: str = _option(DEFAULT_STREAM_CODEC, "--codec", metavar="CODEC", help=(
+    codec: str | None = _option(None, "--codec", metavar="CODEC", help=(
         "How the soft labels are stored: a dense-label codec of the probabilities (float32, float16, uint8, "
-        "topk:k=K,values=V) or the teacher's logits (logits:float16, logits:float32)."))
+        "topk:k=K,values=V) or the teacher's logits (logits:float16, logits:float32). Default: "
+        f"{DEFAULT_STREAM_CODEC}, or {SMALL_C_CODEC} for a set of fewer classes than its k."))
     temperature: float = _option(1.0, "--temperature", help=(
         "Softmax temperature T: probability codecs store softmax(logits / T); logits codecs record T."))
     resize: str = _option(RESIZE_ANTIALIAS, "--resize", choices=STREAM_RESIZES, help=(

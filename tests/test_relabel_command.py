@@ -266,6 +266,7 @@ def _nothing_written(out) -> None:
     (["--temperature", "0"], "--temperature"),
     (["--scale", "0.5", "0.1"], "--scale"),
     (["--codec", "topk:k=11,values=uint8"], "exceeds the number of classes"),
+    (["--codec", "topk:k=20,values=uint8"], "exceeds the number of classes"),   # the default's text, typed: as given
 ])
 def test_bad_settings_are_one_line(tmp_path, runner, source, teacher, extra, message):
     out = tmp_path / "o.dla.h5"

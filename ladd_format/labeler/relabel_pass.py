@@ -23,7 +23,7 @@ difference). A Ctrl-C ends in :class:`RelabelInterrupted`, saying what the work 
 
 Codec: the default (:data:`~ladd_format.stream.DEFAULT_STREAM_CODEC`, top-20 in uint8) needs at least
 20 classes; for a set of fewer it becomes :data:`SMALL_C_CODEC` (``uint8``: C bytes a record, fewer
-than top-k's 3k). Any codec given explicitly is used as given.
+than top-k's 3k). A codec given explicitly is used as given (one that cannot hold the classes is refused).
 
 When every epoch is done the output is written by :class:`~ladd_format.writer.DLAWriter` (temporary
 file, then rename): the input's images, labels, soft labels and dense labels (their stored bytes,
@@ -172,7 +172,7 @@ def check_config(config: RelabelConfig) -> None:
         raise InputError(str(exc)) from None
     if config.resize not in S.STREAM_RESIZES:
         raise InputError(f"--resize must be one of {', '.join(S.STREAM_RESIZES)}, got {config.resize!r}")
-    parse_stream_codec(config.codec)             # CodecError: one line
+    parse_stream_codec(config.codec or DEFAULT_STREAM_CODEC)             # CodecError: one line
 
 
 def augment_params(config: RelabelConfig) -> AugmentParams:
@@ -192,7 +192,7 @@ def prepare(source: str | os.PathLike, teacher_path: str | os.PathLike, output: 
     check_work_folder(work_folder(out))
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    codec = parse_stream_codec(config.codec)
+    codec = parse_stream_codec(config.codec or DEFAULT_STREAM_CODEC)
     with open_dla(src) as f:
         if f.has_stream:
             raise InputError("already holds a relabel stream; a file holds one: relabel a file without one",
@@ -218,13 +218,13 @@ def prepare(source: str | os.PathLike, teacher_path: str | os.PathLike, output: 
         raise InputError(f"{config.epochs} epochs of {num_images} images make {batches} batches and "
                          f"{config.epochs * num_images} records, beyond the stream's {limits.MAX_STREAM_BATCHES} "
                          f"batches or {limits.MAX_STREAM_RECORDS} records (spec 2.4)", src)
-    if config.codec == DEFAULT_STREAM_CODEC and codec.codec is not None and codec.codec.dense_attrs().get("k", 0) > \
+    if config.codec is None and codec.codec is not None and codec.codec.dense_attrs().get("k", 0) > \
             num_classes:
         codec = parse_stream_codec(SMALL_C_CODEC)      # fewer classes than the default's k (module docstring)
     try:
         codec.layout(num_classes)
     except CodecError as exc:
-        raise InputError(f"--codec {config.codec}: {exc.message}", src) from None
+        raise InputError(f"--codec {config.codec or DEFAULT_STREAM_CODEC}: {exc.message}", src) from None
     teacher = load_teacher(teacher_path, config.arch, num_classes, device, config.teacher_mean, config.teacher_std)
     check_crops(teacher, k, crop)
     if teacher.class_names is not None and class_names is not None \

@@ -39,7 +39,7 @@ def check_work_folder(work: Path) -> None:
     """Refuse a work folder path that holds anything but a real folder (a symbolic link, a file)."""
     if os.path.lexists(work) and not atomic.is_real_dir(work):
         kind = "a symbolic link" if work.is_symlink() else "not a folder"
-        raise InputError(f"the labeler pass's work folder is {kind}; it is left as it is: remove it or choose "
+        raise InputError(f"the pass's work folder (beside the output) is {kind}; it is left as it is: remove it or choose "
                          "another output", work)
 
 
