@@ -53,7 +53,6 @@ against softmax(logits / 20).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -70,13 +69,13 @@ sys.path.insert(0, str(HERE))
 
 from _common import Output, add_output_args  # noqa: E402
 from storage_common import Digits1000, fidelity, label_stats  # noqa: E402
+from stream_common import RATIO, SCALE, crop_params  # noqa: E402
 from ladd_format.codecs import parse_codec  # noqa: E402
 from ladd_format.size import measure_arrays  # noqa: E402
 
 NAME = KEY = "stream_codecs"
 TITLE = "## Relabel streams: bytes and fidelity of each soft-label codec per (image, epoch) (digits-1000)"
 C = 1000
-SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
 IMAGENET = dict(images=10_000, size=224, epochs=300, batch=1024)   # SRe2L's ImageNet-1K IPC 10 run
 SRE2L_GB = 5.67                      # the figure quoted for SRe2L's layout at ImageNet-1K IPC 10, 300 epochs (LPLD)
 TARGET_MB = 142                      # the stream's storage target: <= 1/40 of 5.67 GB
@@ -92,38 +91,6 @@ def settings(quick: bool) -> dict:
 
 
 # --------------------------------------------------------------------------- SRe2L-style draws
-
-def crop_params(n: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` boxes (top, left, h, w) in integer pixels, drawn as torchvision's
-    ``RandomResizedCrop.get_params`` draws them (ten tries, then the centre crop clamped to the ratio)."""
-    out = np.zeros((n, 4), np.int64)
-    todo = np.arange(n)
-    area = height * width
-    lo, hi = math.log(RATIO[0]), math.log(RATIO[1])
-    for _ in range(10):
-        if not len(todo):
-            break
-        target = area * rng.uniform(*SCALE, len(todo))
-        aspect = np.exp(rng.uniform(lo, hi, len(todo)))
-        w = np.rint(np.sqrt(target * aspect)).astype(np.int64)
-        h = np.rint(np.sqrt(target / aspect)).astype(np.int64)
-        ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-        sel = todo[ok]
-        top = (rng.random(ok.sum()) * (height - h[ok] + 1)).astype(np.int64)
-        left = (rng.random(ok.sum()) * (width - w[ok] + 1)).astype(np.int64)
-        out[sel] = np.stack([top, left, h[ok], w[ok]], 1)
-        todo = todo[~ok]
-    if len(todo):
-        ratio = width / height
-        if ratio < RATIO[0]:
-            w, h = width, int(round(width / RATIO[0]))
-        elif ratio > RATIO[1]:
-            h, w = height, int(round(height * RATIO[1]))
-        else:
-            w, h = width, height
-        out[todo] = [(height - h) // 2, (width - w) // 2, h, w]
-    return out
-
 
 def cutmix_box(size: int, rng: np.random.Generator) -> tuple[list[int], float]:
     """SRe2L's ``rand_bbox`` on a square crop of ``size``: ``[r1, c1, r2, c2]`` (half-open) and lambda."""
