@@ -47,7 +47,10 @@ line on stderr. Crafted files get their digests recomputed (``restamp``: per-dat
 writer stores them) as a hostile writer would, so only the defect itself remains. The ``stream_*``
 cases damage a small file with a cutmix stream (``write_stream_base``): declared sizes beyond spec 2.4
 (10^9 epochs, a batch of 2^20 records, crop_size 0 or 2^20, topk k > C) and values beyond 4.7
-(batch_start past the records, an image index >= M, a box outside the image).
+(batch_start past the records, an image index >= M, a box outside the image). The ``stream_tail_*``
+cases damage the same stream with a rank-2 low-rank tail (spec 1.3, 4.8, rule 18): coef of the wrong
+shape, a NaN basis, a negative scale, rank 10^6 with a basis declared that large, a batch off its tail
+digest, a tail on a stream of kind logits.
 Kills: ``ladd convert npz``, ``ladd export`` and ``ladd augment`` are SIGKILLed at random points; the
 destination must then be absent, the old file (byte-identical) or complete and valid. Pickles: .pt
 files whose unpickling would run ``os.system`` go to every converter that reads .pt files (and an
@@ -186,17 +189,25 @@ STREAM_B, STREAM_CROP = 4, (8, 8)
 STREAM_PREFIX = "stream_"
 
 
-def write_stream_base(path: Path, seed: int = 0) -> Path:
-    """The ``plain`` set with a cutmix relabel stream (topk k = 3, uint8 values), written with
+#: the codec of the crafted tail cases' base: top-3 with a rank-2 low-rank tail (spec 1.3, 4.8)
+STREAM_TAIL_CODEC = "topk:k=3,values=uint8,tail=2"
+
+
+def write_stream_base(path: Path, seed: int = 0, codec: str = "topk:k=3,values=uint8") -> Path:
+    """The ``plain`` set with a cutmix relabel stream (topk k = 3, uint8 values; with ``codec``
+    :data:`STREAM_TAIL_CODEC` also a rank-2 tail fitted on the stream's logits), written with
     ``DLAWriter(stream=...)``: the base of the crafted stream cases."""
     from ladd_format import DLAWriter
-    from ladd_format.stream import StreamSpec, parse_stream_codec
+    from ladd_format.stream import StreamSpec, fit_tail_basis, parse_stream_codec
 
     images, labels, _, _ = base_arrays(seed, 0, False)
     rng = np.random.default_rng(seed + 99)
+    stream_codec = parse_stream_codec(codec)
+    tail = None
+    if stream_codec.tail_rank:
+        tail = fit_tail_basis(np.random.default_rng(seed + 98).normal(size=(64, C)) * 3, stream_codec.tail_rank)
     spec = StreamSpec(epochs=len(STREAM_BATCHES), batch_size=STREAM_B, crop_size=STREAM_CROP, mix="cutmix",
-                      codec=parse_stream_codec("topk:k=3,values=uint8"), temperature=2.0,
-                      teacher={"arch": "convnet-d3", "epochs": 7})
+                      codec=stream_codec, temperature=2.0, teacher={"arch": "convnet-d3", "epochs": 7}, tail=tail)
     with DLAWriter(path, num_classes=C, image_shape=(3, SIDE, SIDE), mean=MEAN, std=STD, converter="adversarial",
                    created=CREATED, overwrite=True, max_chunk_rows=2, stream=spec) as w:
         w.append(images, labels)
@@ -642,6 +653,36 @@ def _restamp_stream(f, small) -> None:
         _set_text(table.attrs, "sha256", hashlib.sha256(np.ascontiguousarray(digests).tobytes()).hexdigest())
     except Exception:  # noqa: BLE001 - best effort, as restamp
         pass
+    _restamp_tail(f, small, starts)
+
+
+def _restamp_tail(f, small, starts) -> None:
+    """Recompute ``/stream/tail/batch_sha256`` (spec 4.8: coef and scale per batch) and its sha256, as
+    a hostile writer could; left as it is when the batches cannot be told or a dataset is large."""
+    import h5py
+
+    table = f.get("stream/tail/batch_sha256")
+    if not (isinstance(table, h5py.Dataset) and table.ndim == 3 and small(table) and small(starts)):
+        return
+    try:
+        start = starts[()].astype(np.int64)
+        digests = table[()]
+        if start.ndim != 1 or digests.shape[0] != start.shape[0] or start[0] != 0 or np.any(np.diff(start) <= 0):
+            return
+        for col, name in enumerate(("coef", "scale")[:digests.shape[1]]):
+            ds = f.get(f"stream/tail/{name}")
+            if not (isinstance(ds, h5py.Dataset) and small(ds) and ds.ndim):
+                continue
+            data = ds[()]
+            ends = np.append(start[1:], data.shape[0])
+            for b in range(start.shape[0]):
+                part = data[start[b]:ends[b]]
+                le = part.astype(part.dtype.newbyteorder("<"), copy=False) if part.dtype.itemsize > 1 else part
+                digests[b, col] = np.frombuffer(hashlib.sha256(np.ascontiguousarray(le).tobytes()).digest(), np.uint8)
+        table[...] = digests
+        _set_text(table.attrs, "sha256", hashlib.sha256(np.ascontiguousarray(digests).tobytes()).hexdigest())
+    except Exception:  # noqa: BLE001 - best effort, as restamp
+        pass
 
 
 def _copy_attrs(src, dst, skip=("sha256",)):
@@ -978,6 +1019,82 @@ class Crafter:
             v[2] = (10, 0, 10, 4)
             f["stream/box"][...] = v
         return self._from_stream(folder, "stream_box_outside", edit)
+
+    # -- the low-rank tail of a top-k stream (spec 1.3, 4.8, rule 18) -----------------------
+    def _from_tail(self, folder: Path, name: str, edit, stamp: bool = True) -> Path:
+        """A crafted copy of a small valid file whose cutmix stream has a rank-2 tail."""
+        if "stream_tail" not in self.bases:
+            self.bases["stream_tail"] = write_stream_base(folder / "stream_tail_base.dla.h5", codec=STREAM_TAIL_CODEC)
+        return self._from(folder, name, "stream_tail", edit, stamp)
+
+    def case_stream_tail_coef_wrong_shape(self, folder):
+        """/stream/tail/coef of 3 columns where rank says 2 (and one row short of the records)."""
+        def edit(f):
+            q = f["stream/image"].shape[0]
+            _replace(f, "stream/tail/coef", data=np.ones((q - 1, 3), np.int8), chunks=(4, 3), fletcher32=True)
+        return self._from_tail(folder, "stream_tail_coef_wrong_shape", edit)
+
+    def case_stream_tail_basis_nan(self, folder):
+        """A NaN in /stream/tail/basis (its sha256 recomputed): every decoded tail would be NaN."""
+        def edit(f):
+            v = f["stream/tail/basis"][()]
+            v[1, 2] = np.nan
+            f["stream/tail/basis"][...] = v
+        return self._from_tail(folder, "stream_tail_basis_nan", edit)
+
+    def case_stream_tail_scale_negative(self, folder):
+        """A record's scale is -3 (the tail digests recomputed): scales must be finite and >= 0."""
+        def edit(f):
+            v = f["stream/tail/scale"][()]
+            v[5] = -3.0
+            f["stream/tail/scale"][...] = v
+        return self._from_tail(folder, "stream_tail_scale_negative", edit)
+
+    def case_stream_tail_rank_huge(self, folder):
+        """rank 10^6 and a basis declared (10^6, C) float32 (20 MB) that the file does not hold."""
+        def edit(f):
+            f["stream/tail"].attrs["rank"] = np.int64(10 ** 6)
+            _replace(f, "stream/tail/basis", shape=(10 ** 6, C), dtype=np.float32, chunks=(4096, C), fletcher32=True)
+        return self._from_tail(folder, "stream_tail_rank_huge", edit)
+
+    def case_stream_tail_digest_differs(self, folder):
+        """A coefficient changed after writing, its dataset's sha256 and the root digest recomputed, the
+        tail's batch digest not."""
+        path = self._from_tail(folder, "stream_tail_digest_differs", lambda f: None)
+        import h5py
+        from ladd_format import integrity
+        with h5py.File(path, "r+") as f:
+            ds = f["stream/tail/coef"]
+            v = ds[()]
+            v[4, 0] = v[4, 0] ^ 0x40
+            ds[...] = v
+            _set_text(ds.attrs, "sha256", hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest())
+            _set_text(f.attrs, "root_sha256", integrity.root_digest(f))
+        return path
+
+    def case_stream_tail_on_logits_stream(self, folder):
+        """The tail kept while the stream is re-declared kind logits (codec float16, its logits added):
+        a tail is allowed only with kind probs, codec topk."""
+        def edit(f):
+            g = f["stream"]
+            q = g["image"].shape[0]
+            for name in ("topk_index", "topk_prob"):
+                del g[name]
+            del g.attrs["k"]
+            _set_text(g.attrs, "kind", "logits")
+            _set_text(g.attrs, "codec", "float16")
+            g.create_dataset("logits", data=np.zeros((q, C), "<f2"), chunks=(4, C), fletcher32=True)
+            names = [f"/stream/{n}" for n in ("image", "box", "flip", "mix_partner", "mix_box", "logits")]
+            _replace(f, "stream/batch_sha256", data=np.zeros((g["batch_start"].shape[0], len(names), 32), np.uint8),
+                     chunks=True, fletcher32=True)
+            _set_text_array(g["batch_sha256"].attrs, "datasets", names)
+        return self._from_tail(folder, "stream_tail_on_logits_stream", edit)
+
+
+def _set_text_array(attrs, name: str, values: list[str]) -> None:
+    from ladd_format import integrity
+    integrity.set_string(attrs, name, np.array(values, dtype=object))
+
 
 CRAFTED = sorted(n[len("case_"):] for n in dir(Crafter) if n.startswith("case_"))
 #: crafted cases whose outside file holds the marker (no reader output may contain it)

@@ -364,13 +364,22 @@ def sre2l_stream_bytes(batch_lengths: np.ndarray, batch_numbers: np.ndarray, num
 def stream_datasets(f) -> dict[str, object]:
     """The stream's datasets spec 7 measures, name (inside ``/stream``) -> h5py dataset, in the order of
     4.7's table: ``epoch_start``, ``batch_start``, ``image``, ``box``, ``flip``, the mix datasets, the
-    label datasets; ``batch_sha256`` left out, as the other digests are. Each is bounded by
-    :func:`~ladd_format.spec.checks.check_dataset` (nothing read); ``f.stream`` has checked the
-    attributes and the starts (4.7)."""
+    label datasets, then (since 1.3, when the stream has a tail) ``tail/mean``, ``tail/basis``,
+    ``tail/coef``, ``tail/scale``; the batch digests left out, as the other digests are. Each is
+    bounded by :func:`~ladd_format.spec.checks.check_dataset` (nothing read); ``f.stream`` has checked
+    the attributes, the starts (4.7) and the tail's layout (4.8)."""
     s = f.stream
     group = f.h5[S.STREAM]
     names = [S.STREAM_EPOCH_START, S.STREAM_BATCH_START, *s.spec.digested(s.num_classes)]
+    if s.tail is not None:
+        names += [name for name in S.STREAM_TAIL_MEMBERS if name != S.STREAM_TAIL_DIGESTS]
     return {name: check_dataset(group[name], f.path) for name in names}
+
+
+def stream_member(name: str) -> str:
+    """Spec 7's member name (without ``.npy``) of the stream dataset ``name`` (inside ``/stream``):
+    ``image`` -> ``stream_image``, ``tail/coef`` -> ``stream_tail_coef``."""
+    return "stream_" + name.replace("/", "_")
 
 
 def check_stream_batches(f) -> None:
@@ -383,18 +392,21 @@ def check_stream_batches(f) -> None:
 
 
 def stream_members(f) -> list[_Member]:
-    """The members ``stream_<name>`` of :func:`stream_datasets` (read raw, block by block), after
-    :func:`check_stream_batches` has read the stream once through its reader."""
+    """The members ``stream_<name>`` (:func:`stream_member`) of :func:`stream_datasets` (read raw, block
+    by block), after :func:`check_stream_batches` has read the stream once through its reader."""
     check_stream_batches(f)
-    return [_dataset_member(f"stream_{name}", ds, f.path) for name, ds in stream_datasets(f).items()]
+    return [_dataset_member(stream_member(name), ds, f.path) for name, ds in stream_datasets(f).items()]
 
 
 def stream_stored_bytes(f) -> int:
-    """Bytes the file spends on ``/stream``'s datasets: the sum of their HDF5 storage sizes
-    (``H5Dget_storage_size``: chunks as stored, compressed or not; attributes and object headers not counted)."""
+    """Bytes the file spends on ``/stream``'s datasets, ``/stream/tail``'s included (1.3): the sum of
+    their HDF5 storage sizes (``H5Dget_storage_size``: chunks as stored, compressed or not; attributes
+    and object headers not counted)."""
     group = f.h5[S.STREAM]
-    return sum(int(group[name].id.get_storage_size()) for name in group
-               if group.get(name, getclass=True) is h5py.Dataset)
+    names = [name for name in group if group.get(name, getclass=True) is h5py.Dataset]
+    if f.stream.tail is not None:
+        names += list(S.STREAM_TAIL_MEMBERS)
+    return sum(int(group[name].id.get_storage_size()) for name in names)
 
 
 def sre2l_estimate(f) -> int:

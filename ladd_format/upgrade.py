@@ -1,15 +1,17 @@
-"""``ladd upgrade``: rewrite a valid file of an earlier minor version (1.0 or 1.1) as the current
-version, :data:`ladd_format.spec.FORMAT_VERSION` (1.2; spec section 9).
+"""``ladd upgrade``: rewrite a valid file of an earlier minor version (1.0, 1.1 or 1.2) as the current
+version, :data:`ladd_format.spec.FORMAT_VERSION` (1.3; spec section 9).
 
-The contents do not change: every dataset and attribute is copied as it is, and no stream is added
-(a 1.2 file without ``/stream`` means what a 1.1 file means). The copy gains ``format_version`` 1.2
-and a new root digest (spec 2.1, which covers ``format_version``); a 1.0 file also gains
-``/row_sha256`` (spec 2.2) and fixed-length strings. The source is verified in full first, so the
-digests seal data known to be intact; the destination appears only when complete (temporary file,
-then rename), and is verified before it is renamed into place. A file already at the current version
-(or newer) is refused: there is nothing to upgrade. So is a file of an earlier version that holds an
-object named ``/stream``: that name means nothing before 1.2, and upgrading would give it 1.2's
-meaning without the checks of rules 16 and 17 having been made when it was written.
+The contents do not change: every dataset and attribute is copied as it is, and no stream or tail is
+added (a 1.3 file without ``/stream`` means what a 1.1 file means, and a 1.3 stream without
+``/stream/tail`` what a 1.2 stream means). The copy gains ``format_version`` 1.3 and a new root
+digest (spec 2.1, which covers ``format_version``); a 1.0 file also gains ``/row_sha256`` (spec 2.2)
+and fixed-length strings. The source is verified in full first, so the digests seal data known to be
+intact; the destination appears only when complete (temporary file, then rename), and is verified
+before it is renamed into place. A file already at the current version (or newer) is refused: there
+is nothing to upgrade. So is a file of an earlier version that holds an object named ``/stream``
+(before 1.2) or ``/stream/tail`` (before 1.3): that name means nothing in its version, and upgrading
+would give it a meaning without the checks of its rules (16 and 17; 18) having been made when it
+was written.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ CURRENT = S.parse_version(S.FORMAT_VERSION)
 
 
 def upgrade(src: str | os.PathLike, dest: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Copy the valid 1.0 or 1.1 file ``src`` to ``dest`` as a :data:`~ladd_format.spec.FORMAT_VERSION`
+    """Copy the valid 1.0, 1.1 or 1.2 file ``src`` to ``dest`` as a :data:`~ladd_format.spec.FORMAT_VERSION`
     file with the same contents; returns ``dest``. Raises a :class:`LaddError` (one line) for an
-    invalid source, an :class:`InputError` for a source that is already current (or newer) or holds
-    ``/stream`` before 1.2; nothing is written then."""
+    invalid source, an :class:`InputError` for a source that is already current (or newer), holds
+    ``/stream`` before 1.2 or ``/stream/tail`` before 1.3; nothing is written then."""
     src = Path(src)
     problems = verify(src)
     if problems:
@@ -54,6 +56,9 @@ def upgrade(src: str | os.PathLike, dest: str | os.PathLike, overwrite: bool = F
         if minor < S.STREAM_SINCE_MINOR and S.STREAM in h5:
             raise InputError(f"format {major}.{minor} holds {S.STREAM_PATH}, a name that means nothing before "
                              f"format {major}.{S.STREAM_SINCE_MINOR}; refusing to give it a stream's meaning", src)
+        if minor < S.TAIL_SINCE_MINOR and S.STREAM_TAIL_PATH in h5:
+            raise InputError(f"format {major}.{minor} holds {S.STREAM_TAIL_PATH}, a name that means nothing before "
+                             f"format {major}.{S.TAIL_SINCE_MINOR}; refusing to give it a tail's meaning", src)
         has_row_digests = minor >= S.DIGESTS_SINCE_MINOR
     with atomic.replace_file(dest, overwrite=overwrite) as tmp:
         shutil.copyfile(src, tmp)

@@ -134,6 +134,7 @@ class _Verifier:
         self.row_digests: h5py.Dataset | None = None   # /row_sha256 once its layout is checked
         self.row_columns: dict[str, int] = {}
         self.stream_digests: h5py.Dataset | None = None   # /stream/batch_sha256 once its layout is checked
+        self.stream_batch_start: np.ndarray | None = None  # /stream/batch_start once rule 16 found it valid
         self.scanned: set[str] = set()                     # paths of the datasets read for rule 11
         self.image_space: str | None = None
 
@@ -261,6 +262,7 @@ class _Verifier:
         self.guarded(Rule.STREAM_DIGESTS, lambda: self.check_stream_digest_layout(num_classes),
                      S.stream_path(S.STREAM_BATCH_DIGESTS))
         self.guarded(Rule.STREAM, lambda: self.check_stream(m, num_classes, k, h, w), S.STREAM_PATH)
+        self.guarded(Rule.STREAM_TAIL, lambda: self.check_stream_tail(num_classes), S.STREAM_TAIL_PATH)
         # rule 10 (filters) ran with rules 14 and 15; rule 11 (checksums) and the row digests of
         # rule 13 run inside rules 4, 5, 6 and 8, as each dataset is read once
         return self.problems
@@ -665,6 +667,7 @@ class _Verifier:
             self.fail(StreamError, S.stream_path(name), f"{message} (spec 4.7)")
         if found:
             return
+        self.stream_batch_start = starts[S.STREAM_BATCH_START]
         self._scan_stream(g, spec, num_classes, starts[S.STREAM_BATCH_START], q, m, h, w)
 
     def _scan_stream(self, g: h5py.Group, spec: StreamSpec, num_classes: int, batch_start: np.ndarray, q: int,
@@ -727,11 +730,12 @@ class _Verifier:
             self.fail(StreamError, S.stream_path(name), f"{message} (spec 4.7)")
 
     def _compare_batch_digests(self, names: list[str], rows: dict[str, np.ndarray], batch_start: np.ndarray,
-                               b0: int, b1: int, mismatch: dict[str, int]) -> None:
+                               b0: int, b1: int, mismatch: dict[str, int], table_ds: h5py.Dataset | None = None
+                               ) -> None:
         """Rule 17's comparison for batches [b0, b1): each dataset's rows of each batch against its
-        entry in ``/stream/batch_sha256`` (when that held its layout); the first batch off is
-        recorded per dataset in ``mismatch``."""
-        table_ds = self.stream_digests
+        entry in ``/stream/batch_sha256`` (when that held its layout), or in ``table_ds`` (rule 18:
+        ``/stream/tail/batch_sha256``); the first batch off is recorded per dataset in ``mismatch``."""
+        table_ds = self.stream_digests if table_ds is None else table_ds
         if table_ds is None:
             return
         try:
@@ -754,6 +758,107 @@ class _Verifier:
                 if hashlib.sha256(memoryview(piece.reshape(-1).view(np.uint8))).digest() != table[b - b0, column].tobytes():
                     mismatch[name] = b
                     break
+
+    # -- the tail of a top-k stream (rule 18, since 1.3) -----------------------------------------
+    @checks(Rule.STREAM_TAIL)
+    def check_stream_tail(self, num_classes: int | None) -> None:
+        """Rule 18 (4.8, since 1.3): when ``/stream/tail`` is present in a file of format 1.3 or
+        later, the stream is kind probs, codec topk, k < C; ``rank`` an integer from 1 to
+        min(C, 256); exactly the five datasets with their shapes and dtypes; mean and basis finite;
+        every scale finite and >= 0; ``batch_sha256`` listing coef and scale, and every batch of both
+        matching its digest (when rule 16 found ``batch_start`` valid). Every tail dataset is read
+        once (rule 11). Below 1.3 an object of that name is ignored."""
+        g = self._stream_group(report=False)
+        if g is None or num_classes is None or not stream_checks.has_tail(g, self.minor):
+            return
+        tail = g[S.STREAM_TAIL]
+        try:
+            self._check_stream_tail(g, num_classes)
+        finally:
+            if isinstance(tail, h5py.Group):      # every dataset's sha256 is checked, broken tail or not (rule 11)
+                for ds in tail.values():
+                    if isinstance(ds, h5py.Dataset) and ds.name not in self.scanned and ds.ndim >= 1:
+                        self.scan(ds)
+
+    def _check_stream_tail(self, g: h5py.Group, num_classes: int) -> None:
+        problems, _ = stream_checks.tail_layout_problems(g, num_classes)
+        for p in problems:
+            self.fail(StreamError, p.where, p.message, p.rule)
+        if problems or not self.read_data:
+            return
+        whole: dict[str, list[np.ndarray]] = {S.STREAM_TAIL_MEAN: [], S.STREAM_TAIL_BASIS: []}
+        for name, blocks in whole.items():
+            self.scan(g[name], blocks.append)
+        for name, message in stream_checks.basis_problems(*(np.concatenate(b) if b else np.zeros(0)
+                                                             for b in whole.values())):
+            self.fail(StreamError, S.stream_path(name), message)
+        table = g[S.STREAM_TAIL_DIGESTS]
+        before = len(self.problems)
+        self.scan(table)
+        table_ok = len(self.problems) == before
+        scale_issue: list[str] = []
+
+        def check_scale(block: np.ndarray, offset: int) -> None:
+            message = None if scale_issue else stream_checks.scale_problem(block, offset)
+            if message:
+                scale_issue.append(message)
+
+        batch_start = self.stream_batch_start
+        if batch_start is None or not table_ok:       # the batches cannot be told: values and sha256 only
+            self.scan(g[S.STREAM_TAIL_COEF])
+            read = [0]
+
+            def on_scale(block: np.ndarray) -> None:
+                check_scale(block, read[0])
+                read[0] += block.shape[0]
+
+            self.scan(g[S.STREAM_TAIL_SCALE], on_scale)
+        else:
+            self._scan_tail_batches(g, batch_start, table, check_scale)
+        if scale_issue:
+            self.fail(StreamError, S.stream_path(S.STREAM_TAIL_SCALE), scale_issue[0])
+
+    def _scan_tail_batches(self, g: h5py.Group, batch_start: np.ndarray, table: h5py.Dataset,
+                           check_scale: Callable[[np.ndarray, int], None]) -> None:
+        """Read ``coef`` and ``scale`` once, in blocks of whole batches: their SHA-256 (rule 11), every
+        batch against ``/stream/tail/batch_sha256`` and the scales' values (rule 18)."""
+        names = list(S.STREAM_TAIL_DIGESTED)
+        datasets = {name: g[name] for name in names}
+        q = int(datasets[S.STREAM_TAIL_SCALE].shape[0])
+        nb = int(batch_start.shape[0])
+        ends = np.append(batch_start[1:], q)
+        block_records = max(1, READ_BLOCK_BYTES // max(1, checked_row_bytes(datasets.values())))
+        running = {name: hashlib.sha256() for name in names}
+        self.scanned.update(ds.name for ds in datasets.values())
+        broken: set[str] = set()
+        mismatch: dict[str, int] = {}
+        b0 = 0
+        while b0 < nb:
+            b1 = max(b0 + 1, int(np.searchsorted(batch_start, batch_start[b0] + block_records, side="left")))
+            r0, r1 = int(batch_start[b0]), int(ends[b1 - 1])
+            rows: dict[str, np.ndarray] = {}
+            for name, ds in datasets.items():
+                if name in broken:
+                    continue
+                try:
+                    rows[name] = ds[r0:r1]
+                except OSError:
+                    broken.add(name)
+                    self._report_bad_chunks(ds, self._bad_chunks(ds, r0, r1, ds.chunks[0]))
+                    continue
+                block = rows[name]
+                running[name].update(np.ascontiguousarray(block.astype(block.dtype.newbyteorder("<"), copy=False)))
+            self._compare_batch_digests(names, rows, batch_start, b0, b1, mismatch, table)
+            if S.STREAM_TAIL_SCALE in rows:
+                check_scale(rows[S.STREAM_TAIL_SCALE], r0)
+            b0 = b1
+        for name, ds in datasets.items():
+            if name in broken:
+                continue
+            self._check_sha256(ds, running[name])
+            if name in mismatch:
+                self.fail(DigestError, ds.name, f"batch {mismatch[name]} does not match its digest in "
+                          f"{S.stream_path(S.STREAM_TAIL_DIGESTS)} (spec 4.8): the data is damaged", Rule.STREAM_TAIL)
 
     @checks(Rule.PROVENANCE)
     def check_provenance(self):

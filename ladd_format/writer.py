@@ -408,11 +408,35 @@ class DLAWriter:
         self.stream_digests = _Stream(g, S.STREAM_BATCH_DIGESTS, tail, np.uint8, self._chunk_rows(tail, 1),
                                       self.hasher)
         self.stream_digests.ds.attrs[S.ROW_DIGESTS_DATASETS] = _string_array(self.stream_paths)
+        self.tail_datasets: dict[str, _Stream] = {}
+        self.tail_digests = None
+        if spec.tail is not None:
+            self._write_tail_group(g, spec)
         self._epoch_starts = array("q")
         self._batch_starts = array("q")
         self._stream_records = 0
         self._stream_epoch = -1
         self._stream_max_image = -1
+
+    def _write_tail_group(self, g: h5py.Group, spec: StreamSpec) -> None:
+        """``/stream/tail`` (4.8, since 1.3): attribute ``rank``, ``mean`` and ``basis`` written whole
+        (fletcher32; float32 bits compress little), ``coef`` and ``scale`` empty (appended per batch,
+        shuffle + gzip as the other stream datasets) and their batch digests."""
+        tail = spec.tail
+        group = g.create_group(S.STREAM_TAIL)
+        group.attrs[S.TAIL_RANK_ATTR] = np.int64(tail.rank)
+        c = tail.num_classes
+        _Stream(g, S.STREAM_TAIL_MEAN, (), np.float32, max(1, min(c, self._stream_chunk_rows((), 4))),
+                self.hasher).write_whole(tail.mean)
+        _Stream(g, S.STREAM_TAIL_BASIS, (c,), np.float32, max(1, min(tail.rank, self._stream_chunk_rows((c,), 4))),
+                self.hasher).write_whole(tail.basis)
+        for name, (row, dtype) in spec.codec.tail_layout().items():
+            self.tail_datasets[name] = _Stream(g, name, row, dtype, self._stream_chunk_rows(row, dtype.itemsize),
+                                               self.hasher, STREAM_GZIP_LEVEL)
+        row = (len(S.STREAM_TAIL_DIGESTED), integrity.DIGEST_BYTES)
+        self.tail_digests = _Stream(g, S.STREAM_TAIL_DIGESTS, row, np.uint8, self._chunk_rows(row, 1), self.hasher)
+        self.tail_digests.ds.attrs[S.ROW_DIGESTS_DATASETS] = _string_array(
+            S.stream_path(name) for name in S.STREAM_TAIL_DIGESTED)
 
     def append_stream(self, epoch: int, image, box, flip, mix_partner=None, mix_box=None, mix_lambda=None,
                       logits=None, stored=None) -> None:
@@ -424,7 +448,9 @@ class DLAWriter:
         mix, ``mix_partner`` (n,) positions inside this batch (cutmix, mixup), ``mix_box`` (4,)
         [top, left, height, width] in crop pixels (cutmix), ``mix_lambda`` λ in [0, 1] (mixup). The
         labels: exactly one of ``logits`` ((n, C) float, encoded by the codec at the declared
-        temperature) or ``stored`` (the codec's arrays as written, n rows each, its dtypes).
+        temperature, and in the declared tail basis when the codec has a tail) or ``stored`` (the
+        codec's arrays as written, n rows each, its dtypes; with a tail also ``tail/coef`` (n, r)
+        int8 and ``tail/scale`` (n,) float16, finite and >= 0).
 
         Every bound of rule 16 that does not need M is checked here, before anything is written
         (image < M is checked at :meth:`close`); a bad batch raises one line and discards the file,
@@ -443,6 +469,9 @@ class DLAWriter:
             self._batch_starts.append(self._stream_records)
             digests = [self.stream_datasets[name].append(rows[name], whole=True) for name in self.stream_datasets]
             self.stream_digests.append(np.stack(digests)[None])
+            if self.tail_digests is not None:
+                digests = [self.tail_datasets[name].append(rows[name], whole=True) for name in S.STREAM_TAIL_DIGESTED]
+                self.tail_digests.append(np.stack(digests)[None])
             n = len(rows[S.STREAM_IMAGE])
             self._stream_records += n
             self._stream_max_image = max(self._stream_max_image, int(rows[S.STREAM_IMAGE].max()))
@@ -536,7 +565,7 @@ class DLAWriter:
         the codec's tolerance)."""
         spec = self.stream_spec
         codec = spec.codec
-        layout = codec.layout(self.num_classes)
+        layout = {**codec.layout(self.num_classes), **codec.tail_layout()}
         where = S.stream_path(codec.values_dataset)
         if (logits is None) == (stored is None):
             raise InputError("give exactly one of logits= or stored= for the labels of a stream batch", self.dest,
@@ -546,7 +575,7 @@ class DLAWriter:
             if z.shape != (n, self.num_classes):
                 raise ShapeError(f"logits must be ({n}, {self.num_classes}), got {z.shape}", self.dest, where)
             try:
-                return codec.encode_logits(z, spec.temperature)
+                return codec.encode_logits(z, spec.temperature, tail=spec.tail)
             except LaddError as exc:
                 raise InputError(exc.message, self.dest, where) from None
         if not isinstance(stored, dict) or set(stored) != set(layout):
@@ -563,6 +592,10 @@ class DLAWriter:
         if problems:
             raise ProbabilityError(f"stored labels break codec {codec.label!r}'s tolerance: {problems[0]}", self.dest,
                                    where)
+        if codec.tail_rank is not None:
+            message = stream_checks.scale_problem(out[S.STREAM_TAIL_SCALE])
+            if message:
+                raise ProbabilityError(message, self.dest, S.stream_path(S.STREAM_TAIL_SCALE))
         return out
 
     def _finish_stream(self) -> None:
@@ -580,8 +613,10 @@ class DLAWriter:
             data = np.frombuffer(values, dtype=np.int64).astype("<i8")
             chunk_rows = max(1, min(len(data), self._stream_chunk_rows((), 8)))
             _Stream(g, name, (), np.int64, chunk_rows, self.hasher, STREAM_GZIP_LEVEL).write_whole(data)
-        for ds in (*self.stream_datasets.values(), self.stream_digests):
+        for ds in (*self.stream_datasets.values(), self.stream_digests, *self.tail_datasets.values()):
             ds.finish()
+        if self.tail_digests is not None:
+            self.tail_digests.finish()
 
     # -- appending ------------------------------------------------------------------------
     def append(self, images: np.ndarray, labels: np.ndarray, dense: np.ndarray | None = None,

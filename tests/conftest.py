@@ -78,12 +78,16 @@ def write_dla(path: Path, m=12, c=10, side=16, n=3, ratio=0.625, codec="float32"
               batch=5, soft_kind=None, seed=0, stream_mix=None, stream_codec="topk:k=3,values=uint8",
               **kwargs) -> Path:
     """A small D_LA; with ``stream_mix`` (``none``, ``cutmix``, ``mixup``) also a relabel stream of 2
-    epochs and 3 batches (B = 4) stored with ``stream_codec``."""
+    epochs and 3 batches (B = 4) stored with ``stream_codec`` (a codec with a tail, ``tail=R``, gets a
+    basis fitted on random logits)."""
     if stream_mix is not None:
-        from ladd_format.stream import StreamSpec, parse_stream_codec
+        from ladd_format.stream import StreamSpec, fit_tail_basis, parse_stream_codec
 
+        stream_codec = parse_stream_codec(stream_codec)
+        tail = None if stream_codec.tail_rank is None else fit_tail_basis(
+            np.random.default_rng(seed + 11).normal(size=(32, c)) * 3, stream_codec.tail_rank)
         kwargs["stream"] = StreamSpec(epochs=2, batch_size=4, crop_size=(8, 8), mix=stream_mix,
-                                      codec=parse_stream_codec(stream_codec), teacher={"arch": "test"})
+                                      codec=stream_codec, teacher={"arch": "test"}, tail=tail)
     images, labels, dense = make_arrays(m, c, side, n, seed)
     spec = None
     if codec is not None:

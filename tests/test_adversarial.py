@@ -96,9 +96,11 @@ def test_damage_is_never_silent_nor_a_traceback(flips, base):
     assert not failing, f"{len(failing)} of {PER_BASE} damages of {base}:\n" + "\n".join(map(_describe, failing))
 
 
-#: the hostile stream files of issue 30 (spec 2.4 and 4.7 bounds)
+#: the hostile stream files (spec 2.4 and 4.7 bounds; since 1.3 the tail's, 4.8 and rule 18)
 STREAM_CASES = ("stream_epoch_start_1e9", "stream_batch_start_billions", "stream_batch_2_20", "stream_topk_k_gt_c",
-                "stream_crop_size_0", "stream_crop_size_2_20", "stream_image_ge_m", "stream_box_outside")
+                "stream_crop_size_0", "stream_crop_size_2_20", "stream_image_ge_m", "stream_box_outside",
+                "stream_tail_coef_wrong_shape", "stream_tail_basis_nan", "stream_tail_scale_negative",
+                "stream_tail_rank_huge", "stream_tail_digest_differs", "stream_tail_on_logits_stream")
 #: what a hostile stream may add to a worker's resident memory (the worker holds torch, ~0.5 GiB)
 STREAM_EXTRA_RSS = 256 << 20
 
@@ -125,7 +127,9 @@ def test_crafted_cases_are_the_documented_set():
 @pytest.mark.parametrize("name", STREAM_CASES)
 def test_hostile_stream_is_refused_in_one_line_without_a_large_allocation(crafted, pool, name):
     """Huge declared epoch_start, batch_start claiming billions of records, a batch of 2^20 records,
-    topk k > C, crop_size 0 or 2^20, an image index >= M, a box outside the image: verify refuses the
+    topk k > C, crop_size 0 or 2^20, an image index >= M, a box outside the image, and a tail (1.3)
+    whose coef has the wrong shape, whose basis holds a NaN, whose scale is negative, whose rank is
+    huge, whose batch digest differs or that sits on a logits stream: verify refuses the
     file, the stream reader refuses before returning a record of the defect (a LaddError, one line),
     ``ladd verify/size/export`` exit 1 with one line, and no reader allocates more than STREAM_EXTRA_RSS."""
     r = crafted[name]

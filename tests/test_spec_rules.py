@@ -9,6 +9,7 @@ tests say which rules lack one of these.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -23,7 +24,7 @@ from ladd_format.spec import FORMAT_VERSION
 from ladd_format.spec.rules import Rule
 from ladd_format.verify import CHECKS, check, verify
 
-from conftest import edit_values, flip_chunk_byte, tamper, write_dla
+from conftest import edit_values, flip_chunk_byte, rehash, tamper, write_dla
 
 TESTS = Path(__file__).resolve().parent
 INVALID = TESTS.parent / "spec" / "vectors" / "invalid"
@@ -89,6 +90,25 @@ def _stream_box_outside(path: Path) -> None:
     tamper(path, lambda f: edit_values(f, "stream/box", lambda a: a.__setitem__((0, slice(None)), (0, 0, 17, 4))))
 
 
+def _reseal_tail_digests(f: h5py.File) -> None:
+    """Recompute ``/stream/tail/batch_sha256`` from the tail's rows as they now are (and its sha256)."""
+    starts = np.append(f["stream/batch_start"][()], f["stream/image"].shape[0])
+    table = f["stream/tail/batch_sha256"]
+    for b in range(len(starts) - 1):
+        for column, name in enumerate(("coef", "scale")):
+            rows = np.ascontiguousarray(f[f"stream/tail/{name}"][starts[b]:starts[b + 1]])
+            table[b, column] = np.frombuffer(hashlib.sha256(rows.tobytes()).digest(), np.uint8)
+    rehash(table)
+
+
+def _stream_tail_scale_negative(path: Path) -> None:
+    """Record 1's tail scale made negative, its sha256 and batch digest resealed."""
+    def fn(f):
+        edit_values(f, "stream/tail/scale", lambda a: a.__setitem__(1, -abs(a[1]) - 1))
+        _reseal_tail_digests(f)
+    tamper(path, fn)
+
+
 def _stream_batch_changed(path: Path) -> None:
     """Record 0's flip turned over, its dataset's sha256 updated, its batch digest not."""
     tamper(path, lambda f: edit_values(f, "stream/flip", lambda a: a.__setitem__(0, 1 - a[0])), rows=False)
@@ -111,13 +131,17 @@ DAMAGE = {
     Rule.LIMITS: _declared_beyond_file,
     Rule.STREAM: _stream_box_outside,
     Rule.STREAM_DIGESTS: _stream_batch_changed,
+    Rule.STREAM_TAIL: _stream_tail_scale_negative,
 }
 #: the rules whose damage needs a file with a stream
-STREAM_RULES = (Rule.STREAM, Rule.STREAM_DIGESTS)
+STREAM_RULES = (Rule.STREAM, Rule.STREAM_DIGESTS, Rule.STREAM_TAIL)
+#: the stream codec of those files: top-3 with a rank-2 tail (spec 1.3), which rule 18 checks
+DAMAGE_STREAM_CODEC = "topk:k=3,values=uint8,tail=2"
 
 
 def damaged(tmp_path: Path, rule: Rule) -> Path:
-    path = write_dla(tmp_path / f"rule{rule.number:02d}.dla.h5", stream_mix="cutmix" if rule in STREAM_RULES else None)
+    path = write_dla(tmp_path / f"rule{rule.number:02d}.dla.h5", stream_mix="cutmix" if rule in STREAM_RULES else None,
+                     stream_codec=DAMAGE_STREAM_CODEC)
     DAMAGE[rule](path)
     return path
 
@@ -178,8 +202,8 @@ def test_every_rule_has_a_test_named_after_it():
     assert not missing, f"rules without a test named after them: {missing}"
 
 
-def test_rules_are_the_seventeen_of_section_8_with_their_names():
-    assert [rule.number for rule in Rule] == list(range(1, 18))
+def test_rules_are_the_eighteen_of_section_8_with_their_names():
+    assert [rule.number for rule in Rule] == list(range(1, 19))
     assert E.RULES == {rule.number: rule.label for rule in Rule}
     assert (Rule.ROW_DIGESTS.label, Rule.ROW_DIGESTS.section, str(Rule.ROW_DIGESTS)) == ("row_digests", "2.2",
                                                                                          "13 row_digests")
@@ -332,6 +356,22 @@ def test_rule_17_stream_digests(tmp_path):
     assert info.value.rule is Rule.STREAM_DIGESTS, f"{info.value} [rule {info.value.rule_label}]"
     with open_dla(path) as f:                                      # the other batches still read
         assert len(f.stream.read_batch(f.stream.num_batches - 1)) >= 1
+
+
+def test_rule_18_stream_tail(tmp_path):
+    """A negative tail scale (its digests resealed): verify names rule 18 alone; the file and its
+    stream open (rule 18's layout holds) and the reader refuses the batch holding it, under rule 18.
+    A rank beyond the limit is refused when the file is opened, under rule 18."""
+    path = a_file_breaking(tmp_path, Rule.STREAM_TAIL)
+    assert_verify_reports(path, Rule.STREAM_TAIL)
+    with open_dla(path) as f:
+        assert f.stream.tail is not None and f.stream.tail.rank == 2
+    with pytest.raises(E.LaddError) as info:
+        _read_every_batch(path)
+    assert info.value.rule is Rule.STREAM_TAIL and "scale" in str(info.value), info.value.rule_label
+    tamper(path, lambda f: f["stream/tail"].attrs.__setitem__("rank", np.int64(257)))
+    assert_verify_reports(path, Rule.STREAM_TAIL, only=False)
+    assert_reader_refuses(path, Rule.STREAM_TAIL)
 
 
 def test_stream_rules_have_invalid_vectors_and_damage_cases():

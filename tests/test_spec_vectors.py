@@ -29,10 +29,16 @@ SPEC = ROOT / "spec" / "dla-v1.md"
 VECTORS = ROOT / "spec" / "vectors"
 
 CODEC_VECTORS = ["float32", "float16", "uint8", "topk_float16", "topk_uint8"]
-#: the vectors of format 1.1 (kept as they are in 1.2, spec section 9) and the stream vectors of 1.2 (4.7)
+#: the vectors of format 1.1 (kept as they are in 1.2 and 1.3, spec section 9), the stream vectors of
+#: 1.2 (4.7; kept as they are in 1.3) and the stream vector of 1.3 with a low-rank tail (4.7 /stream/tail)
 VECTORS_1_1 = CODEC_VECTORS + ["plain", "float_images", "nul_strings"]
-STREAM_VECTORS = ["stream_cutmix_topk_uint8", "stream_mixup_logits_float16", "stream_pool_none_uint8"]
+STREAM_VECTORS_1_2 = ["stream_cutmix_topk_uint8", "stream_mixup_logits_float16", "stream_pool_none_uint8"]
+TAIL_VECTORS = ["stream_cutmix_topk_tail"]
+STREAM_VECTORS = STREAM_VECTORS_1_2 + TAIL_VECTORS
 ALL_VECTORS = VECTORS_1_1 + STREAM_VECTORS
+#: each vector's format_version
+VERSIONS = {**{name: "1.1" for name in VECTORS_1_1}, **{name: "1.2" for name in STREAM_VECTORS_1_2},
+            **{name: "1.3" for name in TAIL_VECTORS}}
 DENSE_VECTORS = CODEC_VECTORS + ["float_images"]
 LEGACY = "legacy_1_0"
 INVALID = VECTORS / "invalid"
@@ -156,7 +162,7 @@ def test_vector_set_is_complete_and_small():
         assert (VECTORS / f"{name}.expected.json").is_file()
         assert h5_path(name).stat().st_size < 100_000
     assert sorted(p.name for p in INVALID.glob("*.dla.h5")) == sorted(v["file"] for v in invalid_manifest())
-    assert sum(p.stat().st_size for p in VECTORS.rglob("*") if p.is_file()) < 1_400_000
+    assert sum(p.stat().st_size for p in VECTORS.rglob("*") if p.is_file()) < 1_700_000
 
 
 @pytest.mark.mutation_skip
@@ -547,7 +553,7 @@ def test_root_digest_recomputed_from_the_spec_text(name):
         assert re.fullmatch(r"[0-9a-f]{64}", stored)
         assert spec_root_digest(h5) == stored == expected(name)["root_sha256"]
         version = text(h5.attrs["format_version"])
-        assert version == expected(name)["root"]["format_version"] == ("1.2" if name in STREAM_VECTORS else "1.1")
+        assert version == expected(name)["root"]["format_version"] == VERSIONS[name]
 
 
 @pytest.mark.parametrize("name", ALL_VECTORS)
@@ -648,17 +654,19 @@ def stream_mix_names(mix: str) -> list[str]:
 
 
 class StreamBreak(Exception):
-    """A /stream that breaks rule ``rule`` (16 or 17) of section 8."""
+    """A /stream that breaks rule ``rule`` (16, 17 or 18) of section 8."""
 
     def __init__(self, rule: int, why: str):
         super().__init__(f"rule {rule}: {why}")
         self.rule = rule
 
 
-def spec_read_stream(h5: h5py.File) -> dict:
+def spec_read_stream(h5: h5py.File, rules_minor: int | None = None) -> dict:
     """Read and check /stream following 4.7, 2.4 and 6 alone; returns the declaration, the arrays,
-    the batch bounds and the decoded float32 labels. Raises :class:`StreamBreak` naming rule 16 or
-    17 at the first problem."""
+    the batch bounds and the decoded float32 labels. Raises :class:`StreamBreak` naming rule 16, 17
+    or 18 at the first problem. ``rules_minor``: the minor version of the rules the reader knows
+    (None: the file's); a reader of 1.2's rules ignores /stream/tail (section 9: it ignores what it
+    does not know) and decodes section 6's top-k with an even tail."""
     def need(ok, rule: int, why: str):
         if not ok:
             raise StreamBreak(rule, why)
@@ -756,6 +764,13 @@ def spec_read_stream(h5: h5py.File) -> dict:
         else:
             need(x["probs"].dtype == np.dtype(d["codec"]), 16, "probs dtype")
         decoded = spec_decode(g, c)                      # section 6 (it reads codec, k and the datasets)
+    file_minor = int(text(h5.attrs["format_version"]).split(".")[1])
+    minor = file_minor if rules_minor is None else min(rules_minor, file_minor)
+    tail = None
+    if minor >= 3 and isinstance(g.get("tail"), h5py.Group):   # 1.3: the low-rank tail (rule 18; a dataset of
+        #                                                     that name is one rule 16 refused above)
+        tail = spec_read_tail(g, d, c, num_records, num_batches, bounds, need)
+        decoded = spec_decode_with_tail(x["topk_index"], x["topk_prob"], tail, d["temperature"], c)
     # 4.7 batch digests (rule 17)
     table = g["batch_sha256"]
     listed = [text(v) for v in np.atleast_1d(table.attrs.get("datasets", []))]
@@ -769,9 +784,90 @@ def spec_read_stream(h5: h5py.File) -> dict:
             part = data[b:b + 1] if key in PER_BATCH_DATASETS else data[bounds[b]:bounds[b + 1]]
             raw = np.ascontiguousarray(part.astype(part.dtype.newbyteorder("<"))).tobytes()
             need(hashlib.sha256(raw).digest() == digests[b, col].tobytes(), 17, f"batch {b} of /stream/{key}")
-    return {"declared": d, "x": x, "bounds": bounds, "batch_of": batch_of, "decoded": decoded,
+    return {"declared": d, "x": x, "bounds": bounds, "batch_of": batch_of, "decoded": decoded, "tail": tail,
             "digests": [[digests[b, col].tobytes().hex() for col in range(len(order))] for b in range(num_batches)],
             "listed": listed}
+
+
+TAIL_RANK_MAX = 256                                      # spec 2.4
+TAIL_MEMBERS = ("mean", "basis", "coef", "scale", "batch_sha256")
+
+
+def spec_read_tail(g: h5py.Group, d: dict, c: int, num_records: int, num_batches: int, bounds: np.ndarray,
+                   need) -> dict:
+    """/stream/tail following 4.7 (1.3) and rule 18 alone: allowed only with kind probs, codec topk and
+    k < C; rank r an integer, 1 <= r <= min(C, 256); exactly mean (C,) float32, basis (r, C) float32,
+    coef (Q, r) int8, scale (Q,) float16, batch_sha256 (NB, 2, 32) uint8 listing coef and scale;
+    mean, basis finite; scale finite and >= 0; every batch of coef and scale matches its digest."""
+    t = g["tail"]
+    need(isinstance(t, h5py.Group), 18, "/stream/tail is not a group")
+    need(d["kind"] == "probs" and d["codec"] == "topk" and d["k"] < c, 18, "a tail needs kind probs, codec topk, k < C")
+    need("rank" in t.attrs and is_integer(t.attrs["rank"]), 18, "rank is not an integer")
+    r = int(t.attrs["rank"])
+    need(1 <= r <= min(c, TAIL_RANK_MAX), 18, f"rank {r} outside 1..min(C, 256)")
+    need(set(t) == set(TAIL_MEMBERS), 18, f"members {sorted(t)}")
+    shapes = {"mean": ((c,), "<f4"), "basis": ((r, c), "<f4"), "coef": ((num_records, r), "|i1"),
+              "scale": ((num_records,), "<f2"), "batch_sha256": ((num_batches, 2, 32), "|u1")}
+    y = {}
+    for key, (shape, dtype) in shapes.items():
+        need(isinstance(t[key], h5py.Dataset), 18, f"/stream/tail/{key} is not a dataset")
+        need(t[key].shape == shape and t[key].dtype.str == dtype, 18, f"/stream/tail/{key} {t[key].dtype} {t[key].shape}")
+        y[key] = t[key][()]
+    need(np.all(np.isfinite(y["mean"])) and np.all(np.isfinite(y["basis"])), 18, "mean or basis not finite")
+    scale = y["scale"].astype(np.float64)
+    need(np.all(np.isfinite(scale)) and np.all(scale >= 0), 18, "scale not finite and >= 0")
+    listed = [text(v) for v in np.atleast_1d(t["batch_sha256"].attrs.get("datasets", []))]
+    need(listed == ["/stream/tail/coef", "/stream/tail/scale"], 18, f"tail batch_sha256 datasets {listed}")
+    for col, key in enumerate(("coef", "scale")):
+        for b in range(num_batches):
+            part = y[key][bounds[b]:bounds[b + 1]]
+            raw = np.ascontiguousarray(part.astype(part.dtype.newbyteorder("<"))).tobytes()
+            need(hashlib.sha256(raw).digest() == y["batch_sha256"][b, col].tobytes(), 18,
+                 f"batch {b} of /stream/tail/{key}")
+    return {"rank": r, **y}
+
+
+#: 4.8 step 3: e, the rounding bound of one stored top-k value, by its dtype
+VALUE_ROUNDING = {np.dtype("u1"): 1 / 510, np.dtype("<f2"): 2.0 ** -12, np.dtype("<f4"): 2.0 ** -25}
+
+
+def spec_tail_masses(index: np.ndarray, raw: np.ndarray, tail: dict, temperature: float, c: int, n: int):
+    """4.8 steps 1-3 for record n: (u, I as a mask, m_hat, m): zhat = mean + scale * (coef @ basis);
+    u_j = exp((zhat_j - max zhat) / T); I = the top-k indices whose value is above 0; m_hat =
+    sum_{j not in I} u_j / sum_j u_j; rho = 1 - sum_{j in I} v_j, delta = k e;
+    m = max(0, min(rho + delta, max(rho - delta, m_hat)))."""
+    v = raw[n].astype(np.float64) / 255.0 if raw.dtype == np.uint8 else raw[n].astype(np.float64)
+    zhat = tail["mean"].astype(np.float64) + float(tail["scale"][n]) * (
+        tail["coef"][n].astype(np.float64) @ tail["basis"].astype(np.float64))
+    u = np.exp((zhat - zhat.max()) / temperature)
+    inside = np.zeros(c, dtype=bool)
+    inside[index[n].astype(np.int64)[v > 0]] = True
+    m_hat = u[~inside].sum() / u.sum()
+    rho = 1.0 - v[v > 0].sum()
+    delta = raw.shape[1] * VALUE_ROUNDING[raw.dtype]
+    return u, inside, m_hat, max(0.0, min(rho + delta, max(rho - delta, m_hat)))
+
+
+def spec_decode_with_tail(index: np.ndarray, raw: np.ndarray, tail: dict, temperature: float, c: int,
+                          clamp: bool = True, cap: bool = True) -> np.ndarray:
+    """4.8's decode, from the text: per record, in float64, u, I, m_hat and m of steps 1-3
+    (:func:`spec_tail_masses`); step 4: q_j = v_j in I, else min(m * u_j / sum_{i not in I} u_i,
+    v_min + e) (the first term 0 when that sum is 0; v_min the smallest of the k stored values,
+    zeros included; e as in step 3); step 5: the row divided by its sum (1/C when it is 0); float32
+    at the end. ``clamp`` False: m = m_hat (a reader without step 3's clamp); ``cap`` False: no
+    v_min + e (a reader without step 4's cap); the tail vector must fail both."""
+    v = raw.astype(np.float64) / 255.0 if raw.dtype == np.uint8 else raw.astype(np.float64)
+    out = np.empty((index.shape[0], c), dtype=np.float64)
+    for n in range(index.shape[0]):
+        u, inside, m_hat, m = spec_tail_masses(index, raw, tail, temperature, c, n)
+        m = m if clamp else m_hat
+        rest = u[~inside].sum()
+        q = np.where(inside, 0.0, m * u / rest if rest > 0 else 0.0)
+        if cap:
+            q = np.minimum(q, v[n].min() + VALUE_ROUNDING[raw.dtype])
+        q[index[n].astype(np.int64)[v[n] > 0]] = v[n][v[n] > 0]
+        out[n] = q
+    return normalise_rows(out, c).astype(np.float32)
 
 
 @pytest.mark.parametrize("name", STREAM_VECTORS)
@@ -837,7 +933,7 @@ def test_stream_labels_decode_per_section_6(name):
     assert np.max(np.abs(q.astype(np.float64).sum(axis=-1) - 1.0)) <= 1e-6
 
 
-@pytest.mark.parametrize("name", [n for n in STREAM_VECTORS if "logits" not in n])
+@pytest.mark.parametrize("name", [n for n in STREAM_VECTORS_1_2 if "logits" not in n])
 def test_stream_encode_rules_reproduce_stored_labels(name):
     """Section 6's encode column applied to the source probabilities gives the stored label rows."""
     s = expected(name)["stream"]
@@ -866,6 +962,147 @@ def test_stream_batch_digests_recomputed_from_the_spec_text(name):
         got = spec_read_stream(h5)
         assert "/stream/image" not in [text(v) for v in h5["row_sha256"].attrs["datasets"]]  # 4.7: not a row dataset
     assert got["listed"] == s["batch_sha256_datasets"] and got["digests"] == s["batch_sha256"]
+
+
+@pytest.mark.parametrize("name", TAIL_VECTORS)
+def test_stream_tail_decodes_per_1_3(name):
+    """The tail read and checked from the text (rule 18) is the expected one, and the decode with it
+    is the expected labels (the generator's 60-digit decimal decode, rounded to float32)."""
+    s = expected(name)["stream"]
+    with h5py.File(h5_path(name), "r") as h5:
+        got = spec_read_stream(h5)
+        c = int(h5.attrs["num_classes"])
+    tail = got["tail"]
+    assert tail is not None and tail["rank"] == s["tail"]["rank"]
+    for key in ("mean", "basis", "scale"):
+        assert np.array_equal(tail[key], np.asarray(s["tail"][key]).astype(tail[key].dtype)), key
+    assert tail["coef"].tolist() == s["tail"]["coef"]
+    assert [[row.tobytes().hex() for row in b] for b in tail["batch_sha256"]] == s["tail"]["batch_sha256"]
+    q = got["decoded"]
+    want = np.asarray(s["decoded"], dtype=np.float64)
+    assert q.dtype == np.float32 and q.shape == (s["num_records"], c) == want.shape
+    assert np.max(np.abs(q.astype(np.float64) - want)) <= TOL
+    # the tail changes the labels: a reader that ignores it gets section 6's even tail
+    assert np.max(np.abs(want - np.asarray(s["decoded_without_tail"]))) > 0.01
+    # record 0 has scale 0: its low-rank logits are the mean
+    assert float(tail["scale"][0]) == 0.0 and not tail["coef"][0].any()
+    # record 2's second top-k value is stored as 0: outside I, that class gets its share of the tail
+    zero = got["x"]["topk_prob"][2] == 0
+    assert zero.any() and np.all(q[2, got["x"]["topk_index"][2][zero].astype(np.int64)] > 0)
+
+
+@pytest.mark.parametrize("name", TAIL_VECTORS)
+def test_tail_vector_needs_the_clamp_of_the_tail_mass(name):
+    """4.8 step 3: the records whose top-k values were set by hand have a low-rank tail mass m_hat
+    outside rho -+ k e, one below and one above; one has rho = 0 (it gets m = delta) and one rho +
+    delta = 0 (no tail). A reader that takes m = m_hat gets those records wrong; every other record
+    is the same either way."""
+    s = expected(name)["stream"]
+    with h5py.File(h5_path(name), "r") as h5:
+        got = spec_read_stream(h5)
+        c = int(h5.attrs["num_classes"])
+    tail, x, t = got["tail"], got["x"], got["declared"]["temperature"]
+    hand = s["tail"]["topk_set_by_hand"]
+    assert hand and s["tail"]["clamped"] == hand
+    delta = x["topk_prob"].shape[1] / 510
+    below = above = 0
+    for n in range(s["num_records"]):
+        _, _, m_hat, m = spec_tail_masses(x["topk_index"], x["topk_prob"], tail, t, c, n)
+        rho = 1 - x["topk_prob"][n].astype(np.float64).sum() / 255
+        if n in hand:
+            assert abs(m_hat - rho) > delta + 1e-9 and m != m_hat
+            below += m_hat < rho - delta
+            above += m_hat > rho + delta
+        else:
+            assert abs(m_hat - rho) <= delta and m == m_hat
+    assert below >= 1 and above >= 1
+    rhos = [1 - x["topk_prob"][n].astype(np.int64).sum() / 255 for n in hand]
+    assert any(abs(r) < 1e-12 for r in rhos) and any(abs(r + delta) < 1e-12 for r in rhos)
+    want = np.asarray(s["decoded"], dtype=np.float64)
+    unclamped = spec_decode_with_tail(x["topk_index"], x["topk_prob"], tail, t, c, clamp=False).astype(np.float64)
+    error = np.abs(unclamped - want).max(axis=1)
+    assert np.all(error[hand] > 100 * TOL)
+    assert np.all(np.delete(error, hand) <= TOL)
+
+
+@pytest.mark.parametrize("name", TAIL_VECTORS)
+def test_tail_vector_needs_the_cap_of_the_tail_entries(name):
+    """4.8 step 4: the record whose top-k classes were set by hand stores the first and the third
+    class of its tail's logits; the second, outside the top k, would get about its own probability,
+    more than the stored third's value + e, and the cap lowers it to that. Its tail mass is within
+    rho -+ k e (step 3 changes nothing). A reader without the cap gets that record wrong, and only it."""
+    s = expected(name)["stream"]
+    with h5py.File(h5_path(name), "r") as h5:
+        got = spec_read_stream(h5)
+        c = int(h5.attrs["num_classes"])
+    tail, x, t = got["tail"], got["x"], got["declared"]["temperature"]
+    by_hand = s["tail"]["topk_classes_set_by_hand"]
+    assert by_hand and s["tail"]["capped"] == by_hand and not set(by_hand) & set(s["tail"]["clamped"])
+    e = VALUE_ROUNDING[x["topk_prob"].dtype]
+    want = np.asarray(s["decoded"], dtype=np.float64)
+    for n in by_hand:
+        u, inside, m_hat, m = spec_tail_masses(x["topk_index"], x["topk_prob"], tail, t, c, n)
+        assert m == m_hat
+        v = x["topk_prob"][n].astype(np.float64) / 255
+        cap = v.min() + e
+        share = np.where(inside, 0, m * u / u[~inside].sum())
+        second = int(np.argmax(share))
+        assert share[second] > cap + 1 / 255
+        # after step 5 the capped class sits at cap / row sum, the row sum read off a stored class
+        row_sum = v[0] / want[n, int(x["topk_index"][n][0])]
+        assert abs(want[n, second] * row_sum - cap) <= 1e-6
+    uncapped = spec_decode_with_tail(x["topk_index"], x["topk_prob"], tail, t, c, cap=False).astype(np.float64)
+    error = np.abs(uncapped - want).max(axis=1)
+    assert np.all(error[by_hand] > 100 * TOL)
+    assert np.all(np.delete(error, by_hand) <= TOL)
+
+
+@pytest.mark.parametrize("name", TAIL_VECTORS)
+def test_a_1_2_reader_reads_the_1_3_tail_vector_ignoring_the_tail(name):
+    """Section 9: a reader of 1.2's rules given the 1.3 tail vector reads its stream as 1.2 says,
+    ignoring /stream/tail, and decodes section 6's top-k with an even tail."""
+    s = expected(name)["stream"]
+    with h5py.File(h5_path(name), "r") as h5:
+        got = spec_read_stream(h5, rules_minor=2)
+        c = int(h5.attrs["num_classes"])
+        k = int(h5["stream"].attrs["k"])
+    assert got["tail"] is None
+    q = got["decoded"].astype(np.float64)
+    assert np.max(np.abs(q - np.asarray(s["decoded_without_tail"]))) <= TOL
+    index = got["x"]["topk_index"].astype(np.int64)
+    v = got["x"]["topk_prob"].astype(np.float64) / 255.0
+    outside = np.ones(q.shape, dtype=bool)
+    np.put_along_axis(outside, index, False, axis=1)
+    even = np.maximum(0.0, 1.0 - v.sum(axis=1)) / (c - k)
+    for n in range(q.shape[0]):                           # every class outside the top k: the same value
+        assert np.allclose(q[n][outside[n]], q[n][outside[n]][0], rtol=0, atol=1e-7)
+        assert np.isclose(q[n][outside[n]][0] * (v[n].sum() + (c - k) * even[n]), even[n], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", TAIL_VECTORS)
+def test_tail_vector_topk_is_the_encode_of_its_tail_logits(name):
+    """The tail vector's top-k labels are section 6's encode of softmax(zhat / T) of its own tail
+    (their classes except in the records whose classes were set by hand: the first and the third;
+    their values except in the records whose values were set by hand)."""
+    with h5py.File(h5_path(name), "r") as h5:
+        got = spec_read_stream(h5)
+    tail, x, t = got["tail"], got["x"], got["declared"]["temperature"]
+    zhat = tail["mean"].astype(np.float64) + tail["scale"].astype(np.float64)[:, None] * (
+        tail["coef"].astype(np.float64) @ tail["basis"].astype(np.float64))
+    p = np.exp((zhat - zhat.max(axis=1, keepdims=True)) / t)
+    p /= p.sum(axis=1, keepdims=True)
+    k = got["declared"]["k"]
+    index = np.asarray([topk_select(row, k) for row in p.tolist()])
+    classes_by_hand = expected(name)["stream"]["tail"]["topk_classes_set_by_hand"]   # 4.8 step 4's cap
+    for n in classes_by_hand:
+        order = topk_select(p[n].tolist(), k + 1)
+        index[n] = [order[0], order[2]]
+    assert np.array_equal(x["topk_index"], index)
+    top = np.take_along_axis(p, index, axis=1)
+    encoded = np.floor(255.0 * top + 0.5).astype(np.uint8)
+    hand = expected(name)["stream"]["tail"]["topk_set_by_hand"]   # values set by hand (4.8 step 3's clamp)
+    assert np.array_equal(np.delete(x["topk_prob"], hand, axis=0), np.delete(encoded, hand, axis=0))
+    assert all(not np.array_equal(x["topk_prob"][n], encoded[n]) for n in hand)
 
 
 def spec_1_1_read(h5: h5py.File) -> dict:
@@ -897,7 +1134,7 @@ def test_a_1_1_reader_reads_the_1_2_stream_vectors(name):
     exp = expected(name)
     with h5py.File(h5_path(name), "r") as h5:
         got = spec_1_1_read(h5)
-        assert "stream" in h5 and got["version"] == (1, 2)
+        assert "stream" in h5 and "{}.{}".format(*got["version"]) == VERSIONS[name]
     assert np.array_equal(got["images"], np.asarray(exp["images"]).astype(got["images"].dtype))
     assert got["labels"].tolist() == exp["labels"]
 
@@ -909,12 +1146,12 @@ def test_the_1_1_vectors_read_with_the_1_1_rules(name):
 
 
 def stream_invalid_cases() -> list[dict]:
-    return [c for c in invalid_manifest() if c["rule"] in (16, 17)]
+    return [c for c in invalid_manifest() if c["rule"] in (16, 17, 18)]
 
 
 def test_every_stream_rule_has_invalid_vectors():
     rules = [c["rule"] for c in stream_invalid_cases()]
-    assert rules.count(16) >= 6 and rules.count(17) >= 2
+    assert rules.count(16) >= 6 and rules.count(17) >= 2 and rules.count(18) >= 3
 
 
 @pytest.mark.parametrize("case", stream_invalid_cases(), ids=lambda c: c["file"])
@@ -937,7 +1174,7 @@ def test_package_verify_names_the_one_rule_each_invalid_vector_breaks(case):
     assert {p.rule_number for p in ladd_format.verify(path)} == {case["rule"]}
     if case["file"] == "15-chunk-not-written.dla.h5":
         return  # spec 8: the chunk-index part of rule 15 is the verifier's (the row digests guard reads)
-    if case["rule"] in (16, 17):
+    if case["rule"] in (16, 17, 18):
         # spec 8: the reader checks the stream before it returns any record, and each batch it returns
         with pytest.raises(ladd_format.LaddError) as info:
             with ladd_format.open_dla(path) as f:
@@ -1004,7 +1241,7 @@ def test_package_stream_reader_agrees_with_vectors(name):
                 assert batch.mix_box.tolist() == s["mix_box"][b]
             if s["mix_lambda"] is not None:
                 assert batch.mix_lambda == s["mix_lambda"][b]
-            q = batch.probs(stream.spec.codec, f.num_classes, stored_temperature=stream.spec.temperature)
+            q = stream.probs(batch)
             assert q.dtype == np.float32 and np.max(np.abs(q.astype(np.float64) - decoded[lo:hi])) <= TOL
 
 

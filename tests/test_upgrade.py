@@ -1,5 +1,5 @@
-"""``ladd upgrade`` (spec section 9): a valid 1.0 or 1.1 file is rewritten as the current version
-(1.2) with the same contents and no stream; a current file is refused, nothing written."""
+"""``ladd upgrade`` (spec section 9): a valid 1.0, 1.1 or 1.2 file is rewritten as the current version
+(1.3) with the same contents and no stream; a current file is refused, nothing written."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def file_1_1(tmp_path) -> Path:
 
 def test_upgrade_1_1_gains_the_current_version_and_a_new_root_digest(file_1_1, tmp_path):
     out = upgrade(file_1_1, tmp_path / "up.dla.h5")
-    assert _version(file_1_1) == "1.1" and _version(out) == FORMAT_VERSION == "1.2"
+    assert _version(file_1_1) == "1.1" and _version(out) == FORMAT_VERSION == "1.3"
     assert verify(out) == []
     assert _everything_but_version(out) == _everything_but_version(file_1_1)      # row digests included
     with h5py.File(file_1_1, "r") as a, h5py.File(out, "r") as b:
@@ -63,7 +63,7 @@ def test_upgrade_1_1_gains_the_current_version_and_a_new_root_digest(file_1_1, t
         assert a.attrs["root_sha256"] != b.attrs["root_sha256"]                   # it covers format_version
         assert integrity.string_value(b.attrs["root_sha256"]).decode() == integrity.root_digest(b)
     with open_dla(file_1_1) as a, open_dla(out) as b:
-        assert a.version == (1, 1) and b.version == (1, 2) and not b.has_stream
+        assert a.version == (1, 1) and b.version == (1, 3) and not b.has_stream
         assert np.array_equal(a.images(), b.images()) and np.array_equal(a.labels(), b.labels())
         assert np.array_equal(a.dense(), b.dense()) and np.array_equal(a.soft_labels(), b.soft_labels())
 
@@ -82,7 +82,7 @@ def test_upgrade_1_0_gains_row_digests_and_the_current_version(tmp_path):
     with h5py.File(out, "r") as f:
         assert "row_sha256" in f and "root_sha256" in f.attrs and "stream" not in f
     with open_dla(src) as a, open_dla(out) as b:
-        assert a.version == (1, 0) and b.version == (1, 2)
+        assert a.version == (1, 0) and b.version == (1, 3)
         assert np.array_equal(a.images(), b.images()) and np.array_equal(a.labels(), b.labels())
 
 

@@ -406,6 +406,12 @@ DAMAGE = [
      _unsealed(_set_value("stream/mix_lambda", 1, 0.75), rows_only=True)),
     (17, "stream-batch-digests-list", {"stream_mix": "none"},
      _set("stream/batch_sha256", "datasets", ["/stream/image", "/stream/box"])),
+    (18, "stream-tail-rank-above-c", {"stream_mix": "cutmix", "stream_codec": "topk:k=3,values=uint8,tail=2"},
+     _set("stream/tail", "rank", np.int64(11))),
+    (18, "stream-tail-basis-nan", {"stream_mix": "none", "stream_codec": "topk:k=3,values=uint8,tail=2"},
+     _set_value("stream/tail/basis", (0, 0), np.nan)),
+    (18, "stream-tail-batch-digest", {"stream_mix": "mixup", "stream_codec": "topk:k=3,values=uint8,tail=2"},
+     _set_value("stream/tail/coef", (1, 0), 99)),
 ]
 
 
@@ -435,7 +441,7 @@ def json_problems(runner, path):
 
 
 def test_damage_table_covers_every_numbered_rule():
-    assert {rule for rule, *_ in DAMAGE} == set(E.RULES) == set(range(1, 18))
+    assert {rule for rule, *_ in DAMAGE} == set(E.RULES) == set(range(1, 19))
 
 
 @pytest.mark.parametrize("rule,kwargs,damage", [pytest.param(r, k, d, id=f"rule{r:02d}-{i}")

@@ -119,7 +119,12 @@ class TopKCodec(Codec):
         v = self.stored_values(stored)
         k = index.shape[-1]
         if k < num_classes:
-            rest = np.maximum(0.0, 1.0 - v.sum(axis=-1, keepdims=True)) / (num_classes - k)
+            raw = np.asarray(stored[VALUES])
+            if raw.dtype == np.uint8:   # the rest from the integers: exactly 0 when they sum to 255 or more
+                left = np.maximum(0, 255 - raw.astype(np.int64).sum(axis=-1, keepdims=True)) / 255.0
+            else:
+                left = np.maximum(0.0, 1.0 - v.sum(axis=-1, keepdims=True))
+            rest = left / (num_classes - k)
             out = np.broadcast_to(rest, index.shape[:-1] + (num_classes,)).copy()
         else:
             out = np.zeros(index.shape[:-1] + (num_classes,), dtype=np.float64)
@@ -136,7 +141,11 @@ class TopKCodec(Codec):
         k = index.shape[-1]
         shape = (*index.shape[:-1], num_classes)
         if k < num_classes:
-            rest = (1.0 - v.sum(dim=-1, keepdim=True)).clamp_min(0.0) / (num_classes - k)
+            if raw.dtype == torch.uint8:   # the rest from the integers, as decode
+                left = (255 - raw.long().sum(dim=-1, keepdim=True)).clamp_min(0).to(v.dtype) / 255.0
+            else:
+                left = (1.0 - v.sum(dim=-1, keepdim=True)).clamp_min(0.0)
+            rest = left / (num_classes - k)
             out = rest.expand(shape).clone()
         else:
             out = torch.zeros(shape, dtype=v.dtype, device=v.device)

@@ -135,13 +135,17 @@ def stream_metadata(f: DLAFile) -> dict:
     (``epochs``, ``batch_size``, ``mode``, ``crop_size``, ``resize``, ``mix``, ``kind``, ``codec``, ``k``
     for topk, ``temperature``, ``sampler`` and ``augmentation`` when recorded), ``codec_text`` (the codec
     as ``parse_stream_codec`` reads it) and ``teacher`` (``/stream/teacher``'s attributes; values JSON
-    cannot hold are left out). The arrays travel as the ``stream_<name>`` members."""
+    cannot hold are left out), and ``tail_rank`` (``/stream/tail``'s ``rank``, spec 4.8) when the stream
+    has a tail. The arrays travel as the ``stream_<name>`` members (the tail's as ``stream_tail_mean``,
+    ``stream_tail_basis``, ``stream_tail_coef``, ``stream_tail_scale``)."""
     spec = f.stream.spec
     meta: dict = {STREAM_EPOCHS_ATTR: int(spec.epochs), BATCH_SIZE_ATTR: int(spec.batch_size), MODE_ATTR: spec.mode,
                   CROP_SIZE_ATTR: [int(v) for v in spec.crop_size], RESIZE_ATTR: spec.resize, MIX_ATTR: spec.mix,
                   **{key: (int(v) if isinstance(v, (int, np.integer)) else str(v))
                      for key, v in spec.codec.attrs().items()},
                   "codec_text": spec.codec.label, TEMPERATURE_ATTR: float(spec.temperature)}
+    if spec.codec.tail_rank is not None:
+        meta["tail_rank"] = int(spec.codec.tail_rank)
     for key, value in ((SAMPLER_ATTR, spec.sampler), (AUGMENTATION_ATTR, spec.augmentation)):
         if value is not None:
             meta[key] = value

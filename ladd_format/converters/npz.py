@@ -49,7 +49,7 @@ from ..errors import InputError, LaddError, ShapeError
 from ..pixels import to_nchw
 from ..reader import DLAFile, read_rows
 from ..rows import WORKING_BYTES, block_rows, checked_row_bytes, npy_member_rows, row_bytes, write_npz_member
-from ..size import stream_datasets
+from ..size import stream_datasets, stream_member
 from ..spec.checks import dense_datasets
 from ..spec.names import DENSE_PATH, IMAGES, IMAGES_PATH, LABELS_PATH, SOFT_LABELS_PATH
 from . import CODEC, COMMON, FLOAT_IMAGES, ConversionResult, Converter, ConvertOptions, Option, register
@@ -422,9 +422,10 @@ def write_export(f: DLAFile, out: Path, labels: np.ndarray, notes: list[str], su
 
 
 def _stream_members(zf: zipfile.ZipFile, f: DLAFile) -> None:
-    """Each dataset :func:`ladd_format.size.stream_datasets` names, as member ``stream_<name>`` in its stored
+    """Each dataset :func:`ladd_format.size.stream_datasets` names, as spec 7's member
+    (:func:`~ladd_format.size.stream_member`: ``stream_image``, ``stream_tail_coef``) in its stored
     dtype and shape, read block by block."""
     for name, ds in stream_datasets(f).items():
         rows = block_rows(row_bytes(ds))
-        write_npz_member(zf, f"stream_{name}", ds.shape, ds.dtype,
+        write_npz_member(zf, stream_member(name), ds.shape, ds.dtype,
                          (read_rows(ds, a, b, f.path) for a, b in ranges(ds.shape[0], rows)))

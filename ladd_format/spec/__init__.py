@@ -1,7 +1,7 @@
-"""Names and constants of the D_LA container, version 1.2 (``spec/dla-v1.md``)."""
+"""Names and constants of the D_LA container, version 1.3 (``spec/dla-v1.md``)."""
 
 FORMAT = "ladd-dla"
-FORMAT_VERSION = "1.2"
+FORMAT_VERSION = "1.3"
 SUPPORTED_MAJOR = 1
 #: From this minor version on, a file MUST carry the root digest and the per-row digests (spec 2.1, 2.2).
 DIGESTS_SINCE_MINOR = 1
@@ -18,6 +18,8 @@ SOFT_KINDS = ("logits", "probs")
 # /stream (4.7, since 1.2)
 #: From this minor version on, a file MAY hold /stream.
 STREAM_SINCE_MINOR = 2
+#: From this minor version on, /stream MAY hold /stream/tail (4.7, the low-rank tail of a top-k stream).
+TAIL_SINCE_MINOR = 3
 STREAM_MODES = ("epochs", "pool")
 STREAM_MIXES = ("none", "cutmix", "mixup")
 STREAM_KINDS = ("probs", "logits")

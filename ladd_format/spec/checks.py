@@ -28,11 +28,13 @@ _DATASET_RULES = {N.IMAGES_PATH: Rule.IMAGES, N.LABELS_PATH: Rule.LABELS, N.SOFT
 
 def rule_of(where: str | None) -> Rule | None:
     """The rule of section 8 that covers the dataset at path ``where`` (``/dense/...``: rule 8;
-    ``/stream/...``: rule 16, ``/stream/batch_sha256`` rule 17)."""
+    ``/stream/...``: rule 16, ``/stream/batch_sha256`` rule 17, ``/stream/tail/...`` rule 18)."""
     if where is None:
         return None
     if where == N.DENSE_PATH or where.startswith(N.DENSE_PATH + "/"):
         return Rule.DENSE
+    if where == N.STREAM_TAIL_PATH or where.startswith(N.STREAM_TAIL_PATH + "/"):
+        return Rule.STREAM_TAIL
     if where == N.STREAM_PATH or where.startswith(N.STREAM_PATH + "/"):
         return Rule.STREAM_DIGESTS if where == N.stream_path(N.STREAM_BATCH_DIGESTS) else Rule.STREAM
     return _DATASET_RULES.get(where)

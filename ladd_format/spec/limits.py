@@ -28,6 +28,8 @@ MAX_STREAM_RECORDS = 1 << 31        #: Q
 MAX_CROP_SIDE = 1 << 16             #: each side of crop_size
 #: topk stores uint16 indices (4.5), so a file with the ``topk`` codec has C <= 65536
 MAX_TOPK_CLASSES = 1 << 16
+#: the rank r of a stream's low-rank tail (4.8 ``/stream/tail``, since 1.3): 1 <= r <= min(C, TAIL_RANK_MAX)
+TAIL_RANK_MAX = 256
 
 # -- this package's choices (informative) -----------------------------------------------------------
 #: The largest N this package writes: ``/dense`` ``boxes`` is an (N*N, 4) int64 attribute, and

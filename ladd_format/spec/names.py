@@ -42,12 +42,13 @@ PROVENANCE_PATH = "/provenance"
 ROW_DIGESTS_PATH = "/row_sha256"
 STREAM_PATH = "/stream"
 TEACHER_PATH = "/stream/teacher"
+STREAM_TAIL_PATH = "/stream/tail"
 
 
 assert all(path == path_of(name) for path, name in (
     (IMAGES_PATH, IMAGES), (LABELS_PATH, LABELS), (SOFT_LABELS_PATH, SOFT_LABELS), (NORMALIZATION_PATH, NORMALIZATION),
     (DENSE_PATH, DENSE), (LABELER_PATH, LABELER), (PROVENANCE_PATH, PROVENANCE), (ROW_DIGESTS_PATH, ROW_DIGESTS),
-    (STREAM_PATH, STREAM), (TEACHER_PATH, TEACHER)))
+    (STREAM_PATH, STREAM), (TEACHER_PATH, TEACHER), (STREAM_TAIL_PATH, "stream/tail")))
 
 
 def dense_path(name: str) -> str:
@@ -67,6 +68,17 @@ STREAM_MIX_LAMBDA = "mix_lambda"        #: (NB,) float32 (mixup)
 STREAM_LOGITS = "logits"                #: (Q, C) float16/float32 (kind logits)
 STREAM_BATCH_DIGESTS = "batch_sha256"   #: (NB, D, 32) uint8, the batch digests (4.7)
 # The probability datasets of a stream are the codec's (section 6): probs, or topk_index + topk_prob.
+# /stream/tail (4.8, since 1.3), named relative to /stream as the other stream datasets are.
+STREAM_TAIL = "tail"                          #: group, optional: the low-rank tail of a topk stream
+STREAM_TAIL_MEAN = "tail/mean"                #: (C,) float32, finite
+STREAM_TAIL_BASIS = "tail/basis"              #: (r, C) float32, finite
+STREAM_TAIL_COEF = "tail/coef"                #: (Q, r) int8
+STREAM_TAIL_SCALE = "tail/scale"              #: (Q,) float16, finite, >= 0
+STREAM_TAIL_DIGESTS = "tail/batch_sha256"     #: (NB, 2, 32) uint8, the batch digests of coef and scale
+#: the members /stream/tail holds, no other
+STREAM_TAIL_MEMBERS = (STREAM_TAIL_MEAN, STREAM_TAIL_BASIS, STREAM_TAIL_COEF, STREAM_TAIL_SCALE, STREAM_TAIL_DIGESTS)
+#: the datasets /stream/tail/batch_sha256 covers, in the order of its ``datasets`` attribute
+STREAM_TAIL_DIGESTED = (STREAM_TAIL_COEF, STREAM_TAIL_SCALE)
 
 
 def stream_path(name: str) -> str:
@@ -129,6 +141,8 @@ MODE_ATTR = "mode"
 CROP_SIZE_ATTR = "crop_size"
 MIX_ATTR = "mix"
 SAMPLER_ATTR = "sampler"
+# /stream/tail (4.8, since 1.3)
+TAIL_RANK_ATTR = "rank"
 AUGMENTATION_ATTR = "augmentation"
 # /stream/batch_sha256 (4.7): the paths of the digested datasets, as /row_sha256's (ROW_DIGESTS_DATASETS).
 

@@ -36,6 +36,7 @@ class Rule(IntEnum):
     LIMITS = 15, "2.4", "every declared size within the limits and backed by the file's bytes"
     STREAM = 16, "4.7, 5.1", "/stream, when present: attributes, teacher, datasets, starts, bounded values, codec"
     STREAM_DIGESTS = 17, "4.7", "/stream/batch_sha256 lists the stream's datasets, (NB, D, 32), every batch matches"
+    STREAM_TAIL = 18, "4.8", "/stream/tail, when present: topk probs with k < C, rank, mean, basis, coef, scale, digests"
 
     @property
     def number(self) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .codec import StreamCodec
+from .tail import TailBasis
 
 
 @dataclass(frozen=True, eq=False)
@@ -19,7 +20,8 @@ class StreamBatch:
     mix_partner: int64 (n,) the partner's position inside this batch (cutmix, mixup), else None.
     mix_box: int64 (4,) [top, left, height, width] in crop pixels (cutmix), else None.
     mix_lambda: float λ in [0, 1] (mixup), else None.
-    labels: the codec's stored arrays, n rows each (``probs``; ``topk_index`` + ``topk_prob``; ``logits``).
+    labels: the codec's stored arrays, n rows each (``probs``; ``topk_index`` + ``topk_prob``; ``logits``),
+        and with a tail (spec 1.3) ``tail/coef`` (n, r) int8 and ``tail/scale`` (n,) float16.
     """
 
     epoch: int
@@ -36,9 +38,10 @@ class StreamBatch:
         return int(self.image.shape[0])
 
     def probs(self, codec: StreamCodec, num_classes: int, temperature: float | None = None,
-              stored_temperature: float = 1.0) -> np.ndarray:
-        """The records' labels as ``(n, C)`` float32 probabilities (:meth:`StreamCodec.decode`)."""
-        return codec.decode(self.labels, num_classes, temperature, stored_temperature)
+              stored_temperature: float = 1.0, tail: TailBasis | None = None) -> np.ndarray:
+        """The records' labels as ``(n, C)`` float32 probabilities (:meth:`StreamCodec.decode`;
+        ``tail``: the stream's tail basis, needed when the codec has a tail)."""
+        return codec.decode(self.labels, num_classes, temperature, stored_temperature, tail)
 
 
 __all__ = ["StreamBatch"]

@@ -1,5 +1,5 @@
-"""The checks rule 16 (``stream``) names, shared by the writer, the reader and the verifier (spec 4.7,
-2.4). numpy and h5py only.
+"""The checks rules 16 (``stream``) and 18 (``stream_tail``) name, shared by the writer, the reader and
+the verifier (spec 4.7, 4.8, 2.4). numpy and h5py only.
 
 Every function returns problems, never raises on bad values: :class:`~ladd_format.integrity.Problem`
 (rule, where, message) for the declaration and the layout (where: the path of the object), and
@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from .. import spec as S
+from ..codecs.topk import TopKCodec
 from ..errors import LaddError
 from ..h5io import text
 from ..integrity import Problem
@@ -25,6 +26,7 @@ from ..spec import limits
 from ..spec.rules import Rule
 from .codec import StreamCodec
 from .declaration import StreamSpec
+from .tail import TailBasis, max_tail_rank
 
 #: dtype requirement of the datasets whose dtype the spec leaves to the writer ("any integer")
 ANY_INTEGER = "any integer"
@@ -117,8 +119,10 @@ def attribute_problems(group: h5py.Group, num_classes: int | None, channels: int
     return found
 
 
-def spec_from_group(group: h5py.Group) -> StreamSpec:
-    """The :class:`StreamSpec` of a ``/stream`` whose attributes :func:`attribute_problems` passed."""
+def spec_from_group(group: h5py.Group, tail: TailBasis | None = None) -> StreamSpec:
+    """The :class:`StreamSpec` of a ``/stream`` whose attributes :func:`attribute_problems` passed;
+    ``tail``: the basis of its ``/stream/tail`` (read and checked by the caller, a 1.3 reader: rule
+    18), or None to read the stream without its tail."""
     a = group.attrs
 
     def json_attr(key):
@@ -137,9 +141,116 @@ def spec_from_group(group: h5py.Group) -> StreamSpec:
     return StreamSpec(
         epochs=int(_int(a[S.STREAM_EPOCHS_ATTR])), batch_size=int(_int(a[S.BATCH_SIZE_ATTR])),
         crop_size=tuple(int(v) for v in np.asarray(a[S.CROP_SIZE_ATTR])), mode=text(a[S.MODE_ATTR]),
-        resize=text(a[S.RESIZE_ATTR]), mix=text(a[S.MIX_ATTR]), codec=StreamCodec.from_attrs(a, group),
+        resize=text(a[S.RESIZE_ATTR]), mix=text(a[S.MIX_ATTR]),
+        codec=StreamCodec.from_attrs(a, group, None if tail is None else tail.rank),
         temperature=float(np.asarray(a[S.TEMPERATURE_ATTR]).reshape(())), teacher=teacher,
-        sampler=json_attr(S.SAMPLER_ATTR), augmentation=json_attr(S.AUGMENTATION_ATTR))
+        sampler=json_attr(S.SAMPLER_ATTR), augmentation=json_attr(S.AUGMENTATION_ATTR), tail=tail)
+
+
+# -- the tail (/stream/tail, rule 18, since 1.3) ---------------------------------------------------
+def has_tail(group: h5py.Group, minor: int) -> bool:
+    """True when a ``/stream`` of a file of format 1.``minor`` holds a group named ``tail``, which
+    rule 18 governs (1.3 or later; below 1.3 readers and verifiers ignore it). A dataset of that
+    name is not a tail: it is one of the datasets rule 16 refuses in ``/stream``, and only rule 16
+    reports it."""
+    return int(minor) >= S.TAIL_SINCE_MINOR and isinstance(group.get(S.STREAM_TAIL), h5py.Group)
+
+
+def _member(name: str) -> str:
+    """``"tail/coef"`` -> ``"coef"``: a tail member's name inside ``/stream/tail``."""
+    return name.split("/", 1)[1]
+
+
+def tail_layout_problems(group: h5py.Group, num_classes: int) -> tuple[list[Problem], int | None]:
+    """Rule 18's structure from attributes and object headers (4.8, since 1.3): ``/stream/tail`` a
+    group, allowed only with kind ``probs``, codec ``topk`` and k < C; ``rank`` an integer from 1
+    to min(C, 256); exactly ``mean`` (C,) float32, ``basis`` (r, C) float32, ``coef`` (Q, r) int8,
+    ``scale`` (Q,) float16 and ``batch_sha256`` (NB, 2, 32) uint8 listing coef and scale, no other
+    member (Q from ``/stream/image``, NB from ``/stream/batch_start``). Returns (problems, r), r
+    None when it cannot be told. Nothing is read but attributes."""
+    found: list[Problem] = []
+
+    def fail(message: str, at: str = S.STREAM_TAIL_PATH) -> None:
+        found.append(Problem(Rule.STREAM_TAIL, at, message))
+
+    tail = group.get(S.STREAM_TAIL)
+    if not isinstance(tail, h5py.Group):
+        fail("must be a group, found a dataset")
+        return found, None
+    c = int(num_classes)
+    a = group.attrs
+    kind = text(a[S.KIND_ATTR]) if S.KIND_ATTR in a and _is_string(a, S.KIND_ATTR) else None
+    codec = text(a[S.CODEC_ATTR]) if S.CODEC_ATTR in a and _is_string(a, S.CODEC_ATTR) else None
+    k = _int(a[S.K_ATTR]) if S.K_ATTR in a else None
+    if kind != "probs" or codec != TopKCodec.name:
+        fail(f"a tail is allowed only in a stream of kind 'probs' with codec {TopKCodec.name!r}, this one is kind {kind!r}, "
+             f"codec {codec!r} (spec 4.8)")
+    elif k is not None and k >= c:
+        fail(f"a tail needs k < C, the stream has k = {k} of C = {c} classes (spec 4.8)")
+    rank = _int(tail.attrs[S.TAIL_RANK_ATTR]) if S.TAIL_RANK_ATTR in tail.attrs else None
+    top = max_tail_rank(c)
+    if S.TAIL_RANK_ATTR not in tail.attrs:
+        fail(f"attribute {S.TAIL_RANK_ATTR!r} is missing")
+    elif rank is None or not 1 <= rank <= top:
+        value = tail.attrs[S.TAIL_RANK_ATTR]
+        shown = value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
+        fail(f"attribute {S.TAIL_RANK_ATTR} must be an integer from 1 to min(C, {limits.TAIL_RANK_MAX}) = {top}, "
+             f"got {shown!r} (spec 4.8, 2.4)")
+        rank = None
+    image, starts = group.get(S.STREAM_IMAGE), group.get(S.STREAM_BATCH_START)
+    q = int(image.shape[0]) if isinstance(image, h5py.Dataset) and image.ndim >= 1 else None
+    nb = int(starts.shape[0]) if isinstance(starts, h5py.Dataset) and starts.ndim >= 1 else None
+    r = rank
+    expected = {S.STREAM_TAIL_MEAN: ((c,), np.dtype("<f4")), S.STREAM_TAIL_BASIS: ((r, c), np.dtype("<f4")),
+                S.STREAM_TAIL_COEF: ((q, r), np.dtype("i1")), S.STREAM_TAIL_SCALE: ((q,), np.dtype("<f2")),
+                S.STREAM_TAIL_DIGESTS: ((nb, len(S.STREAM_TAIL_DIGESTED), 32), np.dtype("u1"))}
+    for name, (shape, dtype) in expected.items():
+        path = S.stream_path(name)
+        ds = tail.get(_member(name))
+        if ds is None:
+            fail("required dataset is missing", path)
+            continue
+        if not isinstance(ds, h5py.Dataset):
+            fail("must be a dataset, found a group", path)
+            continue
+        if ds.dtype != dtype:
+            fail(f"dtype must be {dtype.name}, got {ds.dtype}", path)
+        if ds.ndim != len(shape) or any(want is not None and got != want for got, want in zip(ds.shape, shape)):
+            told = tuple("?" if v is None else v for v in shape)
+            fail(f"shape must be ({', '.join(map(str, told))}{',' if len(told) == 1 else ''}), got {ds.shape}", path)
+    digests = tail.get(_member(S.STREAM_TAIL_DIGESTS))
+    if isinstance(digests, h5py.Dataset):
+        listed = digests.attrs.get(S.ROW_DIGESTS_DATASETS)
+        listed = None if listed is None else [text(v) for v in np.atleast_1d(listed)]
+        wanted = [S.stream_path(name) for name in S.STREAM_TAIL_DIGESTED]
+        if listed != wanted:
+            fail(f"attribute {S.ROW_DIGESTS_DATASETS!r} must list {wanted}, got {listed}", digests.name)
+    members = {_member(name) for name in S.STREAM_TAIL_MEMBERS}
+    for name in tail:
+        if name not in members:
+            fail(f"is not a member of {S.STREAM_TAIL_PATH} (only {', '.join(sorted(members))}; spec 4.8)",
+                 f"{S.STREAM_TAIL_PATH}/{name}")
+    return found, rank
+
+
+def basis_problems(mean: np.ndarray, basis: np.ndarray) -> list[tuple[str, str]]:
+    """Rule 18's values of ``mean`` and ``basis``: finite. ``(dataset name, message)`` pairs."""
+    found = []
+    for name, values in ((S.STREAM_TAIL_MEAN, mean), (S.STREAM_TAIL_BASIS, basis)):
+        bad = int(np.sum(~np.isfinite(np.asarray(values, dtype=np.float64))))
+        if bad:
+            found.append((name, f"{bad} values are NaN or infinite; they must be finite (spec 4.8)"))
+    return found
+
+
+def scale_problem(scale: np.ndarray, offset: int = 0) -> str | None:
+    """Rule 18's values of ``scale``: finite and >= 0. Records are numbered from ``offset``."""
+    v = np.asarray(scale, dtype=np.float64)
+    bad = ~(np.isfinite(v) & (v >= 0))
+    if not bad.any():
+        return None
+    r = int(np.flatnonzero(bad)[0])
+    return f"record {offset + r}: tail scale {float(v[r])!r} is not a finite number >= 0 (spec 4.8)"
 
 
 # -- the layout (datasets, from object headers) -----------------------------------------------------
@@ -343,6 +454,6 @@ def batch_problems(spec: StreamSpec, num_classes: int, num_images: int, height: 
     return found
 
 
-__all__ = ["ANY_INTEGER", "attribute_problems", "batch_problems", "box_problem", "expected_layout", "flip_problem",
-           "image_problem", "lambda_problem", "layout_problems", "partner_problem", "spec_from_group",
-           "starts_problems"]
+__all__ = ["ANY_INTEGER", "attribute_problems", "basis_problems", "batch_problems", "box_problem", "expected_layout",
+           "flip_problem", "has_tail", "image_problem", "lambda_problem", "layout_problems", "partner_problem",
+           "scale_problem", "spec_from_group", "starts_problems", "tail_layout_problems"]

@@ -13,21 +13,26 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import spec as S
-from ..codecs import Codec, codec_class, dense_attr_owners, parse_codec
+from ..codecs import Codec, codec_class, dense_attr_owners, make_codec, parse_codec_config
 from ..codecs.base import normalize_rows
+from ..codecs.topk import INDEX as TOPK_INDEX
 from ..codecs.topk import TopKCodec
 from ..errors import CodecError
 from ..h5io import text
+from ..spec.limits import TAIL_RANK_MAX
+from .tail import FLOAT16_MAX, TailBasis, decode_with_tail, encode_tail, max_tail_rank
 
+#: the option of a stream codec's text that adds the low-rank tail (spec 1.3): ``topk:...,tail=R``
+TAIL_OPTION = "tail"
 #: the stream codec ``ladd relabel`` and the converters use unless told otherwise, as text:
-#: ``topk:k=20,values=uint8`` (benchmarks/RESULTS/stream-codecs.md: 1/49 of SRe2L's bytes at T = 1)
-DEFAULT_STREAM_CODEC = TopKCodec(k=20, values="uint8").text()
-#: what the default becomes for a set of fewer classes than its k: ``uint8`` (C bytes a record, fewer than top-k's 3k)
+#: ``topk:k=5,values=uint8,tail=24``: the top 5 in uint8 and a rank-24 tail (spec 1.3), chosen by
+#: benchmarks/RESULTS/stream-codecs.md and stream-students.md (docs/relabel.md has the reading)
+DEFAULT_STREAM_CODEC = f"{TopKCodec(k=5, values='uint8').text()},{TAIL_OPTION}=24"
+#: what the default becomes for a set of at most 3k + r + 2 classes (:func:`default_stream_codec`):
+#: ``uint8``, whose C raw bytes a record are then no more than the default's
 SMALL_C_CODEC = "uint8"
 #: the text form of kind ``logits``: ``logits:float16`` or ``logits:float32``
 LOGITS_PREFIX = "logits"
-#: the largest finite float16 value: logits beyond it cannot be stored as float16
-FLOAT16_MAX = 65504.0
 
 
 def softmax64(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -53,14 +58,16 @@ class StreamCodec:
 
     kind ``probs``: ``codec`` is a section-6 codec of the probabilities softmax(z / T);
     kind ``logits``: ``logits_dtype`` is ``float16`` or ``float32`` and the label is softmax(stored / T).
-    ``label`` is the text form (``topk:k=20,values=uint8``, ``logits:float16``): ``parse_stream_codec``
-    of it gives an equal codec.
+    ``label`` is the text form (``topk:k=5,values=uint8,tail=24``, ``logits:float16``):
+    ``parse_stream_codec`` of it gives an equal codec. ``tail_rank``: r of the low-rank tail
+    (``/stream/tail``, spec 1.3; kind ``probs`` with codec ``topk`` only), or None.
     """
 
     kind: str
     codec: Codec | None
     logits_dtype: str | None
     label: str
+    tail_rank: int | None = None
 
     # -- layout ----------------------------------------------------------------------------
     def layout(self, num_classes: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -69,8 +76,27 @@ class StreamCodec:
         ``num_classes`` classes (topk: k <= C <= 65536)."""
         if self.kind == "logits":
             return {S.STREAM_LOGITS: ((int(num_classes),), np.dtype(self.logits_dtype).newbyteorder("<"))}
-        return {name: (tuple(tail[1:]), np.dtype(dtype))
-                for name, (tail, dtype) in self.codec.layout(1, int(num_classes)).items()}
+        out = {name: (tuple(tail[1:]), np.dtype(dtype))
+               for name, (tail, dtype) in self.codec.layout(1, int(num_classes)).items()}
+        if self.tail_rank is not None:
+            self._check_tail_fits(int(num_classes))
+        return out
+
+    def _check_tail_fits(self, num_classes: int) -> None:
+        """The tail's own bounds for C classes (4.7, 2.4): k < C and 1 <= r <= min(C, 256)."""
+        if self.codec.k >= num_classes:
+            raise CodecError(f"a tail needs k < C: codec {self.label} has k = {self.codec.k} for {num_classes} classes")
+        if self.tail_rank > max_tail_rank(num_classes):
+            raise CodecError(f"tail rank {self.tail_rank} exceeds min(C, {TAIL_RANK_MAX}) = {max_tail_rank(num_classes)} "
+                             f"for {num_classes} classes")
+
+    def tail_layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """The tail's per-record datasets (names relative to ``/stream``), as :meth:`layout`:
+        ``tail/coef`` (r,) int8 and ``tail/scale`` () float16; empty without a tail."""
+        if self.tail_rank is None:
+            return {}
+        return {S.STREAM_TAIL_COEF: ((int(self.tail_rank),), np.dtype("i1")),
+                S.STREAM_TAIL_SCALE: ((), np.dtype("<f2"))}
 
     @property
     def values_dataset(self) -> str:
@@ -84,11 +110,15 @@ class StreamCodec:
         return {S.KIND_ATTR: "probs", S.CODEC_ATTR: self.codec.name, **self.codec.dense_attrs()}
 
     # -- encoding and decoding ---------------------------------------------------------------
-    def encode_logits(self, logits: np.ndarray, temperature: float) -> dict[str, np.ndarray]:
+    def encode_logits(self, logits: np.ndarray, temperature: float, tail: TailBasis | None = None
+                      ) -> dict[str, np.ndarray]:
         """``(n, C)`` float logits z -> the stored arrays. Kind ``probs``: p = softmax(z / T) in
         float64, then the codec (section 6); kind ``logits``: z cast once to the stored dtype (the
-        temperature is applied when decoding). Raises :class:`CodecError` on non-finite logits, and
-        on logits beyond the float16 range for ``logits:float16``."""
+        temperature is applied when decoding). With a tail (``tail_rank`` set) the result also holds
+        ``tail/coef`` and ``tail/scale`` (:func:`~ladd_format.stream.tail.encode_tail` in ``tail``,
+        the stream's basis). Raises :class:`CodecError` on non-finite logits, on logits beyond the
+        float16 range for ``logits:float16``, and on a tail basis missing, of another rank or of
+        another class count, or given to a codec without a tail."""
         z = np.asarray(logits)
         if z.ndim != 2:
             raise CodecError(f"logits must be (n, C), got shape {z.shape}")
@@ -101,22 +131,51 @@ class StreamCodec:
                 raise CodecError(f"logits reach {float(np.abs(z).max()):.6g}, beyond the float16 range "
                                  f"({FLOAT16_MAX:g}); store them as logits:float32")
             return {S.STREAM_LOGITS: z.astype(np.float64).astype(np.dtype(self.logits_dtype).newbyteorder("<"))}
-        return self.codec.encode(softmax64(z, temperature))
+        self._check_tail_basis(tail, z.shape[1])
+        out = self.codec.encode(softmax64(z, temperature))
+        if self.tail_rank is not None:
+            out[S.STREAM_TAIL_COEF], out[S.STREAM_TAIL_SCALE] = encode_tail(z, tail)
+        return out
+
+    def _check_tail_basis(self, tail: TailBasis | None, num_classes: int) -> None:
+        """A basis given exactly when the codec has a tail, of its rank and of ``num_classes`` classes."""
+        if self.tail_rank is None:
+            if tail is not None:
+                raise CodecError(f"codec {self.label} has no tail, but a tail basis was given")
+            return
+        if not isinstance(tail, TailBasis):
+            raise CodecError(f"codec {self.label} needs its tail basis (TailBasis; fit_tail_basis), got "
+                             f"{type(tail).__name__}")
+        if tail.rank != self.tail_rank or tail.num_classes != int(num_classes):
+            raise CodecError(f"codec {self.label} needs a tail basis of rank {self.tail_rank} over {num_classes} "
+                             f"classes, got rank {tail.rank} over {tail.num_classes}")
 
     def decode(self, stored: Mapping[str, np.ndarray], num_classes: int, temperature: float | None = None,
-               stored_temperature: float = 1.0) -> np.ndarray:
+               stored_temperature: float = 1.0, tail: TailBasis | None = None) -> np.ndarray:
         """The stored arrays of n records -> ``(n, C)`` float32 probabilities.
 
         ``temperature`` None: the label as stored, i.e. section 6's decode for kind ``probs`` and
         softmax(stored / T_stored) for kind ``logits``. ``temperature`` t given (a student training at
         another temperature): kind ``logits`` gives softmax(stored / t); kind ``probs`` gives the
         decoded q raised to the power T_stored / t, each row renormalised (a row of zeros decodes to
-        1/C everywhere), which is softmax(z / t) exactly when q = softmax(z / T_stored)."""
+        1/C everywhere), which is softmax(z / t) exactly when q = softmax(z / T_stored).
+
+        A codec with a tail needs ``tail`` (the stream's basis) and ``stored`` holding ``tail/coef``
+        and ``tail/scale``: the leftover mass is then spread by the low-rank logits
+        (:func:`~ladd_format.stream.tail.decode_with_tail`, at T_stored) instead of evenly."""
         c = int(num_classes)
         if self.kind == "logits":
             t = float(stored_temperature if temperature is None else temperature)
             return softmax64(np.asarray(stored[S.STREAM_LOGITS]), t).astype(np.float32)
-        q = self.codec.decode(dict(stored), c)
+        if self.tail_rank is None:
+            q = self.codec.decode(dict(stored), c)
+        else:
+            self._check_tail_basis(tail, c)
+            missing = [key for key in (*self.codec.layout(1, c), *self.tail_layout()) if key not in stored]
+            if missing:
+                raise CodecError(f"codec {self.label} decodes {', '.join(missing)} too, which were not given")
+            q = decode_with_tail(stored[TOPK_INDEX], TopKCodec.stored_values(stored), stored[S.STREAM_TAIL_COEF],
+                                 stored[S.STREAM_TAIL_SCALE], tail, float(stored_temperature), self.codec.values)
         if temperature is None or float(temperature) == float(stored_temperature):
             return q
         power = float(stored_temperature) / float(temperature)
@@ -133,11 +192,13 @@ class StreamCodec:
 
     # -- reading -----------------------------------------------------------------------------
     @classmethod
-    def from_attrs(cls, attrs: Mapping[str, Any], datasets: Mapping[str, Any] | None = None) -> "StreamCodec":
+    def from_attrs(cls, attrs: Mapping[str, Any], datasets: Mapping[str, Any] | None = None,
+                   tail_rank: int | None = None) -> "StreamCodec":
         """The codec a file's ``/stream`` declares, from its attributes (``kind``, ``codec``, ``k``)
         and, for topk, the dtype of the stored ``topk_prob`` (``datasets``: h5py datasets or anything
-        with a ``dtype``; float16 values when absent). Files are untrusted: anything missing or
-        malformed raises a one-line :class:`CodecError`."""
+        with a ``dtype``; float16 values when absent). ``tail_rank``: the ``rank`` of the file's
+        ``/stream/tail`` (read and bounded by the caller, a 1.3 reader), or None for no tail. Files
+        are untrusted: anything missing or malformed raises a one-line :class:`CodecError`."""
         for key in (S.KIND_ATTR, S.CODEC_ATTR):
             if key not in attrs:
                 raise CodecError(f"{S.STREAM_PATH} attribute {key!r} is missing")
@@ -164,7 +225,7 @@ class StreamCodec:
             raise
         except (KeyError, TypeError, ValueError, OSError) as exc:
             raise CodecError(f"codec {name!r} cannot be read from {S.STREAM_PATH}: {exc}") from None
-        return cls("probs", codec, None, codec.text())
+        return with_tail(codec, tail_rank)
 
     def __repr__(self) -> str:
         return f"StreamCodec({self.label!r})"
@@ -173,11 +234,27 @@ class StreamCodec:
         return hash((self.kind, self.label))
 
 
+def with_tail(codec: Codec, tail_rank: int | None) -> StreamCodec:
+    """The kind-``probs`` stream codec of section-6 ``codec``, with a tail of rank ``tail_rank``
+    (None: none). A tail needs codec ``topk`` and 1 <= rank <= :data:`TAIL_RANK_MAX`; else a
+    one-line :class:`CodecError` (k < C and rank <= C are checked by :meth:`StreamCodec.layout`)."""
+    if tail_rank is None:
+        return StreamCodec("probs", codec, None, codec.text())
+    if not isinstance(codec, TopKCodec):
+        raise CodecError(f"a tail ({TAIL_OPTION}=R) needs codec topk, got {codec.text()!r}")
+    if not isinstance(tail_rank, (int, np.integer)) or isinstance(tail_rank, bool) \
+            or not 1 <= int(tail_rank) <= TAIL_RANK_MAX:
+        raise CodecError(f"{TAIL_OPTION} must be an integer rank from 1 to {TAIL_RANK_MAX}, got {tail_rank!r}")
+    r = int(tail_rank)
+    return StreamCodec("probs", codec, None, f"{codec.text()},{TAIL_OPTION}={r}", r)
+
+
 def parse_stream_codec(value: str | StreamCodec) -> StreamCodec:
     """A stream codec from its text: any section-6 codec text or JSON (kind ``probs``:
-    ``topk:k=20,values=uint8``, ``float16``, ``uint8``, ...) or ``logits:float16`` /
-    ``logits:float32`` (kind ``logits``). A :class:`StreamCodec` is returned as it is. Unknown
-    names raise a one-line :class:`CodecError`."""
+    ``topk:k=20,values=uint8``, ``float16``, ``uint8``, ...), a ``topk`` one with a tail
+    (``topk:k=5,values=uint8,tail=24``, or ``"tail": 24`` in its JSON; spec 1.3), or
+    ``logits:float16`` / ``logits:float32`` (kind ``logits``). A :class:`StreamCodec` is returned as
+    it is. Unknown names and bad parameters raise a one-line :class:`CodecError`."""
     if isinstance(value, StreamCodec):
         return value
     if isinstance(value, Codec):
@@ -190,8 +267,20 @@ def parse_stream_codec(value: str | StreamCodec) -> StreamCodec:
             raise CodecError(f"logits are stored as {' or '.join(f'{LOGITS_PREFIX}:{d}' for d in S.STREAM_LOGIT_CODECS)}, "
                              f"got {raw!r}")
         return StreamCodec("logits", None, dtype, f"{LOGITS_PREFIX}:{dtype}")
-    codec = parse_codec(raw)
-    return StreamCodec("probs", codec, None, codec.text())
+    config = parse_codec_config(raw)
+    tail_rank = config.pop(TAIL_OPTION, None)
+    return with_tail(make_codec(config.pop("name"), **config), tail_rank)   # with_tail: a tail needs topk
 
 
-__all__ = ["DEFAULT_STREAM_CODEC", "StreamCodec", "parse_stream_codec", "softmax64"]
+def default_stream_codec(num_classes: int) -> StreamCodec:
+    """The codec a stream of ``num_classes`` classes gets when none is typed: :data:`DEFAULT_STREAM_CODEC`,
+    or :data:`SMALL_C_CODEC` when C <= 3k + r + 2 of the default (41: uint8's C raw bytes a record are
+    then no more than the default's 3k + r + 2, and the default needs k < C anyway)."""
+    default = parse_stream_codec(DEFAULT_STREAM_CODEC)
+    if int(num_classes) <= 3 * default.codec.k + int(default.tail_rank or 0) + 2:
+        return parse_stream_codec(SMALL_C_CODEC)
+    return default
+
+
+__all__ = ["DEFAULT_STREAM_CODEC", "SMALL_C_CODEC", "TAIL_OPTION", "StreamCodec", "default_stream_codec",
+           "parse_stream_codec", "softmax64", "with_tail"]

@@ -11,6 +11,7 @@ import numpy as np
 from .. import spec as S
 from ..spec import limits
 from .codec import DEFAULT_STREAM_CODEC, StreamCodec, parse_stream_codec
+from .tail import TailBasis
 
 #: the datasets of one row per record (Q rows) other than the labels, in the order of the batch digests
 RECORD_DATASETS = (S.STREAM_IMAGE, S.STREAM_BOX, S.STREAM_FLIP)
@@ -35,6 +36,9 @@ class StreamSpec:
     teacher: ``/stream/teacher`` attributes: ``arch`` required; ``epochs``, ``training_data``,
         ``weights_sha256``, ``mean``, ``std`` optional (None values are left out).
     sampler, augmentation: JSON-able dicts stored as the JSON attributes of the same names, or None.
+    tail: the basis of the low-rank tail (``/stream/tail`` ``mean`` and ``basis``, spec 4.8):
+        required when, and only when, ``codec.tail_rank`` is set, of that rank and C classes
+        (:func:`~ladd_format.stream.tail.fit_tail_basis` of the first records' logits).
     """
 
     epochs: int
@@ -48,6 +52,7 @@ class StreamSpec:
     teacher: dict = field(default_factory=lambda: {S.ARCH_ATTR: "unknown"})
     sampler: dict | None = None
     augmentation: dict | None = None
+    tail: TailBasis | None = None
 
     def __post_init__(self) -> None:
         # conveniences, so that equal declarations compare equal: a codec given as text is parsed
@@ -104,8 +109,9 @@ class StreamSpec:
         else:
             try:
                 self.codec.layout(num_classes)
-            except Exception as exc:  # noqa: BLE001 - CodecError: k > C, C > 65536 for topk
+            except Exception as exc:  # noqa: BLE001 - CodecError: k > C, C > 65536 for topk, tail bounds
                 found.append(getattr(exc, "message", str(exc)))
+            found.extend(self._tail_problems(num_classes))
         t = self.temperature
         if not isinstance(t, (int, float, np.floating, np.integer)) or not (math.isfinite(float(t)) and float(t) > 0):
             found.append(f"temperature must be a finite number > 0, got {t!r}")
@@ -118,6 +124,19 @@ class StreamSpec:
                 except (TypeError, ValueError) as exc:
                     found.append(f"{name} must be JSON-able: {exc}")
         return found
+
+    def _tail_problems(self, num_classes: int) -> list[str]:
+        """The tail basis given exactly when the codec has a tail, of its rank and C classes."""
+        rank = self.codec.tail_rank
+        if rank is None:
+            return [] if self.tail is None else [f"a tail basis was given, but codec {self.codec.label!r} has no tail"]
+        if not isinstance(self.tail, TailBasis):
+            return [f"codec {self.codec.label!r} needs tail=TailBasis (fit_tail_basis of the first records' logits), "
+                    f"got {type(self.tail).__name__}"]
+        if self.tail.rank != rank or self.tail.num_classes != int(num_classes):
+            return [f"tail basis has rank {self.tail.rank} over {self.tail.num_classes} classes, codec "
+                    f"{self.codec.label!r} needs rank {rank} over {num_classes}"]
+        return []
 
 
 __all__ = ["RECORD_DATASETS", "StreamSpec"]

@@ -609,7 +609,7 @@ def draw_stream(f: DLAFile, epoch: int, batch: int = 0, cell: int = CELL, top: i
     images = {i: pixels.to_255(f.images(i, i + 1))[0] for i in sorted(needed)}
     crops = stream_crops(images, data, shown, spec.crop_size, spec.resize, spec.mix)
     stored = {name: np.asarray(v)[:len(shown)] for name, v in data.labels.items()}
-    probs = spec.codec.decode(stored, f.num_classes, None, spec.temperature)
+    probs = spec.codec.decode(stored, f.num_classes, None, spec.temperature, tail=s.tail)   # 1.3: with the tail
     hard = f.labels()
     names = shown_names(f.class_names)
     h_out, w_out = spec.crop_size

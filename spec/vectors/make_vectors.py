@@ -13,9 +13,17 @@ the same float16 whether cast directly or through float32, and no two random val
 float64 or in float32. Ties are only the deliberate dyadic rows (``tie_rows``), which exercise the
 top-k tie rule and an exact half (255 * 0.5 = 127.5 -> 128).
 
-Vectors of earlier format versions (1.0, 1.1) are written as such (``pin_version``) and, when the
-folder already holds them with an unchanged expected file, left byte for byte as they are (spec
-section 9); the 1.2 stream vectors and the invalid vectors of rules 16 and 17 are the writer's.
+Vectors of earlier format versions (1.0, 1.1, 1.2) are written as such (``pin_version``) and, when
+the folder already holds them with an unchanged expected file, left byte for byte as they are (spec
+section 9): the 1.2 stream vectors and the invalid vectors of rules 16 and 17 stay 1.2 files. The 1.3
+vector with a low-rank tail (``stream_cutmix_topk_tail``) and the invalid vectors of rule 18 are the
+writer's version. The tail vector's stored values are chosen here (dyadic mean, basis and scales,
+integer coefficients), and its top-k labels are encoded from the softmax of the tail's own logits
+computed in 60-digit decimal arithmetic, so its bytes depend on no floating-point library, except
+in four records whose top-k values are set by hand so that 4.8's clamp of the tail mass changes
+them (``TAIL_SET_BY_HAND``) and one whose top-k classes are set by hand so that 4.8's cap of the
+tail entries changes it (``TAIL_CLASSES_BY_HAND``); its expected labels are that decimal decode of
+section 6 with the tail, rounded once to float32.
 
 Usage: make_vectors.py [--out DIR]   (default: the folder holding this script)
 """
@@ -29,6 +37,7 @@ import math
 import shutil
 import sys
 import tempfile
+from decimal import Decimal, localcontext
 from fractions import Fraction
 from pathlib import Path
 
@@ -52,8 +61,10 @@ MAX_CHUNK_ROWS = 3
 
 #: The vectors of spec 1.1 (the codec, plain, float_images and nul_strings vectors and the invalid vectors of
 #: rules 3-15) keep format_version 1.1 when regenerated (spec section 9: vectors of earlier versions remain
-#: valid); the stream vectors are 1.2 (the writer's version).
+#: valid); the stream vectors of 1.2 (and the invalid vectors of rules 16, 17) keep 1.2; the tail vectors
+#: are 1.3 (the writer's version).
 VERSION_1_1 = "1.1"
+VERSION_1_2 = "1.2"
 
 
 SEED = 20260101
@@ -481,6 +492,108 @@ def exact_softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
+#: digits of the decimal arithmetic of the tail's decode (exp, sums, quotients): far beyond float32
+TAIL_DIGITS = 60
+
+
+def _decimal(x: Fraction) -> Decimal:
+    return Decimal(x.numerator) / Decimal(x.denominator)
+
+
+def exact_tail_logits(mean, basis, coef, scale) -> list[list[Fraction]]:
+    """zhat = mean + scale * (coef @ basis) of every record, exactly (the stored values are binary
+    fractions)."""
+    m = [Fraction(float(v)) for v in mean]
+    b = [[Fraction(float(v)) for v in row] for row in basis]
+    out = []
+    for cf, sc in zip(coef.tolist(), scale.astype(np.float64).tolist()):
+        out.append([m[j] + Fraction(sc) * sum((Fraction(int(ci)) * b[i][j] for i, ci in enumerate(cf)), Fraction(0))
+                    for j in range(len(m))])
+    return out
+
+
+def decimal_softmax(z: list[Fraction], temperature: float) -> list[Decimal]:
+    """softmax(z / T) in TAIL_DIGITS-digit decimal arithmetic."""
+    top = max(z)
+    u = [(_decimal(v - top) / _decimal(Fraction(temperature))).exp() for v in z]
+    total = sum(u, Decimal(0))
+    return [v / total for v in u]
+
+
+#: e of spec 4.8 step 3, the rounding bound of one stored top-k value, by its dtype (exact decimals)
+VALUE_ROUNDING = {np.dtype("u1"): Decimal(1) / Decimal(510), np.dtype("<f2"): Decimal(2) ** -12,
+                  np.dtype("<f4"): Decimal(2) ** -25}
+
+
+def tail_mass(v: list[Decimal], u: list[Decimal], idx: list[int], k: int, dtype: np.dtype) -> tuple[Decimal, Decimal]:
+    """(m_hat, m) of spec 4.8 step 3 for one record: m_hat = sum_{j not in I} u_j / sum_j u_j, and m
+    = max(0, min(rho + delta, max(rho - delta, m_hat))) with rho = 1 - sum_{j in I} v_j (``v`` the
+    values of I) and delta = k e."""
+    rest = sum((u[j] for j in range(len(u)) if j not in idx), Decimal(0))
+    m_hat = rest / sum(u, Decimal(0))
+    rho = 1 - sum(v, Decimal(0))
+    delta = k * VALUE_ROUNDING[np.dtype(dtype)]
+    return m_hat, max(Decimal(0), min(rho + delta, max(rho - delta, m_hat)))
+
+
+def exact_tail_decode(index: np.ndarray, values: np.ndarray, zhat: list[list[Fraction]], temperature: float,
+                      c: int) -> tuple[np.ndarray, list[int], list[int]]:
+    """Section 6's top-k decode with the tail (spec 4.8): v at the classes I, the top-k entries
+    stored above 0; every other class min(m * u_j / sum_{i not in I} u_i, v_min + e) (the first
+    term 0 when that sum is 0) with u = exp((zhat - max zhat) / T), m the low-rank tail mass m_hat
+    clamped to rho -+ k e (:func:`tail_mass`), v_min the smallest of the k stored values (zeros
+    included) and e their rounding bound; the row divided by its sum; TAIL_DIGITS-digit decimals,
+    rounded once to float32. Also returns the records whose m_hat the clamp changed and those
+    where the cap lowered some tail entry."""
+    out, clamped, capped = [], [], []
+    k = index.shape[1]
+    with localcontext() as ctx:
+        ctx.prec = TAIL_DIGITS
+        for r, (every, raw, z) in enumerate(zip(index.tolist(), values, zhat)):
+            v = [Decimal(int(s)) / Decimal(255) if values.dtype == np.uint8 else _decimal(Fraction(float(s)))
+                 for s in raw]
+            cap = min(v) + VALUE_ROUNDING[np.dtype(values.dtype)]
+            idx = [cls for cls, val in zip(every, v) if val > 0]
+            v = [val for val in v if val > 0]
+            top = max(z)
+            u = [(_decimal(x - top) / _decimal(Fraction(temperature))).exp() for x in z]
+            rest = sum((u[j] for j in range(c) if j not in idx), Decimal(0))
+            m_hat, m = tail_mass(v, u, idx, k, values.dtype)
+            if m != m_hat:
+                clamped.append(r)
+            q = [Decimal(0) if j in idx or rest == 0 else m * u[j] / rest for j in range(c)]
+            if any(x > cap for x in q):
+                capped.append(r)
+            q = [min(x, cap) for x in q]
+            for cls, val in zip(idx, v):
+                q[cls] = val
+            total = sum(q, Decimal(0))
+            out.append([f32(float(x / total)) if total else f32(1 / c) for x in q])
+    return np.asarray(out, dtype=np.float64), clamped, capped
+
+
+def stream_tail_expected(h5: h5py.File, stored: dict, temperature: float, c: int, bounds) -> dict:
+    """What a 1.3 reader must get from ``/stream/tail``: its rank, mean, basis, coef, scale, batch
+    digests, the decoded labels with the tail, and (``decoded_without_tail``) section 6's even decode
+    a reader that ignores the tail gets."""
+    g = h5["stream/tail"]
+    tail = {key: g[key][()] for key in ("mean", "basis", "coef", "scale")}
+    listed = [text(v) for v in g["batch_sha256"].attrs["datasets"]]
+    assert listed == ["/stream/tail/coef", "/stream/tail/scale"]
+    digests = [[sha256_le(tail[name.rsplit("/", 1)[1]][lo:hi]) for name in listed] for lo, hi in bounds]
+    assert digests == [[row.tobytes().hex() for row in b] for b in g["batch_sha256"][()]]
+    zhat = exact_tail_logits(tail["mean"], tail["basis"], tail["coef"], tail["scale"])
+    decoded, clamped, capped = exact_tail_decode(stored["topk_index"], stored["topk_prob"], zhat, temperature, c)
+    assert clamped == list(TAIL_SET_BY_HAND), clamped
+    assert set(TAIL_CLASSES_BY_HAND) <= set(capped), capped
+    return {"rank": int(g.attrs["rank"]), "mean": exact_list(tail["mean"]), "basis": exact_list(tail["basis"]),
+            "coef": tail["coef"].tolist(), "scale": exact_list(tail["scale"]),
+            "dtypes": {key: value.dtype.str for key, value in tail.items()},
+            "batch_sha256_datasets": listed, "batch_sha256": digests, "decoded": decoded.tolist(),
+            "topk_set_by_hand": list(TAIL_SET_BY_HAND), "clamped": clamped,
+            "topk_classes_set_by_hand": list(TAIL_CLASSES_BY_HAND), "capped": capped}
+
+
 def stream_expected(path: Path, batches: list[dict], labels: np.ndarray, source) -> dict:
     """What a reader following 4.7, 5.1 and 6 must get from the stream of ``path``: the declaration,
     the records (partner as a record number, hard label ``labels[image]``), the decoded labels and
@@ -495,9 +608,12 @@ def stream_expected(path: Path, batches: list[dict], labels: np.ndarray, source)
         teacher = {key: (text(v) if isinstance(v, bytes) else np.asarray(v).tolist())
                    for key, v in g["teacher"].attrs.items()}
         declared = {key: (text(v) if isinstance(v, bytes) else np.asarray(v).tolist()) for key, v in a.items()}
-    batch_start, epoch_start = stored["batch_start"].tolist(), stored["epoch_start"].tolist()
-    q, nb = int(stored["image"].shape[0]), len(batch_start)
-    bounds = [(start, batch_start[b + 1] if b + 1 < nb else q) for b, start in enumerate(batch_start)]
+        batch_start, epoch_start = stored["batch_start"].tolist(), stored["epoch_start"].tolist()
+        q, nb = int(stored["image"].shape[0]), len(batch_start)
+        bounds = [(start, batch_start[b + 1] if b + 1 < nb else q) for b, start in enumerate(batch_start)]
+        tail = None
+        if "tail" in g and tuple(int(v) for v in text(h5.attrs["format_version"]).split(".")) >= (1, 3):
+            tail = stream_tail_expected(h5, stored, float(declared["temperature"]), c, bounds)
     epoch_of = [max(e for e, first in enumerate(epoch_start) if first <= b) for b in range(nb)]
     assert len(batches) == nb and [hi - lo for lo, hi in bounds] == [len(x["image"]) for x in batches]
     assert epoch_of == [x["epoch"] for x in batches]
@@ -546,15 +662,21 @@ def stream_expected(path: Path, batches: list[dict], labels: np.ndarray, source)
         "batch_sha256_datasets": listed,
         "batch_sha256": digests,
     }
+    if tail is not None:            # spec 1.3: "decoded" is the decode with the tail
+        out["tail"] = tail
+        out["decoded_without_tail"] = out["decoded"]
+        out["decoded"] = tail["decoded"]
+        decoded = np.asarray(tail["decoded"])
     # the package's stream reader must agree
     with open_dla(path) as f:
         s = f.stream
         assert (s.num_records, s.num_batches, s.epochs) == (q, nb, len(epoch_start))
+        assert (s.tail is None) == (tail is None)
         for b in range(nb):
             got = s.read_batch(b)
             lo, hi = bounds[b]
             assert got.epoch == epoch_of[b] and np.array_equal(got.image, stored["image"][lo:hi])
-            q32 = got.probs(s.spec.codec, c, stored_temperature=s.spec.temperature)
+            q32 = s.probs(got)
             assert q32.dtype == np.float32 and np.max(np.abs(q32 - decoded[lo:hi])) <= 1e-6, (path.name, b)
     return out
 
@@ -607,8 +729,126 @@ def make_streams(out_dir: Path) -> None:
                           augmentation={"scale": [0.08, 1.0], "flip": 0.5, "mix": mix} if mix != "none" else None)
         write_vector(out_dir, name, images=images, labels=labels, num_classes=c, mean=MEAN, std=STD,
                      class_names=["tench", "springer", "cassette", "chainsaw", "church"],
-                     source_dataset="imagenette", distillation="sre2l", version=None, stream=spec,
+                     source_dataset="imagenette", distillation="sre2l", version=VERSION_1_2, stream=spec,
                      stream_batches=batches, stream_source=source)
+    make_tail_stream(out_dir, rng, images, labels, teacher)
+
+
+#: the 1.3 vector with a tail: C = 8 classes over the 6 images above, top-2 in uint8, a rank-3 tail
+TAIL_VECTOR = "stream_cutmix_topk_tail"
+TAIL_C, TAIL_K, TAIL_RANK, TAIL_T = 8, 2, 3, 2.0
+TAIL_LENGTHS = [[4, 3], [4, 2, 4]]
+#: the tail vector's records whose top-k values are set by hand, not encoded from their tail's logits,
+#: so that spec 4.8 step 3 clamps their tail mass: 12 (values lowered: m_hat < rho - delta), 13
+#: (raised: m_hat > rho + delta), 14 (codes summing to 255: rho = 0, m = delta) and 15 (codes summing
+#: to 256, the most section 6 allows for k = 2: rho + delta = 0, no tail)
+TAIL_SET_BY_HAND = (12, 13, 14, 15)
+#: the tail vector's records whose top-k classes are set by hand: the first and the third of their
+#: tail's logits, with those classes' encoded values, so that the second, outside the top k, would get
+#: more than the smallest stored value allows, and spec 4.8 step 4 caps it (the clamp of step 3 does
+#: not change them: their m_hat is within rho -+ delta)
+TAIL_CLASSES_BY_HAND = (16,)
+#: the least gap between the second and the third probability of a record of TAIL_CLASSES_BY_HAND,
+#: so that the cap (the third's stored value + 1/510) lowers the second by far more than float32's rounding
+TAIL_CAP_GAP = Decimal(4) / Decimal(255)
+
+
+def tail_stored(rng: np.random.Generator, q: int) -> tuple[dict, dict]:
+    """The tail (mean, basis, coef, scale: binary fractions, exact in every precision) and the top-k
+    labels encoded from the softmax of the tail's own logits at TAIL_T (section 6's encode, in
+    TAIL_DIGITS-digit decimals; every code is checked to be far from a rounding boundary). Record 0
+    has scale 0 (its logits are the mean), record 1 a coefficient of -127 and 127, record 2 a second
+    top-k value that rounds to 0 (uint8 code 0: outside I, it takes its share of the tail); the
+    records of :data:`TAIL_SET_BY_HAND` keep their top-k classes with values set by hand
+    (:func:`set_topk_by_hand`); the records of :data:`TAIL_CLASSES_BY_HAND` store the first and
+    the third class of their tail's logits (their coefficients redrawn until the second exceeds the
+    third by :data:`TAIL_CAP_GAP`)."""
+    mean = (rng.integers(-96, 97, TAIL_C) / 32).astype(np.float32)
+    basis = (rng.integers(-128, 129, (TAIL_RANK, TAIL_C)) / 128).astype(np.float32)
+    coef = rng.integers(-127, 128, (q, TAIL_RANK)).astype(np.int8)
+    scale = (rng.integers(1, 65, q) / 512).astype(np.float16)
+    coef[0], scale[0] = 0, 0
+    coef[1, :2] = (-127, 127)
+    scale[2] = 0.125
+    while True:                      # record 2: a peaked row whose second value rounds to 0
+        z = exact_tail_logits(mean, basis, coef[2:3], scale[2:3])[0]
+        with localcontext() as ctx:
+            ctx.prec = TAIL_DIGITS
+            second = sorted(decimal_softmax(z, TAIL_T), reverse=True)[1]
+        if second * 255 + Decimal("0.5") < Decimal("0.99"):
+            break
+        coef[2] = rng.integers(-127, 128, TAIL_RANK)
+    for r in TAIL_CLASSES_BY_HAND:   # a second probability well above the third (the cap binds)
+        while True:
+            z = exact_tail_logits(mean, basis, coef[r:r + 1], scale[r:r + 1])[0]
+            with localcontext() as ctx:
+                ctx.prec = TAIL_DIGITS
+                p = sorted(decimal_softmax(z, TAIL_T), reverse=True)
+            if p[1] - p[2] > TAIL_CAP_GAP:
+                break
+            coef[r] = rng.integers(-127, 128, TAIL_RANK)
+    zhat = exact_tail_logits(mean, basis, coef, scale)
+    index = np.zeros((q, TAIL_K), np.uint16)
+    values = np.zeros((q, TAIL_K), np.uint8)
+    with localcontext() as ctx:
+        ctx.prec = TAIL_DIGITS
+        for r, z in enumerate(zhat):
+            p = decimal_softmax(z, TAIL_T)
+            order = sorted(range(TAIL_C), key=lambda cls: (-p[cls], cls))
+            top = [order[0], order[2]] if r in TAIL_CLASSES_BY_HAND else order[:TAIL_K]
+            index[r] = top
+            for i, cls in enumerate(top):
+                code = p[cls] * 255 + Decimal("0.5")
+                frac = code - int(code)
+                assert min(frac, 1 - frac) > Decimal("1e-9"), (r, cls)       # unambiguous under any evaluation
+                values[r, i] = int(code)
+    set_topk_by_hand(values)
+    return ({"topk_index": index, "topk_prob": values, "tail/coef": coef, "tail/scale": scale},
+            {"mean": mean, "basis": basis})
+
+
+def set_topk_by_hand(values: np.ndarray) -> None:
+    """The uint8 codes (k = 2) of the records of :data:`TAIL_SET_BY_HAND` (low, high, full, over), in
+    place, from their encoded codes s: low keeps 70% of each (rounded up), high adds half of what the
+    two leave below 255 (at least 4 codes) to the first, full sums to 255 and over to 256 (the first
+    code takes the difference). The codes stay descending and within section 6's bounds
+    (255 k / C - k / 2 <= sum <= 255 + k / 2); that the clamp changes each of these records, and no
+    other, is checked when the expected labels are computed."""
+    low, high, full, over = TAIL_SET_BY_HAND
+    s = values.astype(np.int64)
+    s[low] = -(-s[low] * 7 // 10)
+    s[high, 0] += max(4, (255 - int(s[high].sum())) // 2)
+    s[full, 0] = 255 - s[full, 1]
+    s[over, 0] = 256 - s[over, 1]
+    for r in TAIL_SET_BY_HAND:
+        assert 255 >= s[r, 0] >= s[r, 1] > 0, (r, s[r])
+        assert 255 * TAIL_K / TAIL_C - TAIL_K / 2 <= s[r].sum() <= 255 + TAIL_K / 2, (r, s[r])
+    values[...] = s.astype(np.uint8)
+
+
+def make_tail_stream(out_dir: Path, rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
+                     teacher: dict) -> None:
+    """The 1.3 stream vector with a low-rank tail (:data:`TAIL_VECTOR`), written by the package's writer."""
+    from ladd_format.stream import StreamSpec, TailBasis, parse_stream_codec
+
+    m, _, height, width = images.shape
+    crop = (6, 6)
+    batches = stream_record_batches(rng, TAIL_LENGTHS, m, height, width, crop, "cutmix")
+    q = sum(len(x["image"]) for x in batches)
+    parts, basis = tail_stored(rng, q)
+    start = 0
+    for batch in batches:
+        n = len(batch["image"])
+        batch["stored"] = {key: value[start:start + n] for key, value in parts.items()}
+        start += n
+    codec = parse_stream_codec(f"topk:k={TAIL_K},values=uint8,tail={TAIL_RANK}")
+    spec = StreamSpec(epochs=len(TAIL_LENGTHS), batch_size=4, crop_size=crop, mix="cutmix", codec=codec,
+                      temperature=TAIL_T, teacher=teacher, tail=TailBasis(basis["mean"], basis["basis"]),
+                      augmentation={"scale": [0.08, 1.0], "flip": 0.5, "mix": "cutmix"})
+    write_vector(out_dir, TAIL_VECTOR, images=images, labels=labels, num_classes=TAIL_C, mean=MEAN, std=STD,
+                 class_names=["tench", "springer", "cassette", "chainsaw", "church", "horn", "truck", "ball"],
+                 source_dataset="imagenette", distillation="sre2l", version=None, stream=spec,
+                 stream_batches=batches)
 
 
 # Invalid stream vectors (rules 16 and 17): a small valid stream, then one defect; every digest the
@@ -633,6 +873,8 @@ def _base_stream_invalid(path: Path) -> None:
         for epoch, image, box, flip, partner, mbox, rows in batches:
             w.append_stream(epoch, np.array(image), np.array(box), np.array(flip, bool), mix_partner=np.array(partner),
                             mix_box=np.array(mbox), stored={"probs": probs[rows]})
+    with h5py.File(path, "r+") as h5:
+        pin_version(h5, VERSION_1_2)
     assert verify(path) == []
 
 
@@ -703,6 +945,84 @@ INVALID_STREAM = [
      "digest not", _set_stream_value("flip", 0, 1, digests=False)),
     ("17-stream-digests-list-wrong-datasets", 17, "/stream/batch_sha256 datasets lists /stream/box before "
      "/stream/image", _swap_digest_datasets),
+]
+
+
+# Invalid tail vectors (rule 18, since 1.3): a small valid stream with a tail, then one defect; every
+# digest the defect does not concern is recomputed (``_reseal_tail``), so only rule 18 breaks.
+def _base_tail_invalid(path: Path) -> None:
+    """3 images of 1x4x4, C = 4; a cutmix stream of 2 epochs (batches of 3, 2 | 3 records), B = 3,
+    crop 4 x 4, codec topk:k=1,values=uint8 with a rank-2 tail (format 1.3)."""
+    from ladd_format.stream import StreamSpec, TailBasis, parse_stream_codec
+
+    images = np.random.default_rng(SEED).integers(0, 256, size=(3, 1, 4, 4), dtype=np.uint8)
+    tail = TailBasis(np.array([0.5, -0.25, 0.0, 1.0], np.float32),
+                     np.array([[0.5, -0.5, 0.5, -0.5], [0.0, 0.75, -0.25, 0.125]], np.float32))
+    spec = StreamSpec(epochs=2, batch_size=3, crop_size=(4, 4), mix="cutmix",
+                      codec=parse_stream_codec("topk:k=1,values=uint8,tail=2"), teacher={"arch": "vector"}, tail=tail)
+    index = np.array([[0], [1], [2], [3], [0], [1], [2], [3]], np.uint16)
+    values = np.array([[200], [128], [255], [64], [100], [90], [180], [77]], np.uint8)
+    coef = np.array([[1, -2], [127, 0], [0, 0], [-127, 5], [3, 3], [-1, 64], [10, -10], [0, 1]], np.int8)
+    scale = np.array([0.5, 0.25, 0.0, 0.125, 1.0, 0.5, 0.0625, 2.0], np.float16)
+    batches = [
+        (0, [0, 1, 2], [[0, 0, 4, 4], [1, 1, 2, 3], [0, 2, 4, 2]], [0, 1, 0], [2, 0, 1], [1, 1, 2, 2], slice(0, 3)),
+        (0, [2, 0], [[3, 3, 1, 1], [0, 0, 2, 2]], [1, 1], [1, 0], [0, 0, 0, 0], slice(3, 5)),
+        (1, [1, 1, 0], [[0, 0, 1, 4], [2, 0, 2, 4], [1, 1, 3, 3]], [0, 0, 1], [0, 2, 1], [0, 0, 4, 4], slice(5, 8)),
+    ]
+    with DLAWriter(path, num_classes=4, image_shape=(1, 4, 4), mean=(0.5,), std=(0.25,), converter=CONVERTER,
+                   created=CREATED, overwrite=True, max_chunk_rows=2, stream=spec) as w:
+        w.append(images, np.array([0, 1, 2], dtype=np.int64))
+        for epoch, image, box, flip, partner, mbox, rows in batches:
+            w.append_stream(epoch, np.array(image), np.array(box), np.array(flip, bool), mix_partner=np.array(partner),
+                            mix_box=np.array(mbox), stored={"topk_index": index[rows], "topk_prob": values[rows],
+                                                            "tail/coef": coef[rows], "tail/scale": scale[rows]})
+    assert verify(path) == []
+
+
+def _reseal_tail(h5, digests: bool = True) -> None:
+    """Recompute every /stream/tail dataset's sha256 and (``digests``) its batch digests from the data
+    as it now is, then the root digest."""
+    g = h5["stream/tail"]
+    for key in g:
+        if isinstance(g[key], h5py.Dataset) and key != "batch_sha256":
+            g[key].attrs["sha256"] = sha256_le(g[key][()])
+    if digests:
+        table = g["batch_sha256"]
+        starts = h5["stream/batch_start"][()].tolist() + [h5["stream/image"].shape[0]]
+        values = table[()]
+        for b in range(len(starts) - 1):
+            for d, name in enumerate(("coef", "scale")):
+                values[b, d] = np.frombuffer(bytes.fromhex(sha256_le(g[name][starts[b]:starts[b + 1]])), np.uint8)
+        table[...] = values
+    g["batch_sha256"].attrs["sha256"] = sha256_le(g["batch_sha256"][()])
+    _reseal(h5)
+
+
+def _set_tail_value(name: str, index, value, digests: bool = True):
+    def edit(h5):
+        data = h5["stream/tail"][name][()]
+        data[index] = value
+        h5["stream/tail"][name][...] = data
+        _reseal_tail(h5, digests)
+    return edit
+
+
+def _tail_rank(value):
+    def edit(h5):
+        h5["stream/tail"].attrs["rank"] = value
+        _reseal(h5)
+    return edit
+
+
+INVALID_TAIL = [
+    ("18-stream-tail-scale-negative", 18, "/stream/tail/scale record 1 is -0.25 (must be finite and >= 0); its "
+     "sha256 and batch digest recomputed", _set_tail_value("scale", 1, -0.25)),
+    ("18-stream-tail-basis-not-finite", 18, "/stream/tail/basis[1, 2] is NaN; its sha256 recomputed",
+     _set_tail_value("basis", (1, 2), np.nan)),
+    ("18-stream-tail-rank-above-c", 18, "/stream/tail rank 5, more than C = 4 classes",
+     _tail_rank(np.int64(5))),
+    ("18-stream-tail-batch-digest-differs", 18, "/stream/tail/coef record 3 changed -127 -> -126, its sha256 "
+     "updated, the tail's batch digest not", _set_tail_value("coef", (3, 0), -126, digests=False)),
 ]
 
 
@@ -812,9 +1132,9 @@ def make_invalid(out_dir: Path, rng: np.random.Generator) -> None:
         rules = sorted({p.rule_number for p in verify(path)})
         assert rules == [rule], (stem, rules, [str(p) for p in verify(path)])
         manifest.append({"file": path.name, "rule": rule, "breaks": what})
-    for stem, rule, what, edit in INVALID_STREAM:
+    for stem, rule, what, edit in INVALID_STREAM + INVALID_TAIL:
         path = folder / f"{stem}.dla.h5"
-        _base_stream_invalid(path)
+        (_base_tail_invalid if rule == 18 else _base_stream_invalid)(path)
         with h5py.File(path, "r+") as h5:
             edit(h5)
         rules = sorted({p.rule_number for p in verify(path)})
