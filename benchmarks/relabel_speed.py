@@ -15,8 +15,9 @@ weights is saved (the weights do not change the timing): ConvNet-D3 (width 128, 
 torchvision's ResNet-18 (1000 classes) at 224 px as a ``torch.save`` state_dict given with ``--arch
 resnet18`` (ImageNet-1K's teacher; nothing is downloaded). Crops are the images' size (``ladd
 relabel``'s default), SRe2L's augmentation (RandomResizedCrop scale 0.08-1, flip, CutMix), the
-default stream codec (top-20 in uint8; ``uint8`` for the 10-class set), float32 on the CPU and
-bfloat16 on CUDA. Three things are timed:
+default stream codec of the set's class count (:func:`~ladd_format.stream.default_stream_codec`: top-5
+in uint8 with a rank-24 tail; ``uint8`` for the 10-class set), float32 on the CPU and bfloat16 on
+CUDA. Three things are timed:
 
 - pass: :mod:`ladd_format.labeler.relabel_pass` as :func:`~ladd_format.labeler.relabel_pass.relabel`
   runs it (``ladd relabel`` without the command line), in its three phases: setup (checks, input
@@ -29,6 +30,8 @@ bfloat16 on CUDA. Three things are timed:
 - breakdown: the labeling phase's steps one after another (the device synchronised after each), in
   milliseconds per 1,000 records: the draws (counter-based generator), gathering the stored images,
   the crop kernel (``source_floats`` + ``crop_batch``, spec 5.1), the teacher (normalise + forward),
+  fitting the tail basis (a codec with a tail: ``fit_tail_basis`` on the logits of the first
+  min(Q, 4,096) records, which are labeled first, as the pass's pre-pass does; 0 without a tail),
   copying the logits back and encoding them, and the epoch files. The pass overlaps the encoding
   with the next batch; the rest runs in sequence, so the breakdown says where the gap to the bare
   forward goes. The crop kernel's host-side part (each record's gather indices and weights, numpy)
@@ -62,6 +65,7 @@ from ladd_format.labeler.checkpoint import save_checkpoint  # noqa: E402
 from ladd_format.labeler.label_pass import forward_limit, labeler_logits  # noqa: E402
 from ladd_format.pixels import denormalize, normalize  # noqa: E402
 from ladd_format.relabel_config import RelabelConfig  # noqa: E402
+from ladd_format.stream.tail import fit_tail_basis  # noqa: E402
 from ladd_format.torch.models import build_model  # noqa: E402
 from ladd_format.torch.stream_crops import _axis_tables, crop_batch, source_floats  # noqa: E402
 
@@ -73,7 +77,7 @@ TEACHERS = {"convnet-d3": ("ConvNet-D3 w128", 100, "checkpoint"),
             "resnet18": ("ResNet-18 (torchvision)", 1000, "state_dict")}
 #: the breakdown's steps, in the order the pass runs them: (key, column title)
 STEPS = (("draws", "draws"), ("gather", "gather images"), ("crop", "crop kernel"), ("teacher", "teacher"),
-         ("encode", "copy back + encode"), ("save", "epoch files"))
+         ("fit", "fit the tail basis"), ("encode", "copy back + encode"), ("save", "epoch files"))
 TARGET = 0.9                                      # the issue's: pass >= 0.9x the bare forward
 #: the crop kernel's host-side part, timed apart (it is inside the step "crop")
 TABLES = "crop_tables"
@@ -179,7 +183,9 @@ def bare_forward(plan, batches: list[torch.Tensor], epochs: int = 1) -> list[tor
 
 def breakdown(plan, images, mean: torch.Tensor, std: torch.Tensor, scratch: Path) -> dict:
     """Seconds spent in each of :data:`STEPS` over every epoch, run one after another (the device
-    synchronised after each step); the epoch files go to the folder ``scratch``."""
+    synchronised after each step); the epoch files go to the folder ``scratch``. A codec with a tail
+    first labels the batches holding the first min(Q, 4,096) records and fits the basis on their
+    logits (step ``fit``), as the pass's pre-pass does; those batches are not labeled again."""
     spent = dict.fromkeys([k for k, _ in STEPS] + [TABLES], 0.0)
     codec, temperature, device = plan.spec.codec, plan.spec.temperature, plan.device
 
@@ -190,17 +196,34 @@ def breakdown(plan, images, mean: torch.Tensor, std: torch.Tensor, scratch: Path
         spent[key] += time.perf_counter() - t0
         return out
 
+    def label(draw) -> torch.Tensor:
+        stored = clock("gather", lambda: images.gather(draw.image))
+        clock(TABLES, lambda: crop_tables(draw, plan.crop_size))               # apart: not in the sum
+        crops = clock("crop", lambda: _crop_stored(plan, draw, stored, mean, std))
+        return clock("teacher", lambda: rp.teacher_logits(plan.teacher, crops, plan.precision,
+                                                          plan.config.forward_batch))
+
     scratch.mkdir(parents=True, exist_ok=True)
+    draws = [clock("draws", lambda: list(plan.draws.epoch(epoch))) for epoch in range(plan.epochs)]
+    tail, ready = None, {}
+    if codec.tail_rank is not None:
+        n, held = rp.fit_records(plan), {}
+        for key in ((e, b) for e in range(plan.epochs) for b in range(len(draws[e]))):
+            if sum(len(z) for z in held.values()) >= n:
+                break
+            logits = label(draws[key[0]][key[1]])
+            held[key] = clock("encode", lambda: logits.cpu().numpy())
+        tail = clock("fit", lambda: fit_tail_basis(np.concatenate(list(held.values()))[:n], codec.tail_rank))
+        ready = {key: clock("encode", lambda: codec.encode_logits(z, temperature, tail=tail))
+                 for key, z in held.items()}
     for epoch in range(plan.epochs):
-        draws = clock("draws", lambda: list(plan.draws.epoch(epoch)))
         parts = []
-        for draw in draws:
-            stored = clock("gather", lambda: images.gather(draw.image))
-            clock(TABLES, lambda: crop_tables(draw, plan.crop_size))           # apart: not in the sum
-            crops = clock("crop", lambda: _crop_stored(plan, draw, stored, mean, std))
-            logits = clock("teacher", lambda: rp.teacher_logits(plan.teacher, crops, plan.precision,
-                                                                plan.config.forward_batch))
-            parts.append(clock("encode", lambda: codec.encode_logits(logits.cpu().numpy(), temperature)))
+        for b, draw in enumerate(draws[epoch]):
+            if (epoch, b) in ready:                                            # labeled before the fit
+                parts.append(ready.pop((epoch, b)))
+                continue
+            logits = label(draw)
+            parts.append(clock("encode", lambda: codec.encode_logits(logits.cpu().numpy(), temperature, tail=tail)))
         clock("save", lambda: rp._save_epoch(scratch / rp.EPOCH_FILE.format(epoch),
                                               {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}))
     shutil.rmtree(scratch)
@@ -326,7 +349,8 @@ def render(payload: dict) -> str:
                      "processes took a share of the cores and the figures are noisy).")
     lines += ["- Random uint8 images and a random-weight teacher (timing depends on neither); crops of the images' "
               "size, SRe2L's augmentation (RandomResizedCrop scale 0.08-1, flip, CutMix), `bilinear-antialias` "
-              "crop kernel, the default stream codec (`uint8` where the set has fewer classes than its k = 20); "
+              "crop kernel, the default stream codec of the set's class count (`default_stream_codec`; the codec "
+              "column says which); "
               "precision: float32 on the CPU, bfloat16 autocast on CUDA, the same for the bare forward; "
               "forward slice = crops per teacher forward (`--forward-batch` 512, on the CPU at most "
               "32 x 224 x 224 input pixels).",
@@ -352,8 +376,9 @@ def render(payload: dict) -> str:
               "|---|" + "---:|" * (len(STEPS) + 4)]
     for r in rows:
         steps, n = r["steps"], r["records"]
-        total = sum(steps[k] for k, _ in STEPS)
-        cells = [f"{1e3 * 1e3 * steps[k] / n:,.1f} ({100 * steps[k] / total:.0f}%)" for k, _ in STEPS]
+        total = sum(steps.get(k, 0.0) for k, _ in STEPS)
+        cells = ["-" if k not in steps else f"{1e3 * 1e3 * steps[k] / n:,.1f} ({100 * steps[k] / total:.0f}%)"
+                 for k, _ in STEPS]                       # "-": a step the saved figures predate
         tables = steps.get(TABLES)
         lines.append(f"| {r['name']} | " + " | ".join(cells) + f" | {1e3 * 1e3 * total / n:,.1f} | "
                      f"{n / steps['crop']:,.0f} | {steps['crop'] / steps['teacher']:.2f} | "
@@ -368,18 +393,19 @@ def render(payload: dict) -> str:
 def gap_lines(rows: list[dict]) -> list[str]:
     """One line per row: the gap between the pass and the bare forward, in the breakdown's terms."""
     out = ["The gap, per 1,000 records: pass - bare = setup + writing + (labeling phase - bare), and the labeling "
-           "phase - bare = crop kernel + (draws + gather + epoch files) + (teacher step - bare forward: normalising, "
-           "slicing) + rest (the encoding not hidden behind the next batch, and noise):", ""]
+           "phase - bare = crop kernel + (draws + gather + tail fit + epoch files) + (teacher step - bare forward: "
+           "normalising, slicing) + rest (the encoding not hidden behind the next batch, and noise):", ""]
     for r in rows:
         n = r["records"]
         per = {k: 1e6 * v / n for k, v in r["steps"].items()}
         ph = {k: 1e6 * v / n for k, v in r["phases"].items()}
         bare = 1e6 / r["bare"]
-        others = per["draws"] + per["gather"] + per["save"]
-        rest = ph["labeling"] - (sum(per[k] for k, _ in STEPS) - per["encode"])
+        others = per["draws"] + per["gather"] + per.get("fit", 0.0) + per["save"]
+        rest = ph["labeling"] - (sum(per.get(k, 0.0) for k, _ in STEPS) - per["encode"])
         out.append(f"- {r['name']} ({r['precision']}): pass {ph['total']:,.1f} ms - bare {bare:,.1f} ms = "
                    f"{ph['total'] - bare:+,.1f} ms = setup {ph['setup']:,.1f} + writing {ph['writing']:,.1f} + "
-                   f"({ph['labeling'] - bare:+,.1f} = crop kernel {per['crop']:,.1f} + draws, gather, epoch files "
+                   f"({ph['labeling'] - bare:+,.1f} = crop kernel {per['crop']:,.1f} + draws, gather, "
+                   f"{'tail fit, ' if 'fit' in per else ''}epoch files "
                    f"{others:,.1f} + teacher step - bare {per['teacher'] - bare:+,.1f} + rest {rest:+,.1f}).")
     return out
 

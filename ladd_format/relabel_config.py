@@ -52,8 +52,9 @@ class RelabelConfig:
         "RandomResizedCrop's range of the crop's aspect ratio (width / height)."))
     codec: str | None = _option(None, "--codec", metavar="CODEC", help=(
         "How the soft labels are stored: a dense-label codec of the probabilities (float32, float16, uint8, "
-        "topk:k=K,values=V) or the teacher's logits (logits:float16, logits:float32). Default: "
-        f"{DEFAULT_STREAM_CODEC}, or {SMALL_C_CODEC} for a set of fewer classes than its k."))
+        "topk:k=K,values=V, and a topk one with a low-rank tail: topk:k=K,values=V,tail=R) or the teacher's logits "
+        f"(logits:float16, logits:float32). Default: {DEFAULT_STREAM_CODEC} (its tail basis fitted on the first "
+        f"records' logits), or {SMALL_C_CODEC} for a set of so few classes that C bytes a record are no more."))
     temperature: float = _option(1.0, "--temperature", help=(
         "Softmax temperature T: probability codecs store softmax(logits / T); logits codecs record T."))
     resize: str = _option(RESIZE_ANTIALIAS, "--resize", choices=STREAM_RESIZES, help=(

@@ -72,7 +72,10 @@ def test_quick_runs_and_render_only_rerenders(bench, tmp_path, monkeypatch):
         assert set(r["steps"]) == {k for k, _ in rs.STEPS} | {rs.TABLES} and all(v >= 0 for v in r["steps"].values())
         assert set(r["phases"]) == {"setup", "labeling", "writing", "total"}
         assert len(r["load"]) == 2 and len(r["breakdowns"]) == len(r["bare_s"]) == len(r["passes"]) == r["repeats"]
-    assert r["codec"] == "topk:k=20,values=uint8"        # ResNet-18's 1000 classes: the default stream codec
+    from ladd_format.stream import default_stream_codec
+
+    assert r["codec"] == default_stream_codec(1000).label  # ResNet-18's 1000 classes: the default, with a tail
+    assert r["steps"]["fit"] > 0                          # its tail basis fitted, as its own step
     first = results.read_text()
     assert "<!-- relabel_speed:start -->" in first and "a test note" in first
     assert not rs.WORK.exists()                          # the work folder is cleaned up
@@ -110,8 +113,9 @@ def test_render_only_from_fixture(bench, tmp_path):
     assert ("| ConvNet-D3 w128, 32 px | float32 | 1,000 | 2 | 250 | 2,000 | `topk:k=20,values=uint8` | 400 | 500 | "
             "0.80x FAIL | 500 | 1.00x | 0.50 | 0.50 | 0.100 |") in text
     # 4 s of steps over 2,000 records: 2 ms per record; the crop kernel 0.5 s = 250 ms per 1,000 (12%), of
-    # which its host tables 0.1 s (20%), not counted again in the sum
-    assert ("| ConvNet-D3 w128, 32 px | 100.0 (5%) | 50.0 (2%) | 250.0 (12%) | 1,500.0 (75%) | 50.0 (2%) | "
+    # which its host tables 0.1 s (20%), not counted again in the sum; figures saved before the tail fit
+    # was a step show "-" in its column
+    assert ("| ConvNet-D3 w128, 32 px | 100.0 (5%) | 50.0 (2%) | 250.0 (12%) | 1,500.0 (75%) | - | 50.0 (2%) | "
             "50.0 (2%) | 2,000.0 | 4,000 | 0.17 | 50.0 (20%) |") in text
     # pass 2,500 ms - bare 2,000 ms = +500 = setup 250 + writing 250 + (0 = 250 + 200 + (1,500 - 2,000) + rest)
     assert ("pass 2,500.0 ms - bare 2,000.0 ms = +500.0 ms = setup 250.0 + writing 250.0 + (+0.0 = crop kernel "

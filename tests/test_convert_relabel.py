@@ -150,20 +150,22 @@ def test_an_upstream_sre2l_folder_becomes_the_replayed_stream(tmp_path, runner, 
 
 
 def test_the_default_codec_stores_the_teachers_probabilities(tmp_path, runner):
-    classes = tuple(range(25))                       # topk k = 20 needs C >= 20
+    classes = tuple(range(45))                       # the default is top-k with a tail above 41 classes
     exp, written = experiment(tmp_path, classes=classes, ipc=1, epochs=2, batch_size=8)
     out = tmp_path / "set.dla.h5"
     result = run(runner, "sre2l", exp, "--relabel", written.root, "--crop-size", CROP, "-o", out)
     assert result.exit_code == 0, result.output
     spec, batches, _ = stream_batches(out)
     assert spec.codec.label == DEFAULT_STREAM_CODEC and spec.codec.kind == "probs"
+    k = spec.codec.codec.k
     first = batches[0]
     z = written.batches[0, 0][5].numpy().astype(np.float64)
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
-    with open_dla(out) as f:
-        q = first.probs(spec.codec, f.num_classes)
-    top = np.argsort(-p, axis=1)[:, :20]
+    with open_dla(out) as f:                     # the stored top-k, as section 6 decodes them (the even tail)
+        q = spec.codec.codec.decode({name: v for name, v in first.labels.items() if not name.startswith("tail/")},
+                                    f.num_classes)
+    top = np.argsort(-p, axis=1)[:, :k]
     assert np.array_equal(np.sort(first.labels["topk_index"], axis=1), np.sort(top, axis=1))
     assert np.abs(np.take_along_axis(q, top, 1) - np.take_along_axis(p, top, 1)).max() < 3 / 255
 
@@ -253,7 +255,7 @@ def test_auto_reads_relabel_with_the_sre2l_layout(tmp_path, runner):
     result = run(runner, "auto", exp, "--relabel", written.root, "--crop-size", CROP, "-o", out)
     assert result.exit_code == 0, result.output
     assert "auto: detected sre2l" in result.output
-    assert "needs more than the 5 classes: stored as uint8" in result.output      # the default's k = 20 > C
+    assert "5 classes: stored as uint8" in result.output      # the default for a set of few classes
     with open_dla(out) as f:
         assert f.provenance["converter"] == "sre2l" and f.has_stream and f.stream.epochs == 1
         assert f.stream.spec.codec.label == "uint8"

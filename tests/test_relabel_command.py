@@ -102,7 +102,7 @@ def test_counts_boxes_and_declaration(tmp_path, runner, source, teacher8):
         assert (s.epochs, s.num_batches, s.num_records) == (3, 9, 36)
         spec = s.spec
         assert spec.crop_size == (8, 8) and spec.batch_size == 5 and spec.mix == "cutmix"
-        assert spec.codec.label == "uint8"          # the default top-20 needs 20 classes: C = 10 takes uint8
+        assert spec.codec.label == "uint8"          # the default (top-5, rank-24 tail) takes uint8 for C <= 41
         sha = hashlib.sha256(teacher.read_bytes()).hexdigest()
         assert spec.teacher["weights_sha256"] == sha and spec.teacher["arch"] == "convnet-d3"
         assert list(spec.teacher["mean"]) == pytest.approx([0.5, 0.4, 0.3])
@@ -266,7 +266,8 @@ def _nothing_written(out) -> None:
     (["--temperature", "0"], "--temperature"),
     (["--scale", "0.5", "0.1"], "--scale"),
     (["--codec", "topk:k=11,values=uint8"], "exceeds the number of classes"),
-    (["--codec", "topk:k=20,values=uint8"], "exceeds the number of classes"),   # the default's text, typed: as given
+    (["--codec", "topk:k=20,values=uint8"], "exceeds the number of classes"),   # 1.2's default, typed: as given
+    (["--codec", "topk:k=5,values=uint8,tail=24"], "tail rank 24 exceeds"),     # the default's text, typed: as given
 ])
 def test_bad_settings_are_one_line(tmp_path, runner, source, teacher, extra, message):
     out = tmp_path / "o.dla.h5"

@@ -51,7 +51,8 @@ CROP_SIZE = Option("crop_size", "int", "--relabel: the side the crops were resiz
                    "CutMix boxes must fit it.", default=SRE2L_CROP_SIDE, common=False)
 STREAM_CODEC = Option("stream_codec", "text", "--relabel: how the stream stores the teacher's logits: a codec of "
                       "--codec (probabilities softmax(z/T)) or logits:float16 / logits:float32 (logits:float16 keeps "
-                      "SRe2L's float16 values bit for bit); default uint8 below its k classes.",
+                      "SRe2L's float16 values bit for bit); default as shown (its low-rank tail fitted on the first "
+                      "records' logits), or uint8 for a set of few classes (docs/relabel.md).",
                       default=DEFAULT_STREAM_CODEC, common=False)
 STREAM_TEMPERATURE = Option("stream_temperature", "float", "--relabel: the temperature T of the stored labels.",
                             default=1.0, common=False)
@@ -146,6 +147,7 @@ class Sre2l(Converter):
             raise InputError(f"--sampler-seed: the {stream.folder.layout} folder stores the image of every slot, so there "
                              "is no sampler to replay", folder)
         raw.inputs.append(stream.digest())
+        stream.fit_tail()                   # a codec with a low-rank tail: its basis, before the writer opens
         raw.report["soft_labels"] = "the relabel folder, as /stream (spec 4.7)"
         raw.notes += stream.notes
         if given["check_teacher"] is not None:

@@ -21,9 +21,18 @@ the file is assembled, which is what makes an interrupted and resumed pass give 
 an uninterrupted one (with ``SOURCE_DATE_EPOCH`` set: the provenance time is the only other
 difference). A Ctrl-C ends in :class:`RelabelInterrupted`, saying what the work folder keeps.
 
-Codec: the default (:data:`~ladd_format.stream.DEFAULT_STREAM_CODEC`, top-20 in uint8) needs at least
-20 classes; for a set of fewer it becomes :data:`SMALL_C_CODEC` (``uint8``: C bytes a record, fewer
-than top-k's 3k). A codec given explicitly is used as given (one that cannot hold the classes is refused).
+Codec: the default is :func:`~ladd_format.stream.default_stream_codec` of the set's class count (top-5
+in uint8 with a rank-24 low-rank tail, or ``uint8`` for a set of few classes). A codec given explicitly
+is used as given (one that cannot hold the classes, k >= C or a tail rank > C, is refused in one line).
+
+The low-rank tail (spec 4.7, ``/stream/tail``): for a codec with a tail, the basis is fitted
+(:func:`~ladd_format.stream.tail.fit_tail_basis`) before any epoch is labeled, from the teacher's
+logits of the first min(Q, :data:`~ladd_format.stream.tail.TAIL_FIT_RECORDS`) records in stream order
+(a pre-pass over the whole batches that hold them: the same batches, crops and teacher forward as the
+main pass, which then takes the pre-pass's encoded labels of those batches instead of labeling them
+again). Basis and labels are saved in the work folder (:data:`TAIL_FILE`, with their digest, checked
+when read back) and every epoch, shard and resumed pass uses them, so that the bytes are the
+uninterrupted single-process pass's.
 
 When every epoch is done the output is written by :class:`~ladd_format.writer.DLAWriter` (temporary
 file, then rename): the input's images, labels, soft labels and dense labels (their stored bytes,
@@ -31,7 +40,8 @@ unchanged), its class names and root attributes, and the stream, batch by batch.
 
 Shards (:func:`relabel_sharded`, ``ladd relabel --shards K``, or ``torchrun ... -m
 ladd_format.labeler.relabel_pass``): each rank labels a contiguous range of epochs into the shared
-work folder; rank 0 assembles the one file, the single-process pass's.
+work folder; rank 0 fits the tail basis (when the codec has one) while the others wait, and
+assembles the one file, the single-process pass's.
 
 Not built: ZCA-whitened inputs (crops of whitened images cannot be un-whitened), RDED's patch
 shuffle (spec 1.2 cannot record it), MixUp/CutMix with Beta parameters other than 1.
@@ -39,15 +49,18 @@ shuffle (spec 1.2 cannot record it), MixUp/CutMix with Beta parameters other tha
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
 import shutil
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -60,9 +73,10 @@ from ..provenance import TOOL, file_sha256
 from ..reader import open_dla
 from ..relabel_config import RelabelConfig
 from ..spec import limits
-from ..stream import DEFAULT_STREAM_CODEC, SMALL_C_CODEC, StreamSpec, parse_stream_codec
+from ..stream import StreamSpec, default_stream_codec, parse_stream_codec
 from ..stream.counter_rng import COUNTER_LIMIT
 from ..stream.draws import AugmentParams, BatchDraws, StreamDraws
+from ..stream.tail import TAIL_FIT_RECORDS, TailBasis, fit_tail_basis
 from ..torch.device import resolve_device
 from ..torch.stream_crops import crop_batch, pil_crop_batch, source_floats
 from ..writer import DenseSpec, DLAWriter
@@ -79,8 +93,10 @@ Progress = Callable[[int, int], None]    # (records done, records in all)
 IMAGE_CACHE_BYTES = 2 << 30
 #: images copied into the output per writer call: about this many bytes
 COPY_BLOCK_BYTES = 64 << 20
-#: the codec the default becomes for sets of fewer classes than its k: C bytes a record, fewer than top-k's
 EPOCH_FILE = "epoch_{:06d}.npz"
+#: the work folder's tail basis (a codec with a low-rank tail): mean, basis, the pre-pass's encoded
+#: labels and their digest (:class:`TailPrefix`)
+TAIL_FILE = "tail_basis.npz"
 
 
 @dataclass
@@ -101,6 +117,8 @@ class RelabelPlan:
     spec: StreamSpec
     device: torch.device
     precision: str
+    #: a codec with a tail: its basis and the pre-pass's labels (:func:`tail_prefix`)
+    prefix: TailPrefix | None = None
 
     @property
     def epochs(self) -> int:
@@ -172,7 +190,8 @@ def check_config(config: RelabelConfig) -> None:
         raise InputError(str(exc)) from None
     if config.resize not in S.STREAM_RESIZES:
         raise InputError(f"--resize must be one of {', '.join(S.STREAM_RESIZES)}, got {config.resize!r}")
-    parse_stream_codec(config.codec or DEFAULT_STREAM_CODEC)             # CodecError: one line
+    if config.codec is not None:
+        parse_stream_codec(config.codec)             # CodecError: one line
 
 
 def augment_params(config: RelabelConfig) -> AugmentParams:
@@ -192,7 +211,6 @@ def prepare(source: str | os.PathLike, teacher_path: str | os.PathLike, output: 
     check_work_folder(work_folder(out))
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    codec = parse_stream_codec(config.codec or DEFAULT_STREAM_CODEC)
     with open_dla(src) as f:
         if f.has_stream:
             raise InputError("already holds a relabel stream; a file holds one: relabel a file without one",
@@ -218,13 +236,11 @@ def prepare(source: str | os.PathLike, teacher_path: str | os.PathLike, output: 
         raise InputError(f"{config.epochs} epochs of {num_images} images make {batches} batches and "
                          f"{config.epochs * num_images} records, beyond the stream's {limits.MAX_STREAM_BATCHES} "
                          f"batches or {limits.MAX_STREAM_RECORDS} records (spec 2.4)", src)
-    if config.codec is None and codec.codec is not None and codec.codec.dense_attrs().get("k", 0) > \
-            num_classes:
-        codec = parse_stream_codec(SMALL_C_CODEC)      # fewer classes than the default's k (module docstring)
+    codec = parse_stream_codec(config.codec) if config.codec is not None else default_stream_codec(num_classes)
     try:
         codec.layout(num_classes)
     except CodecError as exc:
-        raise InputError(f"--codec {config.codec or DEFAULT_STREAM_CODEC}: {exc.message}", src) from None
+        raise InputError(f"--codec {codec.label}: {exc.message}", src) from None
     teacher = load_teacher(teacher_path, config.arch, num_classes, device, config.teacher_mean, config.teacher_std)
     check_crops(teacher, k, crop)
     if teacher.class_names is not None and class_names is not None \
@@ -300,6 +316,27 @@ class _Images:
         return torch.from_numpy(rows).to(self.device)
 
 
+@dataclass
+class _Inputs:
+    """What labeling a batch needs from the input file: its normalisation (``(1, K, 1, 1)`` tensors on the
+    pass's device) and its stored images."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    images: _Images
+
+    @classmethod
+    def of(cls, f, plan: RelabelPlan) -> "_Inputs":
+        k = plan.image_shape[0]
+        mean = torch.tensor(f.mean, dtype=torch.float32, device=plan.device).view(1, k, 1, 1)
+        std = torch.tensor(f.std, dtype=torch.float32, device=plan.device).view(1, k, 1, 1)
+        return cls(mean, std, _Images(f, plan.device))
+
+    def logits(self, plan: RelabelPlan, draw: BatchDraws) -> torch.Tensor:
+        """The teacher's float32 logits ``(n, C)`` of one batch (:func:`label_batch`)."""
+        return label_batch(plan, draw, self.images.gather(draw.image), self.mean, self.std)
+
+
 def label_batch(plan: RelabelPlan, draw: BatchDraws, stored_images: torch.Tensor, mean: torch.Tensor,
                 std: torch.Tensor) -> torch.Tensor:
     """The teacher's float32 logits ``(n, C)`` of one batch's mixed crops (module docstring)."""
@@ -321,34 +358,204 @@ def generate(plan: RelabelPlan, epochs: list[int] | None = None, progress: Progr
     if not todo:
         return 0
     done = len(plan.done_epochs()) * plan.num_images
-    k = plan.image_shape[0]
     codec, temperature = plan.spec.codec, plan.spec.temperature
     with open_dla(plan.source) as f:
-        mean = torch.tensor(f.mean, dtype=torch.float32, device=plan.device).view(1, k, 1, 1)
-        std = torch.tensor(f.std, dtype=torch.float32, device=plan.device).view(1, k, 1, 1)
-        images = _Images(f, plan.device)
+        inputs = _Inputs.of(f, plan)
+        prefix = tail_prefix(plan, inputs)
+        tail, labelled = (None, 0) if prefix is None else (prefix.basis, prefix.records)
 
         def encode(logits: torch.Tensor) -> dict[str, np.ndarray]:
-            return codec.encode_logits(logits.cpu().numpy(), temperature)
+            return codec.encode_logits(logits.cpu().numpy(), temperature, tail=tail)
+
+        def batch_labels(epoch: int, draw: BatchDraws) -> dict[str, np.ndarray] | torch.Tensor:
+            """The pre-pass's encoded labels of a batch it labeled, else the teacher's logits of it."""
+            start = epoch * plan.num_images + draw.positions[0]
+            if start < labelled:
+                return {name: v[start:start + len(draw)] for name, v in prefix.labels.items()}
+            return inputs.logits(plan, draw)
 
         # the labels are copied back and encoded on a thread while the device labels the next batch
         with ThreadPoolExecutor(1, thread_name_prefix="ladd-encode") as encoder:
             for epoch in todo:
                 parts = []
                 for draw in plan.draws.epoch(epoch):
-                    parts.append(encoder.submit(encode, label_batch(plan, draw, images.gather(draw.image), mean, std)))
+                    labels = batch_labels(epoch, draw)
+                    parts.append(encoder.submit(encode, labels) if isinstance(labels, torch.Tensor)
+                                 else encoder.submit(dict, labels))
                     done += len(draw)
                     if len(parts) > 1:                       # one batch in flight at most
                         parts[-2].result()
                         if progress is not None:
                             progress(done - len(draw), plan.total_records)
-                labels = [part.result() for part in parts]
-                stored = {name: np.concatenate([p[name] for p in labels]) for name in labels[0]}
+                encoded = [part.result() for part in parts]
+                stored = {name: np.concatenate([p[name] for p in encoded]) for name in encoded[0]}
                 _save_epoch(plan.epoch_path(epoch), stored)
                 if progress is not None:
                     progress(done, plan.total_records)
                 log.info("epoch %d/%d labeled (%d records)", epoch + 1, plan.epochs, plan.num_images)
     return len(todo)
+
+
+# -- the low-rank tail -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TailPrefix:
+    """A codec with a tail: its basis and the encoded labels of the pre-pass's records, the first
+    ``records`` in stream order (whole batches holding the first :func:`fit_records`), which the main
+    pass takes as they are instead of labeling them again."""
+
+    basis: TailBasis
+    labels: dict[str, np.ndarray]       #: the epoch files' arrays (:func:`_epoch_layout`), ``records`` rows each
+
+    @property
+    def records(self) -> int:
+        return int(next(iter(self.labels.values())).shape[0])
+
+
+def fit_records(plan: RelabelPlan) -> int:
+    """How many records the tail basis is fitted on: the first min(Q, TAIL_FIT_RECORDS) in stream order."""
+    return min(plan.total_records, TAIL_FIT_RECORDS)
+
+
+def _prefix_draws(plan: RelabelPlan) -> Iterator[tuple[int, BatchDraws]]:
+    """``(epoch, draws)`` of the batches, in stream order, that hold the first :func:`fit_records` records."""
+    n, have = fit_records(plan), 0
+    for epoch in range(plan.epochs):
+        for draw in plan.draws.epoch(epoch):
+            if have >= n:
+                return
+            yield epoch, draw
+            have += len(draw)
+
+
+def prefix_records(plan: RelabelPlan) -> int:
+    """The records of the batches of :func:`_prefix_draws` (>= :func:`fit_records`, at a batch boundary)."""
+    return sum(len(draw) for _, draw in _prefix_draws(plan))
+
+
+def fit_threads() -> int:
+    """torch's CPU threads while the pre-pass labels its batches: the CPUs this process may run on
+    (the same in a single pass, in every shard and in a resumed pass on one machine)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                       # no sched_getaffinity (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def _cpu_threads(device: torch.device, threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` inside the block (on a CPU ``device``), then restored."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def prefix_logits(plan: RelabelPlan, inputs: _Inputs) -> list[np.ndarray]:
+    """The pre-pass: float32 ``(n_b, C)`` logits of each batch of :func:`_prefix_draws`, each batch
+    labeled whole, as the main pass labels it (CutMix mixes inside a batch).
+
+    On the CPU they are computed with :func:`fit_threads` threads whatever the process's own count (a
+    shard takes its share of the cores): a CPU teacher's logits change in their last bits with the
+    thread count, and the basis keeps them unquantised; without this a sharded pass would store
+    another basis than the single-process pass."""
+    with _cpu_threads(plan.device, fit_threads()):
+        return [inputs.logits(plan, draw).to(torch.float32).cpu().numpy() for _, draw in _prefix_draws(plan)]
+
+
+def fit_prefix(plan: RelabelPlan, inputs: _Inputs) -> TailPrefix:
+    """Label the pre-pass's batches (:func:`prefix_logits`), fit the basis on the logits of the first
+    :func:`fit_records` records (:func:`~ladd_format.stream.tail.fit_tail_basis`) and encode those
+    batches with it, batch by batch as the main pass encodes."""
+    codec, temperature = plan.spec.codec, plan.spec.temperature
+    logits = prefix_logits(plan, inputs)
+    basis = fit_tail_basis(np.concatenate(logits)[:fit_records(plan)], codec.tail_rank)
+    parts = [codec.encode_logits(z, temperature, tail=basis) for z in logits]
+    return TailPrefix(basis, {name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
+
+
+def _prefix_arrays(prefix: TailPrefix) -> dict[str, np.ndarray]:
+    """The arrays of :data:`TAIL_FILE` but its digest: ``mean``, ``basis`` and ``labels/<name>``."""
+    return {"mean": prefix.basis.mean, "basis": prefix.basis.basis,
+            **{f"labels/{name}": array for name, array in prefix.labels.items()}}
+
+
+def _prefix_digest(arrays: dict[str, np.ndarray]) -> bytes:
+    """SHA-256 over the arrays in name order: each name, dtype, shape and C-order bytes."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        h.update(array.tobytes())
+    return h.digest()
+
+
+def _save_prefix(path: Path, prefix: TailPrefix) -> None:
+    arrays = _prefix_arrays(prefix)
+    digest = np.frombuffer(_prefix_digest(arrays), dtype=np.uint8)
+    save_whole(path, lambda fh: np.savez(fh, sha256=digest, **arrays))
+
+
+def _load_prefix(plan: RelabelPlan, path: Path) -> TailPrefix:
+    """The work folder's :data:`TAIL_FILE`, checked: the members, their shapes and dtypes, the basis
+    finite, and the digest."""
+    atomic.require_regular_file(path, "tail basis file")
+    rank, c, rows = plan.spec.codec.tail_rank, plan.num_classes, prefix_records(plan)
+    again = "run without --resume to start over"
+    expected = {"mean": ((c,), np.dtype("<f4")), "basis": ((rank, c), np.dtype("<f4")),
+                **{f"labels/{name}": ((rows, *tail), np.dtype(dtype)) for name, (tail, dtype) in
+                   _epoch_layout(plan).items()}}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise InputError(f"tail basis file is unreadable ({(str(exc).splitlines() or [''])[0][:120]}); {again}",
+                         path) from None
+    digest = arrays.pop("sha256", None)
+    if set(arrays) != set(expected):
+        raise InputError(f"tail basis file holds {sorted(arrays)}, expected {sorted(expected)}; {again}", path)
+    for name, (shape, dtype) in expected.items():
+        if arrays[name].shape != shape or arrays[name].dtype != dtype:
+            raise InputError(f"tail basis file holds {name} {arrays[name].dtype} {arrays[name].shape}, expected "
+                             f"{dtype} {shape}; {again}", path)
+    if digest is None or digest.dtype != np.uint8 or digest.tobytes() != _prefix_digest(arrays):
+        raise InputError(f"tail basis file does not match its digest; {again}", path)
+    try:
+        basis = TailBasis(arrays.pop("mean"), arrays.pop("basis"))
+    except CodecError as exc:
+        raise InputError(f"tail basis file: {exc.message}; {again}", path) from None
+    return TailPrefix(basis, {name.removeprefix("labels/"): array for name, array in arrays.items()})
+
+
+def tail_prefix(plan: RelabelPlan, inputs: _Inputs | None = None) -> TailPrefix | None:
+    """The stream's :class:`TailPrefix` (None for a codec without a tail); its basis also becomes
+    ``plan.spec.tail``. The one in the work folder (:data:`TAIL_FILE`, checked), else made now
+    (:func:`fit_prefix`, with ``inputs`` or the input file opened here) and saved there before any
+    epoch is labeled with its basis."""
+    rank = plan.spec.codec.tail_rank
+    if rank is None:
+        return None
+    if plan.prefix is not None:
+        return plan.prefix
+    path = plan.work / TAIL_FILE
+    if os.path.lexists(path):
+        prefix = _load_prefix(plan, path)
+    else:
+        log.info("fitting the rank-%d tail basis on the teacher's logits of the first %d records",
+                 rank, fit_records(plan))
+        if inputs is None:
+            with open_dla(plan.source) as f:
+                prefix = fit_prefix(plan, _Inputs.of(f, plan))
+        else:
+            prefix = fit_prefix(plan, inputs)
+        _save_prefix(path, prefix)
+    plan.prefix = prefix
+    plan.spec = replace(plan.spec, tail=prefix.basis)
+    return prefix
 
 
 def _save_epoch(dest: Path, stored: dict[str, np.ndarray]) -> None:
@@ -358,11 +565,11 @@ def _save_epoch(dest: Path, stored: dict[str, np.ndarray]) -> None:
 def _load_epoch(plan: RelabelPlan, epoch: int) -> dict[str, np.ndarray]:
     """A finished epoch's stored labels, checked against the codec's layout."""
     path = atomic.require_regular_file(plan.epoch_path(epoch), "epoch file")
-    layout = plan.spec.codec.layout(plan.num_classes)
+    layout = _epoch_layout(plan)
     try:
         with np.load(path, allow_pickle=False) as z:
             stored = {name: z[name] for name in z.files}
-    except (ValueError, OSError, EOFError, KeyError) as exc:
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise InputError(f"epoch file is unreadable ({(str(exc).splitlines() or [''])[0][:120]}); run without "
                          "--resume to start over", path) from None
     for name, (tail, dtype) in layout.items():
@@ -372,6 +579,13 @@ def _load_epoch(plan: RelabelPlan, epoch: int) -> dict[str, np.ndarray]:
             raise InputError(f"epoch file holds {name} {got}, expected {np.dtype(dtype)} {(plan.num_images, *tail)}; "
                              "run without --resume to start over", path)
     return {name: stored[name] for name in layout}
+
+
+def _epoch_layout(plan: RelabelPlan) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The arrays of an epoch file: the codec's label datasets and, with a tail, its coefficients and
+    scales (name inside ``/stream`` -> (row tail, dtype))."""
+    codec = plan.spec.codec
+    return {**codec.layout(plan.num_classes), **codec.tail_layout()}
 
 
 # -- assembling -------------------------------------------------------------------------------------
@@ -397,6 +611,7 @@ def assemble(plan: RelabelPlan) -> Path:
     if missing:
         raise InputError(f"{len(missing)} epochs are not labeled yet (first: {missing[0]})", plan.work)
     c = plan.config
+    tail_prefix(plan)                              # the work folder's basis into plan.spec (a codec with a tail)
     with open_dla(plan.source) as f:
         attrs = f.attrs
         dense = None
@@ -464,13 +679,18 @@ def interrupt_keeps(output: str | os.PathLike):
 # -- shards: several processes (GPUs, or CPU processes with gloo) into one file -----------------------
 def run_rank(rank: int, world: int, source, teacher, output, config: RelabelConfig, resume: bool) -> None:
     """The body of one rank (the process group initialised): the rank labels a contiguous range of
-    epochs into the shared work folder; rank 0 sets the folder up and assembles the one file. The
-    output is the single-process pass's: the same epochs, each computed as it would be there."""
+    epochs into the shared work folder; rank 0 sets the folder up (with the tail basis) and assembles
+    the one file. The output is the single-process pass's: the same epochs, each computed as it would
+    be there, all encoded with the one tail basis in the work folder."""
     from .distributed import rank_config, run_rank_steps, shard
     config = rank_config(config, rank, world)
     plan = prepare(source, teacher, output, config, resume, create=False)   # the same checks on every rank
-    run_rank_steps(rank, lambda: set_up_work(plan, resume), lambda: generate(plan, shard(plan.epochs, rank, world)),
-                   lambda: assemble(plan))
+
+    def set_up() -> None:
+        set_up_work(plan, resume)
+        tail_prefix(plan)           # rank 0 fits (or checks) the tail basis; the others read it after the barrier
+
+    run_rank_steps(rank, set_up, lambda: generate(plan, shard(plan.epochs, rank, world)), lambda: assemble(plan))
 
 
 def relabel_sharded(source, teacher, output, config: RelabelConfig, shards: int, resume: bool = False,

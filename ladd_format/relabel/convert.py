@@ -42,8 +42,11 @@ a folder that cannot become a stream:
   row1, col2 - col1]`` (top, left, height, width); the Beta draw SRe2L saves beside it is never used
   by its training and is not stored. MixUp: the weight becomes ``mix_lambda`` (float32).
 - *Labels*: the files' logits through the stream codec (``--stream-codec``, default
-  :data:`~ladd_format.stream.DEFAULT_STREAM_CODEC`; ``logits:float16`` stores SRe2L's float16 values
-  bit for bit) at ``--stream-temperature`` (default 1).
+  :func:`~ladd_format.stream.default_stream_codec` of the files' class count; ``logits:float16`` stores
+  SRe2L's float16 values bit for bit) at ``--stream-temperature`` (default 1). A codec with a low-rank
+  tail (the default's) has its basis fitted (:meth:`RelabelStream.fit_tail`, after the digests, before
+  the writer opens) on the files' logits (float16 as float32) of the first min(Q,
+  :data:`~ladd_format.stream.tail.TAIL_FIT_RECORDS`) records in stream order.
 - *Teacher*: G-VBSM and EDC store the mean of several teachers' logits; ``--teacher-arch`` names
   what is recorded, and ``--check-teacher`` with one of them reports its difference from the mean.
 - *Provenance*: the relabel folder is one ``inputs`` entry (its batch files and, for LPLD, the JSON,
@@ -60,7 +63,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +72,10 @@ from .. import spec as S
 from ..errors import CodecError, InputError, LaddError
 from ..provenance import FolderInput, file_sha256
 from ..spec import limits
-from ..stream import DEFAULT_STREAM_CODEC, SMALL_C_CODEC, StreamSpec, parse_stream_codec
+from ..stream import DEFAULT_STREAM_CODEC, StreamSpec, default_stream_codec, parse_stream_codec
+from ..stream.codec import with_tail
 from ..stream.defaults import CHECK_SLOTS, SRE2L_CROP_SIDE, SRE2L_SEED
+from ..stream.tail import TAIL_FIT_RECORDS, fit_tail_basis
 from .boxes import fractions_to_pixels
 from .replay import sre2l_epoch_orders
 from .sre2l import (LAYOUT_EDC, LAYOUT_GVBSM, LAYOUT_LPLD, LAYOUT_SRE2L, MAX_IMAGES, SAMPLER_JSON, RelabelBatch,
@@ -115,7 +120,7 @@ class RelabelOptions:
     sampler_seed: int = SRE2L_SEED
     batch_size: int | None = None            # None: len(flip) of epoch_0/batch_0, as SRe2L's reader
     crop_size: int = SRE2L_CROP_SIDE
-    stream_codec: str | None = None          # None: DEFAULT_STREAM_CODEC (SMALL_C_CODEC below its k classes)
+    stream_codec: str | None = None          # None: default_stream_codec(the files' class count)
     stream_temperature: float = 1.0
     teacher_arch: str | None = None
     check_teacher: Path | None = None
@@ -244,6 +249,26 @@ class RelabelStream:
             args["logits"] = batch.logits
         return args
 
+    def fit_tail(self) -> None:
+        """With a codec that has a low-rank tail: fit its basis on the files' logits (as float32) of the
+        first min(Q, TAIL_FIT_RECORDS) records in stream order and declare it (:attr:`spec` ``tail``);
+        the batch files are read (each checked against its digest, :meth:`digest` first), nothing is
+        written. Without a tail: nothing."""
+        rank = self.spec.codec.tail_rank
+        if rank is None:
+            return
+        n = min(self.num_records, TAIL_FIT_RECORDS)
+        rows: list[np.ndarray] = []
+        have = 0
+        for batch in self.folder.batches(sha256=self.sha256):          # stream order: epochs, then batches
+            rows.append(batch.logits[:n - have].astype(np.float32))
+            have += len(rows[-1])
+            if have == n:
+                break
+        self.spec = replace(self.spec, tail=fit_tail_basis(np.concatenate(rows), rank))
+        self.report["tail"] = (f"rank {rank}: basis fitted on the files' logits of the first {n:,} records "
+                               "(stream order)")
+
     def batches(self) -> Iterator[tuple[Path, dict]]:
         """``(batch file, append_stream arguments)`` of every batch in order, one file in memory at a time."""
         folder = self.folder
@@ -311,6 +336,21 @@ def _stream_sizes(folder: RelabelFolder) -> None:
                              folder.root)
 
 
+def _problems_before_fit(spec: StreamSpec, num_classes: int) -> list[str]:
+    """``spec.problems(num_classes)`` of a declaration whose tail basis is not fitted yet
+    (:meth:`RelabelStream.fit_tail` reads the files after their digests): every problem but the missing
+    basis, the tail's bounds (k < C, rank <= min(C, 256)) included."""
+    codec = spec.codec
+    if codec.tail_rank is None:
+        return spec.problems(num_classes)
+    found = replace(spec, codec=with_tail(codec.codec, None)).problems(num_classes)
+    try:
+        codec.layout(num_classes)
+    except CodecError as exc:
+        found.append(exc.message)
+    return found
+
+
 def _folder_input(folder: RelabelFolder) -> tuple[FolderInput, dict[str, str]]:
     """The folder's provenance entry and each file's digest (a first read of every batch file)."""
     records, digests = [], {}
@@ -347,18 +387,20 @@ def prepare_stream(options: RelabelOptions, *, image_root: Path, stored_paths: l
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
             or not (math.isfinite(temperature) and temperature > 0):
         raise InputError(f"--stream-temperature must be a finite number > 0, got {temperature!r}")
-    try:
-        codec = parse_stream_codec(options.stream_codec or DEFAULT_STREAM_CODEC)
-    except CodecError as exc:
-        raise InputError(f"--stream-codec: {exc.message}") from None
+    codec = None
+    if options.stream_codec is not None:
+        try:
+            codec = parse_stream_codec(options.stream_codec)
+        except CodecError as exc:
+            raise InputError(f"--stream-codec: {exc.message}") from None
     m = len(stored_paths)
     folder = scan_relabel_folder(options.folder, num_images=m, crop_size=crop)
     fallback = None
-    if options.stream_codec is None and codec.codec is not None \
-            and codec.codec.dense_attrs().get("k", 0) > folder.num_classes:
-        codec = parse_stream_codec(SMALL_C_CODEC)    # fewer classes than the default's k: as `ladd relabel`
-        fallback = (f"the default stream codec {DEFAULT_STREAM_CODEC} needs more than the {folder.num_classes} "
-                    f"classes: stored as {codec.label}")
+    if codec is None:
+        codec = default_stream_codec(folder.num_classes)      # as `ladd relabel`
+        if codec.label != DEFAULT_STREAM_CODEC:
+            fallback = (f"{folder.num_classes} classes: stored as {codec.label}, the default stream codec for a set of "
+                        f"so few classes ({DEFAULT_STREAM_CODEC} for more)")
     if options.batch_size is not None and options.batch_size != folder.batch_size:
         raise InputError(f"the batch files hold batches of {folder.batch_size} (len(flip) of epoch_0/batch_0), not "
                          f"--batch-size {options.batch_size}: the sampler's batches cannot be associated with them",
@@ -375,7 +417,7 @@ def prepare_stream(options: RelabelOptions, *, image_root: Path, stored_paths: l
                       sampler={"replay": "sre2l", "seed": int(seed), "batch_size": folder.batch_size} if replayed
                       else {"stored": layout},
                       augmentation={**AUGMENTATIONS[layout], "mix": folder.mix})
-    problems = spec.problems(folder.num_classes)
+    problems = _problems_before_fit(spec, folder.num_classes)
     if problems:
         raise InputError(f"cannot store this folder as a stream: {problems[0]}", folder.root)
     if codec.kind == "logits" and np.dtype(codec.logits_dtype).itemsize < folder.logits_dtype.itemsize:
