@@ -26,29 +26,39 @@ benchmarks/_work/stream):
      the loader's ``pil-bilinear`` crop (tolerance 0: the same Pillow calls on the same decoded pixels) and its
      ``bilinear-antialias`` crop (the device kernel; how far it is from Pillow's, no tolerance claimed).
 2. **Loader speed** at ImageNet-1K IPC 10 shape: one epoch of 10,000 records at 224 px in batches of 1,024,
-   from a file of 10,000 images of 224 x 224 (digits-1000 composites upsampled, uint8) with the default codec,
-   and the same epoch written as SRe2L's ten ``batch_b.tar`` files (float16 logits). Timed in one run, each
-   the median of ``repeats`` passes after a warm-up pass (files in the page cache):
+   from a file of 10,000 images of 224 x 224 (digits-1000 composites upsampled, uint8) with the default codec
+   (``default_stream_codec(1000)``: top-5 uint8 and a rank-24 tail, the basis fitted on the first 4,096 records'
+   logits as the writer does), and the same epoch written as SRe2L's ten ``batch_b.tar`` files (float16 logits).
+   Timed in one run, each the median of ``repeats`` passes after a warm-up pass (files in the page cache):
    - SRe2L: ``torch.load`` of the ten files (``weights_only=False``, as its torch read them); and with the labels
      made probabilities as its student's loss makes them (``softmax(logits.float() / T)``);
    - stream: ``StreamReader.read_batch`` of the epoch's batches (every dataset's digest checked); and with the
-     labels decoded to float32 (n, 1000) probabilities (``decode_on_device`` on the CPU) -- the file opened
-     once before (its open is timed apart);
-   - stream, with crops: ``ReplayLoader.epoch(0)`` (images read, crops, flips, CutMix, normalisation, labels);
-   - SRe2L, with crops: its loader on PIL images already decoded in memory (no JPEG decoding, which favours
-     SRe2L): ``torch.load``, ``resized_crop``, flip, ``to_tensor``, normalise, CutMix.
+     labels decoded to float32 (n, 1000) probabilities (``decode_on_device`` on the CPU, the tail in float64) --
+     the file opened once before (its open is timed apart);
+   - with crops, ``crop_repeats`` rounds, the three loaders in turn within a round (a change of load on the
+     shared machine falls on all three): the stream's ``ReplayLoader.epoch(0)`` (images read, crops, flips,
+     CutMix, normalisation, labels) with its default gathers (``GATHER_BYTES`` of images a read); the same with
+     each batch's images gathered in one read (``GATHER_BYTES`` unbounded: the loader before chunked gathers);
+     and SRe2L's loader on PIL images already decoded in memory (no JPEG decoding, which favours SRe2L):
+     ``torch.load``, ``resized_crop``, flip, ``to_tensor``, normalise, CutMix.
    The labels of the 224 px epoch are the teacher's on each crop downsampled to 24 px.
-3. **Peak memory**: a fresh process per run replays E epochs with ``ReplayLoader`` (crops included) and reports
-   its peak RSS (``VmHWM`` of ``/proc/self/status``); a 24 px stream of 10,000 images x 100 epochs (labels: random
-   logits through the default codec, as the memory does not depend on them), E = 0 (open only), 1, 10, 100;
-   and the 224 px file above, E = 0 and 1. One batch of inputs alone (B x 3 x h x w float32) is given beside them.
+3. **Peak memory**: fresh processes that import only what they name (``python -c``), peak RSS ``VmHWM`` of
+   ``/proc/self/status`` (not ``ru_maxrss``, which Linux keeps across ``execve``):
+   - the floors: ``import torch``; ``import torch`` and ``ladd_format.torch.replay``; ``import torch`` and one
+     float32 batch of inputs (B x 3 x 224 x 224, written) at B = 1,024 and B = 256 (the largest power of two
+     whose floor stays under 1 GB);
+   - the replay loader (crops included, the default ``reuse_inputs=True``) on the 224 px file above: E = 0
+     (open only) and 1, and E = 1 with ``reuse_inputs=False``; on a 224 px file of the same images with a
+     B = 256 stream of random logits: E = 1 and 3; the loader's share is its peak minus the floor at its B;
+   - a 24 px stream of 10,000 images x 100 epochs, B = 1,024 (random logits through the default codec, as the
+     memory does not depend on them), E = 0 (open only), 1, 10, 100: whether the peak grows with E.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
@@ -77,12 +87,14 @@ def settings(quick: bool) -> dict:
         return dict(teacher_steps=15, exact_images=64, exact_epochs=2, exact_batch=16, big_side=48,
                     convert=dict(classes=4, ipc=3, side=48, crop=32, epochs=2, batch=4),
                     speed=dict(images=300, side=64, batch=128, repeats=2, crop_repeats=1),
-                    rss=dict(images=300, epochs=3, batch=128, runs=[0, 1, 3], big=True))
+                    rss=dict(images=300, epochs=3, batch=128, runs=[0, 1, 3], big=True, small_batch=32,
+                             small_epochs=2))
     return dict(teacher_steps=800, exact_images=1000, exact_epochs=3, exact_batch=256, big_side=96,
                 convert=dict(classes=16, ipc=4, side=96, crop=64, epochs=3, batch=16),
                 speed=dict(images=IMAGENET["images"], side=IMAGENET["size"], batch=IMAGENET["batch"], repeats=5,
-                           crop_repeats=1),
-                rss=dict(images=10_000, epochs=100, batch=1024, runs=[0, 1, 10, 100], big=True))
+                           crop_repeats=3),
+                rss=dict(images=10_000, epochs=100, batch=1024, runs=[0, 1, 10, 100], big=True, small_batch=256,
+                         small_epochs=3))
 
 
 def write_set(path: Path, images: np.ndarray, labels: np.ndarray, stream=None, stream_batches=None) -> Path:
@@ -219,8 +231,9 @@ def exact_convert(st: dict, folder: Path) -> dict:
 
 def speed_files(st: dict, folder: Path, teacher: Path) -> tuple[Path, Path, dict]:
     """The 224 px one-epoch stream (default codec) and the same epoch as SRe2L's batch files."""
-    from ladd_format.stream import DEFAULT_STREAM_CODEC, StreamSpec, parse_stream_codec
+    from ladd_format.stream import StreamSpec, default_stream_codec
     from ladd_format.stream.draws import AugmentParams, StreamDraws
+    from ladd_format.stream.tail import TAIL_FIT_RECORDS, fit_tail_basis
     from ladd_format.torch.stream_crops import crop_batch
     from stream_common import Batch, write_sre2l_batch
 
@@ -231,11 +244,8 @@ def speed_files(st: dict, folder: Path, teacher: Path) -> tuple[Path, Path, dict
     labels = labels[:m]
     model = load_model(teacher)
     draws = StreamDraws(0, m, (side, side), sp["batch"], (side, side), AugmentParams())
-    codec = parse_stream_codec(DEFAULT_STREAM_CODEC)
+    codec = default_stream_codec(1000)
     sampler, augmentation = draws.describe()
-    spec = StreamSpec(epochs=1, batch_size=sp["batch"], crop_size=(side, side), mix="cutmix", codec=codec,
-                      teacher={"arch": "convnet-d3", "mean": list(D1K_MEAN), "std": list(D1K_STD)},
-                      sampler=sampler, augmentation=augmentation)
     mean = torch.tensor(D1K_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(D1K_STD).view(1, 3, 1, 1)
     sre2l = folder / "speed-sre2l"
@@ -252,12 +262,34 @@ def speed_files(st: dict, folder: Path, teacher: Path) -> tuple[Path, Path, dict
             rc = [t, left, t + h, left + w]
             write_sre2l_batch(sre2l / "epoch_0" / f"batch_{j}.tar", Batch(b.image, b.box, b.flip, b.mix_partner, rc, 0.5),
                               side, logits)
-            batches.append((0, b, codec.encode_logits(logits.numpy(), 1.0)))
+            batches.append((b, logits.numpy()))
             orders.append(b.image)
-    path = write_set(folder / "speed.dla.h5", images, labels, spec, batches)
+    # the writer's basis: the first TAIL_FIT_RECORDS records' logits in stream order (spec 10)
+    tail = (fit_tail_basis(np.concatenate([z for _, z in batches])[:TAIL_FIT_RECORDS], codec.tail_rank)
+            if codec.tail_rank else None)
+    spec = StreamSpec(epochs=1, batch_size=sp["batch"], crop_size=(side, side), mix="cutmix", codec=codec,
+                      teacher={"arch": "convnet-d3", "mean": list(D1K_MEAN), "std": list(D1K_STD)},
+                      sampler=sampler, augmentation=augmentation, tail=tail)
+    path = write_set(folder / "speed.dla.h5", images, labels, spec,
+                     [(0, b, codec.encode_logits(z, 1.0, tail=tail)) for b, z in batches])
+    r = st["rss"]
+    small = random_logit_stream(folder / f"speed-b{r['small_batch']}.dla.h5", images, labels, r["small_batch"],
+                                r["small_epochs"])
     return path, sre2l, {"images": m, "side": side, "batch": sp["batch"], "records": m, "files": len(orders),
                          "sre2l_bytes": sum(p.stat().st_size for p in (sre2l / "epoch_0").iterdir()),
-                         "order": np.concatenate(orders)}
+                         "order": np.concatenate(orders), "codec": codec.label, "small_path": small}
+
+
+def interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each of ``fns`` (no warm-up), ``repeats`` rounds, the functions in turn within a round,
+    so that a change of machine load falls on all of them."""
+    out = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            out[name].append(time.perf_counter() - t)
+    return out
 
 
 def timed(fn, repeats: int, warm: bool = True) -> list[float]:
@@ -273,6 +305,7 @@ def timed(fn, repeats: int, warm: bool = True) -> list[float]:
 
 def loader_speed(st: dict, folder: Path, teacher: Path) -> dict:
     from ladd_format.reader import open_dla
+    from ladd_format.torch import replay as replay_module
     from ladd_format.torch.replay import ReplayLoader, decode_on_device
     from stream_common import pil_images
 
@@ -304,13 +337,21 @@ def loader_speed(st: dict, folder: Path, teacher: Path) -> dict:
     def stream_read():
         for b in s.epoch_batches(0):
             rec = s.read_batch(b)
-            decode_on_device(codec, rec.labels, c, "cpu", None, temp)
+            decode_on_device(codec, rec.labels, c, "cpu", None, temp, s.tail)
 
     loader = ReplayLoader(path, device="cpu")
 
     def stream_crops():
         for _ in loader.epoch(0):
             pass
+
+    def whole_batch_gather():          # the loader before it gathered images GATHER_BYTES at a time
+        saved = replay_module.GATHER_BYTES
+        replay_module.GATHER_BYTES = 1 << 62
+        try:
+            stream_crops()
+        finally:
+            replay_module.GATHER_BYTES = saved
 
     with open_dla(path) as g:
         pils = pil_images(g.images())
@@ -329,8 +370,9 @@ def loader_speed(st: dict, folder: Path, teacher: Path) -> dict:
         out = {"made_seconds": made, "open_seconds": opened, **info, "threads": torch.get_num_threads(),
                "sre2l_read": timed(sre2l_read, sp["repeats"]), "sre2l_labels": timed(sre2l_labels, sp["repeats"]),
                "stream_records": timed(stream_records, sp["repeats"]), "stream_read": timed(stream_read, sp["repeats"]),
-               "stream_crops": timed(stream_crops, sp["crop_repeats"], warm=False),
-               "sre2l_crops": timed(sre2l_crops_epoch, sp["crop_repeats"], warm=False)}
+               "gather_bytes": replay_module.GATHER_BYTES,
+               **interleaved({"stream_crops": stream_crops, "stream_crops_whole_gather": whole_batch_gather,
+                              "sre2l_crops": sre2l_crops_epoch}, sp["crop_repeats"])}
     finally:
         loader.close()
         f.close()
@@ -343,78 +385,118 @@ def loader_speed(st: dict, folder: Path, teacher: Path) -> dict:
 
 # --------------------------------------------------------------------------- 3. peak memory
 
-def rss_file(st: dict, folder: Path) -> Path:
-    """The 24 px, ``epochs``-epoch stream of the memory runs (random logits, default codec)."""
-    from ladd_format.stream import DEFAULT_STREAM_CODEC, StreamSpec, parse_stream_codec
+def random_logit_stream(path: Path, images: np.ndarray, labels: np.ndarray, batch: int, epochs: int) -> Path:
+    """A stream of ``epochs`` epochs of ``batch``-record batches over ``images`` (SRe2L-style draws, CutMix),
+    labelled with random logits through the default codec (the memory does not depend on the values; the
+    tail basis fitted on the first records' logits, as the writer does)."""
+    from ladd_format.stream import StreamSpec, default_stream_codec
     from ladd_format.stream.draws import AugmentParams, StreamDraws
+    from ladd_format.stream.tail import TAIL_FIT_RECORDS, fit_tail_basis
 
-    r = st["rss"]
-    images, labels = composites(Digits1000(), -(-r["images"] // 1000), "train", seed=5)
-    images, labels = images[:r["images"]], labels[:r["images"]]
-    draws = StreamDraws(0, len(images), (24, 24), r["batch"], (24, 24), AugmentParams())
-    codec = parse_stream_codec(DEFAULT_STREAM_CODEC)
+    side = images.shape[-1]
+    draws = StreamDraws(0, len(images), (side, side), batch, (side, side), AugmentParams())
+    codec = default_stream_codec(1000)
     sampler, augmentation = draws.describe()
-    spec = StreamSpec(epochs=r["epochs"], batch_size=r["batch"], crop_size=(24, 24), mix="cutmix", codec=codec,
-                      teacher={"arch": "random logits"}, sampler=sampler, augmentation=augmentation)
     rng = np.random.default_rng(0)
+    logits = rng.standard_normal((TAIL_FIT_RECORDS, 1000), np.float32) * 3
+    tail = fit_tail_basis(logits, codec.tail_rank) if codec.tail_rank else None
+    spec = StreamSpec(epochs=epochs, batch_size=batch, crop_size=(side, side), mix="cutmix", codec=codec,
+                      teacher={"arch": "random logits"}, sampler=sampler, augmentation=augmentation, tail=tail)
 
     def batches():
-        for e in range(r["epochs"]):
-            for b in draws.epoch(e):
-                yield e, b, codec.encode_logits(rng.standard_normal((len(b), 1000), np.float32) * 3, 1.0)
-    return write_set(folder / "rss.dla.h5", images, labels, spec, batches())
-
-
-def rss_child(path: str, epochs: int) -> None:
-    """Replay ``epochs`` epochs of ``path`` (crops included) and print the peak RSS as JSON."""
-    from ladd_format.torch.replay import ReplayLoader
-
-    t = time.perf_counter()
-    records = 0
-    with ReplayLoader(path, device="cpu", wrap=True) as loader:
         for e in range(epochs):
-            for inputs, probs in loader.epoch(e):
-                records += len(inputs)
-    print(json.dumps({"maxrss_kib": peak_kib(), "records": records, "seconds": time.perf_counter() - t}))
+            for b in draws.epoch(e):
+                z = rng.standard_normal((len(b), 1000), np.float32) * 3
+                yield e, b, codec.encode_logits(z, 1.0, tail=tail)
+    return write_set(path, images, labels, spec, batches())
 
 
-def peak_kib() -> int:
-    """This process's peak resident set (``VmHWM``, KiB). Not ``getrusage``'s ``ru_maxrss``, which Linux
-    keeps across ``execve``: a child started by a large parent would report the parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def rss_file(st: dict, folder: Path) -> Path:
+    """The 24 px, ``epochs``-epoch stream of the memory runs (random logits, default codec)."""
+    r = st["rss"]
+    images, labels = composites(Digits1000(), -(-r["images"] // 1000), "train", seed=5)
+    return random_logit_stream(folder / "rss.dla.h5", images[:r["images"]], labels[:r["images"]], r["batch"],
+                               r["epochs"])
 
 
-def peak_rss(path: Path, epochs: int) -> dict:
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--rss-child", str(path), str(epochs)],
-                          stdout=subprocess.PIPE, text=True, check=True)
+#: the child processes' programs: only what they name is imported (not this script's imports), and each
+#: prints its peak RSS (``VmHWM``, KiB) as JSON
+_PEAK = ("import json, re; print(json.dumps({'maxrss_kib': int(re.search(r'VmHWM:\\s+(\\d+)', "
+         "open('/proc/self/status').read()).group(1)), **out}))")
+FLOOR_PROGRAMS = {
+    "torch": "import torch\nout = {}\n",
+    "imports": "import torch\nimport ladd_format.torch.replay\nout = {}\n",
+    "batch": "import sys, torch\nx = torch.empty((int(sys.argv[1]), 3, int(sys.argv[2]), int(sys.argv[2])))\n"
+             "x.fill_(0.5)\nout = {}\n",
+}
+REPLAY_PROGRAM = """import sys, time
+from ladd_format.torch.replay import ReplayLoader
+path, epochs, reuse = sys.argv[1], int(sys.argv[2]), bool(int(sys.argv[3]))
+t = time.perf_counter()
+records = 0
+with ReplayLoader(path, device="cpu", wrap=True, reuse_inputs=reuse) as loader:
+    for e in range(epochs):
+        for inputs, probs in loader.epoch(e):
+            records += len(inputs)
+out = {"records": records, "seconds": time.perf_counter() - t}
+"""
+
+
+def child(program: str, *args) -> dict:
+    """Run ``program`` (Python source) in a fresh interpreter with ``args``; its JSON line."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
+    done = subprocess.run([sys.executable, "-c", program + _PEAK, *map(str, args)], stdout=subprocess.PIPE,
+                          text=True, check=True, cwd=ROOT, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def memory(st: dict, folder: Path, big: Path | None) -> dict:
+def peak_rss(path: Path, epochs: int, reuse: bool = True) -> dict:
+    return child(REPLAY_PROGRAM, path, epochs, int(reuse))
+
+
+def memory(st: dict, folder: Path, big: Path | None, small: Path | None) -> dict:
+    """Peak RSS of fresh processes: the floors (torch; torch and the loader's imports; torch and one batch
+    of inputs at B and at the small B), the 224 px replays (B = speed batch: the default and
+    ``reuse_inputs=False``; the small B: 1 and ``small_epochs`` epochs) and the 24 px replays over E epochs."""
+    r, side = st["rss"], st["speed"]["side"]
+    floors = {"torch": child(FLOOR_PROGRAMS["torch"])["maxrss_kib"],
+              "imports": child(FLOOR_PROGRAMS["imports"])["maxrss_kib"]}
+    for b in (st["speed"]["batch"], r["small_batch"]):
+        floors[f"batch_{b}"] = child(FLOOR_PROGRAMS["batch"], b, side)["maxrss_kib"]
+    log("  floors (MiB): " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in floors.items()))
+    runs = []
+    if big is not None:
+        for e, reuse in ((0, True), (1, True), (1, False)):
+            out = peak_rss(big, e, reuse)
+            runs.append({"file": f"{side} px", "batch": st["speed"]["batch"], "epochs": e, "reuse": reuse, **out})
+            log(f"  peak RSS, {e} epochs of the {side} px stream, B = {st['speed']['batch']}, reuse {reuse}: "
+                f"{out['maxrss_kib'] / 1024:.0f} MiB")
+    if small is not None:
+        for e in (1, r["small_epochs"]):
+            out = peak_rss(small, e)
+            runs.append({"file": f"{side} px", "batch": r["small_batch"], "epochs": e, "reuse": True, **out})
+            log(f"  peak RSS, {e} epochs of the {side} px stream, B = {r['small_batch']}: {out['maxrss_kib'] / 1024:.0f} MiB")
     t0 = time.perf_counter()
     path = rss_file(st, folder)
     made = time.perf_counter() - t0
-    runs = []
-    for e in st["rss"]["runs"]:
-        r = peak_rss(path, e)
-        runs.append({"file": "24 px", "epochs": e, **r})
-        log(f"  peak RSS, {e} epochs of the 24 px stream: {r['maxrss_kib'] / 1024:.0f} MiB ({r['seconds']:.0f} s)")
-    if big is not None:
-        for e in (0, 1):
-            r = peak_rss(big, e)
-            runs.append({"file": "224 px", "epochs": e, **r})
-            log(f"  peak RSS, {e} epochs of the 224 px stream: {r['maxrss_kib'] / 1024:.0f} MiB")
-    sides = {"24 px": 24, "224 px": st["speed"]["side"]}
-    batches = {"24 px": st["rss"]["batch"], "224 px": st["speed"]["batch"]}
-    return {"made_seconds": made, "images": st["rss"]["images"], "stream_epochs": st["rss"]["epochs"],
-            "batch": st["rss"]["batch"], "file_bytes": path.stat().st_size, "runs": runs,
-            "batch_input_bytes": {k: batches[k] * 3 * sides[k] ** 2 * 4 for k in sides}}
+    for e in r["runs"]:
+        out = peak_rss(path, e)
+        runs.append({"file": "24 px", "batch": r["batch"], "epochs": e, "reuse": True, **out})
+        log(f"  peak RSS, {e} epochs of the 24 px stream: {out['maxrss_kib'] / 1024:.0f} MiB ({out['seconds']:.0f} s)")
+    return {"made_seconds": made, "images": r["images"], "stream_epochs": r["epochs"], "batch": r["batch"],
+            "file_bytes": path.stat().st_size, "runs": runs, "floors": floors, "side": side,
+            "batch_input_bytes": {b: b * 3 * side ** 2 * 4 for b in (st["speed"]["batch"], r["small_batch"])}}
+
+
+#: torch threads of every timing and replay: one, so that the stream's torch kernels and SRe2L's Pillow
+#: calls each use one core, and a busy second core (the machine is shared) does not stall torch's
+#: parallel regions (measured: one epoch of 300 crops of 64 px took 0.04 s on one thread, 2.0 s on two
+#: with the other core busy)
+THREADS = 1
 
 
 def measure(quick: bool) -> dict:
+    torch.set_num_threads(THREADS)
     st = settings(quick)
     folder = WORK / ("replay-quick" if quick else "replay")
     folder.mkdir(parents=True, exist_ok=True)
@@ -428,9 +510,10 @@ def measure(quick: bool) -> dict:
     timing["exact replay (converted SRe2L)"] = time.perf_counter() - t
     t = time.perf_counter()
     speed, big = loader_speed(st, folder, teacher)
+    small = Path(speed.pop("small_path"))
     timing["loader speed"] = time.perf_counter() - t
     t = time.perf_counter()
-    mem = memory(st, folder, big if st["rss"]["big"] else None)
+    mem = memory(st, folder, big if st["rss"]["big"] else None, small if st["rss"]["big"] else None)
     timing["peak memory"] = time.perf_counter() - t
     if not quick:
         shutil.rmtree(folder, ignore_errors=True)
@@ -475,12 +558,14 @@ def render(payload: dict) -> str:
     ratio_records = _med(sp["sre2l_read"]) / _med(sp["stream_records"])
     ratio_read = _med(sp["sre2l_labels"]) / _med(sp["stream_read"])
     ratio_crops = _med(sp["sre2l_crops"]) / _med(sp["stream_crops"])
+    ratio_whole = _med(sp["sre2l_crops"]) / _med(sp["stream_crops_whole_gather"])
     lines += ["", "### Loader speed", "",
               f"One epoch of {sp['records']:,} records at {sp['side']} px in batches of {sp['batch']:,} (C = 1000, "
-              f"default codec), torch {sp['threads']} threads; seconds per epoch, median (min-max) of "
-              f"{len(sp['stream_read'])} passes after a warm-up ({len(sp['stream_crops'])} with crops). SRe2L's {sp['files']} files: {sp['sre2l_bytes'] / 1e6:,.1f} MB; the "
-              f"stream file (images included): {sp['stream_bytes'] / 1e6:,.1f} MB; opening it (`open_dla` + `.stream`): "
-              f"{sp['open_seconds']:.3f} s, once per run.", "",
+              f"codec `{sp['codec']}`), {sp['threads']} torch thread{'' if sp['threads'] == 1 else 's'}; seconds per epoch, median (min-max) of "
+              f"{len(sp['stream_read'])} passes after a warm-up; with crops, {len(sp['stream_crops'])} rounds of the "
+              f"three loaders in turn (no warm-up). SRe2L's {sp['files']} files: {sp['sre2l_bytes'] / 1e6:,.1f} MB; "
+              f"the stream file (images included): {sp['stream_bytes'] / 1e6:,.1f} MB; opening it (`open_dla` + "
+              f"`.stream`): {sp['open_seconds']:.3f} s, once per run.", "",
               "| what is read | seconds per epoch | records / s | speed vs SRe2L |", "|---|---:|---:|---:|",
               f"| SRe2L: `torch.load` of the epoch's batch files | {_rng(sp['sre2l_read'])} | "
               f"{sp['records'] / _med(sp['sre2l_read']):,.0f} | 1x |",
@@ -488,43 +573,81 @@ def render(payload: dict) -> str:
               f"{_rng(sp['stream_records'])} | {sp['records'] / _med(sp['stream_records']):,.0f} | {ratio_records:.2f}x |",
               f"| SRe2L: `torch.load` and the labels as probabilities (softmax(logits / T), float32) | "
               f"{_rng(sp['sre2l_labels'])} | {sp['records'] / _med(sp['sre2l_labels']):,.0f} | 1x |",
-              f"| stream: the records and the labels decoded to probabilities (`decode_on_device`, float32) | "
-              f"{_rng(sp['stream_read'])} | {sp['records'] / _med(sp['stream_read']):,.0f} | {ratio_read:.2f}x |",
+              f"| stream: the records and the labels decoded to probabilities (`decode_on_device`, float32; the tail "
+              f"in float64) | {_rng(sp['stream_read'])} | {sp['records'] / _med(sp['stream_read']):,.0f} | "
+              f"{ratio_read:.2f}x |",
               f"| SRe2L: its loader with crops (PIL, in-memory decoded images) | {_rng(sp['sre2l_crops'], fmt='{:.2f}')} | "
               f"{sp['records'] / _med(sp['sre2l_crops']):,.0f} | 1x |",
-              f"| stream: `ReplayLoader.epoch` with crops | {_rng(sp['stream_crops'], fmt='{:.2f}')} | "
+              f"| stream: `ReplayLoader.epoch` with crops (images gathered {sp['gather_bytes'] >> 20} MiB at a time, "
+              f"the default) | {_rng(sp['stream_crops'], fmt='{:.2f}')} | "
               f"{sp['records'] / _med(sp['stream_crops']):,.0f} | {ratio_crops:.2f}x |",
+              f"| stream: the same, each batch's images gathered in one read (the loader before chunked gathers) | "
+              f"{_rng(sp['stream_crops_whole_gather'], fmt='{:.2f}')} | "
+              f"{sp['records'] / _med(sp['stream_crops_whole_gather']):,.0f} | {ratio_whole:.2f}x |",
               "", f"Reading (target >= 1x): the records alone at {ratio_records:.2f}x the speed of `torch.load` of "
               f"SRe2L's files ({'met' if ratio_records >= 1 else 'NOT met'}); records and labels as probabilities at "
               f"{ratio_read:.2f}x ({'met' if ratio_read >= 1 else 'NOT met'}); with crops, {ratio_crops:.2f}x SRe2L's "
-              "loader.", "",
-              "### Peak memory", "",
-              f"A fresh process replays E epochs with `ReplayLoader` (crops, labels, normalisation); peak RSS: `VmHWM`. 24 px stream: {mem['images']:,} images x {mem['stream_epochs']} epochs, batches of "
-              f"{mem['batch']:,} ({mem['file_bytes'] / 1e6:,.1f} MB file); 224 px: the speed file above.", "",
-              "| file | epochs replayed | records | peak RSS | seconds |", "|---|---:|---:|---:|---:|"]
-    for r in mem["runs"]:
-        lines.append(f"| {r['file']} | {r['epochs']} | {r['records']:,} | {r['maxrss_kib'] / 1024:,.0f} MiB | "
-                     f"{r['seconds']:.1f} |")
-    small = [r for r in mem["runs"] if r["file"] == "24 px" and r["epochs"] > 0]
-    growth = (small[-1]["maxrss_kib"] - small[0]["maxrss_kib"]) / 1024 if len(small) > 1 else 0.0
-    lines.append("")
-    for name in dict.fromkeys(r["file"] for r in mem["runs"]):
-        top = max(r["maxrss_kib"] for r in mem["runs"] if r["file"] == name) / 1024
-        base = [r["maxrss_kib"] / 1024 for r in mem["runs"] if r["file"] == name and r["epochs"] == 0]
-        batch = mem.get("batch_input_bytes", {}).get(name)
-        lines.append(f"- {name}: largest peak {top:,.0f} MiB (target < 1 GB: {'met' if top * 2**20 < 1e9 else 'NOT met'})"
-                     + (f"; the process with the file open and nothing replayed: {base[0]:,.0f} MiB" if base else "")
-                     + (f"; one batch of inputs alone: {batch / 2**20:,.0f} MiB" if batch else "") + ".")
-    if small:
-        lines.append(f"- From {small[0]['epochs']} to {small[-1]['epochs']} epochs of the 24 px stream the peak moves "
-                     f"by {growth:+,.0f} MiB.")
+              f"loader ({ratio_whole:.2f}x with each batch's images gathered in one read).", ""]
+    lines += render_memory(mem)
     return "\n".join(lines)
 
 
+def render_memory(mem: dict) -> list[str]:
+    """The peak-memory section: the floors, the replays, and one line per target."""
+    mib = 1 / 1024
+    fl = mem["floors"]
+    inputs = {int(k): v for k, v in mem["batch_input_bytes"].items()}      # JSON keys are text
+    side = mem["side"]
+    big = [r for r in mem["runs"] if r["file"] != "24 px"]
+    small = [r for r in mem["runs"] if r["file"] == "24 px"]
+    lines = ["### Peak memory", "",
+             "Peak RSS (`VmHWM`) of fresh processes that import only what they name. The floor a loader cannot go "
+             "below: importing torch, then writing one float32 batch of inputs (B x 3 x h x w); the loader's share is "
+             f"its peak minus that floor. {side} px: the speed file above (its images read per batch; default "
+             f"codec), and for B = {min(inputs):,} the same images with a stream of random logits; 24 px: "
+             f"{mem['images']:,} images x {mem['stream_epochs']} epochs, batches of {mem['batch']:,} "
+             f"({mem['file_bytes'] / 1e6:,.1f} MB file, random logits). Target: < 1 GB (10^9 bytes = 954 MiB).", "",
+             "| process | peak RSS |", "|---|---:|",
+             f"| `import torch` | {fl['torch'] * mib:,.0f} MiB |",
+             f"| `import torch` and the loader's module (`ladd_format.torch.replay`: h5py, the package) | "
+             f"{fl['imports'] * mib:,.0f} MiB |"]
+    for b in sorted(inputs, reverse=True):
+        lines.append(f"| floor at B = {b:,}: `import torch` and one batch of inputs ({inputs[b] / 2**20:,.0f} MiB) | "
+                     f"{fl[f'batch_{b}'] * mib:,.0f} MiB |")
+    lines += ["", "| file | B | inputs | epochs replayed | records | peak RSS | loader's share (peak - floor) | "
+              "seconds |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in mem["runs"]:
+        floor = fl.get(f"batch_{r['batch']}") if r["file"] != "24 px" else None
+        share = f"{(r['maxrss_kib'] - floor) * mib:+,.0f} MiB" if floor and r["epochs"] else ""
+        lines.append(f"| {r['file']} | {r['batch']:,} | {'one reused buffer (default)' if r['reuse'] else 'one tensor a batch'} | "
+                     f"{r['epochs']} | {r['records']:,} | {r['maxrss_kib'] * mib:,.0f} MiB | {share} | {r['seconds']:.1f} |")
+    lines.append("")
+    for b in dict.fromkeys(r["batch"] for r in big):
+        runs = [r for r in big if r["batch"] == b and r["reuse"] and r["epochs"] > 0]
+        if not runs:
+            continue
+        top = max(r["maxrss_kib"] for r in runs) * mib
+        floor = fl[f"batch_{b}"] * mib
+        lines.append(f"- {side} px, B = {b:,}, the default: peak {top:,.0f} MiB (target < 1 GB: "
+                     f"{'met' if top * 2**20 < 1e9 else 'NOT met'}); its floor {floor:,.0f} MiB "
+                     f"({'under' if floor * 2**20 < 1e9 else 'over'} 1 GB before the loader holds anything); "
+                     f"the loader's share {top - floor:+,.0f} MiB"
+                     + (f"; {runs[0]['epochs']} and {runs[-1]['epochs']} epochs: {runs[0]['maxrss_kib'] * mib:,.0f} and "
+                        f"{runs[-1]['maxrss_kib'] * mib:,.0f} MiB" if len(runs) > 1 else "") + ".")
+    fresh = [r for r in big if not r["reuse"]]
+    if fresh:
+        lines.append(f"- With `reuse_inputs=False` (one inputs tensor a batch) at B = {fresh[0]['batch']:,}: peak "
+                     f"{fresh[0]['maxrss_kib'] * mib:,.0f} MiB, the batch the loop still holds while the next is made "
+                     "included.")
+    replayed = [r for r in small if r["epochs"] > 0]
+    if len(replayed) > 1:
+        growth = (replayed[-1]["maxrss_kib"] - replayed[0]["maxrss_kib"]) * mib
+        lines.append(f"- 24 px: from {replayed[0]['epochs']} to {replayed[-1]['epochs']} epochs the peak moves by "
+                     f"{growth:+,.0f} MiB (largest {max(r['maxrss_kib'] for r in replayed) * mib:,.0f} MiB).")
+    return lines
+
+
 def main(argv=None) -> int:
-    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--rss-child":
-        rss_child(sys.argv[2], int(sys.argv[3]))
-        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny settings, print only")
     add_output_args(ap)

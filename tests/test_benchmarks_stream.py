@@ -124,18 +124,26 @@ def replay_fixture() -> dict:
                                          "records": 64},
                         "bilinear-antialias": {"max_abs": 2 / 255, "mean_abs": 0.001, "values": 100, "equal": 10,
                                                "max_abs_255": 2.0, "records": 64}}}
-    speed = {"records": 10_000, "side": 224, "batch": 1024, "threads": 2, "files": 10, "sre2l_bytes": 20_000_000,
-             "stream_bytes": 1_600_000_000, "open_seconds": 0.05,
+    speed = {"records": 10_000, "side": 224, "batch": 1024, "threads": 1, "files": 10, "sre2l_bytes": 20_000_000,
+             "stream_bytes": 1_600_000_000, "open_seconds": 0.05, "codec": "topk:k=5,values=uint8,tail=24",
+             "gather_bytes": 4 << 20,
              "sre2l_read": [0.02, 0.02, 0.03], "sre2l_labels": [0.1, 0.1, 0.1], "stream_records": [0.01, 0.01, 0.01],
-             "stream_read": [0.2, 0.2, 0.2], "stream_crops": [10.0, 11.0, 12.0], "sre2l_crops": [20.0, 20.0]}
-    runs = [{"file": "24 px", "epochs": e, "records": e * 10_000, "maxrss_kib": kib, "seconds": 1.0}
-            for e, kib in ((0, 400_000), (1, 500_000), (10, 510_000), (100, 512_000))]
+             "stream_read": [0.2, 0.2, 0.2], "stream_crops": [10.0, 11.0, 12.0],
+             "stream_crops_whole_gather": [12.0, 12.5, 13.0], "sre2l_crops": [20.0, 20.0, 20.0]}
+    runs = [{"file": "224 px", "batch": 1024, "reuse": reuse, "epochs": e, "records": e * 10_000, "maxrss_kib": kib,
+             "seconds": 1.0} for e, reuse, kib in ((0, True, 560_000), (1, True, 1_200_000), (1, False, 1_800_000))]
+    runs += [{"file": "224 px", "batch": 256, "reuse": True, "epochs": e, "records": e * 10_000, "maxrss_kib": kib,
+              "seconds": 1.0} for e, kib in ((1, 740_000), (3, 742_000))]
+    runs += [{"file": "24 px", "batch": 1024, "reuse": True, "epochs": e, "records": e * 10_000, "maxrss_kib": kib,
+              "seconds": 1.0} for e, kib in ((0, 400_000), (1, 500_000), (10, 510_000), (100, 512_000))]
+    floors = {"torch": 520_000, "imports": 537_000, "batch_1024": 1_122_000, "batch_256": 670_000}
     return {"name": "stream_replay", "machine": "Fixture CPU", "command": "python benchmarks/stream_replay.py",
             "date": "2026-01-02 03:04 UTC",
             "data": {"settings": {"exact_images": 512, "exact_epochs": 2, "exact_batch": 128}, "exact": exact,
                      "converted": conv, "speed": speed,
                      "memory": {"images": 10_000, "stream_epochs": 100, "batch": 1024, "file_bytes": 80_000_000,
-                                "runs": runs, "batch_input_bytes": {"24 px": 1024 * 3 * 24 * 24 * 4}},
+                                "runs": runs, "floors": floors, "side": 224,
+                                "batch_input_bytes": {"1024": 1024 * 3 * 224 * 224 * 4, "256": 256 * 3 * 224 * 224 * 4}},
                      "timing": {"loader speed": 60.0}}}
 
 
@@ -146,16 +154,17 @@ def test_replay_rendering_states_each_target(bench):
     assert "| `pil-bilinear` | 64 | 0 | 0.00 | 0 | 100.00% | 0 (the same Pillow calls) |" in text
     assert "the records alone at 2.00x the speed of `torch.load` of SRe2L's files (met)" in text
     assert "records and labels as probabilities at 0.50x (NOT met)" in text
-    assert "with crops, 1.82x SRe2L's loader" in text
-    assert ("- 24 px: largest peak 500 MiB (target < 1 GB: met); the process with the file open and nothing "
-            "replayed: 391 MiB; one batch of inputs alone: 7 MiB.") in text
-    assert "- From 1 to 100 epochs of the 24 px stream the peak moves by +12 MiB." in text
+    assert "with crops, 1.82x SRe2L's loader (1.60x with each batch's images gathered in one read)" in text
+    assert ("- 224 px, B = 1,024, the default: peak 1,172 MiB (target < 1 GB: NOT met); its floor 1,096 MiB (over 1 GB "
+            "before the loader holds anything); the loader's share +76 MiB.") in text
+    assert ("- 224 px, B = 256, the default: peak 725 MiB (target < 1 GB: met); its floor 654 MiB (under 1 GB before "
+            "the loader holds anything); the loader's share +70 MiB; 1 and 3 epochs: 723 and 725 MiB.") in text
+    assert "- 24 px: from 1 to 100 epochs the peak moves by +12 MiB (largest 500 MiB)." in text
+    assert "| `import torch` | 508 MiB |" in text
     worse = copy.deepcopy(replay_fixture())
-    worse["data"]["memory"]["runs"][-1]["maxrss_kib"] = 1_000_000
-    assert "(target < 1 GB: NOT met)" in replay.render(worse)
+    worse["data"]["memory"]["runs"][3]["maxrss_kib"] = 1_000_000
+    assert "B = 256, the default: peak 977 MiB (target < 1 GB: NOT met)" in replay.render(worse)
 
-
-# -- the benchmarks' machinery ------------------------------------------------------------------------
 
 def test_sre2l_sampler_replay_draws_two_permutations_per_epoch(bench):
     """The faithful loader's image order is SRe2L's (the package's replay, checked against torch there)."""
@@ -211,8 +220,13 @@ def test_storage_rehearsal_writes_and_measures_real_files(bench, tmp_path, monke
     d = storage.measure(True, {"images": 60, "epochs": 2, "logits_epochs": 1, "batch": 32, "teacher_steps": 2,
                                "fidelity_every": 1, "side_images": 60})
     files = d["files"]
-    assert set(files) == {"topk:k=20,values=uint8", "topk:k=10,values=uint8", "logits:float16"}
+    from ladd_format.stream import default_stream_codec
+
+    default = default_stream_codec(1000).label
+    assert set(files) == {default, "topk:k=20,values=uint8", "topk:k=10,values=uint8", "logits:float16"}
     assert files["topk:k=20,values=uint8"]["records"] == 120 and files["logits:float16"]["records"] == 60
+    # the default's tail (spec 1.3) is in its bytes: coef and scale per record, mean and basis once
+    assert files[default]["label_zip"] > files[default]["tail_zip"] > files[default]["tail_fixed_zip"] > 0
     # k = 10 stores fewer bytes than k = 20, which stores far fewer than the float16 logits
     per = {c: f["zip"] / f["records"] for c, f in files.items()}
     assert per["topk:k=10,values=uint8"] < per["topk:k=20,values=uint8"] < per["logits:float16"] / 10

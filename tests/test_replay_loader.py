@@ -101,7 +101,7 @@ def test_mixed_crops_and_targets(tmp_path, mix):
 
 def test_set_epoch_changes_the_batches(cutmix_stream):
     path, _, _, written = cutmix_stream
-    with ReplayLoader(path) as loader:
+    with ReplayLoader(path, reuse_inputs=False) as loader:   # keeps batches
         assert list(loader.batches()) == [0, 1, 2, 3] and len(loader) == 4
         loader.set_epoch(1)
         assert list(loader.batches()) == [4, 5, 6] and len(loader) == 3
@@ -211,7 +211,7 @@ def test_images_held_or_read_per_batch(cutmix_stream, monkeypatch):
 
 def test_sre2l_style_epoch_adapter(cutmix_stream):
     path = cutmix_stream[0]
-    with ReplayLoader(path) as loader:
+    with ReplayLoader(path, reuse_inputs=False) as loader:   # keeps batches
         pairs = list(loader.epoch(1))
         assert loader.current_epoch == 1 and len(pairs) == 3
         for (images, targets), b in zip(pairs, (4, 5, 6)):

@@ -19,15 +19,18 @@ start, as ``DistributedSampler`` pads; ``drop_last=True`` drops the tail instead
 Memory: one batch of labels at a time; the images are held in memory as stored (uint8) when they take
 at most :data:`IMAGES_IN_MEMORY_BYTES`, else read from the file as a batch needs them. A batch's crops
 are its one batch-sized buffer: its images are gathered about :data:`GATHER_BYTES` at a time, converted
-to float32 and resized a kernel chunk at a time, mixed one channel at a time and normalised in place.
-The batch a caller still holds while the next one is made is a second batch-sized buffer, unless
-``reuse_inputs=True`` builds every batch in the same one.
+to float32 and resized a kernel chunk at a time (``stream_crops.CHUNK_BYTES``), mixed one channel and
+one band of rows at a time (``stream_crops.MIX_BYTES``) and normalised in place; the labels are decoded
+a batch at a time. With ``reuse_inputs=True`` (the default) every batch is built in the same buffer, so
+the process holds one batch of inputs, not two (the one the loop still holds while the next is made).
+Besides torch and that batch the loader then holds a few tens of MiB (``benchmarks/RESULTS/stream-replay.md``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -36,10 +39,12 @@ import numpy as np
 import torch
 
 from .. import spec as S
+from ..codecs.base import normalize_tensor_rows
 from ..errors import InputError
 from ..reader import DLAFile, open_dla
 from ..spec.limits import MAX_STREAM_BATCHES
 from ..stream.counter_rng import CounterRNG
+from ..stream.tail import TailBasis, tail_mass_slack
 from .dataset import DLADataset
 from .stream_crops import mix_crops, pil_crop_batch, records_per_chunk, resize_crops, source_floats
 
@@ -49,8 +54,9 @@ log = logging.getLogger(__name__)
 #: batch (the loader's peak memory then stays one batch of images and labels, whatever M and E)
 IMAGES_IN_MEMORY_BYTES = 256 << 20
 #: the stored images a batch's crops are made from are read (or gathered) about this many bytes at a time,
-#: then converted and resized a kernel chunk at a time (fewer reads are faster; the bits do not depend on it)
-GATHER_BYTES = 16 << 20
+#: then converted and resized a kernel chunk at a time (the bits do not depend on it; larger reads were not
+#: faster, measured: benchmarks/RESULTS/stream-replay.md)
+GATHER_BYTES = 4 << 20
 #: the default generator seed of mode ``pool``
 POOL_SEED = 0
 #: the draw counter of the pool generator: word(seed, epoch, position, POOL_DRAW)
@@ -83,23 +89,120 @@ def _rows_to_tensors(rows: dict[str, np.ndarray], device: torch.device) -> dict[
     return out
 
 
+class DeviceTail(NamedTuple):
+    """A stream's tail basis (``/stream/tail``, spec 1.3) on the training device, in the decode's dtype."""
+
+    mean: torch.Tensor    #: (C,)
+    basis: torch.Tensor   #: (r, C)
+
+
+def tail_dtype(device: torch.device | str) -> torch.dtype:
+    """The dtype a tail is decoded (and labels re-tempered) in on ``device``: float64, as the spec
+    computes it (the float32 labels then equal the numpy decode's, measured on the digits-1000
+    teacher's logits), except on a device without float64 (Apple's ``mps``): float32, measured within
+    3.0e-7 of the float64 decode as stored and 2.2e-6 re-tempered from T = 20 to t = 1 (the error
+    grows with T/t; ``tests/test_replay_tail.py`` asserts 1e-6 and 5e-6)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+def tail_on_device(tail: TailBasis, device: torch.device | str, dtype: torch.dtype | None = None) -> DeviceTail:
+    """``tail``'s mean and basis as ``dtype`` tensors on ``device`` (default :func:`tail_dtype`)."""
+    device = torch.device(device)
+    dtype = tail_dtype(device) if dtype is None else dtype
+    return DeviceTail(torch.from_numpy(tail.mean).to(device, dtype), torch.from_numpy(tail.basis).to(device, dtype))
+
+
+def decode_tail_tensor(index: torch.Tensor, values: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor,
+                       tail: DeviceTail, temperature: float, slack: float, rounding: float) -> torch.Tensor:
+    """:func:`~ladd_format.stream.tail.decode_with_tail` (spec 4.8) on the tensors' device, in ``tail``'s
+    dtype (not yet rounded): ``index`` (n, k) int64 top-k classes, ``values`` (n, k) their decoded
+    probabilities v, ``coef`` (n, r) int8, ``scale`` (n,) float16, ``temperature`` the stream's T,
+    ``slack`` delta = k e and ``rounding`` e (:func:`~ladd_format.stream.tail.tail_mass_slack` of the stored
+    values' type, for k and for 1 value). I = the top-k classes whose v > 0 (an entry stored as 0 is a tail
+    class)::
+
+        zhat = mean + scale * (coef @ basis);  u = exp((zhat - max zhat) / T)
+        m_hat = sum_{j not in I} u_j / sum_j u_j;  rho = 1 - sum_{j in I} v_j
+        m = max(0, min(rho + delta, max(rho - delta, m_hat)))
+        q_j = min(m u_j / sum_{i not in I} u_i, v_min + e) (j not in I; the first term 0 if that sum is 0)
+        q_j = v_j (j in I);  v_min: the smallest of the k stored values (zeros included)
+        each row divided by its sum (1/C when it is 0)
+
+    Returns (n, C)."""
+    dtype, device = tail.basis.dtype, tail.basis.device
+    zero = torch.zeros((), dtype=dtype, device=device)
+    values = values.to(dtype)
+    kept = values > 0                                                                   # I
+    zhat = (coef.to(dtype) @ tail.basis).mul_(scale.to(dtype).unsqueeze(1)).add_(tail.mean)
+    u = zhat.sub_(zhat.amax(dim=1, keepdim=True)).div_(float(temperature)).exp_()      # in place: zhat becomes u
+    outside = torch.ones(u.shape, dtype=torch.bool, device=device).scatter_(1, index, ~kept)
+    total = u.sum(dim=1, keepdim=True)
+    rest = torch.where(outside, u, zero).sum(dim=1, keepdim=True)
+    rho = 1.0 - torch.where(kept, values, zero).sum(dim=1, keepdim=True)
+    m = torch.maximum(torch.minimum(rho + slack, torch.maximum(rho - slack, rest / total)), zero)
+    positive = rest > 0
+    q = u.mul_(m).div_(torch.where(positive, rest, torch.ones((), dtype=dtype, device=device)))
+    q.masked_fill_(~positive, 0.0)                   # rows whose tail mass is 0 (only where every u outside I is 0)
+    q = torch.minimum(q, values.amin(dim=1, keepdim=True) + rounding)                  # step 4's cap
+    q.scatter_(1, index, torch.where(kept, values, q.gather(1, index)))
+    return normalize_tensor_rows(q, int(tail.mean.shape[0]))
+
+
+def retemper(q: torch.Tensor, power: float, num_classes: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Labels ``q`` (n, C) raised to ``power`` = T_stored / t, each row renormalised (a row of zeros:
+    1/C), float32. In ``dtype`` (default :func:`tail_dtype` of q's device): float64 is the numpy
+    decode's arithmetic (``q`` as float64, ``q ** power``, rows divided by their sums); float32 goes
+    through logarithms, ``exp(power * (log q - max log q))``, since ``q ** power`` itself underflows in
+    float32 when power > 1 (a stream stored at T = 20 read at t = 1: every class below about 0.01)."""
+    dtype = tail_dtype(q.device) if dtype is None else dtype
+    if dtype == torch.float64:
+        return normalize_tensor_rows(q.to(torch.float64).pow_(float(power)), int(num_classes)).to(torch.float32)
+    logs = q.to(dtype).log()
+    top = logs.amax(dim=1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros((), dtype=dtype, device=q.device))   # rows of zeros
+    return normalize_tensor_rows(logs.sub_(top).mul_(float(power)).exp_(), int(num_classes)).to(torch.float32)
+
+
 def decode_on_device(codec, stored: dict[str, np.ndarray], num_classes: int, device: torch.device | str,
-                     temperature: float | None = None, stored_temperature: float = 1.0) -> torch.Tensor:
-    """:meth:`StreamCodec.decode <ladd_format.stream.StreamCodec.decode>` computed on ``device`` in
-    float32: kind ``logits`` softmax(z / t) (t = ``temperature``, else the stored T); kind ``probs``
-    the codec's ``decode_tensor``, raised to the power T_stored / t and renormalised when a
-    ``temperature`` t is given (a row of zeros becomes 1/C). Agrees with the numpy decode within 1e-6."""
-    from ..codecs.base import normalize_tensor_rows
+                     temperature: float | None = None, stored_temperature: float = 1.0,
+                     tail: TailBasis | DeviceTail | None = None) -> torch.Tensor:
+    """:meth:`StreamCodec.decode <ladd_format.stream.StreamCodec.decode>` computed on ``device``, float32
+    ``(n, C)``: kind ``logits`` softmax(z / t) (t = ``temperature``, else the stored T); kind ``probs``
+    the codec's ``decode_tensor`` (float32; within 1e-6 of the numpy decode), re-tempered by
+    :func:`retemper` to T_stored / t when a ``temperature`` t is given.
+
+    A codec with a tail (spec 1.3) needs ``tail``, the stream's basis (a :class:`TailBasis`, or the
+    :class:`DeviceTail` of :func:`tail_on_device`, which a loader makes once), and ``stored`` holding
+    ``tail/coef`` and ``tail/scale``: :func:`decode_tail_tensor` in the tail's dtype (float64, the
+    spec's arithmetic: the same float32 values as the numpy decode, measured), rounded once to float32,
+    then re-tempered as above."""
+    from ..codecs.topk import INDEX, VALUES
 
     device = torch.device(device)
     rows = _rows_to_tensors(stored, device)
     if codec.kind == "logits":
         t = float(stored_temperature if temperature is None else temperature)
         return torch.softmax(rows[S.STREAM_LOGITS].to(torch.float32) / t, dim=-1)
-    q = codec.codec.decode_tensor(rows, int(num_classes)).to(torch.float32)
+    if codec.tail_rank is None:
+        q = codec.codec.decode_tensor(rows, int(num_classes)).to(torch.float32)
+    else:
+        if tail is None:
+            raise ValueError(f"codec {codec.label} has a tail: decode_on_device needs the stream's tail basis")
+        tail = tail_on_device(tail, device) if isinstance(tail, TailBasis) else tail
+        if tuple(tail.basis.shape) != (codec.tail_rank, int(num_classes)):
+            raise ValueError(f"codec {codec.label} needs a tail basis of rank {codec.tail_rank} over {num_classes} "
+                             f"classes, got {tuple(tail.basis.shape)}")
+        raw = rows[VALUES]
+        values = raw.to(tail.basis.dtype)
+        values = values / 255.0 if raw.dtype == torch.uint8 else values
+        slack = tail_mass_slack(rows[INDEX].shape[-1], codec.codec.values)
+        rounding = tail_mass_slack(1, codec.codec.values)
+        q = decode_tail_tensor(rows[INDEX].long(), values, rows[S.STREAM_TAIL_COEF], rows[S.STREAM_TAIL_SCALE], tail,
+                               float(stored_temperature), slack, rounding).to(torch.float32)
     if temperature is None or float(temperature) == float(stored_temperature):
         return q
-    return normalize_tensor_rows(q.pow(float(stored_temperature) / float(temperature)), int(num_classes))
+    dtype = tail.basis.dtype if codec.tail_rank is not None else None
+    return retemper(q, float(stored_temperature) / float(temperature), int(num_classes), dtype)
 
 
 def bound_heap_growth() -> bool:
@@ -189,10 +292,19 @@ class ReplayLoader:
         check_rows: check images and labels against their row digests (spec 2.2).
         bound_memory: call :func:`bound_heap_growth` (process-wide, glibc only) so that the resident
             memory stays flat over any number of epochs; False leaves malloc as it is.
-        reuse_inputs: build every batch's inputs in one buffer the loader keeps (``bilinear-antialias``
-            kernel): a batch's ``inputs`` are then valid until the next batch is made, and the loader
-            holds one batch of float32 inputs instead of two (the one the caller still holds and the
-            one being made). False (default): each batch gets its own tensor, which the caller may keep.
+        reuse_inputs: True (default): iteration, :meth:`epoch` and :meth:`batch` build every batch's
+            ``inputs`` in one buffer the loader keeps (``bilinear-antialias`` kernel), so a batch's
+            inputs are valid until the next batch is made. That is what a training loop needs (it
+            uses the batch for one forward and backward pass, then asks for the next, as SRe2L's loop
+            does), and the process then holds one batch of float32 inputs instead of two: the one the
+            loop's variable still holds while the next is made, 588 MiB at 224 px and B = 1,024.
+            Pass False where batches are kept beyond the next one (``list(loader)``, a prefetcher
+            that runs ahead, inputs logged after the step): each batch then gets its own tensor.
+            Kept anyway, a batch does not silently show the next one's pixels: before the buffer is
+            reused, the inputs tensor handed out last is emptied (``set_()``: 0 elements), so using
+            it fails (a backward pass deferred past the next batch fails too: autograd sees its
+            saved input modified); views the caller made of it (``inputs[0]``) are not emptied.
+            :meth:`crops` always returns a new tensor.
     """
 
     def __init__(self, source: str | os.PathLike | DLAFile, *, device: torch.device | str = "cpu",
@@ -200,7 +312,7 @@ class ReplayLoader:
                  rank: int | None = None, world_size: int | None = None, drop_last: bool = False,
                  wrap: bool = False, pool_batches: int | None = None, seed: int = POOL_SEED,
                  images: str = "auto", check_rows: bool = True, bound_memory: bool = True,
-                 reuse_inputs: bool = False):
+                 reuse_inputs: bool = True):
         if bound_memory:
             bound_heap_growth()
         self._owned = not isinstance(source, DLAFile)
@@ -208,6 +320,7 @@ class ReplayLoader:
         self._images: DLADataset | None = None
         self.reuse_inputs = bool(reuse_inputs)
         self._inputs: torch.Tensor | None = None     # the inputs buffer of reuse_inputs, kept from batch to batch
+        self._handed: weakref.ref | None = None      # the view of it handed out last (not kept alive by the loader)
         try:
             self._setup(device, kernel, normalize, temperature, rank, world_size, drop_last, wrap, pool_batches,
                         seed, images, check_rows)
@@ -251,6 +364,7 @@ class ReplayLoader:
                                   check_rows=check_rows)
         self.current_epoch = 0
         self._workspace: dict = {}     # the crop kernel's temporaries, kept from batch to batch
+        self._tail = None if self.stream.tail is None else tail_on_device(self.stream.tail, self.device)
 
     # -- which batches ------------------------------------------------------------------------------
     @property
@@ -302,11 +416,13 @@ class ReplayLoader:
     # -- one batch ---------------------------------------------------------------------------------
     def crops(self, batch: int) -> torch.Tensor:
         """Stored batch ``batch``'s mixed crops before normalisation (0..1 pixels for uint8 images),
-        ``(n, K, h_out, w_out)`` float32 on the device: what the teacher labelled (5.1 steps 1-3)."""
-        return self._crops(self.stream.read_batch(int(batch)))[0]
+        ``(n, K, h_out, w_out)`` float32 on the device: what the teacher labelled (5.1 steps 1-3). A new
+        tensor on every call (never the ``reuse_inputs`` buffer)."""
+        return self._crops(self.stream.read_batch(int(batch)), reuse=False)[0]
 
-    def _crops(self, record) -> tuple[torch.Tensor, torch.Tensor]:
-        """A stored batch's mixed crops (float32, on the device) and hard labels. The device kernel
+    def _crops(self, record, reuse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """A stored batch's mixed crops (float32, on the device; in the kept inputs buffer when
+        ``reuse``) and hard labels. The device kernel
         gathers, converts and resizes a chunk of records at a time (each chunk's images read as stored,
         from memory or the file, then freed), so that besides the crops only chunk-sized buffers are
         held: the same bits as one :func:`crop_batch` call of the whole batch."""
@@ -324,7 +440,7 @@ class ReplayLoader:
             return crops, hard
         n = len(image)
         k = int(self.file.image_shape[0])
-        crops = self._inputs_buffer((n, k, *crop_size))
+        crops = self._inputs_buffer((n, k, *crop_size), reuse)
         hard = torch.empty(n, dtype=torch.int64)
         step = records_per_chunk(self.file.image_shape, self.device)
         image_bytes = max(1, int(np.prod(self.file.image_shape)) * self.file.image_dtype.itemsize)
@@ -346,24 +462,31 @@ class ReplayLoader:
             del stored
         return mix_crops(crops, **mix), hard.to(self.device, non_blocking=True)
 
-    def _inputs_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """A float32 ``shape`` tensor on the device for a batch's crops: a new one, or with
-        ``reuse_inputs`` a view of the buffer kept from batch to batch (grown when too small)."""
-        if not self.reuse_inputs:
+    def _inputs_buffer(self, shape: tuple[int, ...], reuse: bool) -> torch.Tensor:
+        """A float32 ``shape`` tensor on the device for a batch's crops: a new one, or with ``reuse``
+        a view of the buffer kept from batch to batch (grown when too small)."""
+        if not reuse:
             return torch.empty(shape, dtype=torch.float32, device=self.device)
+        previous = None if self._handed is None else self._handed()
+        if previous is not None:
+            previous.set_()     # the last batch's inputs, if still held, become empty: used, they fail loudly
         numel = int(np.prod(shape))
         if self._inputs is None or self._inputs.numel() < numel:
             self._inputs = None                      # the old buffer goes before the larger one is made
             self._inputs = torch.empty(max(numel, 1), dtype=torch.float32, device=self.device)
-        return self._inputs[:numel].view(shape)
+        view = self._inputs[:numel].view(shape)
+        self._handed = weakref.ref(view)
+        return view
 
     def batch(self, batch: int) -> ReplayBatch:
-        """Stored batch ``batch`` (a global batch number, 0..NB-1) rebuilt: inputs, soft labels, hard labels."""
+        """Stored batch ``batch`` (a global batch number, 0..NB-1) rebuilt: inputs, soft labels, hard labels.
+        With ``reuse_inputs`` (the default) the inputs are the loader's kept buffer: valid until the next
+        batch is made (see the class)."""
         record = self.stream.read_batch(int(batch))
-        crops, labels = self._crops(record)
+        crops, labels = self._crops(record, self.reuse_inputs)
         inputs = crops.sub_(self.mean).div_(self.std) if self.normalize else crops   # (x - mean) / std, in place
         probs = decode_on_device(self.spec.codec, record.labels, self.stream.num_classes, self.device,
-                                 self.temperature, self.spec.temperature)
+                                 self.temperature, self.spec.temperature, self._tail)
         return ReplayBatch(inputs, probs, labels)
 
     # -- closing -----------------------------------------------------------------------------------
@@ -380,5 +503,6 @@ class ReplayLoader:
         self.close()
 
 
-__all__ = ["IMAGES_IN_MEMORY_BYTES", "KERNELS", "ReplayBatch", "ReplayLoader", "bound_heap_growth", "decode_on_device",
-           "pool_batches", "rank_share"]
+__all__ = ["DeviceTail", "IMAGES_IN_MEMORY_BYTES", "KERNELS", "ReplayBatch", "ReplayLoader", "bound_heap_growth",
+           "decode_on_device", "decode_tail_tensor", "pool_batches", "rank_share", "retemper", "tail_dtype",
+           "tail_on_device"]

@@ -43,9 +43,12 @@ __all__ = ["axis_weights", "crop_batch", "mix_crops", "pil_crop_batch", "resize_
 CROP_DTYPE = torch.float32
 #: records resized together on the CPU: their float32 sources take about this many bytes (the
 #: passes' temporaries are a few times it; the result does not depend on it)
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 2 << 20
 #: the same on a GPU (or any other device), where larger chunks are faster
 CHUNK_BYTES_DEVICE = 512 << 20
+#: CutMix/MixUp on the CPU run one channel and one band of rows at a time: the copy of the partners'
+#: band (n records x rows x width float32) takes about this many bytes (the result does not depend on it)
+MIX_BYTES = 4 << 20
 
 
 # -- interpolation weights (numpy, exact float32 arithmetic) ----------------------------------------
@@ -198,26 +201,40 @@ def _mix_arguments(n: int, crop: tuple[int, int], mix: str, mix_partner, mix_box
     return partner.astype(np.int64), None, lam
 
 
+def _rows_per_band(crops: torch.Tensor, width: int) -> int:
+    """Rows of one channel a mix step handles at once: the partners' copy of ``n`` records' band
+    (``n x rows x width`` float32) takes about :data:`MIX_BYTES` on the CPU, :data:`CHUNK_BYTES_DEVICE`
+    elsewhere (at least one row)."""
+    budget = MIX_BYTES if crops.device.type == "cpu" else CHUNK_BYTES_DEVICE
+    return max(1, budget // max(1, crops.shape[0] * width * crops.element_size()))
+
+
 def _mix(crops: torch.Tensor, partner, box, lam) -> torch.Tensor:
     """5.1 step 3 on the flipped crops (n, K, h, w) float32, IN PLACE: CutMix copies the partners'
     pixels inside the box (read before any is written), MixUp is ``c * lam + c_p * (1 - lam)``
-    (float32, elementwise; the partners' term computed from the unmixed crops first)."""
+    (float32, elementwise; the partners' term computed from the unmixed crops first).
+
+    Each output pixel depends on the same (channel, row, column) of the partner only, so the step runs
+    one channel and one band of rows at a time: the partners' copy read before writing is one band
+    (about :data:`MIX_BYTES`), not the batch, and every value is the same as in one whole-batch step."""
     if partner is None:
         return crops
     index = torch.from_numpy(partner).to(crops.device)
-    # one channel at a time: each channel's result depends on that channel only, and the copies read
-    # before writing take a third (RGB) of the batch's box or crops
     if box is not None:
         t, l, h, w = (int(v) for v in box)
+        rows = _rows_per_band(crops, w)
         for c in range(crops.shape[1]):
-            region = crops[:, c, t:t + h, l:l + w]
-            region.copy_(region[index])                      # the gather copies first
+            for top in range(t, t + h, rows):
+                region = crops[:, c, top:min(t + h, top + rows), l:l + w]
+                region.copy_(region[index])                  # the gather copies first
         return crops
+    rows = _rows_per_band(crops, crops.shape[3])
     for c in range(crops.shape[1]):
-        channel = crops[:, c]
-        other = channel[index].mul_(float(np.float32(1.0) - lam))   # 1 - lam in float32 (exact as a Python float)
-        channel.mul_(float(lam)).add_(other)
-        del other
+        for top in range(0, crops.shape[2], rows):
+            band = crops[:, c, top:top + rows]
+            other = band[index].mul_(float(np.float32(1.0) - lam))   # 1 - lam in float32 (exact as a Python float)
+            band.mul_(float(lam)).add_(other)
+            del other
     return crops
 
 
