@@ -33,6 +33,7 @@ PAGES = {
     "students_archloss_gpu": "students.md",
     "students_c1000": "students-c1000.md", "students_c1000_t025": "students-c1000.md",
     "stream_codecs": "stream-codecs.md",
+    "stream_tail_rank": "stream-tail-rank.md",
     "relabel_speed": "relabel-speed.md", "relabel_speed_gpu": "relabel-speed.md",
     "stream_storage": "stream-storage.md", "stream_students": "stream-students.md",
     "stream_students_t1": "stream-students.md", "stream_replay": "stream-replay.md",

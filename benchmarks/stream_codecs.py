@@ -2,13 +2,13 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/stream_codecs.py                # 5-9 min on 2 CPU cores; saves
+    .venv/bin/python benchmarks/stream_codecs.py                # 8-12 min on 2 CPU cores; saves
                                                                 # results/stream_codecs.json and writes
                                                                 # benchmarks/RESULTS/stream-codecs.md
     .venv/bin/python benchmarks/stream_codecs.py --render-only  # re-render from the saved JSON
     .venv/bin/python benchmarks/stream_codecs.py --quick        # tiny settings, prints only
 
-The evidence that chooses the default codec of the relabel stream (spec 1.2). A relabel stream
+The evidence that chooses the default codec of the relabel stream (spec 1.2; its tail, spec 1.3). A relabel stream
 stores, for every epoch and slot, the image index, an integer crop box, a flip, the mix and the teacher's
 soft label of the (mixed) crop. SRe2L stores the label as the teacher's float16 logits (2 bytes x C) in a
 ``torch.save`` pickle per batch; that is what every candidate is compared with.
@@ -27,7 +27,14 @@ reference label at temperature T is softmax(logits / T) in float64.
 Candidates (each encoded by the project's codecs from ``ladd_format.codecs`` where one exists):
 float16 logits (SRe2L's values), float16 and uint8 probabilities, top-k probabilities with float16 or
 uint8 values (k = 5, 10, 20, 50, 100; the rest of the mass spread evenly on decoding), and top-k of the
-logits with float16 values (decoded as the softmax over the k kept logits: the tail's mass is dropped).
+logits with float16 values (decoded as the softmax over the k kept logits: the tail's mass is dropped);
+and spec 1.3's top-k with a low-rank tail (k = 5, 10, 20; uint8 or float16 values; rank r = 16, 24, 32),
+encoded and decoded by the package's ``StreamCodec`` as a written stream is: the basis fitted as the writer
+fits it (``fit_tail_basis`` of the teacher's float32 logits of the first ``TAIL_FIT_RECORDS`` (4,096) slots
+in stream order), each slot's logits encoded at the stream temperature (``encode_logits``: top-k
+probabilities, int8 coefficients and a float16 scale), decoded with the tail (``decode(..., tail=)``). A
+tail's fixed mean and basis ((r + 1) x C float32, once per file) are measured apart from the bytes per slot
+and added once to the ImageNet totals.
 
 Bytes: the stored arrays of all slots measured as the project's ``size`` measures them
 (``ladd_format.size.measure_arrays``: each array a ``.npy`` member of a zip archive, deflate, or a zstd
@@ -69,7 +76,7 @@ sys.path.insert(0, str(HERE))
 
 from _common import Output, add_output_args  # noqa: E402
 from storage_common import Digits1000, fidelity, label_stats  # noqa: E402
-from stream_common import RATIO, SCALE, crop_params  # noqa: E402
+from stream_common import DEFAULT_1_2, RATIO, SCALE, crop_params  # noqa: E402
 from ladd_format.codecs import parse_codec  # noqa: E402
 from ladd_format.size import measure_arrays  # noqa: E402
 
@@ -85,9 +92,11 @@ BLOCK = 2000                         # rows per block of the fidelity and decodi
 def settings(quick: bool) -> dict:
     if quick:
         return dict(images=100, epochs=2, labeler_steps=15, batch=50, temps=[1.0, 0.25], ks=[10],
-                    side_epochs=1, groups=2, seed=0, retemper=20.0)
+                    side_epochs=1, groups=2, seed=0, retemper=20.0,
+                    tail_ks=[5], tail_values=["uint8"], tail_ranks=[4])
     return dict(images=1000, epochs=20, labeler_steps=800, batch=100, temps=[1.0, 0.25],
-                ks=[5, 10, 20, 50, 100], side_epochs=20, groups=4, seed=0, retemper=20.0)
+                ks=[5, 10, 20, 50, 100], side_epochs=20, groups=4, seed=0, retemper=20.0,
+                tail_ks=[5, 10, 20], tail_values=["uint8", "float16"], tail_ranks=[16, 24, 32])
 
 
 # --------------------------------------------------------------------------- SRe2L-style draws
@@ -232,6 +241,69 @@ def candidates(ks) -> list[tuple[str, str]]:
     return rows
 
 
+def tail_candidates(st: dict) -> list[tuple[str, str]]:
+    """(row name, stream codec text) of the spec-1.3 candidates: top-k probabilities with a low-rank tail
+    of rank r (``tail_ks`` x ``tail_values`` x ``tail_ranks``)."""
+    return [(f"top-{k} probabilities, {v} values + tail r = {r}", f"topk:k={k},values={v},tail={r}")
+            for k in st.get("tail_ks", []) for v in st.get("tail_values", []) for r in st.get("tail_ranks", [])]
+
+
+def stacked(encode, slots: int) -> dict:
+    """``encode(block)`` of every block of rows, concatenated per stored array."""
+    arrays: dict[str, list] = {}
+    for sl in blocks(slots):
+        for key, v in encode(sl).items():
+            arrays.setdefault(key, []).append(v)
+    return {key: np.concatenate(v) for key, v in arrays.items()}
+
+
+def member_names(arrays: dict) -> dict:
+    """The stream's relative paths (``tail/coef``) as flat member names (``tail_coef``) for the size measure."""
+    return {key.replace("/", "_"): v for key, v in arrays.items()}
+
+
+def tail_rows(st: dict, logits32: np.ndarray, logits16: np.ndarray, base: tuple, image_major, groups) -> list[dict]:
+    """The rows of :func:`tail_candidates`, each encoded by the package's stream codec (spec 1.3): the basis
+    fitted as the writer fits it (``fit_tail_basis`` of the float32 logits of the first
+    ``TAIL_FIT_RECORDS`` records in stream order), the labels by ``StreamCodec.encode_logits`` at the stream
+    temperature T, decoded by ``StreamCodec.decode`` with the tail. Bytes per slot: the per-record arrays
+    (top-k index and values, ``tail/coef``, ``tail/scale``); the fixed ``tail/mean`` and ``tail/basis``
+    (float32, (r + 1) x C) are measured once per rank as ``fixed_bytes``."""
+    from ladd_format.stream import parse_stream_codec
+    from ladd_format.stream.tail import TAIL_FIT_RECORDS, fit_tail_basis
+
+    slots = len(logits16)
+    fit_rows = min(slots, TAIL_FIT_RECORDS)
+    bases, fixed = {}, {}
+    for r in st.get("tail_ranks", []):
+        bases[r] = fit_tail_basis(logits32[:fit_rows], r)
+        fixed_arrays = {"tail_mean": bases[r].mean, "tail_basis": bases[r].basis}
+        fixed[r] = {name: member_bytes(fixed_arrays, base, m, lv) for name, m, lv in METHODS}
+    rows = []
+    t0 = time.perf_counter()
+    for name, text in tail_candidates(st):
+        codec = parse_stream_codec(text)
+        tail = bases[codec.tail_rank]
+        for t in st["temps"]:
+            arrays = stacked(lambda sl, t=t: codec.encode_logits(logits32[sl], t, tail=tail), slots)
+            decode = lambda sl, a=arrays, t=t: codec.decode({n: v[sl] for n, v in a.items()}, C,  # noqa: E731
+                                                            stored_temperature=t, tail=tail)
+            size_row = bytes_per_slot(member_names(arrays), slots, base, image_major, groups)
+            fid = fidelity_blocks(logits16, t, decode)
+            row = {"name": name, "kind": codec.label, "temperature": t, "bytes": size_row, **fid,
+                   "tail_rank": codec.tail_rank, "fixed_bytes": fixed[codec.tail_rank], "fit_records": fit_rows}
+            if t == 1.0:
+                tr = st["retemper"]
+                again = lambda sl, a=arrays, tr=tr: codec.decode({n: v[sl] for n, v in a.items()}, C,  # noqa: E731
+                                                                 temperature=tr, stored_temperature=1.0, tail=tail)
+                row["retempered"] = fidelity_blocks(logits16, tr, again)
+            rows.append(row)
+            print(f"  {name} T={t:g}: {size_row['raw']:.0f} B raw, {size_row['zstd19']:.1f} B zstd19, "
+                  f"KL {fid['kl']:.4g}, top-1 {100 * fid['top1']:.2f}% ({time.perf_counter() - t0:.0f} s)",
+                  file=sys.stderr, flush=True)
+    return rows
+
+
 def retemper(q: np.ndarray, t: float) -> np.ndarray:
     """A T = 1 label ``q`` at temperature ``t``: q^(1/t) renormalised (a decoded 0 stays 0)."""
     r = np.power(np.asarray(q, np.float64), 1.0 / t)
@@ -350,6 +422,9 @@ def measure(quick: bool) -> dict:
                   f"KL {fid['kl']:.4g}, top-1 {100 * fid['top1']:.2f}% ({time.perf_counter() - t0:.0f} s)",
                   file=sys.stderr, flush=True)
     timing["codecs"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rows += tail_rows(st, logits32, logits16, base, image_major, groups)
+    timing["tail codecs"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     crop, mix = side_arrays(stream)
@@ -369,7 +444,9 @@ def measure(quick: bool) -> dict:
              "imagenet_epoch_bytes": epoch_bytes, "imagenet_last_batch": rest,
              "imagenet_total": epoch_bytes * IMAGENET["epochs"],
              "imagenet_per_slot": epoch_bytes / IMAGENET["images"]}
-    return {"settings": st, "m": m, "slots": slots, "labeler_last_loss": last_loss, "crop_top1_own_class": crop_acc,
+    from ladd_format.stream import DEFAULT_STREAM_CODEC
+
+    return {"settings": st, "default_stream_codec": DEFAULT_STREAM_CODEC, "m": m, "slots": slots, "labeler_last_loss": last_loss, "crop_top1_own_class": crop_acc,
             "kl_float32_vs_float16_logits": f32_ref, "label_stats": stats, "rows": rows, "side": side,
             "side_imagenet_slots": n_inet, "sre2l": sre2l, "imagenet": IMAGENET, "timing": timing}
 
@@ -398,7 +475,39 @@ def imagenet_bytes(d: dict, row: dict, key: str = "zstd19") -> float:
     side = d["side"]["imagenet"]
     skey = "zstd19" if key == "zstd19_image_major" else key
     per_slot = row["bytes"][key] + side["crop"][skey] + side["mix"][skey]
-    return per_slot * d["imagenet"]["images"] * d["imagenet"]["epochs"]
+    fixed = row.get("fixed_bytes", {}).get(skey, 0)        # a tail's mean and basis, stored once
+    return per_slot * d["imagenet"]["images"] * d["imagenet"]["epochs"] + fixed
+
+
+def row_name(d: dict, row: dict) -> str:
+    """A row's name, marked when its codec is the release's default or spec 1.2's."""
+    if row["kind"] == d.get("default_stream_codec"):
+        return f"**{row['name']} (the default)**"
+    if "default_stream_codec" in d and row["kind"] == DEFAULT_1_2:
+        return f"{row['name']} (spec 1.2's default)"
+    return row["name"]
+
+
+def tail_notes(d: dict) -> list[str]:
+    """The lines that describe the tail rows (none before they were measured)."""
+    tails = [r for r in d["rows"] if "tail_rank" in r]
+    if not tails:
+        return []
+    fixed = {}
+    for r in tails:
+        fixed.setdefault(r["tail_rank"], r["fixed_bytes"])
+    return [
+        f"- Default stream codec when this ran (`ladd_format.stream.DEFAULT_STREAM_CODEC`): "
+        f"`{d['default_stream_codec']}`, marked in bold below; spec 1.2's default `{DEFAULT_1_2}` is marked too.",
+        "- Tail rows (spec 1.3, `topk:...,tail=r`): top-k probabilities plus the low-rank tail, encoded by the "
+        "package's `StreamCodec.encode_logits` from the teacher's float32 logits (what the writer is given) with "
+        f"the basis fitted as the writer fits it (`fit_tail_basis` of the first {tails[0]['fit_records']:,} slots' "
+        "float32 logits, in stream order), decoded by `StreamCodec.decode` with the tail; re-tempered as the "
+        "replay loader does (`decode(temperature=20)`). Their bytes per slot count the top-k index and values, "
+        "`tail/coef` (r x int8) and `tail/scale` (float16). The fixed `tail/mean` and `tail/basis` (float32, "
+        "(r + 1) x C), stored once per file, are not in the per-slot figures: "
+        + ", ".join(f"r = {r}: {b['zstd19'] / 1e3:,.1f} kB" for r, b in sorted(fixed.items()))
+        + " (zstd 19); the ImageNet totals below add them once."]
 
 
 def render(payload: dict) -> str:
@@ -441,13 +550,14 @@ def render(payload: dict) -> str:
         f"infinite. Re-tempered: the label stored at T = 1, taken to T = {rt:g} as a student training at that "
         f"temperature would (q^(1/T) renormalised; logits divided by T), against softmax(logits / {rt:g}). "
         "Ratio: SRe2L's bytes per slot at B = 1,024 over the codec's zstd-19 bytes.",
+        *tail_notes(d),
         "",
         "| label codec | T | raw B/slot | zip | zstd 3 (spread) | zstd 19 | zstd 19, image-major | vs SRe2L (zstd 19) "
         f"| mean KL | zeroed mass | TV | top-1 agreement | KL at T = {rt:g} (re-tempered) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in d["rows"]:
         b = r["bytes"]
-        lines.append(f"| {r['name']} | {r['temperature']:g} | {_b(b['raw'])} | {_b(b['zip'])} | {_b(b['zstd3'])} "
+        lines.append(f"| {row_name(d, r)} | {r['temperature']:g} | {_b(b['raw'])} | {_b(b['zip'])} | {_b(b['zstd3'])} "
                      f"({_spread(b.get('zstd3_groups', []))}) | {_b(b['zstd19'])} | {_b(b['zstd19_image_major'])} | "
                      f"1/{ref_slot / b['zstd19']:.1f} | {_kl(r['kl'])} | {_zm(r['zeroed_mass'])} | {r['tv']:.4f} | {100 * r['top1']:.2f}% | "
                      f"{_kl(r['retempered']['kl']) if 'retempered' in r else '-'} |")
@@ -472,7 +582,7 @@ def render(payload: dict) -> str:
         a, b = imagenet_bytes(d, r), imagenet_bytes(d, r, "zstd19_image_major")
         best = min(a, b)
         verdict = ("yes, and 1/80" if best <= sre_total / 80 else "yes") if best <= min(target, sre_total / 40) else "no"
-        lines.append(f"| {r['name']} | {r['temperature']:g} | {a / 1e6:,.0f} | 1/{sre_total / a:.1f} | "
+        lines.append(f"| {row_name(d, r)} | {r['temperature']:g} | {a / 1e6:,.0f} | 1/{sre_total / a:.1f} | "
                      f"{b / 1e6:,.0f} | 1/{sre_total / b:.1f} | {verdict} |")
     return "\n".join(lines)
 

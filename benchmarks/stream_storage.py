@@ -1,8 +1,9 @@
-"""Relabel-stream storage at ImageNet-1K IPC 10 shape: a real 1.2 file, written by the package's writer.
+"""Relabel-stream storage at ImageNet-1K IPC 10 shape: real files (spec 1.2, and 1.3 with a tail), written by
+the package's writer.
 
 Usage::
 
-    .venv/bin/python benchmarks/stream_storage.py                # ~12 min on 2 CPU cores; saves
+    .venv/bin/python benchmarks/stream_storage.py                # ~15 min on 2 CPU cores; saves
                                                                  # results/stream_storage.json and writes
                                                                  # benchmarks/RESULTS/stream-storage.md
     .venv/bin/python benchmarks/stream_storage.py --render-only  # re-render from the saved JSON
@@ -25,8 +26,11 @@ B = 1,024 (ten per epoch, the last of 784), 3,000,000 records.
   ``bilinear-antialias``, 24 px), flipped and CutMixed, normalised with the teacher's mean/std. Its float32
   logits go to the writer (``DLAWriter.append_stream``), which encodes them with the file's codec at the
   stream's temperature T = 1 (the teacher's own softmax, ``ladd relabel``'s default).
-- Files: one per codec, all from the same records: the default ``topk:k=20,values=uint8``, the smaller
-  ``topk:k=10,values=uint8``, and ``logits:float16`` (SRe2L's values). The top-k files hold all 300 epochs;
+- Files: one per codec, all from the same records: the release's default for C = 1000
+  (``default_stream_codec(1000)``: ``topk:k=5,values=uint8,tail=24``, top-5 probabilities and spec 1.3's
+  rank-24 tail, its basis fitted as ``ladd relabel`` fits it, on the float32 logits of the first
+  ``TAIL_FIT_RECORDS`` (4,096) records in stream order), spec 1.2's default ``topk:k=20,values=uint8``, the
+  smaller ``topk:k=10,values=uint8``, and ``logits:float16`` (SRe2L's values). The top-k files hold all 300 epochs;
   writing and measuring 300 epochs of float16 logits (6 GB raw) is not affordable here, so that file holds
   the first ``logits_epochs`` (20) and its bytes are scaled linearly to 300 epochs (``--epochs`` writes
   fewer epochs of every file, scaled the same way). The bytes per record of every group of epochs, each
@@ -36,7 +40,8 @@ B = 1,024 (ten per epoch, the last of 784), 3,000,000 records.
   spec 7's zip of ``stream_<name>.npy`` members, and zstd level 3); bytes per record (one image in
   one epoch); the ratio to SRe2L's measured layout (``stream_codecs.py``: 2,027.5 B per slot at B = 1,024,
   6.08 GB for 300 epochs). Spread: the zip bytes per record of each group of epochs compressed alone.
-- ImageNet shape: the file's label datasets alone (zip) per record, plus the side information measured on a
+- ImageNet shape: the file's label datasets alone (zip; a tail's ``coef`` and ``scale`` included, and its
+  ``mean`` and ``basis`` once) per record, plus the side information measured on a
   stream drawn at 224 px (the same generator, 10,000 images of 224 x 224, the writer's dtypes), both zip.
 - Fidelity: every ``fidelity_every``-th epoch, each probability codec's decoded label against
   softmax(float16 logits / T) (SRe2L's stored values): mean KL (a decoded 0 floored at 1e-8, as
@@ -48,10 +53,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -63,19 +66,23 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 from _common import Output, add_output_args  # noqa: E402
-from stream_common import (D1K_MEAN, D1K_STD, IMAGENET, MOONSHOT, TARGET_MB, WORK, Digits1000, composites,  # noqa: E402
-                           digits1000_teacher, fmt_b, fmt_kl, kl_top1, load_model, log, sre2l_reference)
+from stream_common import (D1K_MEAN, D1K_STD, DEFAULT_1_2, IMAGENET, MOONSHOT, TARGET_MB, WORK, Digits1000,  # noqa: E402
+                           composites,
+                           digits1000_teacher, fmt_b, fmt_kl, kl_top1, load_model, log, sre2l_reference,
+                           zip_npy_bytes)
 
 NAME = KEY = "stream_storage"
-TITLE = "## Relabel streams at ImageNet-1K IPC 10 shape: a real 1.2 file per codec (digits-1000 teacher)"
+TITLE = "## Relabel streams at ImageNet-1K IPC 10 shape: a real file per codec (digits-1000 teacher)"
 LOGITS_CODEC = "logits:float16"
 RETEMPER = 20.0
 
 
 def settings(quick: bool) -> dict:
-    from ladd_format.stream import DEFAULT_STREAM_CODEC
+    from ladd_format.stream import default_stream_codec
 
-    codecs = [DEFAULT_STREAM_CODEC, "topk:k=10,values=uint8", LOGITS_CODEC]
+    # the release's default for C = 1000, spec 1.2's, the smaller top-10 and SRe2L's values, each once
+    codecs = list(dict.fromkeys([default_stream_codec(1000).label, DEFAULT_1_2, "topk:k=10,values=uint8",
+                                 LOGITS_CODEC]))
     if quick:
         return dict(per_class=1, images=300, epochs=4, batch=128, logits_epochs=2, fidelity_every=2, groups=2,
                     teacher_steps=15, temperature=1.0, seed=0, codecs=codecs, side_epochs=1, side_images=500)
@@ -83,7 +90,7 @@ def settings(quick: bool) -> dict:
                 teacher_steps=800, temperature=1.0, seed=0, codecs=codecs, side_epochs=10, side_images=10_000)
 
 
-def stream_spec(codec: str, epochs: int, st: dict, draws, crop: int):
+def stream_spec(codec: str, epochs: int, st: dict, draws, crop: int, tail=None):
     from ladd_format.spec import RESIZE_ANTIALIAS
     from ladd_format.stream import StreamSpec, parse_stream_codec
 
@@ -92,18 +99,40 @@ def stream_spec(codec: str, epochs: int, st: dict, draws, crop: int):
                       mix="cutmix", codec=parse_stream_codec(codec), temperature=st["temperature"],
                       teacher={"arch": "convnet-d3", "epochs": st["teacher_steps"], "mean": list(D1K_MEAN),
                                "std": list(D1K_STD), "training_data": "digits-1000 (sklearn digits, train split)"},
-                      sampler=sampler, augmentation=augmentation)
+                      sampler=sampler, augmentation=augmentation, **({"tail": tail} if tail is not None else {}))
 
 
-def zip_npy_bytes(arrays: dict[str, np.ndarray]) -> int:
-    """Spec 7's measure of ``arrays`` alone: a zip (deflate, level 6) of one ``.npy`` member each."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, a in arrays.items():
-            member = io.BytesIO()
-            np.save(member, np.ascontiguousarray(a), allow_pickle=False)
-            zf.writestr(f"stream_{name}.npy", member.getvalue())
-    return len(buf.getvalue())
+def teacher_logits(teacher, x01: torch.Tensor, b, side: int) -> np.ndarray:
+    """The teacher's float32 logits of batch ``b``'s crops (``crop_batch``, flipped and CutMixed, normalised)."""
+    from ladd_format.torch.stream_crops import crop_batch
+
+    mean = torch.tensor(D1K_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(D1K_STD).view(1, 3, 1, 1)
+    crops = crop_batch(x01[torch.from_numpy(b.image)], b.box, b.flip, (side, side), mix="cutmix",
+                       mix_partner=b.mix_partner, mix_box=b.mix_box)
+    return teacher(((crops - mean) / std).contiguous(memory_format=torch.channels_last)).float().numpy()
+
+
+@torch.inference_mode()
+def fit_tails(codecs: dict, teacher, x01: torch.Tensor, draws, side: int, epochs: int) -> dict:
+    """Each tail codec's basis, fitted as ``ladd relabel`` fits it before the first batch is written:
+    ``fit_tail_basis`` of the float32 logits of the first ``TAIL_FIT_RECORDS`` records in stream order
+    (the draws are counter-based: the same batches are drawn again when the files are written)."""
+    from ladd_format.stream.tail import TAIL_FIT_RECORDS, fit_tail_basis
+
+    ranks = {c: codec.tail_rank for c, codec in codecs.items() if codec.tail_rank is not None}
+    if not ranks:
+        return {}
+    logits, seen, e = [], 0, 0
+    while seen < TAIL_FIT_RECORDS and e < epochs:
+        for b in draws.epoch(e):
+            logits.append(teacher_logits(teacher, x01, b, side))
+            seen += len(b.image)
+            if seen >= TAIL_FIT_RECORDS:
+                break
+        e += 1
+    z = np.concatenate(logits)[:TAIL_FIT_RECORDS]
+    return {c: fit_tail_basis(z, r) for c, r in ranks.items()}
 
 
 def write_files(st: dict, folder: Path, timing: dict) -> dict:
@@ -111,8 +140,6 @@ def write_files(st: dict, folder: Path, timing: dict) -> dict:
     from ladd_format import DLAWriter
     from ladd_format.stream import parse_stream_codec
     from ladd_format.stream.draws import AugmentParams, StreamDraws
-    from ladd_format.torch.stream_crops import crop_batch
-
     t0 = time.perf_counter()
     d1k = Digits1000()
     teacher_path, info = digits1000_teacher(st["teacher_steps"])
@@ -123,20 +150,21 @@ def write_files(st: dict, folder: Path, timing: dict) -> dict:
     timing["teacher and images"] = time.perf_counter() - t0
     draws = StreamDraws(st["seed"], m, (side, side), st["batch"], (side, side), AugmentParams())
     x01 = torch.from_numpy(images).float() / 255
-    mean = torch.tensor(D1K_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(D1K_STD).view(1, 3, 1, 1)
     codecs = {c: parse_stream_codec(c) for c in st["codecs"]}
+    tick = time.perf_counter()
+    tails = fit_tails(codecs, teacher, x01, draws, side, st["epochs"])
+    timing["fit the tail basis"] = time.perf_counter() - tick
     probs_codecs = [c for c in st["codecs"] if codecs[c].kind == "probs"]
     paths = {c: folder / f"stream-{i}.dla.h5" for i, c in enumerate(st["codecs"])}
     epochs_of = {c: (st["logits_epochs"] if codecs[c].kind == "logits" else st["epochs"]) for c in st["codecs"]}
     fid = {c: {"kl": 0.0, "top1": 0, "kl20": 0.0, "top1_20": 0, "rows": 0} for c in probs_codecs}
     own = 0
     t = st["temperature"]
-    tim = {"draws": 0.0, "crops": 0.0, "teacher": 0.0, "encode": 0.0, "write": 0.0, "fidelity": 0.0}
+    tim = {"draws": 0.0, "crops and teacher": 0.0, "encode": 0.0, "write": 0.0, "fidelity": 0.0}
     with torch.inference_mode(), contextlib.ExitStack() as stack:   # a writer left by an error discards its file
         writers = {c: stack.enter_context(DLAWriter(
             paths[c], num_classes=1000, image_shape=images.shape[1:], mean=D1K_MEAN, std=D1K_STD,
-            stream=stream_spec(c, epochs_of[c], st, draws, side), class_names=[f"{k:03d}" for k in range(1000)],
+            stream=stream_spec(c, epochs_of[c], st, draws, side, tails.get(c)), class_names=[f"{k:03d}" for k in range(1000)],
             source_dataset="digits-1000 (sklearn digits)", distillation="random-real",
             converter="benchmarks/stream_storage.py", overwrite=True)) for c in st["codecs"]}
         for w in writers.values():
@@ -147,18 +175,14 @@ def write_files(st: dict, folder: Path, timing: dict) -> dict:
             tim["draws"] += time.perf_counter() - tick
             for b in batches:
                 tick = time.perf_counter()
-                crops = crop_batch(x01[torch.from_numpy(b.image)], b.box, b.flip, (side, side), mix="cutmix",
-                                   mix_partner=b.mix_partner, mix_box=b.mix_box)
-                tim["crops"] += time.perf_counter() - tick
-                tick = time.perf_counter()
-                logits = teacher(((crops - mean) / std).contiguous(memory_format=torch.channels_last)).float().numpy()
-                tim["teacher"] += time.perf_counter() - tick
+                logits = teacher_logits(teacher, x01, b, side)
+                tim["crops and teacher"] += time.perf_counter() - tick
                 own += int((logits.argmax(-1) == labels[b.image]).sum())
                 for c in st["codecs"]:
                     if e >= epochs_of[c]:
                         continue
                     tick = time.perf_counter()
-                    stored = codecs[c].encode_logits(logits, t)
+                    stored = codecs[c].encode_logits(logits, t, tail=tails.get(c))
                     tim["encode"] += time.perf_counter() - tick
                     tick = time.perf_counter()
                     writers[c].append_stream(e, b.image, b.box, b.flip, mix_partner=b.mix_partner,
@@ -167,9 +191,11 @@ def write_files(st: dict, folder: Path, timing: dict) -> dict:
                     if c in fid and e % st["fidelity_every"] == 0:
                         tick = time.perf_counter()
                         ref16 = logits.astype(np.float16)
-                        kl, top1, n = kl_top1(ref16, codecs[c].decode(stored, 1000), t)
+                        kl, top1, n = kl_top1(ref16, codecs[c].decode(stored, 1000, stored_temperature=t,
+                                                                      tail=tails.get(c)), t)
                         kl20, top20, _ = kl_top1(ref16, codecs[c].decode(stored, 1000, temperature=RETEMPER,
-                                                                          stored_temperature=t), RETEMPER)
+                                                                          stored_temperature=t, tail=tails.get(c)),
+                                                 RETEMPER)
                         f = fid[c]
                         f["kl"] += kl
                         f["top1"] += top1
@@ -214,6 +240,9 @@ def file_bytes(path: Path, groups: int) -> dict:
         names = [n for n in g if isinstance(g[n], h5py.Dataset) and n not in (SN.STREAM_EPOCH_START,
                                                                                SN.STREAM_BATCH_START)
                  and not n.endswith("sha256")]
+        # a tail (spec 1.3): its per-record coef and scale go with the labels; its mean and basis are stored once
+        names += [n for n in (SN.STREAM_TAIL_COEF, SN.STREAM_TAIL_SCALE) if n in g]
+        fixed = {n: g[n][:] for n in (SN.STREAM_TAIL_MEAN, SN.STREAM_TAIL_BASIS) if n in g}
         e = len(epoch_start)
         per = max(1, e // groups)
         spread = []
@@ -224,8 +253,11 @@ def file_bytes(path: Path, groups: int) -> dict:
             spread.append(zip_npy_bytes(arrays) / (r1 - r0))
         out["group_epochs"] = per
         out["zip_per_record_groups"] = spread
-        labels = [n for n in names if n.startswith(("topk", "logits", "probs"))]
-        out["label_zip"] = zip_npy_bytes({n: g[n][:] for n in labels})        # the labels alone, all records
+        labels = [n for n in names if n.startswith(("topk", "logits", "probs", SN.STREAM_TAIL + "/"))]
+        out["label_zip"] = zip_npy_bytes({**{n: g[n][:] for n in labels}, **fixed})   # the labels alone, all records
+        tail = [n for n in labels if n.startswith(SN.STREAM_TAIL + "/")]
+        out["tail_zip"] = zip_npy_bytes({**{n: g[n][:] for n in tail}, **fixed}) if fixed else 0
+        out["tail_fixed_zip"] = zip_npy_bytes(fixed) if fixed else 0
         out["dtypes"] = {n: str(g[n].dtype) for n in names}
     return out
 
@@ -278,7 +310,11 @@ def measure(quick: bool, overrides: dict | None = None) -> dict:
     if not quick:
         for p in made["paths"].values():       # the 24 px files are rebuilt by the next run; keep none
             Path(p).unlink(missing_ok=True)
-    return {"settings": st, "made": {k: v for k, v in made.items() if k != "paths"}, "files": files, "side": side,
+    from ladd_format.stream import default_stream_codec
+    from ladd_format.stream.tail import TAIL_FIT_RECORDS
+
+    return {"settings": st, "default_stream_codec": default_stream_codec(1000).label, "tail_fit_records": TAIL_FIT_RECORDS,
+            "made": {k: v for k, v in made.items() if k != "paths"}, "files": files, "side": side,
             "sre2l": sre2l, "imagenet": IMAGENET, "timing": timing}
 
 
@@ -336,14 +372,14 @@ def render(payload: dict) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c, f in d["files"].items():
         spread = f["zip_per_record_groups"]
-        lines.append(f"| `{c}` | {f['epochs']} | {f['records']:,} | {f['file'] / 1e6:,.1f} MB | "
+        lines.append(f"| {codec_cell(d, c)} | {f['epochs']} | {f['records']:,} | {f['file'] / 1e6:,.1f} MB | "
                      f"{f['stored'] / 1e6:,.1f} MB | {fmt_b(per_record(f, 'stored'))} | {f['zip'] / 1e6:,.1f} MB | "
                      f"{fmt_b(per_record(f, 'zip'))} ({fmt_b(min(spread))}-{fmt_b(max(spread))} over groups of "
                      f"{f['group_epochs']} epochs) | {f['zstd3'] / 1e6:,.1f} MB | "
                      f"{fmt_b(per_record(f, 'zstd3'))} | 1/{sre_slot / per_record(f, 'zip'):.1f} |")
     side = d["side"]
     dtypes = next(iter(d["files"].values()))["dtypes"]
-    shown = ", ".join(f"{k} {v}" for k, v in dtypes.items() if not k.startswith(("topk", "logits", "probs")))
+    shown = ", ".join(f"{k} {v}" for k, v in dtypes.items() if not k.startswith(("topk", "logits", "probs", "tail/")))
     lines += ["", f"Side information per record (zip, the writer's dtypes {shown}): "
               + "; ".join(f"{name} ({s['images']:,} images of {s['side']} px, {s['records']:,} records): crop "
                           f"(image, box, flip) {fmt_b(s['crop'])} B, mix (partner, box) {fmt_b(s['mix'])} B, raw "
@@ -366,7 +402,7 @@ def render(payload: dict) -> str:
         fcells = (f"{fmt_kl(fid['kl'])} | {100 * fid['top1']:.2f}% | {fmt_kl(fid['kl20'])} | {100 * fid['top1_20']:.2f}%"
                   if fid else "0 (the reference) | 100% | 0 | 100%")
         scaled = "" if run == inet["epochs"] else f" (scaled from {run})"
-        lines.append(f"| `{c}` | {zip_total / 1e6:,.1f} MB{scaled} | 1/{sre_total / zip_total:.1f} | "
+        lines.append(f"| {codec_cell(d, c)} | {zip_total / 1e6:,.1f} MB{scaled} | 1/{sre_total / zip_total:.1f} | "
                      f"{h5_total / 1e6:,.1f} MB{scaled} | 1/{sre_total / h5_total:.1f} | {est / 1e6:,.1f} MB | "
                      f"1/{sre_total / est:.1f} | {verdict} | {fcells} |")
     lines += ["", f"Fidelity on every {st['fidelity_every']}th epoch ({next(iter(made['fidelity'].values()))['rows']:,} "
@@ -374,7 +410,25 @@ def render(payload: dict) -> str:
               f"re-tempered: the label stored at T = {st['temperature']:g} decoded at T = {RETEMPER:g} as the replay "
               f"loader's `temperature=` does (q^(T_stored / {RETEMPER:g}) renormalised) against softmax(float16 "
               f"logits / {RETEMPER:g})."]
+    tails = {c: f for c, f in d["files"].items() if f.get("tail_zip")}
+    if tails:
+        lines += ["", "The tail (spec 1.3, `/stream/tail`): "
+                  + "; ".join(f"`{c}`: {f['tail_zip'] / f['records']:,.1f} B per record zip (`tail/coef` int8 and "
+                              f"`tail/scale` float16), its fixed mean and basis {f['tail_fixed_zip'] / 1e3:,.0f} kB "
+                              f"once, both in the label bytes above" for c, f in tails.items())
+                  + f". The basis is fitted as `ladd relabel` fits it: the first {d['tail_fit_records']:,} records' float32 "
+                  "logits in stream order."]
     return "\n".join(lines)
+
+
+def codec_cell(d: dict, codec: str) -> str:
+    """A codec's table cell, marked when it is the release's default (``default_stream_codec(1000)`` when
+    this ran) or spec 1.2's."""
+    if codec == d.get("default_stream_codec"):
+        return f"**`{codec}` (the default)**"
+    if "default_stream_codec" in d and codec == DEFAULT_1_2:
+        return f"`{codec}` (spec 1.2's default)"
+    return f"`{codec}`"
 
 
 def main(argv=None) -> int:

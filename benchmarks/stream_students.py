@@ -28,11 +28,18 @@ stored two ways:
   faithful copy of SRe2L's training loader (``stream_common.SRe2LLoader``: the sampler replay, ``torch.load``,
   ``resized_crop`` of the PIL image from the stored fractions, flip, normalise, CutMix with the stored box);
   target softmax(logits / T).
-- (b) **the ladd stream**: one 1.2 file written by the package's writer with the default stream codec
-  (``topk:k=20,values=uint8``; C = 10 has fewer classes than k, so its stream stores ``uint8``
-  probabilities, the codec section 6 recommends for C = 10), resize ``pil-bilinear`` (what the teacher saw),
-  labels stored at T = 1 (``ladd relabel``'s default), read through the replay loader of ``ladd_format.torch``
-  with ``temperature=T`` (the stored q re-tempered, q^(1/T) renormalised) when the student trains at T != 1.
+- (b) **the ladd stream**: one file written by the package's writer with the release's default stream codec
+  (``default_stream_codec(C)``: ``topk:k=5,values=uint8,tail=24`` for C = 1000, top-5 probabilities and spec
+  1.3's rank-24 low-rank tail, its basis fitted as ``ladd relabel`` fits it, on the float32 logits of the
+  first ``TAIL_FIT_RECORDS`` records before the first batch is written; ``uint8`` probabilities for C = 10,
+  where C <= 3k + r + 2), resize ``pil-bilinear`` (what the teacher saw), labels stored at T = 1 (``ladd
+  relabel``'s default), read through the replay loader of ``ladd_format.torch`` with ``temperature=T`` (the
+  stored q re-tempered, q^(1/T) renormalised) when the student trains at T != 1. Where the replay loader's
+  labels of the first batch differ from the package's numpy decode (``StreamReader.probs``, the tail
+  included) by more than 1e-5, the loader's inputs are used with the numpy labels, and the page says so.
+- (b1) **the ladd stream with spec 1.2's default** ``topk:k=20,values=uint8`` (no tail; the rest of the mass
+  spread evenly), written from the same logits in the same pass, read as (b): what the tail changes. At
+  C = 10 spec 1.2's default fell back to ``uint8``, (b)'s codec, and (b1) is not trained.
 
 and three references on the same records: (c) **the teacher online**: the same inputs, the target
 softmax(teacher(x) / T) computed at every step in float32; (d) **hard labels**: the same inputs, cross-entropy
@@ -75,17 +82,18 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 from _common import Output, add_output_args  # noqa: E402
-from stream_common import (D1K_MEAN, D1K_STD, DIGITS_MEAN, DIGITS_STD, WORK, Digits1000, SRe2LLoader,  # noqa: E402
-                           composites, digits1000_teacher, digits_teacher, draw_epoch, load_model, log, mean_std,
-                           pil_images, sampler_orders, sre2l_crops, sre2l_cutmix, write_sre2l_batch)
+from stream_common import (D1K_MEAN, D1K_STD, DEFAULT_1_2, DIGITS_MEAN, DIGITS_STD, WORK, Digits1000,  # noqa: E402
+                           SRe2LLoader, composites, digits1000_teacher, digits_teacher, draw_epoch, load_model, log,
+                           mean_std, pil_images, sampler_orders, sre2l_crops, sre2l_cutmix, write_sre2l_batch)
 from ladd_format import geometry  # noqa: E402
 from ladd_format.torch.models import build_model  # noqa: E402
 
 NAME = KEY = "stream_students"
 TITLE = "## Students on relabel streams: SRe2L's files vs the ladd stream vs the teacher online (digits, digits-1000)"
-CONDITIONS = ("a", "b", "c", "d", "e")
+CONDITIONS = ("a", "b", "b1", "c", "d", "e")
 CONDITION_NAMES = {"a": "(a) SRe2L layout, float16 logits, SRe2L's loader",
                    "b": "(b) ladd stream, default codec, replay loader",
+                   "b1": "(b1) ladd stream, spec 1.2's default codec (no tail), replay loader",
                    "c": "(c) teacher online, same crops",
                    "d": "(d) hard labels, same crops",
                    "e": "(e) LADD static 5 x 5 dense labels"}
@@ -134,48 +142,49 @@ def dataset(ds: dict) -> dict:
     return dict(x=x, y=y, xt=xt, yt=yt, teacher=str(teacher), mean=D1K_MEAN, std=D1K_STD)
 
 
-def stream_codec(classes: int) -> str:
-    """The stream codec of (b): the default, or ``uint8`` where C < k (module docstring)."""
-    from ladd_format.stream import DEFAULT_STREAM_CODEC, parse_stream_codec
+def stream_codecs(classes: int) -> dict[str, str]:
+    """The stream codec of each ladd condition for C = ``classes``: (b) the release's default
+    (``default_stream_codec(C)``: ``DEFAULT_STREAM_CODEC``, or ``uint8`` for a few classes), and (b1) spec
+    1.2's default ``topk:k=20,values=uint8`` (``uint8`` where C < 20, as 1.2 fell back), left out where it
+    is (b)'s codec."""
+    from ladd_format.stream import SMALL_C_CODEC, default_stream_codec, parse_stream_codec
 
-    codec = parse_stream_codec(DEFAULT_STREAM_CODEC)
-    k = codec.attrs().get("k")
-    return DEFAULT_STREAM_CODEC if k is None or k <= classes else "uint8"
-
-
-def have(module: str, name: str) -> bool:
-    """Whether ``module`` exists and defines ``name`` (the pieces of the stream land one by one)."""
-    import importlib
-
-    try:
-        return hasattr(importlib.import_module(module), name)
-    except ImportError:
-        return False
+    b = default_stream_codec(classes).label
+    old = parse_stream_codec(DEFAULT_1_2)
+    b1 = DEFAULT_1_2 if old.codec.k <= classes else SMALL_C_CODEC
+    return {"b": b} if b1 == b else {"b": b, "b1": b1}
 
 
-def stream_writer(path: Path, ds: dict, data: dict, seed: int, t: float):
-    """The writer of (b)'s stream (module docstring), or None before the package can write streams."""
-    if not have("ladd_format.writer", "DLAWriter") or not hasattr(__import__("ladd_format").DLAWriter, "append_stream"):
-        return None
+def stream_writer(path: Path, ds: dict, data: dict, seed: int, t: float, codec: str, tail=None):
+    """The writer of a ladd condition's stream (module docstring) with ``codec`` (text) and, for a codec
+    with a tail, its basis ``tail``."""
     from ladd_format import DLAWriter
     from ladd_format.spec import RESIZE_PIL
     from ladd_format.stream import StreamSpec, parse_stream_codec
 
     side = ds["side"]
+    c = parse_stream_codec(codec)
     spec = StreamSpec(epochs=ds["epochs"], batch_size=ds["batch"], crop_size=(side, side), resize=RESIZE_PIL,
-                      mix="cutmix", codec=parse_stream_codec(stream_codec(ds["classes"])), temperature=t,
+                      mix="cutmix", codec=c, temperature=t,
                       teacher={"arch": "convnet-d3", "mean": list(data["mean"]), "std": list(data["std"])},
                       sampler={"replay": "sre2l", "seed": 42 + seed, "batch_size": ds["batch"]},
                       augmentation={"scale": [0.08, 1.0], "ratio": [0.75, 4 / 3], "flip": 0.5, "cutmix": 1.0,
-                                    "generator": "numpy PCG64", "seed": 1000 + seed})
+                                    "generator": "numpy PCG64", "seed": 1000 + seed},
+                      **({"tail": tail} if c.tail_rank is not None else {}))
     return DLAWriter(path, num_classes=ds["classes"], image_shape=data["x"].shape[1:], mean=data["mean"],
                      std=data["std"], stream=spec, converter="benchmarks/stream_students.py", overwrite=True)
 
 
 @torch.inference_mode()
 def generate(ds: dict, data: dict, seed: int, t: float, folder: Path) -> dict:
-    """Seed ``seed``'s records: the SRe2L folder (a) and the ladd stream (b), from one pass of the teacher
-    over SRe2L-made crops (module docstring). Returns their paths and bytes."""
+    """Seed ``seed``'s records: the SRe2L folder (a) and the ladd streams ((b), and (b1) where its codec
+    differs), from one pass of the teacher over SRe2L-made crops (module docstring). A codec with a tail
+    gets its basis as ``ladd relabel`` fits it: from the float32 logits of the first ``TAIL_FIT_RECORDS``
+    records, before the first batch is written (the batches until then are held). Returns the paths,
+    codecs and bytes."""
+    from ladd_format.stream import parse_stream_codec
+    from ladd_format.stream.tail import TAIL_FIT_RECORDS, fit_tail_basis
+
     x, y, side = data["x"], data["y"], ds["side"]
     teacher = load_model(Path(data["teacher"]))
     mean = torch.tensor(data["mean"]).view(1, 3, 1, 1)
@@ -183,13 +192,33 @@ def generate(ds: dict, data: dict, seed: int, t: float, folder: Path) -> dict:
     pils = pil_images(x)
     sre2l = folder / f"sre2l-seed{seed}"
     shutil.rmtree(sre2l, ignore_errors=True)
-    path = folder / f"stream-seed{seed}.dla.h5"
+    codecs = stream_codecs(ds["classes"])
+    paths = {cond: folder / f"stream-{cond}-seed{seed}.dla.h5" for cond in codecs}
+    ranks = [parse_stream_codec(c).tail_rank for c in codecs.values()]
+    fit_records = TAIL_FIT_RECORDS if any(r is not None for r in ranks) else 0
     rng = np.random.default_rng(1000 + seed)
     tar_bytes = 0
-    w = stream_writer(path, ds, data, seed, t)
-    with (w if w is not None else contextlib.nullcontext()):
-        if w is not None:
-            w.append(x, y)
+    held: list = []                          # (epoch, batch, float32 logits) not yet written
+    writers: dict = {}
+    with contextlib.ExitStack() as stack:    # a writer left by an error discards its file
+
+        def open_writers() -> None:
+            logits = np.concatenate([z for _, _, z in held])[:fit_records] if held else None
+            for cond, codec in codecs.items():
+                r = parse_stream_codec(codec).tail_rank
+                tail = fit_tail_basis(logits, r) if r is not None else None
+                w = stack.enter_context(stream_writer(paths[cond], ds, data, seed, t, codec, tail))
+                w.append(x, y)
+                writers[cond] = w
+
+        def write_held() -> None:
+            for e, batch, z in held:
+                for w in writers.values():
+                    w.append_stream(e, batch.image, batch.box, batch.flip, mix_partner=batch.partner,
+                                    mix_box=batch.mix_box, logits=z)
+            held.clear()
+
+        seen = 0
         for e, order in enumerate(sampler_orders(len(x), ds["epochs"], 42 + seed)):
             for b, batch in enumerate(draw_epoch(order, side, side, ds["batch"], rng)):
                 coords = torch.from_numpy((batch.box / side).astype(np.float32))
@@ -198,17 +227,25 @@ def generate(ds: dict, data: dict, seed: int, t: float, folder: Path) -> dict:
                 crops = sre2l_cutmix(crops, torch.from_numpy(batch.partner), batch.rc)
                 logits = teacher(crops).float()
                 tar_bytes += write_sre2l_batch(sre2l / f"epoch_{e}" / f"batch_{b}.tar", batch, side, logits)
-                if w is not None:
-                    w.append_stream(e, batch.image, batch.box, batch.flip, mix_partner=batch.partner,
-                                    mix_box=batch.mix_box, logits=logits.numpy())
-    out = {"sre2l": str(sre2l), "sre2l_bytes": tar_bytes, "codec": None, "stream": None, "stream_bytes": None}
-    if w is not None:
-        out.update(stream=str(path), codec=stream_codec(ds["classes"]), stream_bytes=stream_zip_bytes(path))
+                held.append((e, batch, logits.numpy()))
+                seen += len(batch.image)
+                if not writers and seen >= fit_records:
+                    open_writers()
+                if writers:
+                    write_held()
+        if not writers:                      # fewer records than TAIL_FIT_RECORDS: fitted on all of them
+            open_writers()
+            write_held()
+    out = {"sre2l": str(sre2l), "sre2l_bytes": tar_bytes, "codec": codecs["b"], "stream": str(paths["b"]),
+           "stream_bytes": stream_zip_bytes(paths["b"])}
+    if "b1" in codecs:
+        out.update(codec_b1=codecs["b1"], stream_b1=str(paths["b1"]), stream_b1_bytes=stream_zip_bytes(paths["b1"]))
     return out
 
 
 def stream_zip_bytes(path: Path) -> int:
-    """The stream's bytes as ``ladd size`` counts them (spec 7: zip of its datasets as ``.npy`` members)."""
+    """The stream's bytes as ``ladd size`` counts them (spec 7: zip of its datasets as ``.npy`` members, a
+    tail's included)."""
     from ladd_format.size import measure_file
 
     return int(measure_file(path, "zip").stream.bytes)
@@ -259,12 +296,42 @@ def _kl(out: torch.Tensor, target: torch.Tensor, t: float) -> torch.Tensor:
     return F.kl_div(F.log_softmax(out / t, -1), target, reduction="batchmean")
 
 
-def make_replay_loader(path: str, t: float):
-    """(b)'s loader: ``ladd_format.torch.replay.ReplayLoader`` on the CPU, the stream's own kernel, the
-    labels (stored at :data:`STREAM_T`) re-tempered to the student's ``t``."""
+#: how far the replay loader's labels may be from the numpy decode (StreamCodec.decode) to be used as they are
+LABELS_ATOL = 1e-5
+
+
+class NumpyLabels:
+    """(b)'s loader where the replay loader's labels differ from the package's numpy decode (a replay loader
+    that does not decode a stream's tail yet): the replay loader's inputs, each batch's labels from
+    ``StreamReader.probs`` (the numpy path, the tail included), re-tempered to ``t`` as the loader would."""
+
+    def __init__(self, loader, t: float | None):
+        self.loader, self.t = loader, t
+
+    def epoch(self, e: int):
+        self.loader.set_epoch(e)
+        stream = self.loader.stream
+        for b in self.loader.batches():
+            inputs, _, _ = self.loader.batch(int(b))
+            yield inputs, torch.from_numpy(stream.probs(stream.read_batch(int(b)), self.t))
+
+
+def make_replay_loader(path: str, t: float) -> tuple[object, str]:
+    """A ladd condition's loader and the path its labels are decoded by: ``ladd_format.torch.replay.ReplayLoader``
+    on the CPU (the stream's own kernel, the labels stored at :data:`STREAM_T` re-tempered to the student's
+    ``t``) when its labels of the first batch agree with the numpy decode within :data:`LABELS_ATOL`
+    (``"replay loader"``); else :class:`NumpyLabels` (``"numpy StreamReader"``)."""
     from ladd_format.torch.replay import ReplayLoader
 
-    return ReplayLoader(path, device="cpu", temperature=None if t == STREAM_T else t)
+    temperature = None if t == STREAM_T else t
+    loader = ReplayLoader(path, device="cpu", temperature=temperature)
+    stream = loader.stream
+    first = int(loader.epoch_batches(0)[0])
+    theirs = loader.batch(first).probs.numpy()
+    ours = stream.probs(stream.read_batch(first), temperature)
+    if np.abs(theirs - ours).max() <= LABELS_ATOL:
+        return loader, "replay loader"
+    return NumpyLabels(loader, temperature), "numpy StreamReader"
 
 
 def train_student(job: dict) -> dict:
@@ -282,11 +349,12 @@ def train_student(job: dict) -> dict:
     mean = torch.tensor(data["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(data["std"]).view(1, 3, 1, 1)
     teacher = load_model(Path(data["teacher"])) if cond == "c" else None
+    decoded_by = None
     if cond in ("a", "c", "d"):
         loader = SRe2LLoader(Path(job["sre2l"]), pil_images(data["x"]), side, batch, data["mean"], data["std"],
                              seed=42 + seed)
-    elif cond == "b":
-        loader = make_replay_loader(job["stream"], t)
+    elif cond in ("b", "b1"):
+        loader, decoded_by = make_replay_loader(job["stream"], t)
     else:
         dense = np.load(job["dense_probs"]).astype(np.float64)
         if t != STREAM_T:                    # stored at T = 1, re-tempered as the replay loader does
@@ -298,16 +366,14 @@ def train_student(job: dict) -> dict:
         rng = np.random.default_rng(5000 + seed)
     model.train()
     for e in range(epochs):
-        if cond in ("a", "c", "d"):
-            it = loader.epoch(e)
-        elif cond == "b":
+        if cond in ("a", "b", "b1", "c", "d"):
             it = loader.epoch(e)
         else:
             it = dense_epoch(xs, dense, box, batch, rng)
         for item in it:
             if cond == "a":
                 inputs, target = item["x"], torch.softmax(item["logits"] / t, -1)
-            elif cond == "b":
+            elif cond in ("b", "b1"):
                 inputs, target = item
             elif cond == "c":
                 inputs = item["x"]
@@ -332,7 +398,7 @@ def train_student(job: dict) -> dict:
     with torch.no_grad():
         pred = torch.cat([model(xt[i:i + 500]).argmax(-1) for i in range(0, len(xt), 500)])
     acc = float((pred.numpy() == data["yt"]).mean())
-    return {"acc": acc, "seconds": time.perf_counter() - started}
+    return {"acc": acc, "seconds": time.perf_counter() - started, "labels_decoded_by": decoded_by}
 
 
 def dense_epoch(xs: torch.Tensor, dense: np.ndarray, box: np.ndarray, batch: int, rng: np.random.Generator):
@@ -404,21 +470,16 @@ def measure(quick: bool, workers: int, only: tuple[str, ...] | None = None, temp
         log(f"{name}: temperature sweep {({t: round(100 * np.mean(v), 2) for t, v in by_t.items()})} -> T = {best_t:g}")
         t0 = time.perf_counter()
         probs = dense_labels(data, STREAM_T)
-        have_stream = all(g["stream_bytes"] is not None for g in gens.values())
-        # (e)'s bytes follow (b)'s; before the package writes streams, 40 B per record (C = 1000) / 15 B
-        target = (float(np.mean([g["stream_bytes"] for g in gens.values()])) if have_stream
-                  else ds["epochs"] * len(data["x"]) * (40 if ds["classes"] > 10 else 15))
+        target = float(np.mean([g["stream_bytes"] for g in gens.values()]))     # (e)'s bytes follow (b)'s
         dense = write_dense(ds, data, probs, target, sub)
         from ladd_format.codecs import parse_codec
 
         c = parse_codec(dense["codec"])
         np.save(sub / "dense_probs.npy", c.decode(c.encode(probs), ds["classes"]).astype(np.float32))
         timing[f"{name}: dense labels"] = time.perf_counter() - t0
-        conds = [c for c in CONDITIONS if only is None or c in only]
-        if "b" in conds and not (have_stream and have("ladd_format.torch.replay", "ReplayLoader")):
-            log(f"{name}: (b) not trained: the package cannot write or replay streams yet")
-            conds.remove("b")
-        jobs = [dict(base, cond=cond, seed=s, t=best_t, sre2l=gens[s]["sre2l"], stream=gens[s]["stream"],
+        conds = [c for c in CONDITIONS if (only is None or c in only) and (c != "b1" or "stream_b1" in gens[0])]
+        jobs = [dict(base, cond=cond, seed=s, t=best_t, sre2l=gens[s]["sre2l"],
+                     stream=gens[s]["stream_b1" if cond == "b1" else "stream"],
                      dense_probs=str(sub / "dense_probs.npy"))
                 for cond in conds for s in range(st["seeds"]) if not (cond == "c")]
         t0 = time.perf_counter()
@@ -426,9 +487,12 @@ def measure(quick: bool, workers: int, only: tuple[str, ...] | None = None, temp
         timing[f"{name}: students"] = time.perf_counter() - t0
         rows = {cond: [None] * st["seeds"] for cond in conds}
         secs = {cond: [] for cond in conds}
+        decoded = {}
         for j, r in zip(jobs, res):
             rows[j["cond"]][j["seed"]] = r["acc"]
             secs[j["cond"]].append(r["seconds"])
+            if r.get("labels_decoded_by"):
+                decoded.setdefault(j["cond"], set()).add(r["labels_decoded_by"])
         if "c" in rows:
             for j, r in zip(sweep_jobs, sweep):
                 if j["t"] == best_t:
@@ -437,7 +501,11 @@ def measure(quick: bool, workers: int, only: tuple[str, ...] | None = None, temp
         results.append({"dataset": {k: v for k, v in ds.items()}, "m": len(data["x"]), "test": len(data["xt"]),
                         "temps": {str(t): v for t, v in by_t.items()}, "best_t": best_t,
                         "stream_codec": gens[0]["codec"],
-                        "stream_bytes": [g["stream_bytes"] for g in gens.values()] if have_stream else None,
+                        "stream_bytes": [g["stream_bytes"] for g in gens.values()],
+                        "stream_b1_codec": gens[0].get("codec_b1"),
+                        "stream_b1_bytes": ([g["stream_b1_bytes"] for g in gens.values()] if "codec_b1" in gens[0]
+                                            else None),
+                        "labels_decoded_by": {k: sorted(v) for k, v in decoded.items()},
                         "sre2l_bytes": [g["sre2l_bytes"] for g in gens.values()],
                         "dense": {k: v for k, v in dense.items() if k != "path"},
                         "accuracies": rows, "seconds": {k: float(np.mean(v)) if v else None for k, v in secs.items()}})
@@ -480,9 +548,12 @@ def render(payload: dict) -> str:
                   f"- Bytes per image of D (zip, `ladd size`): (a) SRe2L's files "
                   f"{np.mean(r['sre2l_bytes']) / r['m']:,.0f} B (as written: pickles, no compression); (b) the "
                   + (f"stream (`{r['stream_codec']}`) {np.mean(r['stream_bytes']) / r['m']:,.0f} B" if r["stream_bytes"]
-                     else "stream not measured") + "; (e) dense labels "
+                     else "stream not measured")
+                  + (f"; (b1) the stream (`{r['stream_b1_codec']}`) {np.mean(r['stream_b1_bytes']) / r['m']:,.0f} B"
+                     if r.get("stream_b1_bytes") else "") + "; (e) dense labels "
                   f"`{r['dense']['codec']}` {r['dense']['dense_bytes'] / r['m']:,.0f} B "
                   "(the section-6 codec closest to (b)'s bytes).", "",
+                  *decode_notes(r),
                   "| labels | accuracy | Δ vs (a) | Δ vs (c) | s per student |", "|---|---:|---:|---:|---:|"]
         acc = r["accuracies"]
         for cond, values in acc.items():
@@ -493,9 +564,35 @@ def render(payload: dict) -> str:
                          f"{'-' if cond == 'a' else _dfmt(values, acc.get('a'))} | "
                          f"{'-' if cond == 'c' else _dfmt(values, acc.get('c'))} | "
                          f"{'-' if secs is None else f'{secs:.0f}'} |")
-        notes = [noise_note(acc, x, y) for x, y in (("b", "a"), ("b", "c"), ("e", "b"))]
-        lines += [""] + [n for n in notes if n] + [""]
+        notes = [noise_note(acc, x, y) for x, y in (("b", "a"), ("b", "c"), ("b1", "a"), ("b", "b1"), ("e", "b"))]
+        lines += [""] + [n for n in notes if n] + per_seed_lines(acc) + [""]
     return "\n".join(lines).rstrip()
+
+
+def decode_notes(r: dict) -> list[str]:
+    """Which path decoded each ladd condition's labels, and (b1)'s absence where it equals (b); then a blank."""
+    lines = []
+    if r.get("stream_b1_codec") is None and "stream_b1_codec" in r:
+        lines.append(f"- (b1) is not trained: at C = {r['dataset']['classes']} spec 1.2's default fell back to "
+                     f"`{r['stream_codec']}`, (b)'s codec.")
+    for cond, paths in sorted(r.get("labels_decoded_by", {}).items()):
+        if paths != ["replay loader"]:
+            lines.append(f"- ({cond})'s labels: decoded by {' and '.join(paths)} (the replay loader's labels differed "
+                         f"from the package's numpy decode by more than {LABELS_ATOL:g}; its inputs are used).")
+    return lines + [""] if lines else []
+
+
+def per_seed_lines(acc: dict) -> list[str]:
+    """Per-seed differences (points) of the ladd conditions against (a) and (c)."""
+    out = []
+    for x in ("b", "b1"):
+        if x not in acc or None in acc[x]:
+            continue
+        for y in ("a", "c"):
+            if y in acc and None not in acc[y]:
+                d = 100 * (np.asarray(acc[x]) - np.asarray(acc[y]))
+                out.append(f"- ({x}) − ({y}) per seed: " + ", ".join(f"{v:+.2f}" for v in d) + " points.")
+    return out
 
 
 def paired_ci(a, b) -> tuple[float, float] | None:

@@ -376,7 +376,7 @@ RENDERS = [
     ("students_c1000", ["--temperature", "0.25"], "students_c1000_t025"), ("demo_students", [], "demo_students"),
     ("ladd_memory", [], "ladd_memory"), ("scale", [], "scale"), ("scale", ["--results-key", "scale_ipc50"], "scale_ipc50"),
     ("adversarial", [], "adversarial"), ("planted_bugs", [], "planted_bugs"), ("mutation", [], "mutation"),
-    ("cli_startup", [], "cli_startup"), ("stream_codecs", [], "stream_codecs"),
+    ("cli_startup", [], "cli_startup"), ("stream_codecs", [], "stream_codecs"), ("stream_tail_rank", [], "stream_tail_rank"),
 ]
 
 

@@ -401,3 +401,37 @@ def test_the_planted_bugs():
         files = {test.split("::")[0] for test in r["failed"]}
         assert len(r["failed"]) >= 2 and len(files) >= 2, r["name"]
     assert "every one fails at least two tests in two files" in " ".join(README.split())
+
+
+def _stream_delta(section_key: str, heading: str, condition: str) -> tuple[str, str]:
+    """The Δ vs (a) cell, as 'mean', 'std', of ``condition``'s row under ``heading`` in a stream_students section."""
+    text = section(section_key)
+    part = text[text.index(heading):]
+    part = part[:part.index("\n### ")] if "\n### " in part else part
+    cells = row(part, condition)
+    mean, std = re.findall(r"[-+]?[0-9]+\.[0-9]+", cells[2])[:2]
+    return mean, std
+
+
+def test_the_relabel_stream_headline():
+    """The README's relabel-stream bullet: the default codec's bytes at ImageNet-1K IPC 10 shape
+    (stream-storage.md) and the students' paired differences (stream-students.md)."""
+    storage = section("stream_storage")
+    default = json.loads((JSON / "stream_storage.json").read_text())["data"]["default_stream_codec"]
+    line = next(l for l in storage.splitlines() if l.startswith(f"| **`{default}` (the default)**") and "yes" in l)
+    total, ratio = re.search(r"\| ([0-9.,]+) MB \| 1/([0-9.]+) \| yes", line).groups()
+    mb, share = readme(rf"\(top-5 probabilities and a rank-24 low-rank tail\) takes \*\*({NUMBER}) MB\*\*, 1/({NUMBER})")[0]
+    assert_rounds_to(value(total), mb, "default stream codec MB")
+    assert_rounds_to(value(ratio), share, "default stream codec ratio")
+    digits = _stream_delta("stream_students", "### digits (C = 10)", "(b)")
+    hot = _stream_delta("stream_students", "### digits-1000", "(b)")
+    cold = _stream_delta("stream_students_t1", "### digits-1000", "(b)")
+    old = _stream_delta("stream_students", "### digits-1000", "(b1)")
+    printed = readme(rf"on digits \(−({NUMBER}) ± ({NUMBER}) points\) and on a 1000-class stand-in at T = 1 "
+                     rf"\(−({NUMBER}) ± ({NUMBER})\) and at SRe2L's T = 20 \(−({NUMBER}) ± ({NUMBER})\), where spec "
+                     rf"1.2's top-20 default lost ({NUMBER}) points")[0]
+    for (mean, std), (p_mean, p_std), what in ((digits, printed[0:2], "digits"), (cold, printed[2:4], "T = 1"),
+                                               (hot, printed[4:6], "T = 20")):
+        assert_rounds_to(-value(mean), p_mean, f"(b) - (a) {what}")
+        assert_rounds_to(value(std), p_std, f"(b) - (a) spread {what}")
+    assert_rounds_to(-value(old[0]), printed[6], "(b1) - (a) at T = 20")
