@@ -675,27 +675,49 @@ class _Verifier:
         """Read every digested stream dataset once, in blocks of whole batches, for rules 11, 16, 17."""
         names = spec.digested(num_classes)
         datasets = {name: g[name] for name in names}
-        nb = int(batch_start.shape[0])
-        ends = np.append(batch_start[1:], q)
-        lengths = ends - batch_start
-        record_bytes = max(1, checked_row_bytes(ds for name, ds in datasets.items() if not spec.per_batch(name)))
-        block_records = max(1, READ_BLOCK_BYTES // record_bytes)
+        lengths = np.append(batch_start[1:], q) - batch_start
+        record_bytes = checked_row_bytes(ds for name, ds in datasets.items() if not spec.per_batch(name))
         running = {name: hashlib.sha256() for name in names}
-        self.scanned.update(ds.name for ds in datasets.values())
         broken: set[str] = set()          # datasets with an unreadable chunk (reported under rule 11)
         values: dict[str, str] = {}       # dataset -> the first value problem found
         mismatch: dict[str, int] = {}     # dataset -> the first batch off its digest
         labels = list(spec.codec.layout(num_classes))
+        for b0, b1, r0, rows in self._batch_blocks(datasets, batch_start, q, record_bytes, spec.per_batch,
+                                                   running, broken):
+            self._compare_batch_digests(names, rows, batch_start, b0, b1, mismatch)
+            if all(name in rows for name in (S.STREAM_IMAGE, S.STREAM_BOX, S.STREAM_FLIP, *spec.mix_datasets(),
+                                              *labels)):
+                found = stream_checks.batch_problems(
+                    spec, num_classes, m, h, w, rows[S.STREAM_IMAGE], rows[S.STREAM_BOX], rows[S.STREAM_FLIP],
+                    rows.get(S.STREAM_MIX_PARTNER), rows.get(S.STREAM_MIX_BOX), rows.get(S.STREAM_MIX_LAMBDA),
+                    {name: rows[name] for name in labels}, lengths=np.repeat(lengths[b0:b1], lengths[b0:b1]),
+                    record_offset=r0, batch_offset=b0)
+                for name, message in found:
+                    values.setdefault(name, message)
+        self._finish_digests(datasets, broken, running, mismatch, S.STREAM_BATCH_DIGESTS, "4.7", Rule.STREAM_DIGESTS)
+        for name, message in values.items():
+            self.fail(StreamError, S.stream_path(name), f"{message} (spec 4.7)")
+
+    def _batch_blocks(self, datasets: dict[str, h5py.Dataset], batch_start: np.ndarray, q: int, record_bytes: int,
+                      per_batch: Callable[[str], bool], running: dict, broken: set[str]):
+        """Read ``datasets`` once, in blocks of whole batches (at least one, about READ_BLOCK_BYTES of
+        records): yields ``(b0, b1, r0, rows)`` for batches [b0, b1), whose first record is r0, with each
+        readable dataset's rows (per-batch datasets: rows b0..b1). Every block read is added to its
+        dataset's ``running`` SHA-256; a dataset with an unreadable chunk is reported (rule 11), put in
+        ``broken`` and read no more."""
+        self.scanned.update(ds.name for ds in datasets.values())
+        nb = int(batch_start.shape[0])
+        ends = np.append(batch_start[1:], q)
+        block_records = max(1, READ_BLOCK_BYTES // max(1, record_bytes))
         b0 = 0
         while b0 < nb:
-            # whole batches, at least one, about block_records records
             b1 = max(b0 + 1, int(np.searchsorted(batch_start, batch_start[b0] + block_records, side="left")))
             r0, r1 = int(batch_start[b0]), int(ends[b1 - 1])
             rows: dict[str, np.ndarray] = {}
             for name, ds in datasets.items():
                 if name in broken:
                     continue
-                a, z = (b0, b1) if spec.per_batch(name) else (r0, r1)
+                a, z = (b0, b1) if per_batch(name) else (r0, r1)
                 try:
                     rows[name] = ds[a:z]
                 except OSError:
@@ -707,27 +729,20 @@ class _Verifier:
                 if self.progress is not None:
                     self.read_bytes += block.nbytes
                     self.progress(self.read_bytes // 10**6, max(self.read_bytes, self.file_bytes) // 10**6)
-            self._compare_batch_digests(names, rows, batch_start, b0, b1, mismatch)
-            if all(name in rows for name in (S.STREAM_IMAGE, S.STREAM_BOX, S.STREAM_FLIP, *spec.mix_datasets(),
-                                              *labels)):
-                found = stream_checks.batch_problems(
-                    spec, num_classes, m, h, w, rows[S.STREAM_IMAGE], rows[S.STREAM_BOX], rows[S.STREAM_FLIP],
-                    rows.get(S.STREAM_MIX_PARTNER), rows.get(S.STREAM_MIX_BOX), rows.get(S.STREAM_MIX_LAMBDA),
-                    {name: rows[name] for name in labels}, lengths=np.repeat(lengths[b0:b1], lengths[b0:b1]),
-                    record_offset=r0, batch_offset=b0)
-                for name, message in found:
-                    values.setdefault(name, message)
+            yield b0, b1, r0, rows
             b0 = b1
+
+    def _finish_digests(self, datasets: dict[str, h5py.Dataset], broken: set[str], running: dict,
+                        mismatch: dict[str, int], table: str, section: str, rule: Rule) -> None:
+        """After :meth:`_batch_blocks`: each dataset read whole against its ``sha256`` (rule 11), and the
+        first batch off its digest in the table ``table`` (a name inside ``/stream``) reported under ``rule``."""
         for name, ds in datasets.items():
             if name in broken:
                 continue
             self._check_sha256(ds, running[name])
             if name in mismatch:
                 self.fail(DigestError, ds.name, f"batch {mismatch[name]} does not match its digest in "
-                          f"{S.stream_path(S.STREAM_BATCH_DIGESTS)} (spec 4.7): the data is damaged",
-                          Rule.STREAM_DIGESTS)
-        for name, message in values.items():
-            self.fail(StreamError, S.stream_path(name), f"{message} (spec 4.7)")
+                          f"{S.stream_path(table)} (spec {section}): the data is damaged", rule)
 
     def _compare_batch_digests(self, names: list[str], rows: dict[str, np.ndarray], batch_start: np.ndarray,
                                b0: int, b1: int, mismatch: dict[str, int], table_ds: h5py.Dataset | None = None
@@ -825,40 +840,15 @@ class _Verifier:
         names = list(S.STREAM_TAIL_DIGESTED)
         datasets = {name: g[name] for name in names}
         q = int(datasets[S.STREAM_TAIL_SCALE].shape[0])
-        nb = int(batch_start.shape[0])
-        ends = np.append(batch_start[1:], q)
-        block_records = max(1, READ_BLOCK_BYTES // max(1, checked_row_bytes(datasets.values())))
         running = {name: hashlib.sha256() for name in names}
-        self.scanned.update(ds.name for ds in datasets.values())
         broken: set[str] = set()
         mismatch: dict[str, int] = {}
-        b0 = 0
-        while b0 < nb:
-            b1 = max(b0 + 1, int(np.searchsorted(batch_start, batch_start[b0] + block_records, side="left")))
-            r0, r1 = int(batch_start[b0]), int(ends[b1 - 1])
-            rows: dict[str, np.ndarray] = {}
-            for name, ds in datasets.items():
-                if name in broken:
-                    continue
-                try:
-                    rows[name] = ds[r0:r1]
-                except OSError:
-                    broken.add(name)
-                    self._report_bad_chunks(ds, self._bad_chunks(ds, r0, r1, ds.chunks[0]))
-                    continue
-                block = rows[name]
-                running[name].update(np.ascontiguousarray(block.astype(block.dtype.newbyteorder("<"), copy=False)))
+        for b0, b1, r0, rows in self._batch_blocks(datasets, batch_start, q, checked_row_bytes(datasets.values()),
+                                                   lambda name: False, running, broken):
             self._compare_batch_digests(names, rows, batch_start, b0, b1, mismatch, table)
             if S.STREAM_TAIL_SCALE in rows:
                 check_scale(rows[S.STREAM_TAIL_SCALE], r0)
-            b0 = b1
-        for name, ds in datasets.items():
-            if name in broken:
-                continue
-            self._check_sha256(ds, running[name])
-            if name in mismatch:
-                self.fail(DigestError, ds.name, f"batch {mismatch[name]} does not match its digest in "
-                          f"{S.stream_path(S.STREAM_TAIL_DIGESTS)} (spec 4.8): the data is damaged", Rule.STREAM_TAIL)
+        self._finish_digests(datasets, broken, running, mismatch, S.STREAM_TAIL_DIGESTS, "4.8", Rule.STREAM_TAIL)
 
     @checks(Rule.PROVENANCE)
     def check_provenance(self):
